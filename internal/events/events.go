@@ -1,0 +1,98 @@
+// Package events defines the lifecycle event that flows on herald.events and lands in
+// ClickHouse: the contract between the dispatcher and webhook server (producers) and the
+// analytics sink (consumer). It owns the encoding and event identity, nothing else.
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Kind is an event type.
+type Kind string
+
+// The lifecycle of a message, in funnel order where one exists.
+const (
+	Queued    Kind = "queued"    // fan-out wrote the send job
+	Skipped   Kind = "skipped"   // policy said no; Reason holds the code
+	Sent      Kind = "sent"      // the provider accepted it; ProviderMessageID set
+	Failed    Kind = "failed"    // the provider refused or reported failure; ErrorCode set
+	Delivered Kind = "delivered" // status webhook
+	Read      Kind = "read"      // status webhook
+	Clicked   Kind = "clicked"
+	Replied   Kind = "replied"
+	Converted Kind = "converted"
+	OptedOut  Kind = "opted_out"
+	OptedIn   Kind = "opted_in"
+)
+
+var kinds = map[Kind]bool{Queued: true, Skipped: true, Sent: true, Failed: true, Delivered: true,
+	Read: true, Clicked: true, Replied: true, Converted: true, OptedOut: true, OptedIn: true}
+
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool { return kinds[k] }
+
+// Event is one row of the events table.
+type Event struct {
+	ID                string    `json:"id"`
+	Kind              Kind      `json:"kind"`
+	Time              time.Time `json:"ts"`
+	CampaignID        string    `json:"campaign,omitempty"`
+	ContactID         uint32    `json:"contact"`
+	SenderID          string    `json:"sender,omitempty"`
+	Channel           string    `json:"channel,omitempty"`
+	Template          string    `json:"template,omitempty"`
+	Variant           string    `json:"variant,omitempty"`
+	Country           string    `json:"country,omitempty"`
+	ProviderMessageID string    `json:"provider_msg_id,omitempty"`
+	Reason            string    `json:"reason,omitempty"`     // skip reason code
+	ErrorCode         int       `json:"error_code,omitempty"` // provider error code on failed
+	Retryable         bool      `json:"retryable,omitempty"`
+	ConsentRef        string    `json:"consent_ref,omitempty"` // the ledger record a send relied on
+}
+
+// ID is the identity of an event. Lifecycle events are deterministic in (campaign,
+// contact, kind) so that a redelivered job, a duplicated webhook or a status that both the
+// worker and the webhook report all collapse to one row; discriminator separates events
+// that may legitimately repeat (a click on another link, another conversion).
+func ID(campaign string, contact uint32, kind Kind, discriminator string) string {
+	h := sha256.New()
+	h.Write([]byte(campaign))
+	h.Write([]byte{0})
+	h.Write(strconv.AppendUint(nil, uint64(contact), 10))
+	h.Write([]byte{0})
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(discriminator))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// New returns an event with its deterministic ID set.
+func New(kind Kind, campaign string, contact uint32, at time.Time) Event {
+	return Event{ID: ID(campaign, contact, kind, ""), Kind: kind, Time: at.UTC(), CampaignID: campaign, ContactID: contact}
+}
+
+// Marshal encodes e for Kafka.
+func (e Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// Unmarshal decodes and validates an event.
+func Unmarshal(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if e.ID == "" {
+		return Event{}, fmt.Errorf("decode event: missing id")
+	}
+	if !e.Kind.Valid() {
+		return Event{}, fmt.Errorf("decode event %s: unknown kind %q", e.ID, e.Kind)
+	}
+	if e.Time.IsZero() {
+		return Event{}, fmt.Errorf("decode event %s: missing ts", e.ID)
+	}
+	return e, nil
+}
