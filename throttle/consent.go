@@ -1,0 +1,212 @@
+package throttle
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+)
+
+// Publisher writes messages to one Kafka topic (a *kafka.Writer).
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Ledger records consent grants and revocations. Every change is written to the
+// herald.consent topic (the source of truth) before the Redis state that the policy reads
+// changes, so a crash in between leaves a record that `herald consent rebuild` replays.
+type Ledger struct {
+	rdb    redis.UniversalClient
+	prefix string
+	pub    Publisher
+	now    func() time.Time
+}
+
+// NewLedger returns a ledger writing to pub (the consent topic) and Redis.
+func NewLedger(rdb redis.UniversalClient, prefix string, pub Publisher) *Ledger {
+	return &Ledger{rdb: rdb, prefix: prefix, pub: pub, now: time.Now}
+}
+
+// Change is one consent grant or revocation to record.
+type Change struct {
+	ContactID      uint32
+	Channel        string // whatsapp
+	Purpose        string // marketing, utility
+	Action         events.ConsentAction
+	Source         string // import, web_form, keyword, api, provider
+	Wording        string
+	WordingVersion string
+	IP, UserAgent  string
+	Actor          string
+	Proof          string
+	Time           time.Time // zero: now
+}
+
+func (c Change) validate() error {
+	switch {
+	case c.ContactID == 0:
+		return fmt.Errorf("consent change: missing contact")
+	case c.Channel == "" || c.Purpose == "":
+		return fmt.Errorf("consent change for contact %d: channel and purpose are required", c.ContactID)
+	case c.Action != events.Grant && c.Action != events.Revoke:
+		return fmt.Errorf("consent change for contact %d: action must be grant or revoke, not %q", c.ContactID, c.Action)
+	case c.Source == "":
+		return fmt.Errorf("consent change for contact %d: source is required", c.ContactID)
+	}
+	return nil
+}
+
+func (l *Ledger) stateKey(channel, purpose string) string {
+	return l.prefix + "consent:" + channel + ":" + purpose
+}
+
+func (l *Ledger) headKey() string { return l.prefix + "consent:head" }
+
+func newRecordID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "cr_" + hex.EncodeToString(b)
+}
+
+// applyScript moves a contact's chain head from ARGV[1] to ARGV[2] and sets the consent
+// state, only if the head is still ARGV[1]; it returns 0 when another writer got there first.
+var applyScript = redis.NewScript(`
+local head = redis.call('HGET', KEYS[1], ARGV[3]) or ''
+if head ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return 1
+`)
+
+// Apply records changes: it seals each into a hash-chained record, writes them all to the
+// consent topic, then applies them to Redis. Changes that would not change the state (a
+// grant to a contact already granted for that channel and purpose) are still recorded
+// only when force is set; by default they are dropped, so re-importing a file is a no-op.
+func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]events.ConsentRecord, error) {
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	for _, c := range changes {
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+	}
+	// Current heads and states, one round trip.
+	pipe := l.rdb.Pipeline()
+	heads := make([]*redis.StringCmd, len(changes))
+	states := make([]*redis.StringCmd, len(changes))
+	for i, c := range changes {
+		id := strconv.FormatUint(uint64(c.ContactID), 10)
+		heads[i] = pipe.HGet(ctx, l.headKey(), id)
+		states[i] = pipe.HGet(ctx, l.stateKey(c.Channel, c.Purpose), id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("read consent state: %w", err)
+	}
+	now := l.now()
+	prev := map[uint32]string{}
+	var records []events.ConsentRecord
+	for i, c := range changes {
+		cur := states[i].Val()
+		if !force && cur != "" && strings.HasPrefix(cur, string(c.Action[0])+"|") {
+			continue
+		}
+		p, seen := prev[c.ContactID]
+		if !seen {
+			p = heads[i].Val()
+		}
+		at := c.Time
+		if at.IsZero() {
+			at = now
+		}
+		r := events.ConsentRecord{ID: newRecordID(), ContactID: c.ContactID, Channel: c.Channel, Purpose: c.Purpose,
+			Action: c.Action, Source: c.Source, Wording: c.Wording, WordingVersion: c.WordingVersion, IP: c.IP,
+			UserAgent: c.UserAgent, Actor: c.Actor, Proof: c.Proof, Time: at}
+		r.Seal(p)
+		prev[c.ContactID] = r.Hash
+		records = append(records, r)
+	}
+	if len(records) == 0 {
+		return nil, nil
+	}
+	msgs := make([]kafka.Message, len(records))
+	for i, r := range records {
+		b, err := r.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		msgs[i] = kafka.Message{Key: kafkax.ContactKey(r.ContactID), Value: b}
+	}
+	if err := l.pub.WriteMessages(ctx, msgs...); err != nil {
+		return nil, fmt.Errorf("publish consent: %w", err)
+	}
+	if err := l.applyState(ctx, records); err != nil {
+		return records, err
+	}
+	return records, nil
+}
+
+// applyState applies ledger records to the Redis state in order. Scripts run with EVAL
+// inside pipelines: EVALSHA there has no NOSCRIPT fallback after a Redis restart.
+func (l *Ledger) applyState(ctx context.Context, records []events.ConsentRecord) error {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(records))
+	for i, r := range records {
+		id := strconv.FormatUint(uint64(r.ContactID), 10)
+		state := string(r.Action[0]) + "|" + r.ID
+		cmds[i] = applyScript.Eval(ctx, pipe, []string{l.headKey(), l.stateKey(r.Channel, r.Purpose)}, r.PrevHash, r.Hash, id, state)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("apply consent state: %w", err)
+	}
+	for i, c := range cmds {
+		if n, _ := c.Int(); n != 1 {
+			return fmt.Errorf("apply consent record %s: contact %d changed concurrently; run `herald consent rebuild`", records[i].ID, records[i].ContactID)
+		}
+	}
+	return nil
+}
+
+// State is a contact's consent for one channel and purpose.
+type State struct {
+	Granted  bool
+	RecordID string // the ledger record the state comes from ("" when never recorded)
+}
+
+// States returns the consent state of contacts for channel and purpose, one round trip.
+func (l *Ledger) States(ctx context.Context, channel, purpose string, contacts []uint32) ([]State, error) {
+	return readConsent(ctx, l.rdb, l.stateKey(channel, purpose), contacts)
+}
+
+func readConsent(ctx context.Context, rdb redis.Cmdable, key string, contacts []uint32) ([]State, error) {
+	fields := make([]string, len(contacts))
+	for i, c := range contacts {
+		fields[i] = strconv.FormatUint(uint64(c), 10)
+	}
+	vals, err := rdb.HMGet(ctx, key, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read consent: %w", err)
+	}
+	out := make([]State, len(contacts))
+	for i, v := range vals {
+		s, _ := v.(string)
+		out[i] = parseState(s)
+	}
+	return out, nil
+}
+
+func parseState(s string) State {
+	if len(s) < 2 || s[1] != '|' {
+		return State{}
+	}
+	return State{Granted: s[0] == 'g', RecordID: s[2:]}
+}
