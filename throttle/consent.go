@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,9 +87,8 @@ return 1
 `)
 
 // Apply records changes: it seals each into a hash-chained record, writes them all to the
-// consent topic, then applies them to Redis. Changes that would not change the state (a
-// grant to a contact already granted for that channel and purpose) are still recorded
-// only when force is set; by default they are dropped, so re-importing a file is a no-op.
+// consent topic, then applies them to Redis. Changes that would not change the state are
+// dropped unless force is set, so re-importing a file is a no-op.
 func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]events.ConsentRecord, error) {
 	if len(changes) == 0 {
 		return nil, nil
@@ -116,8 +114,9 @@ func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]eve
 	prev := map[uint32]string{}
 	var records []events.ConsentRecord
 	for i, c := range changes {
-		cur := states[i].Val()
-		if !force && cur != "" && strings.HasPrefix(cur, string(c.Action[0])+"|") {
+		// Only changes of state are recorded (a grant to a granted contact, or a revoke of
+		// one who never granted, changes nothing), unless force asks for the record anyway.
+		if !force && parseState(states[i].Val()).Granted == (c.Action == events.Grant) {
 			continue
 		}
 		p, seen := prev[c.ContactID]

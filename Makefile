@@ -1,0 +1,29 @@
+# Herald: the two commands of the README, and a few helpers.
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+
+.PHONY: demo test build vet fmt bench clean
+
+## demo: run a real campaign end to end on a local stack (installs what is missing)
+demo:
+	./deploy/local-stack.sh install
+	$(GO) run ./cmd/herald demo
+
+## test: the whole test suite against real redis-server, clickhouse-server and kfake
+test:
+	./deploy/local-stack.sh install
+	$(GO) vet ./...
+	$(GO) test -race -timeout 30m ./...
+
+build:
+	$(GO) build -o bin/herald ./cmd/herald
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf .herald bin

@@ -1,0 +1,187 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+)
+
+// schemaFeatures are the DDL choices that depend on the server version.
+type schemaFeatures struct {
+	// lowCardinality: LowCardinality(String) without the experimental setting (≥ 20.1;
+	// 18.16 refuses it unless allow_experimental_low_cardinality_type is set).
+	lowCardinality bool
+}
+
+func featuresOf(v proto.Version) schemaFeatures {
+	return schemaFeatures{lowCardinality: proto.CheckMinVersion(proto.Version{Major: 20, Minor: 1}, v)}
+}
+
+// dim is the column type of a short, repetitive string (kind, channel, country…).
+func (f schemaFeatures) dim() string {
+	if f.lowCardinality {
+		return "LowCardinality(String)"
+	}
+	return "String"
+}
+
+// migration is one schema change. Its statements must be idempotent (IF NOT EXISTS), so
+// that a run interrupted between the DDL and the schema_migrations row can be repeated.
+type migration struct {
+	version uint32
+	name    string
+	ddl     func(f schemaFeatures) []string
+}
+
+func (m migration) id() string { return fmt.Sprintf("%04d_%s", m.version, m.name) }
+
+// migrations in version order. Append only: an applied migration is never edited.
+var migrations = []migration{
+	{1, "create_events", func(f schemaFeatures) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS events (
+    event_id        String,
+    kind            ` + f.dim() + `,
+    ts              DateTime,
+    ts_ms           UInt64,
+    campaign_id     String,
+    contact_id      UInt32,
+    sender_id       ` + f.dim() + `,
+    channel         ` + f.dim() + `,
+    template        ` + f.dim() + `,
+    variant         ` + f.dim() + `,
+    country         ` + f.dim() + `,
+    provider_msg_id String,
+    reason          ` + f.dim() + `,
+    error_code      Int32,
+    retryable       UInt8,
+    consent_ref     String,
+    inserted_at     DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (campaign_id, kind, contact_id, event_id)`}
+	}},
+	{2, "create_consent_log", func(f schemaFeatures) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS consent_log (
+    id              String,
+    contact_id      UInt32,
+    channel         ` + f.dim() + `,
+    purpose         ` + f.dim() + `,
+    action          ` + f.dim() + `,
+    source          ` + f.dim() + `,
+    wording         String,
+    wording_version String,
+    ip              String,
+    user_agent      String,
+    actor           String,
+    proof           String,
+    ts              DateTime,
+    ts_ms           UInt64,
+    prev_hash       String,
+    hash            String,
+    inserted_at     DateTime DEFAULT now()
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (contact_id, ts_ms, id)`}
+	}},
+	{3, "create_inbound", func(f schemaFeatures) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS inbound (
+    id          String,
+    contact_id  UInt32,
+    from_addr   String,
+    sender_id   ` + f.dim() + `,
+    channel     ` + f.dim() + `,
+    type        ` + f.dim() + `,
+    text        String,
+    reply_to    String,
+    ts          DateTime,
+    ts_ms       UInt64,
+    inserted_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(ts)
+ORDER BY (contact_id, ts_ms, id)`}
+	}},
+	{4, "create_contacts", func(f schemaFeatures) []string {
+		return []string{`CREATE TABLE IF NOT EXISTS contacts (
+    contact_id UInt32,
+    phone_hash String,
+    country    ` + f.dim() + `,
+    tz         ` + f.dim() + `,
+    locale     ` + f.dim() + `,
+    tags       Array(String),
+    updated_at DateTime
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY contact_id`}
+	}},
+}
+
+const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    UInt32,
+    name       String,
+    applied_at DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree()
+ORDER BY version`
+
+// Migrate brings the schema of the connection's current database up to date and returns
+// the migrations it applied ("0001_create_events", …); nil when there was nothing to do.
+// Applied versions are recorded in schema_migrations (version, name, applied_at). Every
+// statement is idempotent, so a run that stopped half-way, or two runs racing, leave the
+// same schema; a version recorded twice by a race collapses (ReplacingMergeTree) and is
+// read with DISTINCT.
+//
+// Column types depend on the server version: on ClickHouse ≥ 20.1 repetitive strings
+// are LowCardinality(String), on older servers plain String. The choice is made when a
+// table is created; upgrading the server later does not alter existing tables.
+func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
+	sv, err := conn.ServerVersion()
+	if err != nil {
+		return nil, fmt.Errorf("migrate: server version: %w", err)
+	}
+	f := featuresOf(sv.Version)
+	if err := conn.Exec(ctx, createSchemaMigrations); err != nil {
+		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	done, err := appliedVersions(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	var applied []string
+	for _, m := range migrations {
+		if done[m.version] {
+			continue
+		}
+		for _, stmt := range m.ddl(f) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("migrate %s on ClickHouse %s: %w", m.id(), sv.Version, err)
+			}
+		}
+		// A native INSERT … VALUES through Exec hangs on 18.16: insert through a batch.
+		rec := []any{[]uint32{m.version}, []string{m.name}}
+		if err := insertColumns(ctx, conn, "schema_migrations", []string{"version", "name"}, rec); err != nil {
+			return applied, fmt.Errorf("migrate %s: record version: %w", m.id(), err)
+		}
+		applied = append(applied, m.id())
+	}
+	return applied, nil
+}
+
+func appliedVersions(ctx context.Context, conn driver.Conn) (map[uint32]bool, error) {
+	rows, err := conn.Query(ctx, "SELECT DISTINCT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	done := map[uint32]bool{}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+		}
+		done[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	return done, nil
+}

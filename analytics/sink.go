@@ -1,0 +1,295 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/internal/kafkax"
+)
+
+// SinkConfig configures a Sink.
+type SinkConfig struct {
+	Brokers []string
+	Topics  kafkax.Topics // Events, Consent and Inbound are consumed
+	Group   string        // Kafka consumer group; default "herald-sink"
+	Conn    driver.Conn   // its current database holds the migrated schema
+
+	BatchRows     int           // insert when this many messages are pending; default 10000
+	FlushInterval time.Duration // or when the oldest pending message is this old; default 1s
+	// ShutdownTimeout bounds the final flush after the context is cancelled; default 10s.
+	// Rows not inserted by then are not committed, so Kafka redelivers them.
+	ShutdownTimeout time.Duration
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer // may be nil
+}
+
+// DefaultSinkGroup is the consumer group of the sink when SinkConfig.Group is empty.
+const DefaultSinkGroup = "herald-sink"
+
+// Sink moves herald.events, herald.consent and herald.inbound into the ClickHouse
+// tables events, consent_log and inbound. Each topic has its own consumer-group reader
+// and batch. A batch is inserted when it is full or old enough, and its offsets are
+// committed only after ClickHouse accepted it, so a crash loses nothing (what was not
+// committed is redelivered, and duplicates never change a report). Undecodable messages
+// are logged, counted and committed with their batch. While ClickHouse refuses a batch
+// the sink retries that same batch with backoff and fetches nothing more.
+//
+// Several sink processes may share a group: Kafka spreads the partitions among them.
+type Sink struct {
+	cfg     SinkConfig
+	log     *slog.Logger
+	metrics *sinkMetrics
+
+	minBackoff, maxBackoff time.Duration
+}
+
+// NewSink returns a sink; Run starts it.
+func NewSink(cfg SinkConfig) *Sink {
+	if cfg.Group == "" {
+		cfg.Group = DefaultSinkGroup
+	}
+	if cfg.BatchRows <= 0 {
+		cfg.BatchRows = 10000
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{
+		cfg:        cfg,
+		log:        log.With("component", "sink"),
+		metrics:    newSinkMetrics(cfg.Registerer),
+		minBackoff: 100 * time.Millisecond,
+		maxBackoff: 10 * time.Second,
+	}
+}
+
+// Topics returns the topics the sink consumes, in the order events, consent, inbound.
+func (s *Sink) Topics() []string {
+	return []string{s.cfg.Topics.Events, s.cfg.Topics.Consent, s.cfg.Topics.Inbound}
+}
+
+// Lag returns how many messages of the sink's topics its group has not committed yet,
+// that is, are not in ClickHouse yet. Zero means the sink has caught up with everything
+// written before the call.
+func (s *Sink) Lag(ctx context.Context) (int64, error) {
+	return Lag(ctx, s.cfg.Brokers, s.cfg.Group, s.Topics()...)
+}
+
+// WaitCaughtUp returns when Lag is zero, polling every 50ms, or with ctx's error.
+func (s *Sink) WaitCaughtUp(ctx context.Context) error {
+	return WaitCaughtUp(ctx, s.cfg.Brokers, s.cfg.Group, s.Topics()...)
+}
+
+// Run consumes until ctx is cancelled, then flushes what is pending (within
+// ShutdownTimeout) and returns nil. It returns an error only when a reader fails for
+// good; the other topics are then flushed and stopped too.
+func (s *Sink) Run(ctx context.Context) error {
+	if s.cfg.Conn == nil {
+		return errors.New("sink: no ClickHouse connection")
+	}
+	if len(s.cfg.Brokers) == 0 {
+		return errors.New("sink: no Kafka brokers")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range []*pipeline{
+		s.newPipeline(s.cfg.Topics.Events, &eventsBuffer{}),
+		s.newPipeline(s.cfg.Topics.Consent, &consentBuffer{}),
+		s.newPipeline(s.cfg.Topics.Inbound, &inboundBuffer{}),
+	} {
+		if p.topic == "" {
+			continue
+		}
+		g.Go(func() error { return p.run(gctx) })
+	}
+	return g.Wait()
+}
+
+// pipeline moves one topic into one table.
+type pipeline struct {
+	s     *Sink
+	topic string
+	buf   buffer
+	log   *slog.Logger
+
+	// Messages taken from Kafka since the last commit: how many, the oldest one's
+	// arrival, and the highest one per partition (what the commit covers).
+	pending   int
+	oldest    time.Time
+	offsets   map[int]kafka.Message
+	undecoded int
+}
+
+func (s *Sink) newPipeline(topic string, buf buffer) *pipeline {
+	return &pipeline{s: s, topic: topic, buf: buf, offsets: map[int]kafka.Message{},
+		log: s.log.With("topic", topic, "table", buf.table())}
+}
+
+type committer interface {
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+func (p *pipeline) run(ctx context.Context) error {
+	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{})
+	defer func() {
+		if err := r.Close(); err != nil {
+			p.log.Warn("close reader", "err", err)
+		}
+	}()
+
+	// The fetcher hands messages over one at a time through an unbuffered channel, so
+	// while a batch is being retried nothing more is taken than the reader's own
+	// bounded queue holds.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	msgs := make(chan kafka.Message)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(fetchErr)
+		for {
+			m, err := r.FetchMessage(fetchCtx)
+			if err != nil {
+				if fetchCtx.Err() == nil {
+					fetchErr <- fmt.Errorf("sink: fetch %s: %w", p.topic, err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-fetchCtx.Done():
+				return // not committed: Kafka redelivers it
+			}
+		}
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case m := <-msgs:
+			p.add(m)
+			if p.pending == 1 {
+				timer.Reset(p.s.cfg.FlushInterval)
+			}
+			if p.pending >= p.s.cfg.BatchRows {
+				timer.Stop()
+				if err := p.flush(ctx, r); err != nil {
+					break loop
+				}
+			}
+		case <-timer.C:
+			if err := p.flush(ctx, r); err != nil {
+				break loop
+			}
+		case err, ok := <-fetchErr:
+			if ok && err != nil {
+				runErr = err
+			}
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	stopFetch()
+	for err := range fetchErr { // wait for the fetcher: it must not use r after Close
+		if runErr == nil {
+			runErr = err
+		}
+	}
+
+	if p.pending > 0 {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := p.flush(fctx, r); err != nil {
+			p.log.Warn("pending rows not inserted at shutdown; Kafka will redeliver them",
+				"rows", p.buf.len(), "err", err)
+		}
+	}
+	return runErr
+}
+
+func (p *pipeline) add(m kafka.Message) {
+	if p.pending == 0 {
+		p.oldest = time.Now()
+	}
+	p.pending++
+	p.s.metrics.pending.WithLabelValues(p.buf.table()).Inc()
+	if prev, ok := p.offsets[m.Partition]; !ok || m.Offset > prev.Offset {
+		p.offsets[m.Partition] = m
+	}
+	if err := p.buf.add(m.Value); err != nil {
+		p.undecoded++
+		p.s.metrics.decodeErrors.WithLabelValues(p.buf.table()).Inc()
+		p.log.Warn("skipping undecodable message", "partition", m.Partition, "offset", m.Offset, "err", err)
+	}
+}
+
+// flush inserts the pending rows, retrying the same batch with backoff until ClickHouse
+// accepts it, then commits the pending offsets. It returns an error only when ctx ends
+// first; the batch then stays pending and uncommitted.
+func (p *pipeline) flush(ctx context.Context, c committer) error {
+	start := time.Now()
+	table := p.buf.table()
+	rows := p.buf.len()
+	if rows > 0 {
+		backoff := p.s.minBackoff
+		for attempt := 1; ; attempt++ {
+			err := p.buf.insert(ctx, p.s.cfg.Conn)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.s.metrics.insertErrors.WithLabelValues(table).Inc()
+			p.log.Warn("insert failed; retrying the same batch", "rows", rows, "attempt", attempt,
+				"retry_in", backoff, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, p.s.maxBackoff)
+		}
+	}
+	msgs := make([]kafka.Message, 0, len(p.offsets))
+	for _, m := range p.offsets {
+		msgs = append(msgs, m)
+	}
+	if err := c.CommitMessages(ctx, msgs...); err != nil {
+		// The rows are in ClickHouse; Kafka will redeliver them, and duplicates do not
+		// change any figure. Carrying on lets the next commit cover these offsets.
+		p.s.metrics.commitErrors.WithLabelValues(table).Inc()
+		p.log.Warn("commit failed after insert; messages will be redelivered", "rows", rows, "err", err)
+	}
+	p.s.metrics.rows.WithLabelValues(table).Add(float64(rows))
+	p.s.metrics.batches.WithLabelValues(table).Inc()
+	p.s.metrics.batchSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
+	p.log.Debug("batch flushed", "rows", rows, "messages", p.pending, "undecodable", p.undecoded,
+		"age", time.Since(p.oldest), "took", time.Since(start))
+	p.buf.reset()
+	clear(p.offsets)
+	p.pending, p.undecoded = 0, 0
+	p.s.metrics.pending.WithLabelValues(table).Set(0)
+	return nil
+}

@@ -1,0 +1,420 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+// value reads a counter or gauge.
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+func insertErrors(s *Sink, table string) float64 {
+	return value(s.metrics.insertErrors.WithLabelValues(table))
+}
+
+func decodeErrors(s *Sink, table string) float64 {
+	return value(s.metrics.decodeErrors.WithLabelValues(table))
+}
+
+func pending(s *Sink, table string) float64 {
+	return value(s.metrics.pending.WithLabelValues(table))
+}
+
+func uint64Query(t testing.TB, conn driver.Conn, query string, args ...any) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func TestSinkEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	brokers, topics := testenv.Kafka(t, 3)
+	conn := migrated(t)
+
+	evs, want := campaignStream("spring", 7)
+	other, _ := campaignStream("autumn", 8) // same contact ids, another campaign
+	all := append(append([]events.Event{}, evs...), other...)
+	publish(t, brokers, topics.Events, eventMessages(t, all))
+
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 97, FlushInterval: 20 * time.Millisecond})
+	stop := runSink(t, s)
+	waitCaughtUp(t, s)
+
+	got, err := Funnel(ctx, conn, "spring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("funnel\n got %+v\nwant %+v", got, want)
+	}
+	if n, w := uint64Query(t, conn, "SELECT uniqExact(event_id) FROM events"), distinctIDs(all); n != w {
+		t.Errorf("events holds %d distinct ids, want %d", n, w)
+	}
+	// Every message was inserted (at least once: merges may since have collapsed the
+	// duplicates, so count() proves nothing here).
+	if n := value(s.metrics.rows.WithLabelValues("events")); n < float64(len(all)) {
+		t.Errorf("%v rows inserted, fewer than the %d messages", n, len(all))
+	}
+	if n := decodeErrors(s, "events"); n != 0 {
+		t.Errorf("%v decode errors", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v after cancel, want nil", err)
+	}
+
+	// A second consumer group reads every message again into the same tables, as a full
+	// redelivery would: no figure changes.
+	replay := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Group: "herald-sink-replay", Conn: conn,
+		BatchRows: 500, FlushInterval: 20 * time.Millisecond})
+	stop = runSink(t, replay)
+	waitCaughtUp(t, replay)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n, w := uint64Query(t, conn, "SELECT uniqExact(event_id) FROM events"), distinctIDs(all); n != w {
+		t.Errorf("events holds %d distinct ids after the replay, want %d", n, w)
+	}
+	again, err := Funnel(ctx, conn, "spring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again, want) {
+		t.Fatalf("funnel after a full redelivery\n got %+v\nwant %+v", again, want)
+	}
+}
+
+func TestSinkSkipsMalformedMessages(t *testing.T) {
+	ctx := context.Background()
+	brokers, topics := testenv.Kafka(t, 2)
+	conn := migrated(t)
+
+	badEvents := []string{
+		"not json",
+		`{"id":"x1","kind":"exploded","ts":"2025-03-10T09:00:00Z","contact":1}`, // unknown kind
+		`{"kind":"queued","ts":"2025-03-10T09:00:00Z","contact":1}`,             // no id
+		`{"id":"x2","kind":"queued","ts":"2200-01-01T00:00:00Z","contact":1}`,   // beyond DateTime
+		`{"id":"x3","kind":"queued","ts":"2025-03-10T09:00:00Z","contact":-4}`,  // bad contact
+	}
+	var msgs []kafka.Message
+	for i := range 60 {
+		e := events.New(events.Queued, "m", uint32(i+1), baseTime)
+		b, _ := e.Marshal()
+		msgs = append(msgs, kafka.Message{Key: kafkax.ContactKey(e.ContactID), Value: b})
+		if i%12 == 0 {
+			// Same key as the good messages around it, so each bad one sits in a
+			// partition before good ones.
+			msgs = append(msgs, kafka.Message{Key: kafkax.ContactKey(e.ContactID), Value: []byte(badEvents[i/12])})
+		}
+	}
+	publish(t, brokers, topics.Events, msgs)
+
+	rec := consentChains(1, 2)[1]
+	forged := rec[1]
+	forged.Wording = "edited after sealing"
+	good0, _ := rec[0].Marshal()
+	good1, _ := rec[1].Marshal()
+	bad, _ := forged.Marshal()
+	publish(t, brokers, topics.Consent, []kafka.Message{
+		{Key: []byte("1"), Value: good0}, {Key: []byte("1"), Value: []byte("{")},
+		{Key: []byte("1"), Value: bad}, {Key: []byte("1"), Value: good1},
+	})
+	in, _ := json.Marshal(events.Inbound{ID: "wamid.in.1", ContactID: 1, From: "+66812345678", SenderID: "s1",
+		Channel: "whatsapp", Type: "text", Text: "STOP", Time: baseTime})
+	publish(t, brokers, topics.Inbound, []kafka.Message{
+		{Key: []byte("1"), Value: []byte(`{"id":"","contact":1,"ts":"2025-03-10T09:00:00Z"}`)},
+		{Key: []byte("1"), Value: []byte("\x00\x01")},
+		{Key: []byte("1"), Value: in},
+	})
+
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 10, FlushInterval: 20 * time.Millisecond})
+	stop := runSink(t, s)
+	waitCaughtUp(t, s) // every message committed, bad ones included: nothing blocked
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	for table, want := range map[string]float64{"events": float64(len(badEvents)), "consent_log": 2, "inbound": 2} {
+		if got := decodeErrors(s, table); got != want {
+			t.Errorf("%s: %v decode errors, want %v", table, got, want)
+		}
+	}
+	rep, err := Funnel(ctx, conn, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Steps[0].Contacts != 60 {
+		t.Errorf("queued %d, want 60", rep.Steps[0].Contacts)
+	}
+	if n := uint64Query(t, conn, "SELECT uniqExact(event_id) FROM events"); n != 60 {
+		t.Errorf("events holds %d ids, want 60", n)
+	}
+	ledger, err := ConsentLedger(ctx, conn, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ledger) != 2 || events.VerifyChain(ledger) != -1 {
+		t.Errorf("ledger of contact 1 = %+v, want the 2 genuine records, chained", ledger)
+	}
+	if n := uint64Query(t, conn, "SELECT uniqExact(id) FROM inbound WHERE text = 'STOP'"); n != 1 {
+		t.Errorf("inbound holds %d STOP messages, want 1", n)
+	}
+}
+
+func TestSinkConsentLedger(t *testing.T) {
+	ctx := context.Background()
+	brokers, topics := testenv.Kafka(t, 3)
+	conn := migrated(t)
+
+	chains := consentChains(20, 5)
+	var msgs []kafka.Message
+	for _, c := range sortedKeys(chains) {
+		for k, r := range chains[c] {
+			b, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := kafka.Message{Key: kafkax.ContactKey(c), Value: b}
+			msgs = append(msgs, m)
+			if k == 1 || c%4 == 0 { // redelivered records
+				msgs = append(msgs, m)
+			}
+		}
+	}
+	publish(t, brokers, topics.Consent, msgs)
+	var inbound []kafka.Message
+	for i := range 30 {
+		b, _ := json.Marshal(events.Inbound{ID: fmt.Sprintf("wamid.in.%d", i), ContactID: uint32(i%7 + 1),
+			From: "+66812345678", SenderID: "s1", Channel: "whatsapp", Type: "text", Text: "hi",
+			Time: baseTime.Add(time.Duration(i) * time.Second)})
+		inbound = append(inbound, kafka.Message{Key: []byte("x"), Value: b})
+		if i%5 == 0 {
+			inbound = append(inbound, kafka.Message{Key: []byte("x"), Value: b})
+		}
+	}
+	publish(t, brokers, topics.Inbound, inbound)
+
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 16, FlushInterval: 20 * time.Millisecond})
+	stop := runSink(t, s)
+	waitCaughtUp(t, s)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range sortedKeys(chains) {
+		got, err := ConsentLedger(ctx, conn, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := events.VerifyChain(got); i != -1 {
+			t.Fatalf("contact %d: chain broken at record %d", c, i)
+		}
+		want := chains[c]
+		if len(got) != len(want) {
+			t.Fatalf("contact %d: %d records, want %d", c, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Hash != want[i].Hash || !got[i].Time.Equal(want[i].Time) {
+				t.Fatalf("contact %d record %d = %+v, want %+v", c, i, got[i], want[i])
+			}
+		}
+	}
+	if n := uint64Query(t, conn, "SELECT uniqExact(id) FROM inbound"); n != 30 {
+		t.Errorf("inbound holds %d messages, want 30", n)
+	}
+
+	// An edited copy of a record stored next to the original is detected.
+	forged := chains[3][2]
+	forged.Wording = "Yes, send me everything"
+	var b consentBuffer
+	b.appendRecord(forged)
+	if err := b.insert(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ConsentLedger(ctx, conn, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 6 || events.VerifyChain(got) == -1 {
+		t.Fatalf("ledger with a forged row: %d records, VerifyChain = %d; want 6 records and a break", len(got), events.VerifyChain(got))
+	}
+}
+
+func TestSinkHoldsBatchWhileClickHouseRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// setup returns a connection the insert fails on, and fix, which makes it work.
+		setup func(t *testing.T) (driver.Conn, func())
+	}{
+		{"tables missing", func(t *testing.T) (driver.Conn, func()) {
+			conn, _ := testenv.ClickHouse(t) // not migrated
+			return conn, func() {
+				if _, err := Migrate(context.Background(), conn); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"database missing", func(t *testing.T) (driver.Conn, func()) {
+			addr := testenv.ClickHouseAddr(t)
+			db := "t_" + testenv.Unique()
+			conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: db}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				conn.Close()
+				_ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+				admin.Close()
+			})
+			return conn, func() {
+				if err := admin.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Migrate(context.Background(), conn); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			brokers, topics := testenv.Kafka(t, 2)
+			evs, want := campaignStream("retry", 3)
+			publish(t, brokers, topics.Events, eventMessages(t, evs))
+
+			conn, fix := tc.setup(t)
+			const batch = 100
+			s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: batch, FlushInterval: 20 * time.Millisecond})
+			s.minBackoff, s.maxBackoff = 2*time.Millisecond, 10*time.Millisecond
+			stop := runSink(t, s)
+
+			waitFor(t, "three failed insert attempts", func() bool { return insertErrors(s, "events") >= 3 })
+			lag, err := s.Lag(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lag != int64(len(evs)) {
+				t.Fatalf("lag %d while ClickHouse rejects inserts, want %d: something was committed", lag, len(evs))
+			}
+			if p := pending(s, "events"); p < 1 || p > batch {
+				t.Fatalf("%v messages pending while retrying, want 1..%d", p, batch)
+			}
+
+			fix()
+			waitCaughtUp(t, s)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Funnel(ctx, conn, "retry")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("funnel after recovery\n got %+v\nwant %+v", got, want)
+			}
+			if n, w := uint64Query(t, conn, "SELECT uniqExact(event_id) FROM events"), distinctIDs(evs); n != w {
+				t.Errorf("events holds %d distinct ids, want %d", n, w)
+			}
+		})
+	}
+}
+
+func TestSinkFlushesPendingOnShutdown(t *testing.T) {
+	ctx := context.Background()
+	brokers, topics := testenv.Kafka(t, 2)
+	conn := migrated(t)
+	var evs []events.Event
+	for i := range 30 {
+		evs = append(evs, events.New(events.Queued, "late", uint32(i+1), baseTime))
+	}
+	publish(t, brokers, topics.Events, eventMessages(t, evs))
+
+	// Neither the size nor the age of the batch will trigger an insert: only shutdown.
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 1000, FlushInterval: time.Hour})
+	stop := runSink(t, s)
+	waitFor(t, "30 pending messages", func() bool { return pending(s, "events") == 30 })
+	if lag, err := s.Lag(ctx); err != nil || lag != 30 {
+		t.Fatalf("lag %d, %v before shutdown; want 30", lag, err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v after cancel, want nil", err)
+	}
+	if lag, err := s.Lag(ctx); err != nil || lag != 0 {
+		t.Fatalf("lag %d, %v after shutdown; want 0", lag, err)
+	}
+	rep, err := Funnel(ctx, conn, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Steps[0].Contacts != 30 {
+		t.Fatalf("queued %d after shutdown flush, want 30", rep.Steps[0].Contacts)
+	}
+}
+
+func TestWriteContacts(t *testing.T) {
+	ctx := context.Background()
+	conn := migrated(t)
+	v1 := []Contact{
+		{ID: 1, PhoneHash: "h1", Country: "TH", TZ: "Asia/Bangkok", Locale: "th", Tags: []string{"vip"}, UpdatedAt: baseTime},
+		{ID: 2, PhoneHash: "h2", Country: "ID", TZ: "Asia/Jakarta", Locale: "id", UpdatedAt: baseTime},
+	}
+	if err := WriteContacts(ctx, conn, v1); err != nil {
+		t.Fatal(err)
+	}
+	v2 := []Contact{{ID: 1, PhoneHash: "h1", Country: "TH", TZ: "Asia/Bangkok", Locale: "en", Tags: []string{"vip", "churned"}, UpdatedAt: baseTime.Add(time.Hour)}}
+	if err := WriteContacts(ctx, conn, v2); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `SELECT contact_id, argMax(locale, updated_at), argMax(tags, updated_at)
+FROM contacts GROUP BY contact_id ORDER BY contact_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	type row struct {
+		id     uint32
+		locale string
+		tags   []string
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.locale, &r.tags); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	want := []row{{1, "en", []string{"vip", "churned"}}, {2, "id", []string{}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("contacts %+v, want %+v", got, want)
+	}
+}

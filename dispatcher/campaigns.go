@@ -1,0 +1,345 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+)
+
+// State is a campaign's lifecycle state.
+type State string
+
+// Campaign states.
+const (
+	Draft     State = "draft"
+	Running   State = "running"
+	Completed State = "completed"
+)
+
+// Campaign is what a marketer creates: who (segment), what (template), from where (senders).
+type Campaign struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Segment  string    `json:"segment"`
+	Template string    `json:"template"`
+	Senders  []string  `json:"senders"`
+	Channel  string    `json:"channel"`
+	Purpose  string    `json:"purpose"` // consent purpose: marketing, utility
+	Created  time.Time `json:"created"`
+}
+
+// Status is a campaign's state and progress.
+type Status struct {
+	Campaign
+	State       State     `json:"state"`
+	Audience    int64     `json:"audience"`
+	Queued      int64     `json:"queued"`
+	Sent        int64     `json:"sent"`
+	Skipped     int64     `json:"skipped"`
+	Failed      int64     `json:"failed"`
+	Done        int64     `json:"done"`
+	FanoutDone  bool      `json:"fanout_done"`
+	LaunchedAt  time.Time `json:"launched_at,omitzero"`
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+}
+
+// Segments evaluates a segment expression to the ids of its members.
+type Segments interface {
+	Evaluate(ctx context.Context, expr string) (*roaring.Bitmap, error)
+}
+
+// Publisher writes messages to one Kafka topic (a *kafka.Writer).
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Campaigns stores campaigns and runs their launch (snapshot and fan-out).
+type Campaigns struct {
+	rdb      redis.UniversalClient
+	prefix   string
+	segments Segments
+	outbound Publisher
+	events   Publisher
+	now      func() time.Time
+	chunk    int
+}
+
+// CampaignsConfig wires a Campaigns.
+type CampaignsConfig struct {
+	Redis    redis.UniversalClient
+	Prefix   string
+	Segments Segments  // needed by Launch
+	Outbound Publisher // herald.outbound, needed by Launch
+	Events   Publisher // herald.events, needed by Launch
+	Chunk    int       // jobs per fan-out write and checkpoint (default 5000)
+}
+
+// NewCampaigns returns the campaign store.
+func NewCampaigns(c CampaignsConfig) *Campaigns {
+	if c.Chunk <= 0 {
+		c.Chunk = 5000
+	}
+	return &Campaigns{rdb: c.Redis, prefix: c.Prefix, segments: c.Segments, outbound: c.Outbound, events: c.Events, now: time.Now, chunk: c.Chunk}
+}
+
+func (c *Campaigns) key(id string) string { return c.prefix + "{cmp:" + id + "}" }
+
+// Create validates and stores a draft campaign, returning it with its new id.
+func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (Campaign, error) {
+	if strings.TrimSpace(cp.Segment) == "" {
+		return cp, errors.New("campaign: a segment expression is required (--segment)")
+	}
+	if cp.Template == "" {
+		return cp, errors.New("campaign: a template name is required (--template)")
+	}
+	if len(cp.Senders) == 0 {
+		return cp, errors.New("campaign: at least one sender is required (--sender)")
+	}
+	if cp.Channel == "" {
+		cp.Channel = "whatsapp"
+	}
+	if cp.Purpose == "" {
+		cp.Purpose = "marketing"
+	}
+	for _, s := range cp.Senders {
+		if _, err := senders.Get(ctx, s); err != nil {
+			return cp, fmt.Errorf("campaign: sender %q: %w (add it with `herald senders add`)", s, err)
+		}
+	}
+	n, err := c.rdb.Incr(ctx, c.prefix+"campaign:seq").Result()
+	if err != nil {
+		return cp, fmt.Errorf("create campaign: %w", err)
+	}
+	cp.ID = strconv.FormatInt(n, 10)
+	cp.Created = c.now().UTC().Truncate(time.Millisecond)
+	if cp.Name == "" {
+		cp.Name = "campaign " + cp.ID
+	}
+	spec, _ := json.Marshal(cp)
+	pipe := c.rdb.TxPipeline()
+	pipe.HSet(ctx, c.key(cp.ID), "spec", spec, "state", string(Draft))
+	pipe.ZAdd(ctx, c.prefix+"campaigns", redis.Z{Score: float64(cp.Created.UnixMilli()), Member: cp.ID})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return cp, fmt.Errorf("create campaign: %w", err)
+	}
+	return cp, nil
+}
+
+// Get returns a campaign's spec.
+func (c *Campaigns) Get(ctx context.Context, id string) (Campaign, error) {
+	st, err := c.Status(ctx, id)
+	return st.Campaign, err
+}
+
+// Status returns a campaign's spec, state and counters.
+func (c *Campaigns) Status(ctx context.Context, id string) (Status, error) {
+	m, err := c.rdb.HGetAll(ctx, c.key(id)).Result()
+	if err != nil {
+		return Status{}, fmt.Errorf("campaign %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(m["spec"]), &st.Campaign); err != nil {
+		return Status{}, fmt.Errorf("campaign %s: bad spec: %w", id, err)
+	}
+	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	st.State = State(m["state"])
+	st.Audience, st.Queued, st.Sent, st.Skipped, st.Failed, st.Done = num("audience"), num("queued"), num("sent"), num("skipped"), num("failed"), num("done")
+	st.FanoutDone = m["fanout_done"] == "1"
+	if ms := num("launched_at"); ms > 0 {
+		st.LaunchedAt = time.UnixMilli(ms).UTC()
+	}
+	if ms := num("completed_at"); ms > 0 {
+		st.CompletedAt = time.UnixMilli(ms).UTC()
+	}
+	return st, nil
+}
+
+// List returns the most recent campaigns, newest first.
+func (c *Campaigns) List(ctx context.Context, limit int64) ([]Status, error) {
+	ids, err := c.rdb.ZRevRange(ctx, c.prefix+"campaigns", 0, limit-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list campaigns: %w", err)
+	}
+	out := make([]Status, 0, len(ids))
+	for _, id := range ids {
+		st, err := c.Status(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// startScript moves draft → running. Returns the state after the call.
+var startScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'draft' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'launched_at', ARGV[1])
+  return 'running'
+end
+return st
+`)
+
+// fanoutDoneScript records the end of fan-out and completes the campaign if every job is already done.
+var fanoutDoneScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], 'fanout_done', '1')
+local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
+local aud = tonumber(redis.call('HGET', KEYS[1], 'audience') or '0')
+if done >= aud and redis.call('HGET', KEYS[1], 'state') == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'completed_at', ARGV[1])
+end
+return 1
+`)
+
+// Launch starts a campaign: it snapshots the audience (once: a relaunch reuses the
+// snapshot) and fans out one job per member from the last checkpoint. Launching a
+// campaign whose fan-out is finished is a no-op; launching one whose fan-out was cut off
+// resumes it. progress, if not nil, is told how many jobs have been queued.
+func (c *Campaigns) Launch(ctx context.Context, id string, progress func(queued, audience int64)) (Status, error) {
+	cp, err := c.Get(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	state, err := startScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
+	if err != nil {
+		return Status{}, fmt.Errorf("launch campaign %s: %w", id, err)
+	}
+	if State(state) != Running {
+		return c.Status(ctx, id)
+	}
+	audience, err := c.snapshot(ctx, cp)
+	if err != nil {
+		return Status{}, err
+	}
+	if err := c.fanout(ctx, cp, audience, progress); err != nil {
+		return Status{}, err
+	}
+	return c.Status(ctx, id)
+}
+
+// snapshot stores the campaign's audience the first time and loads it afterwards.
+func (c *Campaigns) snapshot(ctx context.Context, cp Campaign) (*roaring.Bitmap, error) {
+	key := c.key(cp.ID) + ":audience"
+	raw, err := c.rdb.Get(ctx, key).Bytes()
+	if err == nil {
+		bm := roaring.New()
+		if _, err := bm.ReadFrom(bytes.NewReader(raw)); err != nil {
+			return nil, fmt.Errorf("campaign %s: audience snapshot unreadable: %w", cp.ID, err)
+		}
+		return bm, nil
+	}
+	if err != redis.Nil {
+		return nil, fmt.Errorf("campaign %s: load audience: %w", cp.ID, err)
+	}
+	bm, err := c.segments.Evaluate(ctx, cp.Segment)
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: segment %q: %w", cp.ID, cp.Segment, err)
+	}
+	bm.RunOptimize()
+	var buf bytes.Buffer
+	if _, err := bm.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	ok, err := c.rdb.SetNX(ctx, key, buf.Bytes(), 0).Result()
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: store audience: %w", cp.ID, err)
+	}
+	if !ok { // another launcher stored it first: use theirs
+		return c.snapshot(ctx, cp)
+	}
+	if err := c.rdb.HSet(ctx, c.key(cp.ID), "audience", bm.GetCardinality()).Err(); err != nil {
+		return nil, fmt.Errorf("campaign %s: %w", cp.ID, err)
+	}
+	return bm, nil
+}
+
+// SenderFor routes a contact to one of the campaign's senders (round-robin by contact id).
+func (cp Campaign) SenderFor(contact uint32) string {
+	return cp.Senders[int(contact)%len(cp.Senders)]
+}
+
+// fanout writes one job (and one queued event) per audience member above the checkpoint,
+// moving the checkpoint after each chunk. A crash between a write and its checkpoint
+// re-queues at most one chunk, which the workers' claims make harmless.
+func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.Bitmap, progress func(int64, int64)) error {
+	key := c.key(cp.ID)
+	cursor, err := c.rdb.HGet(ctx, key, "fanout_cursor").Int64()
+	if err != nil && err != redis.Nil {
+		return fmt.Errorf("campaign %s: read checkpoint: %w", cp.ID, err)
+	}
+	total := int64(audience.GetCardinality())
+	queued := int64(0)
+	if cursor > 0 {
+		queued = int64(audience.Rank(uint32(cursor)))
+	}
+	it := audience.Iterator()
+	if cursor > 0 {
+		it.AdvanceIfNeeded(uint32(cursor) + 1)
+	}
+	jobs := make([]kafka.Message, 0, c.chunk)
+	evs := make([]kafka.Message, 0, c.chunk)
+	flush := func(last uint32) error {
+		if len(jobs) == 0 {
+			return nil
+		}
+		if err := c.events.WriteMessages(ctx, evs...); err != nil {
+			return fmt.Errorf("campaign %s: publish queued events: %w", cp.ID, err)
+		}
+		if err := c.outbound.WriteMessages(ctx, jobs...); err != nil {
+			return fmt.Errorf("campaign %s: publish jobs: %w", cp.ID, err)
+		}
+		queued += int64(len(jobs))
+		if err := c.rdb.HSet(ctx, key, "fanout_cursor", last, "queued", queued).Err(); err != nil {
+			return fmt.Errorf("campaign %s: checkpoint: %w", cp.ID, err)
+		}
+		if progress != nil {
+			progress(queued, total)
+		}
+		jobs, evs = jobs[:0], evs[:0]
+		return nil
+	}
+	now := c.now()
+	var last uint32
+	for it.HasNext() {
+		id := it.Next()
+		last = id
+		sender := cp.SenderFor(id)
+		jobs = append(jobs, kafka.Message{Key: []byte(sender), Value: Job{Campaign: cp.ID, Contact: id, Sender: sender}.Marshal()})
+		ev := events.New(events.Queued, cp.ID, id, now)
+		ev.SenderID, ev.Channel, ev.Template = sender, cp.Channel, cp.Template
+		b, _ := ev.Marshal()
+		evs = append(evs, kafka.Message{Key: kafkax.ContactKey(id), Value: b})
+		if len(jobs) == c.chunk {
+			if err := flush(last); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(last); err != nil {
+		return err
+	}
+	if progress != nil && total == 0 {
+		progress(0, 0)
+	}
+	if err := fanoutDoneScript.Run(ctx, c.rdb, []string{key}, c.now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("campaign %s: finish fan-out: %w", cp.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,39 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+)
+
+// WhatsAppChannel sends through the WhatsApp Cloud API (or the sandbox, which speaks it).
+type WhatsAppChannel struct {
+	Client *whatsapp.Client
+}
+
+var _ Channel = (*WhatsAppChannel)(nil)
+
+// Send sends one rendered message and classifies a refusal by its error code.
+func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string, error) {
+	req := whatsapp.SendRequest{To: m.To, BizOpaqueCallbackData: m.CallbackData}
+	switch {
+	case m.Rendered.WhatsApp != nil:
+		req.Type, req.Template = "template", m.Rendered.WhatsApp
+	default:
+		req.Type, req.Text = "text", &whatsapp.Text{Body: m.Rendered.Text, PreviewURL: true}
+	}
+	res, err := c.Client.Send(ctx, s.PhoneNumberID, s.Token, req)
+	if err == nil {
+		return res.MessageID, nil
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return "", err
+	}
+	cl := whatsapp.Classify(err)
+	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Err: err}
+	if cl.Retryable {
+		se.RetryAfter = whatsapp.RetryAfter(cl.Code, 0)
+	}
+	return "", se
+}

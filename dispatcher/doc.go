@@ -1,0 +1,28 @@
+// Package dispatcher owns campaigns and the send path: the campaign lifecycle
+// (draft → running → completed), the audience snapshot taken at launch, the checkpointed
+// fan-out of one send job per (campaign, contact) to herald.outbound (keyed by sender),
+// and the worker that consumes those jobs: claim → policy (throttle) → render (templates)
+// → pace (governor) → send (channel adapter, e.g. dispatcher/whatsapp) → events.
+//
+// Exactly-once per (campaign, contact) rests on two Redis bitmaps per campaign: a job is
+// claimed (bit set atomically) before anything is sent and marked done when its outcome
+// is recorded. A redelivered job whose contact is done is dropped; one claimed but not
+// done was in flight when its worker died: it is "in doubt" and is settled by the
+// provider's status webhook, never sent again blindly.
+//
+// Redis keys (P is the configured prefix; {cmp:ID} is a hash tag, so one campaign's keys
+// share a Redis Cluster slot):
+//
+//	P campaign:seq            INCR: campaign ids
+//	P campaigns               ZSET: campaign ids by creation time
+//	P {cmp:ID}                HASH: spec, state, audience, fan-out cursor, counters
+//	P {cmp:ID}:audience       STRING: the audience snapshot (a serialized roaring bitmap)
+//	P {cmp:ID}:claimed        bitmap of claimed contacts
+//	P {cmp:ID}:done           bitmap of contacts with a final outcome
+//	P sender:ID               HASH: a sender (channel, phone-number id, token, rate)
+//	P senders                 SET of sender ids
+//
+// Metrics (registered on the Registerer passed in): herald_worker_jobs_total{outcome},
+// herald_worker_skips_total{reason}, herald_worker_send_errors_total{code},
+// herald_worker_batch_seconds.
+package dispatcher

@@ -1,0 +1,132 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Sender is an account Herald sends from: for WhatsApp, a Cloud API phone number.
+type Sender struct {
+	ID            string  `json:"id"`      // Herald's id; for WhatsApp the phone-number id by default
+	Channel       string  `json:"channel"` // whatsapp
+	PhoneNumberID string  `json:"phone_number_id"`
+	Token         string  `json:"-"`    // never printed
+	Rate          float64 `json:"rate"` // messages per second
+	Name          string  `json:"name,omitempty"`
+}
+
+// ErrNotFound is returned for an unknown campaign or sender.
+var ErrNotFound = errors.New("not found")
+
+var senderIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// Validate checks a sender before it is saved.
+func (s Sender) Validate() error {
+	switch {
+	case !senderIDRe.MatchString(s.ID):
+		return fmt.Errorf("sender id %q: use 1-64 letters, digits, '_', '.', '-'", s.ID)
+	case s.Channel != "whatsapp":
+		return fmt.Errorf("sender %s: channel %q is not supported yet (whatsapp)", s.ID, s.Channel)
+	case s.PhoneNumberID == "":
+		return fmt.Errorf("sender %s: the WhatsApp phone-number id is required", s.ID)
+	case s.Token == "":
+		return fmt.Errorf("sender %s: an access token is required", s.ID)
+	case !(s.Rate > 0 && s.Rate <= 10000):
+		return fmt.Errorf("sender %s: rate must be between 0 and 10000 msg/s, got %v", s.ID, s.Rate)
+	}
+	return nil
+}
+
+// Senders stores senders in Redis and caches them for the worker.
+type Senders struct {
+	rdb    redis.UniversalClient
+	prefix string
+
+	mu    sync.Mutex
+	cache map[string]cachedSender
+}
+
+type cachedSender struct {
+	s  Sender
+	at time.Time
+}
+
+// NewSenders returns the sender registry under prefix.
+func NewSenders(rdb redis.UniversalClient, prefix string) *Senders {
+	return &Senders{rdb: rdb, prefix: prefix, cache: map[string]cachedSender{}}
+}
+
+func (r *Senders) key(id string) string { return r.prefix + "sender:" + id }
+
+// Put validates and saves (creates or replaces) a sender.
+func (r *Senders) Put(ctx context.Context, s Sender) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	pipe := r.rdb.TxPipeline()
+	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
+		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name)
+	pipe.SAdd(ctx, r.prefix+"senders", s.ID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("save sender %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// Get loads a sender from Redis.
+func (r *Senders) Get(ctx context.Context, id string) (Sender, error) {
+	m, err := r.rdb.HGetAll(ctx, r.key(id)).Result()
+	if err != nil {
+		return Sender{}, fmt.Errorf("load sender %s: %w", id, err)
+	}
+	if len(m) == 0 {
+		return Sender{}, fmt.Errorf("sender %s: %w", id, ErrNotFound)
+	}
+	rate, _ := strconv.ParseFloat(m["rate"], 64)
+	return Sender{ID: id, Channel: m["channel"], PhoneNumberID: m["phone_number_id"], Token: m["token"], Rate: rate, Name: m["name"]}, nil
+}
+
+// Cached returns a sender, from a cache refreshed every few seconds so that rate changes
+// reach running workers without a Redis read per job.
+func (r *Senders) Cached(ctx context.Context, id string) (Sender, error) {
+	r.mu.Lock()
+	c, ok := r.cache[id]
+	r.mu.Unlock()
+	if ok && time.Since(c.at) < 5*time.Second {
+		return c.s, nil
+	}
+	s, err := r.Get(ctx, id)
+	if err != nil {
+		return Sender{}, err
+	}
+	r.mu.Lock()
+	r.cache[id] = cachedSender{s: s, at: time.Now()}
+	r.mu.Unlock()
+	return s, nil
+}
+
+// List returns every sender, sorted by id.
+func (r *Senders) List(ctx context.Context) ([]Sender, error) {
+	ids, err := r.rdb.SMembers(ctx, r.prefix+"senders").Result()
+	if err != nil {
+		return nil, fmt.Errorf("list senders: %w", err)
+	}
+	sort.Strings(ids)
+	out := make([]Sender, 0, len(ids))
+	for _, id := range ids {
+		s, err := r.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,594 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
+)
+
+// Contacts loads recipient profiles (segments.Store).
+type Contacts interface {
+	Profiles(ctx context.Context, ids []uint32) ([]segments.Contact, error)
+}
+
+// Templates resolves a template name to its compiled form (templates.Cache).
+type Templates interface {
+	Get(ctx context.Context, name string) (*templates.Compiled, error)
+}
+
+// Message is what a channel adapter sends.
+type Message struct {
+	To           string // E.164
+	Rendered     templates.Rendered
+	CallbackData string // comes back on status webhooks: "campaign:contact"
+}
+
+// Channel sends one message from a sender. A refused send returns a *SendError.
+type Channel interface {
+	Send(ctx context.Context, s Sender, m Message) (providerID string, err error)
+}
+
+// SendError is a provider's refusal, classified by the channel adapter.
+type SendError struct {
+	Code       int           // provider error code (0 for transport errors)
+	Retryable  bool          // try again later
+	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
+	Action     string        // what the provider's code asks for (bounded: a metric label)
+	Err        error
+}
+
+func (e *SendError) Error() string {
+	return fmt.Sprintf("send refused (code %d, %s): %v", e.Code, e.Action, e.Err)
+}
+
+func (e *SendError) Unwrap() error { return e.Err }
+
+// WorkerConfig wires a worker.
+type WorkerConfig struct {
+	Brokers     []string
+	Topics      kafkax.Topics
+	Group       string // consumer group (default "herald-worker")
+	Campaigns   *Campaigns
+	Tracker     *Tracker
+	Senders     *Senders
+	Contacts    Contacts
+	Templates   Templates
+	Policy      *throttle.Policy
+	Governor    *throttle.Governor
+	Channel     Channel
+	Events      Publisher // herald.events
+	Outbound    Publisher // herald.outbound, for retries
+	DLQ         Publisher // herald.dlq
+	BatchSize   int       // jobs per batch (default 500)
+	MaxInFlight int       // concurrent provider requests (default 256)
+	MaxAttempts int       // sends per job before it fails (default 5)
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+// Worker consumes herald.outbound and sends.
+type Worker struct {
+	cfg     WorkerConfig
+	log     *slog.Logger
+	m       workerMetrics
+	specsMu sync.Mutex
+	specs   map[string]Campaign
+}
+
+type workerMetrics struct {
+	jobs, skips, sendErrs *prometheus.CounterVec
+	batch                 prometheus.Histogram
+}
+
+// NewWorker returns a worker; Run starts it.
+func NewWorker(cfg WorkerConfig) *Worker {
+	if cfg.Group == "" {
+		cfg.Group = "herald-worker"
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 256
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
+	}
+	f := promauto.With(reg)
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, m: workerMetrics{
+		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
+		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
+		sendErrs: f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_send_errors_total", Help: "Provider refusals by action."}, []string{"action"}),
+		batch:    f.NewHistogram(prometheus.HistogramOpts{Name: "herald_worker_batch_seconds", Help: "Time to process one batch of jobs.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+	}}
+}
+
+// Run consumes jobs until ctx is cancelled. It commits a batch's offsets only after every
+// job in it has an outcome recorded (or was handed to a retry job or the DLQ).
+func (w *Worker) Run(ctx context.Context) error {
+	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{})
+	defer r.Close()
+	for {
+		batch, err := w.fetch(ctx, r)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			w.log.Warn("fetch jobs", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		start := time.Now()
+		if err := w.process(ctx, batch); err != nil {
+			// Only cancellation ends processing early; the batch stays uncommitted and
+			// its unsent jobs were released, so another worker takes them.
+			return nil
+		}
+		w.m.batch.Observe(time.Since(start).Seconds())
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = r.CommitMessages(cctx, batch...)
+		cancel()
+		if err != nil {
+			w.log.Warn("commit offsets (jobs will be redelivered and dropped as duplicates)", "err", err)
+		}
+	}
+}
+
+// fetch blocks for the first job, then takes whatever else arrives within a few ms.
+func (w *Worker) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := []kafka.Message{m}
+	deadline := time.Now().Add(5 * time.Millisecond)
+	for len(batch) < w.cfg.BatchSize {
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		m, err := r.FetchMessage(fctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// item is one job's progress through a batch. Each stage only touches items that are at
+// it, so a stage that failed (Redis or Kafka unreachable) is simply run again.
+type item struct {
+	msg        kafka.Message
+	job        Job
+	cp         Campaign
+	contact    segments.Contact
+	rendered   templates.Rendered
+	decision   throttle.Decision
+	sender     Sender
+	providerID string
+
+	claimed   bool   // we own it
+	outcome   string // sent, skipped, failed; "" while undecided
+	reason    string
+	code      int
+	retryable bool
+	retry     bool // publish as a retry job instead of an outcome
+	retryAt   time.Time
+	drop      bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
+	dlqReason string
+	published bool // its event (or retry/DLQ message) is in Kafka
+	finished  bool // its outcome is recorded in Redis
+}
+
+func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
+	items := make([]*item, 0, len(batch))
+	for _, m := range batch {
+		it := &item{msg: m}
+		j, err := UnmarshalJob(m.Value)
+		if err != nil {
+			it.drop, it.dlqReason = true, err.Error()
+		}
+		it.job = j
+		items = append(items, it)
+	}
+	stages := []func(context.Context, []*item) error{w.loadCampaigns, w.claim, w.render, w.decide, w.send, w.publish, w.finish}
+	for _, stage := range stages {
+		for attempt := 0; ; attempt++ {
+			err := stage(ctx, items)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				w.releaseUnsent(items)
+				return ctx.Err()
+			}
+			w.log.Warn("batch stage failed; retrying (nothing is sent unchecked)", "err", err, "attempt", attempt+1)
+			if !sleepCtx(ctx, backoff(attempt)) {
+				w.releaseUnsent(items)
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// releaseUnsent gives back the claims of jobs this worker took but never sent, so their
+// redelivery (to this or another worker) is not mistaken for an in-doubt send.
+func (w *Worker) releaseUnsent(items []*item) {
+	var keys []Key
+	for _, it := range items {
+		if it.claimed && it.outcome == "" && it.providerID == "" && !it.retry {
+			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.cfg.Tracker.Release(ctx, keys); err != nil {
+		w.log.Warn("release claims on shutdown", "err", err, "jobs", len(keys))
+	}
+}
+
+func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
+	for _, it := range items {
+		if it.drop || it.cp.ID != "" {
+			continue
+		}
+		w.specsMu.Lock()
+		cp, ok := w.specs[it.job.Campaign]
+		w.specsMu.Unlock()
+		if !ok {
+			var err error
+			cp, err = w.cfg.Campaigns.Get(ctx, it.job.Campaign)
+			if errors.Is(err, ErrNotFound) {
+				it.drop, it.dlqReason = true, "unknown campaign "+it.job.Campaign
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			w.specsMu.Lock()
+			w.specs[cp.ID] = cp
+			w.specsMu.Unlock()
+		}
+		it.cp = cp
+	}
+	return nil
+}
+
+func (w *Worker) claim(ctx context.Context, items []*item) error {
+	var todo []*item
+	var keys []Key
+	for _, it := range items {
+		if !it.drop && !it.claimed {
+			todo = append(todo, it)
+			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+		}
+	}
+	res, err := w.cfg.Tracker.Claim(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, it := range todo {
+		switch res[i] {
+		case Claimed:
+			it.claimed = true
+		case AlreadyDone:
+			it.drop = true
+			w.m.jobs.WithLabelValues("duplicate").Inc()
+		default:
+			it.drop = true
+			w.m.jobs.WithLabelValues("in_doubt").Inc()
+			w.log.Warn("job in doubt: claimed by a worker that did not finish it; the status webhook settles it", "campaign", it.job.Campaign, "contact", it.job.Contact)
+		}
+	}
+	return nil
+}
+
+func active(it *item) bool { return it.claimed && !it.drop && it.outcome == "" && !it.retry }
+
+func (w *Worker) render(ctx context.Context, items []*item) error {
+	var todo []*item
+	var ids []uint32
+	for _, it := range items {
+		if active(it) && it.contact.ID == 0 {
+			todo = append(todo, it)
+			ids = append(ids, it.job.Contact)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	profiles, err := w.cfg.Contacts.Profiles(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i, it := range todo {
+		c := profiles[i]
+		if c.ID == 0 {
+			it.outcome, it.reason = OutcomeSkipped, "contact_erased"
+			continue
+		}
+		it.contact = c
+		tpl, err := w.cfg.Templates.Get(ctx, it.cp.Template)
+		if errors.Is(err, templates.ErrNotFound) {
+			it.outcome, it.reason = OutcomeFailed, "template_missing"
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r, err := tpl.Render(it.cp.ID, c.ID, contactVars(c))
+		if err != nil {
+			it.outcome, it.reason = OutcomeFailed, "render_error"
+			w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "err", err)
+			continue
+		}
+		it.rendered = r
+	}
+	return nil
+}
+
+// contactVars is the plain data a template sees: profile fields and custom attributes.
+func contactVars(c segments.Contact) map[string]any {
+	v := make(map[string]any, 8+len(c.Attrs))
+	for k, a := range c.Attrs {
+		v[k] = a
+	}
+	v["name"], v["phone"], v["email"], v["country"], v["timezone"], v["locale"] = c.Name, c.Phone, c.Email, c.Country, c.TimeZone, c.Locale
+	return v
+}
+
+func (w *Worker) decide(ctx context.Context, items []*item) error {
+	var todo []*item
+	var jobs []throttle.Job
+	for _, it := range items {
+		if active(it) && it.decision == (throttle.Decision{}) {
+			todo = append(todo, it)
+			jobs = append(jobs, throttle.Job{ContactID: it.job.Contact, SenderID: it.job.Sender, Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm})
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	ds, err := w.cfg.Policy.Check(ctx, jobs)
+	if err != nil {
+		return err
+	}
+	for i, it := range todo {
+		it.decision = ds[i]
+		if ds[i].Verdict == throttle.Skip {
+			it.outcome, it.reason = OutcomeSkipped, ds[i].Reason
+		}
+	}
+	return nil
+}
+
+// send paces each sender's allowed jobs to its governor slots and sends them concurrently.
+func (w *Worker) send(ctx context.Context, items []*item) error {
+	bySender := map[string][]*item{}
+	for _, it := range items {
+		if active(it) && it.decision.Verdict == throttle.Allow && it.providerID == "" {
+			bySender[it.job.Sender] = append(bySender[it.job.Sender], it)
+		}
+	}
+	sem := make(chan struct{}, w.cfg.MaxInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for id, list := range bySender {
+		s, err := w.cfg.Senders.Cached(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			for _, it := range list {
+				it.outcome, it.reason = OutcomeFailed, "unknown_sender"
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		res, err := w.cfg.Governor.Reserve(ctx, id, s.Rate, len(list))
+		if err != nil {
+			return err
+		}
+		for i, it := range list {
+			it.sender = s
+			at := res.At(i)
+			if it.job.NotBefore.After(at) {
+				at = it.job.NotBefore
+			}
+			if !waitUntil(ctx, at) {
+				return ctx.Err()
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			wg.Add(1)
+			go func(it *item) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				w.sendOne(ctx, it)
+			}(it)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) sendOne(ctx context.Context, it *item) {
+	msg := Message{To: it.contact.Phone, Rendered: it.rendered, CallbackData: CallbackData(it.job.Campaign, it.job.Contact)}
+	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	id, err := w.cfg.Channel.Send(sctx, it.sender, msg)
+	if err == nil {
+		it.providerID, it.outcome = id, OutcomeSent
+		return
+	}
+	var se *SendError
+	if !errors.As(err, &se) {
+		se = &SendError{Retryable: true, Action: "transport", Err: err}
+	}
+	w.m.sendErrs.WithLabelValues(se.Action).Inc()
+	it.code, it.retryable = se.Code, se.Retryable
+	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
+		d := se.RetryAfter
+		if d == 0 {
+			d = backoff(int(it.job.Attempt))
+		}
+		it.retry, it.retryAt = true, time.Now().Add(d)
+		return
+	}
+	it.outcome, it.reason = OutcomeFailed, se.Action
+}
+
+// CallbackData is the biz_opaque_callback_data Herald sets: "campaign:contact".
+func CallbackData(campaign string, contact uint32) string {
+	return fmt.Sprintf("%s:%d", campaign, contact)
+}
+
+// publish writes events for decided jobs, retry jobs and DLQ entries, in that order.
+func (w *Worker) publish(ctx context.Context, items []*item) error {
+	var evs, retries, dlq []kafka.Message
+	var evItems, retryItems, dlqItems []*item
+	now := time.Now()
+	for _, it := range items {
+		if it.published {
+			continue
+		}
+		switch {
+		case it.dlqReason != "":
+			dlq = append(dlq, kafka.Message{Key: it.msg.Key, Value: it.msg.Value, Headers: []kafka.Header{{Key: "reason", Value: []byte(it.dlqReason)}}})
+			dlqItems = append(dlqItems, it)
+		case it.retry:
+			j := it.job
+			j.Attempt++
+			j.NotBefore = it.retryAt
+			retries = append(retries, kafka.Message{Key: []byte(j.Sender), Value: j.Marshal()})
+			retryItems = append(retryItems, it)
+		case it.outcome != "":
+			evs = append(evs, w.event(it, now))
+			evItems = append(evItems, it)
+		}
+	}
+	if len(evs) > 0 {
+		if err := w.cfg.Events.WriteMessages(ctx, evs...); err != nil {
+			return fmt.Errorf("publish events: %w", err)
+		}
+		for _, it := range evItems {
+			it.published = true
+		}
+	}
+	if len(retryItems) > 0 {
+		keys := make([]Key, len(retryItems))
+		for i, it := range retryItems {
+			keys[i] = Key{it.job.Campaign, it.job.Contact}
+		}
+		// Release first: if we die before the retry job is written, the original job is
+		// redelivered (its offset is not committed) and claimed again.
+		if err := w.cfg.Tracker.Release(ctx, keys); err != nil {
+			return err
+		}
+		if err := w.cfg.Outbound.WriteMessages(ctx, retries...); err != nil {
+			return fmt.Errorf("publish retries: %w", err)
+		}
+		for _, it := range retryItems {
+			it.published = true
+			w.m.jobs.WithLabelValues("retried").Inc()
+		}
+	}
+	if len(dlq) > 0 {
+		if err := w.cfg.DLQ.WriteMessages(ctx, dlq...); err != nil {
+			return fmt.Errorf("publish dlq: %w", err)
+		}
+		for _, it := range dlqItems {
+			it.published = true
+			w.m.jobs.WithLabelValues("invalid").Inc()
+			w.log.Warn("job sent to the DLQ", "reason", it.dlqReason)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) event(it *item, now time.Time) kafka.Message {
+	kind := events.Kind(it.outcome)
+	ev := events.New(kind, it.job.Campaign, it.job.Contact, now)
+	ev.SenderID, ev.Channel, ev.Template, ev.Variant = it.job.Sender, it.cp.Channel, it.cp.Template, it.rendered.Variant
+	ev.Country, ev.ProviderMessageID, ev.Reason, ev.ErrorCode, ev.Retryable = it.contact.Country, it.providerID, it.reason, it.code, it.retryable
+	if kind == events.Sent {
+		ev.ConsentRef = it.decision.ConsentRef
+	}
+	b, _ := ev.Marshal()
+	return kafka.Message{Key: kafkax.ContactKey(it.job.Contact), Value: b}
+}
+
+func (w *Worker) finish(ctx context.Context, items []*item) error {
+	var todo []*item
+	var keys []Key
+	var outcomes []string
+	for _, it := range items {
+		if it.outcome != "" && it.published && !it.finished {
+			todo = append(todo, it)
+			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+			outcomes = append(outcomes, it.outcome)
+		}
+	}
+	if _, err := w.cfg.Tracker.Finish(ctx, keys, outcomes); err != nil {
+		return err
+	}
+	for _, it := range todo {
+		it.finished = true
+		w.m.jobs.WithLabelValues(it.outcome).Inc()
+		if it.outcome == OutcomeSkipped {
+			w.m.skips.WithLabelValues(it.reason).Inc()
+		}
+	}
+	return nil
+}
+
+func backoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt, 8)
+	d = min(d, 30*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func waitUntil(ctx context.Context, at time.Time) bool {
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	return sleepCtx(ctx, d)
+}

@@ -1,0 +1,91 @@
+// Package app wires Herald's parts into the roles the binary runs (serve, worker, sink,
+// sandbox, dev, demo) and the one-shot commands behind the CLI. It turns a typed Config
+// into connections and components; it holds no business rules of its own.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config is everything a role needs to reach the outside world. The CLI fills it from
+// flags and HERALD_* environment variables.
+type Config struct {
+	KafkaBrokers  []string // HERALD_KAFKA_BROKERS
+	RedisURL      string   // HERALD_REDIS_URL, redis://host:port/db
+	ClickHouseDSN string   // HERALD_CLICKHOUSE_DSN, clickhouse://host:9000/db
+	Prefix        string   // HERALD_REDIS_PREFIX: every Redis key starts with it
+	TopicPrefix   string   // HERALD_TOPIC_PREFIX: topic names are prefix + outbound, events, ...
+	Partitions    int      // partitions per topic when migrate creates them
+
+	HTTPAddr    string // serve: listen address
+	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures
+	VerifyToken string // HERALD_WHATSAPP_VERIFY_TOKEN: webhook subscription challenge
+	WhatsAppURL string // HERALD_WHATSAPP_API_URL: Cloud API base (the sandbox in dev)
+	APIVersion  string // Graph API version, e.g. v21.0
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// Defaults fills what is unset.
+func (c *Config) Defaults() {
+	if c.Prefix == "" {
+		c.Prefix = "herald:"
+	}
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "herald."
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 12
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.WhatsAppURL == "" {
+		c.WhatsAppURL = "https://graph.facebook.com"
+	}
+	if c.APIVersion == "" {
+		c.APIVersion = "v21.0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Needs names the servers a command uses, so Validate only asks for those.
+type Needs struct{ Kafka, Redis, ClickHouse bool }
+
+// Validate reports missing or malformed settings, naming the flag and variable to set.
+func (c Config) Validate(n Needs) error {
+	var errs []error
+	if n.Kafka && len(c.KafkaBrokers) == 0 {
+		errs = append(errs, errors.New("no Kafka brokers: set --kafka-brokers or HERALD_KAFKA_BROKERS (herald dev prints them)"))
+	}
+	if n.Redis {
+		if c.RedisURL == "" {
+			errs = append(errs, errors.New("no Redis: set --redis-url or HERALD_REDIS_URL"))
+		} else if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			errs = append(errs, fmt.Errorf("HERALD_REDIS_URL %q: want redis://host:port/db", c.RedisURL))
+		}
+	}
+	if n.ClickHouse {
+		if c.ClickHouseDSN == "" {
+			errs = append(errs, errors.New("no ClickHouse: set --clickhouse-dsn or HERALD_CLICKHOUSE_DSN"))
+		} else if !strings.HasPrefix(c.ClickHouseDSN, "clickhouse://") && !strings.HasPrefix(c.ClickHouseDSN, "tcp://") {
+			errs = append(errs, fmt.Errorf("HERALD_CLICKHOUSE_DSN %q: want clickhouse://host:9000/database", c.ClickHouseDSN))
+		}
+	}
+	if strings.ContainsAny(c.Prefix, " \n") {
+		errs = append(errs, fmt.Errorf("redis prefix %q must not contain spaces", c.Prefix))
+	}
+	return errors.Join(errs...)
+}

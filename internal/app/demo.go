@@ -1,0 +1,288 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/templates"
+)
+
+// DemoOptions configure `herald demo`.
+type DemoOptions struct {
+	DataDir  string
+	Contacts int
+	Rate     float64
+	Out, Err io.Writer
+	JSON     bool
+}
+
+// DemoPhoneNumberID is the demo sender's WhatsApp phone-number id.
+const DemoPhoneNumberID = "106540352242922"
+
+const demoTemplate = `name: spring_sale
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: spring_sale
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'there' }}"
+preview: "Hi {{first_name}}, our spring sale starts today: 20% off everything."
+variables:
+  name: {type: string, default: ""}
+`
+
+// Demo runs a real campaign end to end on a local stack and prints its funnel.
+func Demo(ctx context.Context, cfg Config, o DemoOptions) error {
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	say := func(format string, a ...any) { fmt.Fprintf(o.Err, "==> "+format+"\n", a...) }
+	say("starting the local stack (Redis, ClickHouse, embedded Kafka, WhatsApp sandbox) under %s", o.DataDir)
+	dev, err := StartDev(ctx, cfg, DevOptions{DataDir: o.DataDir, Sandbox: sandbox.Config{
+		Throughput: 80, DelayScale: 0.05, ReadRate: 0.6, UndeliverableRate: 0.03, DuplicateRate: 0.05, Seed: 42,
+		Templates: []sandbox.ApprovedTemplate{{Name: "spring_sale", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
+	}})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dev.Run(gctx) })
+	err = demoScenario(gctx, dev, o, say)
+	cancel()
+	if werr := g.Wait(); err == nil && werr != nil {
+		err = werr
+	}
+	if err == nil {
+		say("done in %s", time.Since(start).Round(100*time.Millisecond))
+	}
+	return err
+}
+
+func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string, ...any)) error {
+	d := dev.Deps
+	comp, err := d.Components()
+	if err != nil {
+		return err
+	}
+	// Contacts: a realistic, slightly messy file.
+	csv := demoContacts(o.Contacts)
+	rep, err := ImportContacts(ctx, d, bytes.NewReader(csv), ImportOptions{Source: "demo-contacts.csv"})
+	if err != nil {
+		return err
+	}
+	say("imported contacts: %d rows, %d created, %d rejected (with line numbers):", rep.Read, rep.Created, rep.Rejected)
+	for i, r := range rep.Rejects {
+		if i == 5 {
+			fmt.Fprintf(o.Err, "      ...\n")
+			break
+		}
+		fmt.Fprintf(o.Err, "      line %d: %s\n", r.Line, r.Reason)
+	}
+	// Template and sender.
+	t, err := templates.ParseFile([]byte(demoTemplate), "spring_sale.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := comp.Templates.Save(ctx, t, []byte(demoTemplate)); err != nil {
+		return err
+	}
+	sender := dispatcher.Sender{ID: DemoPhoneNumberID, Channel: "whatsapp", PhoneNumberID: DemoPhoneNumberID, Token: DevSandboxToken, Rate: o.Rate, Name: "Demo Shop"}
+	if err := comp.Senders.Put(ctx, sender); err != nil {
+		return err
+	}
+	segment := "customer and not churned"
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Name: "Spring sale", Segment: segment, Template: "spring_sale", Senders: []string{sender.ID}}, comp.Senders)
+	if err != nil {
+		return err
+	}
+	n, err := comp.Contacts.Count(ctx, segment)
+	if err != nil {
+		return err
+	}
+	say("campaign %s: segment %q selects %d contacts; sender %s at %v msg/s", cp.ID, segment, n, sender.ID, sender.Rate)
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		return err
+	}
+	if err := WatchCampaign(ctx, comp.Campaigns, cp.ID, o.Err); err != nil {
+		return err
+	}
+	say("campaign complete; waiting for the last status webhooks and the ClickHouse sink")
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := dev.Sandbox.WaitIdle(wctx); err != nil {
+		return fmt.Errorf("sandbox webhooks: %w", err)
+	}
+	if err := waitSink(wctx, d); err != nil {
+		return err
+	}
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := analytics.Funnel(ctx, conn, cp.ID)
+	if err != nil {
+		return err
+	}
+	truth := SandboxTruth(dev.Sandbox.Records(), cp.ID)
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"campaign": cp.ID, "funnel": f, "sandbox": truth})
+	}
+	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
+	PrintFunnel(o.Out, f)
+	fmt.Fprintf(o.Out, "\nSandbox ground truth: accepted %d, delivered %d, read %d, failed %d\n", truth.Accepted, truth.Delivered, truth.Read, truth.Failed)
+	if err := truth.Check(f); err != nil {
+		return fmt.Errorf("the funnel does not match the sandbox: %w", err)
+	}
+	fmt.Fprintf(o.Out, "The funnel matches the sandbox's record. Query it yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
+	return nil
+}
+
+// waitSink waits until the sink has committed everything on its topics.
+func waitSink(ctx context.Context, d *Deps) error {
+	if err := analytics.WaitCaughtUp(ctx, d.Cfg.KafkaBrokers, analytics.DefaultSinkGroup, d.Topics.Events, d.Topics.Consent, d.Topics.Inbound); err != nil {
+		return fmt.Errorf("waiting for the sink: %w", err)
+	}
+	return nil
+}
+
+// Truth is what the sandbox accepted and decided for one campaign.
+type Truth struct {
+	Accepted, Delivered, Read, Failed uint64
+}
+
+// SandboxTruth counts the sandbox's records of campaign (by callback data).
+func SandboxTruth(recs []sandbox.Record, campaign string) Truth {
+	var t Truth
+	for _, r := range recs {
+		if !strings.HasPrefix(r.CallbackData, campaign+":") {
+			continue
+		}
+		t.Accepted++
+		switch r.Final {
+		case "read":
+			t.Read++
+			t.Delivered++
+		case "delivered":
+			t.Delivered++
+		case "failed":
+			t.Failed++
+		}
+	}
+	return t
+}
+
+// Check compares a funnel with the truth.
+func (t Truth) Check(f analytics.FunnelReport) error {
+	want := map[string]uint64{"sent": t.Accepted, "delivered": t.Delivered, "read": t.Read}
+	for _, s := range f.Steps {
+		if w, ok := want[s.Name]; ok && s.Contacts != w {
+			return fmt.Errorf("%s: ClickHouse says %d, the sandbox %d", s.Name, s.Contacts, w)
+		}
+	}
+	return nil
+}
+
+// PrintFunnel prints a funnel as a table.
+func PrintFunnel(w io.Writer, f analytics.FunnelReport) {
+	fmt.Fprintf(w, "  %-10s %10s %9s %9s\n", "STEP", "CONTACTS", "OF PREV", "OF FIRST")
+	for i, s := range f.Steps {
+		prev := "-"
+		if i > 0 {
+			prev = fmt.Sprintf("%.1f%%", 100*s.OfPrevious)
+		}
+		fmt.Fprintf(w, "  %-10s %10d %9s %8.1f%%\n", s.Name, s.Contacts, prev, 100*s.OfFirst)
+	}
+	for _, r := range f.Skipped {
+		fmt.Fprintf(w, "  skipped    %10d  %s\n", r.Contacts, r.Reason)
+	}
+	for _, c := range f.Failed {
+		fmt.Fprintf(w, "  failed     %10d  code %d\n", c.Contacts, c.Code)
+	}
+}
+
+// WatchCampaign shows a live progress bar until the campaign completes.
+func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io.Writer) error {
+	st, err := c.Status(ctx, id)
+	if err != nil {
+		return err
+	}
+	bar := progressbar.NewOptions64(max(st.Audience, 1), progressbar.OptionSetWriter(w), progressbar.OptionSetWidth(30),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err = c.Status(ctx, id)
+		if err != nil {
+			return err
+		}
+		bar.ChangeMax64(max(st.Audience, 1))
+		bar.Describe(fmt.Sprintf("sent %d · skipped %d · failed %d", st.Sent, st.Skipped, st.Failed))
+		_ = bar.Set64(st.Done)
+		if st.State == dispatcher.Completed {
+			_ = bar.Finish()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// demoContacts makes a sample contact file: phones across several countries, tags,
+// consent for most (not all), and a few malformed rows that the import must report.
+func demoContacts(n int) []byte {
+	rng := rand.New(rand.NewPCG(42, 7))
+	var b bytes.Buffer
+	first := []string{"Somchai", "Ayu", "Maria", "Arjun", "Lena", "Niran", "Putri", "João", "Priya", "", "Kanya", "Budi"}
+	b.WriteString("phone,name,tags,opted_in,city\r\n")
+	for i := 0; i < n; i++ {
+		var phone string
+		switch i % 5 {
+		case 0, 1:
+			phone = fmt.Sprintf("+66 8%d %03d %04d", 1+rng.IntN(9), i%1000, rng.IntN(10000))
+		case 2:
+			phone = fmt.Sprintf("+62 812-%04d-%04d", i%10000, rng.IntN(10000))
+		case 3:
+			phone = fmt.Sprintf("+55 11 9%04d-%04d", i%10000, rng.IntN(10000))
+		default:
+			phone = fmt.Sprintf("+49 151 %04d%04d", i%10000, rng.IntN(10000))
+		}
+		tags := []string{}
+		if rng.Float64() < 0.9 {
+			tags = append(tags, "customer")
+		}
+		if rng.Float64() < 0.2 {
+			tags = append(tags, "vip")
+		}
+		if rng.Float64() < 0.1 {
+			tags = append(tags, "churned")
+		}
+		opted := rng.Float64() < 0.85
+		fmt.Fprintf(&b, "%s,%s,\"%s\",%v,Bangkok\r\n", phone, first[i%len(first)], strings.Join(tags, ";"), opted)
+	}
+	b.WriteString("12345,Broken Number,customer,true,Nowhere\r\n")
+	b.WriteString(",No Phone,customer,true,Nowhere\r\n")
+	b.WriteString("+66 81 234 5678,Too,Many,Fields,true,x\r\n")
+	return b.Bytes()
+}

@@ -1,0 +1,163 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
+)
+
+// Deps holds the connections and components one process shares between its roles.
+// Connections open lazily, so a command only dials the servers it uses.
+type Deps struct {
+	Cfg    Config
+	Topics kafkax.Topics
+
+	mu      sync.Mutex
+	rdb     *redis.Client
+	ch      driver.Conn
+	writers map[string]*kafka.Writer
+}
+
+// NewDeps returns lazily-connecting dependencies for cfg.
+func NewDeps(cfg Config) *Deps {
+	cfg.Defaults()
+	return &Deps{Cfg: cfg, Topics: kafkax.NewTopics(cfg.TopicPrefix), writers: map[string]*kafka.Writer{}}
+}
+
+// Redis returns the shared Redis client.
+func (d *Deps) Redis() (*redis.Client, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rdb != nil {
+		return d.rdb, nil
+	}
+	opt, err := redis.ParseURL(d.Cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("HERALD_REDIS_URL: %w", err)
+	}
+	opt.PoolSize = 64
+	opt.ReadTimeout = 5 * time.Second
+	d.rdb = redis.NewClient(opt)
+	return d.rdb, nil
+}
+
+// ClickHouse returns the shared ClickHouse connection.
+func (d *Deps) ClickHouse(ctx context.Context) (driver.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ch != nil {
+		return d.ch, nil
+	}
+	opt, err := clickhouse.ParseDSN(d.Cfg.ClickHouseDSN)
+	if err != nil {
+		return nil, fmt.Errorf("HERALD_CLICKHOUSE_DSN: %w", err)
+	}
+	opt.DialTimeout = 5 * time.Second
+	conn, err := clickhouse.Open(opt)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("clickhouse at %s: %w", d.Cfg.ClickHouseDSN, err)
+	}
+	d.ch = conn
+	return conn, nil
+}
+
+// Writer returns the shared writer of topic.
+func (d *Deps) Writer(topic string) *kafka.Writer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w, ok := d.writers[topic]
+	if !ok {
+		w = kafkax.NewWriter(d.Cfg.KafkaBrokers, topic)
+		d.writers[topic] = w
+	}
+	return w
+}
+
+// Close flushes the Kafka writers and closes connections.
+func (d *Deps) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, w := range d.writers {
+		errs = append(errs, w.Close())
+	}
+	if d.ch != nil {
+		errs = append(errs, d.ch.Close())
+	}
+	if d.rdb != nil {
+		errs = append(errs, d.rdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Components are the domain objects built on the connections.
+type Components struct {
+	Contacts  *segments.Store
+	Templates *templates.Store
+	Senders   *dispatcher.Senders
+	Campaigns *dispatcher.Campaigns
+	Tracker   *dispatcher.Tracker
+	Ledger    *throttle.Ledger
+	Policy    *throttle.Policy
+	Governor  *throttle.Governor
+}
+
+// Components builds the domain objects (Redis must be configured).
+func (d *Deps) Components() (*Components, error) {
+	rdb, err := d.Redis()
+	if err != nil {
+		return nil, err
+	}
+	p := d.Cfg.Prefix
+	contacts := segments.NewStore(rdb, p)
+	var out, evs *kafka.Writer
+	var ledger *throttle.Ledger
+	if len(d.Cfg.KafkaBrokers) > 0 {
+		out, evs = d.Writer(d.Topics.Outbound), d.Writer(d.Topics.Events)
+		ledger = throttle.NewLedger(rdb, p, d.Writer(d.Topics.Consent))
+	}
+	cc := dispatcher.CampaignsConfig{Redis: rdb, Prefix: p, Segments: contacts}
+	if out != nil {
+		cc.Outbound, cc.Events = out, evs
+	}
+	return &Components{
+		Contacts:  contacts,
+		Templates: templates.NewStore(rdb, p),
+		Senders:   dispatcher.NewSenders(rdb, p),
+		Campaigns: dispatcher.NewCampaigns(cc),
+		Tracker:   dispatcher.NewTracker(rdb, p),
+		Ledger:    ledger,
+		Policy:    throttle.NewPolicy(rdb, p, nil),
+		Governor:  throttle.NewGovernor(rdb, p),
+	}, nil
+}
+
+// WhatsAppClient returns a Cloud API client for the configured base URL, with a
+// connection pool sized for thousands of requests per second.
+func (d *Deps) WhatsAppClient() *whatsapp.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 512
+	tr.IdleConnTimeout = 90 * time.Second
+	return whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
+		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+}

@@ -1,0 +1,211 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/internal/localstack"
+	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/templates"
+)
+
+// templatesCache re-reads a template's latest version number at most once a second.
+func templatesCache(c *Components) dispatcher.Templates {
+	return templates.NewCache(c.Templates, templates.CacheConfig{LatestTTL: time.Second})
+}
+
+// DevSandboxToken is the access token the dev sandbox accepts.
+const DevSandboxToken = "sandbox-token"
+
+// Stack is every Herald role in one process, with the WhatsApp sandbox, against servers
+// named in its Config. `herald dev` and `herald demo` start the servers first
+// (StartDev); the integration tests point it at theirs.
+type Stack struct {
+	Deps       *Deps
+	Sandbox    *sandbox.Sandbox
+	SandboxURL string
+	ServeURL   string
+
+	sandboxL, serveL net.Listener
+	stops            []func()
+}
+
+// NewStack listens for the sandbox and serve (serveAddr "" picks a free loopback port),
+// migrates, and points the worker at the sandbox. Run starts the roles.
+func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Config) (*Stack, error) {
+	cfg.Defaults()
+	if serveAddr == "" {
+		serveAddr = "127.0.0.1:0"
+	}
+	s := &Stack{}
+	sbl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	svl, err := net.Listen("tcp", serveAddr)
+	if err != nil {
+		sbl.Close()
+		return nil, fmt.Errorf("serve: listen %s: %w", serveAddr, err)
+	}
+	s.sandboxL, s.serveL = sbl, svl
+	s.stops = append(s.stops, func() { sbl.Close(); svl.Close() })
+	s.SandboxURL = "http://" + sbl.Addr().String()
+	s.ServeURL = "http://" + svl.Addr().String()
+	if cfg.AppSecret == "" {
+		cfg.AppSecret = "dev-app-secret"
+	}
+	if cfg.VerifyToken == "" {
+		cfg.VerifyToken = "dev-verify-token"
+	}
+	cfg.WhatsAppURL = s.SandboxURL
+	cfg.HTTPAddr = svl.Addr().String()
+	s.Deps = NewDeps(cfg)
+	s.stops = append(s.stops, func() { _ = s.Deps.Close() })
+	if _, err := Migrate(ctx, s.Deps); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if sc.Token == "" {
+		sc.Token = DevSandboxToken
+	}
+	sc.AppSecret = cfg.AppSecret
+	sc.WebhookURL = s.ServeURL + "/webhooks/whatsapp"
+	s.Sandbox = sandbox.New(sc, cfg.Logger)
+	return s, nil
+}
+
+// Close releases what the stack holds, in reverse order.
+func (s *Stack) Close() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+}
+
+// Run runs the sandbox, serve, worker and sink until ctx is cancelled.
+func (s *Stack) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Sandbox.Run(ctx) })
+	g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
+	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
+	g.Go(func() error { return Worker(ctx, s.Deps) })
+	g.Go(func() error { return Sink(ctx, s.Deps) })
+	return g.Wait()
+}
+
+// DevOptions configure the local stack.
+type DevOptions struct {
+	DataDir  string         // where Redis and ClickHouse keep their files and the env file goes (.herald)
+	HTTPAddr string         // serve's listen address (default a free loopback port)
+	Sandbox  sandbox.Config // the WhatsApp sandbox (token, secret and webhook URL are filled in)
+	Out      io.Writer      // where the HERALD_* values are printed (nil: nowhere)
+}
+
+// Dev is a Stack on servers of its own: private Redis and ClickHouse, embedded Kafka.
+type Dev struct {
+	*Stack
+	Env     map[string]string
+	EnvFile string
+	servers []func()
+}
+
+// Close stops the stack, then the servers.
+func (d *Dev) Close() {
+	if d.Stack != nil {
+		d.Stack.Close()
+	}
+	for i := len(d.servers) - 1; i >= 0; i-- {
+		d.servers[i]()
+	}
+}
+
+// StartDev installs what is missing, starts Redis, ClickHouse and embedded Kafka, and
+// builds the stack on them. cfg's server addresses are replaced by the local ones.
+func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
+	cfg.Defaults()
+	log := cfg.Logger.With("component", "dev")
+	if o.DataDir == "" {
+		o.DataDir = ".herald"
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	dev := &Dev{}
+	ok := false
+	defer func() {
+		if !ok {
+			dev.Close()
+		}
+	}()
+	if err := localstack.EnsureInstalled(ctx, log); err != nil {
+		return nil, err
+	}
+	rs, err := localstack.StartRedis(ctx, filepath.Join(dir, "redis"))
+	if err != nil {
+		return nil, err
+	}
+	dev.servers = append(dev.servers, func() { _ = rs.Stop() })
+	chs, err := localstack.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"))
+	if err != nil {
+		return nil, err
+	}
+	dev.servers = append(dev.servers, func() { _ = chs.Stop() })
+	kf, err := kafkax.StartEmbedded(0)
+	if err != nil {
+		return nil, err
+	}
+	dev.servers = append(dev.servers, kf.Close)
+	log.Info("local servers up", "redis", rs.Addr, "clickhouse", chs.Addr, "kafka", strings.Join(kf.Brokers, ","))
+	cfg.KafkaBrokers = kf.Brokers
+	cfg.RedisURL = "redis://" + rs.Addr + "/0"
+	cfg.ClickHouseDSN = "clickhouse://" + chs.Addr + "/herald"
+	if dev.Stack, err = NewStack(ctx, cfg, o.HTTPAddr, o.Sandbox); err != nil {
+		return nil, err
+	}
+	c := dev.Deps.Cfg
+	dev.Env = map[string]string{
+		"HERALD_KAFKA_BROKERS":         strings.Join(c.KafkaBrokers, ","),
+		"HERALD_REDIS_URL":             c.RedisURL,
+		"HERALD_CLICKHOUSE_DSN":        c.ClickHouseDSN,
+		"HERALD_WHATSAPP_API_URL":      c.WhatsAppURL,
+		"HERALD_WHATSAPP_APP_SECRET":   c.AppSecret,
+		"HERALD_WHATSAPP_VERIFY_TOKEN": c.VerifyToken,
+		"HERALD_REDIS_PREFIX":          c.Prefix,
+		"HERALD_TOPIC_PREFIX":          c.TopicPrefix,
+	}
+	dev.EnvFile = filepath.Join(dir, "env")
+	if err := os.WriteFile(dev.EnvFile, []byte(dev.envText()), 0o600); err != nil {
+		return nil, err
+	}
+	if o.Out != nil {
+		fmt.Fprintf(o.Out, "Herald dev stack is up.\n  webhooks  %s/webhooks/whatsapp\n  metrics   %s/metrics\n  sandbox   %s (token %q)\n\nIn another shell:  source %s   (or set these)\n%s\n",
+			dev.ServeURL, dev.ServeURL, dev.SandboxURL, DevSandboxToken, dev.EnvFile, dev.envText())
+	}
+	ok = true
+	return dev, nil
+}
+
+func (d *Dev) envText() string {
+	keys := make([]string, 0, len(d.Env))
+	for k := range d.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%q\n", k, d.Env[k])
+	}
+	return b.String()
+}

@@ -1,0 +1,221 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/templates"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// testStack runs every role against this test's own Redis prefix, ClickHouse database
+// and Kafka, with the sandbox over loopback HTTP.
+func testStack(t *testing.T, sc sandbox.Config) (*Stack, context.Context) {
+	t.Helper()
+	_, prefix := testenv.Redis(t)
+	_, db := testenv.ClickHouse(t)
+	brokers, topics := testenv.Kafka(t, 4)
+	cfg := Config{
+		KafkaBrokers: brokers, TopicPrefix: strings.TrimSuffix(topics.Outbound, "outbound"),
+		RedisURL: "redis://" + testenv.RedisAddr(t) + "/0", Prefix: prefix,
+		ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 4,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	s, err := NewStack(ctx, cfg, "", sc)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("stack: %v", err)
+		}
+		s.Close()
+	})
+	return s, ctx
+}
+
+const e2eTemplate = `name: welcome
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: welcome_offer
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'friend' }}"
+variables:
+  name: {type: string, default: ""}
+`
+
+// The walking skeleton: every consented member of the segment gets exactly one message at
+// the sandbox, members without consent get none, and the funnel in ClickHouse equals the
+// sandbox's own record, with duplicated and reordered status webhooks.
+func TestCampaignEndToEnd(t *testing.T) {
+	s, ctx := testStack(t, sandbox.Config{
+		Throughput: 1000, DelayScale: 0.02, ReadRate: 0.5, UndeliverableRate: 0.1, DuplicateRate: 0.2, Seed: 7,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
+	})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 120 consented customers, 40 customers who said no, 20 who said nothing, 30 consented
+	// prospects outside the segment, and two malformed rows.
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	eligible := map[string]bool{}
+	line := 0
+	add := func(n int, tags, opted string, want bool) {
+		for i := 0; i < n; i++ {
+			line++
+			phone := fmt.Sprintf("+6681%07d", line)
+			fmt.Fprintf(&csv, "%s,Name %d,%s,%s\n", phone, line, tags, opted)
+			if want {
+				eligible[phone] = true
+			}
+		}
+	}
+	add(120, "customer", "yes", true)
+	add(40, "customer", "no", false)
+	add(20, "customer", "", false)
+	add(30, "prospect", "true", false)
+	csv.WriteString("not-a-phone,Bad,customer,yes\n+6681999,Short,customer,yes\n")
+	rep, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "e2e.csv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Created != 210 || rep.Rejected != 2 {
+		t.Fatalf("import: %+v", rep)
+	}
+
+	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	sender := dispatcher.Sender{ID: "106540352242922", Channel: "whatsapp", PhoneNumberID: "106540352242922", Token: DevSandboxToken, Rate: 300}
+	if err := comp.Senders.Put(ctx, sender); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{sender.ID}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := comp.Campaigns.Launch(ctx, cp.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Audience != 180 || st.Queued != 180 {
+		t.Fatalf("launch: audience %d, queued %d; want 180", st.Audience, st.Queued)
+	}
+	st = waitCompleted(t, ctx, comp.Campaigns, cp.ID)
+	if st.Sent != 120 || st.Skipped != 60 || st.Failed != 0 || st.Done != 180 {
+		t.Fatalf("status: sent %d skipped %d failed %d done %d; want 120/60/0/180", st.Sent, st.Skipped, st.Failed, st.Done)
+	}
+	// Launching again is a no-op.
+	again, err := comp.Campaigns.Launch(ctx, cp.ID, nil)
+	if err != nil || again.Queued != 180 || again.State != dispatcher.Completed {
+		t.Fatalf("relaunch: %+v, %v", again, err)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitSink(wctx, d); err != nil {
+		t.Fatal(err)
+	}
+
+	// Exactly one message per consented member, none to anyone else.
+	got := map[string]int{}
+	for _, r := range s.Sandbox.Records() {
+		if !strings.HasPrefix(r.CallbackData, cp.ID+":") {
+			t.Errorf("record without this campaign's callback data: %+v", r)
+			continue
+		}
+		got[r.To]++
+		if r.TemplateName != "welcome_offer" {
+			t.Errorf("sent template %q, want welcome_offer", r.TemplateName)
+		}
+	}
+	for phone := range eligible {
+		if got[phone] != 1 {
+			t.Errorf("%s received %d messages, want exactly 1", phone, got[phone])
+		}
+	}
+	for phone, n := range got {
+		if !eligible[phone] {
+			t.Errorf("%s received %d messages without consent or outside the segment", phone, n)
+		}
+	}
+
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := analytics.Funnel(ctx, conn, cp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := SandboxTruth(s.Sandbox.Records(), cp.ID)
+	if truth.Accepted != 120 || truth.Failed == 0 || truth.Read == 0 {
+		t.Fatalf("sandbox truth looks wrong for this scenario: %+v", truth)
+	}
+	if err := truth.Check(f); err != nil {
+		t.Fatalf("funnel %+v vs sandbox %+v: %v", f.Steps, truth, err)
+	}
+	steps := map[string]uint64{}
+	for _, s := range f.Steps {
+		steps[s.Name] = s.Contacts
+	}
+	if steps["queued"] != 180 || steps["sent"] != 120 {
+		t.Fatalf("funnel steps %v: want queued 180, sent 120", steps)
+	}
+	var skipped uint64
+	for _, r := range f.Skipped {
+		if r.Reason != "no_consent" {
+			t.Errorf("unexpected skip reason %q", r.Reason)
+		}
+		skipped += r.Contacts
+	}
+	if skipped != 60 {
+		t.Fatalf("skipped in ClickHouse = %d, want 60", skipped)
+	}
+}
+
+func waitCompleted(t *testing.T, ctx context.Context, c *dispatcher.Campaigns, id string) dispatcher.Status {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st, err := c.Status(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == dispatcher.Completed {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s not completed: %+v", id, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,140 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/internal/server"
+)
+
+// Migrate creates the Kafka topics and the ClickHouse database and schema. Idempotent.
+func Migrate(ctx context.Context, d *Deps) ([]string, error) {
+	if err := kafkax.EnsureTopics(ctx, d.Cfg.KafkaBrokers, d.Topics.All(), d.Cfg.Partitions); err != nil {
+		return nil, err
+	}
+	if err := ensureDatabase(ctx, d.Cfg.ClickHouseDSN); err != nil {
+		return nil, err
+	}
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := analytics.Migrate(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("migrate clickhouse: %w", err)
+	}
+	return applied, nil
+}
+
+// ensureDatabase creates the DSN's database when it does not exist.
+func ensureDatabase(ctx context.Context, dsn string) error {
+	opt, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return fmt.Errorf("HERALD_CLICKHOUSE_DSN: %w", err)
+	}
+	db := opt.Auth.Database
+	if db == "" || db == "default" {
+		return nil
+	}
+	if strings.ContainsAny(db, "`'\" ;") {
+		return fmt.Errorf("clickhouse database name %q is not a plain identifier", db)
+	}
+	opt.Auth.Database = ""
+	conn, err := clickhouse.Open(opt)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+db+"`"); err != nil {
+		return fmt.Errorf("create clickhouse database %s: %w", db, err)
+	}
+	return nil
+}
+
+// ServeHandler builds the webhook server's handler.
+func ServeHandler(d *Deps) (http.Handler, error) {
+	c, err := d.Components()
+	if err != nil {
+		return nil, err
+	}
+	rdb, _ := d.Redis()
+	s := server.New(server.Config{
+		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
+		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
+		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Contacts: c.Contacts,
+		Ready: func(ctx context.Context) error {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			return kafkax.Reachable(ctx, d.Cfg.KafkaBrokers)
+		},
+		Logger: d.Cfg.Logger, Registry: d.Cfg.Registry,
+	})
+	return s.Handler(), nil
+}
+
+// Serve runs the HTTP server (webhooks, metrics, health) on l until ctx is cancelled.
+func Serve(ctx context.Context, d *Deps, l net.Listener) error {
+	h, err := ServeHandler(d)
+	if err != nil {
+		return err
+	}
+	return ServeHTTP(ctx, l, h)
+}
+
+// ServeHTTP serves h on l and shuts down gracefully (bounded) when ctx ends.
+func ServeHTTP(ctx context.Context, l net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// Worker runs a send worker until ctx is cancelled.
+func Worker(ctx context.Context, d *Deps) error {
+	c, err := d.Components()
+	if err != nil {
+		return err
+	}
+	w := dispatcher.NewWorker(dispatcher.WorkerConfig{
+		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
+		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
+		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
+		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()},
+		Events:  d.Writer(d.Topics.Events), Outbound: d.Writer(d.Topics.Outbound), DLQ: d.Writer(d.Topics.DLQ),
+		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
+	})
+	return w.Run(ctx)
+}
+
+// Sink runs the ClickHouse event sink until ctx is cancelled.
+func Sink(ctx context.Context, d *Deps) error {
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		return err
+	}
+	s := analytics.NewSink(analytics.SinkConfig{Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics, Conn: conn,
+		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry})
+	return s.Run(ctx)
+}

@@ -1,0 +1,158 @@
+// Package cli is Herald's command line: urfave/cli commands that turn flags and HERALD_*
+// environment variables into an app.Config and call the app and domain packages. Exit
+// codes: 0 success, 1 failure, 2 bad usage or bad input.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herald-dev/herald/internal/app"
+)
+
+// UsageError marks a failure caused by the user's input (exit code 2).
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+func usage(format string, a ...any) error { return UsageError{fmt.Errorf(format, a...)} }
+
+// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
+var Version = "dev"
+
+// Run runs the command line and returns the process exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &cli.App{
+		Name:                 "herald",
+		Usage:                "high-throughput campaign and broadcast dispatcher (WhatsApp Cloud API first)",
+		Version:              Version,
+		Reader:               stdin,
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		Flags:                globalFlags(),
+		ExitErrHandler:       func(*cli.Context, error) {}, // we map errors to codes below
+		Commands: []*cli.Command{
+			demoCommand(), devCommand(), sandboxCommand(),
+			serveCommand(), workerCommand(), sinkCommand(), migrateCommand(),
+			contactsCommand(), segmentsCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(),
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
+	}
+	err := a.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "herald:", err)
+	var ue UsageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "Required flag") {
+		return 2
+	}
+	return 1
+}
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "kafka-brokers", Usage: "Kafka bootstrap brokers, comma-separated", EnvVars: []string{"HERALD_KAFKA_BROKERS"}},
+		&cli.StringFlag{Name: "redis-url", Usage: "Redis URL (redis://host:port/db)", EnvVars: []string{"HERALD_REDIS_URL"}},
+		&cli.StringFlag{Name: "clickhouse-dsn", Usage: "ClickHouse DSN (clickhouse://host:9000/database)", EnvVars: []string{"HERALD_CLICKHOUSE_DSN"}},
+		&cli.StringFlag{Name: "redis-prefix", Value: "herald:", Usage: "prefix of every Redis key", EnvVars: []string{"HERALD_REDIS_PREFIX"}},
+		&cli.StringFlag{Name: "topic-prefix", Value: "herald.", Usage: "prefix of every Kafka topic", EnvVars: []string{"HERALD_TOPIC_PREFIX"}},
+		&cli.StringFlag{Name: "whatsapp-api-url", Value: "https://graph.facebook.com", Usage: "WhatsApp Cloud API base URL (the sandbox's in dev)", EnvVars: []string{"HERALD_WHATSAPP_API_URL"}},
+		&cli.StringFlag{Name: "whatsapp-api-version", Value: "v21.0", Usage: "Graph API version", EnvVars: []string{"HERALD_WHATSAPP_API_VERSION"}},
+		&cli.StringFlag{Name: "whatsapp-app-secret", Usage: "Meta app secret: verifies webhook signatures", EnvVars: []string{"HERALD_WHATSAPP_APP_SECRET"}},
+		&cli.StringFlag{Name: "whatsapp-verify-token", Usage: "webhook subscription verify token", EnvVars: []string{"HERALD_WHATSAPP_VERIFY_TOKEN"}},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json", EnvVars: []string{"HERALD_OUTPUT"}},
+	}
+}
+
+// config builds the app configuration from the global flags.
+func config(c *cli.Context) (app.Config, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return app.Config{}, usage("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	var h slog.Handler
+	ho := &slog.HandlerOptions{Level: lvl}
+	switch c.String("log-format") {
+	case "json":
+		h = slog.NewJSONHandler(c.App.ErrWriter, ho)
+	case "text":
+		h = slog.NewTextHandler(c.App.ErrWriter, ho)
+	default:
+		return app.Config{}, usage("--log-format %q: want text or json", c.String("log-format"))
+	}
+	switch c.String("output") {
+	case "table", "json":
+	default:
+		return app.Config{}, usage("--output %q: want table or json", c.String("output"))
+	}
+	var brokers []string
+	for _, b := range strings.Split(c.String("kafka-brokers"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	cfg := app.Config{
+		KafkaBrokers: brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
+		Prefix: c.String("redis-prefix"), TopicPrefix: c.String("topic-prefix"),
+		WhatsAppURL: c.String("whatsapp-api-url"), APIVersion: c.String("whatsapp-api-version"),
+		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),
+		Logger: slog.New(h),
+	}
+	cfg.Defaults()
+	return cfg, nil
+}
+
+// deps validates the configuration for what the command needs and opens dependencies.
+func deps(c *cli.Context, n app.Needs) (*app.Deps, error) {
+	cfg, err := config(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(n); err != nil {
+		return nil, usage("%w", err)
+	}
+	return app.NewDeps(cfg), nil
+}
+
+func jsonOut(c *cli.Context) bool { return c.String("output") == "json" }
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table prints rows with aligned columns.
+func table(w io.Writer, header []string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+func openFile(name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, usage("%w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/sandbox"
+)
+
+func dataDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "data-dir", Value: ".herald", Usage: "where the local Redis and ClickHouse keep their files, and the env file goes", EnvVars: []string{"HERALD_DATA_DIR"}}
+}
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run every role in one process with a local Redis, ClickHouse, embedded Kafka and the WhatsApp sandbox",
+		Description: "Installs redis-server and clickhouse-server from Debian packages when missing, starts private\n" +
+			"instances on free loopback ports (data under --data-dir), embedded Kafka (kfake), the WhatsApp\n" +
+			"Cloud API sandbox, and the serve, worker and sink roles. Prints the HERALD_* values other shells\n" +
+			"need and writes them to DATA_DIR/env. Stops on Ctrl-C.",
+		Flags: []cli.Flag{dataDirFlag(),
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "serve's listen address (webhooks, /metrics)", EnvVars: []string{"HERALD_LISTEN"}},
+			&cli.Float64Flag{Name: "sandbox-throughput", Value: 80, Usage: "sandbox msg/s per phone number before 130429"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := config(c)
+			if err != nil {
+				return err
+			}
+			dev, err := app.StartDev(c.Context, cfg, app.DevOptions{DataDir: c.String("data-dir"), HTTPAddr: c.String("listen"), Out: c.App.Writer,
+				Sandbox: sandbox.Config{Throughput: c.Float64("sandbox-throughput"), DelayScale: 0.2, ReadRate: 0.6}})
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			return dev.Run(c.Context)
+		},
+	}
+}
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run a real campaign end to end on a local stack and print its funnel",
+		Description: "Starts what `herald dev` starts, imports a few thousand sample contacts (some without consent,\n" +
+			"a few malformed rows), adds a template, a sender and a campaign, launches it with a live progress\n" +
+			"bar, waits for the status webhooks and the ClickHouse sink, and prints the funnel next to the\n" +
+			"sandbox's ground truth. Exits non-zero if they differ.",
+		Flags: []cli.Flag{dataDirFlag(),
+			&cli.IntFlag{Name: "contacts", Value: 3000, Usage: "sample contacts to generate"},
+			&cli.Float64Flag{Name: "rate", Value: 100, Usage: "the demo sender's rate in msg/s"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := config(c)
+			if err != nil {
+				return err
+			}
+			if c.Int("contacts") < 1 || c.Float64("rate") <= 0 {
+				return usage("--contacts and --rate must be positive")
+			}
+			return app.Demo(c.Context, cfg, app.DemoOptions{DataDir: c.String("data-dir"), Contacts: c.Int("contacts"), Rate: c.Float64("rate"),
+				Out: c.App.Writer, Err: c.App.ErrWriter, JSON: jsonOut(c)})
+		},
+	}
+}
+
+func sandboxCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sandbox",
+		Usage: "run the WhatsApp Cloud API sandbox alone",
+		Description: "Serves POST /{version}/{phone-number-id}/messages like the Cloud API (bearer token, JSON and\n" +
+			"error shapes, throughput, pair rate, 24h window, unknown templates), and posts signed status\n" +
+			"webhooks to --webhook-url. GET /_sandbox/records and /_sandbox/stats show what it accepted.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9080", Usage: "listen address", EnvVars: []string{"HERALD_SANDBOX_LISTEN"}},
+			&cli.StringFlag{Name: "token", Value: app.DevSandboxToken, Usage: "accepted bearer token", EnvVars: []string{"HERALD_SANDBOX_TOKEN"}},
+			&cli.StringFlag{Name: "webhook-url", Usage: "where status webhooks are posted (Herald's /webhooks/whatsapp)", EnvVars: []string{"HERALD_SANDBOX_WEBHOOK_URL"}},
+			&cli.Float64Flag{Name: "throughput", Value: 80, Usage: "msg/s per phone number before 130429"},
+			&cli.Float64Flag{Name: "undeliverable", Value: 0.02, Usage: "share of recipients not on WhatsApp (131026)"},
+			&cli.Float64Flag{Name: "read-rate", Value: 0.6, Usage: "share of delivered messages that are read"},
+			&cli.Float64Flag{Name: "delay-scale", Value: 1, Usage: "scales the realistic status delays (0.05: twenty times faster)"},
+			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := config(c)
+			if err != nil {
+				return err
+			}
+			sc := sandbox.Config{Token: c.String("token"), AppSecret: cfg.AppSecret, WebhookURL: c.String("webhook-url"),
+				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale")}
+			for _, t := range c.StringSlice("template") {
+				name, lang, ok := cutColon(t)
+				if !ok {
+					return usage("--template %q: want name:language, e.g. spring_sale:en_US", t)
+				}
+				sc.Templates = append(sc.Templates, sandbox.ApprovedTemplate{Name: name, Language: lang, Category: "MARKETING"})
+			}
+			l, err := net.Listen("tcp", c.String("listen"))
+			if err != nil {
+				return err
+			}
+			sb := sandbox.New(sc, cfg.Logger)
+			fmt.Fprintf(c.App.Writer, "WhatsApp sandbox on http://%s (token %q)\n", l.Addr(), sc.Token)
+			g, ctx := errgroup.WithContext(c.Context)
+			g.Go(func() error { return sb.Run(ctx) })
+			g.Go(func() error { return app.ServeHTTP(ctx, l, sb.Handler()) })
+			return g.Wait()
+		},
+	}
+}
+
+func cutColon(s string) (string, string, bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return s[:i], s[i+1:], i > 0 && i < len(s)-1
+		}
+	}
+	return "", "", false
+}
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve provider webhooks, /metrics, /healthz and /readyz",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "listen", Value: ":8080", Usage: "listen address", EnvVars: []string{"HERALD_LISTEN"}}},
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			if d.Cfg.AppSecret == "" {
+				return usage("serve needs the Meta app secret to verify webhooks: set --whatsapp-app-secret or HERALD_WHATSAPP_APP_SECRET")
+			}
+			l, err := net.Listen("tcp", c.String("listen"))
+			if err != nil {
+				return err
+			}
+			d.Cfg.Logger.Info("serving", "addr", l.Addr().String())
+			return app.Serve(c.Context, d, l)
+		},
+	}
+}
+
+func workerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "consume herald.outbound and send (run as many as you like: they share the work)",
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return app.Worker(c.Context, d)
+		},
+	}
+}
+
+func sinkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sink",
+		Usage: "consume herald.events, herald.consent and herald.inbound into ClickHouse in batches",
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, ClickHouse: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return app.Sink(c.Context, d)
+		},
+	}
+}
+
+func migrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "create the Kafka topics and the ClickHouse schema (idempotent)",
+		Flags: []cli.Flag{&cli.IntFlag{Name: "partitions", Value: 12, Usage: "partitions of new topics"}},
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, ClickHouse: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			d.Cfg.Partitions = c.Int("partitions")
+			applied, err := app.Migrate(c.Context, d)
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				return printJSON(c.App.Writer, map[string]any{"topics": d.Topics.All(), "applied": applied})
+			}
+			fmt.Fprintf(c.App.Writer, "topics ready: %v\nclickhouse migrations applied: %d %v\n", d.Topics.All(), len(applied), applied)
+			return nil
+		},
+	}
+}

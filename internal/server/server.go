@@ -1,0 +1,285 @@
+// Package server is the HTTP face of `herald serve`: the WhatsApp webhook (GET challenge,
+// signed POSTs of statuses and inbound messages), /metrics, /healthz and /readyz. It
+// verifies and translates; what a status or an inbound message means is decided by the
+// dispatcher (progress), throttle (window, consent) and the event contract.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/throttle"
+)
+
+// MaxBody is the largest webhook body accepted (Meta sends up to 3 MB).
+const MaxBody = 4 << 20
+
+// Publisher writes to one Kafka topic.
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Contacts finds a contact by phone (segments.Store).
+type Contacts interface {
+	LookupPhone(ctx context.Context, phone string) (uint32, error)
+}
+
+// Config wires the server.
+type Config struct {
+	AppSecret    string // Meta app secret: webhook signatures
+	VerifyToken  string // hub.verify_token of the subscription
+	Events       Publisher
+	Inbound      Publisher
+	Tracker      *dispatcher.Tracker
+	Policy       *throttle.Policy
+	Ledger       *throttle.Ledger
+	Contacts     Contacts
+	StopKeywords []string // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
+	Ready        func(ctx context.Context) error
+	Logger       *slog.Logger
+	Registry     *prometheus.Registry // /metrics; may be nil
+}
+
+// Server handles Herald's HTTP endpoints.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	stop map[string]bool
+	m    struct {
+		webhooks *prometheus.CounterVec
+		statuses *prometheus.CounterVec
+		latency  prometheus.Histogram
+	}
+}
+
+// New returns a server.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, log: cfg.Logger, stop: map[string]bool{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "serve")
+	kw := cfg.StopKeywords
+	if len(kw) == 0 {
+		kw = []string{"STOP", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "OPTOUT", "STOPALL", "STOP ALL"}
+	}
+	for _, k := range kw {
+		s.stop[events.NormalizeKeyword(k)] = true
+	}
+	var reg prometheus.Registerer = prometheus.NewRegistry()
+	if cfg.Registry != nil {
+		reg = cfg.Registry
+	}
+	f := promauto.With(reg)
+	s.m.webhooks = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhooks_total", Help: "Webhook requests by result."}, []string{"result"})
+	s.m.statuses = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_statuses_total", Help: "Statuses received by status."}, []string{"status"})
+	s.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_seconds", Help: "Webhook handling time.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	return s
+}
+
+// Handler returns the HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /webhooks/whatsapp", s.challenge)
+	mux.HandleFunc("POST /webhooks/whatsapp", s.webhook)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.cfg.Ready(ctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		io.WriteString(w, "ready\n")
+	})
+	if s.cfg.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
+	c, ok := whatsapp.VerifyChallenge(r.URL.Query(), s.cfg.VerifyToken)
+	if !ok {
+		s.m.webhooks.WithLabelValues("bad_challenge").Inc()
+		http.Error(w, "verification failed", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, c)
+}
+
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { s.m.latency.Observe(time.Since(start).Seconds()) }()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		s.m.webhooks.WithLabelValues("too_large").Inc()
+		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if err := whatsapp.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
+		s.m.webhooks.WithLabelValues("bad_signature").Inc()
+		s.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
+		http.Error(w, "invalid signature", http.StatusUnauthorized)
+		return
+	}
+	n, err := whatsapp.ParseNotification(body)
+	if err != nil {
+		// Signed but malformed: retrying will not help, and nothing was changed.
+		s.m.webhooks.WithLabelValues("bad_payload").Inc()
+		s.log.Warn("webhook rejected: malformed payload", "err", err)
+		http.Error(w, "malformed payload: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := s.handle(r.Context(), n); err != nil {
+		// Meta retries non-200 responses: nothing is lost.
+		s.m.webhooks.WithLabelValues("error").Inc()
+		s.log.Error("webhook not processed; the provider will retry", "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.m.webhooks.WithLabelValues("ok").Inc()
+	io.WriteString(w, "ok")
+}
+
+var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": events.Delivered, "read": events.Read, "played": events.Read, "failed": events.Failed}
+
+// handle turns a notification into events, settles in-doubt sends and records inbound
+// messages. Everything is idempotent: Meta redelivers and duplicates.
+func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
+	var evs, inbound []kafka.Message
+	var settle []dispatcher.Key
+	var outcomes []string
+	type window struct {
+		sender  string
+		contact uint32
+		at      time.Time
+	}
+	var windows []window
+	var revokes []throttle.Change
+	for _, e := range n.Entry {
+		for _, ch := range e.Changes {
+			v := ch.Value
+			phoneID := v.Metadata.PhoneNumberID
+			for _, st := range v.Statuses {
+				s.m.statuses.WithLabelValues(st.Status).Inc()
+				kind, ok := statusKinds[st.Status]
+				campaign, contact, ours := whatsapp.ParseCallbackData(st.BizOpaqueCallbackData)
+				if !ok || !ours {
+					continue // not a Herald campaign message (or a status we do not track)
+				}
+				at, err := whatsapp.ParseTimestamp(st.Timestamp)
+				if err != nil {
+					at = time.Now()
+				}
+				ev := events.New(kind, campaign, contact, at)
+				ev.SenderID, ev.Channel, ev.ProviderMessageID = phoneID, "whatsapp", st.ID
+				outcome := dispatcher.OutcomeSent
+				if kind == events.Failed {
+					outcome = dispatcher.OutcomeFailed
+					if len(st.Errors) > 0 {
+						ev.ErrorCode = st.Errors[0].Code
+						ev.Reason = "provider_failed"
+					}
+				}
+				b, _ := ev.Marshal()
+				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				settle = append(settle, dispatcher.Key{Campaign: campaign, Contact: contact})
+				outcomes = append(outcomes, outcome)
+			}
+			for _, m := range v.Messages {
+				at, err := whatsapp.ParseTimestamp(m.Timestamp)
+				if err != nil {
+					at = time.Now()
+				}
+				from := "+" + strings.TrimPrefix(m.From, "+")
+				contact, err := s.cfg.Contacts.LookupPhone(ctx, from)
+				if err != nil && !isNotFound(err) {
+					return err
+				}
+				text := inboundText(m)
+				in := events.Inbound{ID: m.ID, ContactID: contact, From: from, SenderID: phoneID, Channel: "whatsapp", Type: m.Type, Text: text, Time: at.UTC()}
+				if m.Context != nil {
+					in.ReplyToProviderID = m.Context.ID
+				}
+				b, _ := json.Marshal(in)
+				inbound = append(inbound, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				if contact == 0 {
+					continue
+				}
+				windows = append(windows, window{phoneID, contact, at})
+				if s.stop[events.NormalizeKeyword(text)] {
+					revokes = append(revokes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
+						Action: events.Revoke, Source: "keyword", Proof: "whatsapp message " + m.ID + ": " + text, Time: at})
+					ev := events.New(events.OptedOut, "", contact, at)
+					ev.ID = events.ID("", contact, events.OptedOut, m.ID)
+					ev.Channel, ev.SenderID, ev.Reason = "whatsapp", phoneID, "keyword"
+					b, _ := ev.Marshal()
+					evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				}
+			}
+		}
+	}
+	if len(revokes) > 0 {
+		if _, err := s.cfg.Ledger.Apply(ctx, revokes, false); err != nil {
+			return err
+		}
+	}
+	for _, w := range windows {
+		if err := s.cfg.Policy.RecordInbound(ctx, w.sender, []uint32{w.contact}, []time.Time{w.at}); err != nil {
+			return err
+		}
+	}
+	if len(inbound) > 0 {
+		if err := s.cfg.Inbound.WriteMessages(ctx, inbound...); err != nil {
+			return err
+		}
+	}
+	if len(evs) > 0 {
+		if err := s.cfg.Events.WriteMessages(ctx, evs...); err != nil {
+			return err
+		}
+	}
+	if _, err := s.cfg.Tracker.Finish(ctx, settle, outcomes); err != nil {
+		return err
+	}
+	return nil
+}
+
+func inboundText(m whatsapp.InboundMessage) string {
+	switch {
+	case m.Text != nil:
+		return m.Text.Body
+	case m.Button != nil:
+		return m.Button.Text
+	case m.Interactive != nil && m.Interactive.ButtonReply != nil:
+		return m.Interactive.ButtonReply.Title
+	case m.Interactive != nil && m.Interactive.ListReply != nil:
+		return m.Interactive.ListReply.Title
+	}
+	return ""
+}
+
+var errNotFound = errors.New("not found")
+
+func isNotFound(err error) bool {
+	return err != nil && (errors.Is(err, errNotFound) || strings.Contains(err.Error(), "not found"))
+}

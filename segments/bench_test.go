@@ -1,0 +1,120 @@
+package segments
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// benchCSV is a file of n rows in several regions and formats, with tags, consent and
+// an attribute.
+func benchCSV(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("phone,name,tags,opted_in,plan\n")
+	for i := range n {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&b, "+66 81 %03d %04d,Name %d,\"vip;t%d\",yes,pro\n", i/10000%1000, i%10000, i, i%20)
+		case 1:
+			fmt.Fprintf(&b, "+62812%07d,Name %d,t%d,,free\n", i, i, i%20)
+		default:
+			fmt.Fprintf(&b, "+5511 9%08d,\"Name, %d\",,no,\n", i, i)
+		}
+	}
+	return b.Bytes()
+}
+
+type nopSink struct{}
+
+func (nopSink) ImportConsent(context.Context, []ConsentRow) error { return nil }
+
+func BenchmarkImportCSV(b *testing.B) {
+	const rows = 20000
+	data := benchCSV(rows)
+	ctx := context.Background()
+	_, rdb, prefix := newStore(b)
+	b.Run("new", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		i := 0
+		for b.Loop() {
+			i++
+			s := NewStore(rdb, fmt.Sprintf("%snew%d:", prefix, i))
+			if _, err := s.ImportCSV(ctx, bytes.NewReader(data), ImportOptions{Consent: nopSink{}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(rows*i)/b.Elapsed().Seconds(), "rows/s")
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		s := NewStore(rdb, prefix+"again:")
+		if _, err := s.ImportCSV(ctx, bytes.NewReader(data), ImportOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(data)))
+		n := 0
+		for b.Loop() {
+			n++
+			rep, err := s.ImportCSV(ctx, bytes.NewReader(data), ImportOptions{})
+			if err != nil || rep.Unchanged != rows {
+				b.Fatal(rep, err)
+			}
+		}
+		b.ReportMetric(float64(rows*n)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
+
+// redisBitmap returns a Redis bitmap of n ids, each set with probability p.
+func redisBitmap(rng *rand.Rand, n int, p float64) []byte {
+	b := make([]byte, (n+7)/8)
+	for id := range n {
+		if rng.Float64() < p {
+			b[id/8] |= 0x80 >> (id % 8)
+		}
+	}
+	return b
+}
+
+func BenchmarkEvaluate(b *testing.B) {
+	const contacts = 1_000_000
+	s, rdb, _ := newStore(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 1))
+	for k, p := range map[string]float64{s.kAll(): 1, s.kTag("vip"): 0.1, s.kTag("churned"): 0.2,
+		s.kAttr(FieldCountry, "TH"): 0.4, s.kAttr(FieldCountry, "ID"): 0.3} {
+		if err := rdb.Set(ctx, k, redisBitmap(rng, contacts, p), 0).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, expr := range []string{"vip", "vip and (country:TH or country:ID) and not churned"} {
+		b.Run(expr, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Evaluate(ctx, expr); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkBitmapFromRedis(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, p := range []float64{0.001, 0.5} {
+		data := redisBitmap(rng, 10_000_000, p)
+		b.Run(fmt.Sprintf("10M ids density %g", p), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				bitmapFromRedis(data)
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	for b.Loop() {
+		if _, err := Parse("vip and (country:TH or country:ID) and not churned and locale in (th, en)"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+// Package segments owns the contact store and audience selection: contact profiles, the
+// identity index (phone number → contact id), tags, the CSV import, and segment
+// expressions evaluated to sets of contact ids. It does not own consent (an import hands
+// opted_in rows to a ConsentSink; throttle keeps the ledger), campaigns, or analytics.
+//
+// # Contacts
+//
+// A contact is identified by its phone number in E.164 and has a dense uint32 id
+// allocated from a counter, so a set of contacts is a bitmap of at most 512 MiB and, at
+// 10M contacts, 1.25 MB. Ids are allocated by a Lua script that looks the number up and
+// allocates only if it is new, so concurrent importers of one number get one id. Writes
+// go in pipelined batches (1,000 rows by default): four round trips per batch, never one
+// per row.
+//
+// # Redis keys
+//
+// P is the prefix given to NewStore (e.g. "herald:"); ID is a contact id in decimal.
+//
+//	P contact:seq          INCR: the last allocated contact id
+//	P ident:phone          HASH: E.164 → contact id (the identity index)
+//	P contact:ID           HASH: profile — phone, name, email, country (ISO region of the
+//	                       phone), tz (IANA zone), locale, tags (sorted, comma-separated, for
+//	                       display), a.<name> custom attributes, created (unix ms), source
+//	P tag:NAME             bitmap: contacts with tag NAME (bit = contact id)
+//	P tags                 SET: the tag library
+//	P attr:country:CC      bitmap: contacts whose phone is in region CC (TH, ID)
+//	P attr:locale:LANG     bitmap: contacts whose locale's language is LANG (th, pt)
+//	P contacts:all         bitmap: every live contact; the universe of "not"
+//
+// Bitmaps are the source of truth for membership; the profile's tags field mirrors them
+// for display. An import writes bitmaps before profiles, so an import cut short is
+// completed by importing the same file again. Every command touches one key except the
+// id script, which needs contact:seq and ident:phone in one Redis Cluster slot: these
+// names do not give that yet, so a cluster deployment must add a common hash tag to
+// both (evaluation and writes are cluster-safe as they are).
+//
+// # Import
+//
+// ImportCSV streams a file of any length in constant memory. The first non-blank line
+// is the header; column names are case-insensitive, and spaces and punctuation in them
+// count as "_" (so "WhatsApp Opt-In" is whatsapp_opt_in). Recognized columns:
+//
+//	phone      phone, phone_number, mobile, msisdn, whatsapp, mobile_number, whatsapp_number
+//	name       name, first_name, full_name
+//	email      email, e_mail, email_address
+//	country    country (ISO 3166 code; also the region of national numbers in that row)
+//	locale     locale, language (th, pt-BR; indexed by language)
+//	timezone   timezone, tz, time_zone (IANA name; default: the phone number's zone)
+//	tags       tags, labels (separated by ";", "|" or ",")
+//	opted_in   opted_in, optin, opt_in, consent, whatsapp_opt_in
+//	           (true/false, yes/no, y/n, t/f, 1/0; empty: not given)
+//
+// Any other column is a custom attribute. ImportOptions.Columns maps other names. The
+// delimiter (",", ";" or tab) is detected from the header; a UTF-8 byte order mark, CRLF
+// or LF line endings, quoted fields with delimiters, quotes ("") and line breaks, blank
+// lines and surrounding spaces are all accepted. Tags are normalized to lower case
+// a-z, 0-9, "_" and "-" (spaces and punctuation become "_").
+//
+// Empty cells leave stored values alone, tags are added to a contact's tags (not
+// replacing them) and ImportOptions.RemoveTags takes tags off, so importing a file
+// twice changes nothing the second time. Rows naming one phone number, however written
+// ("+66 81 234 5678" and "0812345678" with region TH), are one contact.
+//
+// A bad row is rejected with its physical line number (the header is line 1; a quoted
+// field over several lines counts them all) and a stable reason: "phone is missing",
+// "invalid phone", "wrong number of fields (got 3, header has 4)", "invalid UTF-8",
+// "invalid opted_in value", "invalid email", "invalid country", "invalid locale",
+// "invalid time zone", "invalid tag", "malformed row" or "line too long"; it never
+// affects other rows. A quoted field that is never closed rejects only the line it
+// starts on: the lines after it are read again as rows.
+//
+// # Segment expressions
+//
+//	expr    = and { "or" and }
+//	and     = unary { "and" unary }
+//	unary   = "not" unary | "(" expr ")" | term
+//	term    = NAME                                   a tag: vip
+//	        | FIELD ":" VALUE                        country:TH, locale:th, tag:vip
+//	        | FIELD ":" "(" VALUE { "," VALUE } ")"  country:(TH, ID)
+//	        | FIELD "in" "(" VALUE { "," VALUE } ")" country in (TH, ID), tag in (vip, gold)
+//	FIELD   = "tag" | "country" | "locale"
+//	NAME, VALUE: letters, digits, "_" and "-"
+//
+// Keywords, tags and values are case-insensitive; not binds tighter than and, and
+// tighter than or. Example: vip and country in (TH, ID) and not churned. A tag named
+// like a keyword or a field is written tag:NAME (tag:and). Countries are ISO 3166 codes;
+// locales match by language (locale:pt matches pt-BR and pt-PT). Custom attributes are
+// not indexed: tag contacts to select them. Parse errors give the column:
+//
+//	segment: column 12: expected tag, attribute or "(" but found ")"
+//
+// Members are live contacts only (those in contacts:all); not x is contacts:all minus x.
+// A tag no contact has is an empty set, not an error: Evaluate and Count stay quiet,
+// and Explain returns it as a Warning, with the count of each term, for the CLI and
+// console to show before a launch.
+package segments

@@ -1,0 +1,877 @@
+package templates
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	e "github.com/osteele/liquid/expressions"
+	"github.com/osteele/liquid/parser"
+	"github.com/osteele/liquid/render"
+
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+)
+
+// Render errors wrap one of these; RenderError.Reason names them for metrics.
+var (
+	ErrMissingVariable = errors.New("missing required variable")
+	ErrBadVariable     = errors.New("bad variable value")
+	ErrEmpty           = errors.New("renders empty")
+	ErrTooLong         = errors.New("too long")
+	ErrParamFormat     = errors.New("parameter format")
+	ErrLiquid          = errors.New("liquid error")
+	ErrInternal        = errors.New("internal error")
+)
+
+// RenderError is a render that failed: which template, variant and field, and why.
+type RenderError struct {
+	Template  string
+	Version   int
+	Variant   string
+	Field     string   // e.g. whatsapp.body.first_name, or variables.coupon
+	Variables []string // the declared variables the field uses
+	Err       error    // wraps one of the Err* sentinels
+}
+
+func (e *RenderError) Error() string {
+	var b strings.Builder
+	b.WriteString("render ")
+	b.WriteString(e.Template)
+	if e.Version > 0 {
+		fmt.Fprintf(&b, " v%d", e.Version)
+	}
+	if e.Variant != "" && e.Variant != "default" {
+		fmt.Fprintf(&b, " (variant %s)", e.Variant)
+	}
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *RenderError) Unwrap() error { return e.Err }
+
+// Reason is a bounded label for metrics and skip reasons.
+func (e *RenderError) Reason() string {
+	for _, r := range []struct {
+		err    error
+		reason string
+	}{
+		{ErrMissingVariable, "missing_variable"},
+		{ErrBadVariable, "bad_variable"},
+		{ErrEmpty, "empty"},
+		{ErrTooLong, "too_long"},
+		{ErrParamFormat, "param_format"},
+		{ErrLiquid, "liquid"},
+	} {
+		if errors.Is(e.Err, r.err) {
+			return r.reason
+		}
+	}
+	return "internal"
+}
+
+// Rendered is one message, ready for a channel adapter.
+type Rendered struct {
+	Template string `json:"template"`
+	Version  int    `json:"version,omitempty"`
+	Variant  string `json:"variant"`
+	Kind     Kind   `json:"kind"`
+	Category string `json:"category,omitempty"` // whatsapp_template: MARKETING, UTILITY, AUTHENTICATION
+	// Text is the body of a KindText message.
+	Text string `json:"text,omitempty"`
+	// WhatsApp is the Cloud API template object of a KindWhatsAppTemplate message.
+	WhatsApp *whatsapp.Template `json:"whatsapp,omitempty"`
+	// FreeForm is true for text: it may only be sent inside the 24h window.
+	FreeForm bool `json:"free_form"`
+}
+
+// Compiled is a template with every Liquid field parsed once. It is immutable and safe
+// for concurrent use.
+type Compiled struct {
+	t        *Template
+	cfg      render.Config
+	vars     []compiledVar
+	declared []string
+	variants []compiledVariant
+	total    uint64
+}
+
+type compiledVar struct {
+	name     string
+	typ      string
+	def      any
+	example  any
+	required bool
+}
+
+type compiledVariant struct {
+	name string
+	upTo uint64 // cumulative weight: chosen when hash % total < upTo
+	text *field
+	wa   *compiledWhatsApp
+}
+
+type compiledWhatsApp struct {
+	name, language, category string
+	preview                  string
+	previewPath              string
+	params                   []compiledParam
+	buttons                  []compiledButton
+}
+
+type compiledParam struct {
+	name string
+	f    *field
+}
+
+type compiledButton struct {
+	index   int
+	subType string
+	f       *field
+}
+
+// field is one Liquid source, parsed and compiled.
+type field struct {
+	path     string
+	line     int
+	constant string      // when node is nil
+	node     render.Node // nil: no Liquid in the source
+	vars     []string    // declared variables it uses
+	limit    int         // characters
+	kind     fieldKind
+}
+
+type fieldKind uint8
+
+const (
+	fieldText fieldKind = iota
+	fieldBodyParam
+	fieldURLParam
+	fieldPayload
+)
+
+// Template returns the template c was compiled from. Do not modify it.
+func (c *Compiled) Template() *Template { return c.t }
+
+// Variant returns the name of the variant (campaign, contact) gets.
+func (c *Compiled) Variant(campaign string, contact uint32) string {
+	return c.pick(campaign, contact).name
+}
+
+// Compile validates t and parses its Liquid once. Templates from ParseFile compile
+// without error; the error is a list of *FieldError.
+func Compile(t *Template) (*Compiled, error) {
+	return compile(t, &problems{file: t.file})
+}
+
+func compile(t *Template, p *problems) (*Compiled, error) {
+	c := &Compiled{t: t, cfg: liquidConfig()}
+	c.checkHead(p)
+	c.compileVars(p)
+	c.compileVariants(p)
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	c.checkExamples(p)
+	if len(p.errs) > 0 {
+		return nil, p.err()
+	}
+	return c, nil
+}
+
+func (t *Template) line(path string) int { return t.lines[path] }
+
+func (c *Compiled) checkHead(p *problems) {
+	t := c.t
+	switch {
+	case t.Name == "":
+		p.add(t.line("name"), "name", "required: the template's name, like spring_sale")
+	case !nameRE.MatchString(t.Name) || len(t.Name) > maxNameLen:
+		p.add(t.line("name"), "name", "%q must be lowercase letters, digits and _ only", t.Name)
+	}
+	switch {
+	case t.Channel == "":
+		p.add(t.line("channel"), "channel", "required: whatsapp")
+	case t.Channel != ChannelWhatsApp:
+		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp)", t.Channel)
+	}
+	switch {
+	case t.Locale == "":
+		p.add(t.line("locale"), "locale", "required: a locale like en_US")
+	case !localeRE.MatchString(t.Locale):
+		p.add(t.line("locale"), "locale", "%q is not a locale like en_US or pt_BR", t.Locale)
+	}
+	switch t.Kind {
+	case KindText, KindWhatsAppTemplate:
+	case "":
+		p.add(t.line("kind"), "kind", "required: text (free-form, only inside the 24h window) or whatsapp_template")
+	default:
+		p.add(t.line("kind"), "kind", "unknown kind %q (text or whatsapp_template)", t.Kind)
+	}
+}
+
+func (c *Compiled) compileVars(p *problems) {
+	t := c.t
+	for _, v := range t.Variables {
+		path := "variables." + v.Name
+		line := t.line(path)
+		switch {
+		case !varNameRE.MatchString(v.Name) || reserved[v.Name]:
+			p.add(line, path, "%q is not a usable variable name: letters, digits and _, not starting with a digit, not a Liquid keyword", v.Name)
+		case slices.Contains(c.declared, v.Name):
+			p.add(line, path, "declared twice")
+		}
+		c.declared = append(c.declared, v.Name)
+		cv := compiledVar{name: v.Name, typ: v.Type, required: v.Required}
+		if cv.typ == "" {
+			cv.typ = TypeString
+		}
+		switch cv.typ {
+		case TypeString, TypeNumber, TypeBool, TypeDate:
+		default:
+			p.add(t.line(path+".type"), path+".type", "unknown type %q (string, number, bool or date)", v.Type)
+			continue
+		}
+		var err error
+		if v.Default != nil {
+			if cv.required {
+				p.add(t.line(path+".default"), path+".default", "a required variable has no default: drop one of them")
+			}
+			if cv.def, err = bindValue(v.Default, cv.typ); err != nil {
+				p.add(t.line(path+".default"), path+".default", "%v", err)
+			}
+		}
+		if v.Example != nil {
+			if cv.example, err = bindValue(v.Example, cv.typ); err != nil {
+				p.add(t.line(path+".example"), path+".example", "%v", err)
+			}
+		}
+		c.vars = append(c.vars, cv)
+	}
+}
+
+func (c *Compiled) compileVariants(p *problems) {
+	t := c.t
+	switch {
+	case len(t.Variants) == 0:
+		p.add(0, "variants", "a template needs a body (text) or a whatsapp section")
+		return
+	case len(t.Variants) > MaxVariants:
+		p.add(t.line("variants"), "variants", "%d variants; the limit is %d", len(t.Variants), MaxVariants)
+		return
+	}
+	fields := map[string]*field{} // inherited fields are compiled once
+	var names []string
+	for i := range t.Variants {
+		v := &t.Variants[i]
+		vpath := variantField(i, v.Name)
+		single := len(t.Variants) == 1
+		switch {
+		case single && v.Name == "":
+			v.Name = "default"
+		case v.Name == "":
+			p.add(t.line(vpath), vpath+".name", "required: a short name like a or short_copy")
+		case !nameRE.MatchString(v.Name) || len(v.Name) > 64:
+			p.add(t.line(vpath+".name"), vpath+".name", "%q must be lowercase letters, digits and _ only", v.Name)
+		case slices.Contains(names, v.Name):
+			p.add(t.line(vpath+".name"), vpath+".name", "variant %q is listed twice", v.Name)
+		}
+		names = append(names, v.Name)
+		if v.Weight < 0 || v.Weight > MaxWeight {
+			p.add(t.line(vpath+".weight"), vpath+".weight", "%d must be from 0 to %d", v.Weight, MaxWeight)
+		}
+		c.total += uint64(max(v.Weight, 0))
+		cv := compiledVariant{name: v.Name, upTo: c.total}
+		prefix := ""
+		if !single {
+			prefix = vpath + "."
+		}
+		switch t.Kind {
+		case KindText:
+			if v.WhatsApp != nil {
+				p.add(t.line(vpath), prefix+"whatsapp", "only for kind whatsapp_template")
+			}
+			path := cmp.Or(v.paths.body, prefix+"body")
+			if v.Body == "" {
+				p.add(t.line(path), path, "required for kind text: the message, in Liquid")
+			}
+			cv.text = c.field(fields, path, v.Body, fieldText, MaxTextBody, p)
+		case KindWhatsAppTemplate:
+			if v.Body != "" {
+				p.add(t.line(prefix+"body"), prefix+"body", "kind whatsapp_template takes its parameters under whatsapp.body")
+			}
+			if v.WhatsApp == nil {
+				p.add(t.line(vpath), prefix+"whatsapp", "required for kind whatsapp_template: name, category and body parameters")
+				break
+			}
+			cv.wa = c.compileWhatsApp(v, prefix+"whatsapp", fields, p)
+		}
+		c.variants = append(c.variants, cv)
+	}
+	if c.total == 0 {
+		p.add(t.line("variants"), "variants", "the weights add up to 0: give at least one variant a weight")
+	}
+}
+
+func (c *Compiled) compileWhatsApp(v *Variant, section string, fields map[string]*field, p *problems) *compiledWhatsApp {
+	t, wa := c.t, v.WhatsApp
+	out := &compiledWhatsApp{name: wa.Name, language: cmp.Or(wa.Language, t.Locale), category: wa.Category}
+	at := func(key string) (int, string) {
+		for _, s := range []string{section, "whatsapp"} {
+			if l := t.line(s + "." + key); l > 0 {
+				return l, s + "." + key
+			}
+		}
+		return 0, section + "." + key
+	}
+	switch line, path := at("name"); {
+	case wa.Name == "":
+		p.add(line, path, "required: the approved template's name at Meta")
+	case !paramRE.MatchString(wa.Name) || len(wa.Name) > maxNameLen:
+		p.add(line, path, "%q is not a WhatsApp template name (lowercase letters, digits and _)", wa.Name)
+	}
+	if line, path := at("language"); out.language != t.Locale && !localeRE.MatchString(out.language) {
+		p.add(line, path, "%q is not a language code like en_US", out.language)
+	}
+	switch line, path := at("category"); wa.Category {
+	case CategoryMarketing, CategoryUtility, CategoryAuthentication:
+	case "":
+		p.add(line, path, "required: MARKETING, UTILITY or AUTHENTICATION")
+	default:
+		p.add(line, path, "unknown category %q (MARKETING, UTILITY or AUTHENTICATION)", wa.Category)
+	}
+
+	bodyPath := cmp.Or(v.paths.bodySection, section+".body")
+	if len(wa.Params) > MaxParams {
+		p.add(t.line(bodyPath), bodyPath, "%d parameters; the limit is %d", len(wa.Params), MaxParams)
+		return out
+	}
+	named := len(wa.Params) > 0 && wa.Params[0].Name != ""
+	var seen []string
+	for i, prm := range wa.Params {
+		path := fmt.Sprintf("%s.%d", bodyPath, i+1)
+		if prm.Name != "" {
+			path = bodyPath + "." + prm.Name
+		}
+		if i < len(v.paths.params) {
+			path = v.paths.params[i]
+		}
+		switch {
+		case (prm.Name != "") != named:
+			p.add(t.line(path), path, "mixes named and positional parameters: a template uses one or the other")
+		case named && !paramRE.MatchString(prm.Name):
+			p.add(t.line(path), path, "%q is not a WhatsApp parameter name (lowercase letters, digits and _)", prm.Name)
+		case named && slices.Contains(seen, prm.Name):
+			p.add(t.line(path), path, "parameter %q is listed twice", prm.Name)
+		}
+		seen = append(seen, prm.Name)
+		out.params = append(out.params, compiledParam{name: prm.Name, f: c.field(fields, path, prm.Text, fieldBodyParam, MaxParamText, p)})
+	}
+
+	buttonsPath := section + ".buttons"
+	if len(wa.Buttons) > MaxButtons {
+		p.add(t.line(fmt.Sprintf("%s[%d]", buttonsPath, MaxButtons)), buttonsPath, "%d buttons; a WhatsApp template has at most %d", len(wa.Buttons), MaxButtons)
+		return out
+	}
+	var indexes []int
+	for i, b := range wa.Buttons {
+		path := fmt.Sprintf("%s[%d]", buttonsPath, i)
+		if i < len(v.paths.buttons) {
+			path = v.paths.buttons[i]
+		}
+		switch {
+		case b.Index < 0 || b.Index >= MaxButtons:
+			p.add(cmp.Or(t.line(path+".index"), t.line(path)), path+".index", "required: the button's position in the approved template, from 0 to %d", MaxButtons-1)
+		case slices.Contains(indexes, b.Index):
+			p.add(t.line(path+".index"), path+".index", "button %d is listed twice", b.Index)
+		}
+		indexes = append(indexes, b.Index)
+		cb := compiledButton{index: b.Index, subType: b.SubType}
+		switch b.SubType {
+		case ButtonURL:
+			if b.Payload != "" {
+				p.add(t.line(path+".payload"), path+".payload", "a url button has text (the URL suffix), not a payload")
+			}
+			if b.Text == "" {
+				p.add(t.line(path), path+".text", "required for a url button: the URL suffix, in Liquid")
+			}
+			cb.f = c.field(fields, path+".text", b.Text, fieldURLParam, MaxParamText, p)
+		case ButtonQuickReply:
+			if b.Text != "" {
+				p.add(t.line(path+".text"), path+".text", "a quick_reply button has a payload, not text")
+			}
+			if b.Payload == "" {
+				p.add(t.line(path), path+".payload", "required for a quick_reply button, in Liquid")
+			}
+			cb.f = c.field(fields, path+".payload", b.Payload, fieldPayload, MaxParamText, p)
+		case "":
+			p.add(t.line(path), path+".sub_type", "required: url or quick_reply")
+		default:
+			p.add(t.line(path+".sub_type"), path+".sub_type", "unknown sub_type %q (url or quick_reply)", b.SubType)
+		}
+		out.buttons = append(out.buttons, cb)
+	}
+
+	out.preview, out.previewPath = t.Preview, "preview"
+	if v.Preview != "" {
+		out.preview, out.previewPath = v.Preview, variantField(slices.IndexFunc(t.Variants, func(x Variant) bool { return x.Name == v.Name }), v.Name)+".preview"
+	}
+	return out
+}
+
+// field parses and checks one Liquid source.
+func (c *Compiled) field(fields map[string]*field, path, src string, kind fieldKind, limit int, p *problems) *field {
+	if f, ok := fields[path]; ok {
+		return f
+	}
+	base := c.t.line(path)
+	f := &field{path: path, line: base, limit: limit, kind: kind}
+	fields[path] = f
+	if len(src) > MaxFieldBytes {
+		p.add(base, path, "source is %d bytes; the limit is %d", len(src), MaxFieldBytes)
+		return f
+	}
+	if !strings.Contains(src, "{{") && !strings.Contains(src, "{%") {
+		f.constant = src
+		return f
+	}
+	lineOf := func(l int) int {
+		if base == 0 {
+			return 0
+		}
+		return l
+	}
+	loc := parser.SourceLoc{LineNo: max(base, 1)}
+	ast, err := c.cfg.Parse(src, loc)
+	if err != nil {
+		p.add(lineOf(err.LineNumber()), path, "%s", liquidMessage(err))
+		return f
+	}
+	a := analyze(ast, c.declared)
+	for _, pr := range a.problems {
+		p.add(lineOf(pr.line), path, "%s", pr.msg)
+	}
+	if len(a.problems) > 0 {
+		return f
+	}
+	node, err := c.cfg.Compile(src, loc)
+	if err != nil {
+		p.add(lineOf(err.LineNumber()), path, "%s", liquidMessage(err))
+		return f
+	}
+	f.node, f.vars = node, a.vars
+	return f
+}
+
+var previewRE = regexp.MustCompile(`\{\{\s*([^{}\s]*)\s*\}\}`)
+
+// checkExamples renders every variant with the variables' examples (else defaults, else
+// placeholders) and checks the result against the channel limits and the preview.
+func (c *Compiled) checkExamples(p *problems) {
+	sample := make(map[string]any, len(c.vars))
+	for _, v := range c.vars {
+		switch {
+		case v.example != nil:
+			sample[v.name] = v.example
+		case v.def != nil:
+			sample[v.name] = v.def
+		default:
+			sample[v.name] = placeholder(v)
+		}
+	}
+	for i := range c.variants {
+		v := &c.variants[i]
+		r, err := c.render(v, sample)
+		if err != nil {
+			var re *RenderError
+			if errors.As(err, &re) {
+				p.add(c.t.line(re.Field), re.Field, "with the example values%s: %v", describeVars(re.Variables, sample), re.Err)
+			} else {
+				p.add(0, "", "with the example values: %v", err)
+			}
+			continue
+		}
+		if v.wa != nil && v.wa.preview != "" {
+			c.checkPreview(v.wa, r.WhatsApp, p)
+		}
+	}
+}
+
+func placeholder(v compiledVar) any {
+	switch v.typ {
+	case TypeNumber:
+		return int64(1)
+	case TypeBool:
+		return true
+	case TypeDate:
+		return "2025-01-15T10:00:00Z"
+	}
+	return v.name
+}
+
+func describeVars(names []string, vals map[string]any) string {
+	if len(names) == 0 {
+		return ""
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		v := vals[n]
+		if s, ok := v.(string); ok {
+			v = truncate(s, 40, "...")
+		}
+		b, _ := json.Marshal(v)
+		parts[i] = n + "=" + string(b)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// checkPreview checks that preview's placeholders are the template's parameters and
+// that the body, filled with the example render, fits MaxTemplateBody.
+func (c *Compiled) checkPreview(wa *compiledWhatsApp, r *whatsapp.Template, p *problems) {
+	path, line := wa.previewPath, c.t.line(wa.previewPath)
+	var got []string
+	for _, m := range previewRE.FindAllStringSubmatch(wa.preview, -1) {
+		got = append(got, m[1])
+	}
+	var want []string
+	for i, prm := range wa.params {
+		want = append(want, cmp.Or(prm.name, strconv.Itoa(i+1)))
+	}
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			p.add(line, path, "{{%s}} is not a parameter of whatsapp.body (parameters: %s)", g, declaredList(want))
+		}
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			p.add(line, path, "parameter %s is not in the preview: the approved body must use {{%s}}", w, w)
+		}
+	}
+	texts := map[string]string{}
+	if r != nil {
+		for _, comp := range r.Components {
+			if comp.Type != "body" {
+				continue
+			}
+			for i, prm := range comp.Parameters {
+				texts[cmp.Or(prm.ParameterName, strconv.Itoa(i+1))] = prm.Text
+			}
+		}
+	}
+	body := previewRE.ReplaceAllStringFunc(wa.preview, func(m string) string {
+		return texts[previewRE.FindStringSubmatch(m)[1]]
+	})
+	if n := utf8.RuneCountInString(body); n > MaxTemplateBody {
+		p.add(line, path, "with the example values the body is %d characters; WhatsApp allows %d", n, MaxTemplateBody)
+	}
+}
+
+// ---- rendering ----
+
+// variantHash is fmix64(FNV-1a-64(campaign + ":" + decimal contact)): FNV-1a alone
+// leaves the low bits tied to the contact id's last digit.
+func variantHash(campaign string, contact uint32) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(campaign); i++ {
+		h ^= uint64(campaign[i])
+		h *= prime
+	}
+	h ^= ':'
+	h *= prime
+	var buf [10]byte
+	for _, b := range strconv.AppendUint(buf[:0], uint64(contact), 10) {
+		h ^= uint64(b)
+		h *= prime
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+func (c *Compiled) pick(campaign string, contact uint32) *compiledVariant {
+	if len(c.variants) == 1 {
+		return &c.variants[0]
+	}
+	x := variantHash(campaign, contact) % c.total
+	for i := range c.variants {
+		if x < c.variants[i].upTo {
+			return &c.variants[i]
+		}
+	}
+	return &c.variants[len(c.variants)-1]
+}
+
+var bufPool = sync.Pool{New: func() any { return &boundedBuffer{max: MaxValueBytes, buf: make([]byte, 0, 512)} }}
+
+// Render renders the message for one contact of a campaign. The variant is chosen
+// deterministically from (campaign, contact); vars holds the contact's values (strings,
+// numbers, booleans; time.Time for dates). Only declared variables are read; missing
+// ones take their default. Errors are *RenderError.
+func (c *Compiled) Render(campaign string, contact uint32, vars map[string]any) (Rendered, error) {
+	return c.render(c.pick(campaign, contact), vars)
+}
+
+func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = c.fail(v, nil, "", fmt.Errorf("%w: %v", ErrInternal, x))
+		}
+	}()
+	bindings, err := c.bind(v, vars)
+	if err != nil {
+		return r, err
+	}
+	b := bufPool.Get().(*boundedBuffer)
+	defer bufPool.Put(b)
+	r = Rendered{Template: c.t.Name, Version: c.t.Version, Variant: v.name, Kind: c.t.Kind}
+	if v.text != nil {
+		if r.Text, err = c.renderField(v, v.text, b, bindings); err != nil {
+			return Rendered{}, err
+		}
+		r.FreeForm = true
+		return r, nil
+	}
+	wa := v.wa
+	r.Category = wa.category
+	tpl := &whatsapp.Template{Name: wa.name, Language: whatsapp.Language{Code: wa.language}}
+	n := len(wa.buttons)
+	if len(wa.params) > 0 {
+		n++
+	}
+	if n > 0 {
+		tpl.Components = make([]whatsapp.Component, 0, n)
+	}
+	if len(wa.params) > 0 {
+		params := make([]whatsapp.Parameter, len(wa.params))
+		for i, prm := range wa.params {
+			s, err := c.renderField(v, prm.f, b, bindings)
+			if err != nil {
+				return Rendered{}, err
+			}
+			params[i] = whatsapp.Parameter{Type: "text", ParameterName: prm.name, Text: s}
+		}
+		tpl.Components = append(tpl.Components, whatsapp.Component{Type: "body", Parameters: params})
+	}
+	if len(wa.buttons) > 0 {
+		indexes := make([]int, len(wa.buttons))
+		params := make([]whatsapp.Parameter, len(wa.buttons))
+		for i, btn := range wa.buttons {
+			s, err := c.renderField(v, btn.f, b, bindings)
+			if err != nil {
+				return Rendered{}, err
+			}
+			indexes[i] = btn.index
+			if btn.subType == ButtonQuickReply {
+				params[i] = whatsapp.Parameter{Type: "payload", Payload: s}
+			} else {
+				params[i] = whatsapp.Parameter{Type: "text", Text: s}
+			}
+			tpl.Components = append(tpl.Components, whatsapp.Component{
+				Type: "button", SubType: btn.subType, Index: &indexes[i], Parameters: params[i : i+1 : i+1],
+			})
+		}
+	}
+	r.WhatsApp = tpl
+	return r, nil
+}
+
+func (c *Compiled) fail(v *compiledVariant, f *field, path string, err error) *RenderError {
+	re := &RenderError{Template: c.t.Name, Version: c.t.Version, Field: path, Err: err}
+	if v != nil {
+		re.Variant = v.name
+	}
+	if f != nil {
+		re.Field, re.Variables = f.path, f.vars
+	}
+	return re
+}
+
+func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, bindings map[string]any) (string, error) {
+	s := f.constant
+	if f.node != nil {
+		b.buf, b.over = b.buf[:0], false
+		if err := render.Render(f.node, b, bindings, c.cfg); err != nil {
+			return "", c.fail(v, f, "", liquidError(err))
+		}
+		if b.over {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: the output passed %d bytes", ErrTooLong, MaxValueBytes))
+		}
+		s = string(bytes.TrimSpace(b.buf))
+	} else {
+		s = strings.TrimSpace(s)
+	}
+	if s == "" {
+		why := "WhatsApp rejects an empty message"
+		if f.kind != fieldText {
+			why = "WhatsApp rejects empty parameters (131008)"
+		}
+		uses := ""
+		if len(f.vars) > 0 {
+			uses = " (variables: " + strings.Join(f.vars, ", ") + ")"
+		}
+		return "", c.fail(v, f, "", fmt.Errorf("%w%s: %s; give the variable a default or use | default: \"…\"", ErrEmpty, uses, why))
+	}
+	if n := utf8.RuneCountInString(s); n > f.limit {
+		return "", c.fail(v, f, "", fmt.Errorf("%w: %d characters; WhatsApp allows %d", ErrTooLong, n, f.limit))
+	}
+	switch f.kind {
+	case fieldBodyParam:
+		if strings.ContainsAny(s, "\n\t") || strings.Contains(s, "     ") {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: a template parameter cannot hold newlines, tabs or more than 4 spaces in a row; use | strip_newlines or | strip", ErrParamFormat))
+		}
+	case fieldURLParam:
+		if strings.ContainsAny(s, " \n\t\r") {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: a URL suffix cannot contain spaces; use | url_encode", ErrParamFormat))
+		}
+	}
+	return s, nil
+}
+
+// liquidError unwraps osteele's error layers into ErrLiquid or ErrTooLong with a
+// message that names the failing filter.
+func liquidError(err error) error {
+	filter := ""
+	for range 8 {
+		if fe, ok := err.(e.FilterError); ok {
+			filter, err = fe.FilterName, fe.Err
+			continue
+		}
+		if ce, ok := err.(interface{ Cause() error }); ok && ce.Cause() != nil {
+			err = ce.Cause()
+			continue
+		}
+		break
+	}
+	msg := liquidMessage(err)
+	if filter != "" {
+		msg = fmt.Sprintf("filter %q: %s", filter, msg)
+	}
+	if errors.Is(err, errValueTooLong) {
+		return fmt.Errorf("%w: %s", ErrTooLong, msg)
+	}
+	return fmt.Errorf("%w: %s", ErrLiquid, msg)
+}
+
+// bind builds the Liquid bindings: declared variables only, as plain values.
+func (c *Compiled) bind(v *compiledVariant, vars map[string]any) (map[string]any, error) {
+	m := make(map[string]any, len(c.vars))
+	for i := range c.vars {
+		cv := &c.vars[i]
+		raw, ok := vars[cv.name]
+		if !ok || raw == nil {
+			if cv.required {
+				return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q", ErrMissingVariable, cv.name))
+			}
+			if cv.def != nil {
+				m[cv.name] = cv.def
+			}
+			continue
+		}
+		val, err := bindValue(raw, cv.typ)
+		if err != nil {
+			return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: %v", ErrBadVariable, cv.name, err))
+		}
+		if cv.required && val == "" {
+			return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: it is empty", ErrMissingVariable, cv.name))
+		}
+		m[cv.name] = val
+	}
+	return m, nil
+}
+
+// bindValue converts a value passed in to the plain value Liquid sees for a variable of
+// type typ: string, int64, float64 or bool. Anything else (structs, maps, slices,
+// pointers) is refused: Liquid can call methods on structs.
+func bindValue(v any, typ string) (any, error) {
+	var n number
+	switch x := v.(type) {
+	case string:
+		if len(x) > MaxValueBytes {
+			return nil, errValueTooLong
+		}
+		if !utf8.ValidString(x) {
+			return nil, errors.New("not valid UTF-8")
+		}
+		return convertVar(x, typ)
+	case json.Number:
+		return convertVar(string(x), typ)
+	case bool:
+		switch typ {
+		case TypeString:
+			return strconv.FormatBool(x), nil
+		case TypeBool:
+			return x, nil
+		}
+		return nil, fmt.Errorf("got true/false, want a %s", typ)
+	case time.Time:
+		switch typ {
+		case TypeString, TypeDate:
+			return x.Format(time.RFC3339Nano), nil
+		}
+		return nil, fmt.Errorf("got a time, want a %s", typ)
+	case int:
+		n = number{i: int64(x)}
+	case int8:
+		n = number{i: int64(x)}
+	case int16:
+		n = number{i: int64(x)}
+	case int32:
+		n = number{i: int64(x)}
+	case int64:
+		n = number{i: x}
+	case uint:
+		n = unsigned(uint64(x))
+	case uint8:
+		n = number{i: int64(x)}
+	case uint16:
+		n = number{i: int64(x)}
+	case uint32:
+		n = number{i: int64(x)}
+	case uint64:
+		n = unsigned(x)
+	case float32:
+		n = number{fl: float64(x), float: true}
+	case float64:
+		n = number{fl: x, float: true}
+	default:
+		return nil, fmt.Errorf("unsupported type %T: pass a string, number or true/false", v)
+	}
+	if n.float && (math.IsNaN(n.fl) || math.IsInf(n.fl, 0)) {
+		return nil, fmt.Errorf("%v is not a number", n.fl)
+	}
+	switch typ {
+	case TypeString:
+		return n.String(), nil
+	case TypeNumber, TypeDate:
+		return n.value(), nil
+	}
+	return nil, fmt.Errorf("got a number, want a %s", typ)
+}
+
+func unsigned(u uint64) number {
+	if u > math.MaxInt64 {
+		return number{fl: float64(u), float: true}
+	}
+	return number{i: int64(u)}
+}

@@ -1,0 +1,54 @@
+// Package templates owns message templates: the YAML file a marketer keeps in git, its
+// validation (strict keys, declared variables, channel limits checked at save), the
+// hardened Liquid it is written in, the deterministic choice of an A/B variant per
+// (campaign, contact), rendering to what a channel sends (a free-form WhatsApp text or
+// the exact Cloud API template object), and the versioned store in Redis with the cache a
+// worker renders from. It does not decide whether a message may be sent (throttle) nor
+// send it (dispatcher).
+//
+// # File format
+//
+//	name: spring_sale            # [a-z0-9_]+, the key in the store
+//	channel: whatsapp
+//	locale: en_US
+//	kind: whatsapp_template      # or text: free-form, only inside the 24h window
+//	whatsapp:
+//	  name: spring_sale          # the approved template at Meta
+//	  language: en_US            # default: locale
+//	  category: MARKETING        # MARKETING | UTILITY | AUTHENTICATION
+//	  body:                      # named parameters in order (a list: positional {{1}}, {{2}})
+//	    first_name: "{{ name | default: 'there' }}"
+//	  buttons:
+//	    - {index: 0, sub_type: url, text: "{{ coupon }}"}
+//	preview: "Hi {{first_name}} ..."   # the approved body, Meta placeholders; checked against body
+//	variables:
+//	  name: {type: string, default: ""}
+//	  coupon: {type: string, required: true, example: SPRING24}
+//	variants:                    # optional A/B split; see Variant
+//	  - {name: a, weight: 50}
+//	  - {name: b, weight: 50, whatsapp: {name: spring_sale_b}}
+//
+// # Liquid
+//
+// Templates are Liquid (github.com/osteele/liquid) with a reduced tag and filter set: no
+// include or render (they read files), no loops (for, tablerow, cycle), no ranges; only the
+// declared variables are visible, as plain strings, numbers and booleans; every string a
+// filter builds and every output is bounded (MaxValueBytes). Unknown variables, tags and
+// filters are errors when the file is parsed, with the file line and field. Templates are
+// parsed once by Compile; Render never parses.
+//
+// # Variants
+//
+// A variant is chosen from fmix64(FNV-1a-64(campaign + ":" + decimal contact id)) modulo
+// the sum of the weights, walking the variants in file order, so a resend or an audit
+// picks the same variant again.
+//
+// # Redis keys
+//
+// P is the configured prefix; {name} is a Redis Cluster hash tag, so one template's keys
+// share a slot.
+//
+//	P tpl:{name}          HASH version -> JSON record (source, sha256, saved_at, summary)
+//	P tpl:{name}:latest   STRING latest version
+//	P tpls                SET of template names
+package templates
