@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -17,6 +18,11 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// testLogger logs warnings and errors into the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
 
 // migrated returns a connection to a fresh, migrated database of the test's own.
 func migrated(t testing.TB) driver.Conn {

@@ -62,7 +62,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	all := append(append([]events.Event{}, evs...), other...)
 	publish(t, brokers, topics.Events, eventMessages(t, all))
 
-	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 97, FlushInterval: 20 * time.Millisecond})
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: 97, FlushInterval: 20 * time.Millisecond})
 	stop := runSink(t, s)
 	waitCaughtUp(t, s)
 
@@ -90,7 +90,7 @@ func TestSinkEndToEnd(t *testing.T) {
 
 	// A second consumer group reads every message again into the same tables, as a full
 	// redelivery would: no figure changes.
-	replay := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Group: "herald-sink-replay", Conn: conn,
+	replay := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Group: "herald-sink-replay", Conn: conn, Logger: testLogger(t),
 		BatchRows: 500, FlushInterval: 20 * time.Millisecond})
 	stop = runSink(t, replay)
 	waitCaughtUp(t, replay)
@@ -152,7 +152,7 @@ func TestSinkSkipsMalformedMessages(t *testing.T) {
 		{Key: []byte("1"), Value: in},
 	})
 
-	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 10, FlushInterval: 20 * time.Millisecond})
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: 10, FlushInterval: 20 * time.Millisecond})
 	stop := runSink(t, s)
 	waitCaughtUp(t, s) // every message committed, bad ones included: nothing blocked
 	if err := stop(); err != nil {
@@ -219,7 +219,7 @@ func TestSinkConsentLedger(t *testing.T) {
 	}
 	publish(t, brokers, topics.Inbound, inbound)
 
-	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 16, FlushInterval: 20 * time.Millisecond})
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: 16, FlushInterval: 20 * time.Millisecond})
 	stop := runSink(t, s)
 	waitCaughtUp(t, s)
 	if err := stop(); err != nil {
@@ -313,7 +313,7 @@ func TestSinkHoldsBatchWhileClickHouseRejects(t *testing.T) {
 
 			conn, fix := tc.setup(t)
 			const batch = 100
-			s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: batch, FlushInterval: 20 * time.Millisecond})
+			s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: batch, FlushInterval: 20 * time.Millisecond})
 			s.minBackoff, s.maxBackoff = 2*time.Millisecond, 10*time.Millisecond
 			stop := runSink(t, s)
 
@@ -359,7 +359,7 @@ func TestSinkFlushesPendingOnShutdown(t *testing.T) {
 	publish(t, brokers, topics.Events, eventMessages(t, evs))
 
 	// Neither the size nor the age of the batch will trigger an insert: only shutdown.
-	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: 1000, FlushInterval: time.Hour})
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: 1000, FlushInterval: time.Hour})
 	stop := runSink(t, s)
 	waitFor(t, "30 pending messages", func() bool { return pending(s, "events") == 30 })
 	if lag, err := s.Lag(ctx); err != nil || lag != 30 {

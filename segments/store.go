@@ -527,16 +527,17 @@ func (s *Store) diff(ctx context.Context, bits redis.Pipeliner, id uint32, befor
 	}
 	sort.Strings(fields)
 	args := make([]any, 0, 4+2*len(fields)+len(add)+len(rm))
-	n := len(fields)
 	if created {
-		n += 2
+		after.f[hCreated] = now
+		fields = append(fields, hCreated)
+		if source != "" {
+			after.f[hSource] = source
+			fields = append(fields, hSource)
+		}
 	}
-	args = append(args, n)
+	args = append(args, len(fields))
 	for _, k := range fields {
 		args = append(args, k, after.f[k])
-	}
-	if created {
-		args = append(args, hCreated, now, hSource, source)
 	}
 	args = append(args, len(add))
 	for _, t := range add {

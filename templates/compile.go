@@ -813,6 +813,9 @@ func bindValue(v any, typ string) (any, error) {
 		if !utf8.ValidString(x) {
 			return nil, errors.New("not valid UTF-8")
 		}
+		if typ == TypeString {
+			return v, nil // no new interface value: one allocation less per variable
+		}
 		return convertVar(x, typ)
 	case json.Number:
 		return convertVar(string(x), typ)

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
@@ -23,7 +25,7 @@ import (
 type DemoOptions struct {
 	DataDir  string
 	Contacts int
-	Rate     float64
+	Rate     float64 // the demo sender's msg/s; the sandbox allows 80 per number, as Meta does by default
 	Out, Err io.Writer
 	JSON     bool
 }
@@ -147,12 +149,25 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
-	fmt.Fprintf(o.Out, "\nSandbox ground truth: accepted %d, delivered %d, read %d, failed %d\n", truth.Accepted, truth.Delivered, truth.Read, truth.Failed)
+	stats := dev.Sandbox.Stats()
+	fmt.Fprintf(o.Out, "\nSandbox ground truth: accepted %d, delivered %d, read %d, failed %d; requests refused %d (130429 throughput: %d); %d webhook POSTs, %d duplicate statuses\n",
+		truth.Accepted, truth.Delivered, truth.Read, truth.Failed, sum(stats.Rejected), stats.Rejected[130429], stats.WebhookPosts, stats.Duplicates)
 	if err := truth.Check(f); err != nil {
 		return fmt.Errorf("the funnel does not match the sandbox: %w", err)
 	}
+	if n := stats.Rejected[130429]; n > 0 {
+		return fmt.Errorf("the sandbox refused %d requests for exceeding the sender's throughput (130429)", n)
+	}
 	fmt.Fprintf(o.Out, "The funnel matches the sandbox's record. Query it yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
+}
+
+func sum(m map[int]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // waitSink waits until the sink has committed everything on its topics.
@@ -218,15 +233,20 @@ func PrintFunnel(w io.Writer, f analytics.FunnelReport) {
 	}
 }
 
-// WatchCampaign shows a live progress bar until the campaign completes.
+// WatchCampaign follows a campaign until it completes: a live progress bar on a
+// terminal, a line every few seconds otherwise (logs, CI).
 func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io.Writer) error {
 	st, err := c.Status(ctx, id)
 	if err != nil {
 		return err
 	}
-	bar := progressbar.NewOptions64(max(st.Audience, 1), progressbar.OptionSetWriter(w), progressbar.OptionSetWidth(30),
-		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true),
-		progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+	var bar *progressbar.ProgressBar
+	if IsTerminal(w) {
+		bar = progressbar.NewOptions64(max(st.Audience, 1), progressbar.OptionSetWriter(w), progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+	}
+	start, lastLine := time.Now(), time.Time{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -234,11 +254,24 @@ func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io
 		if err != nil {
 			return err
 		}
-		bar.ChangeMax64(max(st.Audience, 1))
-		bar.Describe(fmt.Sprintf("sent %d · skipped %d · failed %d", st.Sent, st.Skipped, st.Failed))
-		_ = bar.Set64(st.Done)
-		if st.State == dispatcher.Completed {
-			_ = bar.Finish()
+		desc := fmt.Sprintf("sent %6d · skipped %6d · failed %6d", st.Sent, st.Skipped, st.Failed)
+		finished := st.State == dispatcher.Completed
+		if bar != nil {
+			bar.ChangeMax64(max(st.Audience, 1))
+			bar.Describe(desc)
+			_ = bar.Set64(st.Done)
+			if finished {
+				_ = bar.Finish()
+			}
+		} else if finished || time.Since(lastLine) >= 2*time.Second {
+			lastLine = time.Now()
+			pct := 0.0
+			if st.Audience > 0 {
+				pct = 100 * float64(st.Done) / float64(st.Audience)
+			}
+			fmt.Fprintf(w, "    %5.1f%%  %d/%d  %s  [%s]\n", pct, st.Done, st.Audience, desc, time.Since(start).Round(time.Second))
+		}
+		if finished {
 			return nil
 		}
 		select {
@@ -247,6 +280,12 @@ func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io
 		case <-tick.C:
 		}
 	}
+}
+
+// IsTerminal reports whether w is a terminal (progress bars only draw on one).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // demoContacts makes a sample contact file: phones across several countries, tags,

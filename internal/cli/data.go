@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
@@ -19,11 +17,6 @@ import (
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 )
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
-}
 
 func contactsCommand() *cli.Command {
 	return &cli.Command{
@@ -61,7 +54,7 @@ func contactsCommand() *cli.Command {
 				}
 				var bar *progressbar.ProgressBar
 				opts := app.ImportOptions{DefaultRegion: c.String("default-region"), Purpose: c.String("purpose"), AddTags: c.StringSlice("tag"), Source: filepath.Base(c.Args().First())}
-				if isTerminal(c.App.ErrWriter) {
+				if app.IsTerminal(c.App.ErrWriter) {
 					bar = progressbar.NewOptions64(size, progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionShowBytes(true),
 						progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 					opts.Progress = func(rows, bytes int64) { _ = bar.Set64(bytes) }

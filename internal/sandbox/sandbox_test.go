@@ -691,11 +691,11 @@ func TestClientAgainstSandbox(t *testing.T) {
 		t.Fatalf("send: %+v %v", res, err)
 	}
 	cases := []struct {
-		name   string
-		token  string
-		req    whatsapp.SendRequest
+		name    string
+		token   string
+		req     whatsapp.SendRequest
 		advance time.Duration
-		action whatsapp.Action
+		action  whatsapp.Action
 	}{
 		{"throughput", testToken, tmpl, 0, whatsapp.ActionRetry},
 		{"pair rate", testToken, tmpl, time.Second, whatsapp.ActionBackoffRecipient},

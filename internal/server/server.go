@@ -192,18 +192,16 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				}
 				ev := events.New(kind, campaign, contact, at)
 				ev.SenderID, ev.Channel, ev.ProviderMessageID = phoneID, "whatsapp", st.ID
-				outcome := dispatcher.OutcomeSent
-				if kind == events.Failed {
-					outcome = dispatcher.OutcomeFailed
-					if len(st.Errors) > 0 {
-						ev.ErrorCode = st.Errors[0].Code
-						ev.Reason = "provider_failed"
-					}
+				if kind == events.Failed && len(st.Errors) > 0 {
+					ev.ErrorCode = st.Errors[0].Code
+					ev.Reason = "provider_failed"
 				}
 				b, _ := ev.Marshal()
 				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				// Any status proves the provider accepted the message: a send whose worker
+				// died before recording it is settled as sent (a later failure is an event).
 				settle = append(settle, dispatcher.Key{Campaign: campaign, Contact: contact})
-				outcomes = append(outcomes, outcome)
+				outcomes = append(outcomes, dispatcher.OutcomeSent)
 			}
 			for _, m := range v.Messages {
 				at, err := whatsapp.ParseTimestamp(m.Timestamp)

@@ -1,0 +1,105 @@
+package analytics
+
+import (
+	"log/slog"
+	"os"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+func benchEvents(n int) []events.Event {
+	kinds := []events.Kind{events.Queued, events.Sent, events.Delivered, events.Read}
+	evs := make([]events.Event, n)
+	for i := range evs {
+		e := events.New(kinds[i%len(kinds)], "bench", uint32(i/len(kinds)+1), baseTime.Add(time.Duration(i)*time.Millisecond))
+		e.SenderID, e.Channel, e.Template, e.Variant, e.Country = "s1", "whatsapp", "promo", "A", "TH"
+		e.ProviderMessageID = "wamid.HBgLNjY4MTIzNDU2NzgVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
+		evs[i] = e
+	}
+	return evs
+}
+
+// BenchmarkSinkInsert compares inserting events into ClickHouse with clickhouse-go
+// directly (row by row, and column by column as the sink does) with the whole sink path
+// (Kafka publish, fetch, decode, insert, commit; kafka-publish is the publish alone). Each op is one batch of 10,000 events; compare
+// the rows/s metric, e.g. with benchstat.
+func BenchmarkSinkInsert(b *testing.B) {
+	const batchRows = 10000
+	ctx := context.Background()
+	evs := benchEvents(batchRows)
+
+	b.Run("clickhouse-go-append", func(b *testing.B) {
+		conn := migrated(b)
+		query := "INSERT INTO events (" + strings.Join(eventsColumns, ", ") + ")"
+		for b.Loop() {
+			batch, err := conn.PrepareBatch(ctx, query)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range evs {
+				if err := batch.Append(e.ID, string(e.Kind), e.Time, uint64(e.Time.UnixMilli()), e.CampaignID,
+					e.ContactID, e.SenderID, e.Channel, e.Template, e.Variant, e.Country, e.ProviderMessageID,
+					e.Reason, int32(e.ErrorCode), b2u8(e.Retryable), e.ConsentRef); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := batch.Send(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*batchRows)/b.Elapsed().Seconds(), "rows/s")
+	})
+
+	b.Run("clickhouse-go-columns", func(b *testing.B) {
+		conn := migrated(b)
+		for b.Loop() {
+			var buf eventsBuffer
+			for _, e := range evs {
+				buf.appendEvent(e)
+			}
+			if err := buf.insert(ctx, conn); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*batchRows)/b.Elapsed().Seconds(), "rows/s")
+	})
+
+	b.Run("kafka-publish", func(b *testing.B) {
+		// What publishing costs alone, to read the sink's figure against.
+		brokers, topics := testenv.Kafka(b, 3)
+		msgs := eventMessages(b, evs)
+		for b.Loop() {
+			publish(b, brokers, topics.Events, msgs)
+		}
+		b.ReportMetric(float64(b.N*batchRows)/b.Elapsed().Seconds(), "rows/s")
+	})
+
+	b.Run("sink", func(b *testing.B) {
+		// One op: publish a batch to Kafka and wait until the sink has inserted it.
+		brokers, topics := testenv.Kafka(b, 3)
+		conn := migrated(b)
+		msgs := eventMessages(b, evs)
+		s := NewSink(SinkConfig{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), Brokers: brokers, Topics: topics, Conn: conn, BatchRows: batchRows,
+			FlushInterval: time.Second})
+		runSink(b, s)
+		// Warm up: the readers have joined the group once a first message is through.
+		publish(b, brokers, topics.Events, msgs[:1])
+		waitCaughtUp(b, s)
+		rows := s.metrics.rows.WithLabelValues("events")
+		target := value(rows)
+
+		for b.Loop() {
+			publish(b, brokers, topics.Events, msgs)
+			target += batchRows
+			for value(rows) < target {
+				time.Sleep(100 * time.Microsecond) // polling an in-process counter
+			}
+		}
+		b.ReportMetric(float64(b.N*batchRows)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
