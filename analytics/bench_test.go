@@ -1,8 +1,6 @@
 package analytics
 
 import (
-	"log/slog"
-	"os"
 	"context"
 	"strings"
 	"testing"
@@ -84,7 +82,7 @@ func BenchmarkSinkInsert(b *testing.B) {
 		brokers, topics := testenv.Kafka(b, 3)
 		conn := migrated(b)
 		msgs := eventMessages(b, evs)
-		s := NewSink(SinkConfig{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), Brokers: brokers, Topics: topics, Conn: conn, BatchRows: batchRows,
+		s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, BatchRows: batchRows,
 			FlushInterval: time.Second})
 		runSink(b, s)
 		// Warm up: the readers have joined the group once a first message is through.

@@ -35,8 +35,8 @@ type CodeCount struct {
 	Contacts uint64
 }
 
-// FunnelSteps names the funnel's steps in order.
-var FunnelSteps = []string{"queued", "sent", "delivered", "read"}
+// funnelSteps names the funnel's steps in order.
+var funnelSteps = []string{"queued", "sent", "delivered", "read"}
 
 // funnelQuery counts, per step, the contacts whose furthest step is that one or a later
 // one. The furthest step is the maximum over a contact's events, so the order in which
@@ -57,29 +57,29 @@ FROM (
 
 // outcomesQuery counts skipped contacts by reason and failed contacts by error code.
 // A contact counts once per kind, under the reason or code of its latest such event.
-const outcomesQuery = `SELECT kind, reason, code, count() AS contacts
+const outcomesQuery = `SELECT kind, last_reason, last_code, count() AS contacts
 FROM (
     SELECT kind, contact_id,
-           if(kind = 'skipped', argMax(reason, (ts_ms, event_id)), '') AS reason,
-           if(kind = 'failed', argMax(error_code, (ts_ms, event_id)), 0) AS code
+           if(kind = 'skipped', argMax(reason, (ts_ms, event_id)), '') AS last_reason,
+           toInt32(if(kind = 'failed', argMax(error_code, (ts_ms, event_id)), 0)) AS last_code
     FROM events
     WHERE campaign_id = ? AND kind IN ('skipped', 'failed')
     GROUP BY kind, contact_id
 )
-GROUP BY kind, reason, code
-ORDER BY kind, contacts DESC, reason, code`
+GROUP BY kind, last_reason, last_code
+ORDER BY kind, contacts DESC, last_reason, last_code`
 
 // Funnel computes the funnel of a campaign in ClickHouse: distinct contacts per step
 // (see funnelQuery for the counting rule), skipped contacts by reason and failed
 // contacts by provider error code. A campaign without events gives zero counts.
 func Funnel(ctx context.Context, conn driver.Conn, campaign string) (FunnelReport, error) {
 	rep := FunnelReport{Campaign: campaign}
-	counts := make([]uint64, len(FunnelSteps))
+	counts := make([]uint64, len(funnelSteps))
 	row := conn.QueryRow(ctx, funnelQuery, campaign)
 	if err := row.Scan(&counts[0], &counts[1], &counts[2], &counts[3]); err != nil {
 		return rep, fmt.Errorf("funnel of %s: %w", campaign, err)
 	}
-	for i, name := range FunnelSteps {
+	for i, name := range funnelSteps {
 		st := FunnelStep{Name: name, Contacts: counts[i], OfFirst: ratio(counts[i], counts[0])}
 		if i == 0 {
 			st.OfPrevious = ratio(counts[0], counts[0])

@@ -27,7 +27,7 @@ func steps(q, s, d, r uint64) []FunnelStep {
 	c := []uint64{q, s, d, r}
 	out := make([]FunnelStep, 4)
 	for i, n := range c {
-		out[i] = FunnelStep{Name: FunnelSteps[i], Contacts: n}
+		out[i] = FunnelStep{Name: funnelSteps[i], Contacts: n}
 		if q > 0 {
 			out[i].OfFirst = float64(n) / float64(q)
 		}

@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -84,7 +85,7 @@ func WaitCaughtUp(ctx context.Context, brokers []string, group string, topics ..
 		select {
 		case <-ctx.Done():
 			if err != nil {
-				return fmt.Errorf("wait for %s to catch up: %w (last error: %v)", group, ctx.Err(), err)
+				return fmt.Errorf("wait for %s to catch up: %w", group, errors.Join(ctx.Err(), err))
 			}
 			return fmt.Errorf("wait for %s to catch up: %w (%d messages behind)", group, ctx.Err(), lag)
 		case <-t.C:

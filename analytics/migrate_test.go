@@ -52,11 +52,11 @@ func TestMigrateIdempotent(t *testing.T) {
 
 	type rec struct {
 		Version uint32 `ch:"version"`
-		Name    string `ch:"name"`
+		Name    string `ch:"any_name"`
 		N       uint64 `ch:"n"`
 	}
 	var recs []rec
-	if err := conn.Select(ctx, &recs, "SELECT version, any(name) AS name, count() AS n FROM schema_migrations GROUP BY version ORDER BY version"); err != nil {
+	if err := conn.Select(ctx, &recs, "SELECT version, any(name) AS any_name, count() AS n FROM schema_migrations GROUP BY version ORDER BY version"); err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != len(migrations) {

@@ -79,9 +79,16 @@ func NewSink(cfg SinkConfig) *Sink {
 	}
 }
 
-// Topics returns the topics the sink consumes, in the order events, consent, inbound.
+// Topics returns the topics the sink consumes, in the order events, consent, inbound
+// (an empty name in SinkConfig.Topics leaves that topic out).
 func (s *Sink) Topics() []string {
-	return []string{s.cfg.Topics.Events, s.cfg.Topics.Consent, s.cfg.Topics.Inbound}
+	var out []string
+	for _, t := range []string{s.cfg.Topics.Events, s.cfg.Topics.Consent, s.cfg.Topics.Inbound} {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Lag returns how many messages of the sink's topics its group has not committed yet,

@@ -62,7 +62,9 @@ func TestSinkEndToEnd(t *testing.T) {
 	all := append(append([]events.Event{}, evs...), other...)
 	publish(t, brokers, topics.Events, eventMessages(t, all))
 
-	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), BatchRows: 97, FlushInterval: 20 * time.Millisecond})
+	reg := prometheus.NewRegistry()
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Conn: conn, Logger: testLogger(t), Registerer: reg,
+		BatchRows: 97, FlushInterval: 20 * time.Millisecond})
 	stop := runSink(t, s)
 	waitCaughtUp(t, s)
 
@@ -87,11 +89,25 @@ func TestSinkEndToEnd(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run returned %v after cancel, want nil", err)
 	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposed := map[string]bool{}
+	for _, f := range families {
+		exposed[f.GetName()] = true
+	}
+	for _, name := range []string{"herald_sink_rows_inserted_total", "herald_sink_batches_total", "herald_sink_batch_seconds", "herald_sink_pending_messages"} {
+		if !exposed[name] {
+			t.Errorf("metric %s not exposed", name)
+		}
+	}
 
 	// A second consumer group reads every message again into the same tables, as a full
 	// redelivery would: no figure changes.
-	replay := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Group: "herald-sink-replay", Conn: conn, Logger: testLogger(t),
-		BatchRows: 500, FlushInterval: 20 * time.Millisecond})
+	// It shares the first sink's registry: no duplicate-registration panic.
+	replay := NewSink(SinkConfig{Brokers: brokers, Topics: topics, Group: "herald-sink-replay", Conn: conn,
+		Logger: testLogger(t), Registerer: reg, BatchRows: 500, FlushInterval: 20 * time.Millisecond})
 	stop = runSink(t, replay)
 	waitCaughtUp(t, replay)
 	if err := stop(); err != nil {

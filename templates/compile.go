@@ -456,8 +456,8 @@ func (c *Compiled) field(fields map[string]*field, path, src string, kind fieldK
 		return l
 	}
 	loc := parser.SourceLoc{LineNo: max(base, 1)}
-	ast, err := c.cfg.Parse(src, loc)
-	if err != nil {
+	var ast parser.ASTNode
+	if err := parseSafely(loc, func() (err parser.Error) { ast, err = c.cfg.Parse(src, loc); return }); err != nil {
 		p.add(lineOf(err.LineNumber()), path, "%s", liquidMessage(err))
 		return f
 	}
@@ -468,13 +468,29 @@ func (c *Compiled) field(fields map[string]*field, path, src string, kind fieldK
 	if len(a.problems) > 0 {
 		return f
 	}
-	node, err := c.cfg.Compile(src, loc)
-	if err != nil {
+	var node render.Node
+	if err := parseSafely(loc, func() (err parser.Error) { node, err = c.cfg.Compile(src, loc); return }); err != nil {
 		p.add(lineOf(err.LineNumber()), path, "%s", liquidMessage(err))
 		return f
 	}
 	f.node, f.vars = node, a.vars
 	return f
+}
+
+// parseSafely runs an osteele parse or compile: its lexer panics on integer literals
+// that overflow int64, and its parser re-panics what it does not recognize.
+func parseSafely(loc parser.SourceLoc, fn func() parser.Error) (err parser.Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg := fmt.Sprint(r)
+			var ne *strconv.NumError
+			if e, ok := r.(error); ok && errors.As(e, &ne) {
+				msg = fmt.Sprintf("number %s is out of range", ne.Num)
+			}
+			err = parser.Errorf(parser.Token{SourceLoc: loc}, "%s", msg)
+		}
+	}()
+	return fn()
 }
 
 var previewRE = regexp.MustCompile(`\{\{\s*([^{}\s]*)\s*\}\}`)

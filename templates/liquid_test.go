@@ -69,6 +69,8 @@ func TestRefusedAtParse(t *testing.T) {
 		{"unterminated block", `{% if name %}x`, `unterminated "if" block`},
 		{"else not last", `{% if name %}a{% else %}b{% elsif name %}c{% endif %}`, `else must be the last branch`},
 		{"syntax", `{{ name | }}`, `syntax error`},
+		{"int overflow", `{% if name == "x" %}{{ 99999999999999999999 }}{% endif %}`, `number 99999999999999999999 is out of range`},
+		{"float overflow", `{{ 1` + strings.Repeat("9", 400) + `.5 }}`, `is out of range`},
 		{"capture name", `{% capture "x" %}a{% endcapture %}{{ name }}`, `capture needs a variable name`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

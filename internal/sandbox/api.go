@@ -123,6 +123,15 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) error {
 
 func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
+	// Read the body first: the server notices a client going away only once it is read.
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	readErr := readBody(w, r, buf)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			s.bufs.Put(buf)
+		}
+	}()
 	if d := s.cfg.Latency; d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -148,21 +157,15 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	err := readBody(w, r, buf)
 	var (
 		req    whatsapp.SendRequest
 		digits string
 		gerr   *graphError
 	)
-	if err != nil {
-		gerr = errParam("reading the request body: %v", err)
+	if readErr != nil {
+		gerr = errParam("reading the request body: %v", readErr)
 	} else {
 		req, digits, gerr = decodeSend(buf.Bytes())
-	}
-	if buf.Cap() <= 64<<10 {
-		s.bufs.Put(buf)
 	}
 	if gerr != nil {
 		s.fail(w, gerr)

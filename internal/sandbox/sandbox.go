@@ -138,7 +138,8 @@ type Sandbox struct {
 	limMu    sync.RWMutex
 	limiters map[string]*rate.Limiter
 
-	pairs [pairShards]pairShard
+	pairs        [pairShards]pairShard
+	pairSweepMin int // entries per shard before the first sweep
 
 	winMu   sync.RWMutex
 	windows map[string]time.Time // phone-number id + "\x00" + wa id → last inbound
@@ -230,9 +231,10 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 		s.token = "Bearer " + cfg.Token
 	}
 	_, _ = rand.Read(s.idPrefix[:])
+	s.pairSweepMin = 4096
 	for i := range s.pairs {
 		s.pairs[i].last = make(map[string]time.Time, 1024)
-		s.pairs[i].sweepAt = 4096
+		s.pairs[i].sweepAt = s.pairSweepMin
 	}
 	s.bufs.New = func() any { return bytes.NewBuffer(make([]byte, 0, 1024)) }
 	s.q.init()
@@ -455,7 +457,7 @@ func (s *Sandbox) pairAllow(pnid, digits string, now time.Time) bool {
 				delete(sh.last, k)
 			}
 		}
-		sh.sweepAt = max(4096, 2*len(sh.last))
+		sh.sweepAt = max(s.pairSweepMin, 2*len(sh.last))
 	}
 	return true
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -210,7 +211,7 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				}
 				from := "+" + strings.TrimPrefix(m.From, "+")
 				contact, err := s.cfg.Contacts.LookupPhone(ctx, from)
-				if err != nil && !isNotFound(err) {
+				if err != nil && !errors.Is(err, segments.ErrNotFound) {
 					return err
 				}
 				text := inboundText(m)

@@ -1,0 +1,232 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/throttle"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// memPublisher is a fake of our Publisher interface.
+type memPublisher struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+	fail bool
+}
+
+func (p *memPublisher) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail {
+		return errors.New("kafka unavailable")
+	}
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+func (p *memPublisher) events(t *testing.T) []events.Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []events.Event
+	for _, m := range p.msgs {
+		e, err := events.Unmarshal(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+type fixture struct {
+	srv                *httptest.Server
+	evs, inbound, cons *memPublisher
+	tracker            *dispatcher.Tracker
+	policy             *throttle.Policy
+	contact            uint32
+	prefix             string
+}
+
+const secret = "app-secret"
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	store := segments.NewStore(rdb, prefix)
+	ids, err := store.Upsert(ctx, []segments.Contact{{Phone: "+16505551234", Name: "Sheena"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{evs: &memPublisher{}, inbound: &memPublisher{}, cons: &memPublisher{}, contact: ids[0], prefix: prefix}
+	ledger := throttle.NewLedger(rdb, prefix, f.cons)
+	if _, err := ledger.Apply(ctx, []throttle.Change{{ContactID: ids[0], Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.tracker = dispatcher.NewTracker(rdb, prefix)
+	f.policy = throttle.NewPolicy(rdb, prefix, nil)
+	// Campaign 5 with this contact as its whole audience, running and fanned out.
+	rdb.HSet(ctx, prefix+"{cmp:5}", "state", "running", "audience", 1, "fanout_done", "1")
+	s := New(Config{AppSecret: secret, VerifyToken: "vt", Events: f.evs, Inbound: f.inbound, Tracker: f.tracker,
+		Policy: f.policy, Ledger: ledger, Contacts: store})
+	f.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fixture) post(t *testing.T, body, sig string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", f.srv.URL+"/webhooks/whatsapp", strings.NewReader(body))
+	if sig != "" {
+		req.Header.Set("X-Hub-Signature-256", sig)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const statusBody = `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "statuses":[
+  {"id":"wamid.A1","status":"read","timestamp":"1750030080","recipient_id":"16505551234","biz_opaque_callback_data":"5:CONTACT"},
+  {"id":"wamid.A1","status":"delivered","timestamp":"1750030075","recipient_id":"16505551234","biz_opaque_callback_data":"5:CONTACT"},
+  {"id":"wamid.A1","status":"sent","timestamp":"1750030073","recipient_id":"16505551234","biz_opaque_callback_data":"5:CONTACT",
+   "pricing":{"billable":true,"pricing_model":"PMP","category":"marketing"}},
+  {"id":"wamid.OTHER","status":"delivered","timestamp":"1750030075","recipient_id":"16505550000"}]}}]}]}`
+
+func TestChallenge(t *testing.T) {
+	f := setup(t)
+	for _, tc := range []struct {
+		query string
+		code  int
+		body  string
+	}{
+		{"hub.mode=subscribe&hub.verify_token=vt&hub.challenge=1158201444", 200, "1158201444"},
+		{"hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1", 403, ""},
+		{"hub.mode=unsubscribe&hub.verify_token=vt&hub.challenge=1", 403, ""},
+	} {
+		resp, err := http.Get(f.srv.URL + "/webhooks/whatsapp?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || (tc.body != "" && string(b) != tc.body) {
+			t.Errorf("%s: got %d %q, want %d %q", tc.query, resp.StatusCode, b, tc.code, tc.body)
+		}
+	}
+}
+
+func TestForgedAndMalformedWebhooksChangeNothing(t *testing.T) {
+	f := setup(t)
+	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
+	for name, tc := range map[string]struct {
+		body, sig string
+		code      int
+	}{
+		"no signature":        {body, "", 401},
+		"wrong secret":        {body, whatsapp.Sign("not-the-secret", []byte(body)), 401},
+		"tampered body":       {strings.Replace(body, "read", "sent", 1), whatsapp.Sign(secret, []byte(body)), 401},
+		"signed, not JSON":    {"{not json", whatsapp.Sign(secret, []byte("{not json")), 400},
+		"signed, wrong shape": {`{"object":"page","entry":[]}`, whatsapp.Sign(secret, []byte(`{"object":"page","entry":[]}`)), 400},
+	} {
+		code, _ := f.post(t, tc.body, tc.sig)
+		if code != tc.code {
+			t.Errorf("%s: status %d, want %d", name, code, tc.code)
+		}
+	}
+	if n := len(f.evs.events(t)); n != 0 {
+		t.Fatalf("rejected webhooks published %d events", n)
+	}
+	if res, _ := f.tracker.Claim(context.Background(), []dispatcher.Key{{Campaign: "5", Contact: f.contact}}); res[0] != dispatcher.Claimed {
+		t.Fatalf("rejected webhooks settled the send (claim result %d)", res[0])
+	}
+}
+
+func TestStatusesBecomeEventsIdempotently(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
+	for i := 0; i < 2; i++ { // Meta redelivers: the second POST must change no figure
+		if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+			t.Fatalf("post %d: %d %s", i, code, msg)
+		}
+	}
+	evs := f.evs.events(t)
+	ids := map[string]events.Kind{}
+	for _, e := range evs {
+		if e.CampaignID != "5" || e.ContactID != f.contact || e.ProviderMessageID != "wamid.A1" {
+			t.Errorf("event %+v: wrong campaign, contact or message id", e)
+		}
+		ids[e.ID] = e.Kind
+	}
+	if len(evs) != 6 || len(ids) != 3 {
+		t.Fatalf("got %d events with %d distinct ids; want 6 events (3 statuses × 2 posts), 3 ids", len(evs), len(ids))
+	}
+	if ids[events.ID("5", f.contact, events.Sent, "")] != events.Sent {
+		t.Fatal("the sent status does not carry the id the worker's sent event has")
+	}
+	// The status settled the send: done once, counted once.
+	res, err := f.tracker.Claim(ctx, []dispatcher.Key{{Campaign: "5", Contact: f.contact}})
+	if err != nil || res[0] != dispatcher.AlreadyDone {
+		t.Fatalf("claim after settlement = %v, %v; want AlreadyDone", res, err)
+	}
+}
+
+func TestInboundStopRevokesConsentAndOpensWindow(t *testing.T) {
+	f := setup(t)
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "contacts":[{"profile":{"name":"Sheena"},"wa_id":"16505551234"}],
+ "messages":[{"from":"16505551234","id":"wamid.IN1","timestamp":"` + nowUnix() + `","type":"text","text":{"body":" Stop. "}}]}}]}]}`
+	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	ds, err := f.policy.Check(context.Background(), []throttle.Job{
+		{ContactID: f.contact, SenderID: "106540352242922", Channel: "whatsapp", Purpose: "marketing", FreeForm: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Verdict != throttle.Skip || ds[0].Reason != throttle.ReasonOptedOut {
+		t.Fatalf("after STOP the policy says %v %q; want skip opted_out", ds[0].Verdict, ds[0].Reason)
+	}
+	if len(f.inbound.msgs) != 1 || len(f.cons.msgs) != 2 { // grant from setup + the revoke
+		t.Fatalf("inbound %d, consent records %d", len(f.inbound.msgs), len(f.cons.msgs))
+	}
+	rec, err := events.UnmarshalConsent(f.cons.msgs[1].Value)
+	if err != nil || rec.Action != events.Revoke || rec.Source != "keyword" || !strings.Contains(rec.Proof, "wamid.IN1") {
+		t.Fatalf("revoke record %+v, %v", rec, err)
+	}
+}
+
+func TestKafkaDownMeansRetryLater(t *testing.T) {
+	f := setup(t)
+	f.evs.fail = true
+	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
+	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 503 {
+		t.Fatalf("status %d, want 503 so that Meta retries", code)
+	}
+	if res, _ := f.tracker.Claim(context.Background(), []dispatcher.Key{{Campaign: "5", Contact: f.contact}}); res[0] != dispatcher.Claimed {
+		t.Fatal("a webhook whose events were not published settled the send")
+	}
+}
