@@ -280,9 +280,10 @@ func (c *Compiled) compileVariants(p *problems) {
 		v := &t.Variants[i]
 		vpath := variantField(i, v.Name)
 		single := len(t.Variants) == 1
+		name := v.Name
 		switch {
 		case single && v.Name == "":
-			v.Name = "default"
+			name = "default"
 		case v.Name == "":
 			p.add(t.line(vpath), vpath+".name", "required: a short name like a or short_copy")
 		case !nameRE.MatchString(v.Name) || len(v.Name) > 64:
@@ -290,12 +291,12 @@ func (c *Compiled) compileVariants(p *problems) {
 		case slices.Contains(names, v.Name):
 			p.add(t.line(vpath+".name"), vpath+".name", "variant %q is listed twice", v.Name)
 		}
-		names = append(names, v.Name)
+		names = append(names, name)
 		if v.Weight < 0 || v.Weight > MaxWeight {
 			p.add(t.line(vpath+".weight"), vpath+".weight", "%d must be from 0 to %d", v.Weight, MaxWeight)
 		}
 		c.total += uint64(max(v.Weight, 0))
-		cv := compiledVariant{name: v.Name, upTo: c.total}
+		cv := compiledVariant{name: name, upTo: c.total}
 		prefix := ""
 		if !single {
 			prefix = vpath + "."
@@ -646,6 +647,17 @@ var bufPool = sync.Pool{New: func() any { return &boundedBuffer{max: MaxValueByt
 // ones take their default. Errors are *RenderError.
 func (c *Compiled) Render(campaign string, contact uint32, vars map[string]any) (Rendered, error) {
 	return c.render(c.pick(campaign, contact), vars)
+}
+
+// RenderVariant renders a named variant, whatever the weights say: for test sends and
+// previews.
+func (c *Compiled) RenderVariant(variant string, vars map[string]any) (Rendered, error) {
+	for i := range c.variants {
+		if c.variants[i].name == variant {
+			return c.render(&c.variants[i], vars)
+		}
+	}
+	return Rendered{}, fmt.Errorf("render %s: no variant %q", c.t.Name, variant)
 }
 
 func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, err error) {

@@ -21,12 +21,23 @@
 //	  buttons:
 //	    - {index: 0, sub_type: url, text: "{{ coupon }}"}
 //	preview: "Hi {{first_name}} ..."   # the approved body, Meta placeholders; checked against body
-//	variables:
+//	variables:                   # string | number | bool | date; only these are visible
 //	  name: {type: string, default: ""}
 //	  coupon: {type: string, required: true, example: SPRING24}
+//	  points: number             # shorthand for {type: number}
 //	variants:                    # optional A/B split; see Variant
 //	  - {name: a, weight: 50}
 //	  - {name: b, weight: 50, whatsapp: {name: spring_sale_b}}
+//
+// A text template has body: instead of whatsapp:, or variants each with a body. A
+// whatsapp_template variant inherits what it does not set from the top-level whatsapp
+// section (body and buttons are replaced whole).
+//
+// ParseFile rejects unknown keys and reports every problem as file:line: field: message.
+// It also renders each variant with the variables' examples (else defaults, else
+// placeholders) and checks that render against the limits (text 4096 characters,
+// parameter 1024, filled-in preview 1024) and for empty parameters, so a template that
+// cannot send is refused when it is saved, not when the campaign runs.
 //
 // # Liquid
 //

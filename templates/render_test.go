@@ -51,6 +51,12 @@ func TestVariantDeterministic(t *testing.T) {
 			t.Fatalf("contact %d: variant %s rendered %q", contact, r.Variant, r.Text)
 		}
 	}
+	if r, err := c1.RenderVariant("off", nil); err != nil || r.Text != "never" {
+		t.Fatalf("RenderVariant off: %q, %v", r.Text, err)
+	}
+	if _, err := c1.RenderVariant("nope", nil); err == nil {
+		t.Fatal("RenderVariant of an unknown variant succeeded")
+	}
 	// The hash is a contract with audits and analytics: it must never change.
 	if h := variantHash("spring", 42); h != 0x098c50095de4a527 {
 		t.Fatalf("variantHash changed: %#x", h)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // IANA zones for recipients' local time, on machines without zoneinfo
 
 	"github.com/herald-dev/herald/internal/cli"
 )

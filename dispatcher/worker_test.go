@@ -1,0 +1,297 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// fakeChannel is a fake of our Channel interface: it records every send attempt and
+// answers with fail (nil: accept).
+type fakeChannel struct {
+	mu       sync.Mutex
+	accepted map[string]int // callback data → accepted sends
+	attempts map[string]int
+	fail     func(attempt int, m Message) error
+}
+
+func newFakeChannel() *fakeChannel {
+	return &fakeChannel{accepted: map[string]int{}, attempts: map[string]int{}}
+}
+
+func (c *fakeChannel) Send(_ context.Context, s Sender, m Message) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.attempts[m.CallbackData]++
+	if c.fail != nil {
+		if err := c.fail(c.attempts[m.CallbackData], m); err != nil {
+			return "", err
+		}
+	}
+	c.accepted[m.CallbackData]++
+	return fmt.Sprintf("wamid.%s.%d", m.CallbackData, c.attempts[m.CallbackData]), nil
+}
+
+func (c *fakeChannel) counts() (accepted, attempts map[string]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, b := map[string]int{}, map[string]int{}
+	for k, v := range c.accepted {
+		a[k] = v
+	}
+	for k, v := range c.attempts {
+		b[k] = v
+	}
+	return a, b
+}
+
+type memPublisher struct{}
+
+func (memPublisher) WriteMessages(context.Context, ...kafka.Message) error { return nil }
+
+const testTemplate = `name: promo
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: promo
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'there' }}"
+variables:
+  name: {type: string, default: ""}
+`
+
+type rig struct {
+	rdb       *redis.Client
+	prefix    string
+	brokers   []string
+	topics    kafkax.Topics
+	campaigns *Campaigns
+	senders   *Senders
+	contacts  *segments.Store
+	tpls      *templates.Store
+	ids       []uint32
+}
+
+// newRig stores n consented contacts tagged "t", a template, a sender and a campaign store
+// writing to kfake.
+func newRig(t *testing.T, n int) *rig {
+	t.Helper()
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	brokers, topics := testenv.Kafka(t, 3)
+	r := &rig{rdb: rdb, prefix: prefix, brokers: brokers, topics: topics}
+	r.contacts = segments.NewStore(rdb, prefix)
+	cs := make([]segments.Contact, n)
+	for i := range cs {
+		cs[i] = segments.Contact{Phone: fmt.Sprintf("+6681%07d", i+1), Name: fmt.Sprintf("C%d", i), Tags: []string{"t"}}
+	}
+	ids, err := r.contacts.Upsert(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ids = ids
+	var changes []throttle.Change
+	for _, id := range ids {
+		changes = append(changes, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"})
+	}
+	if _, err := throttle.NewLedger(rdb, prefix, memPublisher{}).Apply(ctx, changes, false); err != nil {
+		t.Fatal(err)
+	}
+	r.tpls = templates.NewStore(rdb, prefix)
+	tpl, err := templates.ParseFile([]byte(testTemplate), "promo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.tpls.Save(ctx, tpl, []byte(testTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	r.senders = NewSenders(rdb, prefix)
+	if err := r.senders.Put(ctx, Sender{ID: "s1", Channel: "whatsapp", PhoneNumberID: "s1", Token: "t", Rate: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	out, evs := kafkax.NewWriter(brokers, topics.Outbound), kafkax.NewWriter(brokers, topics.Events)
+	t.Cleanup(func() { out.Close(); evs.Close() })
+	r.campaigns = NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: prefix, Segments: r.contacts, Outbound: out, Events: evs, Chunk: 16})
+	return r
+}
+
+// startWorker runs a worker against rdb (the rig's client, or one through a proxy).
+func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.UniversalClient, ch Channel) {
+	t.Helper()
+	w := NewWorker(WorkerConfig{
+		Brokers: r.brokers, Topics: r.topics,
+		Campaigns: NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: r.prefix}), Tracker: NewTracker(rdb, r.prefix),
+		Senders: NewSenders(rdb, r.prefix), Contacts: segments.NewStore(rdb, r.prefix),
+		Templates: templates.NewCache(templates.NewStore(rdb, r.prefix), templates.CacheConfig{}),
+		Policy:    throttle.NewPolicy(rdb, r.prefix, nil), Governor: throttle.NewGovernor(rdb, r.prefix),
+		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound),
+		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25,
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { <-done })
+}
+
+func (r *rig) launch(t *testing.T) Campaign {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func (r *rig) waitCompleted(t *testing.T, id string) Status {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st, err := r.campaigns.Status(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == Completed {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s did not complete: %+v", id, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *rig) assertOncePerContact(t *testing.T, cp Campaign, accepted map[string]int) {
+	t.Helper()
+	if len(accepted) != len(r.ids) {
+		t.Errorf("%d contacts got messages, want %d", len(accepted), len(r.ids))
+	}
+	for _, id := range r.ids {
+		if n := accepted[CallbackData(cp.ID, id)]; n != 1 {
+			t.Errorf("contact %d got %d messages, want exactly 1", id, n)
+		}
+	}
+}
+
+// Two workers share the partitions, and every job is delivered twice (a fan-out replayed
+// from an old checkpoint): each contact still gets exactly one message.
+func TestWorkersSendOncePerContactDespiteDuplicateJobs(t *testing.T) {
+	r := newRig(t, 60)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	// Replay the whole fan-out: the checkpoint is reset, as if the launcher had crashed
+	// before saving any of it.
+	r.rdb.HSet(ctx, r.prefix+"{cmp:"+cp.ID+"}", "fanout_cursor", 0)
+	audience, _ := r.campaigns.snapshot(ctx, cp)
+	if err := r.campaigns.fanout(ctx, cp, audience, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 60 || st.Done != 60 {
+		t.Fatalf("status %+v", st)
+	}
+	time.Sleep(500 * time.Millisecond) // let the replayed duplicates drain through the workers
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+}
+
+// A provider throughput error is retried after its back-off, as a new job, and the
+// contact is sent exactly once.
+func TestWorkerRetriesRetryableRefusals(t *testing.T) {
+	r := newRig(t, 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	ch.fail = func(attempt int, _ Message) error {
+		if attempt == 1 {
+			return &SendError{Code: 130429, Retryable: true, RetryAfter: 50 * time.Millisecond, Action: "retry", Err: errors.New("(#130429) Rate limit hit")}
+		}
+		return nil
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 30 || st.Failed != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	accepted, attempts := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+	for k, n := range attempts {
+		if n != 2 {
+			t.Errorf("%s: %d attempts, want 2 (one refused, one accepted)", k, n)
+		}
+	}
+}
+
+// A permanent refusal fails the job with its code; nothing is retried.
+func TestWorkerRecordsPermanentFailures(t *testing.T) {
+	r := newRig(t, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	ch.fail = func(int, Message) error {
+		return &SendError{Code: 131026, Action: "undeliverable", Err: errors.New("undeliverable")}
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	st := r.waitCompleted(t, cp.ID)
+	if st.Failed != 10 || st.Sent != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	_, attempts := ch.counts()
+	for k, n := range attempts {
+		if n != 1 {
+			t.Errorf("%s: %d attempts of a permanent failure, want 1", k, n)
+		}
+	}
+}
+
+// While Redis is unreachable the worker sends nothing (it cannot check consent, claim or
+// pace); when Redis returns it sends every job exactly once.
+func TestWorkerFailsClosedWhileRedisIsDown(t *testing.T) {
+	r := newRig(t, 40)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	proxy := testenv.NewProxy(t, r.rdb.Options().Addr)
+	wrdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer wrdb.Close()
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, wrdb, ch)
+	proxy.Down()
+	cp := r.launch(t) // the launcher reaches Redis directly; the worker does not
+	time.Sleep(2 * time.Second)
+	if accepted, attempts := ch.counts(); len(accepted)+len(attempts) != 0 {
+		t.Fatalf("%d sends while the worker could not reach Redis", len(attempts))
+	}
+	proxy.Up(t)
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 40 {
+		t.Fatalf("status %+v", st)
+	}
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+}
