@@ -268,7 +268,9 @@ func (c *Compiled) compileVariants(p *problems) {
 	t := c.t
 	switch {
 	case len(t.Variants) == 0:
-		p.add(0, "variants", "a template needs a body (text) or a whatsapp section")
+		if t.Kind == KindText || t.Kind == KindWhatsAppTemplate {
+			p.add(0, "variants", "a template needs a body (text) or a whatsapp section")
+		}
 		return
 	case len(t.Variants) > MaxVariants:
 		p.add(t.line("variants"), "variants", "%d variants; the limit is %d", len(t.Variants), MaxVariants)

@@ -146,6 +146,7 @@ func (p *problems) yaml(err error) {
 			m = g[2]
 		}
 		m = strings.TrimPrefix(m, "yaml: ")
+		m = strings.Replace(m, "into templates.fileDoc", "into a template: the file is a mapping (name: …, kind: …)", 1)
 		if g := yamlUnknownRE.FindStringSubmatch(m); g != nil {
 			m = fmt.Sprintf("unknown key %q", g[1])
 			if keys := docKeys(g[2]); keys != "" {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
@@ -137,4 +139,12 @@ func Sink(ctx context.Context, d *Deps) error {
 	s := analytics.NewSink(analytics.SinkConfig{Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics, Conn: conn,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry})
 	return s.Run(ctx)
+}
+
+// MetricsHandler serves /metrics from reg and a /healthz, for roles without the serve HTTP.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
 }

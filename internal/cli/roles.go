@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
 
@@ -147,17 +148,42 @@ func serveCommand() *cli.Command {
 	}
 }
 
+func metricsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on this address (e.g. :9100)", EnvVars: []string{"HERALD_METRICS_LISTEN"}}
+}
+
+// withMetrics runs role, and /metrics beside it when --metrics-listen is set.
+func withMetrics(c *cli.Context, d *app.Deps, role func(context.Context, *app.Deps) error) error {
+	addr := c.String("metrics-listen")
+	if addr == "" {
+		return role(c.Context, d)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return usage("--metrics-listen: %w", err)
+	}
+	g, ctx := errgroup.WithContext(c.Context)
+	g.Go(func() error { return app.ServeHTTP(ctx, l, app.MetricsHandler(d.Cfg.Registry)) })
+	g.Go(func() error {
+		err := role(ctx, d)
+		l.Close()
+		return err
+	})
+	return g.Wait()
+}
+
 func workerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "worker",
 		Usage: "consume herald.outbound and send (run as many as you like: they share the work)",
+		Flags: []cli.Flag{metricsFlag()},
 		Action: func(c *cli.Context) error {
 			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			return app.Worker(c.Context, d)
+			return withMetrics(c, d, app.Worker)
 		},
 	}
 }
@@ -166,13 +192,14 @@ func sinkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sink",
 		Usage: "consume herald.events, herald.consent and herald.inbound into ClickHouse in batches",
+		Flags: []cli.Flag{metricsFlag()},
 		Action: func(c *cli.Context) error {
 			d, err := deps(c, app.Needs{Kafka: true, ClickHouse: true})
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			return app.Sink(c.Context, d)
+			return withMetrics(c, d, app.Sink)
 		},
 	}
 }

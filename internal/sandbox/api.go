@@ -220,7 +220,7 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 	}
 
 	seq := s.seq.Add(1)
-	rec.MessageID = s.newID()
+	rec.MessageID = s.idFor(seq)
 	rec.Final = whatsapp.StatusDelivered
 	switch {
 	case Undeliverable(digits, s.cfg.UndeliverableRate):

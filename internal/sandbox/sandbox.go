@@ -367,10 +367,14 @@ func (s *Sandbox) Stats() Stats {
 }
 
 // newID returns a unique wamid.
-func (s *Sandbox) newID() string {
+func (s *Sandbox) newID() string { return s.idFor(s.seq.Add(1)) }
+
+// idFor returns the wamid of sequence number seq: unique within this sandbox, and
+// across sandboxes thanks to a random prefix.
+func (s *Sandbox) idFor(seq uint64) string {
 	var b [16]byte
 	copy(b[:8], s.idPrefix[:])
-	binary.BigEndian.PutUint64(b[8:], s.seq.Add(1))
+	binary.BigEndian.PutUint64(b[8:], seq)
 	return "wamid." + base64.RawURLEncoding.EncodeToString(b[:])
 }
 

@@ -407,11 +407,11 @@ func TestWebhooks(t *testing.T) {
 			}
 			switch s.Status {
 			case "sent":
-				wantCat := "utility" // billable: no window is open
+				wantCat := "utility" // billable unless undeliverable: no window is open
 				if rec.TemplateName == "sale" {
 					wantCat = "marketing"
 				}
-				if s.Pricing == nil || !s.Pricing.Billable || s.Pricing.Type != "regular" || s.Pricing.PricingModel != "PMP" || s.Pricing.Category != wantCat {
+				if s.Pricing == nil || s.Pricing.Billable != (rec.Final != "failed") || s.Pricing.Type != "regular" || s.Pricing.PricingModel != "PMP" || s.Pricing.Category != wantCat {
 					t.Errorf("pricing %+v for %s", s.Pricing, rec.TemplateName)
 				}
 			case "failed":

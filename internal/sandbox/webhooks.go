@@ -195,6 +195,11 @@ func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 	sentAt := delay(sentMin, sentMax)
 	sent := status(whatsapp.StatusSent, sentAt)
 	sent.Pricing = price
+	if rec.Final == whatsapp.StatusFailed && price.Billable {
+		p := *price // templates are charged when delivered: a failed one is not
+		p.Billable = false
+		sent.Pricing = &p
+	}
 	add(sentAt, sent)
 	next := sentAt + delay(deliveredMin, deliveredMax)
 	switch rec.Final {
