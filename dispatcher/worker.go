@@ -343,6 +343,10 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 		r, err := tpl.Render(it.cp.ID, c.ID, contactVars(c))
 		if err != nil {
 			it.outcome, it.reason = OutcomeFailed, "render_error"
+			var re *templates.RenderError
+			if errors.As(err, &re) {
+				it.reason = "render_" + re.Reason()
+			}
 			w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "err", err)
 			continue
 		}

@@ -140,8 +140,7 @@ const (
 // send that failed with code: 131056 (pair rate) waits 4^attempt s (capped at 1 h), 131057
 // (maintenance) 60 s, 131049 (marketing cap) 24 h before the contact gets marketing again,
 // other retryable codes and transport errors (CodeTransport) back off exponentially from
-// 1 s up to 5 min. Codes that must not be retried return 0. Callers add
-// jitter.
+// 1 s up to 5 min. Codes that must not be retried return 0. Callers add jitter.
 func RetryAfter(code int, attempt int) time.Duration {
 	if attempt < 1 {
 		attempt = 1
