@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/segments"
+)
+
+func campaignsCommand() *cli.Command {
+	idArg := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 {
+			return "", usage("%s: give one campaign ID", c.Command.Name)
+		}
+		return c.Args().First(), nil
+	}
+	return &cli.Command{
+		Name:  "campaigns",
+		Usage: "create, launch and follow campaigns",
+		Subcommands: []*cli.Command{{
+			Name:  "create",
+			Usage: "create a draft campaign",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "segment", Required: true, Usage: "who: a segment expression, e.g. 'vip and not churned'"},
+				&cli.StringFlag{Name: "template", Required: true, Usage: "what: a template name"},
+				&cli.StringSliceFlag{Name: "sender", Required: true, Usage: "from: sender id (repeatable: contacts are spread over them)"},
+				&cli.StringFlag{Name: "name", Usage: "a name for people"},
+				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
+			},
+			Action: func(c *cli.Context) error {
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				if _, err := segments.Parse(c.String("segment")); err != nil {
+					return usage("--segment: %w", err)
+				}
+				if _, err := comp.Templates.Get(c.Context, c.String("template")); err != nil {
+					return usage("--template %q: %w (add it with `herald templates add FILE`)", c.String("template"), err)
+				}
+				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
+					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose")}, comp.Senders)
+				if err != nil {
+					return usage("%w", err)
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, cp)
+				}
+				fmt.Fprintf(c.App.Writer, "campaign %s created (draft); launch it with: herald campaigns launch %s\n", cp.ID, cp.ID)
+				return nil
+			},
+		}, {
+			Name:      "launch",
+			Usage:     "snapshot the audience and queue one job per contact (launching twice is a no-op)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				id, err := idArg(c)
+				if err != nil {
+					return err
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				st, err := comp.Campaigns.Launch(c.Context, id, nil)
+				if err != nil {
+					return err
+				}
+				return printStatus(c, st)
+			},
+		}, {
+			Name:      "status",
+			Usage:     "show a campaign's state and progress",
+			ArgsUsage: "ID",
+			Flags:     []cli.Flag{&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "follow with a live progress bar until it completes"}},
+			Action: func(c *cli.Context) error {
+				id, err := idArg(c)
+				if err != nil {
+					return err
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				if c.Bool("watch") {
+					if err := app.WatchCampaign(c.Context, comp.Campaigns, id, c.App.ErrWriter); err != nil {
+						return err
+					}
+				}
+				st, err := comp.Campaigns.Status(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printStatus(c, st)
+			},
+		}, {
+			Name:  "list",
+			Usage: "list recent campaigns",
+			Flags: []cli.Flag{&cli.Int64Flag{Name: "limit", Value: 50}},
+			Action: func(c *cli.Context) error {
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				list, err := comp.Campaigns.List(c.Context, c.Int64("limit"))
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, list)
+				}
+				var rows [][]string
+				for _, s := range list {
+					rows = append(rows, []string{s.ID, s.Name, string(s.State), s.Template, fmt.Sprint(s.Audience), fmt.Sprint(s.Sent), fmt.Sprint(s.Skipped), fmt.Sprint(s.Failed)})
+				}
+				table(c.App.Writer, []string{"ID", "NAME", "STATE", "TEMPLATE", "AUDIENCE", "SENT", "SKIPPED", "FAILED"}, rows)
+				return nil
+			},
+		}},
+	}
+}
+
+func components(c *cli.Context) (*app.Deps, *app.Components, error) {
+	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch", Redis: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	comp, err := d.Components()
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, comp, nil
+}
+
+func printStatus(c *cli.Context, st dispatcher.Status) error {
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, st)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "campaign %s (%s): %s\n", st.ID, st.Name, st.State)
+	fmt.Fprintf(w, "  segment   %s\n  template  %s\n  senders   %v\n", st.Segment, st.Template, st.Senders)
+	fmt.Fprintf(w, "  audience %d  queued %d  sent %d  skipped %d  failed %d  done %d\n", st.Audience, st.Queued, st.Sent, st.Skipped, st.Failed, st.Done)
+	return nil
+}

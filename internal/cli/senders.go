@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/app"
+)
+
+func sendersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "senders",
+		Usage: "manage sender accounts (WhatsApp phone numbers)",
+		Subcommands: []*cli.Command{{
+			Name:  "add",
+			Usage: "add or update a WhatsApp sender",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "phone-number-id", Required: true, Usage: "the Cloud API phone-number id"},
+				&cli.StringFlag{Name: "id", Usage: "Herald's id for the sender (default: the phone-number id)"},
+				&cli.StringFlag{Name: "token", Usage: "Cloud API access token", EnvVars: []string{"HERALD_WHATSAPP_TOKEN"}},
+				&cli.Float64Flag{Name: "rate", Value: 80, Usage: "messages per second (Cloud API default 80)"},
+				&cli.StringFlag{Name: "name", Usage: "display name"},
+			},
+			Action: func(c *cli.Context) error {
+				d, err := deps(c, app.Needs{Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				s := dispatcher.Sender{ID: c.String("id"), Channel: "whatsapp", PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name")}
+				if s.ID == "" {
+					s.ID = s.PhoneNumberID
+				}
+				if err := s.Validate(); err != nil {
+					return usage("%w", err)
+				}
+				if err := comp.Senders.Put(c.Context, s); err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, s)
+				}
+				fmt.Fprintf(c.App.Writer, "sender %s saved (phone-number id %s, %v msg/s)\n", s.ID, s.PhoneNumberID, s.Rate)
+				return nil
+			},
+		}, {
+			Name:  "list",
+			Usage: "list senders",
+			Action: func(c *cli.Context) error {
+				d, err := deps(c, app.Needs{Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				list, err := comp.Senders.List(c.Context)
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, list)
+				}
+				var rows [][]string
+				for _, s := range list {
+					rows = append(rows, []string{s.ID, s.Channel, s.PhoneNumberID, strconv.FormatFloat(s.Rate, 'f', -1, 64), s.Name})
+				}
+				table(c.App.Writer, []string{"ID", "CHANNEL", "PHONE-NUMBER-ID", "RATE", "NAME"}, rows)
+				return nil
+			},
+		}},
+	}
+}
