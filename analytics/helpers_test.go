@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -80,6 +81,27 @@ func waitCaughtUp(t testing.TB, s *Sink) {
 	if err := s.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// settle returns once every reader of s has joined the group for good: it publishes a
+// sentinel to each topic and waits until the sink has committed them all. The last
+// reader to take its sentinel did so in a generation with every reader in it, so no
+// rebalance follows to redeliver what the test publishes next. The sentinels are
+// campaign "sentinel", contact 4000000000 and inbound id "sentinel".
+func settle(t testing.TB, s *Sink, brokers []string, topics kafkax.Topics) {
+	t.Helper()
+	const contact = 4000000000
+	e, _ := events.New(events.Queued, "sentinel", contact, baseTime).Marshal()
+	r := events.ConsentRecord{ID: "sentinel", ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
+		Action: events.Grant, Source: "api", Time: baseTime}
+	r.Seal("")
+	c, _ := r.Marshal()
+	in, _ := json.Marshal(events.Inbound{ID: "sentinel", ContactID: contact, Time: baseTime})
+	key := kafkax.ContactKey(contact)
+	publish(t, brokers, topics.Events, []kafka.Message{{Key: key, Value: e}})
+	publish(t, brokers, topics.Consent, []kafka.Message{{Key: key, Value: c}})
+	publish(t, brokers, topics.Inbound, []kafka.Message{{Key: key, Value: in}})
+	waitCaughtUp(t, s)
 }
 
 // publish writes values to topic, keyed by contact.
