@@ -9,30 +9,30 @@ import (
 
 // FunnelReport is a campaign's delivery funnel and where the rest went.
 type FunnelReport struct {
-	Campaign string
-	Steps    []FunnelStep  // queued, sent, delivered, read
-	Skipped  []ReasonCount // contacts skipped by policy, by reason; most frequent first
-	Failed   []CodeCount   // contacts with a failed send, by provider error code; most frequent first
+	Campaign string        `json:"campaign"`
+	Steps    []FunnelStep  `json:"steps"`   // queued, sent, delivered, read
+	Skipped  []ReasonCount `json:"skipped"` // contacts skipped by policy, by reason; most frequent first
+	Failed   []CodeCount   `json:"failed"`  // contacts with a failed send, by provider error code; most frequent first
 }
 
 // FunnelStep is the number of distinct contacts that reached a step or any later one.
 type FunnelStep struct {
-	Name       string
-	Contacts   uint64
-	OfPrevious float64 // Contacts / previous step's Contacts (1 for the first step); 0 when the divisor is 0
-	OfFirst    float64 // Contacts / first step's Contacts; 0 when the divisor is 0
+	Name       string  `json:"name"`
+	Contacts   uint64  `json:"contacts"`
+	OfPrevious float64 `json:"of_previous"` // Contacts / previous step's Contacts (1 for the first step); 0 when the divisor is 0
+	OfFirst    float64 `json:"of_first"`    // Contacts / first step's Contacts; 0 when the divisor is 0
 }
 
 // ReasonCount is how many distinct contacts were skipped with a reason code.
 type ReasonCount struct {
-	Reason   string
-	Contacts uint64
+	Reason   string `json:"reason"`
+	Contacts uint64 `json:"contacts"`
 }
 
 // CodeCount is how many distinct contacts failed with a provider error code.
 type CodeCount struct {
-	Code     int32
-	Contacts uint64
+	Code     int32  `json:"code"`
+	Contacts uint64 `json:"contacts"`
 }
 
 // funnelSteps names the funnel's steps in order.

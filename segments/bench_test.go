@@ -118,3 +118,16 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkParsePhone(b *testing.B) {
+	inputs := []string{"+66812345678", "+66 81 234 5678", "+6281234567890", "+5511987654321", "+4915112345678"}
+	for _, in := range inputs {
+		b.Run(in, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := parsePhone(in, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

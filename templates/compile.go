@@ -108,6 +108,7 @@ type Compiled struct {
 	declared []string
 	variants []compiledVariant
 	total    uint64
+	slowOnly bool // tests: render every field through osteele
 }
 
 type compiledVar struct {
@@ -150,6 +151,7 @@ type field struct {
 	line     int
 	constant string      // when node is nil
 	node     render.Node // nil: no Liquid in the source
+	fast     *fastProg   // node's fast program; nil: osteele renders it
 	vars     []string    // declared variables it uses
 	limit    int         // characters
 	kind     fieldKind
@@ -477,6 +479,7 @@ func (c *Compiled) field(fields map[string]*field, path, src string, kind fieldK
 		return f
 	}
 	f.node, f.vars = node, a.vars
+	f.fast = c.compileFast(src)
 	return f
 }
 
@@ -668,10 +671,17 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 			err = c.fail(v, nil, "", fmt.Errorf("%w: %v", ErrInternal, x))
 		}
 	}()
-	bindings, err := c.bind(v, vars)
-	if err != nil {
+	var arr [16]any
+	vals := arr[:0]
+	if len(c.vars) <= len(arr) {
+		vals = arr[:len(c.vars)]
+	} else {
+		vals = make([]any, len(c.vars))
+	}
+	if err := c.bind(v, vars, vals); err != nil {
 		return r, err
 	}
+	bindings := &lazyBindings{c: c, vals: vals}
 	b := bufPool.Get().(*boundedBuffer)
 	defer bufPool.Put(b)
 	r = Rendered{Template: c.t.Name, Version: c.t.Version, Variant: v.name, Kind: c.t.Kind}
@@ -737,12 +747,40 @@ func (c *Compiled) fail(v *compiledVariant, f *field, path string, err error) *R
 	return re
 }
 
-func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, bindings map[string]any) (string, error) {
+// lazyBindings is the osteele bindings map, built only when a field needs osteele.
+type lazyBindings struct {
+	c    *Compiled
+	vals []any
+	m    map[string]any
+}
+
+func (l *lazyBindings) get() map[string]any {
+	if l.m == nil {
+		l.m = make(map[string]any, len(l.c.vars))
+		for i := range l.c.vars {
+			if l.vals[i] != nil {
+				l.m[l.c.vars[i].name] = l.vals[i]
+			}
+		}
+	}
+	return l.m
+}
+
+func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, bindings *lazyBindings) (string, error) {
 	s := f.constant
 	if f.node != nil {
 		b.buf, b.over = b.buf[:0], false
-		if err := render.Render(f.node, b, bindings, c.cfg); err != nil {
-			return "", c.fail(v, f, "", liquidError(err))
+		err := errNotFast
+		if f.fast != nil && !c.slowOnly {
+			if err = f.fast.run(b, bindings.vals); err != nil && err != errNotFast {
+				return "", c.fail(v, f, "", err)
+			}
+		}
+		if err == errNotFast {
+			b.buf, b.over = b.buf[:0], false
+			if err := render.Render(f.node, b, bindings.get(), c.cfg); err != nil {
+				return "", c.fail(v, f, "", liquidError(err))
+			}
 		}
 		if b.over {
 			return "", c.fail(v, f, "", fmt.Errorf("%w: the output passed %d bytes", ErrTooLong, MaxValueBytes))
@@ -803,31 +841,29 @@ func liquidError(err error) error {
 	return fmt.Errorf("%w: %s", ErrLiquid, msg)
 }
 
-// bind builds the Liquid bindings: declared variables only, as plain values.
-func (c *Compiled) bind(v *compiledVariant, vars map[string]any) (map[string]any, error) {
-	m := make(map[string]any, len(c.vars))
+// bind converts the declared variables to plain values, in declaration order, into
+// out (len(c.vars)); nil is a missing variable without a default.
+func (c *Compiled) bind(v *compiledVariant, vars map[string]any, out []any) error {
 	for i := range c.vars {
 		cv := &c.vars[i]
 		raw, ok := vars[cv.name]
 		if !ok || raw == nil {
 			if cv.required {
-				return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q", ErrMissingVariable, cv.name))
+				return c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q", ErrMissingVariable, cv.name))
 			}
-			if cv.def != nil {
-				m[cv.name] = cv.def
-			}
+			out[i] = cv.def
 			continue
 		}
 		val, err := bindValue(raw, cv.typ)
 		if err != nil {
-			return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: %v", ErrBadVariable, cv.name, err))
+			return c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: %v", ErrBadVariable, cv.name, err))
 		}
 		if cv.required && val == "" {
-			return nil, c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: it is empty", ErrMissingVariable, cv.name))
+			return c.fail(v, nil, "variables."+cv.name, fmt.Errorf("%w %q: it is empty", ErrMissingVariable, cv.name))
 		}
-		m[cv.name] = val
+		out[i] = val
 	}
-	return m, nil
+	return nil
 }
 
 // bindValue converts a value passed in to the plain value Liquid sees for a variable of

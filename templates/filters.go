@@ -34,19 +34,23 @@ type filterSpec struct {
 }
 
 func (f filterSpec) liquidFunc(name string) any {
-	return func(in any, args ...any) (any, error) {
-		if len(args) < f.min || len(args) > f.max {
-			return nil, fmt.Errorf("%s takes %d to %d arguments, got %d", name, f.min, f.max, len(args))
-		}
-		out, err := f.fn(in, args)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkValue(out); err != nil {
-			return nil, err
-		}
-		return out, nil
+	return func(in any, args ...any) (any, error) { return f.apply(name, in, args) }
+}
+
+// apply runs the filter and bounds its result: what osteele calls (through liquidFunc)
+// and the fast path calls directly.
+func (f filterSpec) apply(name string, in any, args []any) (any, error) {
+	if len(args) < f.min || len(args) > f.max {
+		return nil, fmt.Errorf("%s takes %d to %d arguments, got %d", name, f.min, f.max, len(args))
 	}
+	out, err := f.fn(in, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkValue(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // refusedFilters explains osteele filters left out on purpose.

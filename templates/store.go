@@ -194,7 +194,8 @@ func (s *Store) List(ctx context.Context) ([]Summary, error) {
 	cmds := make([]*redis.Cmd, len(names))
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, n := range names {
-			cmds[i] = latestScript.Run(ctx, p, []string{s.hashKey(n), s.latestKey(n)})
+			cmds[i] = latestScript.Eval(ctx, p, // EVAL: in a pipeline EVALSHA has no NOSCRIPT fallback
+				[]string{s.hashKey(n), s.latestKey(n)})
 		}
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {

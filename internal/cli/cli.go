@@ -45,11 +45,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Commands: []*cli.Command{
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), sinkCommand(), migrateCommand(),
-			contactsCommand(), segmentsCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(),
+			contactsCommand(), segmentsCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 	}
-	err := a.RunContext(ctx, args)
+	err := a.RunContext(ctx, interspersed(a, args))
 	if err == nil {
 		return 0
 	}

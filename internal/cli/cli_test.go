@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func run(args ...string) (int, string, string) {
@@ -81,5 +83,24 @@ func TestRuntimeErrorsExitOne(t *testing.T) {
 	code, _, errOut := run("--redis-url", "redis://127.0.0.1:1/0", "senders", "list")
 	if code != 1 || !strings.Contains(errOut, "herald:") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestFlagsAfterArguments(t *testing.T) {
+	a := &cli.App{Flags: globalFlags(), Commands: []*cli.Command{contactsCommand(), campaignsCommand()}}
+	for _, tc := range []struct{ in, want string }{
+		{"herald contacts import f.csv --default-region TH", "herald contacts import --default-region TH f.csv"},
+		{"herald --output json contacts import f.csv --tag a --tag b", "herald --output json contacts import --tag a --tag b f.csv"},
+		{"herald campaigns status 7 --watch", "herald campaigns status --watch 7"},
+		{"herald campaigns status --watch 7", "herald campaigns status --watch 7"},
+		{"herald contacts import - --default-region=TH", "herald contacts import --default-region=TH -"},
+		{"herald contacts import -- --weird-name.csv", "herald contacts import -- --weird-name.csv"},
+		{"herald campaigns status 7 -o json", "herald -o json campaigns status 7"},
+		{"herald campaigns status 7 --output=json --watch", "herald --output=json campaigns status --watch 7"},
+	} {
+		got := strings.Join(interspersed(a, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.in, got, tc.want)
+		}
 	}
 }

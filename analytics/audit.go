@@ -1,0 +1,304 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/herald-dev/herald/internal/events"
+)
+
+// Audit rules: why a sent message is a violation.
+const (
+	// RuleNoConsent: the contact's latest consent record for the message's channel and
+	// the audited purpose, at or before the send, is a revoke, or there is none.
+	RuleNoConsent = "no_consent"
+	// RuleConsentRefMissing: the sent event names no consent record as its proof.
+	RuleConsentRefMissing = "consent_ref_missing"
+	// RuleConsentRefInvalid: the record the sent event names is not a grant of this
+	// contact, channel and purpose recorded at or before the send (unknown, another
+	// contact's, a revoke, or later than the send).
+	RuleConsentRefInvalid = "consent_ref_invalid"
+	// RuleOutsideWindow: a free-form message with no inbound message from the contact to
+	// the same sender in the 24 hours before it.
+	RuleOutsideWindow = "outside_window"
+)
+
+// FreeFormReason marks a sent event as a free-form message (not an approved template):
+// until the event contract carries the message type, the worker sets Reason to this
+// value on the sent events of free-form sends, and the audit checks their 24h window.
+const FreeFormReason = "free_form"
+
+// ServiceWindow is the WhatsApp customer-service window a free-form message needs.
+const ServiceWindow = 24 * time.Hour
+
+// AuditReport is the compliance audit of one campaign's sent messages.
+type AuditReport struct {
+	Campaign   string      `json:"campaign"`
+	Purpose    string      `json:"purpose"`
+	Sent       uint64      `json:"sent"`      // distinct sent events checked
+	FreeForm   uint64      `json:"free_form"` // of which free-form (checked against the 24h window)
+	Violations []Violation `json:"violations"`
+}
+
+// Violation is one sent message that breaks a rule. A message may break several.
+type Violation struct {
+	Rule       string    `json:"rule"`
+	EventID    string    `json:"event_id"`
+	ContactID  uint32    `json:"contact_id"`
+	SenderID   string    `json:"sender_id"`
+	Channel    string    `json:"channel"`
+	SentAt     time.Time `json:"sent_at"`
+	ConsentRef string    `json:"consent_ref,omitempty"`
+	Detail     string    `json:"detail"`
+}
+
+// sentRows are the distinct sent events of a campaign. A copy that differs in any
+// audited field is audited on its own, so an edited copy cannot hide behind the original.
+const sentRows = `SELECT DISTINCT event_id, contact_id, sender_id, channel, ts_ms, consent_ref, reason
+    FROM events WHERE campaign_id = ? AND kind = 'sent'`
+
+// auditConsentQuery finds the sent events of a campaign whose consent does not hold:
+// for each, the contact's latest consent_log record for (channel, purpose) at or before
+// the send (ties in milliseconds broken by record id), and whether the record the event
+// names is a grant of that contact, channel and purpose made at or before the send.
+// Parameters: purpose, campaign, campaign.
+const auditConsentQuery = `SELECT event_id, contact_id, sender_id, channel, ts_ms, consent_ref,
+    argMaxIf(c_action, tuple(c_ts, c_id), c_id != '' AND c_ts <= ts_ms) AS last_action,
+    argMaxIf(c_id, tuple(c_ts, c_id), c_id != '' AND c_ts <= ts_ms) AS last_id,
+    maxIf(c_ts, c_id != '' AND c_ts <= ts_ms) AS last_ts,
+    countIf(c_id != '' AND c_id = consent_ref AND c_action = 'grant' AND c_ts <= ts_ms) AS ref_ok
+FROM (` + sentRows + `)
+ALL LEFT JOIN (
+    SELECT DISTINCT contact_id, channel, id AS c_id, action AS c_action, ts_ms AS c_ts
+    FROM consent_log
+    WHERE purpose = ? AND contact_id IN (SELECT contact_id FROM events WHERE campaign_id = ? AND kind = 'sent')
+) USING (contact_id, channel)
+GROUP BY event_id, contact_id, sender_id, channel, ts_ms, consent_ref
+HAVING last_action != 'grant' OR consent_ref = '' OR ref_ok = 0
+ORDER BY ts_ms, event_id`
+
+// auditWindowQuery finds the free-form sent events of a campaign with no inbound
+// message from the contact to the same sender in the window before the send.
+// Parameters: campaign, campaign, window in ms.
+const auditWindowQuery = `SELECT event_id, contact_id, sender_id, channel, ts_ms, consent_ref,
+    maxIf(i_ts, i_ts > 0 AND i_ts <= ts_ms) AS last_inbound
+FROM (` + sentRows + ` AND reason = '` + FreeFormReason + `')
+ALL LEFT JOIN (
+    SELECT DISTINCT contact_id, sender_id, ts_ms AS i_ts
+    FROM inbound
+    WHERE contact_id IN (SELECT contact_id FROM events WHERE campaign_id = ? AND kind = 'sent')
+) USING (contact_id, sender_id)
+GROUP BY event_id, contact_id, sender_id, channel, ts_ms, consent_ref
+HAVING last_inbound = 0 OR ts_ms - last_inbound > ?
+ORDER BY ts_ms, event_id`
+
+const auditCountQuery = `SELECT uniqExact(event_id), uniqExactIf(event_id, reason = '` + FreeFormReason + `')
+FROM events WHERE campaign_id = ? AND kind = 'sent'`
+
+// AuditCampaign proves, in ClickHouse, that every sent message of a campaign had valid
+// consent for its channel and purpose at send time, and that every free-form message
+// (see FreeFormReason) went inside the 24h window. It returns the messages that break
+// a rule (RuleNoConsent, RuleConsentRefMissing, RuleConsentRefInvalid,
+// RuleOutsideWindow); a compliant campaign has none. Duplicated events are audited once.
+func AuditCampaign(ctx context.Context, conn driver.Conn, campaign, purpose string) (AuditReport, error) {
+	rep := AuditReport{Campaign: campaign, Purpose: purpose, Violations: []Violation{}}
+	if err := conn.QueryRow(ctx, auditCountQuery, campaign).Scan(&rep.Sent, &rep.FreeForm); err != nil {
+		return rep, fmt.Errorf("audit %s: count: %w", campaign, err)
+	}
+	rows, err := conn.Query(ctx, auditConsentQuery, campaign, purpose, campaign)
+	if err != nil {
+		return rep, fmt.Errorf("audit %s: consent: %w", campaign, err)
+	}
+	for rows.Next() {
+		var (
+			v                  Violation
+			tsMS, lastTS       uint64
+			lastAction, lastID string
+			refOK              uint64
+		)
+		if err := rows.Scan(&v.EventID, &v.ContactID, &v.SenderID, &v.Channel, &tsMS, &v.ConsentRef,
+			&lastAction, &lastID, &lastTS, &refOK); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("audit %s: consent: %w", campaign, err)
+		}
+		v.SentAt = msTime(tsMS)
+		if lastAction != string(events.Grant) {
+			w := v
+			w.Rule = RuleNoConsent
+			if lastID == "" {
+				w.Detail = fmt.Sprintf("no %s/%s consent record before the send", v.Channel, purpose)
+			} else {
+				w.Detail = fmt.Sprintf("latest %s/%s record before the send is %s %s at %s", v.Channel, purpose,
+					lastAction, lastID, msTime(lastTS).Format(time.RFC3339Nano))
+			}
+			rep.Violations = append(rep.Violations, w)
+		}
+		switch {
+		case v.ConsentRef == "":
+			w := v
+			w.Rule, w.Detail = RuleConsentRefMissing, "the sent event names no consent record"
+			rep.Violations = append(rep.Violations, w)
+		case refOK == 0:
+			w := v
+			w.Rule = RuleConsentRefInvalid
+			w.Detail = fmt.Sprintf("record %s is not a %s/%s grant of contact %d made before the send", v.ConsentRef, v.Channel, purpose, v.ContactID)
+			rep.Violations = append(rep.Violations, w)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit %s: consent: %w", campaign, err)
+	}
+
+	rows, err = conn.Query(ctx, auditWindowQuery, campaign, campaign, uint64(ServiceWindow.Milliseconds()))
+	if err != nil {
+		return rep, fmt.Errorf("audit %s: window: %w", campaign, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			v            Violation
+			tsMS, lastIn uint64
+		)
+		if err := rows.Scan(&v.EventID, &v.ContactID, &v.SenderID, &v.Channel, &tsMS, &v.ConsentRef, &lastIn); err != nil {
+			return rep, fmt.Errorf("audit %s: window: %w", campaign, err)
+		}
+		v.SentAt, v.Rule = msTime(tsMS), RuleOutsideWindow
+		if lastIn == 0 {
+			v.Detail = fmt.Sprintf("free-form message; no inbound message from the contact to sender %s before it", v.SenderID)
+		} else {
+			v.Detail = fmt.Sprintf("free-form message; last inbound to sender %s at %s, %s before", v.SenderID,
+				msTime(lastIn).Format(time.RFC3339Nano), time.Duration(tsMS-lastIn)*time.Millisecond)
+		}
+		rep.Violations = append(rep.Violations, v)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit %s: window: %w", campaign, err)
+	}
+	return rep, nil
+}
+
+func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
+
+// ContactAudit is a contact's consent history, its chain check, and every message
+// sent to it.
+type ContactAudit struct {
+	ContactID uint32                 `json:"contact_id"`
+	Consent   []events.ConsentRecord `json:"consent"`
+	// ChainBroken is the index in Consent of the first record that does not link to
+	// the one before it (an edited, removed or inserted row), or -1 when the chain holds.
+	ChainBroken int          `json:"chain_broken"`
+	Messages    []SentRecord `json:"messages"`
+}
+
+// ChainOK reports whether the contact's consent hash chain verified.
+func (a ContactAudit) ChainOK() bool { return a.ChainBroken < 0 }
+
+// SentRecord is one sent message with the consent record it relied on, as far as
+// consent_log holds it (Consent* fields are empty when it does not).
+type SentRecord struct {
+	EventID        string    `json:"event_id"`
+	CampaignID     string    `json:"campaign_id"`
+	ContactID      uint32    `json:"contact_id"`
+	SenderID       string    `json:"sender_id"`
+	Channel        string    `json:"channel"`
+	Template       string    `json:"template"`
+	Variant        string    `json:"variant"`
+	ProviderMsgID  string    `json:"provider_msg_id"`
+	FreeForm       bool      `json:"free_form"`
+	SentAt         time.Time `json:"sent_at"`
+	ConsentRef     string    `json:"consent_ref"`
+	ConsentAction  string    `json:"consent_action"`
+	ConsentPurpose string    `json:"consent_purpose"`
+	ConsentSource  string    `json:"consent_source"`
+	ConsentProof   string    `json:"consent_proof"`
+	ConsentAt      time.Time `json:"consent_at"`
+	ConsentHash    string    `json:"consent_hash"`
+}
+
+// sentProofQuery lists distinct sent events matching a filter, each joined with the
+// consent record it names. %s is the filter on events.
+const sentProofQuery = `SELECT event_id, campaign_id, contact_id, sender_id, channel, template, variant,
+    provider_msg_id, reason, ts_ms, consent_ref,
+    c_action, c_purpose, c_source, c_proof, c_ts, c_hash
+FROM (
+    SELECT DISTINCT event_id, campaign_id, contact_id, sender_id, channel, template, variant,
+        provider_msg_id, reason, ts_ms, consent_ref
+    FROM events WHERE kind = 'sent' AND %[1]s
+)
+ANY LEFT JOIN (
+    SELECT id AS consent_ref, any(action) AS c_action, any(purpose) AS c_purpose, any(source) AS c_source,
+        any(proof) AS c_proof, any(ts_ms) AS c_ts, any(hash) AS c_hash
+    FROM consent_log
+    WHERE id IN (SELECT consent_ref FROM events WHERE kind = 'sent' AND %[1]s)
+    GROUP BY id
+) USING consent_ref
+ORDER BY ts_ms, event_id`
+
+// sentProofs streams the sent events that match filter (with args used twice) to fn.
+func sentProofs(ctx context.Context, conn driver.Conn, filter string, args []any, fn func(SentRecord) error) error {
+	rows, err := conn.Query(ctx, fmt.Sprintf(sentProofQuery, filter), append(append([]any{}, args...), args...)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r          SentRecord
+			reason     string
+			tsMS, cTS  uint64
+			cAct, cPur string
+		)
+		if err := rows.Scan(&r.EventID, &r.CampaignID, &r.ContactID, &r.SenderID, &r.Channel, &r.Template,
+			&r.Variant, &r.ProviderMsgID, &reason, &tsMS, &r.ConsentRef,
+			&cAct, &cPur, &r.ConsentSource, &r.ConsentProof, &cTS, &r.ConsentHash); err != nil {
+			return err
+		}
+		r.FreeForm = reason == FreeFormReason
+		r.SentAt = msTime(tsMS)
+		r.ConsentAction, r.ConsentPurpose = cAct, cPur
+		if cTS > 0 {
+			r.ConsentAt = msTime(cTS)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditContact returns a contact's consent ledger with its hash chain verified
+// (events.VerifyChain) and every message sent to it, oldest first.
+func AuditContact(ctx context.Context, conn driver.Conn, contact uint32) (ContactAudit, error) {
+	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}}
+	recs, err := ConsentLedger(ctx, conn, contact)
+	if err != nil {
+		return a, fmt.Errorf("audit contact: %w", err)
+	}
+	if recs == nil {
+		recs = []events.ConsentRecord{}
+	}
+	a.Consent, a.ChainBroken = recs, events.VerifyChain(recs)
+	err = sentProofs(ctx, conn, "contact_id = ?", []any{contact}, func(r SentRecord) error {
+		a.Messages = append(a.Messages, r)
+		return nil
+	})
+	if err != nil {
+		return a, fmt.Errorf("audit contact %d: messages: %w", contact, err)
+	}
+	return a, nil
+}
+
+// ExportSent streams to fn every message sent in [from, to), oldest first, with the
+// consent record it relied on. Memory stays constant whatever the range.
+func ExportSent(ctx context.Context, conn driver.Conn, from, to time.Time, fn func(SentRecord) error) error {
+	err := sentProofs(ctx, conn, "ts_ms >= ? AND ts_ms < ?",
+		[]any{uint64(from.UnixMilli()), uint64(to.UnixMilli())}, fn)
+	if err != nil {
+		return fmt.Errorf("export sent %s..%s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	return nil
+}
