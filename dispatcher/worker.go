@@ -30,6 +30,11 @@ type Templates interface {
 	Get(ctx context.Context, name string) (*templates.Compiled, error)
 }
 
+// Governor hands out a sender's send slots (throttle.Governor).
+type Governor interface {
+	Reserve(ctx context.Context, sender string, rate float64, n int) (throttle.Reservation, error)
+}
+
 // Message is what a channel adapter sends.
 type Message struct {
 	To           string // E.164
@@ -68,7 +73,7 @@ type WorkerConfig struct {
 	Contacts    Contacts
 	Templates   Templates
 	Policy      *throttle.Policy
-	Governor    *throttle.Governor
+	Governor    Governor
 	Channel     Channel
 	Events      Publisher // herald.events
 	Outbound    Publisher // herald.outbound, for retries
@@ -91,6 +96,7 @@ type Worker struct {
 
 type workerMetrics struct {
 	jobs, skips, sendErrs *prometheus.CounterVec
+	forfeits              prometheus.Counter
 	batch                 prometheus.Histogram
 }
 
@@ -121,6 +127,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
 		sendErrs: f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_send_errors_total", Help: "Provider refusals by action."}, []string{"action"}),
+		forfeits: f.NewCounter(prometheus.CounterOpts{Name: "herald_worker_slots_forfeited_total", Help: "Governor slots given up because the worker reached them late (re-reserved, never used in a burst)."}),
 		batch:    f.NewHistogram(prometheus.HistogramOpts{Name: "herald_worker_batch_seconds", Help: "Time to process one batch of jobs.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
 }
@@ -240,7 +247,9 @@ func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 func (w *Worker) releaseUnsent(items []*item) {
 	var keys []Key
 	for _, it := range items {
-		if it.claimed && it.outcome == "" && it.providerID == "" && !it.retry {
+		// Not sent, or refused by the provider with a code (a transport error may have
+		// been accepted: that one stays in doubt for the status webhook to settle).
+		if it.claimed && it.outcome == "" && it.providerID == "" && !it.published && (!it.retry || it.code > 0) {
 			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
 		}
 	}
@@ -412,34 +421,73 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 		if err != nil {
 			return err
 		}
-		res, err := w.cfg.Governor.Reserve(ctx, id, s.Rate, len(list))
-		if err != nil {
-			return err
-		}
-		for i, it := range list {
+		for _, it := range list {
 			it.sender = s
-			at := res.At(i)
-			if it.job.NotBefore.After(at) {
-				at = it.job.NotBefore
-			}
-			if !waitUntil(ctx, at) {
-				return ctx.Err()
-			}
+		}
+		if err := w.pace(ctx, s, list, func(it *item) error {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 			wg.Add(1)
-			go func(it *item) {
+			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
 				w.sendOne(ctx, it)
-			}(it)
+			}()
+			return nil
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// pace starts each job's send in one of the sender's governor slots. A slot the worker
+// reaches late (a stall: GC, a loaded machine) is given up, never used in a burst to
+// catch up: the rest of the jobs get fresh slots. So sends happen within slotTolerance of
+// their slot, and no window holds more than the rate allows (plus one), across processes.
+func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*item) error) error {
+	// Retry jobs may not go before their time: wait for the latest before reserving.
+	var notBefore time.Time
+	for _, it := range list {
+		if it.job.NotBefore.After(notBefore) {
+			notBefore = it.job.NotBefore
+		}
+	}
+	if !waitUntil(ctx, notBefore) {
+		return ctx.Err()
+	}
+	for len(list) > 0 {
+		res, err := w.cfg.Governor.Reserve(ctx, s.ID, s.Rate, len(list))
+		if err != nil {
+			return err
+		}
+		tolerance := min(res.Interval, 10*time.Millisecond)
+		i := 0
+		for ; i < len(list); i++ {
+			at := res.At(i)
+			if !waitUntil(ctx, at) {
+				return ctx.Err()
+			}
+			if time.Since(at) > tolerance {
+				w.m.forfeits.Add(float64(len(list) - i))
+				break
+			}
+			list[i].providerID = pending // started: a rerun of this stage must not send it again
+			if err := start(list[i]); err != nil {
+				list[i].providerID = ""
+				return err
+			}
+		}
+		list = list[i:]
+	}
+	return nil
+}
+
+// pending marks a job whose send has started, until sendOne records its outcome.
+const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
 	msg := Message{To: it.contact.Phone, Rendered: it.rendered, CallbackData: CallbackData(it.job.Campaign, it.job.Contact)}
@@ -447,6 +495,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	id, err := w.cfg.Channel.Send(sctx, it.sender, msg)
+	it.providerID = ""
 	if err == nil {
 		it.providerID, it.outcome = id, OutcomeSent
 		return

@@ -28,10 +28,31 @@ func parsePhone(s, region string) (phone, error) {
 	if region == "" && !strings.HasPrefix(strings.TrimLeft(s, "'\" ("), "+") {
 		return phone{}, errNoCountryCode
 	}
+	n, ok := fastNationalNumber(s)
+	if !ok {
+		var err error
+		if n, err = phonenumbers.Parse(s, region); err != nil {
+			return phone{}, err
+		}
+	}
+	return checkPhone(n)
+}
+
+// parsePhoneSlow is parsePhone without the fast path, for tests comparing the two.
+func parsePhoneSlow(s, region string) (phone, error) {
+	s = strings.TrimSpace(s)
+	if region == "" && !strings.HasPrefix(strings.TrimLeft(s, "'\" ("), "+") {
+		return phone{}, errNoCountryCode
+	}
 	n, err := phonenumbers.Parse(s, region)
 	if err != nil {
 		return phone{}, err
 	}
+	return checkPhone(n)
+}
+
+// checkPhone keeps a parsed number when phonenumbers considers it valid.
+func checkPhone(n *phonenumbers.PhoneNumber) (phone, error) {
 	// IsValidNumber would find the region itself; finding it once saves a third of the work.
 	reg := phonenumbers.GetRegionCodeForNumber(n)
 	if !phonenumbers.IsValidNumberForRegion(n, reg) {

@@ -263,3 +263,33 @@ func (s *Store) parse(name string, version int, b []byte) (*Template, error) {
 	t.Version = version
 	return t, nil
 }
+
+// Source returns the summary and the file source of one stored version; version 0 is
+// the latest.
+func (s *Store) Source(ctx context.Context, name string, version int) (Summary, []byte, error) {
+	var b []byte
+	var err error
+	if version == 0 {
+		version, b, err = s.latest(ctx, name)
+		if err != nil {
+			return Summary{}, nil, err
+		}
+	} else {
+		if !nameRE.MatchString(name) || version < 1 {
+			return Summary{}, nil, fmt.Errorf("get template %s v%d: %w", name, version, ErrNotFound)
+		}
+		b, err = s.rdb.HGet(ctx, s.hashKey(name), strconv.Itoa(version)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return Summary{}, nil, fmt.Errorf("get template %s v%d: %w", name, version, ErrNotFound)
+		}
+		if err != nil {
+			return Summary{}, nil, fmt.Errorf("get template %s v%d: %w", name, version, err)
+		}
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Summary{}, nil, fmt.Errorf("get template %s v%d: %w", name, version, err)
+	}
+	r.Version = version
+	return r.Summary, []byte(r.Source), nil
+}

@@ -183,3 +183,32 @@ func TestCacheCompilesOncePerVersion(t *testing.T) {
 		t.Fatalf("fresh cache: %v", err)
 	}
 }
+
+func TestStoreSource(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	s := NewStore(rdb, prefix)
+	src, err := os.ReadFile("testdata/golden/spring_sale.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := ParseFile(src, "spring_sale.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Source(ctx, "spring_sale", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Source before Save: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Save(ctx, tpl, src); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int{0, 1} {
+		sum, got, err := s.Source(ctx, "spring_sale", v)
+		if err != nil || string(got) != string(src) || sum.Version != 1 || sum.Name != "spring_sale" {
+			t.Fatalf("Source v%d: %+v, %d bytes, %v", v, sum, len(got), err)
+		}
+	}
+	if _, _, err := s.Source(ctx, "spring_sale", 2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Source v2: %v, want ErrNotFound", err)
+	}
+}

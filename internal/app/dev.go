@@ -130,8 +130,9 @@ func (d *Dev) Close() {
 	}
 }
 
-// StartDev installs what is missing, starts Redis, ClickHouse and embedded Kafka, and
-// builds the stack on them. cfg's server addresses are replaced by the local ones.
+// StartDev installs what is missing, starts Redis, ClickHouse and embedded Kafka from a
+// clean slate, and builds the stack on them. cfg's server addresses are replaced by the
+// local ones.
 func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	cfg.Defaults()
 	log := cfg.Logger.With("component", "dev")
@@ -151,6 +152,13 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	}()
 	if err := localstack.EnsureInstalled(ctx, log); err != nil {
 		return nil, err
+	}
+	// Kafka and Redis live in memory, so ClickHouse starts empty too: a rerun must not
+	// mix a new campaign 1 with the events of the last run's campaign 1.
+	for _, d := range []string{"redis", "clickhouse"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return nil, fmt.Errorf("clean %s: %w", filepath.Join(dir, d), err)
+		}
 	}
 	rs, err := localstack.StartRedis(ctx, filepath.Join(dir, "redis"))
 	if err != nil {

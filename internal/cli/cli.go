@@ -46,6 +46,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), sinkCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(),
+			auditCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 	}

@@ -1,0 +1,559 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Dimensions a funnel can be split by, and the events column each reads.
+var funnelDims = map[string]string{"variant": "variant", "sender": "sender_id", "country": "country"}
+
+// engagementSteps follow the delivery funnel: distinct contacts with at least one such
+// event (a click does not need a read status: WhatsApp may not report reads).
+var engagementSteps = []string{"clicked", "replied", "converted"}
+
+// FunnelGroup is the funnel of one value of a dimension (one variant, sender, country).
+type FunnelGroup struct {
+	Key   string       `json:"key"`
+	Steps []FunnelStep `json:"steps"`
+}
+
+// FunnelByReport is a campaign's funnel split by a dimension.
+type FunnelByReport struct {
+	Campaign string        `json:"campaign"`
+	By       string        `json:"by"`
+	Groups   []FunnelGroup `json:"groups"`
+}
+
+// funnelByQuery gives per group the contacts at each step: queued … read by the
+// furthest-step rule of funnelQuery, then clicked, replied and converted as distinct
+// contacts with such an event. A contact's group is the dimension's value on any of its
+// events that carries one (status webhooks do not), '' when none does.
+const funnelByQuery = `SELECT g,
+    countIf(stage >= 1), countIf(stage >= 2), countIf(stage >= 3), countIf(stage >= 4),
+    countIf(clicked), countIf(replied), countIf(converted)
+FROM (
+    SELECT contact_id,
+           anyIf(%[1]s, %[1]s != '') AS g,
+           max(multiIf(kind IN ('read', 'clicked', 'replied', 'converted'), 4, kind = 'delivered', 3, kind = 'sent', 2, kind = 'queued', 1, 0)) AS stage,
+           max(kind = 'clicked') AS clicked,
+           max(kind = 'replied') AS replied,
+           max(kind = 'converted') AS converted
+    FROM events
+    WHERE campaign_id = ? AND kind IN ('queued', 'sent', 'delivered', 'read', 'clicked', 'replied', 'converted')
+    GROUP BY contact_id
+)
+GROUP BY g
+ORDER BY g`
+
+// FunnelBy computes a campaign's funnel per variant, sender or country, with the steps
+// queued, sent, delivered, read, clicked, replied, converted (distinct contacts). A
+// click, reply or conversion implies the message was read. OfPrevious and OfFirst are
+// relative to the group's own steps.
+func FunnelBy(ctx context.Context, conn driver.Conn, campaign, by string) (FunnelByReport, error) {
+	rep := FunnelByReport{Campaign: campaign, By: by, Groups: []FunnelGroup{}}
+	col, ok := funnelDims[by]
+	if !ok {
+		return rep, fmt.Errorf("funnel by %q: want variant, sender or country", by)
+	}
+	rows, err := conn.Query(ctx, fmt.Sprintf(funnelByQuery, col), campaign)
+	if err != nil {
+		return rep, fmt.Errorf("funnel of %s by %s: %w", campaign, by, err)
+	}
+	defer rows.Close()
+	names := append(append([]string{}, funnelSteps...), engagementSteps...)
+	for rows.Next() {
+		var g FunnelGroup
+		c := make([]uint64, len(names))
+		if err := rows.Scan(&g.Key, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6]); err != nil {
+			return rep, fmt.Errorf("funnel of %s by %s: %w", campaign, by, err)
+		}
+		g.Steps = stepsOf(names, c)
+		rep.Groups = append(rep.Groups, g)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("funnel of %s by %s: %w", campaign, by, err)
+	}
+	return rep, nil
+}
+
+func stepsOf(names []string, counts []uint64) []FunnelStep {
+	out := make([]FunnelStep, len(names))
+	for i, n := range names {
+		out[i] = FunnelStep{Name: n, Contacts: counts[i], OfFirst: ratio(counts[i], counts[0])}
+		if i == 0 {
+			out[i].OfPrevious = ratio(counts[0], counts[0])
+		} else {
+			out[i].OfPrevious = ratio(counts[i], counts[i-1])
+		}
+	}
+	return out
+}
+
+// Cohort is the contacts first sent to in one week (Monday, UTC) and how many of them
+// engaged (read, clicked, replied or converted) in each week since.
+type Cohort struct {
+	Week     string    `json:"week"` // YYYY-MM-DD, a Monday
+	Contacts uint64    `json:"contacts"`
+	Active   []uint64  `json:"active"`   // Active[k]: contacts engaged in week k after the cohort's week
+	Retained []float64 `json:"retained"` // Active[k] / Contacts
+}
+
+// RetentionReport is cohort retention by first-contact week.
+type RetentionReport struct {
+	Weeks   int      `json:"weeks"`
+	Cohorts []Cohort `json:"cohorts"`
+}
+
+// retentionQuery counts, per cohort (Monday of a contact's first sent message) and week
+// offset, the contacts engaged that week. Parameters: from ms, to ms, from ms, to ms.
+const retentionQuery = `SELECT cohort, toUInt32(intDiv(toUInt32(week) - toUInt32(cohort), 7)) AS k, uniqExact(contact_id)
+FROM (
+    SELECT DISTINCT contact_id, toMonday(ts) AS week FROM events
+    WHERE kind IN ('read', 'clicked', 'replied', 'converted') AND ts_ms >= ?
+)
+ALL INNER JOIN (
+    SELECT contact_id, toMonday(min(ts)) AS cohort FROM events
+    WHERE kind = 'sent' GROUP BY contact_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
+) USING contact_id
+WHERE week >= cohort
+GROUP BY cohort, k
+ORDER BY cohort, k`
+
+const cohortSizeQuery = `SELECT cohort, count() FROM (
+    SELECT contact_id, toMonday(min(ts)) AS cohort FROM events
+    WHERE kind = 'sent' GROUP BY contact_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
+) GROUP BY cohort ORDER BY cohort`
+
+// Retention computes cohort retention for contacts first sent to in [from, to): each
+// cohort's size and, for weeks 0 … weeks-1 after its week, the contacts that engaged.
+func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks int) (RetentionReport, error) {
+	rep := RetentionReport{Weeks: weeks, Cohorts: []Cohort{}}
+	f, t := uint64(from.UnixMilli()), uint64(to.UnixMilli())
+	rows, err := conn.Query(ctx, cohortSizeQuery, f, t)
+	if err != nil {
+		return rep, fmt.Errorf("retention: %w", err)
+	}
+	idx := map[string]int{}
+	for rows.Next() {
+		var (
+			week time.Time
+			n    uint64
+		)
+		if err := rows.Scan(&week, &n); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("retention: %w", err)
+		}
+		key := week.Format(time.DateOnly)
+		idx[key] = len(rep.Cohorts)
+		rep.Cohorts = append(rep.Cohorts, Cohort{Week: key, Contacts: n, Active: make([]uint64, weeks), Retained: make([]float64, weeks)})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("retention: %w", err)
+	}
+	rows, err = conn.Query(ctx, retentionQuery, f, f, t)
+	if err != nil {
+		return rep, fmt.Errorf("retention: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			week time.Time
+			k    uint32
+			n    uint64
+		)
+		if err := rows.Scan(&week, &k, &n); err != nil {
+			return rep, fmt.Errorf("retention: %w", err)
+		}
+		i, ok := idx[week.Format(time.DateOnly)]
+		if !ok || int(k) >= weeks {
+			continue
+		}
+		rep.Cohorts[i].Active[k] = n
+		rep.Cohorts[i].Retained[k] = ratio(n, rep.Cohorts[i].Contacts)
+	}
+	return rep, rows.Err()
+}
+
+// VariantResult is one variant's conversion at the compared step.
+type VariantResult struct {
+	Variant   string  `json:"variant"`
+	Sent      uint64  `json:"sent"`      // contacts sent to
+	Converted uint64  `json:"converted"` // of them, contacts that reached the step
+	Rate      float64 `json:"rate"`
+	// Against the control (the first variant): the difference in rate, the two-proportion
+	// z statistic and its two-sided p-value. Zero for the control itself.
+	Lift   float64 `json:"lift"`
+	Z      float64 `json:"z"`
+	PValue float64 `json:"p_value"`
+}
+
+// ABReport compares a campaign's variants at one step.
+type ABReport struct {
+	Campaign string          `json:"campaign"`
+	Step     string          `json:"step"`
+	Control  string          `json:"control"`
+	Variants []VariantResult `json:"variants"`
+}
+
+// abSteps are the steps an A/B comparison can use, and the events that reach each.
+var abSteps = map[string]string{
+	"delivered": "'delivered', 'read', 'clicked', 'replied', 'converted'",
+	"read":      "'read', 'clicked', 'replied', 'converted'",
+	"clicked":   "'clicked'",
+	"replied":   "'replied'",
+	"converted": "'converted'",
+}
+
+const abQuery = `SELECT variant, count() AS sent, countIf(reached) AS converted
+FROM (
+    SELECT contact_id, anyIf(variant, variant != '') AS variant,
+           max(kind = 'sent') AS was_sent, max(kind IN (%s)) AS reached
+    FROM events WHERE campaign_id = ? GROUP BY contact_id
+)
+WHERE was_sent
+GROUP BY variant ORDER BY variant`
+
+// ABTest compares the variants of a campaign at step (delivered, read, clicked, replied
+// or converted): per variant, the contacts sent to and the share that reached the step,
+// then each variant against the control (control, or the first variant by name when
+// empty) with a two-sided two-proportion z-test using the pooled proportion.
+func ABTest(ctx context.Context, conn driver.Conn, campaign, step, control string) (ABReport, error) {
+	rep := ABReport{Campaign: campaign, Step: step, Variants: []VariantResult{}}
+	kinds, ok := abSteps[step]
+	if !ok {
+		return rep, fmt.Errorf("a/b test step %q: want delivered, read, clicked, replied or converted", step)
+	}
+	rows, err := conn.Query(ctx, fmt.Sprintf(abQuery, kinds), campaign)
+	if err != nil {
+		return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v VariantResult
+		if err := rows.Scan(&v.Variant, &v.Sent, &v.Converted); err != nil {
+			return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
+		}
+		v.Rate = ratio(v.Converted, v.Sent)
+		rep.Variants = append(rep.Variants, v)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
+	}
+	if len(rep.Variants) == 0 {
+		return rep, nil
+	}
+	ci := 0
+	if control != "" {
+		ci = -1
+		for i, v := range rep.Variants {
+			if v.Variant == control {
+				ci = i
+			}
+		}
+		if ci < 0 {
+			return rep, fmt.Errorf("a/b test of %s: no variant %q", campaign, control)
+		}
+	}
+	c := rep.Variants[ci]
+	rep.Control = c.Variant
+	for i := range rep.Variants {
+		if i == ci {
+			continue
+		}
+		v := &rep.Variants[i]
+		v.Lift = v.Rate - c.Rate
+		v.Z, v.PValue = twoProportionZ(v.Converted, v.Sent, c.Converted, c.Sent)
+	}
+	return rep, nil
+}
+
+// twoProportionZ is the pooled two-proportion z-test of x1/n1 against x2/n2 and its
+// two-sided p-value; (0, 1) when the test is undefined (an empty group, or a pooled
+// rate of 0 or 1).
+func twoProportionZ(x1, n1, x2, n2 uint64) (z, p float64) {
+	if n1 == 0 || n2 == 0 {
+		return 0, 1
+	}
+	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
+	pool := float64(x1+x2) / float64(n1+n2)
+	se := math.Sqrt(pool * (1 - pool) * (1/float64(n1) + 1/float64(n2)))
+	if se == 0 {
+		return 0, 1
+	}
+	z = (p1 - p2) / se
+	return z, math.Erfc(math.Abs(z) / math.Sqrt2)
+}
+
+// HeatmapCell is the messages sent in one local weekday and hour, and the share read.
+type HeatmapCell struct {
+	Weekday string  `json:"weekday"` // Mon … Sun
+	Hour    int     `json:"hour"`    // 0-23, recipient's local time
+	Sent    uint64  `json:"sent"`
+	Read    uint64  `json:"read"`
+	Rate    float64 `json:"rate"`
+}
+
+// HeatmapReport is the send-hour heatmap: only cells with messages are listed.
+type HeatmapReport struct {
+	Campaign string        `json:"campaign,omitempty"`
+	Cells    []HeatmapCell `json:"cells"`
+	// UTCContacts is how many messages went to contacts whose time zone is unknown (not
+	// in the contacts table, or unknown to this machine): those are placed in UTC.
+	UTCMessages uint64 `json:"utc_messages"`
+}
+
+// heatmapQuery groups sent messages by the recipient's time zone (contacts.tz, newest
+// row) and UTC hour; Go converts each hour to local time, as ClickHouse only takes a
+// constant zone in toHour. A message counts as read when the contact read, clicked or
+// replied to that campaign. %s is the campaign filter.
+const heatmapQuery = `SELECT tz, toStartOfHour(s_ts) AS h, count(), countIf(was_read)
+FROM (
+    SELECT campaign_id, contact_id, minIf(ts, kind = 'sent') AS s_ts,
+           max(kind = 'sent') AS was_sent, max(kind IN ('read', 'clicked', 'replied')) AS was_read
+    FROM events
+    WHERE kind IN ('sent', 'read', 'clicked', 'replied') %s
+    GROUP BY campaign_id, contact_id
+    HAVING was_sent
+)
+ANY LEFT JOIN (
+    SELECT contact_id, argMax(tz, updated_at) AS tz FROM contacts GROUP BY contact_id
+) USING contact_id
+GROUP BY tz, h`
+
+// Heatmap gives the messages sent (of one campaign, or all when campaign is empty) by
+// weekday and hour in each recipient's local time zone, with the share read.
+func Heatmap(ctx context.Context, conn driver.Conn, campaign string) (HeatmapReport, error) {
+	rep := HeatmapReport{Campaign: campaign, Cells: []HeatmapCell{}}
+	filter, args := "", []any{}
+	if campaign != "" {
+		filter, args = "AND campaign_id = ?", []any{campaign}
+	}
+	rows, err := conn.Query(ctx, fmt.Sprintf(heatmapQuery, filter), args...)
+	if err != nil {
+		return rep, fmt.Errorf("heatmap: %w", err)
+	}
+	defer rows.Close()
+	type key struct{ wd, h int }
+	cells := map[key]*HeatmapCell{}
+	zones := map[string]*time.Location{}
+	for rows.Next() {
+		var (
+			tz         string
+			h          time.Time
+			sent, read uint64
+		)
+		if err := rows.Scan(&tz, &h, &sent, &read); err != nil {
+			return rep, fmt.Errorf("heatmap: %w", err)
+		}
+		loc, ok := zones[tz]
+		if !ok {
+			loc = nil
+			if tz != "" {
+				if l, err := time.LoadLocation(tz); err == nil {
+					loc = l
+				}
+			}
+			zones[tz] = loc
+		}
+		if loc == nil {
+			loc = time.UTC
+			rep.UTCMessages += sent
+		}
+		lt := h.In(loc)
+		k := key{(int(lt.Weekday()) + 6) % 7, lt.Hour()}
+		c := cells[k]
+		if c == nil {
+			c = &HeatmapCell{Weekday: lt.Weekday().String()[:3], Hour: lt.Hour()}
+			cells[k] = c
+		}
+		c.Sent += sent
+		c.Read += read
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("heatmap: %w", err)
+	}
+	keys := make([]key, 0, len(cells))
+	for k := range cells {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].wd != keys[j].wd {
+			return keys[i].wd < keys[j].wd
+		}
+		return keys[i].h < keys[j].h
+	})
+	for _, k := range keys {
+		c := cells[k]
+		c.Rate = ratio(c.Read, c.Sent)
+		rep.Cells = append(rep.Cells, *c)
+	}
+	return rep, nil
+}
+
+// SenderHealth is one sender's record over a period: distinct messages by outcome,
+// failures by provider code, and opt-outs.
+type SenderHealth struct {
+	Sender       string      `json:"sender"`
+	Sent         uint64      `json:"sent"`
+	Delivered    uint64      `json:"delivered"` // delivered or read
+	Read         uint64      `json:"read"`
+	Failed       uint64      `json:"failed"`
+	OptedOut     uint64      `json:"opted_out"`
+	DeliveryRate float64     `json:"delivery_rate"` // Delivered / Sent
+	FailureRate  float64     `json:"failure_rate"`  // Failed / (Sent + Failed)
+	OptOutRate   float64     `json:"opt_out_rate"`  // OptedOut / Sent
+	Errors       []CodeCount `json:"errors"`        // distinct failed messages by code, most frequent first
+}
+
+// senderHealthQuery counts distinct (campaign, contact) messages per sender and outcome.
+// Status events may lack the sender: a message's sender is taken from any of its events.
+const senderHealthQuery = `SELECT sender, countIf(s), countIf(d), countIf(r), countIf(f), countIf(o)
+FROM (
+    SELECT campaign_id, contact_id, anyIf(sender_id, sender_id != '') AS sender,
+           max(kind = 'sent') AS s, max(kind IN ('delivered', 'read')) AS d, max(kind = 'read') AS r,
+           max(kind = 'failed') AS f, max(kind = 'opted_out') AS o
+    FROM events
+    WHERE ts_ms >= ? AND ts_ms < ? AND kind IN ('sent', 'delivered', 'read', 'failed', 'opted_out')
+    GROUP BY campaign_id, contact_id
+)
+GROUP BY sender ORDER BY sender`
+
+// senderErrorsQuery counts failed messages per sender under their latest error code.
+const senderErrorsQuery = `SELECT sender_id, code, count() AS n FROM (
+    SELECT campaign_id, contact_id, any(sender_id) AS sender_id, toInt32(argMax(error_code, (ts_ms, event_id))) AS code
+    FROM events WHERE kind = 'failed' AND ts_ms >= ? AND ts_ms < ?
+    GROUP BY campaign_id, contact_id
+) GROUP BY sender_id, code ORDER BY sender_id, n DESC, code`
+
+// SenderHealthReport gives each sender's health over [from, to).
+func SenderHealthReport(ctx context.Context, conn driver.Conn, from, to time.Time) ([]SenderHealth, error) {
+	f, t := uint64(from.UnixMilli()), uint64(to.UnixMilli())
+	out := []SenderHealth{}
+	rows, err := conn.Query(ctx, senderHealthQuery, f, t)
+	if err != nil {
+		return nil, fmt.Errorf("sender health: %w", err)
+	}
+	idx := map[string]int{}
+	for rows.Next() {
+		var h SenderHealth
+		if err := rows.Scan(&h.Sender, &h.Sent, &h.Delivered, &h.Read, &h.Failed, &h.OptedOut); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sender health: %w", err)
+		}
+		h.DeliveryRate, h.FailureRate, h.OptOutRate = ratio(h.Delivered, h.Sent), ratio(h.Failed, h.Sent+h.Failed), ratio(h.OptedOut, h.Sent)
+		h.Errors = []CodeCount{}
+		idx[h.Sender] = len(out)
+		out = append(out, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sender health: %w", err)
+	}
+	rows, err = conn.Query(ctx, senderErrorsQuery, f, t)
+	if err != nil {
+		return nil, fmt.Errorf("sender health: errors: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			s    string
+			code int32
+			n    uint64
+		)
+		if err := rows.Scan(&s, &code, &n); err != nil {
+			return nil, fmt.Errorf("sender health: errors: %w", err)
+		}
+		if i, ok := idx[s]; ok {
+			out[i].Errors = append(out[i].Errors, CodeCount{Code: code, Contacts: n})
+		}
+	}
+	return out, rows.Err()
+}
+
+// DayVolume is one day's distinct events of a kind, and whether it is an anomaly.
+type DayVolume struct {
+	Day     string  `json:"day"` // YYYY-MM-DD, UTC
+	Kind    string  `json:"kind"`
+	Count   uint64  `json:"count"`
+	Mean    float64 `json:"mean"`  // of the history before the day
+	Sigma   float64 `json:"sigma"` // population standard deviation of that history
+	Anomaly bool    `json:"anomaly"`
+}
+
+// AnomalyReport lists daily volumes with their flags.
+type AnomalyReport struct {
+	History int         `json:"history"` // days of history each day is compared with
+	Days    []DayVolume `json:"days"`
+}
+
+const dailyQuery = `SELECT kind, toDate(ts) AS d, uniqExact(event_id)
+FROM events WHERE kind IN ('sent', 'failed', 'opted_out') AND ts_ms >= ? AND ts_ms < ?
+GROUP BY kind, d ORDER BY kind, d`
+
+// Anomalies flags the days in [from, to) whose volume of sent, failed or opted_out
+// events lies outside mean ± 2σ of the history days before it (days without events
+// count as 0). A day needs at least 3 days of history to be judged.
+func Anomalies(ctx context.Context, conn driver.Conn, from, to time.Time, history int) (AnomalyReport, error) {
+	rep := AnomalyReport{History: history, Days: []DayVolume{}}
+	from = from.UTC().Truncate(24 * time.Hour)
+	start := from.AddDate(0, 0, -history)
+	rows, err := conn.Query(ctx, dailyQuery, uint64(start.UnixMilli()), uint64(to.UnixMilli()))
+	if err != nil {
+		return rep, fmt.Errorf("anomalies: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]map[string]uint64{}
+	for rows.Next() {
+		var (
+			kind string
+			d    time.Time
+			n    uint64
+		)
+		if err := rows.Scan(&kind, &d, &n); err != nil {
+			return rep, fmt.Errorf("anomalies: %w", err)
+		}
+		if counts[kind] == nil {
+			counts[kind] = map[string]uint64{}
+		}
+		counts[kind][d.Format(time.DateOnly)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("anomalies: %w", err)
+	}
+	for _, kind := range []string{"sent", "failed", "opted_out"} {
+		c := counts[kind]
+		for day := from; day.Before(to); day = day.AddDate(0, 0, 1) {
+			var hist []float64
+			for h := day.AddDate(0, 0, -history); h.Before(day); h = h.AddDate(0, 0, 1) {
+				if !h.Before(start) {
+					hist = append(hist, float64(c[h.Format(time.DateOnly)]))
+				}
+			}
+			v := DayVolume{Day: day.Format(time.DateOnly), Kind: kind, Count: c[day.Format(time.DateOnly)]}
+			if len(hist) >= 3 {
+				v.Mean, v.Sigma = meanSigma(hist)
+				v.Anomaly = math.Abs(float64(v.Count)-v.Mean) > 2*v.Sigma
+			}
+			rep.Days = append(rep.Days, v)
+		}
+	}
+	return rep, nil
+}
+
+func meanSigma(xs []float64) (mean, sigma float64) {
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		sigma += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sigma / float64(len(xs)))
+}

@@ -1,0 +1,113 @@
+package templates
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+)
+
+// WhatsAppRequest is the exact Cloud API request body that sends r to the phone number
+// to (E.164), with biz_opaque_callback_data set to callbackData when not empty: a
+// template message, or a free-form text (with link previews) for KindText.
+func (r Rendered) WhatsAppRequest(to, callbackData string) whatsapp.SendRequest {
+	req := whatsapp.SendRequest{MessagingProduct: "whatsapp", RecipientType: "individual", To: to, BizOpaqueCallbackData: callbackData}
+	if r.WhatsApp != nil {
+		req.Type, req.Template = "template", r.WhatsApp
+	} else {
+		req.Type, req.Text = "text", &whatsapp.Text{PreviewURL: true, Body: r.Text}
+	}
+	return req
+}
+
+// Coverage is how many of a sample of contacts lack one variable.
+type Coverage struct {
+	Variable string   `json:"variable"`
+	Missing  int      `json:"missing"` // contacts without a value (absent or empty)
+	Sampled  int      `json:"sampled"`
+	Fields   []string `json:"fields"` // the fields that use it, with their lines
+}
+
+// CheckContacts reports the variables the template uses that have no default (declared,
+// or a | default: filter right after the variable wherever it is used) and that some of
+// contacts (each the variables of one contact, as passed to Render) lack:
+// those render blank, or fail when the variable is required. The error joins one
+// *FieldError per such variable, at the line of its declaration, naming the fields
+// (and their lines) that use it; nil when every contact has every variable it needs.
+func (c *Compiled) CheckContacts(contacts []map[string]any) ([]Coverage, error) {
+	uses := map[string][]string{}
+	seen := map[*field]bool{}
+	addField := func(f *field) {
+		if f == nil || seen[f] {
+			return
+		}
+		seen[f] = true
+		where := f.path
+		if f.line > 0 {
+			where = fmt.Sprintf("%s (line %d)", f.path, f.line)
+		}
+		for _, v := range f.vars {
+			if !f.defaulted(c, v) {
+				uses[v] = append(uses[v], where)
+			}
+		}
+	}
+	for i := range c.variants {
+		v := &c.variants[i]
+		addField(v.text)
+		if v.wa != nil {
+			for _, p := range v.wa.params {
+				addField(p.f)
+			}
+			for _, b := range v.wa.buttons {
+				addField(b.f)
+			}
+		}
+	}
+	p := &problems{file: c.t.file}
+	var out []Coverage
+	for _, cv := range c.vars {
+		fields := uses[cv.name]
+		if cv.def != nil || (len(fields) == 0 && !cv.required) { // or every use has | default
+			continue
+		}
+		missing := 0
+		for _, vars := range contacts {
+			if v, ok := vars[cv.name]; !ok || v == nil || v == "" {
+				missing++
+			}
+		}
+		if missing == 0 {
+			continue
+		}
+		slices.Sort(fields)
+		out = append(out, Coverage{Variable: cv.name, Missing: missing, Sampled: len(contacts), Fields: fields})
+		what := "renders blank there"
+		if cv.required {
+			what = "is required, so their messages fail"
+		}
+		used := ""
+		if len(fields) > 0 {
+			used = "; used in " + strings.Join(fields, ", ")
+		}
+		p.add(c.t.line("variables."+cv.name), "variables."+cv.name,
+			"%d of %d contacts have no %q and it has no default: it %s%s; give it a default, or use | default: \"…\"",
+			missing, len(contacts), cv.name, what, used)
+	}
+	return out, p.err()
+}
+
+// defaulted reports whether every use of variable name in f is {{ name | default: … }}.
+// Only fast-path fields are read; others count as not defaulted.
+func (f *field) defaulted(c *Compiled, name string) bool {
+	if f.fast == nil {
+		return false
+	}
+	for _, op := range f.fast.ops {
+		if op.out >= 0 && c.vars[op.out].name == name && (len(op.filters) == 0 || op.filters[0].name != "default") {
+			return false
+		}
+	}
+	return true
+}
