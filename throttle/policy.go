@@ -138,3 +138,8 @@ local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1
 `)
+
+// Consent returns contacts' consent state for channel and purpose (one round trip).
+func (p *Policy) Consent(ctx context.Context, channel, purpose string, contacts []uint32) ([]State, error) {
+	return readConsent(ctx, p.rdb, p.prefix+"consent:"+channel+":"+purpose, contacts)
+}

@@ -128,7 +128,7 @@ func campaignsCommand() *cli.Command {
 }
 
 func components(c *cli.Context) (*app.Deps, *app.Components, error) {
-	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch", Redis: true})
+	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch" || c.Command.Name == "grant" || c.Command.Name == "revoke", Redis: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -42,26 +42,27 @@ type Contacts interface {
 
 // Config wires the server.
 type Config struct {
-	AppSecret    string // Meta app secret: webhook signatures
-	VerifyToken  string // hub.verify_token of the subscription
-	Events       Publisher
-	Inbound      Publisher
-	Tracker      *dispatcher.Tracker
-	Policy       *throttle.Policy
-	Ledger       *throttle.Ledger
-	Contacts     Contacts
-	StopKeywords []string // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
-	Ready        func(ctx context.Context) error
-	Logger       *slog.Logger
-	Registry     *prometheus.Registry // /metrics; may be nil
+	AppSecret     string // Meta app secret: webhook signatures
+	VerifyToken   string // hub.verify_token of the subscription
+	Events        Publisher
+	Inbound       Publisher
+	Tracker       *dispatcher.Tracker
+	Policy        *throttle.Policy
+	Ledger        *throttle.Ledger
+	Contacts      Contacts
+	StopKeywords  []string // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
+	StartKeywords []string // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
+	Ready         func(ctx context.Context) error
+	Logger        *slog.Logger
+	Registry      *prometheus.Registry // /metrics; may be nil
 }
 
 // Server handles Herald's HTTP endpoints.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	stop map[string]bool
-	m    struct {
+	cfg         Config
+	log         *slog.Logger
+	stop, start map[string]bool
+	m           struct {
 		webhooks *prometheus.CounterVec
 		statuses *prometheus.CounterVec
 		latency  prometheus.Histogram
@@ -70,7 +71,7 @@ type Server struct {
 
 // New returns a server.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, stop: map[string]bool{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, stop: map[string]bool{}, start: map[string]bool{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -81,6 +82,13 @@ func New(cfg Config) *Server {
 	}
 	for _, k := range kw {
 		s.stop[events.NormalizeKeyword(k)] = true
+	}
+	kw = cfg.StartKeywords
+	if len(kw) == 0 {
+		kw = []string{"START", "UNSTOP", "SUBSCRIBE"}
+	}
+	for _, k := range kw {
+		s.start[events.NormalizeKeyword(k)] = true
 	}
 	var reg prometheus.Registerer = prometheus.NewRegistry()
 	if cfg.Registry != nil {
@@ -175,7 +183,7 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 		at      time.Time
 	}
 	var windows []window
-	var revokes []throttle.Change
+	var changes []throttle.Change
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
 			v := ch.Value
@@ -225,11 +233,17 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 					continue
 				}
 				windows = append(windows, window{phoneID, contact, at})
-				if s.stop[events.NormalizeKeyword(text)] {
-					revokes = append(revokes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
-						Action: events.Revoke, Source: "keyword", Proof: "whatsapp message " + m.ID + ": " + text, Time: at})
-					ev := events.New(events.OptedOut, "", contact, at)
-					ev.ID = events.ID("", contact, events.OptedOut, m.ID)
+				// STOP revokes and START re-grants marketing, with the message as proof.
+				kw := events.NormalizeKeyword(text)
+				if s.stop[kw] || s.start[kw] {
+					action, kind := events.Revoke, events.OptedOut
+					if s.start[kw] {
+						action, kind = events.Grant, events.OptedIn
+					}
+					changes = append(changes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
+						Action: action, Source: "keyword", Proof: "whatsapp message " + m.ID + ": " + text, Time: at})
+					ev := events.New(kind, "", contact, at)
+					ev.ID = events.ID("", contact, kind, m.ID)
 					ev.Channel, ev.SenderID, ev.Reason = "whatsapp", phoneID, "keyword"
 					b, _ := ev.Marshal()
 					evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
@@ -237,8 +251,8 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 			}
 		}
 	}
-	if len(revokes) > 0 {
-		if _, err := s.cfg.Ledger.Apply(ctx, revokes, false); err != nil {
+	if len(changes) > 0 {
+		if _, err := s.cfg.Ledger.Apply(ctx, changes, false); err != nil {
 			return err
 		}
 	}

@@ -230,3 +230,34 @@ func TestKafkaDownMeansRetryLater(t *testing.T) {
 		t.Fatal("a webhook whose events were not published settled the send")
 	}
 }
+
+func TestInboundStartRegrantsAfterStop(t *testing.T) {
+	f := setup(t)
+	send := func(id, text string) {
+		body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "messages":[{"from":"16505551234","id":"` + id + `","timestamp":"` + nowUnix() + `","type":"text","text":{"body":"` + text + `"}}]}}]}]}`
+		if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+			t.Fatalf("%d %s", code, msg)
+		}
+	}
+	check := func(want throttle.Verdict) {
+		ds, err := f.policy.Check(context.Background(), []throttle.Job{{ContactID: f.contact, Channel: "whatsapp", Purpose: "marketing"}})
+		if err != nil || ds[0].Verdict != want {
+			t.Fatalf("policy: %+v, %v; want %v", ds, err, want)
+		}
+	}
+	send("wamid.S", "STOP")
+	check(throttle.Skip)
+	send("wamid.T", "hello there") // not a keyword: nothing changes
+	check(throttle.Skip)
+	send("wamid.U", "start")
+	check(throttle.Allow)
+	kinds := map[events.Kind]int{}
+	for _, e := range f.evs.events(t) {
+		kinds[e.Kind]++
+	}
+	if kinds[events.OptedOut] != 1 || kinds[events.OptedIn] != 1 || len(f.cons.msgs) != 3 {
+		t.Fatalf("events %v, consent records %d (want 1 opted_out, 1 opted_in, grant+revoke+grant)", kinds, len(f.cons.msgs))
+	}
+}

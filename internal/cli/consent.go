@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/throttle"
+)
+
+func consentCommand() *cli.Command {
+	change := func(action events.ConsentAction) *cli.Command {
+		return &cli.Command{
+			Name:      string(action),
+			Usage:     string(action) + " a contact's consent (written to the ledger topic first, then applied)",
+			ArgsUsage: "PHONE",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "channel"},
+				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "purpose: marketing, utility, ..."},
+				&cli.StringFlag{Name: "source", Value: "api", Usage: "where it was collected: web_form, keyword, import, api, paper, ..."},
+				&cli.StringFlag{Name: "wording", Usage: "the text the person agreed to"},
+				&cli.StringFlag{Name: "wording-version", Usage: "version of that text"},
+				&cli.StringFlag{Name: "ip", Usage: "IP address the consent came from"},
+				&cli.StringFlag{Name: "user-agent", Usage: "user agent the consent came from"},
+				&cli.StringFlag{Name: "actor", Value: "herald consent", Usage: "who records it"},
+				&cli.StringFlag{Name: "proof", Usage: "a reference to the evidence (form submission id, document, ...)"},
+				&cli.TimestampFlag{Name: "at", Layout: time.RFC3339, Usage: "when it was given (RFC 3339; default now)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usage("consent %s: give one PHONE", action)
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				if comp.Ledger == nil {
+					return usage("consent %s: the ledger is a Kafka topic: set --kafka-brokers or HERALD_KAFKA_BROKERS", action)
+				}
+				id, err := comp.Contacts.LookupPhone(c.Context, c.Args().First())
+				if err != nil {
+					return usage("%s: %w (import the contact first)", c.Args().First(), err)
+				}
+				ch := throttle.Change{ContactID: id, Channel: c.String("channel"), Purpose: c.String("purpose"), Action: action,
+					Source: c.String("source"), Wording: c.String("wording"), WordingVersion: c.String("wording-version"),
+					IP: c.String("ip"), UserAgent: c.String("user-agent"), Actor: c.String("actor"), Proof: c.String("proof")}
+				if t := c.Timestamp("at"); t != nil {
+					ch.Time = *t
+				}
+				recs, err := comp.Ledger.Apply(c.Context, []throttle.Change{ch}, false)
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, recs)
+				}
+				if len(recs) == 0 {
+					fmt.Fprintf(c.App.Writer, "no change: contact %d already has that consent state for %s/%s\n", id, ch.Channel, ch.Purpose)
+					return nil
+				}
+				fmt.Fprintf(c.App.Writer, "recorded %s for contact %d (%s/%s): record %s, hash %s\n", action, id, ch.Channel, ch.Purpose, recs[0].ID, recs[0].Hash[:16])
+				return nil
+			},
+		}
+	}
+	return &cli.Command{
+		Name:  "consent",
+		Usage: "the consent ledger: grant, revoke, show, rebuild",
+		Subcommands: []*cli.Command{change(events.Grant), change(events.Revoke), {
+			Name:      "show",
+			Usage:     "a contact's current consent per channel and purpose",
+			ArgsUsage: "PHONE",
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "purpose", Value: cli.NewStringSlice("marketing", "utility"), Usage: "purposes to show"},
+				&cli.StringFlag{Name: "channel", Value: "whatsapp"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usage("consent show: give one PHONE")
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				id, err := comp.Contacts.LookupPhone(c.Context, c.Args().First())
+				if err != nil {
+					return usage("%s: %w", c.Args().First(), err)
+				}
+				type row struct {
+					Contact  uint32 `json:"contact"`
+					Channel  string `json:"channel"`
+					Purpose  string `json:"purpose"`
+					Granted  bool   `json:"granted"`
+					RecordID string `json:"record_id,omitempty"`
+				}
+				var rows []row
+				for _, p := range c.StringSlice("purpose") {
+					st, err := comp.Policy.Consent(c.Context, c.String("channel"), p, []uint32{id})
+					if err != nil {
+						return err
+					}
+					rows = append(rows, row{id, c.String("channel"), p, st[0].Granted, st[0].RecordID})
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, rows)
+				}
+				var out [][]string
+				for _, r := range rows {
+					state := "no consent"
+					switch {
+					case r.Granted:
+						state = "granted"
+					case r.RecordID != "":
+						state = "revoked"
+					}
+					out = append(out, []string{fmt.Sprint(r.Contact), r.Channel, r.Purpose, state, r.RecordID})
+				}
+				table(c.App.Writer, []string{"CONTACT", "CHANNEL", "PURPOSE", "STATE", "LEDGER RECORD"}, out)
+				return nil
+			},
+		}, {
+			Name:  "rebuild",
+			Usage: "rebuild the Redis consent state from the ledger topic (run while nothing sends)",
+			Action: func(c *cli.Context) error {
+				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				rep, err := comp.Ledger.Rebuild(c.Context, d.Cfg.KafkaBrokers, d.Topics.Consent)
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, rep)
+				}
+				fmt.Fprintf(c.App.Writer, "rebuilt consent of %d contacts from %d ledger records (%d unreadable, skipped)\n", rep.Contacts, rep.Records, rep.Undecoded)
+				return nil
+			},
+		}},
+	}
+}
