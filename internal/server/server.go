@@ -256,8 +256,16 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 			return err
 		}
 	}
+	bySender := map[string][]window{}
 	for _, w := range windows {
-		if err := s.cfg.Policy.RecordInbound(ctx, w.sender, []uint32{w.contact}, []time.Time{w.at}); err != nil {
+		bySender[w.sender] = append(bySender[w.sender], w)
+	}
+	for sender, ws := range bySender {
+		contacts, ats := make([]uint32, len(ws)), make([]time.Time, len(ws))
+		for i, w := range ws {
+			contacts[i], ats[i] = w.contact, w.at
+		}
+		if err := s.cfg.Policy.RecordInbound(ctx, sender, contacts, ats); err != nil {
 			return err
 		}
 	}
