@@ -197,17 +197,18 @@ type item struct {
 	sender     Sender
 	providerID string
 
-	claimed   bool   // we own it
-	outcome   string // sent, skipped, failed; "" while undecided
-	reason    string
-	code      int
-	retryable bool
-	retry     bool // publish as a retry job instead of an outcome
-	retryAt   time.Time
-	drop      bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
-	dlqReason string
-	published bool // its event (or retry/DLQ message) is in Kafka
-	finished  bool // its outcome is recorded in Redis
+	claimed       bool   // we own it
+	outcome       string // sent, skipped, failed; "" while undecided
+	reason        string
+	code          int
+	retryable     bool
+	retry         bool // publish as a retry job instead of an outcome
+	retryAt       time.Time
+	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
+	senderMissing bool
+	dlqReason     string
+	published     bool // its event (or retry/DLQ message) is in Kafka
+	finished      bool // its outcome is recorded in Redis
 }
 
 func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
@@ -283,6 +284,17 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 			w.specsMu.Unlock()
 		}
 		it.cp = cp
+		if it.sender.ID == "" {
+			s, err := w.cfg.Senders.Cached(ctx, it.job.Sender)
+			if errors.Is(err, ErrNotFound) {
+				it.senderMissing = true // fails once claimed, so the campaign still completes
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			it.sender = s
+		}
 	}
 	return nil
 }
@@ -336,6 +348,10 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 	}
 	for i, it := range todo {
 		c := profiles[i]
+		if it.senderMissing {
+			it.outcome, it.reason = OutcomeFailed, "unknown_sender"
+			continue
+		}
 		if c.ID == 0 {
 			it.outcome, it.reason = OutcomeSkipped, "contact_erased"
 			continue
@@ -380,7 +396,8 @@ func (w *Worker) decide(ctx context.Context, items []*item) error {
 	for _, it := range items {
 		if active(it) && it.decision == (throttle.Decision{}) {
 			todo = append(todo, it)
-			jobs = append(jobs, throttle.Job{ContactID: it.job.Contact, SenderID: it.job.Sender, Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm})
+			// The window opens per business phone number: key it as the webhook server does.
+			jobs = append(jobs, throttle.Job{ContactID: it.job.Contact, SenderID: it.sender.PhoneNumberID, Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm})
 		}
 	}
 	if len(todo) == 0 {
@@ -410,20 +427,8 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	sem := make(chan struct{}, w.cfg.MaxInFlight)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for id, list := range bySender {
-		s, err := w.cfg.Senders.Cached(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			for _, it := range list {
-				it.outcome, it.reason = OutcomeFailed, "unknown_sender"
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, it := range list {
-			it.sender = s
-		}
+	for _, list := range bySender {
+		s := list[0].sender
 		if err := w.pace(ctx, s, list, func(it *item) error {
 			select {
 			case sem <- struct{}{}:

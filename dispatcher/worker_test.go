@@ -295,3 +295,50 @@ func TestWorkerFailsClosedWhileRedisIsDown(t *testing.T) {
 	accepted, _ := ch.counts()
 	r.assertOncePerContact(t, cp, accepted)
 }
+
+// Free-form text goes only to contacts who wrote to that business number in the last
+// 24h; the window is per phone number, whatever Herald's sender id is.
+func TestFreeFormOnlyInsideTheWindow(t *testing.T) {
+	r := newRig(t, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	text := "name: hello\nchannel: whatsapp\nlocale: en_US\nkind: text\nbody: \"Thanks for writing, {{ name }}!\"\nvariables:\n  name: {type: string, default: \"\"}\n"
+	tpl, err := templates.ParseFile([]byte(text), "hello.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.tpls.Save(ctx, tpl, []byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.senders.Put(ctx, Sender{ID: "brand-a", Channel: "whatsapp", PhoneNumberID: "pn-1", Token: "t", Rate: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	p := throttle.NewPolicy(r.rdb, r.prefix, nil)
+	now := time.Now()
+	// Contacts 0-3 wrote 1h ago to pn-1; 4-5 wrote 30h ago; 6 wrote to another number; 7-9 never.
+	if err := p.RecordInbound(ctx, "pn-1", r.ids[:6], []time.Time{now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-time.Hour), now.Add(-30 * time.Hour), now.Add(-30 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RecordInbound(ctx, "pn-2", r.ids[6:7], []time.Time{now}); err != nil {
+		t.Fatal(err)
+	}
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "hello", Senders: []string{"brand-a"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 4 || st.Skipped != 6 {
+		t.Fatalf("sent %d, skipped %d; want 4 inside the window, 6 outside", st.Sent, st.Skipped)
+	}
+	accepted, _ := ch.counts()
+	for i, id := range r.ids {
+		if want := i < 4; (accepted[CallbackData(cp.ID, id)] == 1) != want {
+			t.Errorf("contact %d (index %d): sent %d, want sent=%v", id, i, accepted[CallbackData(cp.ID, id)], want)
+		}
+	}
+}
