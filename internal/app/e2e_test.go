@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // testStack runs every role against this test's own Redis prefix, ClickHouse database
 // and Kafka, with the sandbox over loopback HTTP.
-func testStack(t *testing.T, sc sandbox.Config) (*Stack, context.Context) {
+func testStack(t testing.TB, sc sandbox.Config) (*Stack, context.Context) {
 	t.Helper()
 	_, prefix := testenv.Redis(t)
 	_, db := testenv.ClickHouse(t)
@@ -202,7 +202,7 @@ func TestCampaignEndToEnd(t *testing.T) {
 	}
 }
 
-func waitCompleted(t *testing.T, ctx context.Context, c *dispatcher.Campaigns, id string) dispatcher.Status {
+func waitCompleted(t testing.TB, ctx context.Context, c *dispatcher.Campaigns, id string) dispatcher.Status {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {

@@ -1,0 +1,62 @@
+package app
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/templates"
+)
+
+// BenchmarkCampaign runs whole campaigns of 5,000 consented contacts through every part
+// (fan-out, kfake, worker with its policy checks, the sandbox over loopback HTTP, status
+// webhooks, sink) with a sender fast enough not to be the limit, and reports msg/s from
+// launch to completion. go test ./internal/app -run - -bench Campaign -benchtime 3x
+func BenchmarkCampaign(b *testing.B) {
+	const n = 5000
+	s, ctx := testStack(b, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "bench.csv"}); err != nil {
+		b.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
+		b.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "s", Token: DevSandboxToken, Rate: 10000}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var sent int64
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+			b.Fatal(err)
+		}
+		st := waitCompleted(b, ctx, comp.Campaigns, cp.ID)
+		elapsed += time.Since(start)
+		sent += st.Sent
+	}
+	b.ReportMetric(float64(sent)/elapsed.Seconds(), "msg/s")
+}
