@@ -237,16 +237,8 @@ func (c *Campaigns) Launch(ctx context.Context, id string, progress func(queued,
 // snapshot stores the campaign's audience the first time and loads it afterwards.
 func (c *Campaigns) snapshot(ctx context.Context, cp Campaign) (*roaring.Bitmap, error) {
 	key := c.key(cp.ID) + ":audience"
-	raw, err := c.rdb.Get(ctx, key).Bytes()
-	if err == nil {
-		bm := roaring.New()
-		if _, err := bm.ReadFrom(bytes.NewReader(raw)); err != nil {
-			return nil, fmt.Errorf("campaign %s: audience snapshot unreadable: %w", cp.ID, err)
-		}
-		return bm, nil
-	}
-	if err != redis.Nil {
-		return nil, fmt.Errorf("campaign %s: load audience: %w", cp.ID, err)
+	if bm, err := c.loadSnapshot(ctx, cp.ID); err != nil || bm != nil {
+		return bm, err
 	}
 	bm, err := c.segments.Evaluate(ctx, cp.Segment)
 	if err != nil {

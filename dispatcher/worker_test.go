@@ -342,3 +342,58 @@ func TestFreeFormOnlyInsideTheWindow(t *testing.T) {
 		}
 	}
 }
+
+// A dry run counts exactly what a launch then does, and changes nothing.
+func TestDryRunPredictsTheLaunch(t *testing.T) {
+	r := newRig(t, 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var revokes []throttle.Change
+	for _, id := range r.ids[:5] {
+		revokes = append(revokes, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: "marketing", Action: events.Revoke, Source: "keyword"})
+	}
+	if _, err := throttle.NewLedger(r.rdb, r.prefix, memPublisher{}).Apply(ctx, revokes, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.senders.Put(ctx, Sender{ID: "s2", Channel: "whatsapp", PhoneNumberID: "s2", Token: "t", Rate: 5}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1", "s2"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpls := templates.NewCache(r.tpls, templates.CacheConfig{})
+	policy := throttle.NewPolicy(r.rdb, r.prefix, nil)
+	dr, err := r.campaigns.DryRun(ctx, cp.ID, tpls, policy, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dr.Audience != 20 || dr.WouldSend != 15 || dr.Skipped[throttle.ReasonOptedOut] != 5 || dr.Snapshot {
+		t.Fatalf("dry run %+v", dr)
+	}
+	var s2 SenderPlan
+	for _, p := range dr.Senders {
+		if p.ID == "s2" {
+			s2 = p
+		}
+	}
+	if s2.Contacts == 0 || s2.ETA != time.Duration(float64(s2.Contacts)/5*float64(time.Second)) || dr.ETA != s2.ETA {
+		t.Fatalf("sender plans %+v, eta %v", dr.Senders, dr.ETA)
+	}
+	if st, _ := r.campaigns.Status(ctx, cp.ID); st.State != Draft || st.Queued != 0 {
+		t.Fatalf("dry run changed the campaign: %+v", st)
+	}
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitCompleted(t, cp.ID)
+	if uint64(st.Sent) != dr.WouldSend || uint64(st.Skipped) != dr.Skipped[throttle.ReasonOptedOut] {
+		t.Fatalf("launch sent %d skipped %d; the dry run said %d and %v", st.Sent, st.Skipped, dr.WouldSend, dr.Skipped)
+	}
+	after, err := r.campaigns.DryRun(ctx, cp.ID, tpls, policy, r.senders)
+	if err != nil || !after.Snapshot || after.Audience != 20 {
+		t.Fatalf("dry run after launch: %+v, %v", after, err)
+	}
+}

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
 )
 
 func campaignsCommand() *cli.Command {
@@ -51,6 +53,46 @@ func campaignsCommand() *cli.Command {
 					return printJSON(c.App.Writer, cp)
 				}
 				fmt.Fprintf(c.App.Writer, "campaign %s created (draft); launch it with: herald campaigns launch %s\n", cp.ID, cp.ID)
+				return nil
+			},
+		}, {
+			Name:      "dry-run",
+			Usage:     "who would be sent, skipped and why, per sender, and the ETA from the senders' rates (changes nothing)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				id, err := idArg(c)
+				if err != nil {
+					return err
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				dr, err := comp.Campaigns.DryRun(c.Context, id, templates.NewCache(comp.Templates, templates.CacheConfig{}), comp.Policy, comp.Senders)
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, dr)
+				}
+				w := c.App.Writer
+				src := "evaluated now (not launched)"
+				if dr.Snapshot {
+					src = "the launch snapshot"
+				}
+				fmt.Fprintf(w, "campaign %s: audience %d (%s), would send %d, ETA %s\n", dr.Campaign, dr.Audience, src, dr.WouldSend, dr.ETA.Round(time.Second))
+				if dr.FreeForm {
+					fmt.Fprintln(w, "  free-form text: only contacts inside the 24h window get it")
+				}
+				for reason, n := range dr.Skipped {
+					fmt.Fprintf(w, "  skipped %d: %s\n", n, reason)
+				}
+				var rows [][]string
+				for _, p := range dr.Senders {
+					rows = append(rows, []string{p.ID, fmt.Sprint(p.Rate), fmt.Sprint(p.Contacts), p.ETA.Round(time.Second).String()})
+				}
+				table(w, []string{"SENDER", "RATE", "CONTACTS", "ETA"}, rows)
 				return nil
 			},
 		}, {
