@@ -26,6 +26,7 @@ const (
 	Draft     State = "draft"
 	Running   State = "running"
 	Completed State = "completed"
+	Cancelled State = "cancelled"
 )
 
 // Campaign is what a marketer creates: who (segment), what (template), from where (senders).
@@ -197,6 +198,51 @@ end
 return st
 `)
 
+var cancelScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'draft' or st == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_at', ARGV[1])
+  return 'cancelled'
+end
+return st
+`)
+
+// Cancel stops a draft or running campaign for good: fan-out stops at its next chunk and
+// workers skip the remaining jobs with reason campaign_cancelled. A completed campaign
+// cannot be cancelled.
+func (c *Campaigns) Cancel(ctx context.Context, id string) (Status, error) {
+	st, err := cancelScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
+	if err != nil {
+		return Status{}, fmt.Errorf("cancel campaign %s: %w", id, err)
+	}
+	switch State(st) {
+	case "":
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	case Cancelled:
+		return c.Status(ctx, id)
+	default:
+		return Status{}, fmt.Errorf("campaign %s is %s: only draft or running campaigns can be cancelled", id, st)
+	}
+}
+
+// States returns the current state of each campaign, one round trip.
+func (c *Campaigns) States(ctx context.Context, ids []string) ([]State, error) {
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, c.key(id), "state")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("campaign states: %w", err)
+	}
+	out := make([]State, len(ids))
+	for i, cmd := range cmds {
+		out[i] = State(cmd.Val())
+	}
+	return out, nil
+}
+
 // fanoutDoneScript records the end of fan-out and completes the campaign if every job is already done.
 var fanoutDoneScript = redis.NewScript(`
 redis.call('HSET', KEYS[1], 'fanout_done', '1')
@@ -321,6 +367,9 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 		if len(jobs) == c.chunk {
 			if err := flush(last); err != nil {
 				return err
+			}
+			if st, err := c.rdb.HGet(ctx, key, "state").Result(); err == nil && State(st) == Cancelled {
+				return nil // cancelled mid-fan-out: queue no more
 			}
 		}
 	}

@@ -206,6 +206,7 @@ type item struct {
 	retryAt       time.Time
 	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
+	cancelled     bool
 	dlqReason     string
 	published     bool // its event (or retry/DLQ message) is in Kafka
 	finished      bool // its outcome is recorded in Redis
@@ -262,6 +263,29 @@ func (w *Worker) releaseUnsent(items []*item) {
 }
 
 func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
+	// The state is read fresh for every batch (one round trip): a cancel takes effect
+	// at the next batch.
+	var ids []string
+	seen := map[string]bool{}
+	for _, it := range items {
+		if !it.drop && !seen[it.job.Campaign] {
+			seen[it.job.Campaign] = true
+			ids = append(ids, it.job.Campaign)
+		}
+	}
+	states, err := w.cfg.Campaigns.States(ctx, ids)
+	if err != nil {
+		return err
+	}
+	cancelled := map[string]bool{}
+	for i, id := range ids {
+		cancelled[id] = states[i] == Cancelled
+	}
+	for _, it := range items {
+		if !it.drop {
+			it.cancelled = cancelled[it.job.Campaign]
+		}
+	}
 	for _, it := range items {
 		if it.drop || it.cp.ID != "" {
 			continue
@@ -348,6 +372,10 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 	}
 	for i, it := range todo {
 		c := profiles[i]
+		if it.cancelled {
+			it.outcome, it.reason = OutcomeSkipped, "campaign_cancelled"
+			continue
+		}
 		if it.senderMissing {
 			it.outcome, it.reason = OutcomeFailed, "unknown_sender"
 			continue

@@ -397,3 +397,53 @@ func TestDryRunPredictsTheLaunch(t *testing.T) {
 		t.Fatalf("dry run after launch: %+v, %v", after, err)
 	}
 }
+
+// Cancelling a running campaign stops it at the workers' next batch: the rest is skipped
+// as campaign_cancelled, every contact still ends with exactly one outcome, and nobody
+// gets a message twice.
+func TestCancelStopsARunningCampaign(t *testing.T) {
+	r := newRig(t, 80)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.senders.Put(ctx, Sender{ID: "s1", Channel: "whatsapp", PhoneNumberID: "s1", Token: "t", Rate: 40}); err != nil {
+		t.Fatal(err)
+	}
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for st, _ := r.campaigns.Status(ctx, cp.ID); st.Sent < 5; st, _ = r.campaigns.Status(ctx, cp.ID) {
+		if time.Now().After(deadline) {
+			t.Fatal("no sends")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, err := r.campaigns.Cancel(ctx, cp.ID); err != nil || st.State != Cancelled {
+		t.Fatalf("cancel: %+v, %v", st, err)
+	}
+	if _, err := r.campaigns.Cancel(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cancel of an unknown campaign: %v", err)
+	}
+	var st Status
+	for st, _ = r.campaigns.Status(ctx, cp.ID); st.Done < 80; st, _ = r.campaigns.Status(ctx, cp.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs not all settled after cancel: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.State != Cancelled || st.Sent+st.Skipped != 80 || st.Sent >= 80 || st.Skipped == 0 {
+		t.Fatalf("after cancel: %+v", st)
+	}
+	accepted, _ := ch.counts()
+	if int64(len(accepted)) != st.Sent {
+		t.Fatalf("the channel accepted %d, the campaign counts %d sent", len(accepted), st.Sent)
+	}
+	for k, n := range accepted {
+		if n != 1 {
+			t.Errorf("%s sent %d times", k, n)
+		}
+	}
+	if again, _ := r.campaigns.Launch(ctx, cp.ID, nil); again.State != Cancelled {
+		t.Fatalf("launching a cancelled campaign changed it: %+v", again)
+	}
+}

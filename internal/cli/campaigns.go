@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -85,8 +86,13 @@ func campaignsCommand() *cli.Command {
 				if dr.FreeForm {
 					fmt.Fprintln(w, "  free-form text: only contacts inside the 24h window get it")
 				}
-				for reason, n := range dr.Skipped {
-					fmt.Fprintf(w, "  skipped %d: %s\n", n, reason)
+				reasons := make([]string, 0, len(dr.Skipped))
+				for reason := range dr.Skipped {
+					reasons = append(reasons, reason)
+				}
+				sort.Strings(reasons)
+				for _, reason := range reasons {
+					fmt.Fprintf(w, "  skipped %d: %s\n", dr.Skipped[reason], reason)
 				}
 				var rows [][]string
 				for _, p := range dr.Senders {
@@ -94,6 +100,26 @@ func campaignsCommand() *cli.Command {
 				}
 				table(w, []string{"SENDER", "RATE", "CONTACTS", "ETA"}, rows)
 				return nil
+			},
+		}, {
+			Name:      "cancel",
+			Usage:     "stop a campaign for good: remaining jobs are skipped (reason campaign_cancelled)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				id, err := idArg(c)
+				if err != nil {
+					return err
+				}
+				d, comp, err := components(c)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				st, err := comp.Campaigns.Cancel(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return printStatus(c, st)
 			},
 		}, {
 			Name:      "launch",
