@@ -1,7 +1,19 @@
 // Package analytics owns Herald's ClickHouse side: the schema and its versioned
 // migrations, the sink that moves herald.events, herald.consent and herald.inbound from
-// Kafka into ClickHouse in batches, and the reports computed there (campaign funnels,
-// the consent ledger read back for audit).
+// Kafka into ClickHouse in batches, and the reports computed there: campaign funnels
+// (Funnel, FunnelBy variant/sender/country), cohort retention by first-contact week
+// (Retention), A/B comparison with a two-proportion z-test (ABTest), the send-hour
+// heatmap in recipients' local time (Heatmap), per-sender health (SenderHealthReport),
+// daily-volume anomalies beyond 2σ (Anomalies), last-touch attribution of conversions
+// (Attributor), and the compliance audit (AuditCampaign, AuditContact, ExportSent) over
+// the consent ledger (ConsentLedger). Migration 0005 creates views for analysts:
+// v_message_outcomes, v_funnel, v_funnel_by_variant, v_sent_consent.
+//
+// The audit needs to tell free-form messages from templates: until the event contract
+// carries the message type, a sent event with Reason = FreeFormReason ("free_form") is
+// free-form and must fall inside the 24h window; every other sent event is audited as a
+// template. A converted event is identified by its order id; its value and currency are
+// not in the event contract yet.
 //
 // It does not produce events, decide policy or hold online state: the dispatcher, the
 // webhook server and throttle write the Kafka topics, Redis is theirs. Kafka is the

@@ -114,6 +114,9 @@ ORDER BY (contact_id, ts_ms, id)`}
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY contact_id`}
 	}},
+	{5, "create_views", func(schemaFeatures) []string {
+		return []string{viewMessageOutcomes, viewFunnel, viewFunnelByVariant, viewSentConsent}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

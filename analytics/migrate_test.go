@@ -18,7 +18,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"0001_create_events", "0002_create_consent_log", "0003_create_inbound", "0004_create_contacts"}
+	want := []string{"0001_create_events", "0002_create_consent_log", "0003_create_inbound", "0004_create_contacts", "0005_create_views"}
 	if !reflect.DeepEqual(first, want) {
 		t.Fatalf("first run applied %v, want %v", first, want)
 	}
@@ -46,7 +46,7 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows.Close()
-	if w := []string{"consent_log", "contacts", "events", "inbound", "schema_migrations"}; !reflect.DeepEqual(tables, w) {
+	if w := []string{"consent_log", "contacts", "events", "inbound", "schema_migrations", "v_funnel", "v_funnel_by_variant", "v_message_outcomes", "v_sent_consent"}; !reflect.DeepEqual(tables, w) {
 		t.Fatalf("tables %v, want %v", tables, w)
 	}
 

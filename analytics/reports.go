@@ -33,7 +33,7 @@ type FunnelByReport struct {
 // funnelByQuery gives per group the contacts at each step: queued … read by the
 // furthest-step rule of funnelQuery, then clicked, replied and converted as distinct
 // contacts with such an event. A contact's group is the dimension's value on any of its
-// events that carries one (status webhooks do not), '' when none does.
+// events that carries one (status webhooks do not), empty when none does.
 const funnelByQuery = `SELECT g,
     countIf(stage >= 1), countIf(stage >= 2), countIf(stage >= 3), countIf(stage >= 4),
     countIf(clicked), countIf(replied), countIf(converted)

@@ -59,12 +59,18 @@ type BenchResult struct {
 	MemoryBytes      int64   `json:"memory_bytes"`
 	MemoryPerContact float64 `json:"memory_bytes_per_contact"`
 	// Import: CSV rows through ImportCSV into an empty prefix.
-	ImportRows       int          `json:"import_rows"`
-	ImportBytes      int64        `json:"import_bytes"`
-	ImportSeconds    float64      `json:"import_seconds"`
-	ImportRowsPerSec float64      `json:"import_rows_per_sec"`
-	ImportVsRawHSET  float64      `json:"import_vs_raw_hset"` // import rate / raw HSET rate
-	Import           ImportReport `json:"import_report"`
+	ImportRows       int     `json:"import_rows"`
+	ImportBytes      int64   `json:"import_bytes"`
+	ImportSeconds    float64 `json:"import_seconds"`
+	ImportRowsPerSec float64 `json:"import_rows_per_sec"`
+	ImportVsRawHSET  float64 `json:"import_vs_raw_hset"` // import rate / raw HSET rate
+	// CPU per imported row, of this process and of redis-server: on a shared machine
+	// these are steadier than the wall-clock rate. ImportCPUBound is the rate two
+	// dedicated cores would allow if both were busy all the time.
+	ImportHeraldCPUMicros float64      `json:"import_herald_cpu_us_per_row"`
+	ImportRedisCPUMicros  float64      `json:"import_redis_cpu_us_per_row"`
+	ImportCPUBound2Cores  float64      `json:"import_cpu_bound_rows_per_sec_2_cores"`
+	Import                ImportReport `json:"import_report"`
 	// Evaluation of BenchExpr over all contacts: the median and slowest of EvalRuns.
 	Expr         string  `json:"expr"`
 	EvalRuns     int     `json:"eval_runs"`
@@ -191,6 +197,11 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	defer f.Close()
 	imp := NewStore(rdb, cfg.Prefix+"import:")
+	redisCPU0, err := redisCPU(ctx, rdb)
+	if err != nil {
+		return res, err
+	}
+	cpu0 := processCPU()
 	start = time.Now()
 	rep, err := imp.ImportCSV(ctx, bufio.NewReaderSize(f, 1<<20), ImportOptions{Source: "bench.csv", BatchSize: defaultBatch,
 		Progress: func(rows, _ int64) { progress("import", rows, int64(cfg.ImportRows)) }})
@@ -203,6 +214,15 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		return res, fmt.Errorf("bench: import rejected %d generated rows, first: %v", rep.Rejected, rep.Rejects[0])
 	}
 	res.ImportRowsPerSec = float64(rep.Read) / res.ImportSeconds
+	redisCPU1, err := redisCPU(ctx, rdb)
+	if err != nil {
+		return res, err
+	}
+	res.ImportHeraldCPUMicros = float64((processCPU() - cpu0).Microseconds()) / float64(rep.Read)
+	res.ImportRedisCPUMicros = float64((redisCPU1 - redisCPU0).Microseconds()) / float64(rep.Read)
+	if total := res.ImportHeraldCPUMicros + res.ImportRedisCPUMicros; total > 0 {
+		res.ImportCPUBound2Cores = 2e6 / total
+	}
 	res.ImportVsRawHSET = res.ImportRowsPerSec / res.RawHSETPerSec
 	if err := mon.collect(ctx, "import", &res); err != nil {
 		return res, err
@@ -311,14 +331,13 @@ func (s *Store) generate(ctx context.Context, n int, seed uint64, progress func(
 				pipe := s.rdb.Pipeline()
 				for i, bc := range c.cs {
 					id := c.first + uint32(i)
-					tags := make([]string, len(bc.tags))
-					for j, t := range bc.tags {
-						tags[j] = names[t]
+					f := make([]any, 0, 16+2*len(bc.tags))
+					f = append(f, hPhone, bc.phone, hName, "Contact "+strconv.FormatUint(uint64(id), 10),
+						hCountry, bc.country, hTZ, bc.tz, hLocale, bc.locale, hCreated, now, hSource, "bench")
+					for _, t := range bc.tags {
+						f = append(f, hTag+names[t], "1")
 					}
-					slices.Sort(tags)
-					pipe.HSet(gctx, s.kContact(id), hPhone, bc.phone, hName, "Contact "+strconv.FormatUint(uint64(id), 10),
-						hCountry, bc.country, hTZ, bc.tz, hLocale, bc.locale, hTags, strings.Join(tags, ","),
-						hCreated, now, hSource, "bench")
+					pipe.HSet(gctx, s.kContact(id), f...)
 					pipe.HSet(gctx, s.kIdentPhone(), bc.phone, id)
 				}
 				if _, err := pipe.Exec(gctx); err != nil {
@@ -394,6 +413,26 @@ func usedMemory(ctx context.Context, rdb redis.UniversalClient) (int64, error) {
 		}
 	}
 	return 0, errors.New("bench: INFO memory has no used_memory")
+}
+
+// redisCPU is the CPU time redis-server has used (INFO cpu).
+func redisCPU(ctx context.Context, rdb redis.UniversalClient) (time.Duration, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("bench: INFO cpu: %w", err)
+	}
+	var total float64
+	for _, l := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: INFO cpu %s: %w", k, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second)), nil
 }
 
 // monitor lowers the slow log and latency monitor thresholds for the scenario and

@@ -119,15 +119,41 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+// BenchmarkParsePhone compares parsePhone (with its fast path) with phonenumbers.Parse
+// alone on the same inputs.
 func BenchmarkParsePhone(b *testing.B) {
-	inputs := []string{"+66812345678", "+66 81 234 5678", "+6281234567890", "+5511987654321", "+4915112345678"}
+	inputs := []string{"+66812345678", "+66 81 234 5678", "+6281234567890", "+5511987654321", "+4915112345678", "081 234 5678"}
 	for _, in := range inputs {
-		b.Run(in, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := parsePhone(in, ""); err != nil {
-					b.Fatal(err)
+		for _, p := range []struct {
+			name  string
+			parse func(s, region string) (phone, error)
+		}{{"fast", parsePhone}, {"phonenumbers", parsePhoneSlow}} {
+			b.Run(in+"/"+p.name, func(b *testing.B) {
+				for b.Loop() {
+					if _, err := p.parse(in, "TH"); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
+}
+
+func BenchmarkSnapshotNext(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	sn := NewSnapshot(bitmapFromRedis(redisBitmap(rng, 10_000_000, 0.5)))
+	buf := make([]uint32, 4096)
+	var ids uint64
+	for b.Loop() {
+		var after uint32
+		for {
+			got := sn.Next(after, buf)
+			if len(got) == 0 {
+				break
+			}
+			ids += uint64(len(got))
+			after = got[len(got)-1]
+		}
+	}
+	b.ReportMetric(float64(ids)/b.Elapsed().Seconds(), "ids/s")
 }

@@ -7,10 +7,11 @@
 //
 // A contact is identified by its phone number in E.164 and has a dense uint32 id
 // allocated from a counter, so a set of contacts is a bitmap of at most 512 MiB and, at
-// 10M contacts, 1.25 MB. Ids are allocated by a Lua script that looks the number up and
-// allocates only if it is new, so concurrent importers of one number get one id. Writes
-// go in pipelined batches (1,000 rows by default): four round trips per batch, never one
-// per row.
+// 10M contacts, 1.25 MB. An HMGET finds the ids of known numbers; a Lua script looks the
+// rest up again and allocates ids only for the new ones (one INCRBY per batch), so
+// concurrent importers of one number get one id and ids stay dense. Writes go in
+// pipelined batches (1,000 rows by default): at most four round trips per batch, never
+// one per row, and no script per contact.
 //
 // # Redis keys
 //
@@ -19,7 +20,7 @@
 //	P contact:seq          INCR: the last allocated contact id
 //	P ident:phone          HASH: E.164 → contact id (the identity index)
 //	P contact:ID           HASH: profile — phone, name, email, country (ISO region of the
-//	                       phone), tz (IANA zone), locale, tags (sorted, comma-separated, for
+//	                       phone), tz (IANA zone), locale, t.<tag> = 1 per tag (for
 //	                       display), a.<name> custom attributes, created (unix ms), source
 //	P tag:NAME             bitmap: contacts with tag NAME (bit = contact id)
 //	P tags                 SET: the tag library
@@ -27,16 +28,29 @@
 //	P attr:locale:LANG     bitmap: contacts whose locale's language is LANG (th, pt)
 //	P contacts:all         bitmap: every live contact; the universe of "not"
 //
-// Bitmaps are the source of truth for membership; the profile's tags field mirrors them
-// for display. An import writes bitmaps before profiles, so an import cut short is
+// Bitmaps are the source of truth for membership; the profile's t.<tag> fields mirror
+// them for display, one field per tag so that adding and removing a tag is a plain
+// HSET/HDEL (no read-modify-write) and the hash stays in Redis's compact listpack
+// encoding (a long comma-separated list pushed it past hash-max-listpack-value: 849
+// against 504 bytes per contact measured). Profiles written before this with a
+// comma-separated "tags" field are read as such and converted on their next write. An
+// import writes bitmaps before profiles (in one pipeline), so an import cut short is
 // completed by importing the same file again. Every command touches one key except the
 // id script, which needs contact:seq and ident:phone in one Redis Cluster slot: these
 // names do not give that yet, so a cluster deployment must add a common hash tag to
 // both (evaluation and writes are cluster-safe as they are).
 //
+// Snapshot freezes a segment's members; the dispatcher streams them in id order with
+// Snapshot.Next(after, buf), resuming after the last id it finished. Preview samples
+// member profiles evenly. TagContacts adds or removes a tag for a set of contacts
+// (from a segment, PhoneIDs or ReadPhoneList); EraseContact removes a contact after
+// recording its tombstone through the Erasure interface (the consent ledger). RunBench
+// is the `herald bench segments` scenario.
+//
 // # Import
 //
-// ImportCSV streams a file of any length in constant memory. The first non-blank line
+// ImportJSONL takes JSON Lines with the same keys as the CSV columns below (arrays of
+// tags allowed). ImportCSV streams a file of any length in constant memory. The first non-blank line
 // is the header; column names are case-insensitive, and spaces and punctuation in them
 // count as "_" (so "WhatsApp Opt-In" is whatsapp_opt_in). Recognized columns:
 //
@@ -68,6 +82,12 @@
 // "invalid time zone", "invalid tag", "malformed row" or "line too long"; it never
 // affects other rows. A quoted field that is never closed rejects only the line it
 // starts on: the lines after it are read again as rows.
+//
+// Phone numbers are parsed by phonenumbers. A number written "+<digits>" (single
+// spaces or hyphens allowed) skips phonenumbers.Parse's regular expressions when
+// nothing but the calling code can be split off; TestFastPhoneMatchesParse and
+// FuzzFastPhone check this gives what Parse gives. Validity is always phonenumbers'
+// IsValidNumberForRegion.
 //
 // # Segment expressions
 //

@@ -70,11 +70,18 @@ func (s *Store) Explain(ctx context.Context, expr string) (Explanation, error) {
 	if err != nil {
 		return Explanation{}, err
 	}
+	ex, _, err := s.explain(ctx, x)
+	return ex, err
+}
+
+// explain is Explain of a parsed expression; it also returns the members.
+func (s *Store) explain(ctx context.Context, x Expr) (Explanation, *roaring.Bitmap, error) {
 	e, err := s.load(ctx, x)
 	if err != nil {
-		return Explanation{}, err
+		return Explanation{}, nil, err
 	}
-	ex := Explanation{Expr: x.String(), Count: e.result(x).GetCardinality()}
+	members := e.result(x)
+	ex := Explanation{Expr: x.String(), Count: members.GetCardinality()}
 	walk(x, func(t *Term) {
 		ex.Terms = append(ex.Terms, TermCount{Term: t.String(), Pos: t.Pos, Count: roaring.And(e.term(t), e.all).GetCardinality()})
 		for _, v := range t.Values {
@@ -89,7 +96,7 @@ func (s *Store) Explain(ctx context.Context, expr string) (Explanation, error) {
 			}
 		}
 	})
-	return ex, nil
+	return ex, members, nil
 }
 
 func walk(x Expr, f func(*Term)) {

@@ -57,7 +57,31 @@ type ImportOptions struct {
 	// AddTags are added to every imported contact; RemoveTags are taken off every
 	// imported contact, and win over tags the rows give.
 	AddTags, RemoveTags []string
+
+	format int // formatCSV or formatJSONL, set by ImportCSV and ImportJSONL
 }
+
+const (
+	formatCSV = iota
+	formatJSONL
+)
+
+// recordSource yields the records of a file, and the layout of a run of them.
+type recordSource interface {
+	read() (record, error)
+	// layout returns the layout of records read so far (JSONL completes their fields).
+	layout(recs []record) *layout
+	bytesRead() int64
+}
+
+type csvSource struct {
+	rr  *recordReader
+	lay *layout
+}
+
+func (c csvSource) read() (record, error)   { return c.rr.read() }
+func (c csvSource) layout([]record) *layout { return c.lay }
+func (c csvSource) bytesRead() int64        { return c.rr.src.bytes }
 
 // Reject is an import row that was not imported.
 type Reject struct {
@@ -132,6 +156,12 @@ type layout struct {
 }
 
 func newLayout(header []string, columns map[string]string) (*layout, error) {
+	return buildLayout(header, columns, true)
+}
+
+// buildLayout is newLayout; a partial layout (JSONL keys seen so far) may lack the
+// phone and columns the mapping names.
+func buildLayout(header []string, columns map[string]string, strict bool) (*layout, error) {
 	l := &layout{names: header, kinds: make([]colKind, len(header)), attrs: make([]string, len(header))}
 	for i := range l.col {
 		l.col[i] = -1
@@ -177,6 +207,9 @@ func newLayout(header []string, columns map[string]string) (*layout, error) {
 			l.col[kind] = i
 		}
 		l.kinds[i] = kind
+	}
+	if !strict {
+		return l, nil
 	}
 	for k := range mapped {
 		if !used[k] {
@@ -341,7 +374,23 @@ type batch struct {
 // down, the consent sink failing) is returned with the report of what was done;
 // importing the file again is safe and completes it.
 func (s *Store) ImportCSV(ctx context.Context, r io.Reader, o ImportOptions) (ImportReport, error) {
+	o.format = formatCSV
+	return s.importFrom(ctx, r, o)
+}
+
+// ImportJSONL imports contacts from JSON Lines: one object per line, whose keys are
+// the columns ImportCSV recognizes (or maps with Columns). Values may be strings,
+// numbers, booleans or null (not given); an array (of tags) is joined with ";". Rows
+// are rejected like CSV rows, with "malformed row" for a line that is not a flat JSON
+// object. Memory stays constant however long the file.
+func (s *Store) ImportJSONL(ctx context.Context, r io.Reader, o ImportOptions) (ImportReport, error) {
+	o.format = formatJSONL
+	return s.importFrom(ctx, r, o)
+}
+
+func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (ImportReport, error) {
 	var rep ImportReport
+	var src recordSource
 	cfg := rowConfig{region: strings.ToUpper(strings.TrimSpace(o.DefaultRegion)), zones: &zoneCache{}}
 	if cfg.region != "" && !knownRegion(cfg.region) {
 		return rep, fmt.Errorf("import: default region %q is not a two-letter ISO 3166 code such as TH", o.DefaultRegion)
@@ -368,10 +417,15 @@ func (s *Store) ImportCSV(ctx context.Context, r io.Reader, o ImportOptions) (Im
 			return rep, fmt.Errorf("import: tag %q is both added and removed", t)
 		}
 	}
-	src := newLineSource(r)
-	rr, lay, err := readHeader(src, o.Columns)
-	if err != nil {
-		return rep, fmt.Errorf("import: %w", err)
+	if o.format == formatJSONL {
+		src = newJSONLSource(r, o.Columns)
+	} else {
+		lines := newLineSource(r)
+		rr, lay, err := readHeader(lines, o.Columns)
+		if err != nil {
+			return rep, fmt.Errorf("import: %w", err)
+		}
+		src = csvSource{rr: rr, lay: lay}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -381,7 +435,7 @@ func (s *Store) ImportCSV(ctx context.Context, r io.Reader, o ImportOptions) (Im
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(batches)
-		readErr = readBatches(ctx, rr, lay, &cfg, size, add, batches)
+		readErr = readBatches(ctx, src, &cfg, size, add, batches)
 	})
 	stop := func(err error) (ImportReport, error) {
 		cancel()
@@ -497,14 +551,14 @@ func readHeader(src *lineSource, columns map[string]string) (*recordReader, *lay
 
 // readBatches reads records, parses them in parallel a batch at a time, and sends the
 // batches in file order.
-func readBatches(ctx context.Context, rr *recordReader, lay *layout, cfg *rowConfig, size int, add []string, out chan<- batch) error {
+func readBatches(ctx context.Context, src recordSource, cfg *rowConfig, size int, add []string, out chan<- batch) error {
 	workers := max(1, min(runtime.GOMAXPROCS(0), 8))
 	recs := make([]record, 0, size)
 	done := false
 	for !done {
 		recs = recs[:0]
 		for len(recs) < size {
-			rec, err := rr.read()
+			rec, err := src.read()
 			if err == io.EOF {
 				done = true
 				break
@@ -517,8 +571,9 @@ func readBatches(ctx context.Context, rr *recordReader, lay *layout, cfg *rowCon
 		if len(recs) == 0 {
 			break
 		}
+		lay := src.layout(recs)
 		b := parseBatch(recs, lay, cfg, workers, add)
-		b.bytes = rr.src.bytes
+		b.bytes = src.bytesRead()
 		select {
 		case out <- b:
 		case <-ctx.Done():

@@ -2,6 +2,7 @@ package segments
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"math"
 
@@ -72,4 +73,48 @@ func (sn *Snapshot) Next(after uint32, buf []uint32) []uint32 {
 		n++
 	}
 	return buf[:n]
+}
+
+// Preview is a segment's explanation and a sample of its members' profiles.
+type Preview struct {
+	Explanation
+	Sample []Contact
+}
+
+// Preview evaluates a segment expression and loads up to limit member profiles, spread
+// evenly over the members in id order (the same sample every time for the same
+// members), with the explanation Explain gives.
+func (s *Store) Preview(ctx context.Context, expr string, limit int) (Preview, error) {
+	x, err := Parse(expr)
+	if err != nil {
+		return Preview{}, err
+	}
+	ex, bm, err := s.explain(ctx, x)
+	if err != nil {
+		return Preview{}, err
+	}
+	p := Preview{Explanation: ex}
+	n := bm.GetCardinality()
+	if limit <= 0 || n == 0 {
+		return p, nil
+	}
+	k := min(uint64(limit), n)
+	ids := make([]uint32, 0, k)
+	for i := range k {
+		id, err := bm.Select(uint32(i * n / k))
+		if err != nil {
+			return p, fmt.Errorf("sample segment: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	cs, err := s.Profiles(ctx, ids)
+	if err != nil {
+		return p, err
+	}
+	for _, c := range cs {
+		if c.ID != 0 {
+			p.Sample = append(p.Sample, c)
+		}
+	}
+	return p, nil
 }

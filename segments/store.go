@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -58,7 +59,8 @@ const (
 	hCountry = "country"
 	hTZ      = "tz"
 	hLocale  = "locale"
-	hTags    = "tags"
+	hTags    = "tags" // before tag fields: the tags, sorted and comma-separated
+	hTag     = "t."   // t.NAME = 1: the contact has tag NAME (mirrors the bitmap)
 	hCreated = "created"
 	hSource  = "source"
 	hAttr    = "a."
@@ -81,55 +83,6 @@ func (s *Store) key(field, v string) string {
 	}
 	return s.kAttr(field, v)
 }
-
-// resolveScript finds or creates the ids of phones (ARGV), atomically: concurrent
-// importers of one number get one id. It returns the id of each phone, negated when the
-// id was allocated by this call.
-var resolveScript = redis.NewScript(`
-local out = {}
-for i, p in ipairs(ARGV) do
-  local id = redis.call('HGET', KEYS[1], p)
-  if id then
-    out[i] = tonumber(id)
-  else
-    local n = redis.call('INCR', KEYS[2])
-    if n > 4294967295 then
-      redis.call('DECR', KEYS[2])
-      return redis.error_reply('contact id space (uint32) exhausted')
-    end
-    redis.call('HSET', KEYS[1], p, n)
-    out[i] = -n
-  end
-end
-return out
-`)
-
-// profileScript writes a profile: ARGV[1] = n field/value pairs, then the pairs, then
-// the number of tags to add, those tags, and the tags to remove. It merges the tags
-// with the stored list under one atomic step, so concurrent importers adding different
-// tags to one contact both keep theirs.
-var profileScript = redis.NewScript(`
-local n = tonumber(ARGV[1])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + 2 * n)) end
-local i = 2 + 2 * n
-local a = tonumber(ARGV[i])
-i = i + 1
-if #ARGV < i then return 1 end
-local set = {}
-local cur = redis.call('HGET', KEYS[1], 'tags')
-if cur then for t in string.gmatch(cur, '[^,]+') do set[t] = true end end
-for j = i, i + a - 1 do set[ARGV[j]] = true end
-for j = i + a, #ARGV do set[ARGV[j]] = nil end
-local list = {}
-for t in pairs(set) do list[#list + 1] = t end
-if #list == 0 then
-  redis.call('HDEL', KEYS[1], 'tags')
-else
-  table.sort(list)
-  redis.call('HSET', KEYS[1], 'tags', table.concat(list, ','))
-end
-return 1
-`)
 
 // Profiles loads contacts by id in one pipelined round trip. A contact that does not
 // exist comes back as a Contact with ID 0, at its position.
@@ -167,8 +120,12 @@ func contactFromHash(id uint32, h map[string]string) Contact {
 				c.Attrs = map[string]string{}
 			}
 			c.Attrs[name] = v
+		} else if name, ok := strings.CutPrefix(k, hTag); ok {
+			c.Tags = append(c.Tags, name)
 		}
 	}
+	slices.Sort(c.Tags)
+	c.Tags = slices.Compact(c.Tags)
 	return c
 }
 
@@ -331,8 +288,9 @@ type applyResult struct {
 
 // profile is a contact's hash as read before the batch, and then as the batch leaves it.
 type profile struct {
-	f    map[string]string
-	tags map[string]bool
+	f      map[string]string // fields other than tags
+	tags   map[string]bool
+	legacy bool // the stored hash has the comma-separated tags field
 }
 
 func newProfile(h map[string]string) *profile {
@@ -340,16 +298,26 @@ func newProfile(h map[string]string) *profile {
 	if p.f == nil {
 		p.f = map[string]string{}
 	}
-	if t := p.f[hTags]; t != "" {
+	if t, ok := p.f[hTags]; ok {
+		p.legacy = true
+		delete(p.f, hTags)
 		for _, x := range strings.Split(t, ",") {
-			p.tags[x] = true
+			if x != "" {
+				p.tags[x] = true
+			}
+		}
+	}
+	for k := range p.f {
+		if name, ok := strings.CutPrefix(k, hTag); ok {
+			p.tags[name] = true
+			delete(p.f, k)
 		}
 	}
 	return p
 }
 
 func (p *profile) clone() *profile {
-	return &profile{f: maps.Clone(p.f), tags: maps.Clone(p.tags)}
+	return &profile{f: maps.Clone(p.f), tags: maps.Clone(p.tags), legacy: p.legacy}
 }
 
 // set changes field k to v when v is given and differs.
@@ -403,27 +371,16 @@ func (s *Store) apply(ctx context.Context, rows []row, o applyOpts) (applyResult
 	}
 	// 1. Ids.
 	index := map[string]int{}
-	var phones []any
+	var phones []string
 	for _, r := range rows {
 		if _, ok := index[r.phone.E164]; !ok {
 			index[r.phone.E164] = len(phones)
 			phones = append(phones, r.phone.E164)
 		}
 	}
-	raw, err := resolveScript.Run(ctx, s.rdb, []string{s.kIdentPhone(), s.kSeq()}, phones...).Int64Slice()
+	ids, isNew, err := s.resolveIDs(ctx, phones)
 	if err != nil {
 		return res, fmt.Errorf("resolve contact ids: %w", err)
-	}
-	if len(raw) != len(phones) {
-		return res, fmt.Errorf("resolve contact ids: got %d ids for %d phones", len(raw), len(phones))
-	}
-	ids := make([]uint32, len(raw))
-	isNew := make([]bool, len(raw))
-	for i, v := range raw {
-		if v < 0 {
-			v, isNew[i] = -v, true
-		}
-		ids[i] = uint32(v)
 	}
 	// 2. Stored profiles of contacts that existed.
 	before := make([]*profile, len(ids))
@@ -460,35 +417,55 @@ func (s *Store) apply(ctx context.Context, rows []row, o applyOpts) (applyResult
 			res.outcomes[j] = outUpdated
 		}
 	}
-	// 4. Bitmaps, then profiles.
-	bits := s.rdb.Pipeline()
-	var calls []scriptCall
+	// 4. Bitmaps, then profiles, in one pipeline: Redis runs it in order.
+	pipe = s.rdb.Pipeline()
 	now := strconv.FormatInt(s.now().UnixMilli(), 10)
+	w := batchWriter{s: s, pipe: pipe, keys: map[string]string{}, added: map[string]bool{}}
 	for i, id := range ids {
-		if c, ok := s.diff(ctx, bits, id, before[i], after[i], o.source, now); ok {
-			calls = append(calls, c)
-		}
+		w.diff(ctx, id, before[i], after[i], o.source, now)
 	}
-	if bits.Len() > 0 {
-		if _, err := bits.Exec(ctx); err != nil {
-			return res, fmt.Errorf("write indexes: %w", err)
+	if len(w.added) > 0 {
+		// The library after the bitmaps: a tag is listed once it has members.
+		lib := make([]any, 0, len(w.added))
+		for _, t := range slices.Sorted(maps.Keys(w.added)) {
+			lib = append(lib, t)
 		}
+		pipe.SAdd(ctx, s.kTags(), lib...)
 	}
-	if len(calls) > 0 {
-		if err := s.runProfileScripts(ctx, calls); err != nil {
-			return res, fmt.Errorf("write profiles: %w", err)
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return res, fmt.Errorf("write indexes and profiles: %w", err)
 		}
 	}
 	return res, nil
 }
 
-// diff queues the bitmap writes that turn before into after, and returns the profile
-// write (ok false when the profile is unchanged).
-func (s *Store) diff(ctx context.Context, bits redis.Pipeliner, id uint32, before, after *profile, source, now string) (scriptCall, bool) {
+// batchWriter queues a batch's writes, building each bitmap key once.
+type batchWriter struct {
+	s     *Store
+	pipe  redis.Pipeliner
+	keys  map[string]string // tag → bitmap key
+	added map[string]bool   // tags some contact got
+}
+
+func (w *batchWriter) tagKey(t string) string {
+	k, ok := w.keys[t]
+	if !ok {
+		k = w.s.kTag(t)
+		w.keys[t] = k
+	}
+	return k
+}
+
+// diff queues the writes that turn before into after: bitmaps first, then the profile.
+// Each tag is its own profile field, so adding and removing tags needs no
+// read-modify-write and concurrent importers keep each other's tags.
+func (w *batchWriter) diff(ctx context.Context, id uint32, before, after *profile, source, now string) {
+	s, pipe := w.s, w.pipe
 	off := int64(id)
 	created := before.f[hPhone] == ""
 	if created {
-		bits.SetBit(ctx, s.kAll(), off, 1)
+		pipe.SetBit(ctx, s.kAll(), off, 1)
 	}
 	var add, rm []string
 	for t := range after.tags {
@@ -503,50 +480,48 @@ func (s *Store) diff(ctx context.Context, bits redis.Pipeliner, id uint32, befor
 	}
 	sort.Strings(add)
 	sort.Strings(rm)
-	if len(add) > 0 {
-		args := make([]any, len(add))
-		for i, t := range add {
-			bits.SetBit(ctx, s.kTag(t), off, 1)
-			args[i] = t
-		}
-		bits.SAdd(ctx, s.kTags(), args...)
-	}
-	for _, t := range rm {
-		bits.SetBit(ctx, s.kTag(t), off, 0)
-	}
-	s.moveBit(ctx, bits, FieldCountry, before.f[hCountry], after.f[hCountry], off)
-	s.moveBit(ctx, bits, FieldLocale, langOf(before.f[hLocale]), langOf(after.f[hLocale]), off)
-	var fields []string
-	for k, v := range after.f {
-		if k != hTags && before.f[k] != v {
-			fields = append(fields, k)
-		}
-	}
-	if len(fields) == 0 && len(add) == 0 && len(rm) == 0 {
-		return scriptCall{}, false
-	}
-	sort.Strings(fields)
-	args := make([]any, 0, 4+2*len(fields)+len(add)+len(rm))
-	if created {
-		after.f[hCreated] = now
-		fields = append(fields, hCreated)
-		if source != "" {
-			after.f[hSource] = source
-			fields = append(fields, hSource)
-		}
-	}
-	args = append(args, len(fields))
-	for _, k := range fields {
-		args = append(args, k, after.f[k])
-	}
-	args = append(args, len(add))
 	for _, t := range add {
-		args = append(args, t)
+		pipe.SetBit(ctx, w.tagKey(t), off, 1)
+		w.added[t] = true
 	}
 	for _, t := range rm {
-		args = append(args, t)
+		pipe.SetBit(ctx, w.tagKey(t), off, 0)
 	}
-	return scriptCall{key: s.kContact(id), args: args}, true
+	s.moveBit(ctx, pipe, FieldCountry, before.f[hCountry], after.f[hCountry], off)
+	s.moveBit(ctx, pipe, FieldLocale, langOf(before.f[hLocale]), langOf(after.f[hLocale]), off)
+
+	set := make([]any, 0, 2*(len(after.f)+len(add)+2))
+	for k, v := range after.f {
+		if before.f[k] != v {
+			set = append(set, k, v)
+		}
+	}
+	if created {
+		set = append(set, hCreated, now)
+		if source != "" {
+			set = append(set, hSource, source)
+		}
+	}
+	tagFields := add
+	if before.legacy {
+		tagFields = slices.Sorted(maps.Keys(after.tags)) // moving to one field per tag
+	}
+	for _, t := range tagFields {
+		set = append(set, hTag+t, "1")
+	}
+	if len(set) > 0 {
+		pipe.HSet(ctx, s.kContact(id), set...)
+	}
+	var del []string
+	for _, t := range rm {
+		del = append(del, hTag+t)
+	}
+	if before.legacy {
+		del = append(del, hTags)
+	}
+	if len(del) > 0 {
+		pipe.HDel(ctx, s.kContact(id), del...)
+	}
 }
 
 // moveBit moves a contact's bit from the bitmap of an attribute's old value to the new.
@@ -567,30 +542,86 @@ func langOf(locale string) string {
 	return lang
 }
 
-// scriptCall is one EVALSHA of profileScript.
-type scriptCall struct {
-	key  string
-	args []any
+// allocScript finds or allocates the ids of distinct phones (ARGV), atomically, so
+// concurrent importers of one number get one id and ids stay dense: one HGET per
+// phone, one INCRBY for all the new ones, and HSETs of many fields at once. It returns
+// each phone's id, negated when this call allocated it.
+var allocScript = redis.NewScript(`
+local out, miss = {}, {}
+for i, p in ipairs(ARGV) do
+  local id = redis.call('HGET', KEYS[1], p)
+  if id then out[i] = tonumber(id) else miss[#miss + 1] = i end
+end
+if #miss == 0 then return out end
+local last = redis.call('INCRBY', KEYS[2], #miss)
+if last > 4294967295 then
+  redis.call('DECRBY', KEYS[2], #miss)
+  return redis.error_reply('contact id space (uint32) exhausted')
+end
+local first, args = last - #miss + 1, {}
+for j, i in ipairs(miss) do
+  local id = first + j - 1
+  out[i] = -id
+  args[#args + 1] = ARGV[i]
+  args[#args + 1] = id
+  if #args >= 1000 then
+    redis.call('HSET', KEYS[1], unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
+return out
+`)
+
+// resolveIDs finds or allocates the ids of distinct phones (E.164): HMGET finds the
+// known ones without a script (a re-import needs nothing else), and allocScript
+// handles the rest.
+func (s *Store) resolveIDs(ctx context.Context, phones []string) (ids []uint32, isNew []bool, err error) {
+	ids, isNew = make([]uint32, len(phones)), make([]bool, len(phones))
+	vals, err := s.rdb.HMGet(ctx, s.kIdentPhone(), phones...).Result()
+	if err != nil {
+		return nil, nil, err
+	}
+	var missing []int
+	var args []any
+	for i, v := range vals {
+		str, ok := v.(string)
+		if !ok {
+			missing = append(missing, i)
+			args = append(args, phones[i])
+			continue
+		}
+		if ids[i], err = parseID(str); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(missing) == 0 {
+		return ids, isNew, nil
+	}
+	raw, err := allocScript.Run(ctx, s.rdb, []string{s.kIdentPhone(), s.kSeq()}, args...).Int64Slice()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(raw) != len(missing) {
+		return nil, nil, fmt.Errorf("got %d ids for %d phones", len(raw), len(missing))
+	}
+	for j, i := range missing {
+		v := raw[j]
+		if v < 0 {
+			v, isNew[i] = -v, true
+		}
+		if v <= 0 || v > math.MaxUint32 {
+			return nil, nil, fmt.Errorf("corrupt id %d for %s", raw[j], phones[i])
+		}
+		ids[i] = uint32(v)
+	}
+	return ids, isNew, nil
 }
 
-// runProfileScripts runs profile writes in one pipeline; when Redis no longer has the
-// script (a restart, SCRIPT FLUSH) it loads it and runs them again. The writes are
-// idempotent, so running some of them twice is harmless.
-func (s *Store) runProfileScripts(ctx context.Context, calls []scriptCall) error {
-	run := func() error {
-		pipe := s.rdb.Pipeline()
-		for _, c := range calls {
-			profileScript.EvalSha(ctx, pipe, []string{c.key}, c.args...)
-		}
-		_, err := pipe.Exec(ctx)
-		return err
+func parseID(s string) (uint32, error) {
+	id, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("corrupt identity index entry %q", s)
 	}
-	err := run()
-	if err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		return err
-	}
-	if err := profileScript.Load(ctx, s.rdb).Err(); err != nil {
-		return fmt.Errorf("load profile script: %w", err)
-	}
-	return run()
+	return uint32(id), nil
 }

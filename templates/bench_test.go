@@ -18,6 +18,12 @@ func BenchmarkRender(b *testing.B) {
 	}
 	wa := mustParse(b, string(spring))
 	constant := mustText(b, `Our store opens at 9 tomorrow.`)
+	local := mustText(b, `{{ name | capitalize }}: {{ price | currency: "THB", locale }} until {{ ends | date: "%d/%m %H:%M", timezone }}`,
+		Variable{Name: "name", Type: TypeString, Example: "ana"},
+		Variable{Name: "price", Type: TypeNumber, Example: 1234.5},
+		Variable{Name: "ends", Type: TypeDate, Example: "2025-03-01T10:00:00Z"},
+		Variable{Name: "locale", Type: TypeString, Default: "th_TH"},
+		Variable{Name: "timezone", Type: TypeString, Default: "Asia/Bangkok"})
 	ab := mustParse(b, abSource)
 
 	for _, bc := range []struct {
@@ -29,6 +35,7 @@ func BenchmarkRender(b *testing.B) {
 		{"whatsapp_template", wa, map[string]any{"name": "Ana", "discount": "30%", "coupon": "SPRING-1"}},
 		{"variants", ab, map[string]any{"name": "Bo"}},
 		{"constant", constant, nil},
+		{"locale_filters", local, map[string]any{"name": "ana", "price": 1234.5, "ends": "2025-03-01T10:00:00Z", "locale": "th_TH", "timezone": "Asia/Bangkok"}},
 	} {
 		// path=osteele renders every field through osteele: the baseline the fast path
 		// is compared with, in the same run (benchstat -col /path).

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/templates/links"
 )
 
 // WhatsAppRequest is the exact Cloud API request body that sends r to the phone number
@@ -56,6 +58,11 @@ func (c *Compiled) CheckContacts(contacts []map[string]any) ([]Coverage, error) 
 	for i := range c.variants {
 		v := &c.variants[i]
 		addField(v.text)
+		if v.email != nil {
+			addField(v.email.subject)
+			addField(v.email.text)
+			addField(v.email.html)
+		}
 		if v.wa != nil {
 			for _, p := range v.wa.params {
 				addField(p.f)
@@ -110,4 +117,61 @@ func (f *field) defaulted(c *Compiled, name string) bool {
 		}
 	}
 	return true
+}
+
+// TrackLinks rewrites the http(s) URLs of a rendered message into tracked links of
+// (campaign, contact) (see package links): the text of a KindText message, and the body
+// parameters of a WhatsApp template (URL button parameters are suffixes of the approved
+// URL and are left alone). Links are numbered in order across the fields. The channel
+// limits are checked again: a tracked link may be longer than the URL it replaces.
+func (r *Rendered) TrackLinks(t *links.Tracker, campaign string, contact uint32) error {
+	n := 0
+	rewrite := func(s string, limit int, field string) (string, error) {
+		out, k, err := t.Rewrite(s, campaign, contact, n)
+		if err != nil {
+			return "", fmt.Errorf("track links of %s: %w", r.Template, err)
+		}
+		n += k
+		if c := utf8.RuneCountInString(out); c > limit {
+			return "", &RenderError{Template: r.Template, Version: r.Version, Variant: r.Variant, Field: field,
+				Err: fmt.Errorf("%w: %d characters with tracked links; the limit is %d", ErrTooLong, c, limit)}
+		}
+		return out, nil
+	}
+	var err error
+	switch {
+	case r.Email != nil:
+		if r.Email.Text, err = rewrite(r.Email.Text, MaxEmailBody, "email.text"); err != nil {
+			return err
+		}
+		r.Email.HTML, err = rewrite(r.Email.HTML, MaxEmailBody, "email.html")
+		return err
+	case r.Channel == ChannelSMS:
+		if r.Text, err = rewrite(r.Text, MaxSMSChars, "body"); err != nil {
+			return err
+		}
+		r.SMSSegments, r.SMSEncoding = SMSSegments(r.Text)
+		if r.SMSSegments > MaxSMSSegments {
+			return &RenderError{Template: r.Template, Version: r.Version, Variant: r.Variant, Field: "body",
+				Err: fmt.Errorf("%w: %d %s segments with tracked links; the limit is %d", ErrTooLong, r.SMSSegments, r.SMSEncoding, MaxSMSSegments)}
+		}
+		return nil
+	case r.WhatsApp == nil:
+		r.Text, err = rewrite(r.Text, MaxTextBody, "body")
+		return err
+	}
+	for i := range r.WhatsApp.Components {
+		comp := &r.WhatsApp.Components[i]
+		if comp.Type != "body" {
+			continue
+		}
+		for j := range comp.Parameters {
+			if p := &comp.Parameters[j]; p.Type == "text" {
+				if p.Text, err = rewrite(p.Text, MaxParamText, "whatsapp.body"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

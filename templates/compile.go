@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -95,8 +96,22 @@ type Rendered struct {
 	Text string `json:"text,omitempty"`
 	// WhatsApp is the Cloud API template object of a KindWhatsAppTemplate message.
 	WhatsApp *whatsapp.Template `json:"whatsapp,omitempty"`
-	// FreeForm is true for text: it may only be sent inside the 24h window.
+	// FreeForm is true for WhatsApp text: it may only be sent inside the 24h window.
 	FreeForm bool `json:"free_form"`
+	// Channel is the template's channel: whatsapp, sms or email.
+	Channel string `json:"channel"`
+	// SMSSegments and SMSEncoding describe an SMS body (channel sms).
+	SMSSegments int    `json:"sms_segments,omitempty"`
+	SMSEncoding string `json:"sms_encoding,omitempty"`
+	// Email is the rendered email (kind email).
+	Email *RenderedEmail `json:"email,omitempty"`
+}
+
+// RenderedEmail is a rendered email.
+type RenderedEmail struct {
+	Subject string `json:"subject"`
+	Text    string `json:"text"`
+	HTML    string `json:"html,omitempty"`
 }
 
 // Compiled is a template with every Liquid field parsed once. It is immutable and safe
@@ -120,18 +135,31 @@ type compiledVar struct {
 }
 
 type compiledVariant struct {
-	name string
-	upTo uint64 // cumulative weight: chosen when hash % total < upTo
-	text *field
-	wa   *compiledWhatsApp
+	name  string
+	upTo  uint64 // cumulative weight: chosen when hash % total < upTo
+	text  *field
+	wa    *compiledWhatsApp
+	email *compiledEmail
+}
+
+type compiledEmail struct {
+	subject, text, html *field
 }
 
 type compiledWhatsApp struct {
 	name, language, category string
 	preview                  string
 	previewPath              string
+	header                   *compiledHeader
 	params                   []compiledParam
 	buttons                  []compiledButton
+}
+
+type compiledHeader struct {
+	typ      string
+	f        *field // text, or the media link
+	id       string
+	filename *field
 }
 
 type compiledParam struct {
@@ -164,6 +192,10 @@ const (
 	fieldBodyParam
 	fieldURLParam
 	fieldPayload
+	fieldSubject
+	fieldEmailBody
+	fieldHeaderText
+	fieldMediaLink
 )
 
 // Template returns the template c was compiled from. Do not modify it.
@@ -207,9 +239,14 @@ func (c *Compiled) checkHead(p *problems) {
 	}
 	switch {
 	case t.Channel == "":
-		p.add(t.line("channel"), "channel", "required: whatsapp")
-	case t.Channel != ChannelWhatsApp:
-		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp)", t.Channel)
+		p.add(t.line("channel"), "channel", "required: whatsapp, sms or email")
+	case t.Channel != ChannelWhatsApp && t.Channel != ChannelSMS && t.Channel != ChannelEmail:
+		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp, sms, email)", t.Channel)
+	case t.Kind == KindWhatsAppTemplate && t.Channel != ChannelWhatsApp,
+		t.Kind == KindEmail && t.Channel != ChannelEmail,
+		t.Kind == KindText && t.Channel == ChannelEmail:
+		want := map[Kind]string{KindWhatsAppTemplate: "whatsapp", KindEmail: "email", KindText: "whatsapp or sms"}[t.Kind]
+		p.add(t.line("kind"), "kind", "kind %s is for channel %s, not %s", t.Kind, want, t.Channel)
 	}
 	switch {
 	case t.Locale == "":
@@ -218,11 +255,11 @@ func (c *Compiled) checkHead(p *problems) {
 		p.add(t.line("locale"), "locale", "%q is not a locale like en_US or pt_BR", t.Locale)
 	}
 	switch t.Kind {
-	case KindText, KindWhatsAppTemplate:
+	case KindText, KindWhatsAppTemplate, KindEmail:
 	case "":
-		p.add(t.line("kind"), "kind", "required: text (free-form, only inside the 24h window) or whatsapp_template")
+		p.add(t.line("kind"), "kind", "required: text (free-form, only inside the 24h window), whatsapp_template or email")
 	default:
-		p.add(t.line("kind"), "kind", "unknown kind %q (text or whatsapp_template)", t.Kind)
+		p.add(t.line("kind"), "kind", "unknown kind %q (text, whatsapp_template or email)", t.Kind)
 	}
 }
 
@@ -270,8 +307,8 @@ func (c *Compiled) compileVariants(p *problems) {
 	t := c.t
 	switch {
 	case len(t.Variants) == 0:
-		if t.Kind == KindText || t.Kind == KindWhatsAppTemplate {
-			p.add(0, "variants", "a template needs a body (text) or a whatsapp section")
+		if t.Kind == KindText || t.Kind == KindWhatsAppTemplate || t.Kind == KindEmail {
+			p.add(0, "variants", "a template needs a body (text), a whatsapp section or an email section")
 		}
 		return
 	case len(t.Variants) > MaxVariants:
@@ -314,7 +351,30 @@ func (c *Compiled) compileVariants(p *problems) {
 			if v.Body == "" {
 				p.add(t.line(path), path, "required for kind text: the message, in Liquid")
 			}
-			cv.text = c.field(fields, path, v.Body, fieldText, MaxTextBody, p)
+			limit := MaxTextBody
+			if t.Channel == ChannelSMS {
+				limit = MaxSMSChars
+			}
+			cv.text = c.field(fields, path, v.Body, fieldText, limit, p)
+		case KindEmail:
+			if v.Email == nil {
+				p.add(t.line("email"), "email", "required for kind email: subject and text (the plain-text part), html optional")
+				break
+			}
+			if v.Email.Subject == "" {
+				p.add(t.line("email.subject"), "email.subject", "required: the subject line, in Liquid")
+			}
+			if v.Email.Text == "" {
+				p.add(t.line("email.text"), "email.text", "required: the plain-text part, in Liquid (mail without one lands in spam)")
+			}
+			ce := &compiledEmail{
+				subject: c.field(fields, "email.subject", v.Email.Subject, fieldSubject, MaxEmailSubject, p),
+				text:    c.field(fields, "email.text", v.Email.Text, fieldEmailBody, MaxEmailBody, p),
+			}
+			if v.Email.HTML != "" {
+				ce.html = c.field(fields, "email.html", v.Email.HTML, fieldEmailBody, MaxEmailBody, p)
+			}
+			cv.email = ce
 		case KindWhatsAppTemplate:
 			if v.Body != "" {
 				p.add(t.line(prefix+"body"), prefix+"body", "kind whatsapp_template takes its parameters under whatsapp.body")
@@ -358,6 +418,10 @@ func (c *Compiled) compileWhatsApp(v *Variant, section string, fields map[string
 		p.add(line, path, "required: MARKETING, UTILITY or AUTHENTICATION")
 	default:
 		p.add(line, path, "unknown category %q (MARKETING, UTILITY or AUTHENTICATION)", wa.Category)
+	}
+
+	if h := wa.Header; h != nil {
+		out.header = c.compileHeader(h, cmp.Or(v.paths.header, section+".header"), fields, p)
 	}
 
 	bodyPath := cmp.Or(v.paths.bodySection, section+".body")
@@ -437,6 +501,50 @@ func (c *Compiled) compileWhatsApp(v *Variant, section string, fields map[string
 	}
 	return out
 }
+
+func (c *Compiled) compileHeader(h *Header, path string, fields map[string]*field, p *problems) *compiledHeader {
+	t := c.t
+	out := &compiledHeader{typ: h.Type}
+	switch h.Type {
+	case HeaderText:
+		if h.Text == "" {
+			p.add(t.line(path+".text"), path+".text", "required for a text header: its {{1}} parameter, in Liquid")
+		}
+		for key, val := range map[string]string{"link": h.Link, "id": h.ID, "filename": h.Filename} {
+			if val != "" {
+				p.add(t.line(path+"."+key), path+"."+key, "only for media headers (image, document, video)")
+			}
+		}
+		out.f = c.field(fields, path+".text", h.Text, fieldHeaderText, MaxHeaderText, p)
+	case HeaderImage, HeaderDocument, HeaderVideo:
+		if h.Text != "" {
+			p.add(t.line(path+".text"), path+".text", "only for text headers")
+		}
+		switch {
+		case (h.Link == "") == (h.ID == ""):
+			p.add(t.line(path), path+".link", "a media header has a link (an https URL, in Liquid) or the id of uploaded media, not both")
+		case h.ID != "" && !mediaIDRE.MatchString(h.ID):
+			p.add(t.line(path+".id"), path+".id", "%q is not a media id (digits)", h.ID)
+		}
+		if h.Link != "" {
+			out.f = c.field(fields, path+".link", h.Link, fieldMediaLink, MaxMediaLink, p)
+		}
+		out.id = h.ID
+		if h.Filename != "" {
+			if h.Type != HeaderDocument {
+				p.add(t.line(path+".filename"), path+".filename", "only for document headers")
+			}
+			out.filename = c.field(fields, path+".filename", h.Filename, fieldBodyParam, 240, p)
+		}
+	case "":
+		p.add(t.line(path), path+".type", "required: text, image, document or video")
+	default:
+		p.add(t.line(path+".type"), path+".type", "unknown header type %q (text, image, document or video)", h.Type)
+	}
+	return out
+}
+
+var mediaIDRE = regexp.MustCompile(`^[0-9]{1,32}$`)
 
 // field parses and checks one Liquid source.
 func (c *Compiled) field(fields map[string]*field, path, src string, kind fieldKind, limit int, p *problems) *field {
@@ -684,12 +792,36 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 	bindings := &lazyBindings{c: c, vals: vals}
 	b := bufPool.Get().(*boundedBuffer)
 	defer bufPool.Put(b)
-	r = Rendered{Template: c.t.Name, Version: c.t.Version, Variant: v.name, Kind: c.t.Kind}
+	r = Rendered{Template: c.t.Name, Version: c.t.Version, Variant: v.name, Kind: c.t.Kind, Channel: c.t.Channel}
 	if v.text != nil {
 		if r.Text, err = c.renderField(v, v.text, b, bindings); err != nil {
 			return Rendered{}, err
 		}
+		if c.t.Channel == ChannelSMS {
+			r.SMSSegments, r.SMSEncoding = SMSSegments(r.Text)
+			if r.SMSSegments > MaxSMSSegments {
+				return Rendered{}, c.fail(v, v.text, "", fmt.Errorf("%w: %d %s segments; the limit is %d (%s)",
+					ErrTooLong, r.SMSSegments, r.SMSEncoding, MaxSMSSegments, smsHint(r.SMSEncoding)))
+			}
+			return r, nil
+		}
 		r.FreeForm = true
+		return r, nil
+	}
+	if v.email != nil {
+		e := &RenderedEmail{}
+		if e.Subject, err = c.renderField(v, v.email.subject, b, bindings); err != nil {
+			return Rendered{}, err
+		}
+		if e.Text, err = c.renderField(v, v.email.text, b, bindings); err != nil {
+			return Rendered{}, err
+		}
+		if v.email.html != nil {
+			if e.HTML, err = c.renderField(v, v.email.html, b, bindings); err != nil {
+				return Rendered{}, err
+			}
+		}
+		r.Email = e
 		return r, nil
 	}
 	wa := v.wa
@@ -699,8 +831,18 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 	if len(wa.params) > 0 {
 		n++
 	}
+	if wa.header != nil {
+		n++
+	}
 	if n > 0 {
 		tpl.Components = make([]whatsapp.Component, 0, n)
+	}
+	if h := wa.header; h != nil {
+		prm, err := c.renderHeader(v, h, b, bindings)
+		if err != nil {
+			return Rendered{}, err
+		}
+		tpl.Components = append(tpl.Components, whatsapp.Component{Type: "header", Parameters: []whatsapp.Parameter{prm}})
 	}
 	if len(wa.params) > 0 {
 		params := make([]whatsapp.Parameter, len(wa.params))
@@ -734,6 +876,38 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 	}
 	r.WhatsApp = tpl
 	return r, nil
+}
+
+func (c *Compiled) renderHeader(v *compiledVariant, h *compiledHeader, b *boundedBuffer, bindings *lazyBindings) (whatsapp.Parameter, error) {
+	if h.typ == HeaderText {
+		s, err := c.renderField(v, h.f, b, bindings)
+		return whatsapp.Parameter{Type: "text", Text: s}, err
+	}
+	m := &whatsapp.Media{ID: h.id}
+	if h.f != nil {
+		link, err := c.renderField(v, h.f, b, bindings)
+		if err != nil {
+			return whatsapp.Parameter{}, err
+		}
+		m.Link = link
+	}
+	if h.filename != nil {
+		name, err := c.renderField(v, h.filename, b, bindings)
+		if err != nil {
+			return whatsapp.Parameter{}, err
+		}
+		m.Filename = name
+	}
+	prm := whatsapp.Parameter{Type: h.typ}
+	switch h.typ {
+	case HeaderImage:
+		prm.Image = m
+	case HeaderDocument:
+		prm.Document = m
+	case HeaderVideo:
+		prm.Video = m
+	}
+	return prm, nil
 }
 
 func (c *Compiled) fail(v *compiledVariant, f *field, path string, err error) *RenderError {
@@ -791,7 +965,12 @@ func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, b
 	}
 	if s == "" {
 		why := "WhatsApp rejects an empty message"
-		if f.kind != fieldText {
+		switch {
+		case f.kind == fieldSubject:
+			why = "an email needs a subject"
+		case c.t.Channel != ChannelWhatsApp:
+			why = "an empty message cannot be sent"
+		case f.kind != fieldText:
 			why = "WhatsApp rejects empty parameters (131008)"
 		}
 		uses := ""
@@ -801,12 +980,25 @@ func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, b
 		return "", c.fail(v, f, "", fmt.Errorf("%w%s: %s; give the variable a default or use | default: \"…\"", ErrEmpty, uses, why))
 	}
 	if n := utf8.RuneCountInString(s); n > f.limit {
-		return "", c.fail(v, f, "", fmt.Errorf("%w: %d characters; WhatsApp allows %d", ErrTooLong, n, f.limit))
+		who := map[string]string{ChannelWhatsApp: "WhatsApp allows", ChannelSMS: "an SMS holds at most", ChannelEmail: "the limit is"}[c.t.Channel]
+		return "", c.fail(v, f, "", fmt.Errorf("%w: %d characters; %s %d", ErrTooLong, n, cmp.Or(who, "the limit is"), f.limit))
 	}
 	switch f.kind {
+	case fieldSubject:
+		if strings.ContainsAny(s, "\r\n") {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: a subject is one line; use | strip_newlines", ErrParamFormat))
+		}
 	case fieldBodyParam:
 		if strings.ContainsAny(s, "\n\t") || strings.Contains(s, "     ") {
 			return "", c.fail(v, f, "", fmt.Errorf("%w: a template parameter cannot hold newlines, tabs or more than 4 spaces in a row; use | strip_newlines or | strip", ErrParamFormat))
+		}
+	case fieldHeaderText:
+		if strings.ContainsAny(s, "\n\t\r") || strings.Contains(s, "     ") {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: a header cannot hold newlines, tabs or more than 4 spaces in a row", ErrParamFormat))
+		}
+	case fieldMediaLink:
+		if u, err := url.Parse(s); err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(s, " \n\t\r") {
+			return "", c.fail(v, f, "", fmt.Errorf("%w: a media link is an https URL, got %q", ErrParamFormat, truncate(s, 60, "...")))
 		}
 	case fieldURLParam:
 		if strings.ContainsAny(s, " \n\t\r") {
@@ -814,6 +1006,13 @@ func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, b
 		}
 	}
 	return s, nil
+}
+
+func smsHint(enc string) string {
+	if enc == EncodingUCS2 {
+		return "UCS-2 because of a character outside GSM-7, like an emoji or curly quotes: 67 characters per segment"
+	}
+	return "GSM-7: 153 characters per segment, € { } [ ] ~ ^ | \\ count twice"
 }
 
 // liquidError unwraps osteele's error layers into ErrLiquid or ErrTooLong with a

@@ -16,6 +16,10 @@
 //	  name: spring_sale          # the approved template at Meta
 //	  language: en_US            # default: locale
 //	  category: MARKETING        # MARKETING | UTILITY | AUTHENTICATION
+//	  header:                    # optional: the header's parameter
+//	    type: document           # text | image | document | video
+//	    link: "https://files.example.com/{{ order }}.pdf"   # https, Liquid; or id: <media id>
+//	    filename: "Invoice {{ order }}.pdf"                 # document only (text: text: "…", ≤ 60)
 //	  body:                      # named parameters in order (a list: positional {{1}}, {{2}})
 //	    first_name: "{{ name | default: 'there' }}"
 //	  buttons:
@@ -30,6 +34,18 @@
 //	  - {name: b, weight: 50, whatsapp: {name: spring_sale_b}}
 //
 // A text template has body: instead of whatsapp:, or variants each with a body. A
+// template for channel sms is kind text; its body is counted in SMS segments (GSM-7:
+// 160, or 153 per part, extension characters like € twice; UCS-2 as soon as one
+// character is outside GSM-7: 70, or 67 per part) and refused past MaxSMSSegments. A
+// template for channel email is kind email:
+//
+//	email:
+//	  subject: "Welcome, {{ name | default: 'friend' }}"   # one line, ≤ 255 characters
+//	  text: |                                              # the plain-text part, required
+//	    ...
+//	  html: "<p>...</p>"                                   # optional
+//
+// Sending on sms and email comes later; their templates are validated and rendered. A
 // whatsapp_template variant inherits what it does not set from the top-level whatsapp
 // section (body and buttons are replaced whole).
 //
@@ -47,6 +63,36 @@
 // filter builds and every output is bounded (MaxValueBytes). Unknown variables, tags and
 // filters are errors when the file is parsed, with the file line and field. Templates are
 // parsed once by Compile; Render never parses.
+//
+// # Filters
+//
+// Strings: default, capitalize, upcase, downcase, strip, lstrip, rstrip,
+// strip_newlines, append, prepend, replace, replace_first, remove, remove_first,
+// truncate, truncatewords, slice, split, join, first, last, size, url_encode,
+// url_decode, escape. Numbers: plus, minus, times, divided_by, modulo, abs, ceil, floor,
+// round, at_least, at_most, number_with_delimiter, format_number. Locale-aware (CLDR
+// separators through golang.org/x/text; an empty or unknown locale formats as en_US):
+//
+//	{{ points | number: locale }}            1.234.567 (de_DE)   1,234,567 (th_TH)
+//	{{ price | currency: "BRL", locale }}     R$ 1.234,50 (pt_BR); "" = the locale's currency
+//	{{ ends | date: "%d/%m %H:%M", timezone }} in the recipient's IANA zone
+//
+// Declare locale and timezone as variables with defaults (the worker passes the
+// contact's locale and timezone) so a contact without them still gets a message.
+//
+// # Rendering speed
+//
+// Compile also translates the common field shapes — literal text and outputs
+// {{ var | filter: arg, … }} whose arguments are literals or declared variables — into
+// a small program Render runs without osteele (no bindings map, no reflection); every
+// other shape (tags, whitespace control, lists) renders through osteele. Both give the
+// same text and errors (FuzzFastPath). BenchmarkRender compares the two.
+//
+// # Tracked links
+//
+// Rendered.TrackLinks rewrites the http(s) URLs of a message into
+// https://<base>/c/<token> links (package links: HMAC-signed tokens carrying campaign,
+// contact, link index and target, verified without a lookup at redirect time).
 //
 // # Variants
 //

@@ -34,9 +34,11 @@ type fastOp struct {
 }
 
 type fastFilter struct {
-	name string
-	spec filterSpec
-	args []any
+	name    string
+	spec    filterSpec
+	args    []any
+	argVars []int // per argument: the index in c.vars of a variable argument, or -1
+	hasVars bool
 }
 
 // errNotFast makes Render redo a field through osteele.
@@ -71,12 +73,7 @@ func (c *Compiled) parseFastOutput(src string) (fastOp, bool) {
 	if !ok {
 		return fastOp{}, false
 	}
-	op := fastOp{out: -1}
-	for i := range c.vars {
-		if c.vars[i].name == name {
-			op.out = i
-		}
-	}
+	op := fastOp{out: c.varIndex(name)}
 	if op.out < 0 {
 		return fastOp{}, false
 	}
@@ -101,11 +98,20 @@ func (c *Compiled) parseFastOutput(src string) (fastOp, bool) {
 		if s.byte(':') {
 			for {
 				s.space()
+				arg := -1
 				lit, ok := s.literal()
 				if !ok {
-					return fastOp{}, false
+					name, isIdent := s.ident()
+					if !isIdent || s.i < len(s.src) && !strings.ContainsRune(" \t\n\r,|", rune(s.src[s.i])) {
+						return fastOp{}, false
+					}
+					if arg = c.varIndex(name); arg < 0 {
+						return fastOp{}, false
+					}
+					f.hasVars = true
 				}
 				f.args = append(f.args, lit)
+				f.argVars = append(f.argVars, arg)
 				s.space()
 				if !s.byte(',') {
 					break
@@ -117,6 +123,15 @@ func (c *Compiled) parseFastOutput(src string) (fastOp, bool) {
 		}
 		op.filters = append(op.filters, f)
 	}
+}
+
+func (c *Compiled) varIndex(name string) int {
+	for i := range c.vars {
+		if c.vars[i].name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 type fastScanner struct {
@@ -161,6 +176,15 @@ func (s *fastScanner) ident() (string, bool) {
 // literal reads a string, integer or decimal literal, or true, false or nil, followed
 // by a separator.
 func (s *fastScanner) literal() (any, bool) {
+	start := s.i
+	v, ok := s.scanLiteral()
+	if !ok {
+		s.i = start
+	}
+	return v, ok
+}
+
+func (s *fastScanner) scanLiteral() (any, bool) {
 	if s.eof() {
 		return nil, false
 	}
@@ -213,7 +237,7 @@ func (s *fastScanner) literal() (any, bool) {
 		case "nil":
 			v = nil
 		default:
-			return nil, false // a variable: the osteele path
+			return nil, false // a variable
 		}
 	default:
 		return nil, false
@@ -242,7 +266,17 @@ func (p *fastProg) run(b *boundedBuffer, vals []any) error {
 		v := vals[op.out]
 		for j := range op.filters {
 			f := &op.filters[j]
-			out, err := f.spec.apply(f.name, v, f.args)
+			args := f.args
+			if f.hasVars {
+				args = make([]any, len(f.args))
+				for k, a := range f.args {
+					if f.argVars[k] >= 0 {
+						a = vals[f.argVars[k]]
+					}
+					args[k] = a
+				}
+			}
+			out, err := f.spec.apply(f.name, v, args)
 			if err != nil {
 				return liquidError(e.FilterError{FilterName: f.name, Err: err})
 			}

@@ -20,6 +20,8 @@ var fastSeeds = []string{
 	`{{ name | split: " " | first }} {{- name -}} {% if ok %}y{% endif %}`,
 	`{{ deals | abs }} {{ price | at_least: 5 }} {{ price | at_most: 2.5 }} {{ price | floor }}`,
 	`{{ name | truncatewords: 2 }} {{ name | join: "," }} {{ name | strip_newlines }}`,
+	`{{ deals | number: "de_DE" }} {{ price | number: zone, 3 }} {{ price | currency: "", "th_TH" }} {{ deals | currency: "IDR", name }}`,
+	`{{ when | date: "%d %b %H:%M", zone }} {{ name | append: city | prepend: nope }} {{ name | default: city }}`,
 }
 
 // FuzzFastPath renders random templates through the fast path and through osteele and
@@ -38,6 +40,7 @@ func FuzzFastPath(f *testing.F) {
 		{Name: "ok", Type: TypeBool, Default: false},
 		{Name: "when", Type: TypeDate, Example: "2025-03-01T10:00:00Z"},
 		{Name: "nope", Type: TypeString},
+		{Name: "zone", Type: TypeString, Default: "Asia/Jakarta"},
 	}
 	fast := 0
 	f.Fuzz(func(t *testing.T, src, name string, deals int64, price float64, ok bool) {
@@ -88,7 +91,8 @@ func TestFastPathShapes(t *testing.T) {
 		{`{{ name | split: " " | first }}`, false},
 		{`{{- name }}`, false},
 		{`{% if n %}{{ name }}{% endif %}`, false},
-		{`{{ name | append: name }}`, false},
+		{`{{ name | append: name }}`, true},
+		{`{{ name | append: name.size }}`, false},
 		{`{{ name.size }}`, false},
 	} {
 		tpl := &Template{Name: "shape", Channel: ChannelWhatsApp, Locale: "en_US", Kind: KindText, Variables: vars,

@@ -16,7 +16,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/osteele/liquid/values"
-	"github.com/osteele/tuesday"
 )
 
 // The filters marketers expect, reimplemented so that none of them panics, reads a file,
@@ -261,10 +260,14 @@ var filterTable = map[string]filterSpec{
 		return delimit(strconv.FormatFloat(f, 'f', dec, 64), stringArg(a, 1, ","), stringArg(a, 2, "."))
 	}, nil},
 
+	// locale-aware (locale.go)
+	"number":   {0, 2, numberFilter, nil},
+	"currency": {0, 2, currencyFilter, checkCurrencyLiteral},
+
 	// dates
 	"date": {0, 2, func(in any, a []any) (any, error) {
-		format := stringArg(a, 0, "%a, %b %d, %y")
-		if err := checkStrftime(format); err != nil {
+		prog, err := compileStrftime(stringArg(a, 0, "%a, %b %d, %y"))
+		if err != nil {
 			return nil, err
 		}
 		var loc *time.Location
@@ -284,7 +287,7 @@ var filterTable = map[string]filterSpec{
 		if loc != nil {
 			t = t.In(loc)
 		}
-		return tuesday.Strftime(format, t)
+		return prog.format(t), nil
 	}, func(i int, lit string) error {
 		if i == 0 {
 			return checkStrftime(lit)
@@ -672,14 +675,14 @@ var zones = struct {
 // loadZone loads an IANA zone once; only valid zones are cached, so the cache is
 // bounded by the zone database.
 func loadZone(name string) (*time.Location, error) {
-	if len(name) > 64 || !zoneNameRE.MatchString(name) || name == "Local" {
-		return nil, fmt.Errorf("unknown time zone %q (use an IANA name like Asia/Bangkok)", truncate(name, 40, "..."))
-	}
 	zones.Lock()
-	loc, ok := zones.m[name]
+	loc, ok := zones.m[name] // only valid names are cached
 	zones.Unlock()
 	if ok {
 		return loc, nil
+	}
+	if len(name) > 64 || !zoneNameRE.MatchString(name) || name == "Local" {
+		return nil, fmt.Errorf("unknown time zone %q (use an IANA name like Asia/Bangkok)", truncate(name, 40, "..."))
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
@@ -729,8 +732,10 @@ func toTime(v any, loc *time.Location) (time.Time, error) {
 		if s == "now" || s == "today" {
 			return time.Time{}, fmt.Errorf("%q is not supported: renders must be reproducible; pass the time as a variable", s)
 		}
-		if n, err := parseNumber(s); err == nil {
-			return toTime(n.value(), loc)
+		if looksNumeric(s) {
+			if n, err := parseNumber(s); err == nil {
+				return toTime(n.value(), loc)
+			}
 		}
 		for _, layout := range dateLayouts {
 			if t, err := time.ParseInLocation(layout, s, loc); err == nil {
@@ -740,6 +745,23 @@ func toTime(v any, loc *time.Location) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not a date (use RFC 3339, like 2025-03-01T10:00:00Z)", truncate(s, 40, "..."))
 	}
 	return time.Time{}, fmt.Errorf("%s is not a date", describe(v))
+}
+
+// looksNumeric is false for strings parseNumber certainly refuses (dates: a ':', '/' or
+// space, or a sign that is neither first nor after an exponent marker): its failures
+// allocate, and dates are parsed on every render.
+func looksNumeric(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ':', '/', ' ':
+			return false
+		case '-', '+':
+			if i > 0 && !strings.ContainsRune("eEpP", rune(s[i-1])) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func liquidEqual(a, b any) bool {

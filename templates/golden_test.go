@@ -84,8 +84,16 @@ func TestGoldenRender(t *testing.T) {
 					continue
 				}
 				fmt.Fprintf(&out, "variant: %s\n", r.Variant)
+				if r.Kind == KindText && r.Channel == ChannelSMS {
+					fmt.Fprintf(&out, "sms (%d %s segments):\n%s\n\n", r.SMSSegments, r.SMSEncoding, r.Text)
+					continue
+				}
 				if r.Kind == KindText {
 					fmt.Fprintf(&out, "text (free-form: %v):\n%s\n\n", r.FreeForm, r.Text)
+					continue
+				}
+				if r.Email != nil {
+					fmt.Fprintf(&out, "subject: %s\n--- text\n%s\n--- html\n%s\n\n", r.Email.Subject, r.Email.Text, r.Email.HTML)
 					continue
 				}
 				js, err := json.MarshalIndent(r.WhatsApp, "", "  ")

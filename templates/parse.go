@@ -175,6 +175,7 @@ type fileDoc struct {
 	Kind        scalar       `yaml:"kind"`
 	Body        scalar       `yaml:"body"`
 	WhatsApp    *waDoc       `yaml:"whatsapp"`
+	Email       *emailDoc    `yaml:"email"`
 	Preview     scalar       `yaml:"preview"`
 	Variables   varsDoc      `yaml:"variables"`
 	Variants    []variantDoc `yaml:"variants"`
@@ -185,8 +186,30 @@ type waDoc struct {
 	Name     scalar       `yaml:"name"`
 	Language scalar       `yaml:"language"`
 	Category scalar       `yaml:"category"`
+	Header   *headerDoc   `yaml:"header"`
 	Body     *paramsDoc   `yaml:"body"`
 	Buttons  *[]buttonDoc `yaml:"buttons"`
+}
+
+type headerDoc struct {
+	line     int
+	Type     scalar `yaml:"type"`
+	Text     scalar `yaml:"text"`
+	Link     scalar `yaml:"link"`
+	ID       scalar `yaml:"id"`
+	Filename scalar `yaml:"filename"`
+}
+
+func (h *headerDoc) UnmarshalYAML(n *yaml.Node) error {
+	type plain headerDoc
+	if err := strictMapping(n, reflect.TypeFor[headerDoc]()); err != nil {
+		return err
+	}
+	if err := n.Decode((*plain)(h)); err != nil {
+		return err
+	}
+	h.line = n.Line
+	return nil
 }
 
 type variantDoc struct {
@@ -204,6 +227,25 @@ type buttonDoc struct {
 	SubType scalar `yaml:"sub_type"`
 	Text    scalar `yaml:"text"`
 	Payload scalar `yaml:"payload"`
+}
+
+type emailDoc struct {
+	line    int
+	Subject scalar `yaml:"subject"`
+	Text    scalar `yaml:"text"`
+	HTML    scalar `yaml:"html"`
+}
+
+func (d *emailDoc) UnmarshalYAML(n *yaml.Node) error {
+	type plain emailDoc
+	if err := strictMapping(n, reflect.TypeFor[emailDoc]()); err != nil {
+		return err
+	}
+	if err := n.Decode((*plain)(d)); err != nil {
+		return err
+	}
+	d.line = n.Line
+	return nil
 }
 
 // Sections below the top level decode through yaml.Node.Decode, which does not honour
@@ -452,8 +494,37 @@ func (d *fileDoc) build(p *problems) *Template {
 		d.buildText(t, p)
 	case KindWhatsAppTemplate:
 		d.buildWhatsApp(t, p)
+	case KindEmail:
+		d.buildEmail(t, p)
+	}
+	if d.Email != nil && t.Kind != KindEmail {
+		p.add(d.Email.line, "email", "only for kind email")
 	}
 	return t
+}
+
+func (d *fileDoc) buildEmail(t *Template, p *problems) {
+	if d.Body.Set {
+		p.add(d.Body.Line, "body", "kind email has email.subject, email.text and email.html instead of body")
+	}
+	if d.WhatsApp != nil {
+		p.add(d.WhatsApp.line, "whatsapp", "only for kind whatsapp_template")
+	}
+	if d.Preview.Set {
+		p.add(d.Preview.Line, "preview", "only for kind whatsapp_template")
+	}
+	if len(d.Variants) > 0 {
+		p.add(d.Variants[0].line, "variants", "variants are not supported for kind email yet: one template per variant")
+	}
+	v := Variant{Name: "default", Weight: 1}
+	if d.Email != nil {
+		v.Email = &Email{Subject: d.Email.Subject.V, Text: d.Email.Text.V, HTML: d.Email.HTML.V}
+		t.lines["email"] = d.Email.line
+		for key, sc := range map[string]scalar{"subject": d.Email.Subject, "text": d.Email.Text, "html": d.Email.HTML} {
+			t.lines["email."+key] = cmp.Or(sc.Line, d.Email.line)
+		}
+	}
+	t.Variants = []Variant{v}
 }
 
 func (v varDoc) build(t *Template, p *problems) Variable {
@@ -608,6 +679,19 @@ func mergeWhatsApp(t *Template, base, over *waDoc, basePath, overPath string, v 
 	wa := &WhatsApp{Name: name.V, Language: lang.V, Category: cat.V}
 	if !lang.Set {
 		wa.Language = t.Locale
+	}
+
+	header, headerPath := base.Header, basePath+".header"
+	if over.Header != nil {
+		header, headerPath = over.Header, overPath+".header"
+	}
+	if header != nil {
+		wa.Header = &Header{Type: header.Type.V, Text: header.Text.V, Link: header.Link.V, ID: header.ID.V, Filename: header.Filename.V}
+		v.paths.header = headerPath
+		t.lines[headerPath] = header.line
+		for key, sc := range map[string]scalar{"type": header.Type, "text": header.Text, "link": header.Link, "id": header.ID, "filename": header.Filename} {
+			t.lines[headerPath+"."+key] = cmp.Or(sc.Line, header.line)
+		}
 	}
 
 	body, bodyPath := base.Body, basePath+".body"

@@ -13,10 +13,17 @@ const (
 	KindText Kind = "text"
 	// KindWhatsAppTemplate is an approved WhatsApp Cloud API template: usable any time.
 	KindWhatsAppTemplate Kind = "whatsapp_template"
+	// KindEmail is an email: subject, plain-text part and optional HTML part.
+	KindEmail Kind = "email"
 )
 
-// ChannelWhatsApp is the only channel so far.
-const ChannelWhatsApp = "whatsapp"
+// Channels. Sending on sms and email comes later; their templates are validated and
+// rendered already.
+const (
+	ChannelWhatsApp = "whatsapp"
+	ChannelSMS      = "sms"   // kind text: the body, counted in GSM-7 / UCS-2 segments
+	ChannelEmail    = "email" // kind email
+)
 
 // WhatsApp template categories.
 const (
@@ -49,6 +56,10 @@ const (
 	// MaxTemplateBody is the longest approved template body once its parameters are
 	// filled in, in characters; checked at parse time against preview.
 	MaxTemplateBody = 1024
+	// MaxHeaderText is the longest text header, in characters.
+	MaxHeaderText = 60
+	// MaxMediaLink is the longest media URL accepted.
+	MaxMediaLink = 2048
 	// MaxButtons is the most buttons a WhatsApp template has.
 	MaxButtons = 10
 	// MaxParams is the most body parameters accepted.
@@ -60,6 +71,12 @@ const (
 	MaxFileBytes = 256 << 10
 	// MaxFieldBytes bounds the Liquid source of one field.
 	MaxFieldBytes = 16 << 10
+	// MaxEmailSubject is the longest email subject, in characters (one header line;
+	// clients show far fewer).
+	MaxEmailSubject = 255
+	// MaxEmailBody is the longest email part (text or HTML), in characters: Gmail clips
+	// messages past about 102 KB, and every Liquid output is bounded by MaxValueBytes.
+	MaxEmailBody = MaxValueBytes
 	// MaxVariants bounds the variants of one template.
 	MaxVariants = 26
 	// MaxWeight bounds one variant's weight.
@@ -111,6 +128,7 @@ type Variant struct {
 	Weight   int // 0 pauses the variant
 	Body     string
 	WhatsApp *WhatsApp
+	Email    *Email // KindEmail
 	Preview  string // overrides Template.Preview for this variant's template
 
 	paths variantPaths // where its fields came from in the file
@@ -121,6 +139,7 @@ type Variant struct {
 type variantPaths struct {
 	body        string
 	bodySection string // whatsapp.body or variants.x.whatsapp.body
+	header      string // whatsapp.header or variants.x.whatsapp.header
 	params      []string
 	buttons     []string
 }
@@ -130,8 +149,34 @@ type WhatsApp struct {
 	Name     string // approved template name
 	Language string
 	Category string
+	Header   *Header // a header with a parameter; nil: none (or a static one)
 	Params   []Param // body parameters in placeholder order
 	Buttons  []Button
+}
+
+// Header types.
+const (
+	HeaderText     = "text"
+	HeaderImage    = "image"
+	HeaderDocument = "document"
+	HeaderVideo    = "video"
+)
+
+// Header is the parameter of a template's header: a text ({{1}} in the approved
+// header) or a media file, by link or by uploaded media id.
+type Header struct {
+	Type     string // HeaderText, HeaderImage, HeaderDocument or HeaderVideo
+	Text     string // Liquid: the text parameter (text)
+	Link     string // Liquid: an https URL of the media (media)
+	ID       string // an uploaded media id, instead of Link (media)
+	Filename string // Liquid: the file name shown (document)
+}
+
+// Email is an email's Liquid sources.
+type Email struct {
+	Subject string
+	Text    string // the plain-text part (required)
+	HTML    string // the HTML part; empty: text only
 }
 
 // Param is one body parameter; Name is empty for positional parameters ({{1}}, {{2}}).

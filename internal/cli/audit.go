@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 )
@@ -26,7 +27,7 @@ func auditCommand() *cli.Command {
 				"and no free-form message left the 24h window; exit 1 if any message did not",
 			ArgsUsage: "ID",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose the campaign was sent under (its --purpose)"},
+				&cli.StringFlag{Name: "purpose", Usage: "consent purpose the campaign was sent under (default: the campaign's, read from Redis when HERALD_REDIS_URL is set, else marketing)"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
@@ -45,7 +46,11 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				rep, err := analytics.AuditCampaign(c.Context, conn, c.Args().First(), c.String("purpose"))
+				purpose, err := campaignPurpose(c, d)
+				if err != nil {
+					return err
+				}
+				rep, err := analytics.AuditCampaign(c.Context, conn, c.Args().First(), purpose)
 				if err != nil {
 					return err
 				}
@@ -159,6 +164,32 @@ func auditCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// campaignPurpose is --purpose, else the campaign's own purpose when Redis is
+// configured, else marketing (the campaigns default).
+func campaignPurpose(c *cli.Context, d *app.Deps) (string, error) {
+	if p := c.String("purpose"); p != "" {
+		return p, nil
+	}
+	if d.Cfg.RedisURL == "" {
+		return "marketing", nil
+	}
+	rdb, err := d.Redis()
+	if err != nil {
+		return "", err
+	}
+	cp, err := dispatcher.NewCampaigns(dispatcher.CampaignsConfig{Redis: rdb, Prefix: d.Cfg.Prefix}).Get(c.Context, c.Args().First())
+	if errors.Is(err, dispatcher.ErrNotFound) {
+		return "", usage("%w: give its consent purpose with --purpose", err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("purpose of campaign %s (or give --purpose): %w", c.Args().First(), err)
+	}
+	if cp.Purpose == "" {
+		return "marketing", nil
+	}
+	return cp.Purpose, nil
 }
 
 // outputFormat returns --output: table, json or csv. The global flag's validation

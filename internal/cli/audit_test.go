@@ -114,4 +114,16 @@ func TestAuditCommands(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("audit contact of an unknown phone: exit %d, %s", code, errOut)
 	}
+
+	// Without --purpose, the campaign's own purpose comes from Redis: "ok" sent under
+	// utility has no utility consent.
+	rdb.HSet(context.Background(), prefix+"{cmp:ok}", "spec", `{"id":"ok","purpose":"utility"}`, "state", "completed")
+	code, out, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "campaign", "ok")
+	if code != 1 || !strings.Contains(out, "purpose utility") || !strings.Contains(out, "no_consent") {
+		t.Fatalf("audit campaign ok as utility: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "campaign", "nope")
+	if code != 2 || !strings.Contains(errOut, "--purpose") {
+		t.Fatalf("audit of a campaign unknown to Redis: exit %d, %s", code, errOut)
+	}
 }

@@ -110,6 +110,7 @@ func printBench(c *cli.Context, r segments.BenchResult) {
 		{"raw pipelined HSET (baseline)", fmt.Sprintf("%.0f contacts/s", r.RawHSETPerSec), "profile HSET + identity HSET per contact"},
 		{"Redis memory per contact", fmt.Sprintf("%.0f B", r.MemoryPerContact), fmt.Sprintf("used_memory +%.1f MiB", float64(r.MemoryBytes)/(1<<20))},
 		{"CSV import", fmt.Sprintf("%.0f rows/s", r.ImportRowsPerSec), fmt.Sprintf("%d rows (%.1f MiB) in %.1f s, %.2f× raw HSET", r.ImportRows, float64(r.ImportBytes)/(1<<20), r.ImportSeconds, r.ImportVsRawHSET)},
+		{"import CPU per row", fmt.Sprintf("%.1f µs", r.ImportHeraldCPUMicros+r.ImportRedisCPUMicros), fmt.Sprintf("herald %.1f µs + redis-server %.1f µs: %.0f rows/s if 2 cores were ours alone", r.ImportHeraldCPUMicros, r.ImportRedisCPUMicros, r.ImportCPUBound2Cores)},
 		{"evaluate (median)", fmt.Sprintf("%.1f ms", r.EvalMedianMS), fmt.Sprintf("%s → %d members; slowest of %d runs %.1f ms", r.Expr, r.EvalMembers, r.EvalRuns, r.EvalMaxMS)},
 		{"stream members", fmt.Sprintf("%.1fM ids/s", r.StreamIDsPerSec/1e6), fmt.Sprintf("%d ids through Snapshot.Next in id order", r.StreamIDs)},
 	}

@@ -45,8 +45,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Commands: []*cli.Command{
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), sinkCommand(), migrateCommand(),
-			contactsCommand(), segmentsCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(),
-			auditCommand(),
+			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
+			auditCommand(), trackCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 	}

@@ -1,16 +1,23 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/throttle"
 )
 
 func contactsCommand() *cli.Command {
@@ -19,7 +26,7 @@ func contactsCommand() *cli.Command {
 		Usage: "import and inspect contacts",
 		Subcommands: []*cli.Command{{
 			Name:      "import",
-			Usage:     "import contacts from a CSV file (columns: phone, name, tags, opted_in, ...)",
+			Usage:     "import contacts from a CSV or JSON Lines file (columns or keys: phone, name, tags, opted_in, ...)",
 			ArgsUsage: "FILE (or - for stdin)",
 			Description: "Streams the file (any size), normalizes phones to E.164, upserts contacts by phone, adds tags,\n" +
 				"and records opted_in values in the consent ledger (herald.consent). Bad rows are reported with\n" +
@@ -28,10 +35,21 @@ func contactsCommand() *cli.Command {
 				&cli.StringFlag{Name: "default-region", Usage: "region for numbers without +country code (e.g. TH, US)"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose the opted_in column grants"},
 				&cli.StringSliceFlag{Name: "tag", Usage: "tag added to every imported contact (repeatable)"},
+				&cli.StringFlag{Name: "format", Usage: "csv or jsonl (default: jsonl for .jsonl and .ndjson files, else csv)"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usage("contacts import: give one FILE (or - for stdin)")
+				}
+				format := strings.ToLower(c.String("format"))
+				if format == "" {
+					format = "csv"
+					if ext := strings.ToLower(filepath.Ext(c.Args().First())); ext == ".jsonl" || ext == ".ndjson" {
+						format = "jsonl"
+					}
+				}
+				if format != "csv" && format != "jsonl" {
+					return usage("contacts import: --format %q: want csv or jsonl", c.String("format"))
 				}
 				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {
@@ -54,7 +72,12 @@ func contactsCommand() *cli.Command {
 						progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 					opts.Progress = func(rows, bytes int64) { _ = bar.Set64(bytes) }
 				}
-				rep, err := app.ImportContacts(c.Context, d, f, opts)
+				var rep segments.ImportReport
+				if format == "jsonl" {
+					rep, err = importJSONL(c, d, f, opts)
+				} else {
+					rep, err = app.ImportContacts(c.Context, d, f, opts)
+				}
 				if bar != nil {
 					_ = bar.Finish()
 				}
@@ -63,8 +86,100 @@ func contactsCommand() *cli.Command {
 				}
 				return printImport(c, rep)
 			},
+		}, {
+			Name:      "erase",
+			Usage:     "erase a contact: profile, identity, tag and attribute bits (the consent ledger keeps a tombstone)",
+			ArgsUsage: "PHONE",
+			Description: "Records a revoke for every purpose given with --purpose in the consent ledger first (herald.consent: the\n" +
+				"contact id, never the phone), then removes the contact from Redis. Importing the number again creates a new contact.",
+			Flags: []cli.Flag{
+				&cli.StringSliceFlag{Name: "purpose", Value: cli.NewStringSlice("marketing", "utility"), Usage: "consent purposes revoked (repeatable)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usage("contacts erase: give one PHONE")
+				}
+				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				er, err := comp.Contacts.EraseContact(c.Context, c.Args().First(), ledgerErasure{ledger: comp.Ledger, purposes: c.StringSlice("purpose")})
+				if errors.Is(err, segments.ErrNotFound) {
+					return usage("%w", err)
+				}
+				if err != nil {
+					return err
+				}
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, er)
+				}
+				fmt.Fprintf(c.App.Writer, "erased contact %d (%d tags); the consent ledger has its tombstone\n", er.ContactID, er.Tags)
+				return nil
+			},
 		}},
 	}
+}
+
+// importJSONL is app.ImportContacts for JSON Lines: the same options, and the
+// opted_in values go to the consent ledger the same way.
+func importJSONL(c *cli.Context, d *app.Deps, r io.Reader, o app.ImportOptions) (segments.ImportReport, error) {
+	comp, err := d.Components()
+	if err != nil {
+		return segments.ImportReport{}, err
+	}
+	if comp.Ledger == nil {
+		return segments.ImportReport{}, errors.New("contacts import: no consent ledger (Kafka is not configured)")
+	}
+	return comp.Contacts.ImportJSONL(c.Context, r, segments.ImportOptions{
+		DefaultRegion: o.DefaultRegion, Source: o.Source, AddTags: o.AddTags, Progress: o.Progress,
+		Consent: ledgerConsent{ledger: comp.Ledger, purpose: o.Purpose, source: o.Source},
+	})
+}
+
+// ledgerConsent turns an import's opted_in values into consent ledger changes.
+type ledgerConsent struct {
+	ledger  *throttle.Ledger
+	purpose string
+	source  string
+}
+
+func (l ledgerConsent) ImportConsent(ctx context.Context, rows []segments.ConsentRow) error {
+	changes := make([]throttle.Change, 0, len(rows))
+	for _, r := range rows {
+		a := events.Revoke
+		if r.OptedIn {
+			a = events.Grant
+		}
+		changes = append(changes, throttle.Change{ContactID: r.ContactID, Channel: "whatsapp", Purpose: l.purpose, Action: a,
+			Source: "import", Proof: fmt.Sprintf("%s:%d", l.source, r.Line), Actor: "herald contacts import"})
+	}
+	_, err := l.ledger.Apply(ctx, changes, false)
+	return err
+}
+
+// ledgerErasure writes an erased contact's tombstone to the consent ledger: a revoke
+// of each purpose on WhatsApp, by contact id.
+type ledgerErasure struct {
+	ledger   *throttle.Ledger
+	purposes []string
+}
+
+func (l ledgerErasure) RecordErasure(ctx context.Context, id uint32) error {
+	if l.ledger == nil {
+		return errors.New("no consent ledger (Kafka is not configured)")
+	}
+	var ch []throttle.Change
+	for _, p := range l.purposes {
+		ch = append(ch, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: p, Action: events.Revoke,
+			Source: "erasure", Actor: "herald contacts erase", Proof: "contact erased"})
+	}
+	_, err := l.ledger.Apply(ctx, ch, true)
+	return err
 }
 
 func printImport(c *cli.Context, rep segments.ImportReport) error {
@@ -120,6 +235,64 @@ func segmentsCommand() *cli.Command {
 				fmt.Fprintln(c.App.Writer, n)
 				return nil
 			},
+		}, {
+			Name:      "preview",
+			Usage:     "show how many contacts an expression selects, each term's count, warnings, and sample contacts",
+			ArgsUsage: "EXPR",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "limit", Value: 10, Usage: "sample contacts to show (spread over the members in id order)"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usage("segments preview: give one EXPR (quote it)")
+				}
+				if c.Int("limit") < 0 || c.Int("limit") > 10000 {
+					return usage("segments preview: --limit %d: want 0 to 10000", c.Int("limit"))
+				}
+				if _, err := segments.Parse(c.Args().First()); err != nil {
+					return usage("%w", err)
+				}
+				d, err := deps(c, app.Needs{Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				p, err := comp.Contacts.Preview(c.Context, c.Args().First(), c.Int("limit"))
+				if err != nil {
+					return err
+				}
+				return printPreview(c, p)
+			},
 		}},
 	}
+}
+
+func printPreview(c *cli.Context, p segments.Preview) error {
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, p)
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "%s\n%d contacts\n\n", p.Expr, p.Count)
+	var rows [][]string
+	for _, t := range p.Terms {
+		rows = append(rows, []string{t.Term, strconv.FormatUint(t.Count, 10)})
+	}
+	table(w, []string{"TERM", "CONTACTS"}, rows)
+	for _, wn := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", wn)
+	}
+	if len(p.Sample) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	rows = rows[:0]
+	for _, ct := range p.Sample {
+		rows = append(rows, []string{strconv.FormatUint(uint64(ct.ID), 10), ct.Phone, ct.Name, ct.Country, ct.Locale, ct.TimeZone, strings.Join(ct.Tags, ",")})
+	}
+	table(w, []string{"ID", "PHONE", "NAME", "COUNTRY", "LOCALE", "TIME ZONE", "TAGS"}, rows)
+	return nil
 }

@@ -371,6 +371,22 @@ func previewCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if r.Channel != templates.ChannelWhatsApp { // sending on sms and email comes later
+				if jsonOut(c) {
+					return printJSON(c.App.Writer, map[string]any{"contact": id, "phone": p.Phone, "email": p.Email, "rendered": r})
+				}
+				w := c.App.Writer
+				fmt.Fprintf(w, "template %s v%d, variant %s, contact %d\n", r.Template, r.Version, r.Variant, id)
+				if r.Email != nil {
+					fmt.Fprintf(w, "to: %s\nsubject: %s\n\n%s\n", p.Email, r.Email.Subject, r.Email.Text)
+					if r.Email.HTML != "" {
+						fmt.Fprintf(w, "\n--- html\n%s\n", r.Email.HTML)
+					}
+					return nil
+				}
+				fmt.Fprintf(w, "sms to %s (%d %s segments):\n%s\n", p.Phone, r.SMSSegments, r.SMSEncoding, r.Text)
+				return nil
+			}
 			req := r.WhatsAppRequest(p.Phone, dispatcher.CallbackData(c.String("campaign"), id))
 			if jsonOut(c) {
 				return printJSON(c.App.Writer, map[string]any{"contact": id, "phone": p.Phone, "rendered": r, "request": req})

@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/segments"
+)
+
+// tags add/remove/list and segments preview against a real Redis.
+func TestTagsAndPreview(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	url := "redis://" + testenv.RedisAddr(t) + "/0"
+	s := segments.NewStore(rdb, prefix)
+	csv := "phone,name,tags\n+66 81 700 0001,Ann,vip\n+66 81 700 0002,Bob,vip;churned\n+66 81 700 0003,Cat,\n"
+	if _, err := s.ImportCSV(context.Background(), strings.NewReader(csv), segments.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--redis-url", url, "--redis-prefix", prefix}
+	cmd := func(args ...string) (int, string, string) {
+		return run(append(append([]string{}, base...), args...)...)
+	}
+
+	if code, out, errOut := cmd("tags", "add", "gold", "--segment", "vip and not churned"); code != 0 || !strings.Contains(out, "1 contacts matched, 1 changed") {
+		t.Fatalf("tags add --segment: %d\n%s%s", code, out, errOut)
+	}
+	list := filepath.Join(t.TempDir(), "phones.txt")
+	if err := os.WriteFile(list, []byte("phone\n0817000003\n0817000099\nnope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cmd("tags", "add", "gold", "--file", list, "--default-region", "TH")
+	if code != 0 || !strings.Contains(out, "1 contacts matched, 1 changed") || !strings.Contains(out, "line 3: no such contact") || !strings.Contains(out, "line 4: invalid phone") {
+		t.Fatalf("tags add --file: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := cmd("tags", "remove", "vip", "--phone", "+66817000001"); code != 0 || !strings.Contains(out, "1 changed") {
+		t.Fatalf("tags remove --phone: %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = cmd("--output", "json", "tags", "list")
+	var tags []segments.TagCount
+	if code != 0 || json.Unmarshal([]byte(out), &tags) != nil {
+		t.Fatalf("tags list: %d\n%s%s", code, out, errOut)
+	}
+	got := map[string]uint64{}
+	for _, tc := range tags {
+		got[tc.Name] = tc.Count
+	}
+	if got["gold"] != 2 || got["vip"] != 1 || got["churned"] != 1 {
+		t.Fatalf("tags list = %v", tags)
+	}
+	code, out, errOut = cmd("segments", "preview", "gold or nosuchtag", "--limit", "5")
+	if code != 0 || !strings.Contains(out, "2 contacts") || !strings.Contains(out, "Ann") || !strings.Contains(out, "Cat") || !strings.Contains(out, "warning: column") {
+		t.Fatalf("segments preview: %d\n%s%s", code, out, errOut)
+	}
+	for _, bad := range [][]string{
+		{"tags", "add", "gold"},
+		{"tags", "add", "gold", "--phone", "+66817000001", "--segment", "vip"},
+		{"tags", "add", "gold", "--segment", "vip and"},
+		{"segments", "preview", "vip and"},
+	} {
+		if code, out, errOut := cmd(bad...); code != 2 {
+			t.Errorf("herald %s: exit %d, want 2\n%s%s", strings.Join(bad, " "), code, out, errOut)
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package segments
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// tagBatch is how many contacts one pipeline of tag changes covers.
+const tagBatch = 2000
+
+// TagChange is what TagContacts did.
+type TagChange struct {
+	Tag     string `json:"tag"`
+	Added   bool   `json:"added"`   // false: removed
+	Matched uint64 `json:"matched"` // live contacts among those given
+	Changed uint64 `json:"changed"` // of them, those whose membership changed
+}
+
+// TagContacts adds tag to (add true) or removes it from the live contacts among ids,
+// in pipelines of 2,000 contacts: the bitmap bit, then the profile's tag field. Each
+// contact's change is one SETBIT, so a concurrent import or evaluation sees a contact
+// either before or after; a run cut short is completed by running it again.
+func (s *Store) TagContacts(ctx context.Context, tag string, ids *roaring.Bitmap, add bool) (TagChange, error) {
+	t, err := normTag(tag)
+	if err != nil {
+		return TagChange{}, err
+	}
+	ch := TagChange{Tag: t, Added: add}
+	allBytes, err := s.rdb.Get(ctx, s.kAll()).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ch, fmt.Errorf("tag contacts: read contacts: %w", err)
+	}
+	live := roaring.And(ids, bitmapFromRedis(allBytes))
+	ch.Matched = live.GetCardinality()
+	if ch.Matched == 0 {
+		return ch, nil
+	}
+	if add {
+		if err := s.rdb.SAdd(ctx, s.kTags(), t).Err(); err != nil {
+			return ch, fmt.Errorf("tag contacts: %w", err)
+		}
+	}
+	bit := 0
+	if add {
+		bit = 1
+	}
+	it := live.ManyIterator()
+	buf := make([]uint32, tagBatch)
+	for {
+		if err := ctx.Err(); err != nil {
+			return ch, err
+		}
+		n := it.NextMany(buf)
+		if n == 0 {
+			return ch, nil
+		}
+		pipe := s.rdb.Pipeline()
+		olds := make([]*redis.IntCmd, n)
+		for i, id := range buf[:n] {
+			olds[i] = pipe.SetBit(ctx, s.kTag(t), int64(id), bit)
+			if add {
+				pipe.HSet(ctx, s.kContact(id), hTag+t, "1")
+			} else {
+				pipe.HDel(ctx, s.kContact(id), hTag+t)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return ch, fmt.Errorf("tag contacts: %w", err)
+		}
+		for _, o := range olds {
+			if int(o.Val()) != bit {
+				ch.Changed++
+			}
+		}
+	}
+}
+
+// PhoneIDs returns the ids of the contacts with the given phone numbers (E.164, or
+// national in region), and the numbers that are invalid or belong to no contact, as
+// Rejects with Line the position in phones (1-based).
+func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*roaring.Bitmap, []Reject, error) {
+	region = strings.ToUpper(strings.TrimSpace(region))
+	if region != "" && !knownRegion(region) {
+		return nil, nil, fmt.Errorf("region %q is not a two-letter ISO 3166 code such as TH", region)
+	}
+	ids := roaring.New()
+	var rejects []Reject
+	for start := 0; start < len(phones); start += tagBatch {
+		part := phones[start:min(start+tagBatch, len(phones))]
+		var e164 []string
+		var lines []int
+		for i, ph := range part {
+			p, err := parsePhone(ph, region)
+			if err != nil {
+				rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid phone", Value: clip(ph), Hint: phoneHint(err, region)})
+				continue
+			}
+			e164 = append(e164, p.E164)
+			lines = append(lines, start+i+1)
+		}
+		if len(e164) == 0 {
+			continue
+		}
+		vals, err := s.rdb.HMGet(ctx, s.kIdentPhone(), e164...).Result()
+		if err != nil {
+			return nil, nil, fmt.Errorf("look up phones: %w", err)
+		}
+		for i, v := range vals {
+			str, ok := v.(string)
+			if !ok {
+				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: e164[i], Hint: "import the contact first"})
+				continue
+			}
+			id, err := parseID(str)
+			if err != nil {
+				return nil, nil, fmt.Errorf("look up %s: %w", e164[i], err)
+			}
+			ids.Add(id)
+		}
+	}
+	slices.SortFunc(rejects, func(a, b Reject) int { return a.Line - b.Line })
+	return ids, rejects, nil
+}
+
+// ReadPhoneList reads a list of phone numbers, one per line; blank lines and lines
+// starting with "#" are skipped, and a first line "phone" (a header) too. It returns
+// the numbers with their line numbers.
+func ReadPhoneList(r io.Reader) (phones []string, lines []int, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
+	n := 0
+	for sc.Scan() {
+		n++
+		l := strings.TrimSpace(sc.Text())
+		if n == 1 {
+			l = strings.TrimPrefix(l, "\uFEFF")
+		}
+		if l == "" || strings.HasPrefix(l, "#") || len(phones) == 0 && strings.EqualFold(strings.Trim(l, `"`), "phone") {
+			continue
+		}
+		phones = append(phones, l)
+		lines = append(lines, n)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read phone list at line %d: %w", n+1, err)
+	}
+	return phones, lines, nil
+}
+
+// Erasure records that a contact was erased, for the consent ledger: it keeps a
+// tombstone (the contact id, a revoke, the time) and never the phone number.
+type Erasure interface {
+	RecordErasure(ctx context.Context, contactID uint32) error
+}
+
+// Erased is what EraseContact removed.
+type Erased struct {
+	ContactID uint32 `json:"contact_id"`
+	Tags      int    `json:"tags"` // tag bits cleared
+}
+
+// EraseContact removes a contact: the ledger's tombstone first (through ledger, which
+// may be nil only when the caller records it otherwise), then every bitmap bit (each
+// tag of the library, the attribute bitmaps, contacts:all), the profile and the
+// identity entry last, in one pipeline (keys in different Redis Cluster slots, so not
+// a transaction): a run cut short leaves the identity, and erasing again completes it.
+// The id is not reused: importing the number again creates a new contact. It returns an error wrapping ErrNotFound when
+// no contact has the phone.
+func (s *Store) EraseContact(ctx context.Context, phone string, ledger Erasure) (Erased, error) {
+	id, err := s.LookupPhone(ctx, phone)
+	if err != nil {
+		return Erased{}, err
+	}
+	er := Erased{ContactID: id}
+	h, err := s.rdb.HGetAll(ctx, s.kContact(id)).Result()
+	if err != nil {
+		return er, fmt.Errorf("erase contact %d: %w", id, err)
+	}
+	lib, err := s.rdb.SMembers(ctx, s.kTags()).Result()
+	if err != nil {
+		return er, fmt.Errorf("erase contact %d: %w", id, err)
+	}
+	if ledger != nil {
+		if err := ledger.RecordErasure(ctx, id); err != nil {
+			return er, fmt.Errorf("erase contact %d: record the erasure in the consent ledger (nothing was erased): %w", id, err)
+		}
+	}
+	p := newProfile(h)
+	off := int64(id)
+	tx := s.rdb.Pipeline()
+	for _, t := range lib {
+		tx.SetBit(ctx, s.kTag(t), off, 0)
+	}
+	for t := range p.tags {
+		tx.SetBit(ctx, s.kTag(t), off, 0)
+	}
+	er.Tags = len(p.tags)
+	if c := p.f[hCountry]; c != "" {
+		tx.SetBit(ctx, s.kAttr(FieldCountry, c), off, 0)
+	}
+	if l := langOf(p.f[hLocale]); l != "" {
+		tx.SetBit(ctx, s.kAttr(FieldLocale, l), off, 0)
+	}
+	tx.SetBit(ctx, s.kAll(), off, 0)
+	tx.Del(ctx, s.kContact(id))
+	if ph := p.f[hPhone]; ph != "" {
+		tx.HDel(ctx, s.kIdentPhone(), ph)
+	}
+	if _, err := tx.Exec(ctx); err != nil {
+		return er, fmt.Errorf("erase contact %d (the ledger has its tombstone; erasing again completes it): %w", id, err)
+	}
+	return er, nil
+}
