@@ -27,6 +27,7 @@ const (
 	Running   State = "running"
 	Completed State = "completed"
 	Cancelled State = "cancelled"
+	Paused    State = "paused"
 )
 
 // Campaign is what a marketer creates: who (segment), what (template), from where (senders).
@@ -226,6 +227,108 @@ func (c *Campaigns) Cancel(ctx context.Context, id string) (Status, error) {
 	}
 }
 
+var pauseScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_at', ARGV[1])
+  return 'paused'
+end
+return st
+`)
+
+var resumeScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'paused' then
+  redis.call('HSET', KEYS[1], 'state', 'running')
+  return 'running'
+end
+return st
+`)
+
+// Pause stops a running campaign's sends within a couple of seconds on every worker:
+// jobs not yet started are parked in Redis (and leave Kafka); sends already started
+// finish. Pausing a paused campaign is a no-op.
+func (c *Campaigns) Pause(ctx context.Context, id string) (Status, error) {
+	st, err := pauseScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
+	if err != nil {
+		return Status{}, fmt.Errorf("pause campaign %s: %w", id, err)
+	}
+	switch State(st) {
+	case "":
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	case Paused:
+		return c.Status(ctx, id)
+	default:
+		return Status{}, fmt.Errorf("campaign %s is %s: only a running campaign can be paused", id, st)
+	}
+}
+
+// Resume continues a paused campaign where it stopped: parked jobs go back to
+// herald.outbound, a fan-out cut off by the pause continues from its checkpoint. Jobs
+// already done are never sent again (their claims say so).
+func (c *Campaigns) Resume(ctx context.Context, id string) (Status, error) {
+	st, err := resumeScript.Run(ctx, c.rdb, []string{c.key(id)}).Text()
+	if err != nil {
+		return Status{}, fmt.Errorf("resume campaign %s: %w", id, err)
+	}
+	switch State(st) {
+	case "":
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	case Running:
+	default:
+		return Status{}, fmt.Errorf("campaign %s is %s: only a paused campaign can be resumed", id, st)
+	}
+	if err := c.unpark(ctx, id); err != nil {
+		return Status{}, err
+	}
+	cp, err := c.Get(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	audience, err := c.snapshot(ctx, cp)
+	if err != nil {
+		return Status{}, err
+	}
+	// Finish an interrupted fan-out (a no-op apart from the completion check otherwise).
+	if err := c.fanout(ctx, cp, audience, nil); err != nil {
+		return Status{}, err
+	}
+	return c.Status(ctx, id)
+}
+
+func (c *Campaigns) parkedKey(id string) string { return c.key(id) + ":parked" }
+
+// unpark moves parked jobs back to herald.outbound in chunks: each chunk is published
+// before it is removed, so a crash in between re-publishes it (harmless: claims).
+func (c *Campaigns) unpark(ctx context.Context, id string) error {
+	key := c.parkedKey(id)
+	for {
+		raw, err := c.rdb.LRange(ctx, key, 0, int64(c.chunk)-1).Result()
+		if err != nil {
+			return fmt.Errorf("campaign %s: read parked jobs: %w", id, err)
+		}
+		if len(raw) == 0 {
+			return nil
+		}
+		msgs := make([]kafka.Message, 0, len(raw))
+		for _, v := range raw {
+			j, err := UnmarshalJob([]byte(v))
+			if err != nil {
+				continue // cannot happen unless someone wrote garbage there; drop it
+			}
+			msgs = append(msgs, kafka.Message{Key: []byte(j.Sender), Value: []byte(v)})
+		}
+		if err := c.outbound.WriteMessages(ctx, msgs...); err != nil {
+			return fmt.Errorf("campaign %s: re-queue parked jobs: %w", id, err)
+		}
+		if err := c.rdb.LTrim(ctx, key, int64(len(raw)), -1).Err(); err != nil {
+			return fmt.Errorf("campaign %s: %w", id, err)
+		}
+	}
+}
+
 // States returns the current state of each campaign, one round trip.
 func (c *Campaigns) States(ctx context.Context, ids []string) ([]State, error) {
 	pipe := c.rdb.Pipeline()
@@ -368,8 +471,8 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 			if err := flush(last); err != nil {
 				return err
 			}
-			if st, err := c.rdb.HGet(ctx, key, "state").Result(); err == nil && State(st) == Cancelled {
-				return nil // cancelled mid-fan-out: queue no more
+			if st, err := c.rdb.HGet(ctx, key, "state").Result(); err == nil && (State(st) == Cancelled || State(st) == Paused) {
+				return nil // cancelled or paused mid-fan-out: queue no more (resume continues)
 			}
 		}
 	}

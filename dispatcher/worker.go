@@ -207,6 +207,8 @@ type item struct {
 	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
 	cancelled     bool
+	park          bool // its campaign is paused: move the job to the parked list
+	parked        bool
 	dlqReason     string
 	published     bool // its event (or retry/DLQ message) is in Kafka
 	finished      bool // its outcome is recorded in Redis
@@ -223,7 +225,7 @@ func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 		it.job = j
 		items = append(items, it)
 	}
-	stages := []func(context.Context, []*item) error{w.loadCampaigns, w.claim, w.render, w.decide, w.send, w.publish, w.finish}
+	stages := []func(context.Context, []*item) error{w.loadCampaigns, w.park, w.claim, w.render, w.decide, w.send, w.park, w.publish, w.finish}
 	for _, stage := range stages {
 		for attempt := 0; ; attempt++ {
 			err := stage(ctx, items)
@@ -277,13 +279,14 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 	if err != nil {
 		return err
 	}
-	cancelled := map[string]bool{}
+	state := map[string]State{}
 	for i, id := range ids {
-		cancelled[id] = states[i] == Cancelled
+		state[id] = states[i]
 	}
 	for _, it := range items {
 		if !it.drop {
-			it.cancelled = cancelled[it.job.Campaign]
+			it.cancelled = state[it.job.Campaign] == Cancelled
+			it.park = state[it.job.Campaign] == Paused
 		}
 	}
 	for _, it := range items {
@@ -352,7 +355,42 @@ func (w *Worker) claim(ctx context.Context, items []*item) error {
 	return nil
 }
 
-func active(it *item) bool { return it.claimed && !it.drop && it.outcome == "" && !it.retry }
+func active(it *item) bool {
+	return it.claimed && !it.drop && it.outcome == "" && !it.retry && !it.park
+}
+
+// park moves the jobs of paused campaigns out of Kafka into the campaign's parked list
+// (resume puts them back), giving back any claim first. A started send is never parked.
+func (w *Worker) park(ctx context.Context, items []*item) error {
+	var todo []*item
+	var release []Key
+	for _, it := range items {
+		if it.park && !it.parked && it.outcome == "" && it.providerID == "" && !it.retry {
+			todo = append(todo, it)
+			if it.claimed {
+				release = append(release, Key{it.job.Campaign, it.job.Contact})
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := w.cfg.Tracker.Release(ctx, release); err != nil {
+		return err
+	}
+	pipe := w.cfg.Campaigns.rdb.Pipeline()
+	for _, it := range todo {
+		pipe.RPush(ctx, w.cfg.Campaigns.parkedKey(it.job.Campaign), it.msg.Value)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("park jobs of paused campaigns: %w", err)
+	}
+	for _, it := range todo {
+		it.parked, it.claimed, it.drop, it.published = true, false, true, true
+		w.m.jobs.WithLabelValues("parked").Inc()
+	}
+	return nil
+}
 
 func (w *Worker) render(ctx context.Context, items []*item) error {
 	var todo []*item
@@ -494,6 +532,7 @@ func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*i
 	if !waitUntil(ctx, notBefore) {
 		return ctx.Err()
 	}
+	checked := time.Now()
 	for len(list) > 0 {
 		res, err := w.cfg.Governor.Reserve(ctx, s.ID, s.Rate, len(list))
 		if err != nil {
@@ -504,6 +543,18 @@ func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*i
 		for slot < res.N && next < len(list) {
 			if !waitUntil(ctx, res.At(slot)) {
 				return ctx.Err()
+			}
+			if time.Since(checked) >= time.Second {
+				// A pause must take effect within ~2 s, even in the middle of a long batch.
+				checked = time.Now()
+				rest, err := w.dropPaused(ctx, list[next:])
+				if err != nil {
+					return err
+				}
+				list = append(list[:next:next], rest...)
+				if next >= len(list) {
+					break
+				}
 			}
 			now := time.Now()
 			for slot < res.N && now.Sub(res.At(slot)) > tolerance {
@@ -524,6 +575,38 @@ func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*i
 		list = list[next:]
 	}
 	return nil
+}
+
+// dropPaused marks the jobs of campaigns paused meanwhile for parking and returns the rest.
+func (w *Worker) dropPaused(ctx context.Context, list []*item) ([]*item, error) {
+	if w.cfg.Campaigns == nil {
+		return list, nil
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, it := range list {
+		if !seen[it.job.Campaign] {
+			seen[it.job.Campaign] = true
+			ids = append(ids, it.job.Campaign)
+		}
+	}
+	states, err := w.cfg.Campaigns.States(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	paused := map[string]bool{}
+	for i, id := range ids {
+		paused[id] = states[i] == Paused
+	}
+	kept := list[:0:0]
+	for _, it := range list {
+		if paused[it.job.Campaign] {
+			it.park = true
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept, nil
 }
 
 // pending marks a job whose send has started, until sendOne records its outcome.

@@ -447,3 +447,63 @@ func TestCancelStopsARunningCampaign(t *testing.T) {
 		t.Fatalf("launching a cancelled campaign changed it: %+v", again)
 	}
 }
+
+// Pause stops sends within ~2 s; nothing is sent while paused; resume finishes the
+// campaign. Pausing and resuming over and over never sends anyone twice.
+func TestPauseAndResume(t *testing.T) {
+	r := newRig(t, 120)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.senders.Put(ctx, Sender{ID: "s1", Channel: "whatsapp", PhoneNumberID: "s1", Token: "t", Rate: 60}); err != nil {
+		t.Fatal(err)
+	}
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	waitSent := func(n int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for st, _ := r.campaigns.Status(ctx, cp.ID); st.Sent < n; st, _ = r.campaigns.Status(ctx, cp.ID) {
+			if time.Now().After(deadline) {
+				t.Fatalf("sent %d, want %d", st.Sent, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitSent(10)
+	if st, err := r.campaigns.Pause(ctx, cp.ID); err != nil || st.State != Paused {
+		t.Fatalf("pause: %+v, %v", st, err)
+	}
+	time.Sleep(2500 * time.Millisecond) // the pause has taken effect everywhere by now
+	a1, _ := ch.counts()
+	time.Sleep(1500 * time.Millisecond)
+	a2, _ := ch.counts()
+	if len(a2) != len(a1) {
+		t.Fatalf("%d sends while paused", len(a2)-len(a1))
+	}
+	if st, _ := r.campaigns.Status(ctx, cp.ID); st.State != Paused || st.Sent >= 120 {
+		t.Fatalf("paused campaign: %+v", st)
+	}
+	// Resume, then pause and resume again quickly a few times.
+	for i := 0; i < 4; i++ {
+		if st, err := r.campaigns.Resume(ctx, cp.ID); err != nil || st.State != Running {
+			t.Fatalf("resume %d: %+v, %v", i, st, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		if i < 3 {
+			if _, err := r.campaigns.Pause(ctx, cp.ID); err != nil {
+				t.Fatalf("pause %d: %v", i, err)
+			}
+		}
+	}
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 120 || st.Done != 120 {
+		t.Fatalf("after resume: %+v", st)
+	}
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+	if _, err := r.campaigns.Resume(ctx, cp.ID); err == nil {
+		t.Fatal("resumed a completed campaign")
+	}
+}

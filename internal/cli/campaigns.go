@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -102,24 +103,25 @@ func campaignsCommand() *cli.Command {
 				return nil
 			},
 		}, {
+			Name:      "pause",
+			Usage:     "pause a running campaign (takes effect within ~2 s on every worker)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Pause)
+			},
+		}, {
+			Name:      "resume",
+			Usage:     "resume a paused campaign where it stopped",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Resume)
+			},
+		}, {
 			Name:      "cancel",
 			Usage:     "stop a campaign for good: remaining jobs are skipped (reason campaign_cancelled)",
 			ArgsUsage: "ID",
 			Action: func(c *cli.Context) error {
-				id, err := idArg(c)
-				if err != nil {
-					return err
-				}
-				d, comp, err := components(c)
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				st, err := comp.Campaigns.Cancel(c.Context, id)
-				if err != nil {
-					return err
-				}
-				return printStatus(c, st)
+				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Cancel)
 			},
 		}, {
 			Name:      "launch",
@@ -196,7 +198,7 @@ func campaignsCommand() *cli.Command {
 }
 
 func components(c *cli.Context) (*app.Deps, *app.Components, error) {
-	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch" || c.Command.Name == "grant" || c.Command.Name == "revoke", Redis: true})
+	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch" || c.Command.Name == "resume" || c.Command.Name == "grant" || c.Command.Name == "revoke", Redis: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,4 +219,22 @@ func printStatus(c *cli.Context, st dispatcher.Status) error {
 	fmt.Fprintf(w, "  segment   %s\n  template  %s\n  senders   %v\n", st.Segment, st.Template, st.Senders)
 	fmt.Fprintf(w, "  audience %d  queued %d  sent %d  skipped %d  failed %d  done %d\n", st.Audience, st.Queued, st.Sent, st.Skipped, st.Failed, st.Done)
 	return nil
+}
+
+// campaignTransition runs a lifecycle change (pause, resume, cancel) and prints the status.
+func campaignTransition(c *cli.Context, idArg func(*cli.Context) (string, error), do func(*dispatcher.Campaigns, context.Context, string) (dispatcher.Status, error)) error {
+	id, err := idArg(c)
+	if err != nil {
+		return err
+	}
+	d, comp, err := components(c)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	st, err := do(comp.Campaigns, c.Context, id)
+	if err != nil {
+		return err
+	}
+	return printStatus(c, st)
 }
