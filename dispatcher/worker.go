@@ -378,6 +378,9 @@ func (w *Worker) park(ctx context.Context, items []*item) error {
 	if err := w.cfg.Tracker.Release(ctx, release); err != nil {
 		return err
 	}
+	if err := w.releaseCaps(ctx, todo); err != nil {
+		return err
+	}
 	pipe := w.cfg.Campaigns.rdb.Pipeline()
 	for _, it := range todo {
 		pipe.RPush(ctx, w.cfg.Campaigns.parkedKey(it.job.Campaign), it.msg.Value)
@@ -456,14 +459,19 @@ func contactVars(c segments.Contact) map[string]any {
 	return v
 }
 
+func policyJob(it *item) throttle.Job {
+	// The window opens per business phone number: key it as the webhook server does.
+	return throttle.Job{Campaign: it.job.Campaign, ContactID: it.job.Contact, SenderID: it.sender.PhoneNumberID,
+		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm}
+}
+
 func (w *Worker) decide(ctx context.Context, items []*item) error {
 	var todo []*item
 	var jobs []throttle.Job
 	for _, it := range items {
 		if active(it) && it.decision == (throttle.Decision{}) {
 			todo = append(todo, it)
-			// The window opens per business phone number: key it as the webhook server does.
-			jobs = append(jobs, throttle.Job{ContactID: it.job.Contact, SenderID: it.sender.PhoneNumberID, Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm})
+			jobs = append(jobs, policyJob(it))
 		}
 	}
 	if len(todo) == 0 {
@@ -575,6 +583,17 @@ func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*i
 		list = list[next:]
 	}
 	return nil
+}
+
+// releaseCaps gives back the frequency-cap slots the policy took for allowed jobs.
+func (w *Worker) releaseCaps(ctx context.Context, items []*item) error {
+	var jobs []throttle.Job
+	for _, it := range items {
+		if it.decision.Verdict == throttle.Allow {
+			jobs = append(jobs, policyJob(it))
+		}
+	}
+	return w.cfg.Policy.ReleaseCaps(ctx, jobs)
 }
 
 // dropPaused marks the jobs of campaigns paused meanwhile for parking and returns the rest.
@@ -730,6 +749,16 @@ func (w *Worker) finish(ctx context.Context, items []*item) error {
 			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
 			outcomes = append(outcomes, it.outcome)
 		}
+	}
+	// A message the provider refused does not count against the contact's frequency caps.
+	var refused []*item
+	for _, it := range todo {
+		if it.outcome == OutcomeFailed {
+			refused = append(refused, it)
+		}
+	}
+	if err := w.releaseCaps(ctx, refused); err != nil {
+		return err
 	}
 	if _, err := w.cfg.Tracker.Finish(ctx, keys, outcomes); err != nil {
 		return err

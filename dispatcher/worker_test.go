@@ -88,6 +88,7 @@ type rig struct {
 	contacts  *segments.Store
 	tpls      *templates.Store
 	ids       []uint32
+	caps      []throttle.Cap
 }
 
 // newRig stores n consented contacts tagged "t", a template, a sender and a campaign store
@@ -141,7 +142,7 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 		Campaigns: NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: r.prefix}), Tracker: NewTracker(rdb, r.prefix),
 		Senders: NewSenders(rdb, r.prefix), Contacts: segments.NewStore(rdb, r.prefix),
 		Templates: templates.NewCache(templates.NewStore(rdb, r.prefix), templates.CacheConfig{}),
-		Policy:    throttle.NewPolicy(rdb, r.prefix, nil), Governor: throttle.NewGovernor(rdb, r.prefix),
+		Policy:    throttle.NewPolicy(rdb, r.prefix, nil).WithCaps(r.caps), Governor: throttle.NewGovernor(rdb, r.prefix),
 		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound),
 		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25,
 	})
@@ -505,5 +506,40 @@ func TestPauseAndResume(t *testing.T) {
 	r.assertOncePerContact(t, cp, accepted)
 	if _, err := r.campaigns.Resume(ctx, cp.ID); err == nil {
 		t.Fatal("resumed a completed campaign")
+	}
+}
+
+// With a cap of one marketing message per 72h, a second campaign to the same people is
+// skipped as frequency_cap, and a message the provider refused does not use the cap.
+func TestFrequencyCapAcrossCampaigns(t *testing.T) {
+	r := newRig(t, 12)
+	r.caps, _ = throttle.ParseCaps("marketing:1/72h")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	refuse := CallbackData("1", r.ids[0]) // campaign 1's message to the first contact is refused
+	ch.fail = func(_ int, m Message) error {
+		if m.CallbackData == refuse {
+			return &SendError{Code: 131026, Action: "undeliverable", Err: errors.New("undeliverable")}
+		}
+		return nil
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	first := r.launch(t)
+	if first.ID != "1" {
+		t.Fatalf("first campaign id %s", first.ID)
+	}
+	st := r.waitCompleted(t, first.ID)
+	if st.Sent != 11 || st.Failed != 1 {
+		t.Fatalf("first campaign: %+v", st)
+	}
+	second := r.launch(t)
+	st = r.waitCompleted(t, second.ID)
+	if st.Sent != 1 || st.Skipped != 11 {
+		t.Fatalf("second campaign: sent %d skipped %d; want 1 (the contact whose first message was refused) and 11", st.Sent, st.Skipped)
+	}
+	accepted, _ := ch.counts()
+	if accepted[CallbackData(second.ID, r.ids[0])] != 1 {
+		t.Fatal("the contact whose first message was refused did not get the second campaign")
 	}
 }

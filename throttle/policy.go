@@ -23,8 +23,9 @@ const Window = 24 * time.Hour
 type Verdict uint8
 
 // Verdicts.
+// The zero Verdict is undecided, never permission.
 const (
-	Allow Verdict = iota
+	Allow Verdict = iota + 1
 	Defer
 	Skip
 )
@@ -35,13 +36,16 @@ func (v Verdict) String() string {
 		return "allow"
 	case Defer:
 		return "defer"
-	default:
+	case Skip:
 		return "skip"
+	default:
+		return "undecided"
 	}
 }
 
 // Job is what the policy needs to know about one send.
 type Job struct {
+	Campaign  string // with ContactID, names the message for frequency caps
 	ContactID uint32
 	SenderID  string
 	Channel   string
@@ -57,11 +61,21 @@ type Decision struct {
 	ConsentRef string    // the ledger record an Allow relies on
 }
 
-// Policy evaluates jobs against consent and the 24h window.
+// Policy evaluates jobs against consent, the 24h window and frequency caps.
 type Policy struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+	caps   map[string][]Cap // by category
+}
+
+// WithCaps sets the frequency caps; jobs of categories without caps are not limited.
+func (p *Policy) WithCaps(caps []Cap) *Policy {
+	p.caps = map[string][]Cap{}
+	for _, c := range caps {
+		p.caps[c.Category] = append(p.caps[c.Category], c)
+	}
+	return p
 }
 
 // NewPolicy returns a policy reading state under prefix. now may be nil (time.Now).
@@ -112,7 +126,58 @@ func (p *Policy) Check(ctx context.Context, jobs []Job) ([]Decision, error) {
 		}
 		out[i] = Decision{Verdict: Allow, ConsentRef: st.RecordID}
 	}
-	return out, nil
+	return out, p.reserveCaps(ctx, jobs, out, now)
+}
+
+// reserveCaps takes a frequency-cap slot for every allowed job of a capped category, in
+// one more round trip, and turns the jobs over their cap into skips.
+func (p *Policy) reserveCaps(ctx context.Context, jobs []Job, out []Decision, now time.Time) error {
+	if len(p.caps) == 0 {
+		return nil
+	}
+	pipe := p.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(jobs))
+	for i, j := range jobs {
+		caps := p.caps[j.Purpose]
+		if out[i].Verdict != Allow || len(caps) == 0 {
+			continue
+		}
+		args := []any{j.Campaign + ":" + strconv.FormatUint(uint64(j.ContactID), 10), now.UnixMilli()}
+		for _, c := range caps {
+			args = append(args, c.Max, c.Window.Milliseconds())
+		}
+		cmds[i] = capScript.Eval(ctx, pipe, []string{p.capKey(j.ContactID, j.Purpose)}, args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("policy check: frequency caps: %w", err)
+	}
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		if n, _ := c.Int(); n == 0 {
+			out[i] = Decision{Verdict: Skip, Reason: ReasonFrequencyCap}
+		}
+	}
+	return nil
+}
+
+// ReleaseCaps gives back the frequency-cap slots of jobs that were allowed but not sent
+// (refused by the provider, parked, cancelled), so they do not count against the contact.
+func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
+	if len(p.caps) == 0 || len(jobs) == 0 {
+		return nil
+	}
+	pipe := p.rdb.Pipeline()
+	for _, j := range jobs {
+		if len(p.caps[j.Purpose]) > 0 {
+			pipe.ZRem(ctx, p.capKey(j.ContactID, j.Purpose), j.Campaign+":"+strconv.FormatUint(uint64(j.ContactID), 10))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("release frequency caps: %w", err)
+	}
+	return nil
 }
 
 func (p *Policy) windowKey(sender string) string { return p.prefix + "window:" + sender }

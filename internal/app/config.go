@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-dev/herald/throttle"
 )
 
 // Config is everything a role needs to reach the outside world. The CLI fills it from
@@ -23,6 +25,8 @@ type Config struct {
 	Prefix        string   // HERALD_REDIS_PREFIX: every Redis key starts with it
 	TopicPrefix   string   // HERALD_TOPIC_PREFIX: topic names are prefix + outbound, events, ...
 	Partitions    int      // partitions per topic when migrate creates them
+
+	FrequencyCaps []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures

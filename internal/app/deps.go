@@ -146,7 +146,7 @@ func (d *Deps) Components() (*Components, error) {
 		Campaigns: dispatcher.NewCampaigns(cc),
 		Tracker:   dispatcher.NewTracker(rdb, p),
 		Ledger:    ledger,
-		Policy:    throttle.NewPolicy(rdb, p, nil),
+		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps),
 		Governor:  throttle.NewGovernor(rdb, p),
 	}, nil
 }

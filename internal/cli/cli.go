@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // UsageError marks a failure caused by the user's input (exit code 2).
@@ -73,6 +74,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "whatsapp-api-version", Value: "v21.0", Usage: "Graph API version", EnvVars: []string{"HERALD_WHATSAPP_API_VERSION"}},
 		&cli.StringFlag{Name: "whatsapp-app-secret", Usage: "Meta app secret: verifies webhook signatures", EnvVars: []string{"HERALD_WHATSAPP_APP_SECRET"}},
 		&cli.StringFlag{Name: "whatsapp-verify-token", Usage: "webhook subscription verify token", EnvVars: []string{"HERALD_WHATSAPP_VERIFY_TOKEN"}},
+		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json", EnvVars: []string{"HERALD_OUTPUT"}},
@@ -106,8 +108,13 @@ func config(c *cli.Context) (app.Config, error) {
 			brokers = append(brokers, b)
 		}
 	}
+	caps, err := throttle.ParseCaps(c.String("frequency-caps"))
+	if err != nil {
+		return app.Config{}, usage("--frequency-caps: %w", err)
+	}
 	cfg := app.Config{
-		KafkaBrokers: brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
+		FrequencyCaps: caps,
+		KafkaBrokers:  brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
 		Prefix: c.String("redis-prefix"), TopicPrefix: c.String("topic-prefix"),
 		WhatsAppURL: c.String("whatsapp-api-url"), APIVersion: c.String("whatsapp-api-version"),
 		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),
