@@ -29,7 +29,7 @@ const (
 // FreeFormReason marks a sent event as a free-form message (not an approved template):
 // until the event contract carries the message type, the worker sets Reason to this
 // value on the sent events of free-form sends, and the audit checks their 24h window.
-const FreeFormReason = "free_form"
+const FreeFormReason = events.ReasonFreeForm
 
 // ServiceWindow is the WhatsApp customer-service window a free-form message needs.
 const ServiceWindow = 24 * time.Hour

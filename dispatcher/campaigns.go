@@ -32,14 +32,16 @@ const (
 
 // Campaign is what a marketer creates: who (segment), what (template), from where (senders).
 type Campaign struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name"`
-	Segment  string    `json:"segment"`
-	Template string    `json:"template"`
-	Senders  []string  `json:"senders"`
-	Channel  string    `json:"channel"`
-	Purpose  string    `json:"purpose"` // consent purpose: marketing, utility
-	Created  time.Time `json:"created"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Segment  string   `json:"segment"`
+	Template string   `json:"template"`
+	Senders  []string `json:"senders"`
+	Channel  string   `json:"channel"`
+	Purpose  string   `json:"purpose"` // consent purpose: marketing, utility
+	// TrackLinks turns URLs in the message into signed click-tracking links.
+	TrackLinks bool      `json:"track_links,omitempty"`
+	Created    time.Time `json:"created"`
 }
 
 // Status is a campaign's state and progress.

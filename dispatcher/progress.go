@@ -77,6 +77,25 @@ func (t *Tracker) Claim(ctx context.Context, keys []Key) ([]int, error) {
 	return t.run(ctx, claimScript, keys, nil)
 }
 
+// InDoubt reports, per key, whether it was claimed and never finished: a send whose
+// worker died before recording it. One pipelined round trip.
+func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]bool, error) {
+	res, err := t.run(ctx, inDoubtScript, keys, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r == 1
+	}
+	return out, nil
+}
+
+var inDoubtScript = redis.NewScript(`
+if redis.call('GETBIT', KEYS[3], ARGV[1]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return 1 end
+return 0
+`)
+
 // Release gives back claims (for a retry published as a new job) unless already done.
 func (t *Tracker) Release(ctx context.Context, keys []Key) error {
 	_, err := t.run(ctx, releaseScript, keys, nil)

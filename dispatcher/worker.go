@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -75,12 +76,13 @@ type WorkerConfig struct {
 	Policy      *throttle.Policy
 	Governor    Governor
 	Channel     Channel
-	Events      Publisher // herald.events
-	Outbound    Publisher // herald.outbound, for retries
-	DLQ         Publisher // herald.dlq
-	BatchSize   int       // jobs per batch (default 500)
-	MaxInFlight int       // concurrent provider requests (default 256)
-	MaxAttempts int       // sends per job before it fails (default 5)
+	Links       *links.Tracker // click tracking for campaigns that ask for it; nil: not configured
+	Events      Publisher      // herald.events
+	Outbound    Publisher      // herald.outbound, for retries
+	DLQ         Publisher      // herald.dlq
+	BatchSize   int            // jobs per batch (default 500)
+	MaxInFlight int            // concurrent provider requests (default 256)
+	MaxAttempts int            // sends per job before it fails (default 5)
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
 }
@@ -434,7 +436,7 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 		if err != nil {
 			return err
 		}
-		r, err := tpl.Render(it.cp.ID, c.ID, contactVars(c))
+		r, err := tpl.Render(it.cp.ID, c.ID, ContactVars(c))
 		if err != nil {
 			it.outcome, it.reason = OutcomeFailed, "render_error"
 			var re *templates.RenderError
@@ -444,13 +446,25 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "err", err)
 			continue
 		}
+		if it.cp.TrackLinks {
+			if w.cfg.Links == nil {
+				it.outcome, it.reason = OutcomeFailed, "link_tracking_unconfigured"
+				continue
+			}
+			if err := r.TrackLinks(w.cfg.Links, it.cp.ID, c.ID); err != nil {
+				it.outcome, it.reason = OutcomeFailed, "render_tracked_links"
+				w.log.Warn("tracked links", "campaign", it.cp.ID, "contact", c.ID, "err", err)
+				continue
+			}
+		}
 		it.rendered = r
 	}
 	return nil
 }
 
-// contactVars is the plain data a template sees: profile fields and custom attributes.
-func contactVars(c segments.Contact) map[string]any {
+// ContactVars is the plain data a template sees for a contact: profile fields and custom
+// attributes. The worker renders with it; previews and validation must use it too.
+func ContactVars(c segments.Contact) map[string]any {
 	v := make(map[string]any, 8+len(c.Attrs))
 	for k, a := range c.Attrs {
 		v[k] = a
@@ -734,6 +748,9 @@ func (w *Worker) event(it *item, now time.Time) kafka.Message {
 	ev.Country, ev.ProviderMessageID, ev.Reason, ev.ErrorCode, ev.Retryable = it.contact.Country, it.providerID, it.reason, it.code, it.retryable
 	if kind == events.Sent {
 		ev.ConsentRef = it.decision.ConsentRef
+		if it.rendered.FreeForm {
+			ev.Reason = events.ReasonFreeForm // the audit checks these against the 24h window
+		}
 	}
 	b, _ := ev.Marshal()
 	return kafka.Message{Key: kafkax.ContactKey(it.job.Contact), Value: b}

@@ -44,8 +44,10 @@
 // Snapshot.Next(after, buf), resuming after the last id it finished. Preview samples
 // member profiles evenly. TagContacts adds or removes a tag for a set of contacts
 // (from a segment, PhoneIDs or ReadPhoneList); EraseContact removes a contact after
-// recording its tombstone through the Erasure interface (the consent ledger). RunBench
-// is the `herald bench segments` scenario.
+// recording its tombstone through the Erasure interface (the consent ledger).
+// ComputeRules makes rule tags' members exactly what each rule's analytics query
+// returns (ParseRules reads the YAML rule file; IDQuery runs the queries). RunBench is
+// the `herald bench segments` scenario.
 //
 // # Import
 //

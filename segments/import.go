@@ -35,7 +35,7 @@ type ConsentSink interface {
 	ImportConsent(ctx context.Context, rows []ConsentRow) error
 }
 
-// ImportOptions configures ImportCSV.
+// ImportOptions configures ImportCSV and ImportJSONL.
 type ImportOptions struct {
 	// DefaultRegion is the ISO 3166 region of numbers written without a country code
 	// ("081 234 5678" with "TH"). Empty: such numbers are rejected. A row's country

@@ -29,6 +29,12 @@ type TagChange struct {
 // contact's change is one SETBIT, so a concurrent import or evaluation sees a contact
 // either before or after; a run cut short is completed by running it again.
 func (s *Store) TagContacts(ctx context.Context, tag string, ids *roaring.Bitmap, add bool) (TagChange, error) {
+	return s.TagContactsProgress(ctx, tag, ids, add, nil)
+}
+
+// TagContactsProgress is TagContacts calling progress (when not nil) after each
+// pipeline with the contacts done and the live contacts to do.
+func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roaring.Bitmap, add bool, progress func(done, total uint64)) (TagChange, error) {
 	t, err := normTag(tag)
 	if err != nil {
 		return TagChange{}, err
@@ -54,6 +60,7 @@ func (s *Store) TagContacts(ctx context.Context, tag string, ids *roaring.Bitmap
 	}
 	it := live.ManyIterator()
 	buf := make([]uint32, tagBatch)
+	var done uint64
 	for {
 		if err := ctx.Err(); err != nil {
 			return ch, err
@@ -79,6 +86,10 @@ func (s *Store) TagContacts(ctx context.Context, tag string, ids *roaring.Bitmap
 			if int(o.Val()) != bit {
 				ch.Changed++
 			}
+		}
+		done += uint64(n)
+		if progress != nil {
+			progress(done, ch.Matched)
 		}
 	}
 }

@@ -44,8 +44,10 @@ func TestTagContactsBySegmentPhoneAndList(t *testing.T) {
 	if c := mustProfile(t, s, id1); !slices.Equal(c.Tags, []string{"gold_tier", "vip"}) {
 		t.Fatalf("profile tags = %v", c.Tags)
 	}
-	if ch, err = s.TagContacts(ctx, "vip", roaring.BitmapOf(id1), false); err != nil || ch.Changed != 1 {
-		t.Fatalf("remove = %+v, %v", ch, err)
+	var calls [][2]uint64
+	ch, err = s.TagContactsProgress(ctx, "vip", roaring.BitmapOf(id1), false, func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) })
+	if err != nil || ch.Changed != 1 || len(calls) != 1 || calls[0] != [2]uint64{1, 1} {
+		t.Fatalf("remove = %+v, %v, progress %v", ch, err, calls)
 	}
 	if c := mustProfile(t, s, id1); !slices.Equal(c.Tags, []string{"gold_tier"}) {
 		t.Fatalf("profile tags after remove = %v", c.Tags)

@@ -76,6 +76,8 @@
 //	{{ points | number: locale }}            1.234.567 (de_DE)   1,234,567 (th_TH)
 //	{{ price | currency: "BRL", locale }}     R$ 1.234,50 (pt_BR); "" = the locale's currency
 //	{{ ends | date: "%d/%m %H:%M", timezone }} in the recipient's IANA zone
+//	{{ ends | date: "%a %d %b", timezone, locale }}   sáb 01 mar (pt), Sa 01 Mär (de):
+//	                                          names in pt, id, de, th, es, fr; else English
 //
 // Declare locale and timezone as variables with defaults (the worker passes the
 // contact's locale and timezone) so a contact without them still gets a message.

@@ -265,7 +265,7 @@ var filterTable = map[string]filterSpec{
 	"currency": {0, 2, currencyFilter, checkCurrencyLiteral},
 
 	// dates
-	"date": {0, 2, func(in any, a []any) (any, error) {
+	"date": {0, 3, func(in any, a []any) (any, error) {
 		prog, err := compileStrftime(stringArg(a, 0, "%a, %b %d, %y"))
 		if err != nil {
 			return nil, err
@@ -287,13 +287,19 @@ var filterTable = map[string]filterSpec{
 		if loc != nil {
 			t = t.In(loc)
 		}
-		return prog.format(t), nil
+		return prog.format(t, namesFor(stringArg(a, 2, ""))), nil
 	}, func(i int, lit string) error {
-		if i == 0 {
+		switch i {
+		case 0:
 			return checkStrftime(lit)
+		case 1:
+			if lit == "" {
+				return nil
+			}
+			_, err := loadZone(lit)
+			return err
 		}
-		_, err := loadZone(lit)
-		return err
+		return nil
 	}},
 }
 

@@ -88,3 +88,23 @@ func TestTrackLinks(t *testing.T) {
 		t.Fatalf("body parameter: %q", p)
 	}
 }
+
+func TestDateNames(t *testing.T) {
+	c := mustText(t, `{{ ends | date: "%a %d %b %Y, %A %B %H:%M", timezone, locale }}`,
+		Variable{Name: "ends", Type: TypeDate, Example: "2025-03-01T20:30:00Z"},
+		Variable{Name: "timezone", Type: TypeString, Default: "UTC"},
+		Variable{Name: "locale", Type: TypeString, Default: ""})
+	for _, tc := range []struct{ locale, zone, want string }{
+		{"pt_BR", "America/Sao_Paulo", "sáb 01 mar 2025, sábado março 17:30"},
+		{"id-ID", "Asia/Jakarta", "Min 02 Mar 2025, Minggu Maret 03:30"},
+		{"de", "Europe/Berlin", "Sa 01 Mär 2025, Samstag März 21:30"},
+		{"th_TH", "Asia/Bangkok", "อา. 02 มี.ค. 2025, วันอาทิตย์ มีนาคม 03:30"},
+		{"en_US", "America/New_York", "Sat 01 Mar 2025, Saturday March 15:30"},
+		{"", "", "Sat 01 Mar 2025, Saturday March 20:30"},
+	} {
+		r, err := c.Render("c", 1, map[string]any{"ends": "2025-03-01T20:30:00Z", "timezone": tc.zone, "locale": tc.locale})
+		if err != nil || r.Text != tc.want {
+			t.Errorf("%s: got %q, %v; want %q", tc.locale, r.Text, err, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,7 +71,65 @@ var nativeStrftime = [256]bool{'Y': true, 'y': true, 'm': true, 'd': true, 'e': 
 	'l': true, 'M': true, 'S': true, 'j': true, 'b': true, 'h': true, 'B': true, 'a': true, 'A': true, 'p': true,
 	'P': true, 'Z': true, 'z': true, '%': true, 'F': true}
 
-func (p *strftimeProg) format(t time.Time) string {
+// dateNames are month and weekday names in one language, for %b %B %a %A (%h).
+type dateNames struct {
+	months, shortMonths [12]string
+	days, shortDays     [7]string // Sunday first
+}
+
+// localNames are the languages dates are written in besides English (CLDR
+// stand-alone names, abbreviations without the trailing dot). Directives with flags
+// (%^b) stay English.
+var localNames = map[string]*dateNames{
+	"pt": {
+		months:      [12]string{"janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro"},
+		shortMonths: [12]string{"jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez"},
+		days:        [7]string{"domingo", "segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado"},
+		shortDays:   [7]string{"dom", "seg", "ter", "qua", "qui", "sex", "sáb"},
+	},
+	"id": {
+		months:      [12]string{"Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober", "November", "Desember"},
+		shortMonths: [12]string{"Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"},
+		days:        [7]string{"Minggu", "Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu"},
+		shortDays:   [7]string{"Min", "Sen", "Sel", "Rab", "Kam", "Jum", "Sab"},
+	},
+	"de": {
+		months:      [12]string{"Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"},
+		shortMonths: [12]string{"Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"},
+		days:        [7]string{"Sonntag", "Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag"},
+		shortDays:   [7]string{"So", "Mo", "Di", "Mi", "Do", "Fr", "Sa"},
+	},
+	"th": {
+		months:      [12]string{"มกราคม", "กุมภาพันธ์", "มีนาคม", "เมษายน", "พฤษภาคม", "มิถุนายน", "กรกฎาคม", "สิงหาคม", "กันยายน", "ตุลาคม", "พฤศจิกายน", "ธันวาคม"},
+		shortMonths: [12]string{"ม.ค.", "ก.พ.", "มี.ค.", "เม.ย.", "พ.ค.", "มิ.ย.", "ก.ค.", "ส.ค.", "ก.ย.", "ต.ค.", "พ.ย.", "ธ.ค."},
+		days:        [7]string{"วันอาทิตย์", "วันจันทร์", "วันอังคาร", "วันพุธ", "วันพฤหัสบดี", "วันศุกร์", "วันเสาร์"},
+		shortDays:   [7]string{"อา.", "จ.", "อ.", "พ.", "พฤ.", "ศ.", "ส."},
+	},
+	"es": {
+		months:      [12]string{"enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"},
+		shortMonths: [12]string{"ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic"},
+		days:        [7]string{"domingo", "lunes", "martes", "miércoles", "jueves", "viernes", "sábado"},
+		shortDays:   [7]string{"dom", "lun", "mar", "mié", "jue", "vie", "sáb"},
+	},
+	"fr": {
+		months:      [12]string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"},
+		shortMonths: [12]string{"janv", "févr", "mars", "avr", "mai", "juin", "juil", "août", "sept", "oct", "nov", "déc"},
+		days:        [7]string{"dimanche", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi"},
+		shortDays:   [7]string{"dim", "lun", "mar", "mer", "jeu", "ven", "sam"},
+	},
+}
+
+// namesFor returns the date names of a locale's language (th_TH, pt-BR, de), or nil
+// for English and unknown languages.
+func namesFor(locale string) *dateNames {
+	lang := locale
+	if i := strings.IndexAny(locale, "_-"); i >= 0 {
+		lang = locale[:i]
+	}
+	return localNames[strings.ToLower(lang)]
+}
+
+func (p *strftimeProg) format(t time.Time, names *dateNames) string {
 	b := make([]byte, 0, 32)
 	for _, part := range p.parts {
 		switch {
@@ -79,6 +138,14 @@ func (p *strftimeProg) format(t time.Time) string {
 			b = append(b, s...)
 		case part.conv == 0:
 			b = append(b, part.lit...)
+		case names != nil && (part.conv == 'b' || part.conv == 'h'):
+			b = append(b, names.shortMonths[t.Month()-1]...)
+		case names != nil && part.conv == 'B':
+			b = append(b, names.months[t.Month()-1]...)
+		case names != nil && part.conv == 'a':
+			b = append(b, names.shortDays[t.Weekday()]...)
+		case names != nil && part.conv == 'A':
+			b = append(b, names.days[t.Weekday()]...)
 		default:
 			b = appendDirective(b, part.conv, t)
 		}

@@ -30,7 +30,7 @@ func FuzzStrftime(f *testing.F) {
 			return // widths checkStrftime refuses
 		}
 		want, _ := tuesday.Strftime(format, tm)
-		if got := p.format(tm); got != want {
+		if got := p.format(tm, nil); got != want {
 			t.Fatalf("%q at %v: got %q, tuesday %q", format, tm, got, want)
 		}
 	})

@@ -34,6 +34,10 @@ type Config struct {
 	WhatsAppURL string // HERALD_WHATSAPP_API_URL: Cloud API base (the sandbox in dev)
 	APIVersion  string // Graph API version, e.g. v21.0
 
+	ClickKey     string // HERALD_CLICK_KEY: signs tracked links (same on serve and worker; ≥ 16 bytes)
+	ClickBaseURL string // HERALD_CLICK_BASE_URL: public origin of serve, e.g. https://t.example.com
+	TrackToken   string // HERALD_TRACK_TOKEN: bearer token of POST /track/conversion (off when empty)
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }

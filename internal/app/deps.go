@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -160,4 +162,19 @@ func (d *Deps) WhatsAppClient() *whatsapp.Client {
 	tr.IdleConnTimeout = 90 * time.Second
 	return whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
 		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+}
+
+// Links returns the click-tracking codec and tracker, or nils when no key is configured.
+func (d *Deps) Links() (*links.Codec, *links.Tracker, error) {
+	if d.Cfg.ClickKey == "" {
+		return nil, nil, nil
+	}
+	codec, err := links.NewCodec([]byte(d.Cfg.ClickKey))
+	if err != nil {
+		return nil, nil, fmt.Errorf("HERALD_CLICK_KEY: %w", err)
+	}
+	if d.Cfg.ClickBaseURL == "" {
+		return nil, nil, errors.New("HERALD_CLICK_BASE_URL is required with HERALD_CLICK_KEY: the public origin of herald serve")
+	}
+	return codec, &links.Tracker{Codec: codec, Base: strings.TrimSuffix(d.Cfg.ClickBaseURL, "/")}, nil
 }

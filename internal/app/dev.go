@@ -68,6 +68,12 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	if cfg.VerifyToken == "" {
 		cfg.VerifyToken = "dev-verify-token"
 	}
+	if cfg.TrackToken == "" {
+		cfg.TrackToken = "dev-track-token"
+	}
+	if cfg.ClickKey == "" {
+		cfg.ClickKey, cfg.ClickBaseURL = "dev-click-key-not-secret", s.ServeURL
+	}
 	cfg.WhatsAppURL = s.SandboxURL
 	cfg.HTTPAddr = svl.Addr().String()
 	s.Deps = NewDeps(cfg)
@@ -192,6 +198,9 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 		"HERALD_WHATSAPP_VERIFY_TOKEN": c.VerifyToken,
 		"HERALD_REDIS_PREFIX":          c.Prefix,
 		"HERALD_TOPIC_PREFIX":          c.TopicPrefix,
+		"HERALD_CLICK_KEY":             c.ClickKey,
+		"HERALD_CLICK_BASE_URL":        c.ClickBaseURL,
+		"HERALD_TRACK_TOKEN":           c.TrackToken,
 	}
 	dev.EnvFile = filepath.Join(dir, "env")
 	if err := os.WriteFile(dev.EnvFile, []byte(dev.envText()), 0o600); err != nil {

@@ -200,6 +200,14 @@ func TestCampaignEndToEnd(t *testing.T) {
 	if skipped != 60 {
 		t.Fatalf("skipped in ClickHouse = %d, want 60", skipped)
 	}
+	// The consent audit, from ClickHouse alone: every send had a valid grant at send time.
+	audit, err := analytics.AuditCampaign(ctx, conn, cp.ID, "marketing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit.Sent != 120 || len(audit.Violations) != 0 {
+		t.Fatalf("audit: %d sends checked, violations %+v; want 120 and none", audit.Sent, audit.Violations)
+	}
 }
 
 func waitCompleted(t testing.TB, ctx context.Context, c *dispatcher.Campaigns, id string) dispatcher.Status {

@@ -70,7 +70,21 @@ func ServeHandler(d *Deps) (http.Handler, error) {
 		return nil, err
 	}
 	rdb, _ := d.Redis()
+	codec, _, err := d.Links()
+	if err != nil {
+		return nil, err
+	}
+	var track *server.TrackConfig
+	if d.Cfg.TrackToken != "" {
+		conn, err := d.ClickHouse(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("conversion tracking needs ClickHouse for attribution: %w", err)
+		}
+		track = &server.TrackConfig{Token: d.Cfg.TrackToken, Contacts: c.Contacts, Attribution: analytics.NewAttributor(conn, 0),
+			Events: d.Writer(d.Topics.Events), Logger: d.Cfg.Logger}
+	}
 	s := server.New(server.Config{
+		Clicks: codec, Track: track,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Contacts: c.Contacts,
@@ -119,12 +133,16 @@ func Worker(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
+	_, tracker, err := d.Links()
+	if err != nil {
+		return err
+	}
 	w := dispatcher.NewWorker(dispatcher.WorkerConfig{
 		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
-		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()},
-		Events:  d.Writer(d.Topics.Events), Outbound: d.Writer(d.Topics.Outbound), DLQ: d.Writer(d.Topics.DLQ),
+		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
+		Events: d.Writer(d.Topics.Events), Outbound: d.Writer(d.Topics.Outbound), DLQ: d.Writer(d.Topics.DLQ),
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
 	return w.Run(ctx)

@@ -33,6 +33,7 @@ func campaignsCommand() *cli.Command {
 				&cli.StringSliceFlag{Name: "sender", Required: true, Usage: "from: sender id (repeatable: contacts are spread over them)"},
 				&cli.StringFlag{Name: "name", Usage: "a name for people"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
+				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
 			},
 			Action: func(c *cli.Context) error {
 				d, comp, err := components(c)
@@ -43,11 +44,14 @@ func campaignsCommand() *cli.Command {
 				if _, err := segments.Parse(c.String("segment")); err != nil {
 					return usage("--segment: %w", err)
 				}
+				if _, tracker, err := d.Links(); err != nil || (c.Bool("track-links") && tracker == nil) {
+					return usage("--track-links needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL (the same on serve and the workers): %v", err)
+				}
 				if _, err := comp.Templates.Get(c.Context, c.String("template")); err != nil {
 					return usage("--template %q: %w (add it with `herald templates add FILE`)", c.String("template"), err)
 				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
-					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose")}, comp.Senders)
+					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links")}, comp.Senders)
 				if err != nil {
 					return usage("%w", err)
 				}

@@ -74,10 +74,13 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "whatsapp-api-version", Value: "v21.0", Usage: "Graph API version", EnvVars: []string{"HERALD_WHATSAPP_API_VERSION"}},
 		&cli.StringFlag{Name: "whatsapp-app-secret", Usage: "Meta app secret: verifies webhook signatures", EnvVars: []string{"HERALD_WHATSAPP_APP_SECRET"}},
 		&cli.StringFlag{Name: "whatsapp-verify-token", Usage: "webhook subscription verify token", EnvVars: []string{"HERALD_WHATSAPP_VERIFY_TOKEN"}},
+		&cli.StringFlag{Name: "click-key", Usage: "secret that signs tracked links (same on serve and worker)", EnvVars: []string{"HERALD_CLICK_KEY"}},
+		&cli.StringFlag{Name: "click-base-url", Usage: "public origin of herald serve for tracked links, e.g. https://t.example.com", EnvVars: []string{"HERALD_CLICK_BASE_URL"}},
+		&cli.StringFlag{Name: "track-token", Usage: "bearer token of POST /track/conversion on serve (off when empty)", EnvVars: []string{"HERALD_TRACK_TOKEN"}},
 		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table or json", EnvVars: []string{"HERALD_OUTPUT"}},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or csv (csv where a command has rows)", EnvVars: []string{"HERALD_OUTPUT"}},
 	}
 }
 
@@ -98,9 +101,9 @@ func config(c *cli.Context) (app.Config, error) {
 		return app.Config{}, usage("--log-format %q: want text or json", c.String("log-format"))
 	}
 	switch c.String("output") {
-	case "table", "json":
+	case "table", "json", "csv":
 	default:
-		return app.Config{}, usage("--output %q: want table or json", c.String("output"))
+		return app.Config{}, usage("--output %q: want table, json or csv", c.String("output"))
 	}
 	var brokers []string
 	for _, b := range strings.Split(c.String("kafka-brokers"), ",") {
@@ -113,8 +116,8 @@ func config(c *cli.Context) (app.Config, error) {
 		return app.Config{}, usage("--frequency-caps: %w", err)
 	}
 	cfg := app.Config{
-		FrequencyCaps: caps,
-		KafkaBrokers:  brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
+		FrequencyCaps: caps, ClickKey: c.String("click-key"), ClickBaseURL: c.String("click-base-url"), TrackToken: c.String("track-token"),
+		KafkaBrokers: brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
 		Prefix: c.String("redis-prefix"), TopicPrefix: c.String("topic-prefix"),
 		WhatsAppURL: c.String("whatsapp-api-url"), APIVersion: c.String("whatsapp-api-version"),
 		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),

@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"math"
+	"reflect"
 	"strconv"
+	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
@@ -86,7 +92,21 @@ func tagsCommand() *cli.Command {
 						}
 					}
 				}
-				ch, err := comp.Contacts.TagContacts(c.Context, c.Args().First(), ids, add)
+				var bar *progressbar.ProgressBar
+				var progress func(done, total uint64)
+				if app.IsTerminal(c.App.ErrWriter) {
+					progress = func(done, total uint64) {
+						if bar == nil {
+							bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionShowCount(),
+								progressbar.OptionSetDescription("tagging"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+						}
+						_ = bar.Set64(int64(done))
+					}
+				}
+				ch, err := comp.Contacts.TagContactsProgress(c.Context, c.Args().First(), ids, add, progress)
+				if bar != nil {
+					_ = bar.Finish()
+				}
 				if err != nil {
 					return err
 				}
@@ -136,6 +156,97 @@ func tagsCommand() *cli.Command {
 				table(c.App.Writer, []string{"TAG", "CONTACTS"}, rows)
 				return nil
 			},
-		}, change(true), change(false)},
+		}, change(true), change(false), {
+			Name:      "compute",
+			Usage:     "compute rule tags from ClickHouse: each rule's query gives the tag's exact members",
+			ArgsUsage: "RULEFILE",
+			Description: "RULEFILE is YAML:\n\n" +
+				"  rules:\n" +
+				"    - tag: vip\n" +
+				"      description: two orders in 90 days and a click rate of 25% or more\n" +
+				"      query: SELECT contact_id FROM ... GROUP BY contact_id HAVING ...\n\n" +
+				"Each query is a read-only SELECT returning one column of contact ids. Contacts it returns get the tag,\n" +
+				"the others lose it; running it again with the same data changes nothing.",
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usage("tags compute: give one RULEFILE")
+				}
+				f, err := openFile(c.Args().First())
+				if err != nil {
+					return err
+				}
+				rf, err := segments.ParseRules(f)
+				f.Close()
+				if err != nil {
+					return usage("%s: %w", c.Args().First(), err)
+				}
+				d, err := deps(c, app.Needs{Redis: true, ClickHouse: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp, err := d.Components()
+				if err != nil {
+					return err
+				}
+				conn, err := d.ClickHouse(c.Context)
+				if err != nil {
+					return err
+				}
+				res, err := comp.Contacts.ComputeRules(c.Context, rf, clickhouseIDs{conn: conn})
+				if jsonOut(c) {
+					if perr := printJSON(c.App.Writer, res); perr != nil {
+						return perr
+					}
+				} else {
+					rows := make([][]string, len(res))
+					for i, r := range res {
+						rows[i] = []string{r.Tag, strconv.FormatUint(r.Members, 10), "+" + strconv.FormatUint(r.Added, 10), "-" + strconv.FormatUint(r.Removed, 10)}
+					}
+					table(c.App.Writer, []string{"TAG", "CONTACTS", "ADDED", "REMOVED"}, rows)
+				}
+				return err
+			},
+		}},
 	}
+}
+
+// clickhouseIDs runs rule queries on ClickHouse: one column of contact ids, of any
+// integer type.
+type clickhouseIDs struct{ conn driver.Conn }
+
+func (q clickhouseIDs) ContactIDs(ctx context.Context, query string) (*roaring.Bitmap, error) {
+	rows, err := q.conn.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cts := rows.ColumnTypes()
+	if len(cts) != 1 {
+		return nil, fmt.Errorf("the query returns %d columns: return one column of contact ids", len(cts))
+	}
+	bm := roaring.New()
+	for rows.Next() {
+		v := reflect.New(cts[0].ScanType())
+		if err := rows.Scan(v.Interface()); err != nil {
+			return nil, err
+		}
+		var id uint64
+		switch x := reflect.Indirect(v); x.Kind() {
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			id = x.Uint()
+		case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			if x.Int() < 0 {
+				return nil, fmt.Errorf("contact id %d is negative", x.Int())
+			}
+			id = uint64(x.Int())
+		default:
+			return nil, fmt.Errorf("the query returns %s: return contact ids (an integer column such as contact_id)", cts[0].DatabaseTypeName())
+		}
+		if id == 0 || id > math.MaxUint32 {
+			return nil, fmt.Errorf("contact id %d is out of range", id)
+		}
+		bm.Add(uint32(id))
+	}
+	return bm, rows.Err()
 }

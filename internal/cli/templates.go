@@ -284,23 +284,12 @@ func checkSegment(c *cli.Context, t *templates.Template, expr string, n int) (co
 		}
 		for _, p := range profiles {
 			if p.ID != 0 {
-				vars = append(vars, contactVars(p))
+				vars = append(vars, dispatcher.ContactVars(p))
 			}
 		}
 	}
 	list, err := compiled.CheckContacts(vars)
 	return coverage{list: list, err: err}, len(vars), card, nil
-}
-
-// contactVars are the variables a contact gives a template: what the worker passes to
-// Render (dispatcher's contactVars; keep the two in step).
-func contactVars(c segments.Contact) map[string]any {
-	v := make(map[string]any, 8+len(c.Attrs))
-	for k, a := range c.Attrs {
-		v[k] = a
-	}
-	v["name"], v["phone"], v["email"], v["country"], v["timezone"], v["locale"] = c.Name, c.Phone, c.Email, c.Country, c.TimeZone, c.Locale
-	return v
 }
 
 func previewCommand() *cli.Command {
@@ -364,9 +353,9 @@ func previewCommand() *cli.Command {
 			p := profiles[0]
 			var r templates.Rendered
 			if v := c.String("variant"); v != "" {
-				r, err = compiled.RenderVariant(v, contactVars(p))
+				r, err = compiled.RenderVariant(v, dispatcher.ContactVars(p))
 			} else {
-				r, err = compiled.Render(c.String("campaign"), id, contactVars(p))
+				r, err = compiled.Render(c.String("campaign"), id, dispatcher.ContactVars(p))
 			}
 			if err != nil {
 				return err

@@ -36,6 +36,10 @@ var kinds = map[Kind]bool{Queued: true, Skipped: true, Sent: true, Failed: true,
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool { return kinds[k] }
 
+// ReasonFreeForm, on a sent event, marks a free-form message (not an approved template):
+// the consent audit checks those against the 24-hour window.
+const ReasonFreeForm = "free_form"
+
 // Event is one row of the events table.
 type Event struct {
 	ID                string    `json:"id"`

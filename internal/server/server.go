@@ -24,6 +24,7 @@ import (
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -50,8 +51,10 @@ type Config struct {
 	Policy        *throttle.Policy
 	Ledger        *throttle.Ledger
 	Contacts      Contacts
-	StopKeywords  []string // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
-	StartKeywords []string // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
+	StopKeywords  []string     // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
+	StartKeywords []string     // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
+	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
+	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -118,6 +121,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	if s.cfg.Clicks != nil {
+		mux.Handle("GET /c/", NewClickHandler(ClickConfig{Codec: s.cfg.Clicks, Events: s.cfg.Events, Logger: s.log}))
+	}
+	if s.cfg.Track != nil {
+		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
+	}
 	if s.cfg.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	}
@@ -175,8 +184,11 @@ var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": event
 // messages. Everything is idempotent: Meta redelivers and duplicates.
 func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 	var evs, inbound []kafka.Message
-	var settle []dispatcher.Key
-	var outcomes []string
+	type settled struct {
+		key            dispatcher.Key
+		phoneID, msgID string
+	}
+	var statuses []settled
 	type window struct {
 		sender  string
 		contact uint32
@@ -199,6 +211,11 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if err != nil {
 					at = time.Now()
 				}
+				key := dispatcher.Key{Campaign: campaign, Contact: contact}
+				statuses = append(statuses, settled{key: key, phoneID: phoneID, msgID: st.ID})
+				if kind == events.Sent {
+					continue // the worker's sent event (with its consent proof) is the record
+				}
 				ev := events.New(kind, campaign, contact, at)
 				ev.SenderID, ev.Channel, ev.ProviderMessageID = phoneID, "whatsapp", st.ID
 				if kind == events.Failed && len(st.Errors) > 0 {
@@ -207,10 +224,6 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				}
 				b, _ := ev.Marshal()
 				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
-				// Any status proves the provider accepted the message: a send whose worker
-				// died before recording it is settled as sent (a later failure is an event).
-				settle = append(settle, dispatcher.Key{Campaign: campaign, Contact: contact})
-				outcomes = append(outcomes, dispatcher.OutcomeSent)
 			}
 			for _, m := range v.Messages {
 				at, err := whatsapp.ParseTimestamp(m.Timestamp)
@@ -274,10 +287,51 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 			return err
 		}
 	}
+	// Any status proves the provider accepted the message. A send whose worker died before
+	// recording it (claimed, never finished) is settled here: its sent event, with the
+	// consent record in force now, goes out before the outcome is recorded, so a failed
+	// publish leaves it in doubt for Meta's retry of this webhook.
+	var settle []dispatcher.Key
+	if len(statuses) > 0 {
+		keys := make([]dispatcher.Key, len(statuses))
+		for i, st := range statuses {
+			keys[i] = st.key
+		}
+		doubt, err := s.cfg.Tracker.InDoubt(ctx, keys)
+		if err != nil {
+			return err
+		}
+		seen := map[dispatcher.Key]bool{}
+		for i, st := range statuses {
+			if !doubt[i] || seen[st.key] {
+				continue
+			}
+			seen[st.key] = true
+			consent, err := s.cfg.Policy.Consent(ctx, "whatsapp", "marketing", []uint32{st.key.Contact})
+			if err != nil {
+				return err
+			}
+			// Stamped now, with the consent in force now: never earlier than the real send
+			// (Meta's timestamps have whole seconds), and what the audit can check. A
+			// webhook racing a live worker settles the same event id; duplicates collapse.
+			ev := events.New(events.Sent, st.key.Campaign, st.key.Contact, time.Now())
+			ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Reason = st.phoneID, "whatsapp", st.msgID, "settled_by_webhook"
+			if consent[0].Granted {
+				ev.ConsentRef = consent[0].RecordID
+			}
+			b, _ := ev.Marshal()
+			evs = append(evs, kafka.Message{Key: kafkax.ContactKey(st.key.Contact), Value: b})
+			settle = append(settle, st.key)
+		}
+	}
 	if len(evs) > 0 {
 		if err := s.cfg.Events.WriteMessages(ctx, evs...); err != nil {
 			return err
 		}
+	}
+	outcomes := make([]string, len(settle))
+	for i := range outcomes {
+		outcomes[i] = dispatcher.OutcomeSent
 	}
 	if _, err := s.cfg.Tracker.Finish(ctx, settle, outcomes); err != nil {
 		return err

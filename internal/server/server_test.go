@@ -165,6 +165,10 @@ func TestForgedAndMalformedWebhooksChangeNothing(t *testing.T) {
 func TestStatusesBecomeEventsIdempotently(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
+	// The worker claimed the job and died after the provider accepted it: in doubt.
+	if res, err := f.tracker.Claim(ctx, []dispatcher.Key{{Campaign: "5", Contact: f.contact}}); err != nil || res[0] != dispatcher.Claimed {
+		t.Fatalf("claim: %v, %v", res, err)
+	}
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
 	for i := 0; i < 2; i++ { // Meta redelivers: the second POST must change no figure
 		if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
@@ -173,22 +177,44 @@ func TestStatusesBecomeEventsIdempotently(t *testing.T) {
 	}
 	evs := f.evs.events(t)
 	ids := map[string]events.Kind{}
+	var sent []events.Event
 	for _, e := range evs {
 		if e.CampaignID != "5" || e.ContactID != f.contact || e.ProviderMessageID != "wamid.A1" {
 			t.Errorf("event %+v: wrong campaign, contact or message id", e)
 		}
 		ids[e.ID] = e.Kind
+		if e.Kind == events.Sent {
+			sent = append(sent, e)
+		}
 	}
-	if len(evs) != 6 || len(ids) != 3 {
-		t.Fatalf("got %d events with %d distinct ids; want 6 events (3 statuses × 2 posts), 3 ids", len(evs), len(ids))
+	// read + delivered on each post, and one sent: the settlement of the in-doubt send.
+	if len(evs) != 5 || len(ids) != 3 || len(sent) != 1 {
+		t.Fatalf("got %d events with %d distinct ids, %d sent; want 5, 3, 1", len(evs), len(ids), len(sent))
 	}
-	if ids[events.ID("5", f.contact, events.Sent, "")] != events.Sent {
-		t.Fatal("the sent status does not carry the id the worker's sent event has")
+	if sent[0].ID != events.ID("5", f.contact, events.Sent, "") || sent[0].ConsentRef == "" {
+		t.Fatalf("settlement event %+v: want the worker's sent id and the consent record in force", sent[0])
 	}
-	// The status settled the send: done once, counted once.
 	res, err := f.tracker.Claim(ctx, []dispatcher.Key{{Campaign: "5", Contact: f.contact}})
 	if err != nil || res[0] != dispatcher.AlreadyDone {
 		t.Fatalf("claim after settlement = %v, %v; want AlreadyDone", res, err)
+	}
+}
+
+// A status for a send the worker recorded itself (or never claimed) settles nothing and
+// adds no second sent event.
+func TestStatusesOfRecordedSendsSettleNothing(t *testing.T) {
+	f := setup(t)
+	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
+	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatal(code)
+	}
+	for _, e := range f.evs.events(t) {
+		if e.Kind == events.Sent {
+			t.Fatalf("a status of an unclaimed send produced a sent event: %+v", e)
+		}
+	}
+	if res, _ := f.tracker.Claim(context.Background(), []dispatcher.Key{{Campaign: "5", Contact: f.contact}}); res[0] != dispatcher.Claimed {
+		t.Fatal("a status settled a send nobody claimed")
 	}
 }
 
@@ -221,13 +247,25 @@ func TestInboundStopRevokesConsentAndOpensWindow(t *testing.T) {
 
 func TestKafkaDownMeansRetryLater(t *testing.T) {
 	f := setup(t)
+	ctx := context.Background()
+	key := []dispatcher.Key{{Campaign: "5", Contact: f.contact}}
+	if _, err := f.tracker.Claim(ctx, key); err != nil { // an in-doubt send the webhook would settle
+		t.Fatal(err)
+	}
 	f.evs.fail = true
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
 	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 503 {
 		t.Fatalf("status %d, want 503 so that Meta retries", code)
 	}
-	if res, _ := f.tracker.Claim(context.Background(), []dispatcher.Key{{Campaign: "5", Contact: f.contact}}); res[0] != dispatcher.Claimed {
-		t.Fatal("a webhook whose events were not published settled the send")
+	if doubt, err := f.tracker.InDoubt(ctx, key); err != nil || !doubt[0] {
+		t.Fatalf("a webhook whose events were not published settled the send (in doubt: %v, %v)", doubt, err)
+	}
+	f.evs.fail = false
+	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatalf("retry: status %d", code)
+	}
+	if doubt, _ := f.tracker.InDoubt(ctx, key); doubt[0] {
+		t.Fatal("Meta's retry did not settle the send")
 	}
 }
 
