@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,98 @@ func waitCompleted(t testing.TB, ctx context.Context, c *dispatcher.Campaigns, i
 			t.Fatalf("campaign %s not completed: %+v", id, st)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const linkTemplate = `name: sale_link
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: sale_link
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'friend' }}"
+    link: "https://shop.example.com/sale?ref=wa"
+variables:
+  name: {type: string, default: ""}
+`
+
+// Tracked links: the provider receives signed redirector links, a click redirects to the
+// real URL and lands one clicked event per contact and link in ClickHouse.
+func TestTrackedLinksEndToEnd(t *testing.T) {
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 3,
+		Templates: []sandbox.ApprovedTemplate{{Name: "sale_link", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name", "link"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "links.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(linkTemplate), "sale_link.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(linkTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "s", Token: DevSandboxToken, Rate: 500}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "sale_link", Senders: []string{"s"}, TrackLinks: true}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitCompleted(t, ctx, comp.Campaigns, cp.ID); st.Sent != 20 {
+		t.Fatalf("status %+v", st)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	clicked := 0
+	for i, r := range s.Sandbox.Records() {
+		if len(r.Params) != 2 || !strings.HasPrefix(r.Params[1], s.ServeURL+"/c/") {
+			t.Fatalf("the provider got %q, not a tracked link on %s", r.Params, s.ServeURL)
+		}
+		if i >= 5 {
+			continue
+		}
+		for k := 0; k < 2; k++ { // a second click by the same person counts once
+			resp, err := noFollow.Get(r.Params[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://shop.example.com/sale?ref=wa" {
+				t.Fatalf("click: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		}
+		clicked++
+	}
+	forged := s.ServeURL + "/c/" + "AAAA" + strings.Repeat("x", 40)
+	if resp, err := noFollow.Get(forged); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("forged link: %v, %v", resp, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := waitSink(wctx, d); err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := d.ClickHouse(ctx)
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT uniqExact(contact_id) FROM events WHERE campaign_id = ? AND kind = 'clicked'", cp.ID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != uint64(clicked) {
+		t.Fatalf("ClickHouse has %d clicking contacts, want %d", n, clicked)
 	}
 }
