@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -12,6 +13,7 @@ import (
 
 // ImportOptions configure a contacts import.
 type ImportOptions struct {
+	Format        string   // csv (default) or jsonl
 	DefaultRegion string   // for national numbers without +CC
 	Purpose       string   // consent purpose the opted_in column speaks for (marketing)
 	Source        string   // file name, recorded as the consent proof with the line
@@ -19,8 +21,8 @@ type ImportOptions struct {
 	Progress      func(rows, bytes int64)
 }
 
-// ImportContacts imports a CSV into the contact store and hands its opted_in column to
-// the consent ledger (herald.consent first, then Redis).
+// ImportContacts imports a CSV or JSON Lines file into the contact store and hands its
+// opted_in values to the consent ledger (herald.consent first, then Redis).
 func ImportContacts(ctx context.Context, d *Deps, r io.Reader, o ImportOptions) (segments.ImportReport, error) {
 	comp, err := d.Components()
 	if err != nil {
@@ -29,10 +31,21 @@ func ImportContacts(ctx context.Context, d *Deps, r io.Reader, o ImportOptions) 
 	if o.Purpose == "" {
 		o.Purpose = "marketing"
 	}
-	return comp.Contacts.ImportCSV(ctx, r, segments.ImportOptions{
+	if comp.Ledger == nil {
+		return segments.ImportReport{}, errors.New("contacts import: the consent ledger is a Kafka topic: set HERALD_KAFKA_BROKERS")
+	}
+	so := segments.ImportOptions{
 		DefaultRegion: o.DefaultRegion, Source: o.Source, AddTags: o.AddTags, Progress: o.Progress,
 		Consent: importConsent{ledger: comp.Ledger, purpose: o.Purpose, source: o.Source},
-	})
+	}
+	switch o.Format {
+	case "", "csv":
+		return comp.Contacts.ImportCSV(ctx, r, so)
+	case "jsonl":
+		return comp.Contacts.ImportJSONL(ctx, r, so)
+	default:
+		return segments.ImportReport{}, fmt.Errorf("contacts import: format %q: want csv or jsonl", o.Format)
+	}
 }
 
 // importConsent turns an import's opted_in values into ledger changes.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,12 +71,8 @@ func contactsCommand() *cli.Command {
 						progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 					opts.Progress = func(rows, bytes int64) { _ = bar.Set64(bytes) }
 				}
-				var rep segments.ImportReport
-				if format == "jsonl" {
-					rep, err = importJSONL(c, d, f, opts)
-				} else {
-					rep, err = app.ImportContacts(c.Context, d, f, opts)
-				}
+				opts.Format = format
+				rep, err := app.ImportContacts(c.Context, d, f, opts)
 				if bar != nil {
 					_ = bar.Finish()
 				}
@@ -123,43 +118,6 @@ func contactsCommand() *cli.Command {
 			},
 		}},
 	}
-}
-
-// importJSONL is app.ImportContacts for JSON Lines: the same options, and the
-// opted_in values go to the consent ledger the same way.
-func importJSONL(c *cli.Context, d *app.Deps, r io.Reader, o app.ImportOptions) (segments.ImportReport, error) {
-	comp, err := d.Components()
-	if err != nil {
-		return segments.ImportReport{}, err
-	}
-	if comp.Ledger == nil {
-		return segments.ImportReport{}, errors.New("contacts import: no consent ledger (Kafka is not configured)")
-	}
-	return comp.Contacts.ImportJSONL(c.Context, r, segments.ImportOptions{
-		DefaultRegion: o.DefaultRegion, Source: o.Source, AddTags: o.AddTags, Progress: o.Progress,
-		Consent: ledgerConsent{ledger: comp.Ledger, purpose: o.Purpose, source: o.Source},
-	})
-}
-
-// ledgerConsent turns an import's opted_in values into consent ledger changes.
-type ledgerConsent struct {
-	ledger  *throttle.Ledger
-	purpose string
-	source  string
-}
-
-func (l ledgerConsent) ImportConsent(ctx context.Context, rows []segments.ConsentRow) error {
-	changes := make([]throttle.Change, 0, len(rows))
-	for _, r := range rows {
-		a := events.Revoke
-		if r.OptedIn {
-			a = events.Grant
-		}
-		changes = append(changes, throttle.Change{ContactID: r.ContactID, Channel: "whatsapp", Purpose: l.purpose, Action: a,
-			Source: "import", Proof: fmt.Sprintf("%s:%d", l.source, r.Line), Actor: "herald contacts import"})
-	}
-	_, err := l.ledger.Apply(ctx, changes, false)
-	return err
 }
 
 // ledgerErasure writes an erased contact's tombstone to the consent ledger: a revoke
