@@ -26,9 +26,11 @@ type Contacts interface {
 	Profiles(ctx context.Context, ids []uint32) ([]segments.Contact, error)
 }
 
-// Templates resolves a template name to its compiled form (templates.Cache).
+// Templates resolves a template name to its compiled form (templates.Cache), in a
+// contact's locale when the template has one.
 type Templates interface {
 	Get(ctx context.Context, name string) (*templates.Compiled, error)
+	GetFor(ctx context.Context, name, locale string) (*templates.Compiled, error)
 }
 
 // Governor hands out a sender's send slots (throttle.Governor).
@@ -428,7 +430,7 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			continue
 		}
 		it.contact = c
-		tpl, err := w.cfg.Templates.Get(ctx, it.cp.Template)
+		tpl, err := w.cfg.Templates.GetFor(ctx, it.cp.Template, c.Locale)
 		if errors.Is(err, templates.ErrNotFound) {
 			it.outcome, it.reason = OutcomeFailed, "template_missing"
 			continue

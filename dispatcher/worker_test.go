@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,17 +28,19 @@ type fakeChannel struct {
 	mu       sync.Mutex
 	accepted map[string]int // callback data → accepted sends
 	attempts map[string]int
+	last     map[string]Message // callback data → last message sent
 	fail     func(attempt int, m Message) error
 }
 
 func newFakeChannel() *fakeChannel {
-	return &fakeChannel{accepted: map[string]int{}, attempts: map[string]int{}}
+	return &fakeChannel{accepted: map[string]int{}, attempts: map[string]int{}, last: map[string]Message{}}
 }
 
 func (c *fakeChannel) Send(_ context.Context, s Sender, m Message) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.attempts[m.CallbackData]++
+	c.last[m.CallbackData] = m
 	if c.fail != nil {
 		if err := c.fail(c.attempts[m.CallbackData], m); err != nil {
 			return "", err
@@ -541,5 +544,43 @@ func TestFrequencyCapAcrossCampaigns(t *testing.T) {
 	accepted, _ := ch.counts()
 	if accepted[CallbackData(second.ID, r.ids[0])] != 1 {
 		t.Fatal("the contact whose first message was refused did not get the second campaign")
+	}
+}
+
+// Contacts get the template in their locale when it has one, the default otherwise.
+func TestContactsGetTheirLocale(t *testing.T) {
+	r := newRig(t, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var thai []segments.Contact
+	for i := 0; i < 3; i++ {
+		thai = append(thai, segments.Contact{Phone: fmt.Sprintf("+6681%07d", i+1), Locale: "th"})
+	}
+	if _, err := r.contacts.Upsert(ctx, thai); err != nil {
+		t.Fatal(err)
+	}
+	src := strings.Replace(strings.Replace(testTemplate, "locale: en_US", "locale: th_TH", 1), "  name: promo\n  language: en_US", "  name: promo_th\n  language: th", 1)
+	tpl, err := templates.ParseFile([]byte(src), "promo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.tpls.Save(ctx, tpl, []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	r.waitCompleted(t, cp.ID)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i, id := range r.ids {
+		m := ch.last[CallbackData(cp.ID, id)]
+		want := "promo"
+		if i < 3 {
+			want = "promo_th"
+		}
+		if m.Rendered.WhatsApp == nil || m.Rendered.WhatsApp.Name != want {
+			t.Errorf("contact %d got %+v, want template %s", i, m.Rendered.WhatsApp, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package templates
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,6 +29,7 @@ type Cache struct {
 	mu       sync.Mutex
 	compiled map[cacheKey]*cacheEntry
 	latest   map[string]latestEntry
+	locales  map[string]localesEntry
 }
 
 type cacheKey struct {
@@ -57,6 +59,7 @@ func NewCache(s *Store, cfg CacheConfig) *Cache {
 		now:      cfg.Now,
 		compiled: map[cacheKey]*cacheEntry{},
 		latest:   map[string]latestEntry{},
+		locales:  map[string]localesEntry{},
 	}
 }
 
@@ -77,6 +80,49 @@ func (c *Cache) Get(ctx context.Context, name string) (*Compiled, error) {
 		c.mu.Unlock()
 	}
 	return c.GetVersion(ctx, name, l.version)
+}
+
+// GetFor returns the latest version of the template in the contact's locale: the exact
+// locale if saved (en_US, en-us alike), else one of the same language (pt_BR for pt_PT),
+// else the template's default locale.
+func (c *Cache) GetFor(ctx context.Context, name, locale string) (*Compiled, error) {
+	if locale == "" {
+		return c.Get(ctx, name)
+	}
+	now := c.now()
+	c.mu.Lock()
+	l, ok := c.locales[name]
+	c.mu.Unlock()
+	if !ok || c.ttl <= 0 || now.Sub(l.at) >= c.ttl {
+		m, err := c.store.Locales(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		l = localesEntry{byLocale: m, at: now}
+		c.mu.Lock()
+		c.locales[name] = l
+		c.mu.Unlock()
+	}
+	want := localeKey(locale)
+	stored, ok := l.byLocale[want]
+	if !ok {
+		lang, _, _ := strings.Cut(want, "_")
+		best := ""
+		for loc, n := range l.byLocale {
+			if l2, _, _ := strings.Cut(loc, "_"); l2 == lang && (best == "" || loc < best) {
+				best, stored = loc, n
+			}
+		}
+	}
+	if stored == "" {
+		stored = name
+	}
+	return c.Get(ctx, stored)
+}
+
+type localesEntry struct {
+	byLocale map[string]string
+	at       time.Time
 }
 
 // GetVersion returns one version of a template, compiled: what a campaign pinned to a

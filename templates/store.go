@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,9 +53,40 @@ type record struct {
 	Source string `json:"source"`
 }
 
-func (s *Store) hashKey(name string) string   { return s.prefix + "tpl:{" + name + "}" }
-func (s *Store) latestKey(name string) string { return s.prefix + "tpl:{" + name + "}:latest" }
-func (s *Store) setKey() string               { return s.prefix + "tpls" }
+func (s *Store) hashKey(name string) string    { return s.prefix + "tpl:{" + name + "}" }
+func (s *Store) latestKey(name string) string  { return s.prefix + "tpl:{" + name + "}:latest" }
+func (s *Store) setKey() string                { return s.prefix + "tpls" }
+func (s *Store) localesKey(name string) string { return s.prefix + "tpl:{" + name + "}:locales" }
+
+// localeKey normalizes a locale for matching: en_US, en-us and EN_us are one locale.
+func localeKey(l string) string { return strings.ToLower(strings.ReplaceAll(l, "-", "_")) }
+
+// alternateName is where another locale of a template is stored.
+func alternateName(name, locale string) string { return name + "__" + localeKey(locale) }
+
+// DefaultLocale is the locale of the template stored under name itself (the first one
+// saved); other locales are alternates.
+func (s *Store) DefaultLocale(ctx context.Context, name string) (string, error) {
+	_, rec, err := s.latest(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	var r record
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return "", fmt.Errorf("template %s: %w", name, err)
+	}
+	return r.Summary.Locale, nil
+}
+
+// Locales maps each saved locale of a template (normalized: lower case, "_") to the
+// stored name that holds it; the default locale maps to name itself.
+func (s *Store) Locales(ctx context.Context, name string) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, s.localesKey(name)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("template %s locales: %w", name, err)
+	}
+	return m, nil
+}
 
 // saveScript stores a new version unless the latest one has the same source hash.
 // KEYS: hash, latest. ARGV: sha256, record. Returns {version, created (0/1)}.
@@ -88,6 +120,9 @@ func (s *Store) Save(ctx context.Context, t *Template, source []byte) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("save template: %w", err)
 	}
+	if strings.Contains(t.Name, "__") {
+		return 0, fmt.Errorf("save template %s: names may not contain \"__\" (reserved for locale alternates)", t.Name)
+	}
 	if parsed.Name != t.Name {
 		return 0, fmt.Errorf("save template %s: the source is template %q", t.Name, parsed.Name)
 	}
@@ -99,8 +134,21 @@ func (s *Store) Save(ctx context.Context, t *Template, source []byte) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("save template %s: %w", t.Name, err)
 	}
-	res, err := saveScript.Run(ctx, s.rdb, []string{s.hashKey(t.Name), s.latestKey(t.Name)}, rec.SHA256, b).Int64Slice()
+	// The first locale saved under a name is its default; another locale is stored as an
+	// alternate that contacts of that locale get (see Cache.GetFor).
+	target := t.Name
+	def, err := s.DefaultLocale(ctx, t.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("save template %s: %w", t.Name, err)
+	}
+	if def != "" && localeKey(def) != localeKey(parsed.Locale) {
+		target = alternateName(t.Name, parsed.Locale)
+	}
+	res, err := saveScript.Run(ctx, s.rdb, []string{s.hashKey(target), s.latestKey(target)}, rec.SHA256, b).Int64Slice()
 	if err != nil {
+		return 0, fmt.Errorf("save template %s: %w", t.Name, err)
+	}
+	if err := s.rdb.HSet(ctx, s.localesKey(t.Name), localeKey(parsed.Locale), target).Err(); err != nil {
 		return 0, fmt.Errorf("save template %s: %w", t.Name, err)
 	}
 	// After the version: a failed SADD leaves the version stored, and saving again

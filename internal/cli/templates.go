@@ -351,6 +351,11 @@ func previewCommand() *cli.Command {
 				return usage("--contact %s: contact %d has no profile", c.String("contact"), id)
 			}
 			p := profiles[0]
+			if c.Int("version") == 0 && p.Locale != "" { // what the worker renders: the contact's locale
+				if compiled, err = templates.NewCache(comp.Templates, templates.CacheConfig{}).GetFor(c.Context, name, p.Locale); err != nil {
+					return err
+				}
+			}
 			var r templates.Rendered
 			if v := c.String("variant"); v != "" {
 				r, err = compiled.RenderVariant(v, dispatcher.ContactVars(p))
