@@ -114,5 +114,6 @@
 // Locales: the first locale saved under a name is its default; saving the same name in
 // another locale stores an alternate under name + "__" + locale (its own versions).
 // Cache.GetFor picks a contact's exact locale, else one of its language, else the default.
+//
 //	P tpls                SET of template names
 package templates
