@@ -110,10 +110,9 @@
 //	P tpl:{name}          HASH version -> JSON record (source, sha256, saved_at, summary)
 //	P tpl:{name}:latest   STRING latest version
 //	P tpl:{name}:locales  HASH locale (lower case, "_") -> stored name
+//	P tpls                SET of template names
 //
 // Locales: the first locale saved under a name is its default; saving the same name in
 // another locale stores an alternate under name + "__" + locale (its own versions).
 // Cache.GetFor picks a contact's exact locale, else one of its language, else the default.
-//
-//	P tpls                SET of template names
 package templates
