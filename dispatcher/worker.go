@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
@@ -648,7 +649,8 @@ func (w *Worker) dropPaused(ctx context.Context, list []*item) ([]*item, error) 
 const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
-	msg := Message{To: it.contact.Phone, Rendered: it.rendered, CallbackData: CallbackData(it.job.Campaign, it.job.Contact)}
+	msg := Message{To: it.contact.Phone, Rendered: it.rendered,
+		CallbackData: whatsapp.CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -675,9 +677,9 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	it.outcome, it.reason = OutcomeFailed, se.Action
 }
 
-// CallbackData is the biz_opaque_callback_data Herald sets: "campaign:contact".
+// CallbackData names a (campaign, contact) as the provider echoes it back on statuses.
 func CallbackData(campaign string, contact uint32) string {
-	return fmt.Sprintf("%s:%d", campaign, contact)
+	return whatsapp.CallbackData(campaign, contact)
 }
 
 // publish writes events for decided jobs, retry jobs and DLQ entries, in that order.

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -39,6 +40,10 @@ func newFakeChannel() *fakeChannel {
 func (c *fakeChannel) Send(_ context.Context, s Sender, m Message) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Keyed by (campaign, contact); the variant suffix is checked where it matters.
+	if cp, contact, _, ok := whatsapp.ParseCallbackVariant(m.CallbackData); ok {
+		m.CallbackData = CallbackData(cp, contact)
+	}
 	c.attempts[m.CallbackData]++
 	c.last[m.CallbackData] = m
 	if c.fail != nil {

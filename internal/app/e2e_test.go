@@ -201,6 +201,14 @@ func TestCampaignEndToEnd(t *testing.T) {
 	if skipped != 60 {
 		t.Fatalf("skipped in ClickHouse = %d, want 60", skipped)
 	}
+	// The chosen variant travels on every event after rendering, the webhook statuses too.
+	var noVariant, withVariant uint64
+	if err := conn.QueryRow(ctx, "SELECT countIf(variant = ''), countIf(variant != '') FROM events WHERE campaign_id = ? AND kind IN ('sent', 'delivered', 'read', 'failed', 'skipped')", cp.ID).Scan(&noVariant, &withVariant); err != nil {
+		t.Fatal(err)
+	}
+	if noVariant != 0 || withVariant == 0 {
+		t.Fatalf("%d events without a variant, %d with", noVariant, withVariant)
+	}
 	// The consent audit, from ClickHouse alone: every send had a valid grant at send time.
 	audit, err := analytics.AuditCampaign(ctx, conn, cp.ID, "marketing")
 	if err != nil {

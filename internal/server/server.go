@@ -185,8 +185,8 @@ var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": event
 func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 	var evs, inbound []kafka.Message
 	type settled struct {
-		key            dispatcher.Key
-		phoneID, msgID string
+		key                     dispatcher.Key
+		phoneID, msgID, variant string
 	}
 	var statuses []settled
 	type window struct {
@@ -203,7 +203,7 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 			for _, st := range v.Statuses {
 				s.m.statuses.WithLabelValues(st.Status).Inc()
 				kind, ok := statusKinds[st.Status]
-				campaign, contact, ours := whatsapp.ParseCallbackData(st.BizOpaqueCallbackData)
+				campaign, contact, variant, ours := whatsapp.ParseCallbackVariant(st.BizOpaqueCallbackData)
 				if !ok || !ours {
 					continue // not a Herald campaign message (or a status we do not track)
 				}
@@ -212,12 +212,12 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 					at = time.Now()
 				}
 				key := dispatcher.Key{Campaign: campaign, Contact: contact}
-				statuses = append(statuses, settled{key: key, phoneID: phoneID, msgID: st.ID})
+				statuses = append(statuses, settled{key: key, phoneID: phoneID, msgID: st.ID, variant: variant})
 				if kind == events.Sent {
 					continue // the worker's sent event (with its consent proof) is the record
 				}
 				ev := events.New(kind, campaign, contact, at)
-				ev.SenderID, ev.Channel, ev.ProviderMessageID = phoneID, "whatsapp", st.ID
+				ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Variant = phoneID, "whatsapp", st.ID, variant
 				if kind == events.Failed && len(st.Errors) > 0 {
 					ev.ErrorCode = st.Errors[0].Code
 					ev.Reason = "provider_failed"
@@ -315,7 +315,7 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 			// (Meta's timestamps have whole seconds), and what the audit can check. A
 			// webhook racing a live worker settles the same event id; duplicates collapse.
 			ev := events.New(events.Sent, st.key.Campaign, st.key.Contact, time.Now())
-			ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Reason = st.phoneID, "whatsapp", st.msgID, "settled_by_webhook"
+			ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Reason, ev.Variant = st.phoneID, "whatsapp", st.msgID, "settled_by_webhook", st.variant
 			if consent[0].Granted {
 				ev.ConsentRef = consent[0].RecordID
 			}
