@@ -19,6 +19,7 @@ type Kind string
 const (
 	Queued    Kind = "queued"    // fan-out wrote the send job
 	Skipped   Kind = "skipped"   // policy said no; Reason holds the code
+	Deferred  Kind = "deferred"  // policy said not yet; Reason holds the code, Until the time
 	Sent      Kind = "sent"      // the provider accepted it; ProviderMessageID set
 	Failed    Kind = "failed"    // the provider refused or reported failure; ErrorCode set
 	Delivered Kind = "delivered" // status webhook
@@ -30,7 +31,7 @@ const (
 	OptedIn   Kind = "opted_in"
 )
 
-var kinds = map[Kind]bool{Queued: true, Skipped: true, Sent: true, Failed: true, Delivered: true,
+var kinds = map[Kind]bool{Queued: true, Skipped: true, Deferred: true, Sent: true, Failed: true, Delivered: true,
 	Read: true, Clicked: true, Replied: true, Converted: true, OptedOut: true, OptedIn: true}
 
 // Valid reports whether k is a known kind.
@@ -57,6 +58,7 @@ type Event struct {
 	ErrorCode         int       `json:"error_code,omitempty"` // provider error code on failed
 	Retryable         bool      `json:"retryable,omitempty"`
 	ConsentRef        string    `json:"consent_ref,omitempty"` // the ledger record a send relied on
+	Until             time.Time `json:"until,omitzero"`        // on deferred: when the job is due again
 }
 
 // ID is the identity of an event. Lifecycle events are deterministic in (campaign,
