@@ -40,8 +40,12 @@ type Campaign struct {
 	Channel  string   `json:"channel"`
 	Purpose  string   `json:"purpose"` // consent purpose: marketing, utility
 	// TrackLinks turns URLs in the message into signed click-tracking links.
-	TrackLinks bool      `json:"track_links,omitempty"`
-	Created    time.Time `json:"created"`
+	TrackLinks bool `json:"track_links,omitempty"`
+	// MaxErrorRate pauses the campaign (reason error_rate) when the share of failed sends
+	// crosses it, once enough sends were tried to judge; 0 uses the worker's default and a
+	// negative value never pauses.
+	MaxErrorRate float64   `json:"max_error_rate,omitempty"`
+	Created      time.Time `json:"created"`
 }
 
 // Status is a campaign's state and progress.
@@ -55,6 +59,7 @@ type Status struct {
 	Failed      int64     `json:"failed"`
 	Done        int64     `json:"done"`
 	FanoutDone  bool      `json:"fanout_done"`
+	PauseReason string    `json:"pause_reason,omitempty"` // why a paused campaign was paused
 	LaunchedAt  time.Time `json:"launched_at,omitzero"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 }
@@ -164,6 +169,9 @@ func (c *Campaigns) Status(ctx context.Context, id string) (Status, error) {
 	st.State = State(m["state"])
 	st.Audience, st.Queued, st.Sent, st.Skipped, st.Failed, st.Done = num("audience"), num("queued"), num("sent"), num("skipped"), num("failed"), num("done")
 	st.FanoutDone = m["fanout_done"] == "1"
+	if st.State == Paused {
+		st.PauseReason = m["pause_reason"]
+	}
 	if ms := num("launched_at"); ms > 0 {
 		st.LaunchedAt = time.UnixMilli(ms).UTC()
 	}
@@ -233,7 +241,7 @@ var pauseScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return '' end
 if st == 'running' then
-  redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_at', ARGV[1])
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_at', ARGV[1], 'pause_reason', ARGV[2])
   return 'paused'
 end
 return st
@@ -253,7 +261,13 @@ return st
 // jobs not yet started are parked in Redis (and leave Kafka); sends already started
 // finish. Pausing a paused campaign is a no-op.
 func (c *Campaigns) Pause(ctx context.Context, id string) (Status, error) {
-	st, err := pauseScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
+	return c.PauseFor(ctx, id, "operator")
+}
+
+// PauseFor pauses a running campaign and records why (operator, error_rate, template…):
+// `campaigns status` shows the reason until the campaign is resumed.
+func (c *Campaigns) PauseFor(ctx context.Context, id, reason string) (Status, error) {
+	st, err := pauseScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli(), reason).Text()
 	if err != nil {
 		return Status{}, fmt.Errorf("pause campaign %s: %w", id, err)
 	}

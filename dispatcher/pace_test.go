@@ -73,23 +73,26 @@ func TestPaceNeverBurstsAfterAStall(t *testing.T) {
 	})
 }
 
-// A retry job waits for its not-before time before it takes slots.
-func TestPaceHonoursNotBefore(t *testing.T) {
+// A job that is not due yet (a retry redelivered early) goes back to the delayed set
+// untouched: it is neither claimed nor paced, so it holds up nothing.
+func TestEarlyJobsAreDelayedNotWaitedFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := NewWorker(WorkerConfig{Governor: &fakeGovernor{}})
 		at := time.Now().Add(5 * time.Second)
-		list := []*item{{job: Job{NotBefore: at}}, {}}
-		var first time.Time
-		if err := w.pace(context.Background(), Sender{ID: "s", Rate: 10}, list, func(*item) error {
-			if first.IsZero() {
-				first = time.Now()
-			}
-			return nil
-		}); err != nil {
+		items := []*item{{job: Job{NotBefore: at}}, {job: Job{NotBefore: time.Now().Add(-time.Second)}}, {}}
+		if err := w.early(context.Background(), items); err != nil {
 			t.Fatal(err)
 		}
-		if first.Before(at) {
-			t.Fatalf("first send at %v, before the retry's not-before %v", first, at)
+		if !items[0].deferUntil.Equal(at) || items[0].deferReason != "" {
+			t.Fatalf("early job: deferUntil %v reason %q, want %v and no reason", items[0].deferUntil, items[0].deferReason, at)
+		}
+		for _, it := range items[1:] {
+			if !it.deferUntil.IsZero() {
+				t.Fatalf("due job deferred to %v", it.deferUntil)
+			}
+		}
+		if active(&item{claimed: true, deferUntil: at}) {
+			t.Fatal("a deferred job is still active")
 		}
 	})
 }

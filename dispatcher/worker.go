@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ type SendError struct {
 	Retryable  bool          // try again later
 	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
 	Action     string        // what the provider's code asks for (bounded: a metric label)
+	SlowSender bool          // the sender's pace caused it (130429)
 	Err        error
 }
 
@@ -81,13 +83,30 @@ type WorkerConfig struct {
 	Channel     Channel
 	Links       *links.Tracker // click tracking for campaigns that ask for it; nil: not configured
 	Events      Publisher      // herald.events
-	Outbound    Publisher      // herald.outbound, for retries
+	Delayed     *Delayed       // deferred jobs and retries wait here (the Scheduler moves them back)
 	DLQ         Publisher      // herald.dlq
 	BatchSize   int            // jobs per batch (default 500)
 	MaxInFlight int            // concurrent provider requests (default 256)
 	MaxAttempts int            // sends per job before it fails (default 5)
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// MaxErrorRate pauses a campaign whose share of failed sends crosses it (default
+	// 0.25; a campaign's own MaxErrorRate wins), judged once MinErrorSample sends of the
+	// campaign have an outcome (default 50).
+	MaxErrorRate   float64
+	MinErrorSample int64
+	// SenderHold is how long a sender's refused job waits after a quality refusal
+	// (131048) when the governor does not hold the sender longer (default 15 min).
+	SenderHold time.Duration
+	// Pushback receives provider refusals that should slow a recipient or a sender
+	// (131056, 131049, 130429, 131048). Optional.
+	Pushback   Pushback
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Pushback is told of provider refusals that change how a recipient or sender is paced.
+type Pushback interface {
+	Recipient(ctx context.Context, sender string, contact uint32, code int, at time.Time) error
+	Sender(ctx context.Context, sender string, code int) error
 }
 
 // Worker consumes herald.outbound and sends.
@@ -100,9 +119,9 @@ type Worker struct {
 }
 
 type workerMetrics struct {
-	jobs, skips, sendErrs *prometheus.CounterVec
-	forfeits              prometheus.Counter
-	batch                 prometheus.Histogram
+	jobs, skips, defers, sendErrs *prometheus.CounterVec
+	forfeits                      prometheus.Counter
+	batch                         prometheus.Histogram
 }
 
 // NewWorker returns a worker; Run starts it.
@@ -119,6 +138,15 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
 	}
+	if cfg.MaxErrorRate == 0 {
+		cfg.MaxErrorRate = 0.25
+	}
+	if cfg.SenderHold <= 0 {
+		cfg.SenderHold = 15 * time.Minute
+	}
+	if cfg.MinErrorSample <= 0 {
+		cfg.MinErrorSample = 50
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -129,7 +157,8 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	}
 	f := promauto.With(reg)
 	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, m: workerMetrics{
-		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
+		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
+		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
 		sendErrs: f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_send_errors_total", Help: "Provider refusals by action."}, []string{"action"}),
 		forfeits: f.NewCounter(prometheus.CounterOpts{Name: "herald_worker_slots_forfeited_total", Help: "Governor slots given up because the worker reached them late (re-reserved, never used in a burst)."}),
@@ -209,7 +238,14 @@ type item struct {
 	retryable     bool
 	retry         bool // publish as a retry job instead of an outcome
 	retryAt       time.Time
-	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
+	deferUntil    time.Time // not yet: wait in the delayed set until then
+	deferReason   string    // why (an event says so); "" for a silent re-delay
+	reacted       bool      // the refusal's pushback was reported
+	delayed       bool      // stored in the delayed set
+	judged        bool      // counted by judgeErrors
+	action        string    // the provider refusal's action
+	slowSender    bool      // the refusal was about the sender's pace (130429)
+	drop          bool      // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
 	cancelled     bool
 	park          bool // its campaign is paused: move the job to the parked list
@@ -230,7 +266,7 @@ func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 		it.job = j
 		items = append(items, it)
 	}
-	stages := []func(context.Context, []*item) error{w.loadCampaigns, w.park, w.claim, w.render, w.decide, w.send, w.park, w.publish, w.finish}
+	stages := []func(context.Context, []*item) error{w.early, w.loadCampaigns, w.park, w.claim, w.render, w.decide, w.send, w.react, w.park, w.publish, w.finish, w.judgeErrors}
 	for _, stage := range stages {
 		for attempt := 0; ; attempt++ {
 			err := stage(ctx, items)
@@ -269,13 +305,25 @@ func (w *Worker) releaseUnsent(items []*item) {
 	}
 }
 
+// early sends jobs that are not due yet (a retry redelivered ahead of its time) back to
+// the delayed set untouched: nothing waits inside a batch.
+func (w *Worker) early(_ context.Context, items []*item) error {
+	limit := time.Now().Add(250 * time.Millisecond)
+	for _, it := range items {
+		if !it.drop && it.job.NotBefore.After(limit) {
+			it.deferUntil = it.job.NotBefore
+		}
+	}
+	return nil
+}
+
 func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 	// The state is read fresh for every batch (one round trip): a cancel takes effect
 	// at the next batch.
 	var ids []string
 	seen := map[string]bool{}
 	for _, it := range items {
-		if !it.drop && !seen[it.job.Campaign] {
+		if !it.drop && it.deferUntil.IsZero() && !seen[it.job.Campaign] {
 			seen[it.job.Campaign] = true
 			ids = append(ids, it.job.Campaign)
 		}
@@ -289,13 +337,13 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 		state[id] = states[i]
 	}
 	for _, it := range items {
-		if !it.drop {
+		if !it.drop && it.deferUntil.IsZero() {
 			it.cancelled = state[it.job.Campaign] == Cancelled
 			it.park = state[it.job.Campaign] == Paused
 		}
 	}
 	for _, it := range items {
-		if it.drop || it.cp.ID != "" {
+		if it.drop || it.cp.ID != "" || !it.deferUntil.IsZero() {
 			continue
 		}
 		w.specsMu.Lock()
@@ -335,7 +383,7 @@ func (w *Worker) claim(ctx context.Context, items []*item) error {
 	var todo []*item
 	var keys []Key
 	for _, it := range items {
-		if !it.drop && !it.claimed {
+		if !it.drop && !it.claimed && it.deferUntil.IsZero() {
 			todo = append(todo, it)
 			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
 		}
@@ -361,7 +409,7 @@ func (w *Worker) claim(ctx context.Context, items []*item) error {
 }
 
 func active(it *item) bool {
-	return it.claimed && !it.drop && it.outcome == "" && !it.retry && !it.park
+	return it.claimed && !it.drop && it.outcome == "" && !it.retry && !it.park && it.deferUntil.IsZero()
 }
 
 // park moves the jobs of paused campaigns out of Kafka into the campaign's parked list
@@ -370,7 +418,7 @@ func (w *Worker) park(ctx context.Context, items []*item) error {
 	var todo []*item
 	var release []Key
 	for _, it := range items {
-		if it.park && !it.parked && it.outcome == "" && it.providerID == "" && !it.retry {
+		if it.park && !it.parked && it.outcome == "" && it.providerID == "" && !it.retry && !it.published {
 			todo = append(todo, it)
 			if it.claimed {
 				release = append(release, Key{it.job.Campaign, it.job.Contact})
@@ -500,8 +548,14 @@ func (w *Worker) decide(ctx context.Context, items []*item) error {
 	}
 	for i, it := range todo {
 		it.decision = ds[i]
-		if ds[i].Verdict == throttle.Skip {
+		switch ds[i].Verdict {
+		case throttle.Skip:
 			it.outcome, it.reason = OutcomeSkipped, ds[i].Reason
+		case throttle.Defer:
+			it.deferUntil, it.deferReason = ds[i].Until, ds[i].Reason
+			if it.deferUntil.IsZero() {
+				it.deferUntil = time.Now().Add(time.Second)
+			}
 		}
 	}
 	return nil
@@ -515,29 +569,41 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 			bySender[it.job.Sender] = append(bySender[it.job.Sender], it)
 		}
 	}
+	// Each sender is paced in its own lane, so a sender held back by its rate never
+	// delays another sender's sends.
 	sem := make(chan struct{}, w.cfg.MaxInFlight)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	var sends, lanes sync.WaitGroup
+	defer sends.Wait()
+	errs := make(chan error, len(bySender))
 	for _, list := range bySender {
-		s := list[0].sender
-		if err := w.pace(ctx, s, list, func(it *item) error {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				w.sendOne(ctx, it)
-			}()
-			return nil
-		}); err != nil {
-			return err
+		lanes.Add(1)
+		go func() {
+			defer lanes.Done()
+			errs <- w.pace(ctx, list[0].sender, list, func(it *item) error {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				sends.Add(1)
+				go func() {
+					defer sends.Done()
+					defer func() { <-sem }()
+					w.sendOne(ctx, it)
+				}()
+				return nil
+			})
+		}()
+	}
+	lanes.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		if err != nil {
+			all = append(all, err)
 		}
 	}
-	return nil
+	return errors.Join(all...)
 }
 
 // pace starts each job's send in one of the sender's governor slots. Every wake-up starts
@@ -547,16 +613,6 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 // length W holds at most ⌈(W + tolerance) / interval⌉ sends of the sender, across all
 // processes: rate+1 per second at 80 msg/s (tolerance = max(interval, 2 ms)).
 func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*item) error) error {
-	// Retry jobs may not go before their time: wait for the latest before reserving.
-	var notBefore time.Time
-	for _, it := range list {
-		if it.job.NotBefore.After(notBefore) {
-			notBefore = it.job.NotBefore
-		}
-	}
-	if !waitUntil(ctx, notBefore) {
-		return ctx.Err()
-	}
 	checked := time.Now()
 	for len(list) > 0 {
 		res, err := w.cfg.Governor.Reserve(ctx, s.ID, s.Rate, len(list))
@@ -665,7 +721,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		se = &SendError{Retryable: true, Action: "transport", Err: err}
 	}
 	w.m.sendErrs.WithLabelValues(se.Action).Inc()
-	it.code, it.retryable = se.Code, se.Retryable
+	it.code, it.retryable, it.action, it.slowSender = se.Code, se.Retryable, se.Action, se.SlowSender
 	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
 		d := se.RetryAfter
 		if d == 0 {
@@ -682,10 +738,66 @@ func CallbackData(campaign string, contact uint32) string {
 	return whatsapp.CallbackData(campaign, contact)
 }
 
-// publish writes events for decided jobs, retry jobs and DLQ entries, in that order.
+// publish writes deferrals and retries to the delayed set, then events for decided and
+// deferred jobs, then DLQ entries. A job that goes back to wait gives up its claim (and
+// any frequency-cap slot) first: if the worker dies before the job is stored, the
+// uncommitted original is redelivered and claimed again; never both lost and claimed.
 func (w *Worker) publish(ctx context.Context, items []*item) error {
-	var evs, retries, dlq []kafka.Message
-	var evItems, retryItems, dlqItems []*item
+	var later []*item // deferred or retried, not stored yet
+	for _, it := range items {
+		if !it.published && !it.delayed && it.dlqReason == "" && it.outcome == "" && (it.retry || !it.deferUntil.IsZero()) {
+			later = append(later, it)
+		}
+	}
+	if len(later) > 0 {
+		var keys []Key
+		var allowed []*item
+		jobs := make([]Job, len(later))
+		for i, it := range later {
+			if it.claimed {
+				keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+			}
+			if it.decision.Verdict == throttle.Allow {
+				allowed = append(allowed, it) // allowed, then not sent (held back or refused)
+			}
+			j := it.job
+			if it.retry {
+				j.Attempt++
+				j.NotBefore = it.retryAt
+			} else {
+				j.NotBefore = it.deferUntil
+			}
+			jobs[i] = j
+		}
+		if err := w.cfg.Tracker.Release(ctx, keys); err != nil {
+			return err
+		}
+		for _, it := range later {
+			it.claimed = false
+		}
+		if err := w.releaseCaps(ctx, allowed); err != nil {
+			return err
+		}
+		if err := w.cfg.Delayed.Add(ctx, jobs); err != nil {
+			return err
+		}
+		for _, it := range later {
+			it.delayed = true
+			switch {
+			case it.retry:
+				it.published = true
+				w.m.jobs.WithLabelValues("retried").Inc()
+			case it.deferReason == "":
+				it.published = true // re-delayed silently: it was early
+			default:
+				w.m.jobs.WithLabelValues("deferred").Inc()
+				w.m.defers.WithLabelValues(it.deferReason).Inc()
+			}
+		}
+	}
+
+	var evs, dlq []kafka.Message
+	var evItems, dlqItems []*item
 	now := time.Now()
 	for _, it := range items {
 		if it.published {
@@ -695,12 +807,9 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 		case it.dlqReason != "":
 			dlq = append(dlq, kafka.Message{Key: it.msg.Key, Value: it.msg.Value, Headers: []kafka.Header{{Key: "reason", Value: []byte(it.dlqReason)}}})
 			dlqItems = append(dlqItems, it)
-		case it.retry:
-			j := it.job
-			j.Attempt++
-			j.NotBefore = it.retryAt
-			retries = append(retries, kafka.Message{Key: []byte(j.Sender), Value: j.Marshal()})
-			retryItems = append(retryItems, it)
+		case it.delayed:
+			evs = append(evs, w.deferredEvent(it, now))
+			evItems = append(evItems, it)
 		case it.outcome != "":
 			evs = append(evs, w.event(it, now))
 			evItems = append(evItems, it)
@@ -714,24 +823,6 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 			it.published = true
 		}
 	}
-	if len(retryItems) > 0 {
-		keys := make([]Key, len(retryItems))
-		for i, it := range retryItems {
-			keys[i] = Key{it.job.Campaign, it.job.Contact}
-		}
-		// Release first: if we die before the retry job is written, the original job is
-		// redelivered (its offset is not committed) and claimed again.
-		if err := w.cfg.Tracker.Release(ctx, keys); err != nil {
-			return err
-		}
-		if err := w.cfg.Outbound.WriteMessages(ctx, retries...); err != nil {
-			return fmt.Errorf("publish retries: %w", err)
-		}
-		for _, it := range retryItems {
-			it.published = true
-			w.m.jobs.WithLabelValues("retried").Inc()
-		}
-	}
 	if len(dlq) > 0 {
 		if err := w.cfg.DLQ.WriteMessages(ctx, dlq...); err != nil {
 			return fmt.Errorf("publish dlq: %w", err)
@@ -740,6 +831,106 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 			it.published = true
 			w.m.jobs.WithLabelValues("invalid").Inc()
 			w.log.Warn("job sent to the DLQ", "reason", it.dlqReason)
+		}
+	}
+	return nil
+}
+
+// deferredEvent tells the auditor why a job waits and until when. Each deferral is its
+// own event (a job may be deferred more than once).
+func (w *Worker) deferredEvent(it *item, now time.Time) kafka.Message {
+	ev := events.New(events.Deferred, it.job.Campaign, it.job.Contact, now)
+	ev.ID = events.ID(it.job.Campaign, it.job.Contact, events.Deferred, strconv.FormatInt(it.deferUntil.UnixMilli(), 10)+":"+it.deferReason)
+	ev.SenderID, ev.Channel, ev.Template, ev.Country = it.job.Sender, it.cp.Channel, it.cp.Template, it.contact.Country
+	ev.Reason, ev.Until, ev.ErrorCode = it.deferReason, it.deferUntil.UTC(), it.code
+	b, _ := ev.Marshal()
+	return kafka.Message{Key: kafkax.ContactKey(it.job.Contact), Value: b}
+}
+
+// react carries out what a provider's refusal asks for beyond the job itself: slow the
+// recipient or the sender down, hold the contact's marketing, pause the campaign.
+func (w *Worker) react(ctx context.Context, items []*item) error {
+	now := time.Now()
+	pauses := map[string]string{}
+	for _, it := range items {
+		if it.code == 0 || it.reacted {
+			continue
+		}
+		var err error
+		switch it.action {
+		case "backoff_recipient", "hold_marketing":
+			if w.cfg.Pushback != nil {
+				err = w.cfg.Pushback.Recipient(ctx, it.sender.PhoneNumberID, it.job.Contact, it.code, now)
+			}
+			if it.action == "hold_marketing" && it.cp.Purpose == "marketing" {
+				// Not a failure: Meta holds the contact's marketing for a day; try then.
+				it.outcome, it.reason, it.retry = "", "", false
+				it.deferUntil, it.deferReason = now.Add(whatsapp.RetryAfter(it.code, 1)), "marketing_hold"
+			}
+		case "pause_sender":
+			if w.cfg.Pushback != nil {
+				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
+			}
+			it.outcome, it.reason, it.retry = "", "", false
+			it.deferUntil, it.deferReason = now.Add(w.cfg.SenderHold), "sender_paused"
+		case "pause_campaign", "pause_account":
+			// The template (or the account) is broken: every other job would fail the same
+			// way. Pause the campaign; this job waits, parked, for the resume.
+			pauses[it.job.Campaign] = fmt.Sprintf("provider:%d", it.code)
+			it.outcome, it.reason, it.retry, it.park = "", "", false, true
+		default:
+			if it.slowSender && w.cfg.Pushback != nil {
+				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		it.reacted = true
+	}
+	for id, reason := range pauses {
+		if _, err := w.cfg.Campaigns.PauseFor(ctx, id, reason); err != nil && !errors.Is(err, ErrNotFound) {
+			w.log.Warn("pause campaign after provider refusal", "campaign", id, "reason", reason, "err", err)
+			continue
+		}
+		w.log.Warn("campaign paused by a provider refusal", "campaign", id, "reason", reason)
+	}
+	return nil
+}
+
+// judgeErrors pauses campaigns whose failure rate crosses their threshold.
+func (w *Worker) judgeErrors(ctx context.Context, items []*item) error {
+	seen := map[string]Campaign{}
+	for _, it := range items {
+		if it.outcome == OutcomeFailed && it.finished && it.cp.ID != "" && !it.judged {
+			seen[it.cp.ID] = it.cp
+		}
+	}
+	for id, cp := range seen {
+		limit := cp.MaxErrorRate
+		if limit == 0 {
+			limit = w.cfg.MaxErrorRate
+		}
+		if limit < 0 {
+			continue
+		}
+		st, err := w.cfg.Campaigns.Status(ctx, id)
+		if err != nil {
+			return err
+		}
+		tried := st.Sent + st.Failed
+		if st.State != Running || tried < w.cfg.MinErrorSample || float64(st.Failed) <= limit*float64(tried) {
+			continue
+		}
+		if _, err := w.cfg.Campaigns.PauseFor(ctx, id, "error_rate"); err != nil {
+			w.log.Warn("auto-pause", "campaign", id, "err", err)
+			continue
+		}
+		w.log.Warn("campaign paused: too many failed sends", "campaign", id, "failed", st.Failed, "tried", tried, "max_error_rate", limit)
+	}
+	for _, it := range items {
+		if it.finished {
+			it.judged = true
 		}
 	}
 	return nil

@@ -97,6 +97,8 @@ type rig struct {
 	tpls      *templates.Store
 	ids       []uint32
 	caps      []throttle.Cap
+	pushback  Pushback
+	tune      func(*WorkerConfig) // adjusts the workers' config
 }
 
 // newRig stores n consented contacts tagged "t", a template, a sender and a campaign store
@@ -145,18 +147,25 @@ func newRig(t *testing.T, n int) *rig {
 // startWorker runs a worker against rdb (the rig's client, or one through a proxy).
 func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.UniversalClient, ch Channel) {
 	t.Helper()
-	w := NewWorker(WorkerConfig{
+	cfg := WorkerConfig{
 		Brokers: r.brokers, Topics: r.topics,
 		Campaigns: NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: r.prefix}), Tracker: NewTracker(rdb, r.prefix),
 		Senders: NewSenders(rdb, r.prefix), Contacts: segments.NewStore(rdb, r.prefix),
 		Templates: templates.NewCache(templates.NewStore(rdb, r.prefix), templates.CacheConfig{}),
 		Policy:    throttle.NewPolicy(rdb, r.prefix, nil).WithCaps(r.caps), Governor: throttle.NewGovernor(rdb, r.prefix),
-		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound),
-		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25,
-	})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { <-done })
+		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
+		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25, Pushback: r.pushback,
+	}
+	if r.tune != nil {
+		r.tune(&cfg)
+	}
+	w := NewWorker(cfg)
+	sch := &Scheduler{Delayed: NewDelayed(rdb, r.prefix), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound), Redis: rdb, Prefix: r.prefix,
+		Poll: 20 * time.Millisecond}
+	done := make(chan struct{}, 2)
+	go func() { defer func() { done <- struct{}{} }(); _ = w.Run(ctx) }()
+	go func() { defer func() { done <- struct{}{} }(); _ = sch.Run(ctx) }()
+	t.Cleanup(func() { <-done; <-done })
 }
 
 func (r *rig) launch(t *testing.T) Campaign {

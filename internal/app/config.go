@@ -27,6 +27,7 @@ type Config struct {
 	Partitions    int      // partitions per topic when migrate creates them
 
 	FrequencyCaps []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
+	NoScheduler   bool           // worker: do not run the delayed-job scheduler in this process
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures

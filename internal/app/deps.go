@@ -121,6 +121,7 @@ type Components struct {
 	Ledger    *throttle.Ledger
 	Policy    *throttle.Policy
 	Governor  *throttle.Governor
+	Delayed   *dispatcher.Delayed
 }
 
 // Components builds the domain objects (Redis must be configured).
@@ -150,6 +151,7 @@ func (d *Deps) Components() (*Components, error) {
 		Ledger:    ledger,
 		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps),
 		Governor:  throttle.NewGovernor(rdb, p),
+		Delayed:   dispatcher.NewDelayed(rdb, p),
 	}, nil
 }
 

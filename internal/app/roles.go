@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"net"
 	"net/http"
 	"strings"
@@ -142,10 +143,35 @@ func Worker(ctx context.Context, d *Deps) error {
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
 		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
-		Events: d.Writer(d.Topics.Events), Outbound: d.Writer(d.Topics.Outbound), DLQ: d.Writer(d.Topics.DLQ),
+		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
-	return w.Run(ctx)
+	if d.Cfg.NoScheduler {
+		return w.Run(ctx)
+	}
+	// Every worker also runs a scheduler: one of them leads and moves due delayed jobs.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(ctx) })
+	g.Go(func() error { return Scheduler(ctx, d) })
+	return g.Wait()
+}
+
+// Scheduler moves due delayed jobs (deferrals, retries) back to herald.outbound until
+// ctx is cancelled. Several may run: one leads at a time.
+func Scheduler(ctx context.Context, d *Deps) error {
+	c, err := d.Components()
+	if err != nil {
+		return err
+	}
+	rdb, err := d.Redis()
+	if err != nil {
+		return err
+	}
+	s := &dispatcher.Scheduler{Delayed: c.Delayed, Outbound: d.Writer(d.Topics.Outbound), Redis: rdb, Prefix: d.Cfg.Prefix, Logger: d.Cfg.Logger}
+	if d.Cfg.Registry != nil {
+		s.RegisterMetrics(d.Cfg.Registry)
+	}
+	return s.Run(ctx)
 }
 
 // Sink runs the ClickHouse event sink until ctx is cancelled.

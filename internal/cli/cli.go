@@ -45,7 +45,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ExitErrHandler:       func(*cli.Context, error) {}, // we map errors to codes below
 		Commands: []*cli.Command{
 			demoCommand(), devCommand(), sandboxCommand(),
-			serveCommand(), workerCommand(), sinkCommand(), migrateCommand(),
+			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
 			auditCommand(), trackCommand(),
 		},

@@ -176,6 +176,26 @@ func workerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "worker",
 		Usage: "consume herald.outbound and send (run as many as you like: they share the work)",
+		Description: "Each worker also runs the scheduler (due deferred jobs and retries back to herald.outbound);\n" +
+			"one scheduler leads at a time. Use --no-scheduler when you run `herald scheduler` separately.",
+		Flags: []cli.Flag{metricsFlag(),
+			&cli.BoolFlag{Name: "no-scheduler", Usage: "do not run the delayed-job scheduler in this process", EnvVars: []string{"HERALD_NO_SCHEDULER"}}},
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			d.Cfg.NoScheduler = c.Bool("no-scheduler")
+			return withMetrics(c, d, app.Worker)
+		},
+	}
+}
+
+func schedulerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "scheduler",
+		Usage: "move due deferred jobs and retries back to herald.outbound (one leads; run two for failover)",
 		Flags: []cli.Flag{metricsFlag()},
 		Action: func(c *cli.Context) error {
 			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
@@ -183,7 +203,7 @@ func workerCommand() *cli.Command {
 				return err
 			}
 			defer d.Close()
-			return withMetrics(c, d, app.Worker)
+			return withMetrics(c, d, app.Scheduler)
 		},
 	}
 }

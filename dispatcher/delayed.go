@@ -1,0 +1,223 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+)
+
+// Delayed holds send jobs that may not go yet — deferred by the policy (quiet hours, pair
+// rate, daily tier…), retries waiting out their backoff, a sender's overflow beyond what
+// its rate allows soon — in one Redis sorted set scored by the time each job is due. The
+// Scheduler moves due jobs back to herald.outbound. So a job that must wait never holds a
+// worker, a batch or a Kafka partition: other senders' jobs keep flowing.
+//
+// A job is added before its Kafka offset is committed and removed only after it is back
+// in Kafka, so a crash at any point loses nothing; it may duplicate a job, which the
+// Tracker's claim turns into a no-op.
+type Delayed struct {
+	rdb redis.UniversalClient
+	key string
+}
+
+// NewDelayed returns the delayed-job set under prefix.
+func NewDelayed(rdb redis.UniversalClient, prefix string) *Delayed {
+	return &Delayed{rdb: rdb, key: prefix + "{delayed}:jobs"}
+}
+
+// Add stores jobs, each due at its NotBefore (a zero NotBefore is due at once).
+func (d *Delayed) Add(ctx context.Context, jobs []Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	zs := make([]redis.Z, len(jobs))
+	for i, j := range jobs {
+		var due int64
+		if !j.NotBefore.IsZero() {
+			due = j.NotBefore.UnixMilli()
+		}
+		zs[i] = redis.Z{Score: float64(due), Member: j.Marshal()}
+	}
+	for len(zs) > 0 {
+		n := min(len(zs), 5000)
+		if err := d.rdb.ZAdd(ctx, d.key, zs[:n]...).Err(); err != nil {
+			return fmt.Errorf("delay jobs: %w", err)
+		}
+		zs = zs[n:]
+	}
+	return nil
+}
+
+// Due returns up to limit jobs due at now, earliest first, as stored (encoded).
+func (d *Delayed) Due(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	res, err := d.rdb.ZRangeByScore(ctx, d.key, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read due jobs: %w", err)
+	}
+	return res, nil
+}
+
+// DelayedStats describes the delayed set.
+type DelayedStats struct {
+	Jobs int64     `json:"jobs"`
+	Next time.Time `json:"next,omitzero"` // when the earliest job is due
+}
+
+// Stats returns how many jobs wait and when the first is due.
+func (d *Delayed) Stats(ctx context.Context) (DelayedStats, error) {
+	pipe := d.rdb.Pipeline()
+	n := pipe.ZCard(ctx, d.key)
+	first := pipe.ZRangeWithScores(ctx, d.key, 0, 0)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return DelayedStats{}, fmt.Errorf("delayed jobs: %w", err)
+	}
+	st := DelayedStats{Jobs: n.Val()}
+	if zs := first.Val(); len(zs) > 0 {
+		st.Next = time.UnixMilli(int64(zs[0].Score))
+	}
+	return st, nil
+}
+
+// Scheduler moves due delayed jobs back to herald.outbound. Any number may run (one in
+// every worker process, say): one leader at a time does the work, holding a Redis lock
+// with a fencing token that it renews; the others wait to take over.
+type Scheduler struct {
+	Delayed  *Delayed
+	Outbound Publisher
+	Redis    redis.UniversalClient
+	Prefix   string
+	Logger   *slog.Logger
+	Batch    int           // jobs moved per round (default 2000)
+	Poll     time.Duration // longest sleep between rounds (default 200 ms)
+	TTL      time.Duration // leader lock lifetime (default 10 s)
+
+	moved prometheus.Counter
+}
+
+// RegisterMetrics exports the scheduler's counters to reg.
+func (s *Scheduler) RegisterMetrics(reg prometheus.Registerer) {
+	s.moved = promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "herald_scheduler_jobs_moved_total",
+		Help: "Delayed jobs moved back to herald.outbound when due."})
+}
+
+// renewScript keeps the lock if we hold it (KEYS[1] lock, ARGV[1] token, ARGV[2] ttl ms).
+var renewScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// removeScript removes moved jobs only while the caller still holds the lock (fencing: a
+// leader that lost the lock while it was publishing leaves the jobs for the new leader;
+// the copies it did publish are dropped by the claims).
+var removeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local n = 0
+for i = 2, #ARGV do n = n + redis.call('ZREM', KEYS[2], ARGV[i]) end
+return n
+`)
+
+// Run moves due jobs until ctx is cancelled.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if s.Batch <= 0 {
+		s.Batch = 2000
+	}
+	if s.Poll <= 0 {
+		s.Poll = 200 * time.Millisecond
+	}
+	if s.TTL <= 0 {
+		s.TTL = 10 * time.Second
+	}
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "scheduler")
+	tok := make([]byte, 12)
+	_, _ = rand.Read(tok)
+	token := hex.EncodeToString(tok)
+	lock := s.Prefix + "{delayed}:leader"
+	leader := false
+	for {
+		ok, err := renewScript.Run(ctx, s.Redis, []string{lock}, token, s.TTL.Milliseconds()).Int()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			log.Warn("scheduler lock", "err", err)
+			leader = false
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		if (ok == 1) != leader {
+			leader = ok == 1
+			log.Info("scheduler leadership", "leader", leader)
+		}
+		wait := s.Poll
+		if leader {
+			n, err := s.moveDue(ctx, lock, token)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("move due jobs", "err", err)
+			}
+			if n == s.Batch {
+				wait = 0 // more are due
+			}
+		} else {
+			wait = s.TTL / 3
+		}
+		if wait > 0 && !sleepCtx(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// moveDue publishes one batch of due jobs and removes them from the set.
+func (s *Scheduler) moveDue(ctx context.Context, lock, token string) (int, error) {
+	due, err := s.Delayed.Due(ctx, time.Now(), s.Batch)
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	msgs := make([]kafka.Message, 0, len(due))
+	for _, v := range due {
+		j, err := UnmarshalJob([]byte(v))
+		if err != nil {
+			// Only Herald writes this set; keep the bytes for the DLQ path of the worker.
+			msgs = append(msgs, kafka.Message{Key: []byte("invalid"), Value: []byte(v)})
+			continue
+		}
+		msgs = append(msgs, kafka.Message{Key: []byte(j.Sender), Value: []byte(v)})
+	}
+	if err := s.Outbound.WriteMessages(ctx, msgs...); err != nil {
+		return 0, fmt.Errorf("publish due jobs: %w", err)
+	}
+	args := make([]any, 0, len(due)+1)
+	args = append(args, token)
+	for _, v := range due {
+		args = append(args, v)
+	}
+	if _, err := removeScript.Run(ctx, s.Redis, []string{lock, s.Delayed.key}, args...).Int(); err != nil {
+		return 0, fmt.Errorf("remove moved jobs: %w", err)
+	}
+	if s.moved != nil {
+		s.moved.Add(float64(len(due)))
+	}
+	return len(due), nil
+}

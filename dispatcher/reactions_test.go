@@ -1,0 +1,173 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// recPushback is a fake of our Pushback interface that records what it was told.
+type recPushback struct {
+	mu         sync.Mutex
+	recipients map[uint32][]int
+	senders    map[string][]int
+}
+
+func newRecPushback() *recPushback {
+	return &recPushback{recipients: map[uint32][]int{}, senders: map[string][]int{}}
+}
+
+func (p *recPushback) Recipient(_ context.Context, _ string, contact uint32, code int, _ time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.recipients[contact] = append(p.recipients[contact], code)
+	return nil
+}
+
+func (p *recPushback) Sender(_ context.Context, sender string, code int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.senders[sender] = append(p.senders[sender], code)
+	return nil
+}
+
+func (r *rig) waitState(t *testing.T, id string, want State) Status {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := r.campaigns.Status(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s never became %s: %+v", id, want, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A template refusal (132001: template missing at Meta) pauses the campaign instead of
+// failing every contact; once the template is fixed, resume sends each contact once.
+func TestTemplateRefusalPausesTheCampaign(t *testing.T) {
+	r := newRig(t, 40)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var broken atomic.Bool
+	broken.Store(true)
+	ch := newFakeChannel()
+	ch.fail = func(int, Message) error {
+		if broken.Load() {
+			return &SendError{Code: 132001, Action: "pause_campaign", Err: errors.New("(#132001) Template name does not exist in the translation")}
+		}
+		return nil
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	st := r.waitState(t, cp.ID, Paused)
+	if st.PauseReason != "provider:132001" {
+		t.Fatalf("pause reason %q, want provider:132001", st.PauseReason)
+	}
+	// Let the jobs still in Kafka reach the worker and be parked.
+	time.Sleep(500 * time.Millisecond)
+	if st, _ := r.campaigns.Status(ctx, cp.ID); st.Failed != 0 || st.Sent != 0 {
+		t.Fatalf("a template refusal failed or sent jobs: %+v", st)
+	}
+	broken.Store(false)
+	if _, err := r.campaigns.Resume(ctx, cp.ID); err != nil {
+		t.Fatal(err)
+	}
+	st = r.waitCompleted(t, cp.ID)
+	if st.Sent != 40 || st.Failed != 0 {
+		t.Fatalf("after resume: %+v", st)
+	}
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+}
+
+// A campaign whose failure rate crosses its threshold pauses itself with reason
+// error_rate, before it burns through the audience.
+func TestErrorRatePausesTheCampaign(t *testing.T) {
+	r := newRig(t, 300)
+	r.tune = func(c *WorkerConfig) { c.MinErrorSample = 20 }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	ch.fail = func(_ int, m Message) error {
+		if m.To[len(m.To)-1]%2 == 0 { // half the phone numbers are not on WhatsApp
+			return &SendError{Code: 131026, Action: "undeliverable", Err: errors.New("(#131026) Message undeliverable")}
+		}
+		return nil
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, MaxErrorRate: 0.3}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitState(t, cp.ID, Paused)
+	if st.PauseReason != "error_rate" {
+		t.Fatalf("pause reason %q, want error_rate", st.PauseReason)
+	}
+	time.Sleep(300 * time.Millisecond)
+	st, _ = r.campaigns.Status(ctx, cp.ID)
+	if st.Done >= 300 {
+		t.Fatalf("the whole audience was tried before the pause: %+v", st)
+	}
+	// A campaign that opts out of the check (negative threshold) is never paused.
+	cp2, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, MaxErrorRate: -1}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp2.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st = r.waitCompleted(t, cp2.ID)
+	if st.Failed != 150 || st.Sent != 150 {
+		t.Fatalf("campaign without an error threshold: %+v", st)
+	}
+}
+
+// Pair-rate (131056) and quality (131048) refusals are reported to the pushback, the
+// jobs wait in the delayed set, and every contact still gets exactly one message.
+func TestRecipientAndSenderPushback(t *testing.T) {
+	r := newRig(t, 30)
+	pb := newRecPushback()
+	r.pushback = pb
+	r.tune = func(c *WorkerConfig) { c.SenderHold = 100 * time.Millisecond }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	ch.fail = func(attempt int, m Message) error {
+		if attempt > 1 {
+			return nil
+		}
+		if m.To[len(m.To)-1]%2 == 0 {
+			return &SendError{Code: 131056, Retryable: true, RetryAfter: 50 * time.Millisecond, Action: "backoff_recipient", Err: errors.New("(#131056) pair rate limit hit")}
+		}
+		return &SendError{Code: 131048, Action: "pause_sender", Err: errors.New("(#131048) Spam rate limit hit")}
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 30 || st.Failed != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	if len(pb.recipients) != 15 {
+		t.Errorf("%d recipients reported for 131056, want 15", len(pb.recipients))
+	}
+	if n := len(pb.senders["s1"]); n != 15 {
+		t.Errorf("sender s1 reported %d times for 131048, want 15", n)
+	}
+}
