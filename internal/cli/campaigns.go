@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -34,6 +35,7 @@ func campaignsCommand() *cli.Command {
 				&cli.StringFlag{Name: "name", Usage: "a name for people"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
 				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
+				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
 			},
 			Action: func(c *cli.Context) error {
 				d, comp, err := components(c)
@@ -44,6 +46,9 @@ func campaignsCommand() *cli.Command {
 				if _, err := segments.Parse(c.String("segment")); err != nil {
 					return usage("--segment: %w", err)
 				}
+				if r := c.Float64("max-error-rate"); r > 1 || (r < 0 && r != -1) {
+					return usage("--max-error-rate %v: want a share between 0 and 1, or -1", r)
+				}
 				if _, tracker, err := d.Links(); err != nil || (c.Bool("track-links") && tracker == nil) {
 					return usage("--track-links needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL (the same on serve and the workers): %v", err)
 				}
@@ -51,7 +56,8 @@ func campaignsCommand() *cli.Command {
 					return usage("--template %q: %w (add it with `herald templates add FILE`)", c.String("template"), err)
 				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
-					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links")}, comp.Senders)
+					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
+					MaxErrorRate: c.Float64("max-error-rate")}, comp.Senders)
 				if err != nil {
 					return usage("%w", err)
 				}
@@ -220,9 +226,24 @@ func printStatus(c *cli.Context, st dispatcher.Status) error {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "campaign %s (%s): %s\n", st.ID, st.Name, st.State)
+	if st.PauseReason != "" {
+		fmt.Fprintf(w, "  paused    %s\n", pauseReasonText(st.PauseReason))
+	}
 	fmt.Fprintf(w, "  segment   %s\n  template  %s\n  senders   %v\n", st.Segment, st.Template, st.Senders)
 	fmt.Fprintf(w, "  audience %d  queued %d  sent %d  skipped %d  failed %d  done %d\n", st.Audience, st.Queued, st.Sent, st.Skipped, st.Failed, st.Done)
 	return nil
+}
+
+func pauseReasonText(r string) string {
+	switch {
+	case r == "operator":
+		return "by an operator"
+	case r == "error_rate":
+		return "automatically: too many sends failed (see `herald report funnel`); resume when fixed"
+	case strings.HasPrefix(r, "provider:"):
+		return "automatically: the provider refused with code " + strings.TrimPrefix(r, "provider:") + " (template or account problem); resume when fixed"
+	}
+	return r
 }
 
 // campaignTransition runs a lifecycle change (pause, resume, cancel) and prints the status.
