@@ -37,6 +37,7 @@ type Campaign struct {
 	Segment  string   `json:"segment"`
 	Template string   `json:"template"`
 	Senders  []string `json:"senders"`
+	Routing  string   `json:"routing,omitempty"` // round_robin (default) or country
 	Channel  string   `json:"channel"`
 	Purpose  string   `json:"purpose"` // consent purpose: marketing, utility
 	// TrackLinks turns URLs in the message into signed click-tracking links.
@@ -121,6 +122,11 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	}
 	if cp.Purpose == "" {
 		cp.Purpose = "marketing"
+	}
+	switch cp.Routing {
+	case "", RouteRoundRobin, RouteCountry:
+	default:
+		return cp, fmt.Errorf("campaign: routing %q: want %s or %s", cp.Routing, RouteRoundRobin, RouteCountry)
 	}
 	for _, s := range cp.Senders {
 		if _, err := senders.Get(ctx, s); err != nil {
@@ -472,12 +478,16 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 		jobs, evs = jobs[:0], evs[:0]
 		return nil
 	}
+	route, err := c.routerFor(ctx, cp, NewSenders(c.rdb, c.prefix))
+	if err != nil {
+		return err
+	}
 	now := c.now()
 	var last uint32
 	for it.HasNext() {
 		id := it.Next()
 		last = id
-		sender := cp.SenderFor(id)
+		sender := route(id)
 		jobs = append(jobs, kafka.Message{Key: []byte(sender), Value: Job{Campaign: cp.ID, Contact: id, Sender: sender}.Marshal()})
 		ev := events.New(events.Queued, cp.ID, id, now)
 		ev.SenderID, ev.Channel, ev.Template = sender, cp.Channel, cp.Template

@@ -67,8 +67,13 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		plans[sid] = &SenderPlan{ID: sid, Rate: s.Rate}
 		phone[sid] = s.PhoneNumberID
 	}
+	route, err := c.routerFor(ctx, cp, senders)
+	if err != nil {
+		return dr, err
+	}
 	it := audience.Iterator()
 	batch := make([]throttle.Job, 0, 2000)
+	sids := make([]string, 0, 2000)
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -83,14 +88,15 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 				continue
 			}
 			dr.WouldSend++
-			plans[cp.SenderFor(batch[i].ContactID)].Contacts++
+			plans[sids[i]].Contacts++
 		}
-		batch = batch[:0]
+		batch, sids = batch[:0], sids[:0]
 		return nil
 	}
 	for it.HasNext() {
 		contact := it.Next()
-		sid := cp.SenderFor(contact)
+		sid := route(contact)
+		sids = append(sids, sid)
 		batch = append(batch, throttle.Job{ContactID: contact, SenderID: phone[sid], Channel: cp.Channel, Purpose: cp.Purpose, FreeForm: dr.FreeForm})
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {

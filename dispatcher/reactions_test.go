@@ -3,10 +3,14 @@ package dispatcher
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/segments"
 )
 
 // recPushback is a fake of our Pushback interface that records what it was told.
@@ -169,5 +173,70 @@ func TestRecipientAndSenderPushback(t *testing.T) {
 	}
 	if n := len(pb.senders["s1"]); n != 15 {
 		t.Errorf("sender s1 reported %d times for 131048, want 15", n)
+	}
+}
+
+// Country routing: each contact's jobs go to a sender serving its country; contacts of
+// other countries go to the sender that lists none. Each contact still gets one message.
+func TestCountryRouting(t *testing.T) {
+	r := newRig(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cs []segments.Contact
+	for i := range 30 {
+		phone := fmt.Sprintf("+6681%07d", i+1) // TH
+		if i%3 == 1 {
+			phone = fmt.Sprintf("+62812%07d", i+1) // ID
+		} else if i%3 == 2 {
+			phone = fmt.Sprintf("+6591%06d", i+1) // SG
+		}
+		cs = append(cs, segments.Contact{Phone: phone, Tags: []string{"t"}})
+	}
+	r.addContacts(t, cs)
+	for _, s := range []Sender{
+		{ID: "th", Channel: "whatsapp", PhoneNumberID: "th", Token: "t", Rate: 2000, Countries: []string{"TH"}},
+		{ID: "id1", Channel: "whatsapp", PhoneNumberID: "id1", Token: "t", Rate: 2000, Countries: []string{"ID"}},
+		{ID: "id2", Channel: "whatsapp", PhoneNumberID: "id2", Token: "t", Rate: 2000, Countries: []string{"ID", "MY"}},
+	} {
+		if err := r.senders.Put(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := newFakeChannel()
+	var mu sync.Mutex
+	via := map[string]string{} // phone → sender
+	ch.onSend = func(s Sender, m Message) {
+		mu.Lock()
+		via[m.To] = s.ID
+		mu.Unlock()
+	}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"th", "id1", "id2", "s1"}, Routing: RouteCountry}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.waitCompleted(t, cp.ID); st.Sent != 30 {
+		t.Fatalf("status %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	used := map[string]int{}
+	for phone, s := range via {
+		used[s]++
+		switch {
+		case strings.HasPrefix(phone, "+66") && s != "th",
+			strings.HasPrefix(phone, "+62") && s != "id1" && s != "id2",
+			strings.HasPrefix(phone, "+65") && s != "s1":
+			t.Errorf("%s went through sender %s", phone, s)
+		}
+	}
+	if used["id1"] == 0 || used["id2"] == 0 {
+		t.Errorf("Indonesian contacts not spread over both ID senders: %v", used)
+	}
+	if _, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"th"}, Routing: "nearest"}, r.senders); err == nil {
+		t.Error("an unknown routing was accepted")
 	}
 }

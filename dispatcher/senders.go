@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,12 +22,17 @@ type Sender struct {
 	Token         string  `json:"-"`    // never printed
 	Rate          float64 `json:"rate"` // messages per second
 	Name          string  `json:"name,omitempty"`
+	// Countries the sender serves when a campaign routes by country (ISO 3166 alpha-2).
+	Countries []string `json:"countries,omitempty"`
 }
 
 // ErrNotFound is returned for an unknown campaign or sender.
 var ErrNotFound = errors.New("not found")
 
-var senderIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var (
+	senderIDRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	countryRe  = regexp.MustCompile(`^[A-Z]{2}$`)
+)
 
 // Validate checks a sender before it is saved.
 func (s Sender) Validate() error {
@@ -41,6 +47,11 @@ func (s Sender) Validate() error {
 		return fmt.Errorf("sender %s: an access token is required", s.ID)
 	case !(s.Rate > 0 && s.Rate <= 10000):
 		return fmt.Errorf("sender %s: rate must be between 0 and 10000 msg/s, got %v", s.ID, s.Rate)
+	}
+	for _, cc := range s.Countries {
+		if !countryRe.MatchString(cc) {
+			return fmt.Errorf("sender %s: country %q: want an ISO 3166 alpha-2 code such as TH", s.ID, cc)
+		}
 	}
 	return nil
 }
@@ -73,7 +84,7 @@ func (r *Senders) Put(ctx context.Context, s Sender) error {
 	}
 	pipe := r.rdb.TxPipeline()
 	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
-		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name)
+		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","))
 	pipe.SAdd(ctx, r.prefix+"senders", s.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save sender %s: %w", s.ID, err)
@@ -91,7 +102,11 @@ func (r *Senders) Get(ctx context.Context, id string) (Sender, error) {
 		return Sender{}, fmt.Errorf("sender %s: %w", id, ErrNotFound)
 	}
 	rate, _ := strconv.ParseFloat(m["rate"], 64)
-	return Sender{ID: id, Channel: m["channel"], PhoneNumberID: m["phone_number_id"], Token: m["token"], Rate: rate, Name: m["name"]}, nil
+	s := Sender{ID: id, Channel: m["channel"], PhoneNumberID: m["phone_number_id"], Token: m["token"], Rate: rate, Name: m["name"]}
+	if m["countries"] != "" {
+		s.Countries = strings.Split(m["countries"], ",")
+	}
+	return s, nil
 }
 
 // Cached returns a sender, from a cache refreshed every few seconds so that rate changes

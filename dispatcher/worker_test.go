@@ -31,6 +31,7 @@ type fakeChannel struct {
 	attempts map[string]int
 	last     map[string]Message // callback data → last message sent
 	fail     func(attempt int, m Message) error
+	onSend   func(s Sender, m Message) // called for every attempt, under the lock
 }
 
 func newFakeChannel() *fakeChannel {
@@ -46,6 +47,9 @@ func (c *fakeChannel) Send(_ context.Context, s Sender, m Message) (string, erro
 	}
 	c.attempts[m.CallbackData]++
 	c.last[m.CallbackData] = m
+	if c.onSend != nil {
+		c.onSend(s, m)
+	}
 	if c.fail != nil {
 		if err := c.fail(c.attempts[m.CallbackData], m); err != nil {
 			return "", err
@@ -114,18 +118,7 @@ func newRig(t *testing.T, n int) *rig {
 	for i := range cs {
 		cs[i] = segments.Contact{Phone: fmt.Sprintf("+6681%07d", i+1), Name: fmt.Sprintf("C%d", i), Tags: []string{"t"}}
 	}
-	ids, err := r.contacts.Upsert(ctx, cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.ids = ids
-	var changes []throttle.Change
-	for _, id := range ids {
-		changes = append(changes, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"})
-	}
-	if _, err := throttle.NewLedger(rdb, prefix, memPublisher{}).Apply(ctx, changes, false); err != nil {
-		t.Fatal(err)
-	}
+	r.addContacts(t, cs)
 	r.tpls = templates.NewStore(rdb, prefix)
 	tpl, err := templates.ParseFile([]byte(testTemplate), "promo.yaml")
 	if err != nil {
@@ -142,6 +135,27 @@ func newRig(t *testing.T, n int) *rig {
 	t.Cleanup(func() { out.Close(); evs.Close() })
 	r.campaigns = NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: prefix, Segments: r.contacts, Outbound: out, Events: evs, Chunk: 16})
 	return r
+}
+
+// addContacts stores contacts opted in to WhatsApp marketing and adds them to r.ids.
+func (r *rig) addContacts(t *testing.T, cs []segments.Contact) {
+	t.Helper()
+	if len(cs) == 0 {
+		return
+	}
+	ctx := context.Background()
+	ids, err := r.contacts.Upsert(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ids = append(r.ids, ids...)
+	var changes []throttle.Change
+	for _, id := range ids {
+		changes = append(changes, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"})
+	}
+	if _, err := throttle.NewLedger(r.rdb, r.prefix, memPublisher{}).Apply(ctx, changes, false); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startWorker runs a worker against rdb (the rig's client, or one through a proxy).

@@ -35,6 +35,7 @@ func campaignsCommand() *cli.Command {
 				&cli.StringFlag{Name: "name", Usage: "a name for people"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
 				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
+				&cli.StringFlag{Name: "routing", Value: "round_robin", Usage: "how contacts spread over the senders: round_robin, or country (each sender's --country list)"},
 				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -57,7 +58,7 @@ func campaignsCommand() *cli.Command {
 				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
 					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
-					MaxErrorRate: c.Float64("max-error-rate")}, comp.Senders)
+					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing")}, comp.Senders)
 				if err != nil {
 					return usage("%w", err)
 				}

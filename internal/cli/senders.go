@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,7 @@ func sendersCommand() *cli.Command {
 				&cli.StringFlag{Name: "token", Usage: "Cloud API access token", EnvVars: []string{"HERALD_WHATSAPP_TOKEN"}},
 				&cli.Float64Flag{Name: "rate", Value: 80, Usage: "messages per second (Cloud API default 80)"},
 				&cli.StringFlag{Name: "name", Usage: "display name"},
+				&cli.StringSliceFlag{Name: "country", Usage: "a country this sender serves when a campaign routes by country (ISO code, repeatable or comma-separated)"},
 			},
 			Action: func(c *cli.Context) error {
 				d, err := deps(c, app.Needs{Redis: true})
@@ -35,6 +37,13 @@ func sendersCommand() *cli.Command {
 					return err
 				}
 				s := dispatcher.Sender{ID: c.String("id"), Channel: "whatsapp", PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name")}
+				for _, v := range c.StringSlice("country") {
+					for _, cc := range strings.Split(v, ",") {
+						if cc = strings.ToUpper(strings.TrimSpace(cc)); cc != "" {
+							s.Countries = append(s.Countries, cc)
+						}
+					}
+				}
 				if s.ID == "" {
 					s.ID = s.PhoneNumberID
 				}
@@ -72,9 +81,9 @@ func sendersCommand() *cli.Command {
 				}
 				var rows [][]string
 				for _, s := range list {
-					rows = append(rows, []string{s.ID, s.Channel, s.PhoneNumberID, strconv.FormatFloat(s.Rate, 'f', -1, 64), s.Name})
+					rows = append(rows, []string{s.ID, s.Channel, s.PhoneNumberID, strconv.FormatFloat(s.Rate, 'f', -1, 64), strings.Join(s.Countries, ","), s.Name})
 				}
-				table(c.App.Writer, []string{"ID", "CHANNEL", "PHONE-NUMBER-ID", "RATE", "NAME"}, rows)
+				table(c.App.Writer, []string{"ID", "CHANNEL", "PHONE-NUMBER-ID", "RATE", "COUNTRIES", "NAME"}, rows)
 				return nil
 			},
 		}},
