@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // ReasonFrequencyCap is the skip reason of a contact who already got as many messages of
@@ -43,25 +41,9 @@ func ParseCaps(s string) ([]Cap, error) {
 	return out, nil
 }
 
-// capScript reserves one message for ARGV[1] (a campaign:contact id) in the contact's
-// category log KEYS[1] if every cap allows it, atomically across workers. ARGV[2] = now
-// ms, then pairs of (max, window ms). A member already in the log is this same message
-// decided again (a retry): it is allowed without counting twice.
-var capScript = redis.NewScript(`
-local now = tonumber(ARGV[2])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
-local longest = 0
-for i = 3, #ARGV, 2 do
-  local max, win = tonumber(ARGV[i]), tonumber(ARGV[i+1])
-  if win > longest then longest = win end
-  if redis.call('ZCOUNT', KEYS[1], now - win + 1, '+inf') >= max then return 0 end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], longest)
-return 1
-`)
-
+// capKey is the contact's log of messages of category (ZSET member campaign:contact,
+// score ms), in the contact's hash slot: ruleScript reserves it with the contact's other
+// state.
 func (p *Policy) capKey(contact uint32, category string) string {
-	return p.prefix + "freq:" + category + ":" + strconv.FormatUint(uint64(contact), 10)
+	return contactTag(p.prefix, contact) + ":freq:" + category
 }

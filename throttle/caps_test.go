@@ -34,7 +34,8 @@ func TestFrequencyCaps(t *testing.T) {
 		}
 	}
 	caps, _ := ParseCaps("marketing:1/72h,marketing:2/168h")
-	p := NewPolicy(rdb, prefix, func() time.Time { return now }).WithCaps(caps)
+	// Caps only: the pair rate (its own tests) would defer the second message at the same instant.
+	p := NewPolicy(rdb, prefix, func() time.Time { return now }).WithCaps(caps).WithPairInterval(0)
 	job := func(campaign, purpose string) Job {
 		return Job{Campaign: campaign, ContactID: 1, Channel: "whatsapp", Purpose: purpose}
 	}

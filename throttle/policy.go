@@ -51,6 +51,19 @@ type Job struct {
 	Channel   string
 	Purpose   string
 	FreeForm  bool // free-form text (needs an open 24h window), not an approved template
+
+	// The recipient's zone for quiet hours: TimeZone (IANA, from the profile) when valid,
+	// else the zone of Phone's region (E.164), else of Country (ISO 3166 region), else
+	// the policy's fallback zone.
+	TimeZone string
+	Phone    string
+	Country  string
+	// SenderTier is the sender's daily unique-recipient tier (250, 2000, 10000, 100000);
+	// 0 is unlimited.
+	SenderTier int
+	// Quiet overrides the policy's quiet hours for this job (a campaign's own); nil: the
+	// policy's; a zero QuietHours: none.
+	Quiet *QuietHours
 }
 
 // Decision is the policy's answer for one job.
@@ -61,12 +74,19 @@ type Decision struct {
 	ConsentRef string    // the ledger record an Allow relies on
 }
 
-// Policy evaluates jobs against consent, the 24h window and frequency caps.
+// Policy evaluates jobs against consent, the 24h window, frequency caps, quiet hours,
+// provider pushback, the pair rate and the sender's daily tier.
 type Policy struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
 	caps   map[string][]Cap // by category
+
+	quiet        QuietHours
+	fallback     *time.Location
+	pair         time.Duration
+	backoffMax   time.Duration
+	backoffReset time.Duration
 }
 
 // WithCaps sets the frequency caps; jobs of categories without caps are not limited.
@@ -78,37 +98,97 @@ func (p *Policy) WithCaps(caps []Cap) *Policy {
 	return p
 }
 
-// NewPolicy returns a policy reading state under prefix. now may be nil (time.Now).
+// NewPolicy returns a policy reading state under prefix. now may be nil (time.Now). It
+// has no caps and no quiet hours, the default pair interval, the default 131056 back-off
+// and UTC as the fallback zone until the With… methods say otherwise.
 func NewPolicy(rdb redis.UniversalClient, prefix string, now func() time.Time) *Policy {
 	if now == nil {
 		now = time.Now
 	}
-	return &Policy{rdb: rdb, prefix: prefix, now: now}
+	return &Policy{rdb: rdb, prefix: prefix, now: now, fallback: time.UTC, pair: DefaultPairInterval,
+		backoffMax: DefaultBackoffMax, backoffReset: DefaultBackoffReset}
 }
 
-// Check decides every job in one pipelined round trip. An error means nothing may be
-// sent: the caller must not treat a failed check as permission (fail closed).
+// Check decides every job, in order: consent for the channel and purpose → the 24h
+// window (free-form text) → frequency caps → quiet hours → marketing hold → recipient
+// back-off → pair rate → the sender's daily tier. An allowed job holds a reservation of
+// its cap slot, pair slot and tier place (give them back with ReleaseCaps if it is not
+// sent); a skipped or deferred job holds none. Two pipelined round trips per batch,
+// whatever its size. An error means nothing may be sent: the caller must not treat a
+// failed check as permission (fail closed).
 func (p *Policy) Check(ctx context.Context, jobs []Job) ([]Decision, error) {
+	return p.decide(ctx, jobs, true)
+}
+
+// Preview decides like Check but reserves nothing and changes nothing (a dry run). Jobs
+// of one batch do not see each other: a preview of a full tier's worth of new contacts
+// allows them all.
+func (p *Policy) Preview(ctx context.Context, jobs []Job) ([]Decision, error) {
+	return p.decide(ctx, jobs, false)
+}
+
+func (p *Policy) decide(ctx context.Context, jobs []Job, reserve bool) ([]Decision, error) {
 	out := make([]Decision, len(jobs))
 	if len(jobs) == 0 {
 		return out, nil
 	}
-	pipe := p.rdb.Pipeline()
-	consent := make([]*redis.StringCmd, len(jobs))
-	window := make([]*redis.StringCmd, len(jobs))
-	for i, j := range jobs {
+	now := p.now()
+	if err := p.checkConsent(ctx, jobs, out, now); err != nil {
+		return nil, err
+	}
+	if err := p.applyRules(ctx, jobs, out, now, reserve); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkConsent decides consent and the 24h window in one round trip: one HMGET per
+// consent hash (channel and purpose) and per sender's window hash in the batch.
+func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, now time.Time) error {
+	type read struct {
+		key    string
+		fields []string
+		cmd    *redis.SliceCmd
+	}
+	var reads []*read
+	byKey := map[string]*read{}
+	add := func(key, field string) int {
+		r := byKey[key]
+		if r == nil {
+			r = &read{key: key}
+			byKey[key] = r
+			reads = append(reads, r)
+		}
+		r.fields = append(r.fields, field)
+		return len(r.fields) - 1
+	}
+	type at struct {
+		consent, window *read
+		ci, wi          int // the job's field in each
+	}
+	pos := make([]at, len(jobs))
+	for i := range jobs {
+		j := &jobs[i]
 		id := strconv.FormatUint(uint64(j.ContactID), 10)
-		consent[i] = pipe.HGet(ctx, p.prefix+"consent:"+j.Channel+":"+j.Purpose, id)
+		key := p.prefix + "consent:" + j.Channel + ":" + j.Purpose
+		pos[i].ci = add(key, id)
+		pos[i].consent = byKey[key]
 		if j.FreeForm {
-			window[i] = pipe.HGet(ctx, p.windowKey(j.SenderID), id)
+			key = p.windowKey(j.SenderID)
+			pos[i].wi = add(key, id)
+			pos[i].window = byKey[key]
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("policy check: %w", err)
+	pipe := p.rdb.Pipeline()
+	for _, r := range reads {
+		r.cmd = pipe.HMGet(ctx, r.key, r.fields...)
 	}
-	now := p.now()
-	for i, j := range jobs {
-		st := parseState(consent[i].Val())
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("policy check: %w", err)
+	}
+	for i := range jobs {
+		s, _ := pos[i].consent.cmd.Val()[pos[i].ci].(string)
+		st := parseState(s)
 		switch {
 		case !st.Granted && st.RecordID != "":
 			out[i] = Decision{Verdict: Skip, Reason: ReasonOptedOut}
@@ -117,65 +197,15 @@ func (p *Policy) Check(ctx context.Context, jobs []Job) ([]Decision, error) {
 			out[i] = Decision{Verdict: Skip, Reason: ReasonNoConsent}
 			continue
 		}
-		if j.FreeForm {
-			ms, err := strconv.ParseInt(window[i].Val(), 10, 64)
+		if jobs[i].FreeForm {
+			w, _ := pos[i].window.cmd.Val()[pos[i].wi].(string)
+			ms, err := strconv.ParseInt(w, 10, 64)
 			if err != nil || now.Sub(time.UnixMilli(ms)) >= Window {
 				out[i] = Decision{Verdict: Skip, Reason: ReasonOutsideWindow}
 				continue
 			}
 		}
 		out[i] = Decision{Verdict: Allow, ConsentRef: st.RecordID}
-	}
-	return out, p.reserveCaps(ctx, jobs, out, now)
-}
-
-// reserveCaps takes a frequency-cap slot for every allowed job of a capped category, in
-// one more round trip, and turns the jobs over their cap into skips.
-func (p *Policy) reserveCaps(ctx context.Context, jobs []Job, out []Decision, now time.Time) error {
-	if len(p.caps) == 0 {
-		return nil
-	}
-	pipe := p.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(jobs))
-	for i, j := range jobs {
-		caps := p.caps[j.Purpose]
-		if out[i].Verdict != Allow || len(caps) == 0 {
-			continue
-		}
-		args := []any{j.Campaign + ":" + strconv.FormatUint(uint64(j.ContactID), 10), now.UnixMilli()}
-		for _, c := range caps {
-			args = append(args, c.Max, c.Window.Milliseconds())
-		}
-		cmds[i] = capScript.Eval(ctx, pipe, []string{p.capKey(j.ContactID, j.Purpose)}, args...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("policy check: frequency caps: %w", err)
-	}
-	for i, c := range cmds {
-		if c == nil {
-			continue
-		}
-		if n, _ := c.Int(); n == 0 {
-			out[i] = Decision{Verdict: Skip, Reason: ReasonFrequencyCap}
-		}
-	}
-	return nil
-}
-
-// ReleaseCaps gives back the frequency-cap slots of jobs that were allowed but not sent
-// (refused by the provider, parked, cancelled), so they do not count against the contact.
-func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
-	if len(p.caps) == 0 || len(jobs) == 0 {
-		return nil
-	}
-	pipe := p.rdb.Pipeline()
-	for _, j := range jobs {
-		if len(p.caps[j.Purpose]) > 0 {
-			pipe.ZRem(ctx, p.capKey(j.ContactID, j.Purpose), j.Campaign+":"+strconv.FormatUint(uint64(j.ContactID), 10))
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("release frequency caps: %w", err)
 	}
 	return nil
 }
