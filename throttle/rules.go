@@ -103,11 +103,12 @@ const (
 // 7 "1" for marketing, 8 pair interval ms (0: off), 9 tier (0: none), 10 tier window ms,
 // 11 the rate hash's keep-alive ms, then pairs of (max, window ms) of the caps.
 //
-// The rate hash holds, per sender, "s:<sender>" = "at:prevAt:tierPrev:tierFlag:member":
-// the last reserved message (at ms, by member), the one before (restored on release) and,
-// when it counted against the tier, the contact's score in the tier set before (restored
-// on release; empty when the contact was new in the window). A job deciding again while
-// it holds the reservation (a retry) is allowed without taking anything twice.
+// The rate hash holds, per sender, "s:<sender>" = "at:tierPrev:tierFlag:member": the last
+// reserved message (at ms, by member) and, when it counted against the tier (flag 1),
+// the contact's score in the tier set before it (empty when the contact was new in the
+// window); "S:<sender>" keeps the record it replaced, restored on release. A job
+// deciding again while it holds the reservation (a retry) is allowed without taking
+// anything twice.
 // Returns {result, until ms}.
 var ruleScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
@@ -132,7 +133,7 @@ end
 local at, mine = '', false
 if v[3] then
   local m
-  at, m = string.match(v[3], '^(%d*):%d*:%d*:%d:(.*)$')
+  at, m = string.match(v[3], '^(%d*):%d*:%d:(.*)$')
   at, mine = at or '', m == member
 end
 local pair = tonumber(ARGV[8])
@@ -166,7 +167,8 @@ if (pair > 0 or tier > 0) and not mine then
     redis.call('ZADD', KEYS[3], now, ARGV[5])
     redis.call('PEXPIRE', KEYS[3], win + 3600000)
   end
-  redis.call('HSET', KEYS[1], fs, ARGV[1] .. ':' .. at .. ':' .. (score or '') .. ':' .. flag .. ':' .. member)
+  if v[3] then redis.call('HSET', KEYS[1], 'S:' .. ARGV[4], v[3]) else redis.call('HDEL', KEYS[1], 'S:' .. ARGV[4]) end
+  redis.call('HSET', KEYS[1], fs, ARGV[1] .. ':' .. (score or '') .. ':' .. flag .. ':' .. member)
   local keep = tonumber(ARGV[11])
   if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
 end
@@ -174,18 +176,24 @@ return {1, 0}
 `)
 
 // releaseScript gives back what ruleScript reserved for one job: its cap slot, its pair
-// slot (the sender's previous message to the contact becomes the last again) and, when
+// slot (the record it replaced, the sender's previous message to the contact, is the last
+// again) and, when
 // the contact's tier score is still the job's, the contact's place in the tier set (its
 // previous score, or out of the set when the job made it count). KEYS as ruleScript's;
 // ARGV: 1 member, 2 sender, 3 contact id, 4 "1" when KEYS[2] is a cap log.
 var releaseScript = redis.NewScript(`
 if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
-local fs = 's:' .. ARGV[2]
-local v = redis.call('HGET', KEYS[1], fs)
-if not v then return 0 end
-local at, prev, tprev, flag, m = string.match(v, '^(%d*):(%d*):(%d*):(%d):(.*)$')
+local fs, fp = 's:' .. ARGV[2], 'S:' .. ARGV[2]
+local v = redis.call('HMGET', KEYS[1], fs, fp)
+if not v[1] then return 0 end
+local at, tprev, flag, m = string.match(v[1], '^(%d*):(%d*):(%d):(.*)$')
 if m ~= ARGV[1] then return 0 end
-if prev == '' then redis.call('HDEL', KEYS[1], fs) else redis.call('HSET', KEYS[1], fs, prev .. ':::0:') end
+if v[2] then
+  redis.call('HSET', KEYS[1], fs, v[2])
+  redis.call('HDEL', KEYS[1], fp)
+else
+  redis.call('HDEL', KEYS[1], fs)
+end
 if flag == '1' and KEYS[3] and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[3])) == tonumber(at) then
   if tprev == '' then redis.call('ZREM', KEYS[3], ARGV[3]) else redis.call('ZADD', KEYS[3], tprev, ARGV[3]) end
 end
