@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -70,24 +71,30 @@ func (e *SendError) Unwrap() error { return e.Err }
 
 // WorkerConfig wires a worker.
 type WorkerConfig struct {
-	Brokers     []string
-	Topics      kafkax.Topics
-	Group       string // consumer group (default "herald-worker")
-	Campaigns   *Campaigns
-	Tracker     *Tracker
-	Senders     *Senders
-	Contacts    Contacts
-	Templates   Templates
-	Policy      *throttle.Policy
-	Governor    Governor
-	Channel     Channel
-	Links       *links.Tracker // click tracking for campaigns that ask for it; nil: not configured
-	Events      Publisher      // herald.events
-	Delayed     *Delayed       // deferred jobs and retries wait here (the Scheduler moves them back)
-	DLQ         Publisher      // herald.dlq
-	BatchSize   int            // jobs per batch (default 500)
-	MaxInFlight int            // concurrent provider requests (default 256)
-	MaxAttempts int            // sends per job before it fails (default 5)
+	Brokers    []string
+	Topics     kafkax.Topics
+	Group      string // consumer group (default "herald-worker")
+	Campaigns  *Campaigns
+	Tracker    *Tracker
+	Senders    *Senders
+	Contacts   Contacts
+	Templates  Templates
+	Policy     *throttle.Policy
+	Governor   Governor
+	Channel    Channel
+	Links      *links.Tracker // click tracking for campaigns that ask for it; nil: not configured
+	Events     Publisher      // herald.events
+	Delayed    *Delayed       // deferred jobs and retries wait here (the Scheduler moves them back)
+	DLQ        Publisher      // herald.dlq
+	BatchSize  int            // jobs per batch (default 500)
+	Lanes      int            // batches (of different senders) processed at once (default 8)
+	MaxPending int            // fetched jobs waiting in lanes before reading pauses (default 20 × BatchSize)
+	Linger     time.Duration  // how long a lane waits to fill a batch (default 5 ms)
+	// Horizon bounds how far ahead a batch paces a sender: jobs its rate cannot start
+	// within it wait in the delayed set instead of holding the lane (default 2 s).
+	Horizon     time.Duration
+	MaxInFlight int // concurrent provider requests (default 256)
+	MaxAttempts int // sends per job before it fails (default 5)
 	// MaxErrorRate pauses a campaign whose share of failed sends crosses it (default
 	// 0.25; a campaign's own MaxErrorRate wins), judged once MinErrorSample sends of the
 	// campaign have an outcome (default 50).
@@ -116,6 +123,9 @@ type Worker struct {
 	m       workerMetrics
 	specsMu sync.Mutex
 	specs   map[string]Campaign
+	sem     chan struct{} // provider requests in flight, across lanes
+	spillMu sync.Mutex
+	spill   map[string]time.Time // sender → when the last job deferred for its rate is due
 }
 
 type workerMetrics struct {
@@ -134,6 +144,18 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
+	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 8
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 20 * cfg.BatchSize
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	if cfg.Horizon <= 0 {
+		cfg.Horizon = 2 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
@@ -156,7 +178,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
@@ -164,59 +186,6 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		forfeits: f.NewCounter(prometheus.CounterOpts{Name: "herald_worker_slots_forfeited_total", Help: "Governor slots given up because the worker reached them late (re-reserved, never used in a burst)."}),
 		batch:    f.NewHistogram(prometheus.HistogramOpts{Name: "herald_worker_batch_seconds", Help: "Time to process one batch of jobs.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}}
-}
-
-// Run consumes jobs until ctx is cancelled. It commits a batch's offsets only after every
-// job in it has an outcome recorded (or was handed to a retry job or the DLQ).
-func (w *Worker) Run(ctx context.Context) error {
-	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{})
-	defer r.Close()
-	for {
-		batch, err := w.fetch(ctx, r)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			w.log.Warn("fetch jobs", "err", err)
-			if !sleepCtx(ctx, time.Second) {
-				return nil
-			}
-			continue
-		}
-		start := time.Now()
-		if err := w.process(ctx, batch); err != nil {
-			// Only cancellation ends processing early; the batch stays uncommitted and
-			// its unsent jobs were released, so another worker takes them.
-			return nil
-		}
-		w.m.batch.Observe(time.Since(start).Seconds())
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = r.CommitMessages(cctx, batch...)
-		cancel()
-		if err != nil {
-			w.log.Warn("commit offsets (jobs will be redelivered and dropped as duplicates)", "err", err)
-		}
-	}
-}
-
-// fetch blocks for the first job, then takes whatever else arrives within a few ms.
-func (w *Worker) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
-	m, err := r.FetchMessage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	batch := []kafka.Message{m}
-	deadline := time.Now().Add(5 * time.Millisecond)
-	for len(batch) < w.cfg.BatchSize {
-		fctx, cancel := context.WithDeadline(ctx, deadline)
-		m, err := r.FetchMessage(fctx)
-		cancel()
-		if err != nil {
-			break
-		}
-		batch = append(batch, m)
-	}
-	return batch, nil
 }
 
 // item is one job's progress through a batch. Each stage only touches items that are at
@@ -571,11 +540,17 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	}
 	// Each sender is paced in its own lane, so a sender held back by its rate never
 	// delays another sender's sends.
-	sem := make(chan struct{}, w.cfg.MaxInFlight)
+	sem := w.sem
 	var sends, lanes sync.WaitGroup
 	defer sends.Wait()
 	errs := make(chan error, len(bySender))
+	for key, list := range bySender {
+		bySender[key] = w.overflow(list)
+	}
 	for _, list := range bySender {
+		if len(list) == 0 {
+			continue
+		}
 		lanes.Add(1)
 		go func() {
 			defer lanes.Done()
@@ -605,6 +580,34 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	}
 	return errors.Join(all...)
 }
+
+// overflow keeps the jobs of one sender that its rate can start within the horizon and
+// defers the rest to the times their slots are expected, one interval apart after the
+// sender's previous overflow, so they come back spread at the sender's pace.
+func (w *Worker) overflow(list []*item) []*item {
+	s := list[0].sender
+	keep := int(math.Ceil(w.cfg.Horizon.Seconds() * s.Rate))
+	if len(list) <= keep {
+		return list
+	}
+	interval := time.Duration(float64(time.Second) / s.Rate)
+	w.spillMu.Lock()
+	at := time.Now().Add(w.cfg.Horizon)
+	if tail := w.spill[s.ID]; tail.After(at) {
+		at = tail
+	}
+	for _, it := range list[keep:] {
+		it.deferUntil, it.deferReason = at, ReasonSenderRate
+		at = at.Add(interval)
+	}
+	w.spill[s.ID] = at
+	w.spillMu.Unlock()
+	return list[:keep]
+}
+
+// ReasonSenderRate defers a job its sender's rate cannot start soon. It is not about the
+// contact, so it emits no event (the deferral metric counts it).
+const ReasonSenderRate = "sender_rate"
 
 // pace starts each job's send in one of the sender's governor slots. Every wake-up starts
 // the slots that are due; a slot reached later than the tolerance (a stall: GC, a loaded
@@ -789,6 +792,9 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 				w.m.jobs.WithLabelValues("retried").Inc()
 			case it.deferReason == "":
 				it.published = true // re-delayed silently: it was early
+			case it.deferReason == ReasonSenderRate:
+				it.published = true
+				w.m.defers.WithLabelValues(it.deferReason).Inc()
 			default:
 				w.m.jobs.WithLabelValues("deferred").Inc()
 				w.m.defers.WithLabelValues(it.deferReason).Inc()

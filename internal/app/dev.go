@@ -36,6 +36,8 @@ type Stack struct {
 	Sandbox    *sandbox.Sandbox
 	SandboxURL string
 	ServeURL   string
+	// NoWorker leaves the worker role out of Run (a benchmark runs it as its own process).
+	NoWorker bool
 
 	sandboxL, serveL net.Listener
 	stops            []func()
@@ -105,7 +107,11 @@ func (s *Stack) Run(ctx context.Context) error {
 	g.Go(func() error { return s.Sandbox.Run(ctx) })
 	g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
-	g.Go(func() error { return Worker(ctx, s.Deps) })
+	if s.NoWorker {
+		g.Go(func() error { return Scheduler(ctx, s.Deps) })
+	} else {
+		g.Go(func() error { return Worker(ctx, s.Deps) })
+	}
 	g.Go(func() error { return Sink(ctx, s.Deps) })
 	return g.Wait()
 }

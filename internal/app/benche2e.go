@@ -1,0 +1,373 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
+)
+
+// E2EOptions configure `herald bench e2e`.
+type E2EOptions struct {
+	DataDir  string
+	Contacts int
+	Senders  int
+	Rate     float64 // per sender, msg/s; the sandbox enforces the same limit (130429 above it)
+	// WorkerCmd starts the worker as its own process (so its CPU and RSS are its own);
+	// nil runs it inside this process.
+	WorkerCmd func(env []string) *exec.Cmd
+	Progress  func(stage string, done, total int64)
+}
+
+// E2EResult is what one run measured.
+type E2EResult struct {
+	Contacts int     `json:"contacts"`
+	Senders  int     `json:"senders"`
+	Rate     float64 `json:"rate_per_sender"`
+
+	Sent             int64   `json:"sent"`
+	Failed           int64   `json:"failed"`
+	Skipped          int64   `json:"skipped"`
+	SendSeconds      float64 `json:"send_seconds"`      // launch → the last job done
+	MsgPerSec        float64 `json:"msg_per_s"`         // sent / SendSeconds
+	DrainSeconds     float64 `json:"drain_seconds"`     // launch → every event in ClickHouse
+	MsgPerSecDrain   float64 `json:"msg_per_s_drained"` // sent / DrainSeconds
+	LatencyP50Ms     float64 `json:"latency_p50_ms"`    // launch → accepted by the provider
+	LatencyP99Ms     float64 `json:"latency_p99_ms"`
+	CPUSecPer1000    float64 `json:"cpu_s_per_1000"`        // every role, the sandbox and Kafka included
+	WorkerCPUPer1000 float64 `json:"worker_cpu_s_per_1000"` // the worker process alone (0 when in-process)
+	WorkerRSSMB      float64 `json:"worker_rss_mb"`         // peak RSS of the worker process (of the whole process when in-process)
+	Rejected130429   int64   `json:"rejected_130429"`
+
+	RawRequestsPerSec float64 `json:"raw_requests_per_s"` // Go client → sandbox alone, same machine, same run
+	RequestsPerMsg    float64 `json:"requests_per_msg"`   // send requests + webhook POSTs, per message sent
+	CeilingMsgPerSec  float64 `json:"ceiling_msg_per_s"`  // RawRequestsPerSec / RequestsPerMsg
+	Ratio             float64 `json:"ratio"`              // MsgPerSec / CeilingMsgPerSec
+	RatioDrained      float64 `json:"ratio_drained"`      // MsgPerSecDrain / CeilingMsgPerSec
+	FunnelMatches     bool    `json:"funnel_matches"`     // ClickHouse's funnel equals the sandbox's record
+}
+
+const benchTemplate = `name: bench
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: bench_offer
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'friend' }}"
+variables:
+  name: {type: string, default: ""}
+`
+
+// BenchE2E runs one campaign through the whole pipeline on private servers and measures
+// it against the HTTP ceiling of the same machine in the same run.
+func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) {
+	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string, int64, int64) {}
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dev, err := StartDev(ctx, cfg, DevOptions{DataDir: o.DataDir, Sandbox: sandbox.Config{
+		Throughput: o.Rate, DelayScale: 0.01, ReadRate: 0.5, UndeliverableRate: 0.02, Seed: 7,
+		Templates: []sandbox.ApprovedTemplate{{Name: "bench_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
+	}})
+	if err != nil {
+		return res, err
+	}
+	defer dev.Close()
+	dev.NoWorker = o.WorkerCmd != nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dev.Run(gctx) })
+	stop := func() error {
+		cancel()
+		return g.Wait()
+	}
+	if err := e2eSetup(gctx, dev, o, progress); err != nil {
+		return res, errors.Join(err, stop())
+	}
+	var worker *exec.Cmd
+	if o.WorkerCmd != nil {
+		env := os.Environ()
+		for k, v := range dev.Env {
+			env = append(env, k+"="+v)
+		}
+		worker = o.WorkerCmd(env)
+		if err := worker.Start(); err != nil {
+			return res, errors.Join(fmt.Errorf("start the worker process: %w", err), stop())
+		}
+	}
+	err = e2eRun(gctx, dev, o, &res, progress)
+	if worker != nil {
+		_ = worker.Process.Signal(syscall.SIGTERM)
+		_ = worker.Wait()
+		if ru, ok := worker.ProcessState.SysUsage().(*syscall.Rusage); ok && res.Sent > 0 {
+			cpu := tv(ru.Utime) + tv(ru.Stime)
+			res.WorkerCPUPer1000 = cpu / float64(res.Sent) * 1000
+			res.WorkerRSSMB = float64(ru.Maxrss) / 1024
+		}
+	}
+	if err != nil {
+		return res, errors.Join(err, stop())
+	}
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		return res, err
+	}
+	// The ceiling: the same HTTP work with nothing else running.
+	progress("raw HTTP ceiling", 0, 1)
+	raw, err := rawRequestRate(parent, max(20_000, min(o.Contacts, 100_000)))
+	if err != nil {
+		return res, err
+	}
+	progress("raw HTTP ceiling", 1, 1)
+	res.RawRequestsPerSec = raw
+	res.CeilingMsgPerSec = raw / res.RequestsPerMsg
+	res.Ratio = res.MsgPerSec / res.CeilingMsgPerSec
+	res.RatioDrained = res.MsgPerSecDrain / res.CeilingMsgPerSec
+	return res, nil
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+func processCPU() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+func processMaxRSSMB() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024
+}
+
+// e2eSetup stores the contacts (opted in), the template and the senders.
+func e2eSetup(ctx context.Context, dev *Dev, o E2EOptions, progress func(string, int64, int64)) error {
+	comp, err := dev.Deps.Components()
+	if err != nil {
+		return err
+	}
+	const chunk = 10_000
+	for done := 0; done < o.Contacts; done += chunk {
+		n := min(chunk, o.Contacts-done)
+		cs := make([]segments.Contact, n)
+		for i := range cs {
+			k := done + i + 1
+			cs[i] = segments.Contact{Phone: fmt.Sprintf("+6681%07d", k), Name: "N" + strconv.Itoa(k), Tags: []string{"customer"}, Country: "TH"}
+		}
+		ids, err := comp.Contacts.Upsert(ctx, cs)
+		if err != nil {
+			return err
+		}
+		changes := make([]throttle.Change, len(ids))
+		for i, id := range ids {
+			changes[i] = throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "import", Actor: "bench"}
+		}
+		if _, err := comp.Ledger.Apply(ctx, changes, false); err != nil {
+			return err
+		}
+		progress("contacts", int64(done+n), int64(o.Contacts))
+	}
+	tpl, err := templates.ParseFile([]byte(benchTemplate), "bench.yaml")
+	if err != nil {
+		return err
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(benchTemplate)); err != nil {
+		return err
+	}
+	for i := 1; i <= o.Senders; i++ {
+		id := fmt.Sprintf("10654035224%04d", i)
+		if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: id, Channel: "whatsapp", PhoneNumberID: id, Token: DevSandboxToken, Rate: o.Rate}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progress func(string, int64, int64)) error {
+	d := dev.Deps
+	comp, err := d.Components()
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for i := 1; i <= o.Senders; i++ {
+		ids = append(ids, fmt.Sprintf("10654035224%04d", i))
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Name: "bench", Segment: "customer", Template: "bench", Senders: ids}, comp.Senders)
+	if err != nil {
+		return err
+	}
+	cpu0 := processCPU()
+	start := time.Now()
+	launched := make(chan error, 1)
+	go func() {
+		_, err := comp.Campaigns.Launch(ctx, cp.ID, nil)
+		launched <- err
+	}()
+	var st dispatcher.Status
+	for {
+		if st, err = comp.Campaigns.Status(ctx, cp.ID); err != nil {
+			return err
+		}
+		progress("campaign", st.Done, int64(o.Contacts))
+		if st.State == dispatcher.Completed {
+			break
+		}
+		select {
+		case err := <-launched:
+			if err != nil {
+				return fmt.Errorf("launch: %w", err)
+			}
+			launched = nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	sendDone := time.Since(start)
+	if launched != nil {
+		if err := <-launched; err != nil {
+			return fmt.Errorf("launch: %w", err)
+		}
+	}
+	progress("events into ClickHouse", 0, 1)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer wcancel()
+	if err := dev.Sandbox.WaitIdle(wctx); err != nil {
+		return fmt.Errorf("sandbox webhooks: %w", err)
+	}
+	if err := waitSink(wctx, d); err != nil {
+		return err
+	}
+	drained := time.Since(start)
+	cpu := processCPU() - cpu0
+	progress("events into ClickHouse", 1, 1)
+
+	res.Sent, res.Failed, res.Skipped = st.Sent, st.Failed, st.Skipped
+	res.SendSeconds, res.DrainSeconds = sendDone.Seconds(), drained.Seconds()
+	if st.Sent > 0 {
+		res.MsgPerSec = float64(st.Sent) / sendDone.Seconds()
+		res.MsgPerSecDrain = float64(st.Sent) / drained.Seconds()
+		res.CPUSecPer1000 = cpu / float64(st.Sent) * 1000
+	}
+	res.WorkerRSSMB = processMaxRSSMB()
+	recs := dev.Sandbox.Records()
+	lat := make([]float64, 0, len(recs))
+	for _, r := range recs {
+		lat = append(lat, float64(r.AcceptedAt.Sub(start))/float64(time.Millisecond))
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		res.LatencyP50Ms = lat[len(lat)*50/100]
+		res.LatencyP99Ms = lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	stats := dev.Sandbox.Stats()
+	res.Rejected130429 = stats.Rejected[130429]
+	if stats.Accepted > 0 {
+		res.RequestsPerMsg = float64(stats.Requests+stats.WebhookPosts) / float64(stats.Accepted)
+	}
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := analytics.Funnel(ctx, conn, cp.ID)
+	if err != nil {
+		return err
+	}
+	res.FunnelMatches = SandboxTruth(recs, cp.ID).Check(f) == nil
+	return nil
+}
+
+// rawRequestRate measures the requests per second a Go client (the worker's, same pool
+// settings) gets from the sandbox alone over loopback: no Kafka, Redis, policy, webhooks.
+func rawRequestRate(ctx context.Context, n int) (float64, error) {
+	sb := sandbox.New(sandbox.Config{Token: DevSandboxToken, Throughput: 1e9, PairInterval: -1,
+		Templates: []sandbox.ApprovedTemplate{{Name: "raw", Language: "en_US", Category: "UTILITY"}}}, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	d := NewDeps(Config{WhatsAppURL: "http://" + l.Addr().String()})
+	client := d.WhatsAppClient()
+	req := whatsapp.SendRequest{Type: "template", Template: &whatsapp.Template{Name: "raw", Language: whatsapp.Language{Code: "en_US"}}}
+	// Warm the connection pool, then measure.
+	for i := 0; i < 256; i++ {
+		r := req
+		r.To = fmt.Sprintf("+6689%07d", 9_000_000+i)
+		if _, err := client.Send(ctx, "106540352242900", DevSandboxToken, r); err != nil {
+			return 0, err
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var once sync.Once
+	start := time.Now()
+	for w := 0; w < 128; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				r := req
+				r.To = fmt.Sprintf("+6689%07d", i)
+				if _, err := client.Send(ctx, "106540352242900", DevSandboxToken, r); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("raw requests: %w", firstErr)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// PrintE2E writes a result as a table.
+func PrintE2E(w io.Writer, r E2EResult) {
+	fmt.Fprintf(w, "campaign of %d contacts over %d senders at %v msg/s each\n", r.Contacts, r.Senders, r.Rate)
+	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
+	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendSeconds)
+	fmt.Fprintf(w, "  messages/s drained    %10.0f   (launch → every event in ClickHouse, %.1f s)\n", r.MsgPerSecDrain, r.DrainSeconds)
+	fmt.Fprintf(w, "  latency launch→sent   p50 %.0f ms  p99 %.0f ms\n", r.LatencyP50Ms, r.LatencyP99Ms)
+	fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (whole pipeline incl. sandbox and Kafka, this process)\n", r.CPUSecPer1000)
+	if r.WorkerCPUPer1000 > 0 {
+		fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUPer1000, r.WorkerRSSMB)
+	} else {
+		fmt.Fprintf(w, "  peak RSS              %10.0f MB (all roles in one process)\n", r.WorkerRSSMB)
+	}
+	fmt.Fprintf(w, "  raw requests/s        %10.0f   (Go client → sandbox alone, same run)\n", r.RawRequestsPerSec)
+	fmt.Fprintf(w, "  HTTP requests / msg   %10.2f   (sends incl. refused + webhook POSTs)\n", r.RequestsPerMsg)
+	fmt.Fprintf(w, "  ceiling messages/s    %10.0f\n", r.CeilingMsgPerSec)
+	fmt.Fprintf(w, "  ratio                 %10.2f   (drained: %.2f)\n", r.Ratio, r.RatioDrained)
+}
