@@ -40,10 +40,3 @@ func ParseCaps(s string) ([]Cap, error) {
 	}
 	return out, nil
 }
-
-// capKey is the contact's log of messages of category (ZSET member campaign:contact,
-// score ms), in the contact's hash slot: ruleScript reserves it with the contact's other
-// state.
-func (p *Policy) capKey(contact uint32, category string) string {
-	return contactTag(p.prefix, contact) + ":freq:" + category
-}

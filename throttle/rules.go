@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,13 +70,12 @@ func (p *Policy) WithRecipientBackoff(maxDelay, reset time.Duration) *Policy {
 	return p
 }
 
-// Keys of the per-recipient rules. Every key of a contact shares the hash tag {c:<id>}
-// so one script can reserve them together on Redis Cluster.
-func contactTag(prefix string, contact uint32) string {
-	return prefix + "{c:" + strconv.FormatUint(uint64(contact), 10) + "}"
+// Keys of the per-recipient rules. Everything the policy keeps about one contact is one
+// hash, P{c:<id>}:rules (the hash tag keeps it in the contact's slot on Redis Cluster);
+// a sender's tier window is P{s:<sender>}:tier.
+func (p *Policy) rulesKey(contact uint32) string {
+	return p.prefix + "{c:" + strconv.FormatUint(uint64(contact), 10) + "}:rules"
 }
-
-func (p *Policy) rateKey(contact uint32) string { return contactTag(p.prefix, contact) + ":rl" }
 
 func (p *Policy) tierKey(sender string) string { return p.prefix + "{s:" + sender + "}:tier" }
 
@@ -95,116 +95,152 @@ const (
 // → pair rate → daily tier. It reserves all of them or nothing: the first rule that says
 // no returns before anything is written, so a skipped or deferred job holds nothing.
 //
-// KEYS[1] the contact's rate hash (P{c:<id>}:rl), KEYS[2] the contact's cap log of the
-// job's category (KEYS[1] when the category has no caps), KEYS[3] the sender's tier set
-// (only when the job counts against a tier).
-// ARGV: 1 now ms, 2 "1" to reserve ("0" evaluates only), 3 the job's member
-// (campaign:contact), 4 sender, 5 contact id, 6 "1" when the job is in quiet hours,
-// 7 "1" for marketing, 8 pair interval ms (0: off), 9 tier (0: none), 10 tier window ms,
-// 11 the rate hash's keep-alive ms, then pairs of (max, window ms) of the caps.
+// KEYS[1] is the contact's rules hash; KEYS[2] the sender's tier set, only when the job
+// counts against a tier. ARGV: 1 now ms, 2 "1" to reserve ("0" evaluates only),
+// 3 campaign, 4 sender, 5 contact id, 6 "1" when the job is in quiet hours, 7 category
+// (purpose), 8 "1" for marketing, 9 pair interval ms (0: off), 10 tier (0: none), 11 tier
+// window ms, 12 the rules hash's time to live ms (longer than anything in it needs), then
+// pairs of (max, window ms) of the category's caps.
 //
-// The rate hash holds, per sender, "s:<sender>" = "at:tierPrev:tierFlag:member": the last
-// reserved message (at ms, by member) and, when it counted against the tier (flag 1),
-// the contact's score in the tier set before it (empty when the contact was new in the
-// window); "S:<sender>" keeps the record it replaced, restored on release. A job
-// deciding again while it holds the reservation (a retry) is allowed without taking
-// anything twice.
-// Returns {result, until ms}.
+// The rules hash holds:
+//
+//	f:<category>  the cap log: "ms campaign" lines, oldest first, of the messages of the
+//	              category in the longest cap window
+//	s:<sender>    the last message reserved from sender: "at:tierPrev:tierFlag:campaign";
+//	              tierFlag 1 when it counted against the tier, tierPrev the contact's
+//	              score in the tier set before (empty: new in the window)
+//	S:<sender>    the s: record that one replaced, restored on release
+//	b:<sender>    131056 back-off: "n:until ms"
+//	hold          131049 marketing hold: until ms
+//
+// The tier set's members are contact ids scored by the time of their last message from
+// the sender. A job deciding again while it holds its reservation (a retry) is allowed
+// without taking anything twice. Returns {result, until ms}.
 var ruleScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local member = ARGV[3]
-local held = false
-if #ARGV > 11 then
-  held = redis.call('ZSCORE', KEYS[2], member)
+local now, camp, sender = tonumber(ARGV[1]), ARGV[3], ARGV[4]
+local fc, fs, fp = 'f:' .. ARGV[7], 's:' .. sender, 'S:' .. sender
+local v = redis.call('HMGET', KEYS[1], fc, 'hold', 'b:' .. sender, fs, fp)
+local capped, held, log = #ARGV > 12, false, {}
+if capped then
+  if v[1] then
+    for ms, c in string.gmatch(v[1], '(%d+) ([^\n]*)') do
+      if c == camp then held = true end
+      log[#log + 1] = {tonumber(ms), c}
+    end
+  end
   if not held then
-    for i = 12, #ARGV, 2 do
-      if redis.call('ZCOUNT', KEYS[2], now - tonumber(ARGV[i+1]) + 1, '+inf') >= tonumber(ARGV[i]) then return {2, 0} end
+    for i = 13, #ARGV, 2 do
+      local since, n = now - tonumber(ARGV[i + 1]), 0
+      for _, e in ipairs(log) do
+        if e[1] > since then n = n + 1 end
+      end
+      if n >= tonumber(ARGV[i]) then return {2, 0} end
     end
   end
 end
 if ARGV[6] == '1' then return {3, 0} end
-local fb, fs = 'b:' .. ARGV[4], 's:' .. ARGV[4]
-local v = redis.call('HMGET', KEYS[1], 'hold', fb, fs)
-if ARGV[7] == '1' and v[1] and tonumber(v[1]) > now then return {4, tonumber(v[1])} end
-if v[2] then
-  local u = tonumber(string.match(v[2], '^%d+:(%d+)$'))
+if ARGV[8] == '1' and v[2] and tonumber(v[2]) > now then return {4, tonumber(v[2])} end
+if v[3] then
+  local u = tonumber(string.match(v[3], '^%d+:(%d+)$'))
   if u > now then return {5, u} end
 end
 local at, mine = '', false
-if v[3] then
+if v[4] then
   local m
-  at, m = string.match(v[3], '^(%d*):%d*:%d:(.*)$')
-  at, mine = at or '', m == member
+  at, m = string.match(v[4], '^(%d*):%d*:%d:(.*)$')
+  at, mine = at or '', m == camp
 end
-local pair = tonumber(ARGV[8])
+local pair = tonumber(ARGV[9])
 if pair > 0 and at ~= '' and not mine and now < tonumber(at) + pair then return {6, tonumber(at) + pair} end
-local tier, win = tonumber(ARGV[9]), tonumber(ARGV[10])
-local since = string.format('(%d', now - win)
+local tier, win = tonumber(ARGV[10]), tonumber(ARGV[11])
 local score = false
 if tier > 0 and not mine then
-  score = redis.call('ZSCORE', KEYS[3], ARGV[5])
+  score = redis.call('ZSCORE', KEYS[2], ARGV[5])
   if score and tonumber(score) <= now - win then score = false end
-  if not score and redis.call('ZCOUNT', KEYS[3], since, '+inf') >= tier then
-    local o = redis.call('ZRANGEBYSCORE', KEYS[3], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    return {7, tonumber(o[2]) + win}
+  if not score then
+    local since = string.format('(%d', now - win)
+    if redis.call('ZCOUNT', KEYS[2], since, '+inf') >= tier then
+      local o = redis.call('ZRANGEBYSCORE', KEYS[2], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      return {7, tonumber(o[2]) + win}
+    end
   end
 end
 if ARGV[2] ~= '1' then return {1, 0} end
-if #ARGV > 11 and not held then
+local set = {}
+if capped and not held then
   local longest = 0
-  for i = 12, #ARGV, 2 do
-    if tonumber(ARGV[i+1]) > longest then longest = tonumber(ARGV[i+1]) end
+  for i = 14, #ARGV, 2 do longest = math.max(longest, tonumber(ARGV[i])) end
+  local lines = {}
+  for _, e in ipairs(log) do
+    if e[1] > now - longest then lines[#lines + 1] = string.format('%d', e[1]) .. ' ' .. e[2] end
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - longest)
-  redis.call('ZADD', KEYS[2], now, member)
-  redis.call('PEXPIRE', KEYS[2], longest + 3600000)
+  lines[#lines + 1] = ARGV[1] .. ' ' .. camp
+  set[#set + 1], set[#set + 2] = fc, table.concat(lines, '\n')
 end
 if (pair > 0 or tier > 0) and not mine then
   local flag = '0'
   if tier > 0 then
     flag = '1'
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - win)
-    redis.call('ZADD', KEYS[3], now, ARGV[5])
-    redis.call('PEXPIRE', KEYS[3], win + 3600000)
+    -- The set grows only with contacts new in the window: trim it then, so it never
+    -- holds much more than the window. No time to live: it must outlive any idle spell.
+    if not score then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win) end
+    redis.call('ZADD', KEYS[2], now, ARGV[5])
   end
-  if v[3] then redis.call('HSET', KEYS[1], 'S:' .. ARGV[4], v[3]) else redis.call('HDEL', KEYS[1], 'S:' .. ARGV[4]) end
-  redis.call('HSET', KEYS[1], fs, ARGV[1] .. ':' .. (score or '') .. ':' .. flag .. ':' .. member)
-  local keep = tonumber(ARGV[11])
-  if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
+  set[#set + 1], set[#set + 2] = fs, ARGV[1] .. ':' .. (score or '') .. ':' .. flag .. ':' .. camp
+  if v[4] then
+    set[#set + 1], set[#set + 2] = fp, v[4]
+  elseif v[5] then
+    redis.call('HDEL', KEYS[1], fp)
+  end
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('PEXPIRE', KEYS[1], ARGV[12])
 end
 return {1, 0}
 `)
 
-// releaseScript gives back what ruleScript reserved for one job: its cap slot, its pair
-// slot (the record it replaced, the sender's previous message to the contact, is the last
-// again) and, when
-// the contact's tier score is still the job's, the contact's place in the tier set (its
-// previous score, or out of the set when the job made it count). KEYS as ruleScript's;
-// ARGV: 1 member, 2 sender, 3 contact id, 4 "1" when KEYS[2] is a cap log.
+// releaseScript gives back what ruleScript reserved for one job: its line in the cap
+// log, its pair slot (the record it replaced, the sender's previous message to the
+// contact, is the last again) and, when the contact's tier score is still the job's, the
+// contact's place in the tier set (its previous score, or out of the set when the job
+// made it count). KEYS as ruleScript's; ARGV: 1 campaign, 2 sender, 3 contact id,
+// 4 the capped category ("" when none).
 var releaseScript = redis.NewScript(`
-if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
-local fs, fp = 's:' .. ARGV[2], 'S:' .. ARGV[2]
-local v = redis.call('HMGET', KEYS[1], fs, fp)
-if not v[1] then return 0 end
-local at, tprev, flag, m = string.match(v[1], '^(%d*):(%d*):(%d):(.*)$')
-if m ~= ARGV[1] then return 0 end
-if v[2] then
-  redis.call('HSET', KEYS[1], fs, v[2])
+local camp = ARGV[1]
+local fc, fs, fp = 'f:' .. ARGV[4], 's:' .. ARGV[2], 'S:' .. ARGV[2]
+local v = redis.call('HMGET', KEYS[1], fc, fs, fp)
+if ARGV[4] ~= '' and v[1] then
+  local lines, found = {}, false
+  for line in string.gmatch(v[1], '[^\n]+') do
+    if not found and string.match(line, '^%d+ (.*)$') == camp then found = true else lines[#lines + 1] = line end
+  end
+  if found and #lines == 0 then
+    redis.call('HDEL', KEYS[1], fc)
+  elseif found then
+    redis.call('HSET', KEYS[1], fc, table.concat(lines, '\n'))
+  end
+end
+if not v[2] then return 0 end
+local at, tprev, flag, m = string.match(v[2], '^(%d*):(%d*):(%d):(.*)$')
+if m ~= camp then return 0 end
+if v[3] then
+  redis.call('HSET', KEYS[1], fs, v[3])
   redis.call('HDEL', KEYS[1], fp)
 else
   redis.call('HDEL', KEYS[1], fs)
 end
-if flag == '1' and KEYS[3] and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[3])) == tonumber(at) then
-  if tprev == '' then redis.call('ZREM', KEYS[3], ARGV[3]) else redis.call('ZADD', KEYS[3], tprev, ARGV[3]) end
+if flag == '1' and KEYS[2] and tonumber(redis.call('ZSCORE', KEYS[2], ARGV[3])) == tonumber(at) then
+  if tprev == '' then redis.call('ZREM', KEYS[2], ARGV[3]) else redis.call('ZADD', KEYS[2], tprev, ARGV[3]) end
 end
 return 1
 `)
 
-// pushbackScript records a provider refusal in the contact's rate hash KEYS[1].
+// pushbackScript records a provider refusal in the contact's rules hash KEYS[1].
 // ARGV: 1 "h" (131049: hold marketing until ARGV[3] + ARGV[4]) or "b" (131056: back off
 // the sender ARGV[2]: 4^n s from ARGV[3], at most ARGV[4] ms; the count n starts over
-// when ARGV[3] is more than ARGV[5] ms after the last back-off ended), 6 keep-alive ms.
-// The back-off field "b:<sender>" is "n:until ms"; the hold field "hold" is until ms.
+// when ARGV[3] is more than ARGV[5] ms after the last back-off ended), 6 time to live ms
+// (the hash's is only ever lengthened).
 var pushbackScript = redis.NewScript(`
 local at = tonumber(ARGV[3])
 if ARGV[1] == 'h' then
@@ -249,29 +285,82 @@ func (p *Policy) Pushback(ctx context.Context, sender string, contact uint32, co
 	default:
 		return nil
 	}
-	if err := pushbackScript.Eval(ctx, p.rdb, []string{p.rateKey(contact)}, args...).Err(); err != nil {
+	if err := pushbackScript.Run(ctx, p.rdb, []string{p.rulesKey(contact)}, args...).Err(); err != nil {
 		return fmt.Errorf("pushback %d for contact %d: %w", code, contact, err)
 	}
 	return nil
 }
 
-// ruleKeys returns the keys and arguments of ruleScript (and releaseScript) for j.
+// ruleKeys returns the keys of ruleScript and releaseScript for j, the caps of its
+// category and the tier it counts against.
 func (p *Policy) ruleKeys(j *Job) (keys []string, caps []Cap, tier int) {
-	rate := p.rateKey(j.ContactID)
 	caps = p.caps[j.Purpose]
-	capKey := rate
-	if len(caps) > 0 {
-		capKey = p.capKey(j.ContactID, j.Purpose)
-	}
 	// Messages inside the customer-service window (free-form text needs one) do not
 	// count against the messaging limit.
 	if j.SenderTier > 0 && !j.FreeForm {
-		return []string{rate, capKey, p.tierKey(j.SenderID)}, caps, j.SenderTier
+		return []string{p.rulesKey(j.ContactID), p.tierKey(j.SenderID)}, caps, j.SenderTier
 	}
-	return []string{rate, capKey}, caps, 0
+	return []string{p.rulesKey(j.ContactID)}, caps, 0
 }
 
-func member(j *Job) string { return j.Campaign + ":" + strconv.FormatUint(uint64(j.ContactID), 10) }
+// campaignOf names the job's message in the contact's rules hash: the cap log is one
+// line per message.
+func campaignOf(j *Job) string { return strings.ReplaceAll(j.Campaign, "\n", " ") }
+
+// keep is the time to live of a rules hash: longer than any entry in it matters.
+func (p *Policy) keep() time.Duration {
+	d := max(TierWindow, MarketingHold, p.backoffMax+p.backoffReset, p.pair)
+	for _, cs := range p.caps {
+		for _, c := range cs {
+			d = max(d, c.Window)
+		}
+	}
+	return d + time.Hour
+}
+
+// scriptCall is one run of a script in a pipeline.
+type scriptCall struct {
+	keys []string
+	args []any
+}
+
+// runScripts runs script once per call, in one pipelined round trip, and returns the
+// commands in the order of calls. It sends EVALSHA: the scripts are kilobytes, and
+// sending the body with each of a batch's hundreds of jobs costs Redis and the client
+// more than the scripts do. A command Redis answers NOSCRIPT (after a restart or SCRIPT
+// FLUSH) did not run, so those alone run again with EVAL, which caches the script for
+// the next batches: one more round trip, once per Redis restart. Other errors are
+// returned as they are.
+func runScripts(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, calls []scriptCall) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	if len(calls) == 0 {
+		return cmds, nil
+	}
+	pipe := rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		return cmds, nil
+	}
+	var again []int
+	for i, c := range cmds {
+		switch {
+		case c.Err() == nil:
+		case redis.HasErrorPrefix(c.Err(), "NOSCRIPT"):
+			again = append(again, i)
+		default:
+			return cmds, c.Err()
+		}
+	}
+	pipe = rdb.Pipeline()
+	for _, i := range again {
+		cmds[i] = script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+	}
+	_, err = pipe.Exec(ctx)
+	return cmds, err
+}
 
 // applyRules runs ruleScript for every job still allowed after consent and window, all
 // in one pipelined round trip, and turns the refused ones into skips and deferrals.
@@ -281,8 +370,9 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 	if reserve {
 		res = "1"
 	}
-	pipe := p.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(jobs))
+	pair, tierWin, keep := p.pair.Milliseconds(), TierWindow.Milliseconds(), p.keep().Milliseconds()
+	calls := make([]scriptCall, 0, len(jobs))
+	idx := make([]int, 0, len(jobs)) // the job of each call
 	quietUntil := make([]time.Time, len(jobs))
 	for i := range jobs {
 		j := &jobs[i]
@@ -310,32 +400,22 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 		if j.Purpose == PurposeMarketing {
 			marketing = "1"
 		}
-		keep := p.pair + 10*time.Minute
-		if tier > 0 {
-			keep = TierWindow + time.Hour
-		}
-		args := make([]any, 0, 11+2*len(caps))
-		args = append(args, nowMs, res, member(j), j.SenderID, j.ContactID, quiet, marketing,
-			p.pair.Milliseconds(), tier, TierWindow.Milliseconds(), keep.Milliseconds())
+		args := make([]any, 0, 12+2*len(caps))
+		args = append(args, nowMs, res, campaignOf(j), j.SenderID, j.ContactID, quiet, j.Purpose, marketing,
+			pair, tier, tierWin, keep)
 		for _, c := range caps {
 			args = append(args, c.Max, c.Window.Milliseconds())
 		}
-		// EVAL, not EVALSHA: in a pipeline, EVALSHA has no NOSCRIPT fallback.
-		cmds[i] = ruleScript.Eval(ctx, pipe, keys, args...)
+		calls = append(calls, scriptCall{keys, args})
+		idx = append(idx, i)
 	}
-	if pipe.Len() == 0 {
-		return nil
-	}
-	_, err := pipe.Exec(ctx)
+	cmds, err := runScripts(ctx, p.rdb, ruleScript, calls)
 	if err != nil {
 		// Fail closed; and give back what the scripts that did run took.
 		var taken []Job
-		for i, c := range cmds {
-			if c == nil || !reserve {
-				continue
-			}
-			if r, e := c.Int64Slice(); e == nil && len(r) == 2 && r[0] == ruleAllow {
-				taken = append(taken, jobs[i])
+		for k, c := range cmds {
+			if r, e := c.Int64Slice(); reserve && e == nil && len(r) == 2 && r[0] == ruleAllow {
+				taken = append(taken, jobs[idx[k]])
 			}
 		}
 		if len(taken) > 0 {
@@ -345,10 +425,8 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 		}
 		return fmt.Errorf("policy check: per-recipient rules: %w", err)
 	}
-	for i, c := range cmds {
-		if c == nil {
-			continue
-		}
+	for k, c := range cmds {
+		i := idx[k]
 		r, err := c.Int64Slice()
 		if err != nil || len(r) != 2 {
 			return fmt.Errorf("policy check: per-recipient rules: unexpected reply %v (%v)", c.Val(), err)
@@ -381,20 +459,17 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 // against the sender. Releasing a job twice, or one that holds nothing, changes nothing.
 // Pass the jobs as they were checked.
 func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	pipe := p.rdb.Pipeline()
+	calls := make([]scriptCall, len(jobs))
 	for i := range jobs {
 		j := &jobs[i]
 		keys, caps, _ := p.ruleKeys(j)
-		hasCaps := "0"
+		category := ""
 		if len(caps) > 0 {
-			hasCaps = "1"
+			category = j.Purpose
 		}
-		releaseScript.Eval(ctx, pipe, keys, member(j), j.SenderID, j.ContactID, hasCaps)
+		calls[i] = scriptCall{keys, []any{campaignOf(j), j.SenderID, j.ContactID, category}}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := runScripts(ctx, p.rdb, releaseScript, calls); err != nil {
 		return fmt.Errorf("release reservations: %w", err)
 	}
 	return nil
