@@ -2,6 +2,8 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -11,22 +13,44 @@ import (
 // Tracker records per-(campaign, contact) progress: claims before a send and the final
 // outcome after it. It is shared by workers (claim, finish) and the webhook server
 // (settling sends whose worker died before recording them).
+//
+// A claim is a lease held by one worker (a random token per process): if its worker dies
+// before the send starts, the lease runs out and the job's redelivery takes it over. Just
+// before the provider request the worker marks the claim "sending" (only if it still
+// holds it); from then on the claim is in doubt until the status webhook or the worker
+// records the outcome. So a crash never loses a job that was not sent, and never sends a
+// job twice.
 type Tracker struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+	token  string
+	lease  time.Duration
 }
 
-// NewTracker returns a tracker under prefix.
+// NewTracker returns a tracker under prefix, with a fresh owner token.
 func NewTracker(rdb redis.UniversalClient, prefix string) *Tracker {
-	return &Tracker{rdb: rdb, prefix: prefix, now: time.Now}
+	b := make([]byte, 9)
+	_, _ = rand.Read(b)
+	return &Tracker{rdb: rdb, prefix: prefix, now: time.Now, token: base64.RawURLEncoding.EncodeToString(b), lease: 20 * time.Second}
 }
+
+// WithLease sets how long a claim outlives a dead worker that had not started the send
+// (default 20 s). It returns t.
+func (t *Tracker) WithLease(d time.Duration) *Tracker {
+	t.lease = d
+	return t
+}
+
+// Lease is the claim lease.
+func (t *Tracker) Lease() time.Duration { return t.lease }
 
 // Claim results.
 const (
 	Claimed     = 0 // the caller owns the job now
-	InDoubt     = 1 // claimed earlier and never finished: its worker died mid-send
+	InDoubt     = 1 // its send started and has no outcome yet: the status webhook settles it
 	AlreadyDone = 2 // the contact already has an outcome: drop the job
+	Held        = 3 // another worker holds a live lease on it: try again after the lease
 )
 
 // Outcome fields (campaign hash counters).
@@ -44,13 +68,36 @@ type Key struct {
 
 func (t *Tracker) keys(campaign string) []string {
 	base := t.prefix + "{cmp:" + campaign + "}"
-	return []string{base, base + ":claimed", base + ":done"}
+	return []string{base, base + ":claimed", base + ":done", base + ":leases"}
 }
 
+// claimScript: ARGV = contact, token, now ms, lease ms. Leases are "token:expiry ms" or
+// "token:sending".
 var claimScript = redis.NewScript(`
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 2 end
-if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return 1 end
-return 0
+local mine = ARGV[2] .. ':' .. (tonumber(ARGV[3]) + tonumber(ARGV[4]))
+if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 0 then
+  redis.call('HSET', KEYS[4], ARGV[1], mine)
+  return 0
+end
+local l = redis.call('HGET', KEYS[4], ARGV[1])
+if not l then return 1 end
+local exp = string.match(l, ':([^:]*)$')
+if exp == 'sending' then return 1 end
+if tonumber(exp) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[4], ARGV[1], mine)
+  return 0
+end
+return 3
+`)
+
+// sendingScript: ARGV = contact, token. Marks the claim sending if token still holds it.
+var sendingScript = redis.NewScript(`
+if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
+local l = redis.call('HGET', KEYS[4], ARGV[1])
+if not l or string.sub(l, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ':sending')
+return 1
 `)
 
 // finishScript marks a contact done once, counts its outcome and completes the campaign
@@ -58,6 +105,7 @@ return 0
 var finishScript = redis.NewScript(`
 if redis.call('SETBIT', KEYS[3], ARGV[1], 1) == 1 then return 0 end
 redis.call('SETBIT', KEYS[2], ARGV[1], 1)
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 local done = redis.call('HINCRBY', KEYS[1], 'done', 1)
 local aud = tonumber(redis.call('HGET', KEYS[1], 'audience') or '-1')
@@ -67,14 +115,37 @@ end
 return 1
 `)
 
+// releaseScript: ARGV = contact, token. Only the lease's holder gives it back.
 var releaseScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 0 then redis.call('SETBIT', KEYS[2], ARGV[1], 0) end
+if redis.call('GETBIT', KEYS[3], ARGV[1]) == 0 then
+  local l = redis.call('HGET', KEYS[4], ARGV[1])
+  if l and string.sub(l, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
+  redis.call('SETBIT', KEYS[2], ARGV[1], 0)
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
 return 1
 `)
 
-// Claim atomically claims each key; one pipelined round trip.
+// Claim atomically claims each key for this tracker's owner token; one pipelined round
+// trip. Results: Claimed, InDoubt, AlreadyDone or Held.
 func (t *Tracker) Claim(ctx context.Context, keys []Key) ([]int, error) {
-	return t.run(ctx, claimScript, keys, nil)
+	now, lease := t.now().UnixMilli(), t.lease.Milliseconds()
+	return t.run(ctx, claimScript, keys, func(int) []any { return []any{t.token, now, lease} })
+}
+
+// MarkSending records that the sends of keys start now, for the claims this tracker still
+// holds; false means the claim was lost (its lease ran out and another worker took the
+// job over) and the caller must not send.
+func (t *Tracker) MarkSending(ctx context.Context, keys []Key) ([]bool, error) {
+	res, err := t.run(ctx, sendingScript, keys, func(int) []any { return []any{t.token} })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(res))
+	for i, r := range res {
+		out[i] = r == 1
+	}
+	return out, nil
 }
 
 // InDoubt reports, per key, whether it was claimed and never finished: a send whose
@@ -98,7 +169,7 @@ return 0
 
 // Release gives back claims (for a retry published as a new job) unless already done.
 func (t *Tracker) Release(ctx context.Context, keys []Key) error {
-	_, err := t.run(ctx, releaseScript, keys, nil)
+	_, err := t.run(ctx, releaseScript, keys, func(int) []any { return []any{t.token} })
 	return err
 }
 

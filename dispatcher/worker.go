@@ -368,6 +368,11 @@ func (w *Worker) claim(ctx context.Context, items []*item) error {
 		case AlreadyDone:
 			it.drop = true
 			w.m.jobs.WithLabelValues("duplicate").Inc()
+		case Held:
+			// Another worker holds it, or held it and died before sending: look again
+			// once its lease has run out.
+			it.deferUntil = time.Now().Add(w.cfg.Tracker.Lease() + time.Second)
+			w.m.jobs.WithLabelValues("held").Inc()
 		default:
 			it.drop = true
 			w.m.jobs.WithLabelValues("in_doubt").Inc()
@@ -713,6 +718,19 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	ok, err := w.cfg.Tracker.MarkSending(sctx, []Key{{it.job.Campaign, it.job.Contact}})
+	if err != nil {
+		// Not sent: without the mark a crash could not tell it from an unsent job.
+		it.providerID, it.deferUntil = "", time.Now().Add(time.Second)
+		w.log.Warn("mark send started", "err", err)
+		return
+	}
+	if !ok[0] {
+		// Our lease ran out and another worker took the job over: it sends, not us.
+		it.providerID, it.drop, it.claimed = "", true, false
+		w.m.jobs.WithLabelValues("lost_claim").Inc()
+		return
+	}
 	id, err := w.cfg.Channel.Send(sctx, it.sender, msg)
 	it.providerID = ""
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -31,6 +32,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "msg/s per sender (the sandbox refuses more with 130429)"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run the worker inside this process instead of its own"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write this process's CPU profile (pprof) to the file"},
 		},
 		Action: func(c *cli.Context) error {
 			n, s, r := c.Int("contacts"), c.Int("senders"), c.Float64("rate")
@@ -90,6 +92,17 @@ func benchE2ECommand() *cli.Command {
 						fmt.Fprintf(c.App.ErrWriter, "==> %s\n", st)
 					}
 				}
+			}
+			if p := c.String("cpu-profile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			res, err := app.BenchE2E(c.Context, cfg, o)
 			if bar != nil {
