@@ -1,12 +1,33 @@
 // Package throttle is the policy engine a worker runs before every send: consent for the
 // channel and purpose (from the consent ledger), the 24-hour customer-service window for
-// free-form messages, and the sender governor that keeps each sender under its rate
-// across every worker process. Decisions are made in batches, one pipelined Redis round
-// trip per batch, and each says allow, defer until a time, or skip with a reason code.
+// free-form messages, the per-recipient rules, and the sender governor that keeps each
+// sender under its rate across every worker process. Decisions are made in batches and
+// each says allow, defer until a time, or skip with a reason code.
+//
+// Policy.Check decides a batch in two pipelined round trips whatever its size: consent
+// and window first (one HMGET per hash), then one atomic script per job for the rules
+// that follow, in this order:
+//
+//	consent        skip no_consent / opted_out
+//	24h window     skip outside_window (free-form text only)
+//	frequency caps skip frequency_cap (per contact and category, rolling windows)
+//	quiet hours    defer quiet_hours: the recipient's local night and days not allowed
+//	               (zone: the profile's, else the phone's region, else a fallback)
+//	marketing hold defer marketing_hold: 24 h after a 131049, marketing purpose only
+//	back-off       defer recipient_backoff: 4^n s after the nth 131056 from the sender
+//	pair rate      defer pair_rate: one message per interval (6 s) from a sender to a contact
+//	daily tier     defer daily_tier: the sender's unique recipients in a moving 24 h
+//	               (messages inside the customer-service window do not count)
+//
+// A job's script reserves its cap slot, pair slot and tier place together or not at
+// all: a job skipped or deferred by any rule holds nothing, and ReleaseCaps gives back
+// what an allowed job that was not sent holds. Every decision takes "now" from the
+// policy's clock; times are stored in the keys, and key expiry only cleans up, with
+// margins. Policy.Preview decides without reserving (dry runs).
 //
 // It owns the consent ledger's write path (herald.consent first, then Redis state), the
-// window timestamps and the governor state in Redis. It does not send, render or count
-// campaign progress: that is the dispatcher's.
+// window timestamps, the per-recipient state and the governor state in Redis. It does
+// not send, render or count campaign progress: that is the dispatcher's.
 //
 // Redis keys (P is the configured prefix):
 //
@@ -14,4 +35,17 @@
 //	P consent:head                 HASH contact id -> hash of the contact's last ledger record
 //	P window:{sender}              HASH contact id -> unix ms of the contact's last inbound message
 //	P {gov:<sender>}:tat           GCRA theoretical arrival time of the sender, in µs of Redis time
+//	P {c:<contact>}:rules          HASH of the contact's per-recipient state, kept 1 h longer than
+//	                               the longest cap window or 24 h, whichever is more:
+//	                                 f:<category>  cap log: "ms campaign" lines, oldest first
+//	                                 s:<sender>    last message reserved: "ms:tierPrev:tierFlag:campaign"
+//	                                 S:<sender>    the s: record it replaced, restored on release
+//	                                 b:<sender>    131056 back-off: "n:until ms"
+//	                                 hold          131049 marketing hold: until ms
+//	P {s:<sender>}:tier            ZSET contact id -> ms of the sender's last message to it, for
+//	                               the daily tier; trimmed to 24 h as it grows, no expiry
+//
+// The keys one script touches share a hash tag (one Cluster slot), except that a job of a
+// sender with a tier touches its contact's {c:…} and its sender's {s:…}: Redis Cluster
+// refuses that script (CROSSSLOT), so tiers need a single Redis primary, as deploy/ runs.
 package throttle

@@ -153,12 +153,13 @@ end
 local pair = tonumber(ARGV[9])
 if pair > 0 and at ~= '' and not mine and now < tonumber(at) + pair then return {6, tonumber(at) + pair} end
 local tier, win = tonumber(ARGV[10]), tonumber(ARGV[11])
-local score = false
+local score, cut = false, ''
 if tier > 0 and not mine then
   score = redis.call('ZSCORE', KEYS[2], ARGV[5])
   if score and tonumber(score) <= now - win then score = false end
   if not score then
-    local since = string.format('(%d', now - win)
+    cut = string.format('%d', now - win)
+    local since = '(' .. cut
     if redis.call('ZCOUNT', KEYS[2], since, '+inf') >= tier then
       local o = redis.call('ZRANGEBYSCORE', KEYS[2], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
       return {7, tonumber(o[2]) + win}
@@ -183,8 +184,8 @@ if (pair > 0 or tier > 0) and not mine then
     flag = '1'
     -- The set grows only with contacts new in the window: trim it then, so it never
     -- holds much more than the window. No time to live: it must outlive any idle spell.
-    if not score then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win) end
-    redis.call('ZADD', KEYS[2], now, ARGV[5])
+    if not score then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cut) end
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[5])
   end
   set[#set + 1], set[#set + 2] = fs, ARGV[1] .. ':' .. (score or '') .. ':' .. flag .. ':' .. camp
   if v[4] then
