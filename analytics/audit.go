@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -183,8 +184,8 @@ func AuditCampaign(ctx context.Context, conn driver.Conn, campaign, purpose stri
 
 func msTime(ms uint64) time.Time { return time.UnixMilli(int64(ms)).UTC() }
 
-// ContactAudit is a contact's consent history, its chain check, and every message
-// sent to it.
+// ContactAudit is a contact's consent history, its chain check, every message sent to
+// it, and why each campaign that considered it did or did not send.
 type ContactAudit struct {
 	ContactID uint32                 `json:"contact_id"`
 	Consent   []events.ConsentRecord `json:"consent"`
@@ -192,6 +193,52 @@ type ContactAudit struct {
 	// the one before it (an edited, removed or inserted row), or -1 when the chain holds.
 	ChainBroken int          `json:"chain_broken"`
 	Messages    []SentRecord `json:"messages"`
+	// Campaigns: one outcome per campaign with events for the contact, by campaign id.
+	Campaigns []CampaignOutcome `json:"campaigns"`
+	// History: every distinct event of the contact, oldest first.
+	History []ContactEvent `json:"history"`
+}
+
+// ContactEvent is one event of a contact as the audit lists it.
+type ContactEvent struct {
+	EventID    string    `json:"event_id"`
+	CampaignID string    `json:"campaign_id"`
+	Kind       string    `json:"kind"`
+	At         time.Time `json:"at"`
+	SenderID   string    `json:"sender_id,omitempty"`
+	Channel    string    `json:"channel,omitempty"`
+	Reason     string    `json:"reason,omitempty"`     // skipped or deferred: the policy's code
+	Until      time.Time `json:"until,omitzero"`       // deferred: when the job was due again
+	ErrorCode  int32     `json:"error_code,omitempty"` // failed: the provider's code
+	Retryable  bool      `json:"retryable,omitempty"`
+}
+
+// Campaign outcomes for a contact, from the furthest to the least final.
+const (
+	OutcomeRead      = "read"      // read, or clicked, replied or converted in the campaign
+	OutcomeDelivered = "delivered" // delivered, not read
+	OutcomeSent      = "sent"      // the provider accepted it, no status since
+	OutcomeFailed    = "failed"    // the latest decision is a failure (ErrorCode)
+	OutcomeSkipped   = "skipped"   // the policy said no (Reason)
+	OutcomeDeferred  = "deferred"  // the policy said not yet (Reason, Until) and nothing came after
+	OutcomeQueued    = "queued"    // queued, no decision recorded yet
+)
+
+// CampaignOutcome answers "why did (or didn't) the contact get this campaign's
+// message": the campaign's latest decision about the contact (queued, deferred,
+// skipped, failed or sent, by event time), raised to delivered or read when a status
+// says so. A campaign with no decision at all (only a late status or an opt-out) takes
+// the kind of its latest event.
+type CampaignOutcome struct {
+	CampaignID string    `json:"campaign_id"`
+	Outcome    string    `json:"outcome"`
+	At         time.Time `json:"at"`                   // time of the deciding event
+	Reason     string    `json:"reason,omitempty"`     // skipped or deferred
+	Until      time.Time `json:"until,omitzero"`       // deferred
+	ErrorCode  int32     `json:"error_code,omitempty"` // failed
+	Deferrals  int       `json:"deferrals"`            // distinct deferred events of the campaign
+	// LastDeferral is the latest deferral, also when a later decision followed it.
+	LastDeferral *ContactEvent `json:"last_deferral,omitempty"`
 }
 
 // ChainOK reports whether the contact's consent hash chain verified.
@@ -271,9 +318,10 @@ func sentProofs(ctx context.Context, conn driver.Conn, filter string, args []any
 }
 
 // AuditContact returns a contact's consent ledger with its hash chain verified
-// (events.VerifyChain) and every message sent to it, oldest first.
+// (events.VerifyChain), every message sent to it, oldest first, its whole event history
+// and, per campaign, why it was or was not sent (see CampaignOutcome).
 func AuditContact(ctx context.Context, conn driver.Conn, contact uint32) (ContactAudit, error) {
-	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}}
+	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}, Campaigns: []CampaignOutcome{}, History: []ContactEvent{}}
 	recs, err := ConsentLedger(ctx, conn, contact)
 	if err != nil {
 		return a, fmt.Errorf("audit contact: %w", err)
@@ -289,7 +337,128 @@ func AuditContact(ctx context.Context, conn driver.Conn, contact uint32) (Contac
 	if err != nil {
 		return a, fmt.Errorf("audit contact %d: messages: %w", contact, err)
 	}
+	if a.History, err = contactHistory(ctx, conn, contact); err != nil {
+		return a, fmt.Errorf("audit contact %d: history: %w", contact, err)
+	}
+	a.Campaigns = campaignOutcomes(a.History)
 	return a, nil
+}
+
+// contactHistoryQuery lists a contact's distinct events. A copy of an event that differs
+// in a listed field is listed too.
+const contactHistoryQuery = `SELECT DISTINCT event_id, campaign_id, kind, ts_ms, sender_id, channel, reason,
+    toUInt32(until) AS until_s, error_code, retryable
+FROM events WHERE contact_id = ?
+ORDER BY ts_ms, event_id`
+
+func contactHistory(ctx context.Context, conn driver.Conn, contact uint32) ([]ContactEvent, error) {
+	rows, err := conn.Query(ctx, contactHistoryQuery, contact)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []ContactEvent{}
+	for rows.Next() {
+		var (
+			e         ContactEvent
+			tsMS      uint64
+			untilS    uint32
+			retryable uint8
+		)
+		if err := rows.Scan(&e.EventID, &e.CampaignID, &e.Kind, &tsMS, &e.SenderID, &e.Channel, &e.Reason,
+			&untilS, &e.ErrorCode, &retryable); err != nil {
+			return nil, err
+		}
+		e.At, e.Retryable = msTime(tsMS), retryable != 0
+		if untilS > 0 {
+			e.Until = time.Unix(int64(untilS), 0).UTC()
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// decisions rank the events that decide a campaign's outcome when they share a time:
+// the one later in the send path wins.
+var decisions = map[string]int{"queued": 1, "deferred": 2, "skipped": 3, "failed": 4, "sent": 5}
+
+// campaignOutcomes summarizes history (oldest first) per campaign; events without a
+// campaign (an unattributed conversion) belong to none.
+func campaignOutcomes(history []ContactEvent) []CampaignOutcome {
+	type acc struct {
+		decision, last, lastDeferral *ContactEvent
+		delivered, read              bool
+		deferrals                    map[string]bool
+	}
+	byCampaign := map[string]*acc{}
+	for i := range history {
+		e := &history[i]
+		if e.CampaignID == "" {
+			continue
+		}
+		a := byCampaign[e.CampaignID]
+		if a == nil {
+			a = &acc{deferrals: map[string]bool{}}
+			byCampaign[e.CampaignID] = a
+		}
+		a.last = e
+		switch e.Kind {
+		case "delivered":
+			a.delivered = true
+		case "read", "clicked", "replied", "converted":
+			a.read = true
+		}
+		rank, ok := decisions[e.Kind]
+		if !ok {
+			continue
+		}
+		if e.Kind == "deferred" {
+			a.deferrals[e.EventID] = true
+			if a.lastDeferral == nil || !e.At.Before(a.lastDeferral.At) {
+				a.lastDeferral = e
+			}
+		}
+		if d := a.decision; d == nil || e.At.After(d.At) || (e.At.Equal(d.At) && rank >= decisions[d.Kind]) {
+			a.decision = e
+		}
+	}
+	ids := make([]string, 0, len(byCampaign))
+	for id := range byCampaign {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]CampaignOutcome, 0, len(byCampaign))
+	for _, id := range ids {
+		a := byCampaign[id]
+		o := CampaignOutcome{CampaignID: id, Deferrals: len(a.deferrals)}
+		if a.lastDeferral != nil {
+			d := *a.lastDeferral
+			o.LastDeferral = &d
+		}
+		d := a.decision
+		if d == nil { // only statuses or engagement (e.g. a late webhook): the latest says most
+			d = a.last
+		}
+		if d != nil {
+			o.Outcome, o.At = d.Kind, d.At
+			switch d.Kind {
+			case "skipped":
+				o.Reason = d.Reason
+			case "deferred":
+				o.Reason, o.Until = d.Reason, d.Until
+			case "failed":
+				o.ErrorCode = d.ErrorCode
+			}
+		}
+		switch {
+		case a.read:
+			o.Outcome = OutcomeRead
+		case a.delivered:
+			o.Outcome = OutcomeDelivered
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // ExportSent streams to fn every message sent in [from, to), oldest first, with the

@@ -48,6 +48,24 @@ func revoke(id string, at time.Duration) ledgerStep {
 	return ledgerStep{id: id, action: events.Revoke, purpose: "marketing", at: at}
 }
 
+// deferrals: contact 6 was deferred once by quiet hours in campaign "k" before its
+// send, and in campaign "later" deferred by pair rate, then by the daily tier until the
+// next day, and never sent.
+func deferrals() []events.Event {
+	deferred := func(campaign, disc, reason string, at, until time.Duration) events.Event {
+		e := events.New(events.Deferred, campaign, 6, baseTime.Add(at))
+		e.ID = events.ID(campaign, 6, events.Deferred, disc)
+		e.SenderID, e.Channel, e.Reason, e.Until = "s1", "whatsapp", reason, baseTime.Add(until)
+		return e
+	}
+	return []events.Event{
+		deferred("k", "1", "quiet_hours", 50*time.Minute, time.Hour),
+		events.New(events.Queued, "later", 6, baseTime.Add(3*time.Hour)),
+		deferred("later", "1", "pair_rate", 3*time.Hour+time.Second, 3*time.Hour+7*time.Second),
+		deferred("later", "2", "daily_tier", 3*time.Hour+8*time.Second, 24*time.Hour),
+	}
+}
+
 // auditFixture is a campaign "k" whose violations are known. Contacts:
 //
 //	1 granted, sent later (ok; an sms revoke does not matter)
@@ -103,6 +121,7 @@ func auditFixture(t *testing.T) driver.Conn {
 	other := events.New(events.Sent, "other", 12, baseTime.Add(sendAt))
 	other.SenderID, other.Channel = "s1", "whatsapp"
 	evs = append(evs, other)
+	evs = append(evs, deferrals()...)
 	evs = append(evs, evs...)
 	rng := rand.New(rand.NewPCG(7, 7))
 	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
@@ -161,6 +180,36 @@ func TestAuditContact(t *testing.T) {
 	}
 	if m := a.Messages[0]; m.ConsentRef != "g6" || m.ConsentAction != "grant" || m.ConsentProof != "form-g6" || m.ConsentHash != a.Consent[2].Hash {
 		t.Fatalf("contact 6 message proof %+v", m)
+	}
+	// Why contact 6 got campaign k's message and not campaign later's.
+	type outcome struct {
+		campaign, outcome, reason string
+		at, until                 time.Time
+		deferrals                 int
+		lastDeferral              string
+	}
+	var got []outcome
+	for _, o := range a.Campaigns {
+		g := outcome{o.CampaignID, o.Outcome, o.Reason, o.At, o.Until, o.Deferrals, ""}
+		if o.LastDeferral != nil {
+			g.lastDeferral = o.LastDeferral.Reason + " until " + o.LastDeferral.Until.Format(time.RFC3339)
+		}
+		got = append(got, g)
+	}
+	wantOutcomes := []outcome{
+		{"k", OutcomeDelivered, "", baseTime.Add(time.Hour), time.Time{}, 1, "quiet_hours until 2025-03-10T10:00:00Z"},
+		{"later", OutcomeDeferred, "daily_tier", baseTime.Add(3*time.Hour + 8*time.Second), baseTime.Add(24 * time.Hour), 2,
+			"daily_tier until 2025-03-11T09:00:00Z"},
+	}
+	if !reflect.DeepEqual(got, wantOutcomes) {
+		t.Fatalf("campaign outcomes of contact 6\n got %+v\nwant %+v", got, wantOutcomes)
+	}
+	var kinds []string
+	for _, e := range a.History {
+		kinds = append(kinds, e.CampaignID+":"+e.Kind)
+	}
+	if w := []string{"k:deferred", "k:queued", "k:sent", "k:delivered", "later:queued", "later:deferred", "later:deferred"}; !reflect.DeepEqual(kinds, w) {
+		t.Fatalf("history of contact 6: %v, want %v", kinds, w)
 	}
 	goldenJSON(t, "audit_contact.json", a)
 

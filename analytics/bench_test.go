@@ -42,7 +42,7 @@ func BenchmarkSinkInsert(b *testing.B) {
 			for _, e := range evs {
 				if err := batch.Append(e.ID, string(e.Kind), e.Time, uint64(e.Time.UnixMilli()), e.CampaignID,
 					e.ContactID, e.SenderID, e.Channel, e.Template, e.Variant, e.Country, e.ProviderMessageID,
-					e.Reason, int32(e.ErrorCode), b2u8(e.Retryable), e.ConsentRef); err != nil {
+					e.Reason, int32(e.ErrorCode), b2u8(e.Retryable), e.ConsentRef, unixZero); err != nil {
 					b.Fatal(err)
 				}
 			}

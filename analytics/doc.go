@@ -6,7 +6,9 @@
 // heatmap in recipients' local time (Heatmap), per-sender health (SenderHealthReport),
 // daily-volume anomalies beyond 2σ (Anomalies), last-touch attribution of conversions
 // (Attributor), and the compliance audit (AuditCampaign, AuditContact, ExportSent) over
-// the consent ledger (ConsentLedger). Migration 0005 creates views for analysts:
+// the consent ledger (ConsentLedger). AuditContact also tells, per campaign, why a
+// contact did or did not get the message: skipped (reason), deferred (reason and the
+// events.until time the job was due again), failed (provider code), sent, delivered, read. Migration 0005 creates views for analysts:
 // v_message_outcomes, v_funnel, v_funnel_by_variant, v_sent_consent.
 //
 // The audit needs to tell free-form messages from templates: until the event contract

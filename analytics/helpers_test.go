@@ -134,7 +134,8 @@ var baseTime = time.Date(2025, 3, 10, 9, 0, 0, 0, time.UTC)
 // campaignStream is a campaign's events as Kafka would carry them, and the funnel they
 // must give. For 500 contacts:
 //
-//	500 queued; 20 skipped (12 no_consent, 8 quiet_hours); 480 sent;
+//	500 queued; 20 skipped (12 no_consent, 8 quiet_hours); 480 sent (10 of them
+//	deferred by pair_rate first);
 //	of the sent: 420 delivered (270 of them also read), 30 read without delivered,
 //	10 failed (6 × 131026, 4 × 131049; 3 of them after an earlier retryable 130429),
 //	20 with no status yet.
@@ -162,6 +163,11 @@ func campaignStream(campaign string, seed uint64) ([]events.Event, FunnelReport)
 			}
 			evs = append(evs, e)
 			continue
+		}
+		if i < 30 { // deferred by the pair rate first, due again 6 s later
+			d := ev(events.Deferred, c, 500*time.Millisecond)
+			d.Reason, d.Until = "pair_rate", d.Time.Add(6*time.Second)
+			evs = append(evs, d)
 		}
 		sent := ev(events.Sent, c, time.Second)
 		sent.ProviderMessageID = fmt.Sprintf("wamid.%s.%d", campaign, c)

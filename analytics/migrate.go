@@ -29,17 +29,25 @@ func (f schemaFeatures) dim() string {
 
 // migration is one schema change. Its statements must be idempotent (IF NOT EXISTS), so
 // that a run interrupted between the DDL and the schema_migrations row can be repeated.
+// Columns are added before the statements run, each only when system.columns does not
+// list it yet: ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
 type migration struct {
 	version uint32
 	name    string
+	columns func(f schemaFeatures) []column
 	ddl     func(f schemaFeatures) []string
+}
+
+// column is a column a migration adds to an existing table.
+type column struct {
+	table, name, typ string
 }
 
 func (m migration) id() string { return fmt.Sprintf("%04d_%s", m.version, m.name) }
 
 // migrations in version order. Append only: an applied migration is never edited.
 var migrations = []migration{
-	{1, "create_events", func(f schemaFeatures) []string {
+	{1, "create_events", nil, func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS events (
     event_id        String,
     kind            ` + f.dim() + `,
@@ -62,7 +70,7 @@ var migrations = []migration{
 PARTITION BY toYYYYMM(ts)
 ORDER BY (campaign_id, kind, contact_id, event_id)`}
 	}},
-	{2, "create_consent_log", func(f schemaFeatures) []string {
+	{2, "create_consent_log", nil, func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS consent_log (
     id              String,
     contact_id      UInt32,
@@ -85,7 +93,7 @@ ORDER BY (campaign_id, kind, contact_id, event_id)`}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (contact_id, ts_ms, id)`}
 	}},
-	{3, "create_inbound", func(f schemaFeatures) []string {
+	{3, "create_inbound", nil, func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS inbound (
     id          String,
     contact_id  UInt32,
@@ -102,7 +110,7 @@ ORDER BY (contact_id, ts_ms, id)`}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (contact_id, ts_ms, id)`}
 	}},
-	{4, "create_contacts", func(f schemaFeatures) []string {
+	{4, "create_contacts", nil, func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS contacts (
     contact_id UInt32,
     phone_hash String,
@@ -114,9 +122,13 @@ ORDER BY (contact_id, ts_ms, id)`}
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY contact_id`}
 	}},
-	{5, "create_views", func(schemaFeatures) []string {
+	{5, "create_views", nil, func(schemaFeatures) []string {
 		return []string{viewMessageOutcomes, viewFunnel, viewFunnelByVariant, viewSentConsent}
 	}},
+	{6, "add_events_until", func(schemaFeatures) []column {
+		// On deferred events: when the job is due again. 0 (1970-01-01) on every other event.
+		return []column{{"events", "until", "DateTime"}}
+	}, nil},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -137,6 +149,11 @@ ORDER BY version`
 // are LowCardinality(String), on older servers plain String. The choice is made when a
 // table is created; upgrading the server later does not alter existing tables.
 func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
+	return migrate(ctx, conn, migrations)
+}
+
+// migrate applies the migrations of ms not recorded yet, in order.
+func migrate(ctx context.Context, conn driver.Conn, ms []migration) ([]string, error) {
 	sv, err := conn.ServerVersion()
 	if err != nil {
 		return nil, fmt.Errorf("migrate: server version: %w", err)
@@ -150,13 +167,22 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
 		return nil, err
 	}
 	var applied []string
-	for _, m := range migrations {
+	for _, m := range ms {
 		if done[m.version] {
 			continue
 		}
-		for _, stmt := range m.ddl(f) {
-			if err := conn.Exec(ctx, stmt); err != nil {
-				return applied, fmt.Errorf("migrate %s on ClickHouse %s: %w", m.id(), sv.Version, err)
+		if m.columns != nil {
+			for _, c := range m.columns(f) {
+				if err := addColumn(ctx, conn, c); err != nil {
+					return applied, fmt.Errorf("migrate %s on ClickHouse %s: %w", m.id(), sv.Version, err)
+				}
+			}
+		}
+		if m.ddl != nil {
+			for _, stmt := range m.ddl(f) {
+				if err := conn.Exec(ctx, stmt); err != nil {
+					return applied, fmt.Errorf("migrate %s on ClickHouse %s: %w", m.id(), sv.Version, err)
+				}
 			}
 		}
 		// A native INSERT … VALUES through Exec hangs on 18.16: insert through a batch.
@@ -187,4 +213,33 @@ func appliedVersions(ctx context.Context, conn driver.Conn) (map[uint32]bool, er
 		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
 	}
 	return done, nil
+}
+
+// hasColumn reports whether table of the current database has the column.
+func hasColumn(ctx context.Context, conn driver.Conn, table, name string) (bool, error) {
+	var n uint64
+	err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?",
+		table, name).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up column %s.%s: %w", table, name, err)
+	}
+	return n > 0, nil
+}
+
+// addColumn adds c unless the table has it already. A migration racing this one may add
+// it between the check and the ALTER: the ALTER then fails, and the column being there
+// afterwards is success.
+func addColumn(ctx context.Context, conn driver.Conn, c column) error {
+	ok, err := hasColumn(ctx, conn, c.table, c.name)
+	if err != nil || ok {
+		return err
+	}
+	alterErr := conn.Exec(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.name+" "+c.typ)
+	if alterErr == nil {
+		return nil
+	}
+	if ok, err := hasColumn(ctx, conn, c.table, c.name); err == nil && ok {
+		return nil
+	}
+	return fmt.Errorf("add column %s.%s: %w", c.table, c.name, alterErr)
 }

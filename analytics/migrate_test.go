@@ -2,11 +2,14 @@ package analytics
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
+	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -18,7 +21,10 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"0001_create_events", "0002_create_consent_log", "0003_create_inbound", "0004_create_contacts", "0005_create_views"}
+	var want []string
+	for _, m := range migrations {
+		want = append(want, m.id())
+	}
 	if !reflect.DeepEqual(first, want) {
 		t.Fatalf("first run applied %v, want %v", first, want)
 	}
@@ -119,6 +125,68 @@ func TestFeaturesOf(t *testing.T) {
 		t.Run(tc.v.String(), func(t *testing.T) {
 			if got := featuresOf(tc.v).dim(); got != tc.want {
 				t.Errorf("dim() = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// A schema from before migration 6 gets the until column; rows already stored read 0.
+// A column that exists although its migration was never recorded (a run that died after
+// the ALTER) is left alone.
+func TestMigrateAddsColumns(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		alterBefore bool
+	}{{"old schema", false}, {"column added, version not recorded", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, _ := testenv.ClickHouse(t)
+			if _, err := migrate(ctx, conn, migrations[:5]); err != nil {
+				t.Fatal(err)
+			}
+			old := events.New(events.Queued, "c", 1, baseTime)
+			if err := insertColumns(ctx, conn, "events", []string{"event_id", "kind", "ts", "ts_ms", "campaign_id", "contact_id"},
+				[]any{[]string{old.ID}, []string{"queued"}, []time.Time{old.Time}, []uint64{uint64(old.Time.UnixMilli())},
+					[]string{"c"}, []uint32{1}}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.alterBefore {
+				if err := conn.Exec(ctx, "ALTER TABLE events ADD COLUMN until DateTime"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			applied, err := Migrate(ctx, conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(applied) != len(migrations)-5 || applied[0] != "0006_add_events_until" {
+				t.Fatalf("applied %v", applied)
+			}
+			// Adding a column that exists is a no-op.
+			if err := addColumn(ctx, conn, column{"events", "until", "DateTime"}); err != nil {
+				t.Fatal(err)
+			}
+			d := events.New(events.Deferred, "c", 1, baseTime.Add(time.Second))
+			d.Reason, d.Until = "quiet_hours", baseTime.Add(10*time.Hour)
+			insertEvents(t, conn, []events.Event{d})
+			rows, err := conn.Query(ctx, "SELECT kind, toUInt32(until) FROM events ORDER BY ts_ms")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var got []string
+			for rows.Next() {
+				var (
+					kind  string
+					until uint32
+				)
+				if err := rows.Scan(&kind, &until); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("%s %d", kind, until))
+			}
+			if w := []string{"queued 0", fmt.Sprintf("deferred %d", d.Until.Unix())}; !reflect.DeepEqual(got, w) {
+				t.Fatalf("rows %v, want %v", got, w)
 			}
 		})
 	}

@@ -86,6 +86,11 @@ func TestSinkEndToEnd(t *testing.T) {
 	if n := decodeErrors(s, "events"); n != 0 {
 		t.Errorf("%v decode errors", n)
 	}
+	// Deferred events keep their reason and due time (DateTime: whole seconds).
+	if n := uint64Query(t, conn, `SELECT uniqExact(event_id) FROM events
+		WHERE campaign_id = 'spring' AND kind = 'deferred' AND reason = 'pair_rate' AND toUInt64(until) * 1000 = intDiv(ts_ms + 6000, 1000) * 1000`); n != 10 {
+		t.Errorf("%d deferred events with their due time, want 10", n)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run returned %v after cancel, want nil", err)
 	}
@@ -438,5 +443,44 @@ FROM contacts GROUP BY contact_id ORDER BY contact_id`)
 	want := []row{{1, "en", []string{"vip", "churned"}}, {2, "id", []string{}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("contacts %+v, want %+v", got, want)
+	}
+}
+
+func TestEventsBufferUntil(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		ok   bool
+	}{
+		{`{"id":"d1","kind":"deferred","ts":"2025-03-10T09:00:00Z","contact":1,"reason":"quiet_hours","until":"2025-03-10T21:00:00+07:00"}`, true},
+		{`{"id":"q1","kind":"queued","ts":"2025-03-10T09:00:00Z","contact":1}`, true},
+		{`{"id":"d2","kind":"deferred","ts":"2025-03-10T09:00:00Z","contact":1,"until":"2200-01-01T00:00:00Z"}`, false},
+		{`{"id":"d3","kind":"deferred","ts":"2025-03-10T09:00:00Z","contact":1,"until":"1969-12-31T23:59:59Z"}`, false},
+		{`{"id":"d4","kind":"deferred","ts":"2025-03-10T09:00:00Z","contact":1,"until":"tomorrow"}`, false},
+	} {
+		var b eventsBuffer
+		err := b.add([]byte(tc.json))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v, want ok=%v", tc.json, err, tc.ok)
+		}
+	}
+	var b eventsBuffer
+	for _, j := range []string{
+		`{"id":"d1","kind":"deferred","ts":"2025-03-10T09:00:00Z","contact":1,"reason":"quiet_hours","until":"2025-03-10T21:00:00+07:00"}`,
+		`{"id":"q1","kind":"queued","ts":"2025-03-10T09:00:00Z","contact":1}`,
+	} {
+		if err := b.add([]byte(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := migrated(t)
+	if err := b.insert(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	until := uint64Query(t, conn, "SELECT toUInt64(until) FROM events WHERE event_id = 'd1'")
+	if want := time.Date(2025, 3, 10, 14, 0, 0, 0, time.UTC).Unix(); until != uint64(want) {
+		t.Errorf("until %d, want %d", until, want)
+	}
+	if n := uint64Query(t, conn, "SELECT toUInt64(until) FROM events WHERE event_id = 'q1'"); n != 0 {
+		t.Errorf("until of an event without one: %d, want 0", n)
 	}
 }

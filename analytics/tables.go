@@ -69,7 +69,7 @@ func b2u8(b bool) uint8 {
 type eventsBuffer struct {
 	eventID, kind, campaignID, senderID, channel, template, variant, country []string
 	providerMsgID, reason, consentRef                                        []string
-	ts                                                                       []time.Time
+	ts, until                                                                []time.Time
 	tsMS                                                                     []uint64
 	contactID                                                                []uint32
 	errorCode                                                                []int32
@@ -77,7 +77,11 @@ type eventsBuffer struct {
 }
 
 var eventsColumns = []string{"event_id", "kind", "ts", "ts_ms", "campaign_id", "contact_id", "sender_id",
-	"channel", "template", "variant", "country", "provider_msg_id", "reason", "error_code", "retryable", "consent_ref"}
+	"channel", "template", "variant", "country", "provider_msg_id", "reason", "error_code", "retryable", "consent_ref",
+	"until"}
+
+// unixZero is what a DateTime column holds for "no time" (an event without Until).
+var unixZero = time.Unix(0, 0).UTC()
 
 func (b *eventsBuffer) table() string { return "events" }
 func (b *eventsBuffer) len() int      { return len(b.eventID) }
@@ -92,6 +96,11 @@ func (b *eventsBuffer) add(value []byte) error {
 	}
 	if e.ErrorCode < math.MinInt32 || e.ErrorCode > math.MaxInt32 {
 		return fmt.Errorf("decode event %s: error code %d out of range", e.ID, e.ErrorCode)
+	}
+	if !e.Until.IsZero() {
+		if err := checkTime(e.Until); err != nil {
+			return fmt.Errorf("decode event %s: until: %w", e.ID, err)
+		}
 	}
 	b.appendEvent(e)
 	return nil
@@ -114,12 +123,17 @@ func (b *eventsBuffer) appendEvent(e events.Event) {
 	b.errorCode = append(b.errorCode, int32(e.ErrorCode))
 	b.retryable = append(b.retryable, b2u8(e.Retryable))
 	b.consentRef = append(b.consentRef, e.ConsentRef)
+	until := unixZero
+	if !e.Until.IsZero() {
+		until = e.Until.UTC()
+	}
+	b.until = append(b.until, until)
 }
 
 func (b *eventsBuffer) insert(ctx context.Context, conn driver.Conn) error {
 	return insertColumns(ctx, conn, "events", eventsColumns, []any{b.eventID, b.kind, b.ts, b.tsMS,
 		b.campaignID, b.contactID, b.senderID, b.channel, b.template, b.variant, b.country,
-		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef})
+		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef, b.until})
 }
 
 func (b *eventsBuffer) reset() { *b = eventsBuffer{} }

@@ -64,7 +64,7 @@ func auditCommand() *cli.Command {
 			},
 		}, {
 			Name:      "contact",
-			Usage:     "a contact's consent history with its hash chain verified, and every message sent to it; exit 1 if the chain is broken",
+			Usage:     "a contact's consent history with its hash chain verified, every message sent to it, and why each campaign did or did not send (skipped, deferred until when, failed); exit 1 if the chain is broken",
 			ArgsUsage: "PHONE",
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
@@ -291,6 +291,40 @@ func printContactAudit(w io.Writer, phone string, a analytics.ContactAudit) {
 			rows = append(rows, []string{fmtTime(m.SentAt), m.CampaignID, m.SenderID, m.Channel, m.Template, kind, m.ConsentRef, m.ConsentAction, fmtTime(m.ConsentAt)})
 		}
 		table(w, []string{"SENT AT", "CAMPAIGN", "SENDER", "CHANNEL", "TEMPLATE", "TYPE", "CONSENT REF", "CONSENT", "CONSENT AT"}, rows)
+	}
+	fmt.Fprintf(w, "\n%d campaigns: why each did or did not send\n", len(a.Campaigns))
+	if len(a.Campaigns) > 0 {
+		rows := make([][]string, 0, len(a.Campaigns))
+		for _, o := range a.Campaigns {
+			why := o.Reason
+			if o.ErrorCode != 0 {
+				why = "error " + strconv.Itoa(int(o.ErrorCode))
+			}
+			last := ""
+			if d := o.LastDeferral; d != nil && o.Outcome != analytics.OutcomeDeferred {
+				last = fmt.Sprintf("%s until %s", d.Reason, fmtTime(d.Until))
+			}
+			rows = append(rows, []string{o.CampaignID, o.Outcome, why, fmtTime(o.At), fmtTime(o.Until), strconv.Itoa(o.Deferrals), last})
+		}
+		table(w, []string{"CAMPAIGN", "OUTCOME", "WHY", "AT", "DUE AGAIN", "DEFERRALS", "EARLIER DEFERRAL"}, rows)
+	}
+	var decisions [][]string
+	for _, e := range a.History {
+		switch e.Kind {
+		case "skipped", "deferred", "failed":
+			why := e.Reason
+			if e.Kind == "failed" {
+				why = "error " + strconv.Itoa(int(e.ErrorCode))
+				if e.Retryable {
+					why += " (retryable)"
+				}
+			}
+			decisions = append(decisions, []string{fmtTime(e.At), e.CampaignID, e.Kind, why, fmtTime(e.Until), e.SenderID})
+		}
+	}
+	if len(decisions) > 0 {
+		fmt.Fprintf(w, "\n%d skips, deferrals and failures\n", len(decisions))
+		table(w, []string{"AT", "CAMPAIGN", "KIND", "WHY", "DUE AGAIN", "SENDER"}, decisions)
 	}
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/csv"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,23 @@ func seedAudit(t *testing.T, conn driver.Conn) {
 	if err := b.Send(); err != nil {
 		t.Fatal(err)
 	}
+	// Contact 2 was deferred by quiet hours in campaign "later" and not sent yet.
+	b, err = conn.PrepareBatch(ctx, "INSERT INTO events (event_id, kind, ts, ts_ms, campaign_id, contact_id, sender_id, channel, reason, until)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []events.Kind{events.Queued, events.Deferred} {
+		reason, until := "", time.Unix(0, 0)
+		if k == events.Deferred {
+			reason, until = "quiet_hours", auditBase.Add(12*time.Hour)
+		}
+		if err := b.Append(events.ID("later", 2, k, ""), string(k), at, uint64(at.UnixMilli()), "later", uint32(2), "s1", "whatsapp", reason, until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestAuditCommands(t *testing.T) {
@@ -107,8 +125,17 @@ func TestAuditCommands(t *testing.T) {
 	}
 	redisURL := "redis://" + testenv.RedisAddr(t) + "/0"
 	code, out, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66812345679")
-	if code != 0 || !strings.Contains(out, "2 consent records, hash chain verified") || !strings.Contains(out, "1 messages sent") {
+	if code != 0 || !strings.Contains(out, "2 consent records, hash chain verified") || !strings.Contains(out, "1 messages sent") ||
+		!strings.Contains(out, "2 campaigns: why each did or did not send") {
 		t.Fatalf("audit contact: exit %d\n%s%s", code, out, errOut)
+	}
+	// The deferral shows with its reason and when the job is due again.
+	if !regexp.MustCompile(`later +deferred +quiet_hours +2025-03-10T10:00:00.000Z +2025-03-10T21:00:00.000Z +1`).MatchString(out) {
+		t.Fatalf("audit contact: no deferral of campaign later in\n%s", out)
+	}
+	code, out, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66812345679", "--output", "json")
+	if code != 0 || !strings.Contains(out, `"outcome": "deferred"`) || !strings.Contains(out, `"until": "2025-03-10T21:00:00Z"`) {
+		t.Fatalf("audit contact --output json: exit %d\n%s%s", code, out, errOut)
 	}
 	code, _, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66899999999")
 	if code != 2 || !strings.Contains(errOut, "not found") {
