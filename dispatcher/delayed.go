@@ -100,13 +100,23 @@ type Scheduler struct {
 	Poll     time.Duration // longest sleep between rounds (default 200 ms)
 	TTL      time.Duration // leader lock lifetime (default 10 s)
 
-	moved prometheus.Counter
+	// Campaigns and Tracker, when set, let the leader also re-queue sends left in doubt
+	// longer than StaleAfter (default 10 min): started by a worker that died before the
+	// provider got the request, so no status webhook will ever settle them.
+	Campaigns  *Campaigns
+	Tracker    *Tracker
+	StaleAfter time.Duration
+
+	moved, requeued prometheus.Counter
+	lastSweep       time.Time
 }
 
 // RegisterMetrics exports the scheduler's counters to reg.
 func (s *Scheduler) RegisterMetrics(reg prometheus.Registerer) {
 	s.moved = promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "herald_scheduler_jobs_moved_total",
 		Help: "Delayed jobs moved back to herald.outbound when due."})
+	s.requeued = promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "herald_scheduler_stale_sends_requeued_total",
+		Help: "Sends left in doubt past the stale limit (no outcome, no status webhook) and queued again."})
 }
 
 // renewScript keeps the lock if we hold it (KEYS[1] lock, ARGV[1] token, ARGV[2] ttl ms).
@@ -144,6 +154,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if s.TTL <= 0 {
 		s.TTL = 10 * time.Second
 	}
+	if s.StaleAfter <= 0 {
+		s.StaleAfter = 10 * time.Minute
+	}
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -179,6 +192,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			if n == s.Batch {
 				wait = 0 // more are due
+			}
+			if s.Campaigns != nil && s.Tracker != nil && time.Since(s.lastSweep) >= max(s.StaleAfter/10, time.Second) {
+				s.lastSweep = time.Now()
+				if err := s.sweepStale(ctx, log); err != nil && ctx.Err() == nil {
+					log.Warn("re-queue stale sends", "err", err)
+				}
 			}
 		} else {
 			wait = s.TTL / 3
@@ -220,4 +239,43 @@ func (s *Scheduler) moveDue(ctx context.Context, lock, token string) (int, error
 		s.moved.Add(float64(len(due)))
 	}
 	return len(due), nil
+}
+
+// sweepStale re-queues the stale in-doubt sends of running campaigns.
+func (s *Scheduler) sweepStale(ctx context.Context, log *slog.Logger) error {
+	list, err := s.Campaigns.List(ctx, 500)
+	if err != nil {
+		return err
+	}
+	cutoff := time.Now().Add(-s.StaleAfter)
+	for _, st := range list {
+		if st.State != Running && st.State != Paused {
+			continue
+		}
+		stale, err := s.Tracker.StaleSends(ctx, st.ID, cutoff)
+		if err != nil || len(stale) == 0 {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		route, err := s.Campaigns.routerFor(ctx, st.Campaign, NewSenders(s.Campaigns.rdb, s.Campaigns.prefix))
+		if err != nil {
+			return err
+		}
+		msgs := make([]kafka.Message, len(stale))
+		for i, c := range stale {
+			sender := route(c)
+			msgs[i] = kafka.Message{Key: []byte(sender), Value: Job{Campaign: st.ID, Contact: c, Sender: sender}.Marshal()}
+		}
+		if err := s.Outbound.WriteMessages(ctx, msgs...); err != nil {
+			return fmt.Errorf("re-queue stale sends of campaign %s: %w", st.ID, err)
+		}
+		if s.requeued != nil {
+			s.requeued.Add(float64(len(stale)))
+		}
+		log.Warn("sends in doubt past the stale limit queued again (their worker died before the provider got them)",
+			"campaign", st.ID, "contacts", len(stale), "stale_after", s.StaleAfter)
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,8 +84,8 @@ if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 0 then
 end
 local l = redis.call('HGET', KEYS[4], ARGV[1])
 if not l then return 1 end
+if string.find(l, ':sending:', 1, true) then return 1 end
 local exp = string.match(l, ':([^:]*)$')
-if exp == 'sending' then return 1 end
 if tonumber(exp) < tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[4], ARGV[1], mine)
   return 0
@@ -91,12 +93,13 @@ end
 return 3
 `)
 
-// sendingScript: ARGV = contact, token. Marks the claim sending if token still holds it.
+// sendingScript: ARGV = contact, token, now ms. Marks the claim "token:sending:now" if
+// token still holds it.
 var sendingScript = redis.NewScript(`
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
 local l = redis.call('HGET', KEYS[4], ARGV[1])
 if not l or string.sub(l, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ':sending')
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ':sending:' .. ARGV[3])
 return 1
 `)
 
@@ -137,7 +140,8 @@ func (t *Tracker) Claim(ctx context.Context, keys []Key) ([]int, error) {
 // holds; false means the claim was lost (its lease ran out and another worker took the
 // job over) and the caller must not send.
 func (t *Tracker) MarkSending(ctx context.Context, keys []Key) ([]bool, error) {
-	res, err := t.run(ctx, sendingScript, keys, func(int) []any { return []any{t.token} })
+	now := t.now().UnixMilli()
+	res, err := t.run(ctx, sendingScript, keys, func(int) []any { return []any{t.token, now} })
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +215,54 @@ func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, extra fu
 			return nil, fmt.Errorf("campaign progress: %w", err)
 		}
 		out[i] = n
+	}
+	return out, nil
+}
+
+// staleScript: ARGV = contact, started-before ms. Turns a send started before the cutoff
+// that still has no outcome back into an expired, unsent claim, so the job's next copy
+// takes it over. Returns 1 if it did.
+var staleScript = redis.NewScript(`
+if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
+local l = redis.call('HGET', KEYS[4], ARGV[1])
+if not l then return 0 end
+local at = string.match(l, ':sending:(%d+)$')
+if not at or tonumber(at) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[4], ARGV[1], 'stale:0')
+return 1
+`)
+
+// StaleSends returns the contacts of campaign whose send started before cutoff and still
+// has no outcome (no worker recorded it, no status webhook settled it), and reopens their
+// claims so that a new copy of the job is sent. It is meant for sends whose worker died
+// between marking the send and the provider accepting it; pick a cutoff far beyond the
+// provider's webhook delay, since a send that did reach the provider would go twice.
+func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.Time) ([]uint32, error) {
+	keys := t.keys(campaign)
+	leases, err := t.rdb.HGetAll(ctx, keys[3]).Result()
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: leases: %w", campaign, err)
+	}
+	var cand []Key
+	for f, v := range leases {
+		if !strings.Contains(v, ":sending:") {
+			continue
+		}
+		id, err := strconv.ParseUint(f, 10, 32)
+		if err != nil {
+			continue
+		}
+		cand = append(cand, Key{campaign, uint32(id)})
+	}
+	res, err := t.run(ctx, staleScript, cand, func(int) []any { return []any{cutoff.UnixMilli()} })
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for i, r := range res {
+		if r == 1 {
+			out = append(out, cand[i].Contact)
+		}
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,8 +27,10 @@ type Config struct {
 	TopicPrefix   string   // HERALD_TOPIC_PREFIX: topic names are prefix + outbound, events, ...
 	Partitions    int      // partitions per topic when migrate creates them
 
-	FrequencyCaps []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
-	NoScheduler   bool           // worker: do not run the delayed-job scheduler in this process
+	FrequencyCaps  []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
+	NoScheduler    bool           // worker: do not run the delayed-job scheduler in this process
+	ClaimLease     time.Duration  // HERALD_CLAIM_LEASE: a dead worker's unsent claim is held this long (default 20s)
+	StaleSendAfter time.Duration  // HERALD_STALE_SEND_AFTER: re-queue sends in doubt this long (default 10m)
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures

@@ -142,12 +142,16 @@ func (d *Deps) Components() (*Components, error) {
 	if out != nil {
 		cc.Outbound, cc.Events = out, evs
 	}
+	tracker := dispatcher.NewTracker(rdb, p)
+	if d.Cfg.ClaimLease > 0 {
+		tracker.WithLease(d.Cfg.ClaimLease)
+	}
 	return &Components{
 		Contacts:  contacts,
 		Templates: templates.NewStore(rdb, p),
 		Senders:   dispatcher.NewSenders(rdb, p),
 		Campaigns: dispatcher.NewCampaigns(cc),
-		Tracker:   dispatcher.NewTracker(rdb, p),
+		Tracker:   tracker,
 		Ledger:    ledger,
 		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps),
 		Governor:  throttle.NewGovernor(rdb, p),

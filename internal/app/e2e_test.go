@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +17,23 @@ import (
 	"github.com/herald-dev/herald/templates"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childRoleEnv) != "" {
+		os.Exit(runChild())
+	}
+	testenv.Main(m)
+}
 
 // testStack runs every role against this test's own Redis prefix, ClickHouse database
 // and Kafka, with the sandbox over loopback HTTP.
 func testStack(t testing.TB, sc sandbox.Config) (*Stack, context.Context) {
+	t.Helper()
+	return testStackWith(t, sc, nil)
+}
+
+// testStackWith is testStack with a chance to adjust the config and the stack before
+// the roles start.
+func testStackWith(t testing.TB, sc sandbox.Config, tune func(*Config, *Stack)) (*Stack, context.Context) {
 	t.Helper()
 	_, prefix := testenv.Redis(t)
 	_, db := testenv.ClickHouse(t)
@@ -30,11 +43,17 @@ func testStack(t testing.TB, sc sandbox.Config) (*Stack, context.Context) {
 		RedisURL: "redis://" + testenv.RedisAddr(t) + "/0", Prefix: prefix,
 		ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 4,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	if tune != nil {
+		tune(&cfg, nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	s, err := NewStack(ctx, cfg, "", sc)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
+	}
+	if tune != nil {
+		tune(&s.Deps.Cfg, s)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

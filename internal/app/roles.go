@@ -167,7 +167,8 @@ func Scheduler(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
-	s := &dispatcher.Scheduler{Delayed: c.Delayed, Outbound: d.Writer(d.Topics.Outbound), Redis: rdb, Prefix: d.Cfg.Prefix, Logger: d.Cfg.Logger}
+	s := &dispatcher.Scheduler{Delayed: c.Delayed, Outbound: d.Writer(d.Topics.Outbound), Redis: rdb, Prefix: d.Cfg.Prefix, Logger: d.Cfg.Logger,
+		Campaigns: c.Campaigns, Tracker: c.Tracker, StaleAfter: d.Cfg.StaleSendAfter}
 	if d.Cfg.Registry != nil {
 		s.RegisterMetrics(d.Cfg.Registry)
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -77,6 +78,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "click-key", Usage: "secret that signs tracked links (same on serve and worker)", EnvVars: []string{"HERALD_CLICK_KEY"}},
 		&cli.StringFlag{Name: "click-base-url", Usage: "public origin of herald serve for tracked links, e.g. https://t.example.com", EnvVars: []string{"HERALD_CLICK_BASE_URL"}},
 		&cli.StringFlag{Name: "track-token", Usage: "bearer token of POST /track/conversion on serve (off when empty)", EnvVars: []string{"HERALD_TRACK_TOKEN"}},
+		&cli.DurationFlag{Name: "claim-lease", Value: 20 * time.Second, Usage: "how long a job claimed by a worker that died before sending stays held", EnvVars: []string{"HERALD_CLAIM_LEASE"}},
+		&cli.DurationFlag{Name: "stale-send-after", Value: 10 * time.Minute, Usage: "re-queue a send started this long ago that has neither an outcome nor a status webhook (its worker died before the provider got it)", EnvVars: []string{"HERALD_STALE_SEND_AFTER"}},
 		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
@@ -121,6 +124,7 @@ func config(c *cli.Context) (app.Config, error) {
 		Prefix: c.String("redis-prefix"), TopicPrefix: c.String("topic-prefix"),
 		WhatsAppURL: c.String("whatsapp-api-url"), APIVersion: c.String("whatsapp-api-version"),
 		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),
+		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"),
 		Logger: slog.New(h),
 	}
 	cfg.Defaults()
