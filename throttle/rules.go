@@ -115,7 +115,8 @@ const (
 //
 // The tier set's members are contact ids scored by the time of their last message from
 // the sender. A job deciding again while it holds its reservation (a retry) is allowed
-// without taking anything twice. Returns {result, until ms}.
+// without taking anything twice. Returns {result, until ms}; for an allowed job,
+// {1, 1} when it held nothing before (a fresh reservation), else {1, 0}.
 var ruleScript = redis.NewScript(`
 local now, camp, sender = tonumber(ARGV[1]), ARGV[3], ARGV[4]
 local fc, fs, fp = 'f:' .. ARGV[7], 's:' .. sender, 'S:' .. sender
@@ -198,7 +199,8 @@ if #set > 0 then
   redis.call('HSET', KEYS[1], unpack(set))
   redis.call('PEXPIRE', KEYS[1], ARGV[12])
 end
-return {1, 0}
+if held or mine then return {1, 0} end
+return {1, 1}
 `)
 
 // releaseScript gives back what ruleScript reserved for one job: its line in the cap
@@ -355,6 +357,9 @@ func runScripts(ctx context.Context, rdb redis.UniversalClient, script *redis.Sc
 			return cmds, c.Err()
 		}
 	}
+	if len(again) == 0 {
+		return cmds, err
+	}
 	pipe = rdb.Pipeline()
 	for _, i := range again {
 		cmds[i] = script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
@@ -412,10 +417,13 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 	}
 	cmds, err := runScripts(ctx, p.rdb, ruleScript, calls)
 	if err != nil {
-		// Fail closed; and give back what the scripts that did run took.
+		// Fail closed, and give back the fresh reservations of the scripts known to have
+		// run. A job that held a reservation before (decided again) keeps it: its message
+		// may have gone. So does a job whose reply was lost: the state may then hold a
+		// reservation nothing uses, which holds a contact or a sender back, never over.
 		var taken []Job
 		for k, c := range cmds {
-			if r, e := c.Int64Slice(); reserve && e == nil && len(r) == 2 && r[0] == ruleAllow {
+			if r, e := c.Int64Slice(); reserve && e == nil && len(r) == 2 && r[0] == ruleAllow && r[1] == 1 {
 				taken = append(taken, jobs[idx[k]])
 			}
 		}
@@ -434,7 +442,7 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 		}
 		until := time.UnixMilli(r[1])
 		switch r[0] {
-		case ruleAllow:
+		case ruleAllow: // r[1] says whether the reservation is fresh
 		case ruleCapped:
 			out[i] = Decision{Verdict: Skip, Reason: ReasonFrequencyCap}
 		case ruleQuiet:

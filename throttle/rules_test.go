@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -509,6 +510,116 @@ func TestCheckTakesTwoRoundTrips(t *testing.T) {
 	}
 	if n, _ := e.rdb.ZCard(ctx, e.p.tierKey("s1")).Result(); n != 0 {
 		t.Fatalf("after SCRIPT FLUSH, release left %d contacts in the tier", n)
+	}
+}
+
+// pipelineFault breaks a client's first pipeline of scripts (the rules' round trip):
+// before it reaches Redis (before), or after Redis ran it: with an error reply for the
+// commands from reply on (replyErr), or with the connection lost while reading (lost:
+// go-redis then fails every command).
+type pipelineFault struct {
+	done     bool
+	before   func()
+	reply    int
+	replyErr error
+	lost     error
+}
+
+// rulesRedisErr is an error reply of Redis.
+type rulesRedisErr string
+
+func (e rulesRedisErr) Error() string { return string(e) }
+func (e rulesRedisErr) RedisError()   {}
+
+func (f *pipelineFault) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (f *pipelineFault) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f *pipelineFault) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if f.done || len(cmds) == 0 || cmds[0].Name() != "evalsha" {
+			return next(ctx, cmds)
+		}
+		f.done = true
+		if f.before != nil {
+			f.before()
+		}
+		if err := next(ctx, cmds); err != nil || f.before != nil {
+			return err
+		}
+		if f.replyErr != nil {
+			for _, c := range cmds[f.reply:] {
+				c.SetErr(f.replyErr)
+			}
+			return f.replyErr
+		}
+		for _, c := range cmds { // as go-redis does when the connection breaks
+			c.SetErr(f.lost)
+		}
+		return f.lost
+	}
+}
+
+// Redis failing in the second round trip fails the whole check (fail closed). The
+// scripts known to have run give their reservations back; one whose outcome is unknown
+// may keep its own, which only ever holds the contact and the sender back.
+func TestCheckFailsClosedInTheRulesRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	e := newRulesEnv(t, 3)
+	caps, _ := ParseCaps("marketing:1/72h")
+	e.p.WithCaps(caps)
+	jobs := func() []Job {
+		var out []Job
+		for c := uint32(1); c <= 3; c++ {
+			j := rulesJob("A", c, "s1")
+			j.SenderTier = 10
+			out = append(out, j)
+		}
+		return out
+	}
+	e.check(jobs()...) // the scripts are cached: the faults hit the rules' round trip
+	if err := e.p.ReleaseCaps(ctx, jobs()); err != nil {
+		t.Fatal(err)
+	}
+	holds := func(c uint32) bool {
+		n, _ := e.rdb.Exists(ctx, e.p.rulesKey(c)).Result()
+		_, err := e.rdb.ZScore(ctx, e.p.tierKey("s1"), strconv.Itoa(int(c))).Result()
+		return n != 0 || err != redis.Nil
+	}
+
+	proxy := testenv.NewProxy(t, testenv.RedisAddr(t))
+	for _, tc := range []struct {
+		name  string
+		fault *pipelineFault
+		kept  int // jobs still holding a reservation afterwards
+	}{
+		{"Redis unreachable", &pipelineFault{before: proxy.Down}, 0},
+		{"an error reply", &pipelineFault{reply: 2, replyErr: rulesRedisErr("BUSY Redis is busy")}, 1},
+		{"connection lost reading the replies", &pipelineFault{lost: errors.New("read tcp: connection reset by peer")}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1})
+			defer rdb.Close()
+			rdb.AddHook(tc.fault)
+			p := NewPolicy(rdb, e.prefix, func() time.Time { return e.now }).WithCaps(caps)
+			d, err := p.Check(ctx, jobs())
+			if err == nil || d != nil {
+				t.Fatalf("check with the rules' round trip failing = %v, %v; want an error and no decisions", d, err)
+			}
+			if tc.fault.before != nil {
+				proxy.Up(t)
+			}
+			kept := 0
+			for c := uint32(1); c <= 3; c++ {
+				if holds(c) {
+					kept++
+				}
+			}
+			if kept != tc.kept {
+				t.Fatalf("%d jobs hold reservations after the failed check, want %d", kept, tc.kept)
+			}
+			if err := e.p.ReleaseCaps(ctx, jobs()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
