@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // State is a campaign's lifecycle state.
@@ -45,8 +46,12 @@ type Campaign struct {
 	// MaxErrorRate pauses the campaign (reason error_rate) when the share of failed sends
 	// crosses it, once enough sends were tried to judge; 0 uses the worker's default and a
 	// negative value never pauses.
-	MaxErrorRate float64   `json:"max_error_rate,omitempty"`
-	Created      time.Time `json:"created"`
+	MaxErrorRate float64 `json:"max_error_rate,omitempty"`
+	// QuietHours ("21:00-08:00") and AllowedDays ("mon-sat") in each recipient's local
+	// time: sends due then wait for the next allowed moment. Empty: the policy's defaults.
+	QuietHours  string    `json:"quiet_hours,omitempty"`
+	AllowedDays string    `json:"allowed_days,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // Status is a campaign's state and progress.
@@ -122,6 +127,9 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	}
 	if cp.Purpose == "" {
 		cp.Purpose = "marketing"
+	}
+	if _, err := cp.Quiet(); err != nil {
+		return cp, fmt.Errorf("campaign: %w", err)
 	}
 	switch cp.Routing {
 	case "", RouteRoundRobin, RouteCountry:
@@ -512,4 +520,20 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 		return fmt.Errorf("campaign %s: finish fan-out: %w", cp.ID, err)
 	}
 	return nil
+}
+
+// Quiet returns the campaign's own quiet hours, or nil when it has none (the policy's
+// defaults apply).
+func (cp Campaign) Quiet() (*throttle.QuietHours, error) {
+	if cp.QuietHours == "" && cp.AllowedDays == "" {
+		return nil, nil
+	}
+	q, err := throttle.ParseQuietHours(cp.QuietHours)
+	if err != nil {
+		return nil, err
+	}
+	if q.Days, err = throttle.ParseDays(cp.AllowedDays); err != nil {
+		return nil, err
+	}
+	return &q, nil
 }

@@ -22,7 +22,8 @@ type DryRun struct {
 	Snapshot  bool              `json:"snapshot"` // the audience is the launch snapshot (else evaluated now)
 	FreeForm  bool              `json:"free_form"`
 	WouldSend uint64            `json:"would_send"`
-	Skipped   map[string]uint64 `json:"skipped"` // by reason code
+	Skipped   map[string]uint64 `json:"skipped"`  // by reason code
+	Deferred  map[string]uint64 `json:"deferred"` // would wait (quiet hours, tier…) by reason, then send
 	Senders   []SenderPlan      `json:"senders"`
 	ETA       time.Duration     `json:"eta_ns"` // the slowest sender's share at its rate
 }
@@ -42,7 +43,7 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 	if err != nil {
 		return DryRun{}, err
 	}
-	dr := DryRun{Campaign: id, Skipped: map[string]uint64{}}
+	dr := DryRun{Campaign: id, Skipped: map[string]uint64{}, Deferred: map[string]uint64{}}
 	tpl, err := tpls.Get(ctx, cp.Template)
 	if err != nil {
 		return dr, fmt.Errorf("campaign %s: template %q: %w", id, cp.Template, err)
@@ -58,14 +59,18 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		return dr, fmt.Errorf("campaign %s: segment %q: %w", id, cp.Segment, err)
 	}
 	dr.Audience = audience.GetCardinality()
-	plans, phone := map[string]*SenderPlan{}, map[string]string{}
+	plans, phone, tier := map[string]*SenderPlan{}, map[string]string{}, map[string]int{}
+	quiet, err := cp.Quiet()
+	if err != nil {
+		return dr, err
+	}
 	for _, sid := range cp.Senders {
 		s, err := senders.Get(ctx, sid)
 		if err != nil {
 			return dr, err
 		}
 		plans[sid] = &SenderPlan{ID: sid, Rate: s.Rate}
-		phone[sid] = s.PhoneNumberID
+		phone[sid], tier[sid] = s.PhoneNumberID, s.Tier
 	}
 	route, err := c.routerFor(ctx, cp, senders)
 	if err != nil {
@@ -78,7 +83,7 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		if len(batch) == 0 {
 			return nil
 		}
-		ds, err := policy.Check(ctx, batch)
+		ds, err := policy.Preview(ctx, batch)
 		if err != nil {
 			return err
 		}
@@ -86,6 +91,9 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 			if d.Verdict == throttle.Skip {
 				dr.Skipped[d.Reason]++
 				continue
+			}
+			if d.Verdict == throttle.Defer {
+				dr.Deferred[d.Reason]++
 			}
 			dr.WouldSend++
 			plans[sids[i]].Contacts++
@@ -97,7 +105,8 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		contact := it.Next()
 		sid := route(contact)
 		sids = append(sids, sid)
-		batch = append(batch, throttle.Job{ContactID: contact, SenderID: phone[sid], Channel: cp.Channel, Purpose: cp.Purpose, FreeForm: dr.FreeForm})
+		batch = append(batch, throttle.Job{ContactID: contact, SenderID: phone[sid], Channel: cp.Channel, Purpose: cp.Purpose, FreeForm: dr.FreeForm,
+			SenderTier: tier[sid], Quiet: quiet})
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
 				return dr, err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-dev/herald/throttle"
 )
 
 // Sender is an account Herald sends from: for WhatsApp, a Cloud API phone number.
@@ -24,6 +26,24 @@ type Sender struct {
 	Name          string  `json:"name,omitempty"`
 	// Countries the sender serves when a campaign routes by country (ISO 3166 alpha-2).
 	Countries []string `json:"countries,omitempty"`
+	// PerMinute caps sends in any 60 s window (0: only Rate).
+	PerMinute int `json:"per_minute,omitempty"`
+	// Tier is the number's daily unique-recipient limit from Meta's messaging tiers
+	// (250, 2000, 10000, 100000; 0: unlimited).
+	Tier int `json:"tier,omitempty"`
+	// WarmUp paces a new number in bursts of WarmUpBurst sends with pauses of WarmUpPause
+	// (± a quarter of it) in between (0: off).
+	WarmUpBurst int           `json:"warm_up_burst,omitempty"`
+	WarmUpPause time.Duration `json:"warm_up_pause,omitempty"`
+}
+
+// Limits are the sender's pacing limits for the governor.
+func (s Sender) Limits() throttle.Limits {
+	l := throttle.Limits{Rate: s.Rate, PerMinute: s.PerMinute}
+	if s.WarmUpBurst > 0 && s.WarmUpPause > 0 {
+		l.WarmUp = throttle.WarmUp{Burst: s.WarmUpBurst, Pause: s.WarmUpPause, Jitter: s.WarmUpPause / 4}
+	}
+	return l
 }
 
 // ErrNotFound is returned for an unknown campaign or sender.
@@ -47,6 +67,12 @@ func (s Sender) Validate() error {
 		return fmt.Errorf("sender %s: an access token is required", s.ID)
 	case !(s.Rate > 0 && s.Rate <= 10000):
 		return fmt.Errorf("sender %s: rate must be between 0 and 10000 msg/s, got %v", s.ID, s.Rate)
+	}
+	if s.PerMinute < 0 || s.Tier < 0 || s.WarmUpBurst < 0 || s.WarmUpPause < 0 {
+		return fmt.Errorf("sender %s: per-minute cap, tier and warm-up must not be negative", s.ID)
+	}
+	if err := s.Limits().Validate(); err != nil {
+		return fmt.Errorf("sender %s: %w", s.ID, err)
 	}
 	for _, cc := range s.Countries {
 		if !countryRe.MatchString(cc) {
@@ -84,7 +110,8 @@ func (r *Senders) Put(ctx context.Context, s Sender) error {
 	}
 	pipe := r.rdb.TxPipeline()
 	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
-		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","))
+		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","),
+		"per_minute", s.PerMinute, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds())
 	pipe.SAdd(ctx, r.prefix+"senders", s.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save sender %s: %w", s.ID, err)
@@ -103,6 +130,12 @@ func (r *Senders) Get(ctx context.Context, id string) (Sender, error) {
 	}
 	rate, _ := strconv.ParseFloat(m["rate"], 64)
 	s := Sender{ID: id, Channel: m["channel"], PhoneNumberID: m["phone_number_id"], Token: m["token"], Rate: rate, Name: m["name"]}
+	s.PerMinute, _ = strconv.Atoi(m["per_minute"])
+	s.Tier, _ = strconv.Atoi(m["tier"])
+	s.WarmUpBurst, _ = strconv.Atoi(m["warm_up_burst"])
+	if ms, err := strconv.ParseInt(m["warm_up_pause_ms"], 10, 64); err == nil {
+		s.WarmUpPause = time.Duration(ms) * time.Millisecond
+	}
 	if m["countries"] != "" {
 		s.Countries = strings.Split(m["countries"], ",")
 	}

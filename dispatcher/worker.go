@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -37,9 +36,7 @@ type Templates interface {
 }
 
 // Governor hands out a sender's send slots (throttle.Governor).
-type Governor interface {
-	Reserve(ctx context.Context, sender string, rate float64, n int) (throttle.Reservation, error)
-}
+type Governor = throttle.Reserver
 
 // Message is what a channel adapter sends.
 type Message struct {
@@ -123,7 +120,8 @@ type Worker struct {
 	m       workerMetrics
 	specsMu sync.Mutex
 	specs   map[string]Campaign
-	sem     chan struct{} // provider requests in flight, across lanes
+	quiet   map[string]*throttle.QuietHours // campaigns' own quiet hours
+	sem     chan struct{}                   // provider requests in flight, across lanes
 	spillMu sync.Mutex
 	spill   map[string]time.Time // sender → when the last job deferred for its rate is due
 }
@@ -178,7 +176,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
@@ -213,8 +211,9 @@ type item struct {
 	delayed       bool      // stored in the delayed set
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
-	slowSender    bool      // the refusal was about the sender's pace (130429)
-	drop          bool      // nothing more to do (duplicate, in doubt, invalid → DLQ)
+	quiet         *throttle.QuietHours
+	slowSender    bool // the refusal was about the sender's pace (130429)
+	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
 	cancelled     bool
 	park          bool // its campaign is paused: move the job to the parked list
@@ -328,11 +327,18 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 			if err != nil {
 				return err
 			}
+			q, err := cp.Quiet()
+			if err != nil {
+				w.log.Warn("campaign quiet hours unreadable; using the defaults", "campaign", cp.ID, "err", err)
+			}
 			w.specsMu.Lock()
-			w.specs[cp.ID] = cp
+			w.specs[cp.ID], w.quiet[cp.ID] = cp, q
 			w.specsMu.Unlock()
 		}
 		it.cp = cp
+		w.specsMu.Lock()
+		it.quiet = w.quiet[cp.ID]
+		w.specsMu.Unlock()
 		if it.sender.ID == "" {
 			s, err := w.cfg.Senders.Cached(ctx, it.job.Sender)
 			if errors.Is(err, ErrNotFound) {
@@ -501,7 +507,9 @@ func ContactVars(c segments.Contact) map[string]any {
 func policyJob(it *item) throttle.Job {
 	// The window opens per business phone number: key it as the webhook server does.
 	return throttle.Job{Campaign: it.job.Campaign, ContactID: it.job.Contact, SenderID: it.sender.PhoneNumberID,
-		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm}
+		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm,
+		TimeZone: it.contact.TimeZone, Phone: it.contact.Phone, Country: it.contact.Country,
+		SenderTier: it.sender.Tier, Quiet: it.quiet}
 }
 
 func (w *Worker) decide(ctx context.Context, items []*item) error {
@@ -549,17 +557,11 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	var sends, lanes sync.WaitGroup
 	defer sends.Wait()
 	errs := make(chan error, len(bySender))
-	for key, list := range bySender {
-		bySender[key] = w.overflow(list)
-	}
 	for _, list := range bySender {
-		if len(list) == 0 {
-			continue
-		}
 		lanes.Add(1)
 		go func() {
 			defer lanes.Done()
-			errs <- w.pace(ctx, list[0].sender, list, func(it *item) error {
+			errs <- w.paceLane(ctx, list, func(it *item) error {
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
@@ -586,83 +588,67 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	return errors.Join(all...)
 }
 
-// overflow keeps the jobs of one sender that its rate can start within the horizon and
-// defers the rest to the times their slots are expected, one interval apart after the
-// sender's previous overflow, so they come back spread at the sender's pace.
-func (w *Worker) overflow(list []*item) []*item {
+// ReasonSenderRate defers a job its sender's limits cannot start within the horizon, and
+// ReasonSenderHeld one whose sender is on hold (a quality refusal). They are not about the
+// contact, so they emit no event (the deferral metric counts them).
+const (
+	ReasonSenderRate = "sender_rate"
+	ReasonSenderHeld = "sender_held"
+)
+
+// paceLane starts one sender's jobs in governor slots (throttle.Pace) up to the horizon,
+// dropping jobs of campaigns paused meanwhile, and defers the jobs it could not start to
+// when their slots are expected: one interval apart after the sender's previous overflow,
+// so they come back at the sender's pace and hold nothing meanwhile.
+func (w *Worker) paceLane(ctx context.Context, list []*item, start func(*item) error) error {
 	s := list[0].sender
-	keep := int(math.Ceil(w.cfg.Horizon.Seconds() * s.Rate))
-	if len(list) <= keep {
-		return list
+	lim := s.Limits()
+	res, err := throttle.Pace(ctx, w.cfg.Governor, s.ID, lim, len(list), w.cfg.Horizon,
+		func(i int) error {
+			it := list[i]
+			it.providerID = pending // started: a rerun of this stage must not send it again
+			if err := start(it); err != nil {
+				it.providerID = ""
+				return err
+			}
+			return nil
+		},
+		func(started int) (int, error) {
+			// A pause must take effect within ~2 s, even in the middle of a long batch.
+			rest, err := w.dropPaused(ctx, list[started:])
+			if err != nil {
+				return 0, err
+			}
+			list = append(list[:started:started], rest...)
+			return len(list), nil
+		})
+	w.m.forfeits.Add(float64(res.Forfeited))
+	if err != nil {
+		return err
+	}
+	left := list[res.Started:]
+	if len(left) == 0 {
+		return nil
+	}
+	reason := ReasonSenderRate
+	if res.Held {
+		reason = ReasonSenderHeld
 	}
 	interval := time.Duration(float64(time.Second) / s.Rate)
 	w.spillMu.Lock()
-	at := time.Now().Add(w.cfg.Horizon)
-	if tail := w.spill[s.ID]; tail.After(at) {
+	at := res.Next
+	if at.IsZero() || at.Before(time.Now()) {
+		at = time.Now().Add(interval)
+	}
+	if tail := w.spill[s.ID]; !res.Held && tail.After(at) {
 		at = tail
 	}
-	for _, it := range list[keep:] {
-		it.deferUntil, it.deferReason = at, ReasonSenderRate
+	for _, it := range left {
+		it.deferUntil, it.deferReason = at, reason
 		at = at.Add(interval)
 	}
 	w.spill[s.ID] = at
 	w.spillMu.Unlock()
-	return list[:keep]
-}
-
-// ReasonSenderRate defers a job its sender's rate cannot start soon. It is not about the
-// contact, so it emits no event (the deferral metric counts it).
-const ReasonSenderRate = "sender_rate"
-
-// pace starts each job's send in one of the sender's governor slots. Every wake-up starts
-// the slots that are due; a slot reached later than the tolerance (a stall: GC, a loaded
-// machine) is given up, never used in a burst to catch up, and the jobs left without a
-// slot get fresh ones. So every send starts within tolerance of its slot, and a window of
-// length W holds at most ⌈(W + tolerance) / interval⌉ sends of the sender, across all
-// processes: rate+1 per second at 80 msg/s (tolerance = max(interval, 2 ms)).
-func (w *Worker) pace(ctx context.Context, s Sender, list []*item, start func(*item) error) error {
-	checked := time.Now()
-	for len(list) > 0 {
-		res, err := w.cfg.Governor.Reserve(ctx, s.ID, s.Rate, len(list))
-		if err != nil {
-			return err
-		}
-		tolerance := max(res.Interval, 2*time.Millisecond)
-		slot, next := 0, 0 // next slot of the reservation; next job of list
-		for slot < res.N && next < len(list) {
-			if !waitUntil(ctx, res.At(slot)) {
-				return ctx.Err()
-			}
-			if time.Since(checked) >= time.Second {
-				// A pause must take effect within ~2 s, even in the middle of a long batch.
-				checked = time.Now()
-				rest, err := w.dropPaused(ctx, list[next:])
-				if err != nil {
-					return err
-				}
-				list = append(list[:next:next], rest...)
-				if next >= len(list) {
-					break
-				}
-			}
-			now := time.Now()
-			for slot < res.N && now.Sub(res.At(slot)) > tolerance {
-				slot++ // too late for this slot: give it up
-				w.m.forfeits.Inc()
-			}
-			for slot < res.N && next < len(list) && !res.At(slot).After(now) {
-				it := list[next]
-				it.providerID = pending // started: a rerun of this stage must not send it again
-				if err := start(it); err != nil {
-					it.providerID = ""
-					return err
-				}
-				slot++
-				next++
-			}
-		}
-		list = list[next:]
-	}
 	return nil
 }
 
@@ -810,7 +796,7 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 				w.m.jobs.WithLabelValues("retried").Inc()
 			case it.deferReason == "":
 				it.published = true // re-delayed silently: it was early
-			case it.deferReason == ReasonSenderRate:
+			case it.deferReason == ReasonSenderRate || it.deferReason == ReasonSenderHeld:
 				it.published = true
 				w.m.defers.WithLabelValues(it.deferReason).Inc()
 			default:

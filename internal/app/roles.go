@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/herald-dev/herald/throttle"
 	"golang.org/x/sync/errgroup"
 	"net"
 	"net/http"
@@ -144,7 +145,8 @@ func Worker(ctx context.Context, d *Deps) error {
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
 		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
-		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
+		Pushback: pushback{c.Policy, c.Governor},
+		Logger:   d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
 	if d.Cfg.NoScheduler {
 		return w.Run(ctx)
@@ -192,4 +194,19 @@ func MetricsHandler(reg *prometheus.Registry) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux
+}
+
+// pushback hands provider refusals to the throttle: recipients to the policy (131056
+// backs off, 131049 holds marketing), senders to the governor (130429 slows, 131048 holds).
+type pushback struct {
+	policy   *throttle.Policy
+	governor *throttle.Governor
+}
+
+func (p pushback) Recipient(ctx context.Context, sender string, contact uint32, code int, at time.Time) error {
+	return p.policy.Pushback(ctx, sender, contact, code, at)
+}
+
+func (p pushback) Sender(ctx context.Context, sender string, code int) error {
+	return p.governor.Pushback(ctx, sender, code)
 }

@@ -36,6 +36,8 @@ func campaignsCommand() *cli.Command {
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
 				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
 				&cli.StringFlag{Name: "routing", Value: "round_robin", Usage: "how contacts spread over the senders: round_robin, or country (each sender's --country list)"},
+				&cli.StringFlag{Name: "quiet-hours", Usage: "no sends in this daily period of each recipient's local time, e.g. 21:00-08:00 (they wait, never dropped)"},
+				&cli.StringFlag{Name: "allowed-days", Usage: "send only on these days of the recipient's week, e.g. mon-fri or mon-sat"},
 				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -58,7 +60,8 @@ func campaignsCommand() *cli.Command {
 				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
 					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
-					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing")}, comp.Senders)
+					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
+					QuietHours: c.String("quiet-hours"), AllowedDays: c.String("allowed-days")}, comp.Senders)
 				if err != nil {
 					return usage("%w", err)
 				}
@@ -105,6 +108,14 @@ func campaignsCommand() *cli.Command {
 				sort.Strings(reasons)
 				for _, reason := range reasons {
 					fmt.Fprintf(w, "  skipped %d: %s\n", dr.Skipped[reason], reason)
+				}
+				reasons = reasons[:0]
+				for reason := range dr.Deferred {
+					reasons = append(reasons, reason)
+				}
+				sort.Strings(reasons)
+				for _, reason := range reasons {
+					fmt.Fprintf(w, "  deferred %d: %s (sent later, when allowed)\n", dr.Deferred[reason], reason)
 				}
 				var rows [][]string
 				for _, p := range dr.Senders {

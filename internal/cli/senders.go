@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,6 +25,9 @@ func sendersCommand() *cli.Command {
 				&cli.StringFlag{Name: "token", Usage: "Cloud API access token", EnvVars: []string{"HERALD_WHATSAPP_TOKEN"}},
 				&cli.Float64Flag{Name: "rate", Value: 80, Usage: "messages per second (Cloud API default 80)"},
 				&cli.StringFlag{Name: "name", Usage: "display name"},
+				&cli.IntFlag{Name: "per-minute", Usage: "at most this many sends in any 60 s (0: only --rate)"},
+				&cli.IntFlag{Name: "tier", Usage: "Meta messaging tier: unique recipients per rolling 24 h (250, 2000, 10000, 100000; 0: unlimited)"},
+				&cli.StringFlag{Name: "warm-up", Usage: "pace a new number in bursts: BURST/PAUSE, e.g. 50/30s (pauses vary by ±25%)"},
 				&cli.StringSliceFlag{Name: "country", Usage: "a country this sender serves when a campaign routes by country (ISO code, repeatable or comma-separated)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -37,6 +41,16 @@ func sendersCommand() *cli.Command {
 					return err
 				}
 				s := dispatcher.Sender{ID: c.String("id"), Channel: "whatsapp", PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name")}
+				s.PerMinute, s.Tier = c.Int("per-minute"), c.Int("tier")
+				if v := c.String("warm-up"); v != "" {
+					b, p, ok := strings.Cut(v, "/")
+					burst, err1 := strconv.Atoi(b)
+					pause, err2 := time.ParseDuration(p)
+					if !ok || err1 != nil || err2 != nil || burst <= 0 || pause <= 0 {
+						return usage("--warm-up %q: want BURST/PAUSE, e.g. 50/30s", v)
+					}
+					s.WarmUpBurst, s.WarmUpPause = burst, pause
+				}
 				for _, v := range c.StringSlice("country") {
 					for _, cc := range strings.Split(v, ",") {
 						if cc = strings.ToUpper(strings.TrimSpace(cc)); cc != "" {
