@@ -240,3 +240,58 @@ func TestCountryRouting(t *testing.T) {
 		t.Error("an unknown routing was accepted")
 	}
 }
+
+// Quiet hours in the recipient's zone defer jobs (never drop them): they wait in the
+// delayed set until the next allowed moment, and the campaign is not complete meanwhile.
+func TestQuietHoursDeferJobs(t *testing.T) {
+	r := newRig(t, 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	bkk, err := time.LoadLocation("Asia/Bangkok") // the rig's phones are +66
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := time.Now().In(bkk).Hour()
+	quiet := fmt.Sprintf("%02d:00-%02d:00", (h+23)%24, (h+2)%24)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, QuietHours: quiet}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDelayed(r.rdb, r.prefix)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := d.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Jobs == 20 {
+			loc := time.Now().In(bkk)
+			wantAfter := time.Date(loc.Year(), loc.Month(), loc.Day(), (h+2)%24, 0, 0, 0, bkk)
+			if wantAfter.Before(time.Now()) {
+				wantAfter = wantAfter.Add(24 * time.Hour)
+			}
+			if st.Next.Before(wantAfter.Add(-time.Second)) {
+				t.Fatalf("jobs due at %v, before the quiet period ends at %v", st.Next, wantAfter)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs waiting, want 20 deferred by quiet hours %s", st.Jobs, quiet)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if accepted, _ := ch.counts(); len(accepted) != 0 {
+		t.Fatalf("%d messages sent during quiet hours", len(accepted))
+	}
+	if st, _ := r.campaigns.Status(ctx, cp.ID); st.State != Running || st.Done != 0 {
+		t.Fatalf("status %+v, want running with nothing done", st)
+	}
+	if _, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, QuietHours: "25:00-08:00"}, r.senders); err == nil {
+		t.Fatal("bad quiet hours accepted")
+	}
+}
