@@ -180,22 +180,40 @@ func waitTCP(ctx context.Context, s *Server, logFile string, ready func(net.Conn
 // StartRedis starts redis-server on a free loopback port with its files under dir.
 // Persistence is off: the local stack is for development and tests.
 func StartRedis(ctx context.Context, dir string) (*Server, error) {
+	return StartRedisWith(ctx, dir, RedisOptions{})
+}
+
+// RedisOptions adjust StartRedisWith.
+type RedisOptions struct {
+	Port    int  // 0: a free port
+	Durable bool // append-only file fsynced on every write: a restart loses nothing acknowledged
+}
+
+// StartRedisWith starts redis-server with its files under dir.
+func StartRedisWith(ctx context.Context, dir string, o RedisOptions) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	persist := []string{"--save", "", "--appendonly", "no"}
+	if o.Durable {
+		persist = []string{"--save", "", "--appendonly", "yes", "--appendfsync", "always"}
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
+		port := o.Port
+		if port == 0 {
+			var err error
+			if port, err = FreePort(); err != nil {
+				return nil, err
+			}
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		logFile := filepath.Join(dir, "redis.log")
-		s, err := start("redis-server", dir, addr, logFile, []string{"redis-server",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
-			"--latency-monitor-threshold", "50", "--slowlog-log-slower-than", "50000",
-		})
+		args := append([]string{"redis-server",
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir}, persist...)
+		args = append(args, "--daemonize", "no", "--protected-mode", "no",
+			"--latency-monitor-threshold", "50", "--slowlog-log-slower-than", "50000")
+		s, err := start("redis-server", dir, addr, logFile, args)
 		if err != nil {
 			return nil, err
 		}
