@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/internal/sandbox"
+	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/templates"
 )
 
@@ -296,5 +297,81 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	}
 	if len(per) != n || st.Sent != n {
 		t.Fatalf("%d contacts messaged, want %d; status %+v", len(per), n, st)
+	}
+}
+
+// ClickHouse unreachable for a while (HERALD_FAULT_CH_DOWN, default 60 s) while a campaign
+// runs: sending goes on, events wait in Kafka, and when ClickHouse is back every one of
+// them arrives: the funnel matches the sandbox.
+func TestClickHouseDownEventsWaitInKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("keeps ClickHouse away for a minute")
+	}
+	down := time.Minute
+	if v, err := time.ParseDuration(os.Getenv("HERALD_FAULT_CH_DOWN")); err == nil && v > 0 {
+		down = v
+	}
+	_, db := testenv.ClickHouse(t)
+	proxy := testenv.NewProxy(t, testenv.ClickHouseAddr(t))
+	const n = 2000
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}},
+		func(c *Config, _ *Stack) { c.ClickHouseDSN = "clickhouse://" + proxy.Addr + "/" + db })
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "chdown.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240010", Token: DevSandboxToken, Rate: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy.Down()
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 2*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, down+2*time.Minute)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(down) // the campaign is long done; the sink keeps failing and retrying
+	proxy.Up(t)
+	if err := waitSink(wctx, d); err != nil {
+		t.Fatal(err)
+	}
+	chConn, err := d.ClickHouse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := analytics.Funnel(ctx, chConn, cp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := SandboxTruth(s.Sandbox.Records(), cp.ID)
+	if truth.Accepted != n {
+		t.Fatalf("sandbox accepted %d, want %d", truth.Accepted, n)
+	}
+	if err := truth.Check(f); err != nil {
+		t.Fatal(err)
 	}
 }
