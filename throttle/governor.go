@@ -114,7 +114,7 @@ type Limits struct {
 	// Slack widens the windows the limits are kept over: the rate holds over every
 	// 1 s + Slack and the per-minute cap over every 60 s + Slack, so sends that start up
 	// to Slack after their slots still keep every 1 s and 60 s window within the caps.
-	// It costs Slack / 1 s of throughput (0.3% for 3 ms). Pace sets it to at least
+	// It costs Slack / 1 s of throughput (0.5% for 5 ms). Pace sets it to at least
 	// PaceSlack. Must be below 1 s.
 	Slack time.Duration
 }

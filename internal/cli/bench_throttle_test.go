@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+const benchWorkerEnv = "HERALD_TEST_BENCH_THROTTLE_WORKER"
+
+// TestBenchThrottleWorkerProcess is not a test: it is the worker process of
+// TestBenchThrottle, this test binary re-run as `herald bench throttle-worker …`.
+func TestBenchThrottleWorkerProcess(t *testing.T) {
+	if os.Getenv(benchWorkerEnv) != "1" {
+		t.Skip("the worker process of TestBenchThrottle")
+	}
+	i := slices.Index(os.Args, "--")
+	os.Exit(Run(context.Background(), append([]string{"herald"}, os.Args[i+1:]...), os.Stdin, os.Stdout, os.Stderr))
+}
+
+// The command wiring end to end, briefly: two worker processes, a private Redis, the
+// sandbox, and both scenarios. Only what holds on any machine is asserted (start times
+// within the cap, no 130429, decisions made), not speeds.
+func TestBenchThrottle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and worker processes")
+	}
+	prev := benchWorkerCommand
+	benchWorkerCommand = func(ctx context.Context, args ...string) (*exec.Cmd, error) {
+		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"-test.run=^TestBenchThrottleWorkerProcess$", "--"}, args...)...)
+		cmd.Env = append(os.Environ(), benchWorkerEnv+"=1")
+		return cmd, nil
+	}
+	t.Cleanup(func() { benchWorkerCommand = prev })
+
+	code, out, errOut := run("bench", "throttle", "--processes", "2", "--rate", "50", "--duration", "2s",
+		"--policy-contacts", "2000", "--policy-duration", "200ms", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var r ThrottleBenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	g, p := r.Governor, r.Policy
+	if g == nil || p == nil {
+		t.Fatalf("missing a scenario:\n%s", out)
+	}
+	if g.Accepted == 0 || g.Started < g.Accepted || g.AtStart.Max1s > 50 || g.AtStart.Over1s != 0 || g.Throughput429 != 0 {
+		t.Fatalf("governor scenario: %+v", g)
+	}
+	if p.Decisions == 0 || p.Verdicts["allow"] == 0 || p.Verdicts["skip"] == 0 || p.BaselinePerSec == 0 {
+		t.Fatalf("policy scenario: %+v", p)
+	}
+
+	if code, _, _ := run("bench", "throttle", "--processes", "0"); code != 2 {
+		t.Fatalf("--processes 0: exit %d, want 2", code)
+	}
+}
