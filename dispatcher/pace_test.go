@@ -6,7 +6,6 @@ import (
 	"testing/synctest"
 	"time"
 
-
 	"github.com/herald-dev/herald/throttle"
 )
 

@@ -156,7 +156,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.Horizon = 2 * time.Second
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.MaxAttempts = 10
 	}
 	if cfg.MaxErrorRate == 0 {
 		cfg.MaxErrorRate = 0.25

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -373,5 +374,77 @@ func TestClickHouseDownEventsWaitInKafka(t *testing.T) {
 	}
 	if err := truth.Check(f); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The provider answers bursts of 503s and 130429s: sends back off and retry, nothing is
+// lost and nothing doubles.
+func TestProviderErrorBursts(t *testing.T) {
+	var armed atomic.Int64 // unix ns when the bursts start; 0: off
+	fault := func() (int, int) {
+		t0 := armed.Load()
+		if t0 == 0 {
+			return 0, 0
+		}
+		switch ph := time.Duration(time.Now().UnixNano()-t0) % (1500 * time.Millisecond); {
+		case ph < 150*time.Millisecond:
+			return 503, 0
+		case ph >= 750*time.Millisecond && ph < 900*time.Millisecond:
+			return 429, 130429
+		}
+		return 0, 0
+	}
+	const n = 800
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Fault: fault,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "bursts.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240011", Token: DevSandboxToken, Rate: 500}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(time.Now().UnixNano())
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 4*time.Minute)
+	stats := s.Sandbox.Stats()
+	if stats.Rejected[130429] == 0 || stats.Rejected[0] == 0 {
+		t.Fatalf("no bursts were injected: %v", stats.Rejected)
+	}
+	per := map[string]int{}
+	for _, r := range s.Sandbox.Records() {
+		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
+			per[r.WaID]++
+		}
+	}
+	for wa, c := range per {
+		if c > 1 {
+			t.Errorf("%s got %d messages", wa, c)
+		}
+	}
+	if len(per) != n || st.Sent != n || st.Failed != 0 {
+		t.Fatalf("%d contacts messaged, want %d; status %+v; refusals %v", len(per), n, st, stats.Rejected)
 	}
 }

@@ -132,6 +132,17 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 			s.bufs.Put(buf)
 		}
 	}()
+	if f := s.cfg.Fault; f != nil {
+		if status, code := f(); status != 0 {
+			s.reject(code)
+			if code != 0 {
+				writeGraphError(w, &graphError{status: status, code: code, message: "Injected fault", details: "sandbox fault injection"})
+			} else {
+				http.Error(w, "injected server error", status)
+			}
+			return
+		}
+	}
 	if d := s.cfg.Latency; d > 0 {
 		t := time.NewTimer(d)
 		select {

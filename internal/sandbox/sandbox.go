@@ -78,6 +78,10 @@ type Config struct {
 	ReorderRate        float64       // share of read messages whose "read" precedes "delivered" in one POST (default 0.05; <0 disables)
 	MaxStatusesPerPost int           // statuses per webhook POST (default 50)
 	Latency            time.Duration // added to every send request
+	// Fault, when set, is asked before each send request: a non-zero status answers it
+	// with that HTTP status and, if code is not 0, a Graph error with that code (e.g. 400
+	// and 130429, or 503 and 0 for a bare server error). Tests inject bursts with it.
+	Fault func() (status, code int)
 	Templates          []ApprovedTemplate
 	Now                func() time.Time // default time.Now
 	Seed               int64            // seeds delays, duplicates and reordering
