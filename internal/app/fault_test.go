@@ -448,3 +448,70 @@ func TestProviderErrorBursts(t *testing.T) {
 		t.Fatalf("%d contacts messaged, want %d; status %+v; refusals %v", len(per), n, st, stats.Rejected)
 	}
 }
+
+// Pause and resume twenty times during a campaign: every contact still gets exactly one
+// message.
+func TestPauseResumeTwentyTimes(t *testing.T) {
+	const n = 2000
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "pause.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240012", Token: DevSandboxToken, Rate: 250}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 20; i++ {
+		time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond)
+		if _, err := comp.Campaigns.Pause(ctx, cp.ID); err != nil {
+			t.Fatalf("pause %d: %v", i, err)
+		}
+		time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
+		if _, err := comp.Campaigns.Resume(ctx, cp.ID); err != nil {
+			t.Fatalf("resume %d: %v", i, err)
+		}
+	}
+	if st, _ := comp.Campaigns.Status(ctx, cp.ID); st.State == dispatcher.Completed {
+		t.Fatal("the campaign completed before the pauses ended: the test shows nothing")
+	}
+	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 3*time.Minute)
+	per := map[string]int{}
+	for _, r := range s.Sandbox.Records() {
+		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
+			per[r.WaID]++
+		}
+	}
+	for wa, c := range per {
+		if c > 1 {
+			t.Errorf("%s got %d messages", wa, c)
+		}
+	}
+	if len(per) != n || st.Sent != n {
+		t.Fatalf("%d contacts messaged, want %d; status %+v", len(per), n, st)
+	}
+}
