@@ -115,12 +115,14 @@ func Partitions(ctx context.Context, brokers []string, topic string) (int, error
 // all in-sync replicas have the batch. Keys are hashed to partitions.
 func NewWriter(brokers []string, topic string) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:                   kafka.TCP(brokers...),
-		Topic:                  topic,
-		Balancer:               &kafka.Hash{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           2 * time.Millisecond,
-		BatchSize:              5000,
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 2 * time.Millisecond,
+		// kafka-go allocates BatchSize messages for every batch it opens (a batch per
+		// partition every BatchTimeout): keep it near what one timeout gathers.
+		BatchSize:              500,
 		BatchBytes:             16 << 20,
 		WriteTimeout:           30 * time.Second,
 		AllowAutoTopicCreation: false,
