@@ -30,12 +30,14 @@ func (f schemaFeatures) dim() string {
 // migration is one schema change. Its statements must be idempotent (IF NOT EXISTS), so
 // that a run interrupted between the DDL and the schema_migrations row can be repeated.
 // Columns are added before the statements run, each only when system.columns does not
-// list it yet: ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
+// list it yet: ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS. Backfill runs last and
+// must be idempotent too (pre-aggregates of idempotent functions: min, bit or).
 type migration struct {
-	version uint32
-	name    string
-	columns func(f schemaFeatures) []column
-	ddl     func(f schemaFeatures) []string
+	version  uint32
+	name     string
+	columns  func(f schemaFeatures) []column
+	ddl      func(f schemaFeatures) []string
+	backfill func(ctx context.Context, conn driver.Conn) error
 }
 
 // column is a column a migration adds to an existing table.
@@ -47,7 +49,7 @@ func (m migration) id() string { return fmt.Sprintf("%04d_%s", m.version, m.name
 
 // migrations in version order. Append only: an applied migration is never edited.
 var migrations = []migration{
-	{1, "create_events", nil, func(f schemaFeatures) []string {
+	{version: 1, name: "create_events", ddl: func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS events (
     event_id        String,
     kind            ` + f.dim() + `,
@@ -70,7 +72,7 @@ var migrations = []migration{
 PARTITION BY toYYYYMM(ts)
 ORDER BY (campaign_id, kind, contact_id, event_id)`}
 	}},
-	{2, "create_consent_log", nil, func(f schemaFeatures) []string {
+	{version: 2, name: "create_consent_log", ddl: func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS consent_log (
     id              String,
     contact_id      UInt32,
@@ -93,7 +95,7 @@ ORDER BY (campaign_id, kind, contact_id, event_id)`}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (contact_id, ts_ms, id)`}
 	}},
-	{3, "create_inbound", nil, func(f schemaFeatures) []string {
+	{version: 3, name: "create_inbound", ddl: func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS inbound (
     id          String,
     contact_id  UInt32,
@@ -110,7 +112,7 @@ ORDER BY (contact_id, ts_ms, id)`}
 PARTITION BY toYYYYMM(ts)
 ORDER BY (contact_id, ts_ms, id)`}
 	}},
-	{4, "create_contacts", nil, func(f schemaFeatures) []string {
+	{version: 4, name: "create_contacts", ddl: func(f schemaFeatures) []string {
 		return []string{`CREATE TABLE IF NOT EXISTS contacts (
     contact_id UInt32,
     phone_hash String,
@@ -122,13 +124,16 @@ ORDER BY (contact_id, ts_ms, id)`}
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY contact_id`}
 	}},
-	{5, "create_views", nil, func(schemaFeatures) []string {
+	{version: 5, name: "create_views", ddl: func(schemaFeatures) []string {
 		return []string{viewMessageOutcomes, viewFunnel, viewFunnelByVariant, viewSentConsent}
 	}},
-	{6, "add_events_until", func(schemaFeatures) []column {
+	{version: 6, name: "add_events_until", columns: func(schemaFeatures) []column {
 		// On deferred events: when the job is due again. 0 (1970-01-01) on every other event.
 		return []column{{"events", "until", "DateTime"}}
-	}, nil},
+	}},
+	{version: 7, name: "create_contact_weeks", ddl: func(schemaFeatures) []string {
+		return []string{createContactWeeks, createContactWeeksMV}
+	}, backfill: backfillContactWeeks},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -183,6 +188,11 @@ func migrate(ctx context.Context, conn driver.Conn, ms []migration) ([]string, e
 				if err := conn.Exec(ctx, stmt); err != nil {
 					return applied, fmt.Errorf("migrate %s on ClickHouse %s: %w", m.id(), sv.Version, err)
 				}
+			}
+		}
+		if m.backfill != nil {
+			if err := m.backfill(ctx, conn); err != nil {
+				return applied, fmt.Errorf("migrate %s on ClickHouse %s: backfill: %w", m.id(), sv.Version, err)
 			}
 		}
 		// A native INSERT … VALUES through Exec hangs on 18.16: insert through a batch.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -110,76 +112,93 @@ type RetentionReport struct {
 	Cohorts []Cohort `json:"cohorts"`
 }
 
-// retentionQuery counts, per cohort (Monday of a contact's first sent message) and week
-// offset, the contacts engaged that week. Parameters: from ms, to ms, from ms, to ms.
-const retentionQuery = `SELECT cohort, toUInt32(intDiv(toUInt32(week) - toUInt32(cohort), 7)) AS k, uniqExact(contact_id)
+// retentionQuery builds the cohort retention query over contact_weeks for cohorts whose
+// first sent event lies in [?, ?) (ms) and weeks 0 … weeks-1 after each, when the weeks
+// that matter lie in blocks first … last. It gives one row per cohort: its week number,
+// its size, then the contacts engaged in each week. A contact's rows (one per block,
+// more before merges) are combined by GROUP BY contact_id: the first sent is the least
+// over all of its blocks, and only the blocks holding the weeks asked for are read into
+// masks l<block> (weeks 0-63 of the block) and h<block> (64-127).
+func retentionQuery(weeks int, first, last int64) string {
+	var masks, cols, sums strings.Builder
+	for b := first; b <= last; b++ {
+		fmt.Fprintf(&masks, ",\n            groupBitOrIf(lo, block = %d) AS l%d, groupBitOrIf(hi, block = %d) AS h%d", b, b, b, b)
+		fmt.Fprintf(&cols, ", l%d, h%d", b, b)
+	}
+	for k := range weeks {
+		// The word holding week cw + k, then its bit.
+		word := "toUInt64(0)"
+		for b := last; b >= first; b-- {
+			word = fmt.Sprintf("if(intDiv(cw + %d, %d) = %d, if((cw + %d) %% %d < 64, l%d, h%d), %s)", k, blockWeeks, b, k, blockWeeks, b, b, word)
+		}
+		fmt.Fprintf(&sums, ",\n    sum(bitTest(%s, toUInt8((cw + %d) %% 64)))", word, k)
+	}
+	return `SELECT cw, count()` + sums.String() + `
 FROM (
-    SELECT DISTINCT contact_id, toMonday(ts) AS week FROM events
-    WHERE kind IN ('read', 'clicked', 'replied', 'converted') AND ts_ms >= ?
+    SELECT intDiv(greatest(intDiv(fs, 86400000), 4) - 4, 7) AS cw` + cols.String() + `
+    FROM (
+        SELECT contact_id, min(f) AS fs` + masks.String() + `
+        FROM (
+            SELECT contact_id, block, finalizeAggregation(first_sent) AS f,
+                finalizeAggregation(engaged_lo) AS lo, finalizeAggregation(engaged_hi) AS hi
+            FROM contact_weeks WHERE block <= ` + strconv.FormatInt(last, 10) + `
+        )
+        GROUP BY contact_id
+        HAVING fs >= ? AND fs < ?
+    )
 )
-ALL INNER JOIN (
-    SELECT contact_id, toMonday(min(ts)) AS cohort FROM events
-    WHERE kind = 'sent' GROUP BY contact_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
-) USING contact_id
-WHERE week >= cohort
-GROUP BY cohort, k
-ORDER BY cohort, k`
-
-const cohortSizeQuery = `SELECT cohort, count() FROM (
-    SELECT contact_id, toMonday(min(ts)) AS cohort FROM events
-    WHERE kind = 'sent' GROUP BY contact_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
-) GROUP BY cohort ORDER BY cohort`
+GROUP BY cw
+ORDER BY cw`
+}
 
 // Retention computes cohort retention for contacts first sent to in [from, to): each
-// cohort's size and, for weeks 0 … weeks-1 after its week, the contacts that engaged.
+// cohort's size and, for weeks 0 … weeks-1 after its week, the contacts that engaged
+// (read, clicked, replied or converted) in that calendar week (Monday to Sunday, UTC),
+// whenever in the week it happened. It reads the contact_weeks pre-aggregate, not the
+// events: duplicated or late events change nothing.
 func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks int) (RetentionReport, error) {
 	rep := RetentionReport{Weeks: weeks, Cohorts: []Cohort{}}
-	f, t := uint64(from.UnixMilli()), uint64(to.UnixMilli())
-	rows, err := conn.Query(ctx, cohortSizeQuery, f, t)
-	if err != nil {
-		return rep, fmt.Errorf("retention: %w", err)
+	if weeks < 1 || weeks > maxRetentionWeeks {
+		return rep, fmt.Errorf("retention: %d weeks: want 1 to %d", weeks, maxRetentionWeeks)
 	}
-	idx := map[string]int{}
-	for rows.Next() {
-		var (
-			week time.Time
-			n    uint64
-		)
-		if err := rows.Scan(&week, &n); err != nil {
-			rows.Close()
-			return rep, fmt.Errorf("retention: %w", err)
-		}
-		key := week.Format(time.DateOnly)
-		idx[key] = len(rep.Cohorts)
-		rep.Cohorts = append(rep.Cohorts, Cohort{Week: key, Contacts: n, Active: make([]uint64, weeks), Retained: make([]float64, weeks)})
+	if !from.Before(to) {
+		return rep, nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("retention: %w", err)
-	}
-	rows, err = conn.Query(ctx, retentionQuery, f, f, t)
+	f, t := from.UnixMilli(), to.UnixMilli()
+	firstBlock := weekNumber(from) / blockWeeks
+	lastBlock := (weekNumber(to.Add(-time.Millisecond)) + int64(weeks) - 1) / blockWeeks
+	rows, err := conn.Query(ctx, retentionQuery(weeks, firstBlock, lastBlock), uint64(max(f, 0)), uint64(max(t, 0)))
 	if err != nil {
 		return rep, fmt.Errorf("retention: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			week time.Time
-			k    uint32
+			cw   int64
 			n    uint64
+			dest = []any{&cw, &n}
+			c    = Cohort{Active: make([]uint64, weeks), Retained: make([]float64, weeks)}
 		)
-		if err := rows.Scan(&week, &k, &n); err != nil {
+		for k := range c.Active {
+			dest = append(dest, &c.Active[k])
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return rep, fmt.Errorf("retention: %w", err)
 		}
-		i, ok := idx[week.Format(time.DateOnly)]
-		if !ok || int(k) >= weeks {
-			continue
+		c.Week, c.Contacts = weekMonday(cw).Format(time.DateOnly), n
+		for k, a := range c.Active {
+			c.Retained[k] = ratio(a, n)
 		}
-		rep.Cohorts[i].Active[k] = n
-		rep.Cohorts[i].Retained[k] = ratio(n, rep.Cohorts[i].Contacts)
+		rep.Cohorts = append(rep.Cohorts, c)
 	}
-	return rep, rows.Err()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("retention: %w", err)
+	}
+	return rep, nil
 }
+
+// maxRetentionWeeks bounds the weeks a retention report follows (two years).
+const maxRetentionWeeks = 104
 
 // VariantResult is one variant's conversion at the compared step.
 type VariantResult struct {

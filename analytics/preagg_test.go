@@ -1,0 +1,265 @@
+package analytics
+
+import (
+	"context"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+// retentionTruth computes cohort retention from events in Go, the way Retention
+// defines it: a contact's cohort is the week of its first sent event, which must lie
+// in [from, to); Active[k] counts the contacts with an engagement (read, clicked,
+// replied, converted) in the cohort's week + k.
+func retentionTruth(evs []events.Event, from, to time.Time, weeks int) []Cohort {
+	first := map[uint32]time.Time{}
+	engaged := map[uint32]map[int64]bool{}
+	for _, e := range evs {
+		switch e.Kind {
+		case events.Sent:
+			if f, ok := first[e.ContactID]; !ok || e.Time.Before(f) {
+				first[e.ContactID] = e.Time
+			}
+		case events.Read, events.Clicked, events.Replied, events.Converted:
+			if engaged[e.ContactID] == nil {
+				engaged[e.ContactID] = map[int64]bool{}
+			}
+			engaged[e.ContactID][weekNumber(e.Time.Truncate(time.Second))] = true
+		}
+	}
+	byWeek := map[int64]*Cohort{}
+	for c, f := range first {
+		ms := f.UnixMilli()
+		if ms < from.UnixMilli() || ms >= to.UnixMilli() {
+			continue
+		}
+		w := weekNumber(f)
+		co := byWeek[w]
+		if co == nil {
+			co = &Cohort{Week: weekMonday(w).Format(time.DateOnly), Active: make([]uint64, weeks), Retained: make([]float64, weeks)}
+			byWeek[w] = co
+		}
+		co.Contacts++
+		for k := range weeks {
+			if engaged[c][w+int64(k)] {
+				co.Active[k]++
+			}
+		}
+	}
+	out := []Cohort{}
+	for _, w := range sortedKeys(mapInt64ToUint32(byWeek)) {
+		co := byWeek[int64(w)]
+		for k := range co.Active {
+			co.Retained[k] = ratio(co.Active[k], co.Contacts)
+		}
+		out = append(out, *co)
+	}
+	return out
+}
+
+func mapInt64ToUint32(m map[int64]*Cohort) map[uint32]bool {
+	out := map[uint32]bool{}
+	for k := range m {
+		out[uint32(k)] = true
+	}
+	return out
+}
+
+// cohortEvents: contacts 1…100 first sent on Monday 2025-03-10 (week A, the last week
+// of a 64-week block), 101…150 in week A+1, 151…160 sent in week A+2 and also, arriving
+// later, in week A (so their cohort is A). Engagement: 1…60 read in week A, 1…30 clicked
+// in A+1, 1…10 replied in A+3; 101…120 read in A+1 and 101…150 converted (no campaign)
+// in A+2, stored before their sends; 151…160 read in A+2.
+func cohortEvents() (evs []events.Event, want []Cohort) {
+	week := func(k int, d time.Duration) time.Time { return baseTime.AddDate(0, 0, 7*k).Add(d) }
+	ev := func(kind events.Kind, campaign string, c uint32, at time.Time) events.Event {
+		return events.New(kind, campaign, c, at.Add(time.Duration(c)*time.Millisecond))
+	}
+	var late []events.Event
+	for c := uint32(1); c <= 160; c++ {
+		switch {
+		case c <= 100:
+			evs = append(evs, ev(events.Sent, "a", c, week(0, 0)))
+			if c <= 60 {
+				evs = append(evs, ev(events.Read, "a", c, week(0, time.Hour)))
+			}
+			if c <= 30 {
+				evs = append(evs, ev(events.Clicked, "a", c, week(1, 2*time.Hour)))
+			}
+			if c <= 10 {
+				evs = append(evs, ev(events.Replied, "a", c, week(3, 6*24*time.Hour)))
+			}
+		case c <= 150:
+			conv := ev(events.Converted, "", c, week(2, 3*time.Hour))
+			conv.ID = events.ID("", c, events.Converted, "order-1")
+			evs = append(evs, conv)
+			if c <= 120 {
+				evs = append(evs, ev(events.Read, "b", c, week(1, 5*time.Hour)))
+			}
+			late = append(late, ev(events.Sent, "b", c, week(1, 0)))
+		default:
+			evs = append(evs, ev(events.Sent, "c", c, week(2, 0)), ev(events.Read, "c", c, week(2, time.Hour)))
+			late = append(late, ev(events.Sent, "a2", c, week(0, 30*time.Minute)))
+		}
+	}
+	evs = append(evs, late...)
+	want = []Cohort{
+		{Week: "2025-03-10", Contacts: 110, Active: []uint64{60, 30, 10, 10}},
+		{Week: "2025-03-17", Contacts: 50, Active: []uint64{20, 50, 0, 0}},
+	}
+	for i := range want {
+		want[i].Retained = make([]float64, 4)
+		for k, a := range want[i].Active {
+			want[i].Retained[k] = ratio(a, want[i].Contacts)
+		}
+	}
+	return evs, want
+}
+
+func retention(t *testing.T, conn driver.Conn, from, to time.Time, weeks int) []Cohort {
+	t.Helper()
+	rep, err := Retention(context.Background(), conn, from, to, weeks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.Cohorts
+}
+
+// Duplicates in separate parts, events out of order and an earlier sent arriving late
+// give the same retention, before and after ClickHouse merges the pre-aggregate.
+func TestRetentionPreAggregateDedupes(t *testing.T) {
+	ctx := context.Background()
+	conn := migrated(t)
+	evs, want := cohortEvents()
+	// Engagement first, sends last (the late ones at the very end), and every event
+	// three times, in three inserts: three parts of contact_weeks.
+	insertEvents(t, conn, evs)
+	dup := append([]events.Event{}, evs...)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(dup), func(i, j int) { dup[i], dup[j] = dup[j], dup[i] })
+	insertEvents(t, conn, dup)
+	insertEvents(t, conn, evs[:len(evs)/2])
+
+	from, to := baseTime.AddDate(0, 0, -3), baseTime.AddDate(0, 0, 14)
+	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
+		t.Fatalf("retention\n got %+v\nwant %+v", got, want)
+	}
+	if got := retentionTruth(evs, from, to, 4); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the Go reference disagrees with the fixture: %+v", got)
+	}
+	// The duplicates really are stored more than once until merged.
+	rows := uint64Query(t, conn, "SELECT count() FROM contact_weeks")
+	keys := uint64Query(t, conn, "SELECT count() FROM (SELECT DISTINCT contact_id, block FROM contact_weeks)")
+	if rows <= keys {
+		t.Fatalf("contact_weeks holds %d rows for %d keys: the test needs unmerged duplicates", rows, keys)
+	}
+	if err := conn.Exec(ctx, "OPTIMIZE TABLE contact_weeks FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if rows := uint64Query(t, conn, "SELECT count() FROM contact_weeks"); rows != keys {
+		t.Fatalf("after OPTIMIZE: %d rows for %d keys", rows, keys)
+	}
+	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
+		t.Fatalf("retention after merges\n got %+v\nwant %+v", got, want)
+	}
+	// A cohort range that starts after week A leaves only the second cohort.
+	if got := retention(t, conn, baseTime.AddDate(0, 0, 7), to, 4); !reflect.DeepEqual(got, want[1:]) {
+		t.Fatalf("retention from week A+1\n got %+v\nwant %+v", got, want[1:])
+	}
+}
+
+// Random streams over two years, checked against the Go reference for several windows,
+// including ones that start and end mid-week and cross 64-week blocks.
+func TestRetentionMatchesReference(t *testing.T) {
+	conn := migrated(t)
+	rng := rand.New(rand.NewPCG(42, 7))
+	start := time.Date(2023, 5, 3, 17, 0, 0, 0, time.UTC) // block 22 starts on 2023-12-25
+	kinds := []events.Kind{events.Sent, events.Sent, events.Read, events.Clicked, events.Replied, events.Converted, events.Delivered, events.Queued}
+	var evs []events.Event
+	for i := range 6000 {
+		c := uint32(rng.IntN(400) + 1)
+		at := start.Add(time.Duration(rng.Int64N(int64(2 * 365 * 24 * time.Hour))))
+		e := events.New(kinds[rng.IntN(len(kinds))], "r", c, at)
+		e.ID = events.ID("r", c, e.Kind, string(rune(i)))
+		evs = append(evs, e)
+	}
+	for i := 0; i < len(evs); i += 1000 {
+		insertEvents(t, conn, evs[i:min(i+1500, len(evs))]) // overlapping batches: duplicates
+	}
+	for _, tc := range []struct {
+		from, to time.Time
+		weeks    int
+	}{
+		{start, start.AddDate(2, 0, 0), 104},
+		{start.AddDate(0, 3, 0).Add(5 * time.Hour), start.AddDate(0, 9, 2), 13},
+		{start.AddDate(0, 0, 5).Add(7 * time.Hour), start.AddDate(0, 0, 12), 1},
+		{start.AddDate(0, 11, 0), start.AddDate(1, 4, 0), 70},
+	} {
+		want := retentionTruth(evs, tc.from, tc.to, tc.weeks)
+		var active uint64
+		for _, c := range want {
+			for _, a := range c.Active {
+				active += a
+			}
+		}
+		t.Logf("%s..%s, %d weeks: %d cohorts, %d contact-weeks engaged", tc.from.Format(time.DateOnly), tc.to.Format(time.DateOnly), tc.weeks, len(want), active)
+		if len(want) == 0 || (active == 0 && tc.weeks > 1) {
+			t.Fatalf("window %s..%s: the reference has nothing to compare", tc.from, tc.to)
+		}
+		if got := retention(t, conn, tc.from, tc.to, tc.weeks); !reflect.DeepEqual(got, want) {
+			t.Errorf("retention %s..%s, %d weeks\n got %+v\nwant %+v", tc.from, tc.to, tc.weeks, got, want)
+		}
+	}
+}
+
+// Events stored before migration 0007 are backfilled; backfilling again, or events
+// going through both the backfill and the view, changes nothing.
+func TestContactWeeksBackfill(t *testing.T) {
+	ctx := context.Background()
+	conn, _ := testenv.ClickHouse(t)
+	if _, err := migrate(ctx, conn, migrations[:6]); err != nil {
+		t.Fatal(err)
+	}
+	evs, want := cohortEvents()
+	insertEvents(t, conn, evs)
+	if _, err := Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	from, to := baseTime.AddDate(0, 0, -3), baseTime.AddDate(0, 0, 14)
+	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
+		t.Fatalf("retention after the backfill\n got %+v\nwant %+v", got, want)
+	}
+	if err := backfillContactWeeks(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	insertEvents(t, conn, evs[:len(evs)/3])
+	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
+		t.Fatalf("retention after a second backfill and redelivered events\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestWeekNumber(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want int64
+	}{
+		{time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{time.Date(1970, 1, 11, 23, 59, 59, 0, time.UTC), 0},
+		{time.Date(1970, 1, 12, 0, 0, 0, 0, time.UTC), 1},
+		{time.Date(2025, 3, 16, 23, 59, 59, 999e6, time.UTC), 2879},
+		{time.Date(2025, 3, 17, 0, 0, 0, 0, time.UTC), 2880},
+		{time.Date(2025, 3, 17, 6, 0, 0, 0, time.FixedZone("+07", 7*3600)), 2879},
+	} {
+		if got := weekNumber(tc.t); got != tc.want {
+			t.Errorf("weekNumber(%s) = %d, want %d", tc.t, got, tc.want)
+		}
+		if m := weekMonday(tc.want); m.Weekday() != time.Monday {
+			t.Errorf("weekMonday(%d) = %s, not a Monday", tc.want, m)
+		}
+	}
+}
