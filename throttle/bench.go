@@ -172,7 +172,7 @@ func (l Limits) Caps() (perSecond, perMinute int) {
 type PolicyBenchConfig struct {
 	Redis    redis.UniversalClient
 	Prefix   string
-	Contacts int           // contacts with a consent state (default 100,000)
+	Contacts int           // contacts with a consent state (default 1,000,000)
 	Batch    int           // jobs per Check (default 500)
 	Workers  int           // concurrent checkers (default GOMAXPROCS)
 	Duration time.Duration // each measurement (default 5 s)
@@ -215,7 +215,7 @@ func (discardPublisher) WriteMessages(context.Context, ...kafka.Message) error {
 // HGETs for a baseline.
 func RunPolicyBench(ctx context.Context, cfg PolicyBenchConfig) (PolicyBenchResult, error) {
 	if cfg.Contacts <= 0 {
-		cfg.Contacts = 100_000
+		cfg.Contacts = 1_000_000
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 500
@@ -265,9 +265,21 @@ func RunPolicyBench(ctx context.Context, cfg PolicyBenchConfig) (PolicyBenchResu
 	}
 
 	ids := cfg.Contacts + cfg.Contacts/10 // a tenth never granted
+	// Each pass over the contacts is a new campaign, so a contact seen again is a new
+	// message (pair rate, tier), not a retry of the same one.
+	campaigns := make([]string, 0, 16)
+	var campMu sync.Mutex
+	campaign := func(pass int) string {
+		campMu.Lock()
+		defer campMu.Unlock()
+		for len(campaigns) <= pass {
+			campaigns = append(campaigns, "bench-"+strconv.Itoa(len(campaigns)))
+		}
+		return campaigns[pass]
+	}
 	job := func(k int) Job {
 		id := uint32(1 + k%ids)
-		return Job{Campaign: "bench", ContactID: id, SenderID: sender, Channel: channel, Purpose: purpose,
+		return Job{Campaign: campaign(k / ids), ContactID: id, SenderID: sender, Channel: channel, Purpose: purpose,
 			FreeForm: cfg.FreeFormEvery > 0 && k%cfg.FreeFormEvery == 0}
 	}
 	var verdicts [4]atomic.Int64

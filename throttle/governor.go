@@ -27,7 +27,19 @@ import (
 // 130429 slows the sender and lets it recover, 131048 holds it (see Pushback).
 //
 // All callers of one sender must pass the same Limits: the per-minute log is written
-// only by reservations that carry a per-minute cap.
+// only by reservations that carry a per-minute cap (one that starts on a busy sender
+// assumes its last minute was full at the rate).
+//
+// Redis keys (P is the prefix; the hash tag keeps a sender's keys in one Cluster slot):
+//
+//	P{gov:<sender>}:tat  STRING  the sender's next free slot, µs of Redis time
+//	P{gov:<sender>}:st   HASH    hold (µs; on hold until then), f and ft (the rate
+//	                             factor a 130429 set, and when), wb (slots of the
+//	                             current warm-up burst)
+//	P{gov:<sender>}:log  ZSET    the sender's slots of the last minute (µs), only
+//	                             with a per-minute cap
+//
+// Every key expires soon after it stops mattering.
 type Governor struct {
 	rdb    redis.UniversalClient
 	prefix string

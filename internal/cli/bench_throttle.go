@@ -55,7 +55,7 @@ func benchThrottleCommand() *cli.Command {
 			&cli.DurationFlag{Name: "slack", Value: throttle.PaceSlack, Usage: "Limits.Slack (at least the pacer's 5ms): widens each window the caps hold over; costs slack / 1s of the rate; beyond 5ms it is margin for the trip to the sandbox"},
 			&cli.DurationFlag{Name: "horizon", Value: 2 * time.Second, Usage: "each Pace call's horizon"},
 			&cli.IntFlag{Name: "batch", Value: 500, Usage: "jobs per Pace call, and per policy Check"},
-			&cli.IntFlag{Name: "policy-contacts", Value: 100_000, Usage: "contacts with consent state for the policy scenario"},
+			&cli.IntFlag{Name: "policy-contacts", Value: 1_000_000, Usage: "contacts with consent state for the policy scenario (a pass over them is one campaign)"},
 			&cli.DurationFlag{Name: "policy-duration", Value: 5 * time.Second, Usage: "each policy measurement (baseline, policy)"},
 			&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, governor or policy"},
 		},
