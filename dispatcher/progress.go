@@ -196,16 +196,31 @@ func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, extra fu
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	pipe := t.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(keys))
-	for i, k := range keys {
-		args := []any{k.Contact}
-		if extra != nil {
-			args = append(args, extra(i)...)
+	exec := func(sha bool) ([]*redis.Cmd, error) {
+		pipe := t.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(keys))
+		for i, k := range keys {
+			args := []any{k.Contact}
+			if extra != nil {
+				args = append(args, extra(i)...)
+			}
+			if sha {
+				cmds[i] = s.EvalSha(ctx, pipe, t.keys(k.Campaign), args...)
+			} else {
+				cmds[i] = s.Eval(ctx, pipe, t.keys(k.Campaign), args...)
+			}
 		}
-		cmds[i] = s.Eval(ctx, pipe, t.keys(k.Campaign), args...)
+		_, err := pipe.Exec(ctx)
+		return cmds, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	// EVALSHA spares Redis the script text of every call. A server that does not know
+	// the script (restarted, flushed) answers every command of the pipeline NOSCRIPT —
+	// they all run the same script — so none ran, and it is sent again with the text.
+	cmds, err := exec(true)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmds, err = exec(false)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("campaign progress: %w", err)
 	}
 	out := make([]int, len(keys))

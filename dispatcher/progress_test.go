@@ -73,6 +73,13 @@ func TestClaimLeases(t *testing.T) {
 	if n, _ := rdb.HLen(ctx, a.keys("7")[3]).Result(); n != 0 {
 		t.Fatalf("%d leases left after the outcome", n)
 	}
+	// A Redis that forgot the scripts (restart, SCRIPT FLUSH) gets their text again.
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := claim(c); r != AlreadyDone {
+		t.Fatalf("claim after SCRIPT FLUSH: %d, want AlreadyDone", r)
+	}
 	// A released claim (retry, deferral) is free at once.
 	k2 := []Key{{"7", 43}}
 	if res, _ := a.Claim(ctx, k2); res[0] != Claimed {

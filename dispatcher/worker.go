@@ -122,6 +122,7 @@ type Worker struct {
 	specs   map[string]Campaign
 	quiet   map[string]*throttle.QuietHours // campaigns' own quiet hours
 	sem     chan struct{}                   // provider requests in flight, across lanes
+	marks   *marker                         // batches the "send started" marks
 	spillMu sync.Mutex
 	spill   map[string]time.Time // sender → when the last job deferred for its rate is due
 }
@@ -176,7 +177,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
@@ -704,14 +705,14 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	ok, err := w.cfg.Tracker.MarkSending(sctx, []Key{{it.job.Campaign, it.job.Contact}})
+	ok, err := w.marks.mark(sctx, Key{it.job.Campaign, it.job.Contact})
 	if err != nil {
 		// Not sent: without the mark a crash could not tell it from an unsent job.
 		it.providerID, it.deferUntil = "", time.Now().Add(time.Second)
 		w.log.Warn("mark send started", "err", err)
 		return
 	}
-	if !ok[0] {
+	if !ok {
 		// Our lease ran out and another worker took the job over: it sends, not us.
 		it.providerID, it.drop, it.claimed = "", true, false
 		w.m.jobs.WithLabelValues("lost_claim").Inc()

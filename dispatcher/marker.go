@@ -1,0 +1,77 @@
+package dispatcher
+
+import (
+	"context"
+	"sync"
+)
+
+// marker batches Tracker.MarkSending calls of concurrent sends into shared pipelines:
+// each send is still marked just before its own request, but many sends in flight
+// share one round trip. A call waits for the batch it joins; a batch is sent as soon as
+// the previous one returns, so under low load a mark costs one round trip, as before.
+type marker struct {
+	t *Tracker
+
+	mu      sync.Mutex
+	pending []markReq
+	running bool
+}
+
+type markReq struct {
+	key Key
+	res chan markRes
+}
+
+type markRes struct {
+	ok  bool
+	err error
+}
+
+const maxMarkBatch = 256
+
+// mark marks one send started; ok is false when the claim was lost.
+func (m *marker) mark(ctx context.Context, k Key) (bool, error) {
+	req := markReq{key: k, res: make(chan markRes, 1)}
+	m.mu.Lock()
+	m.pending = append(m.pending, req)
+	if !m.running {
+		m.running = true
+		go m.flush(context.WithoutCancel(ctx))
+	}
+	m.mu.Unlock()
+	select {
+	case r := <-req.res:
+		return r.ok, r.err
+	case <-ctx.Done():
+		// The batch may still mark it; an unsent marked claim is settled as stale.
+		return false, ctx.Err()
+	}
+}
+
+// flush sends batches until none is pending.
+func (m *marker) flush(ctx context.Context) {
+	for {
+		m.mu.Lock()
+		n := min(len(m.pending), maxMarkBatch)
+		if n == 0 {
+			m.running = false
+			m.mu.Unlock()
+			return
+		}
+		batch := append([]markReq(nil), m.pending[:n]...)
+		m.pending = m.pending[n:]
+		m.mu.Unlock()
+		keys := make([]Key, len(batch))
+		for i, r := range batch {
+			keys[i] = r.key
+		}
+		oks, err := m.t.MarkSending(ctx, keys)
+		for i, r := range batch {
+			if err != nil {
+				r.res <- markRes{err: err}
+			} else {
+				r.res <- markRes{ok: oks[i]}
+			}
+		}
+	}
+}
