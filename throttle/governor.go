@@ -36,8 +36,9 @@ import (
 //	P{gov:<sender>}:st   HASH    hold (µs; on hold until then), f and ft (the rate
 //	                             factor a 130429 set, and when), wb (slots of the
 //	                             current warm-up burst)
-//	P{gov:<sender>}:log  ZSET    the sender's slots of the last minute (µs), only
-//	                             with a per-minute cap
+//	P{gov:<sender>}:log  ZSET    the sender's last slots (µs): at most the per-minute
+//	                             cap's worth within the last minute, only with a cap
+//	                             below 60 × Rate
 //
 // Every key expires soon after it stops mattering.
 type Governor struct {
@@ -342,6 +343,7 @@ if granted > 0 then
       if #args >= 400 then redis.call('ZADD', KEYS[3], unpack(args)); args = {} end
     end
     if #args > 0 then redis.call('ZADD', KEYS[3], unpack(args)) end
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(M + 1)) -- only the last M slots matter
     redis.call('PEXPIRE', KEYS[3], keep + math.ceil(W / 1000) + 1000)
   end
 end
@@ -410,10 +412,14 @@ func (g *Governor) reserve(ctx context.Context, sender string, lim Limits, n int
 	if w.Burst <= 0 {
 		w = WarmUp{}
 	}
+	perMinute := lim.PerMinute
+	if float64(perMinute) >= 60*lim.Rate {
+		perMinute = 0 // the rate alone keeps every minute under it: no log needed
+	}
 	lead := g.clock.lead()
 	t0 := time.Now()
 	v, err := governScript.Run(ctx, g.rdb, g.keys(sender),
-		lim.interval(), n, horizonUS, lim.PerMinute, (time.Minute + lim.Slack).Microseconds(),
+		lim.interval(), n, horizonUS, perMinute, (time.Minute + lim.Slack).Microseconds(),
 		w.Burst, w.Pause.Microseconds(), w.Jitter.Microseconds(), 1+rand.Int64N(2147483646),
 		g.cfg.Recovery.Microseconds(), lead.Microseconds()).Slice()
 	t1 := time.Now()

@@ -460,3 +460,29 @@ func TestLimitsValidate(t *testing.T) {
 		})
 	}
 }
+
+// The cost of one reservation round trip (go test -bench Reserve ./throttle/).
+func BenchmarkReserveWithin(b *testing.B) {
+	rdb, prefix := testenv.Redis(b)
+	g := NewGovernor(rdb, prefix)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		lim  Limits
+		n    int
+	}{
+		{"rate/1", Limits{Rate: 1e6}, 1},
+		{"rate/100", Limits{Rate: 1e6}, 100},
+		{"per-minute/100", Limits{Rate: 1e6, PerMinute: 3e7}, 100},
+		{"warm-up/100", Limits{Rate: 1e6, WarmUp: WarmUp{Burst: 50, Pause: time.Millisecond}}, 100},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			sender := bc.name
+			for b.Loop() {
+				if _, err := g.ReserveWithin(ctx, sender, bc.lim, bc.n, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
