@@ -40,8 +40,10 @@ const DefaultSinkGroup = "herald-sink"
 // and batch. A batch is inserted when it is full or old enough, and its offsets are
 // committed only after ClickHouse accepted it, so a crash loses nothing (what was not
 // committed is redelivered, and duplicates never change a report). Undecodable messages
-// are logged, counted and committed with their batch. While ClickHouse refuses a batch
-// the sink retries that same batch with backoff and fetches nothing more.
+// are logged, counted and committed with their batch. One batch fills while the one
+// before it is inserted; batches are committed in order. While ClickHouse refuses a
+// batch the sink retries that same batch with backoff and fetches no more than one
+// further batch.
 //
 // Several sink processes may share a group: Kafka spreads the partitions among them.
 type Sink struct {
@@ -115,9 +117,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range []*pipeline{
-		s.newPipeline(s.cfg.Topics.Events, &eventsBuffer{}),
-		s.newPipeline(s.cfg.Topics.Consent, &consentBuffer{}),
-		s.newPipeline(s.cfg.Topics.Inbound, &inboundBuffer{}),
+		s.newPipeline(s.cfg.Topics.Events, func() buffer { return &eventsBuffer{} }),
+		s.newPipeline(s.cfg.Topics.Consent, func() buffer { return &consentBuffer{} }),
+		s.newPipeline(s.cfg.Topics.Inbound, func() buffer { return &inboundBuffer{} }),
 	} {
 		if p.topic == "" {
 			continue
@@ -127,24 +129,45 @@ func (s *Sink) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// pipeline moves one topic into one table.
+// pipeline moves one topic into one table. It fills one batch while the previous one
+// is being inserted and committed, so decoding and ClickHouse's work overlap; a batch
+// is committed only after the one before it, so committed offsets never pass rows
+// that are not in ClickHouse.
 type pipeline struct {
 	s     *Sink
 	topic string
-	buf   buffer
+	table string
 	log   *slog.Logger
 
-	// Messages taken from Kafka since the last commit: how many, the oldest one's
-	// arrival, and the highest one per partition (what the commit covers).
+	cur, spare *batch // the batch being filled; a flushed one, ready for reuse
+	newBuf     func() buffer
+
+	pendingGauge prometheus.Gauge
+}
+
+// batch is the messages taken from Kafka since the previous batch: how many, the
+// oldest one's arrival, the highest one per partition (what its commit covers), and
+// their decoded rows.
+type batch struct {
+	buf       buffer
 	pending   int
 	oldest    time.Time
 	offsets   map[int]kafka.Message
 	undecoded int
 }
 
-func (s *Sink) newPipeline(topic string, buf buffer) *pipeline {
-	return &pipeline{s: s, topic: topic, buf: buf, offsets: map[int]kafka.Message{},
-		log: s.log.With("topic", topic, "table", buf.table())}
+func (b *batch) reset() {
+	b.buf.reset()
+	clear(b.offsets)
+	b.pending, b.undecoded = 0, 0
+}
+
+func (s *Sink) newPipeline(topic string, newBuf func() buffer) *pipeline {
+	table := newBuf().table()
+	return &pipeline{s: s, topic: topic, table: table, newBuf: newBuf,
+		cur:          &batch{buf: newBuf(), offsets: map[int]kafka.Message{}},
+		pendingGauge: s.metrics.pending.WithLabelValues(table),
+		log:          s.log.With("topic", topic, "table", table)}
 }
 
 type committer interface {
@@ -160,8 +183,8 @@ func (p *pipeline) run(ctx context.Context) error {
 	}()
 
 	// The fetcher hands messages over one at a time through an unbuffered channel, so
-	// while a batch is being retried nothing more is taken than the reader's own
-	// bounded queue holds.
+	// while a batch is being retried nothing more is taken than one further batch and
+	// the reader's own bounded queue.
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
 	msgs := make(chan kafka.Message)
@@ -184,6 +207,48 @@ func (p *pipeline) run(ctx context.Context) error {
 		}
 	}()
 
+	// At most one batch is in flight: flushing is that batch, done reports its end.
+	// Its context ends with the loop, so a batch ClickHouse keeps refusing cannot hold
+	// up the shutdown, which retries it within ShutdownTimeout.
+	flushCtx, cancelFlush := context.WithCancel(ctx)
+	defer cancelFlush()
+	var (
+		flushing *batch
+		done     chan error
+		flushErr error // the in-flight batch's error: its context ended before the commit
+	)
+	// finish records the end of the batch in flight; false means it was not committed.
+	finish := func(err error) bool {
+		done, flushErr = nil, err
+		if err != nil {
+			return false
+		}
+		flushing.reset()
+		p.spare, flushing = flushing, nil
+		return true
+	}
+	// settle waits for the batch in flight, if any; false means it was not committed.
+	settle := func() bool {
+		if done == nil {
+			return flushErr == nil
+		}
+		return finish(<-done)
+	}
+	// startFlush sends the current batch on its way and starts a new one.
+	startFlush := func() bool {
+		if !settle() {
+			return false
+		}
+		flushing, p.cur = p.cur, p.spare
+		if p.cur == nil {
+			p.cur = &batch{buf: p.newBuf(), offsets: map[int]kafka.Message{}}
+		}
+		p.spare = nil
+		done = make(chan error, 1)
+		go func(b *batch) { done <- p.flush(flushCtx, r, b) }(flushing)
+		return true
+	}
+
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -193,17 +258,21 @@ loop:
 		select {
 		case m := <-msgs:
 			p.add(m)
-			if p.pending == 1 {
+			if p.cur.pending == 1 {
 				timer.Reset(p.s.cfg.FlushInterval)
 			}
-			if p.pending >= p.s.cfg.BatchRows {
+			if p.cur.pending >= p.s.cfg.BatchRows {
 				timer.Stop()
-				if err := p.flush(ctx, r); err != nil {
+				if !startFlush() {
 					break loop
 				}
 			}
 		case <-timer.C:
-			if err := p.flush(ctx, r); err != nil {
+			if !startFlush() {
+				break loop
+			}
+		case err := <-done:
+			if !finish(err) {
 				break loop
 			}
 		case err, ok := <-fetchErr:
@@ -216,50 +285,62 @@ loop:
 		}
 	}
 	stopFetch()
+	cancelFlush()
 	for err := range fetchErr { // wait for the fetcher: it must not use r after Close
 		if runErr == nil {
 			runErr = err
 		}
 	}
 
-	if p.pending > 0 {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.s.cfg.ShutdownTimeout)
-		defer cancel()
-		if err := p.flush(fctx, r); err != nil {
+	// Shutdown: the batch in flight first, then the current one, in order, within
+	// ShutdownTimeout. Whatever is not inserted is not committed: Kafka redelivers it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.s.cfg.ShutdownTimeout)
+	defer cancel()
+	settle()
+	if flushing != nil { // it failed because ctx ended: retry it
+		if err := p.flush(fctx, r, flushing); err != nil {
+			p.log.Warn("rows not inserted at shutdown; Kafka will redeliver them",
+				"rows", flushing.buf.len()+p.cur.buf.len(), "err", err)
+			return runErr
+		}
+	}
+	if p.cur.pending > 0 {
+		if err := p.flush(fctx, r, p.cur); err != nil {
 			p.log.Warn("pending rows not inserted at shutdown; Kafka will redeliver them",
-				"rows", p.buf.len(), "err", err)
+				"rows", p.cur.buf.len(), "err", err)
 		}
 	}
 	return runErr
 }
 
 func (p *pipeline) add(m kafka.Message) {
-	if p.pending == 0 {
-		p.oldest = time.Now()
+	b := p.cur
+	if b.pending == 0 {
+		b.oldest = time.Now()
 	}
-	p.pending++
-	p.s.metrics.pending.WithLabelValues(p.buf.table()).Inc()
-	if prev, ok := p.offsets[m.Partition]; !ok || m.Offset > prev.Offset {
-		p.offsets[m.Partition] = m
+	b.pending++
+	p.pendingGauge.Inc()
+	if prev, ok := b.offsets[m.Partition]; !ok || m.Offset > prev.Offset {
+		b.offsets[m.Partition] = m
 	}
-	if err := p.buf.add(m.Value); err != nil {
-		p.undecoded++
-		p.s.metrics.decodeErrors.WithLabelValues(p.buf.table()).Inc()
+	if err := b.buf.add(m.Value); err != nil {
+		b.undecoded++
+		p.s.metrics.decodeErrors.WithLabelValues(p.table).Inc()
 		p.log.Warn("skipping undecodable message", "partition", m.Partition, "offset", m.Offset, "err", err)
 	}
 }
 
-// flush inserts the pending rows, retrying the same batch with backoff until ClickHouse
-// accepts it, then commits the pending offsets. It returns an error only when ctx ends
-// first; the batch then stays pending and uncommitted.
-func (p *pipeline) flush(ctx context.Context, c committer) error {
+// flush inserts the rows of b, retrying the same batch with backoff until ClickHouse
+// accepts it, then commits its offsets. It returns an error only when ctx ends first;
+// the batch then stays uncommitted. It leaves b as it was: the caller resets it.
+func (p *pipeline) flush(ctx context.Context, c committer, b *batch) error {
 	start := time.Now()
-	table := p.buf.table()
-	rows := p.buf.len()
+	table := p.table
+	rows := b.buf.len()
 	if rows > 0 {
 		backoff := p.s.minBackoff
 		for attempt := 1; ; attempt++ {
-			err := p.buf.insert(ctx, p.s.cfg.Conn)
+			err := b.buf.insert(ctx, p.s.cfg.Conn)
 			if err == nil {
 				break
 			}
@@ -279,8 +360,8 @@ func (p *pipeline) flush(ctx context.Context, c committer) error {
 			backoff = min(backoff*2, p.s.maxBackoff)
 		}
 	}
-	msgs := make([]kafka.Message, 0, len(p.offsets))
-	for _, m := range p.offsets {
+	msgs := make([]kafka.Message, 0, len(b.offsets))
+	for _, m := range b.offsets {
 		msgs = append(msgs, m)
 	}
 	if err := c.CommitMessages(ctx, msgs...); err != nil {
@@ -292,11 +373,8 @@ func (p *pipeline) flush(ctx context.Context, c committer) error {
 	p.s.metrics.rows.WithLabelValues(table).Add(float64(rows))
 	p.s.metrics.batches.WithLabelValues(table).Inc()
 	p.s.metrics.batchSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
-	p.log.Debug("batch flushed", "rows", rows, "messages", p.pending, "undecodable", p.undecoded,
-		"age", time.Since(p.oldest), "took", time.Since(start))
-	p.buf.reset()
-	clear(p.offsets)
-	p.pending, p.undecoded = 0, 0
-	p.s.metrics.pending.WithLabelValues(table).Set(0)
+	p.log.Debug("batch flushed", "rows", rows, "messages", b.pending, "undecodable", b.undecoded,
+		"age", time.Since(b.oldest), "took", time.Since(start))
+	p.pendingGauge.Sub(float64(b.pending))
 	return nil
 }

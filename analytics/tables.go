@@ -87,7 +87,7 @@ func (b *eventsBuffer) table() string { return "events" }
 func (b *eventsBuffer) len() int      { return len(b.eventID) }
 
 func (b *eventsBuffer) add(value []byte) error {
-	e, err := events.Unmarshal(value)
+	e, err := decodeEvent(value)
 	if err != nil {
 		return err
 	}
