@@ -168,6 +168,18 @@ func (l Limits) Caps() (perSecond, perMinute int) {
 	return perSecond, perMinute
 }
 
+// IdealSends is how many sends an exact schedule under lim fits in d with a backlog,
+// ignoring the slack: Rate × d, or with a per-minute cap below 60 × Rate, the cap for
+// each whole minute plus what the rate fits of the rest (at most the cap).
+func IdealSends(lim Limits, d time.Duration) float64 {
+	if lim.PerMinute <= 0 || float64(lim.PerMinute) >= 60*lim.Rate {
+		return lim.Rate * d.Seconds()
+	}
+	minutes := math.Floor(d.Minutes())
+	rest := d.Seconds() - 60*minutes
+	return minutes*float64(lim.PerMinute) + min(float64(lim.PerMinute), lim.Rate*rest)
+}
+
 // PolicyBenchConfig configures the policy decision benchmark.
 type PolicyBenchConfig struct {
 	Redis    redis.UniversalClient

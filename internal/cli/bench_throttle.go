@@ -138,8 +138,8 @@ type GovernorBenchResult struct {
 	Backlog       int                  `json:"backlog"`
 	Started       int                  `json:"started"`
 	Accepted      int                  `json:"accepted"`
-	AchievedRate  float64              `json:"achieved_rate"` // accepted / duration
-	PercentOfCap  float64              `json:"percent_of_cap"`
+	AchievedRate  float64              `json:"achieved_rate"`  // accepted / duration
+	PercentOfCap  float64              `json:"percent_of_cap"` // accepted / what an exact schedule fits (throttle.IdealSends)
 	AtStart       throttle.WindowStats `json:"at_start"`
 	AtAcceptance  throttle.WindowStats `json:"at_acceptance"`
 	Throughput429 int64                `json:"refused_130429"`
@@ -348,10 +348,7 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	res.AtStart = throttle.Windows(starts, cap1, cap60)
 	res.AtAcceptance = throttle.Windows(accepted, cap1, cap60)
 	res.AchievedRate = float64(len(accepted)) / o.Duration.Seconds()
-	res.PercentOfCap = 100 * res.AchievedRate / o.Rate
-	if lim.PerMinute > 0 && float64(lim.PerMinute)/60 < o.Rate {
-		res.PercentOfCap = 100 * res.AchievedRate / (float64(lim.PerMinute) / 60)
-	}
+	res.PercentOfCap = 100 * float64(len(accepted)) / throttle.IdealSends(lim, o.Duration)
 	st := sb.Stats()
 	res.Throughput429 = st.Rejected[throttle.CodeThroughput]
 	res.Refused = st.Rejected
