@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -123,13 +124,17 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 		}
 	}
 	err = e2eRun(gctx, dev, o, &res, progress)
+	var workerHWM float64
 	if worker != nil {
+		// The peak RSS of the worker's own address space (ru_maxrss would also count the
+		// parent's pages the child had between fork and exec).
+		workerHWM = vmHWM(worker.Process.Pid)
 		_ = worker.Process.Signal(syscall.SIGTERM)
 		_ = worker.Wait()
 		if ru, ok := worker.ProcessState.SysUsage().(*syscall.Rusage); ok && res.Sent > 0 {
 			cpu := tv(ru.Utime) + tv(ru.Stime)
 			res.WorkerCPUPer1000 = cpu / float64(res.Sent) * 1000
-			res.WorkerRSSMB = float64(ru.Maxrss) / 1024
+			res.WorkerRSSMB = workerHWM
 		}
 	}
 	if err != nil {
@@ -158,6 +163,21 @@ func processCPU() float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// vmHWM returns a process's peak resident set size in MB (Linux), 0 if unknown.
+func vmHWM(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 func processMaxRSSMB() float64 {
