@@ -182,31 +182,6 @@ func (p *pipeline) run(ctx context.Context) error {
 		}
 	}()
 
-	// The fetcher hands messages over one at a time through an unbuffered channel, so
-	// while a batch is being retried nothing more is taken than one further batch and
-	// the reader's own bounded queue.
-	fetchCtx, stopFetch := context.WithCancel(ctx)
-	defer stopFetch()
-	msgs := make(chan kafka.Message)
-	fetchErr := make(chan error, 1)
-	go func() {
-		defer close(fetchErr)
-		for {
-			m, err := r.FetchMessage(fetchCtx)
-			if err != nil {
-				if fetchCtx.Err() == nil {
-					fetchErr <- fmt.Errorf("sink: fetch %s: %w", p.topic, err)
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-fetchCtx.Done():
-				return // not committed: Kafka redelivers it
-			}
-		}
-	}()
-
 	// At most one batch is in flight: flushing is that batch, done reports its end.
 	// Its context ends with the loop, so a batch ClickHouse keeps refusing cannot hold
 	// up the shutdown, which retries it within ShutdownTimeout.
@@ -234,7 +209,8 @@ func (p *pipeline) run(ctx context.Context) error {
 		}
 		return finish(<-done)
 	}
-	// startFlush sends the current batch on its way and starts a new one.
+	// startFlush sends the current batch on its way, once the one before it is
+	// committed, and starts a new one.
 	startFlush := func() bool {
 		if !settle() {
 			return false
@@ -249,48 +225,54 @@ func (p *pipeline) run(ctx context.Context) error {
 		return true
 	}
 
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var runErr error
+	// Messages are fetched in this loop, so nothing is taken while a full batch waits
+	// for the one before it (retried while ClickHouse refuses it): the reader's own
+	// bounded queue is all that is read ahead. A batch is sent when it is full, or when
+	// its oldest message is FlushInterval old: fetching then ends with the batch's
+	// deadline.
+	var (
+		runErr error
+		due    = batchDeadline{ctx: ctx}
+	)
+	defer due.clear(ctx)
 loop:
 	for {
-		select {
-		case m := <-msgs:
-			p.add(m)
-			if p.cur.pending == 1 {
-				timer.Reset(p.s.cfg.FlushInterval)
+		m, err := r.FetchMessage(due.ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
 			}
-			if p.cur.pending >= p.s.cfg.BatchRows {
-				timer.Stop()
+			if due.ctx.Err() != nil { // the batch is old enough
+				due.clear(ctx)
 				if !startFlush() {
+					break
+				}
+				continue
+			}
+			runErr = fmt.Errorf("sink: fetch %s: %w", p.topic, err)
+			break
+		}
+		if done != nil { // recycle a batch whose flush has ended
+			select {
+			case err := <-done:
+				if !finish(err) {
 					break loop
 				}
+			default:
 			}
-		case <-timer.C:
+		}
+		p.add(m)
+		if p.cur.pending == 1 {
+			due.set(ctx, p.cur.oldest.Add(p.s.cfg.FlushInterval))
+		}
+		if p.cur.pending >= p.s.cfg.BatchRows {
+			due.clear(ctx)
 			if !startFlush() {
-				break loop
+				break
 			}
-		case err := <-done:
-			if !finish(err) {
-				break loop
-			}
-		case err, ok := <-fetchErr:
-			if ok && err != nil {
-				runErr = err
-			}
-			break loop
-		case <-ctx.Done():
-			break loop
 		}
 	}
-	stopFetch()
 	cancelFlush()
-	for err := range fetchErr { // wait for the fetcher: it must not use r after Close
-		if runErr == nil {
-			runErr = err
-		}
-	}
 
 	// Shutdown: the batch in flight first, then the current one, in order, within
 	// ShutdownTimeout. Whatever is not inserted is not committed: Kafka redelivers it.
@@ -311,6 +293,25 @@ loop:
 		}
 	}
 	return runErr
+}
+
+// batchDeadline is the context fetching runs under: the run's own, or, while a batch
+// is open, one that ends when the batch is due.
+type batchDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *batchDeadline) set(parent context.Context, at time.Time) {
+	d.clear(parent)
+	d.ctx, d.cancel = context.WithDeadline(parent, at)
+}
+
+func (d *batchDeadline) clear(parent context.Context) {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = parent, nil
 }
 
 func (p *pipeline) add(m kafka.Message) {
