@@ -100,7 +100,8 @@ type record struct {
 type recParser struct {
 	delim  byte
 	fields []string
-	field  []byte
+	rec    []byte // the record's field values, back to back
+	ends   []int  // where each field ends in rec
 	state  int
 	bad    string
 }
@@ -115,15 +116,26 @@ const (
 
 func (p *recParser) reset() {
 	p.fields = nil
-	p.field = p.field[:0]
+	p.rec = p.rec[:0]
+	p.ends = p.ends[:0]
 	p.state = stFieldStart
 	p.bad = ""
 }
 
 func (p *recParser) emit() {
-	p.fields = append(p.fields, string(p.field))
-	p.field = p.field[:0]
+	p.ends = append(p.ends, len(p.rec))
 	p.state = stFieldStart
+}
+
+// finish makes the fields of a complete record: one string, sliced.
+func (p *recParser) finish() {
+	all := string(p.rec)
+	p.fields = make([]string, len(p.ends))
+	start := 0
+	for i, end := range p.ends {
+		p.fields[i] = all[start:end]
+		start = end
+	}
 }
 
 // feed parses one physical line of the record. It returns true when the record is
@@ -131,7 +143,7 @@ func (p *recParser) emit() {
 // next line.
 func (p *recParser) feed(line []byte) bool {
 	if p.state == stQuoted {
-		p.field = append(p.field, '\n')
+		p.rec = append(p.rec, '\n')
 	}
 	for i := 0; i < len(line); i++ {
 		c := line[i]
@@ -143,14 +155,14 @@ func (p *recParser) feed(line []byte) bool {
 			case p.delim:
 				p.emit()
 			default:
-				p.field = append(p.field, c)
+				p.rec = append(p.rec, c)
 				p.state = stUnquoted
 			}
 		case stUnquoted:
 			if c == p.delim {
 				p.emit()
 			} else {
-				p.field = append(p.field, c)
+				p.rec = append(p.rec, c)
 			}
 		case stQuoted:
 			if c == '"' {
@@ -161,13 +173,13 @@ func (p *recParser) feed(line []byte) bool {
 				if j < 0 {
 					j = len(line) - i
 				}
-				p.field = append(p.field, line[i:i+j]...)
+				p.rec = append(p.rec, line[i:i+j]...)
 				i += j - 1
 			}
 		case stQuoteSeen:
 			switch c {
 			case '"':
-				p.field = append(p.field, '"')
+				p.rec = append(p.rec, '"')
 				p.state = stQuoted
 			case p.delim:
 				p.emit()
@@ -192,6 +204,7 @@ func (p *recParser) feed(line []byte) bool {
 		return false
 	}
 	p.emit()
+	p.finish()
 	return true
 }
 

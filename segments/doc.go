@@ -5,20 +5,24 @@
 //
 // # Contacts
 //
-// A contact is identified by its phone number in E.164 and has a dense uint32 id
-// allocated from a counter, so a set of contacts is a bitmap of at most 512 MiB and, at
-// 10M contacts, 1.25 MB. An HMGET finds the ids of known numbers; a Lua script looks the
-// rest up again and allocates ids only for the new ones (one INCRBY per batch), so
-// concurrent importers of one number get one id and ids stay dense. Writes go in
-// pipelined batches (1,000 rows by default): at most four round trips per batch, never
-// one per row, and no script per contact.
+// A contact is identified by its phone number in E.164, its email address, or both,
+// and has a dense uint32 id allocated from a counter, so a set of contacts is a bitmap
+// of at most 512 MiB and, at 10M contacts, 1.25 MB. An HMGET of the identity index
+// finds the ids of known phones and emails; the others are linked in one optimistic
+// transaction per batch (WATCH the counter and the index, read them, then INCRBY and
+// HSET in MULTI/EXEC), or, when concurrent writers keep making it fail, in one Lua
+// script doing the same: concurrent importers of one person get one id and ids stay
+// dense. A row whose phone and email already belong to two different contacts is
+// rejected. Writes go in pipelined batches (1,000 rows by default): a few round trips
+// per batch, never one per row, and no script per contact.
 //
 // # Redis keys
 //
 // P is the prefix given to NewStore (e.g. "herald:"); ID is a contact id in decimal.
 //
-//	P contact:seq          INCR: the last allocated contact id
-//	P ident:phone          HASH: E.164 → contact id (the identity index)
+//	P{P ident}:seq          INCR: the last allocated contact id
+//	P{P ident}:phone        HASH: E.164 → contact id (the identity index)
+//	P{P ident}:email        HASH: email address (lower case) → contact id
 //	P contact:ID           HASH: profile — phone, name, email, country (ISO region of the
 //	                       phone), tz (IANA zone), locale, t.<tag> = 1 per tag (for
 //	                       display), a.<name> custom attributes, created (unix ms), source
@@ -35,10 +39,14 @@
 // against 504 bytes per contact measured). Profiles written before this with a
 // comma-separated "tags" field are read as such and converted on their next write. An
 // import writes bitmaps before profiles (in one pipeline), so an import cut short is
-// completed by importing the same file again. Every command touches one key except the
-// id script, which needs contact:seq and ident:phone in one Redis Cluster slot: these
-// names do not give that yet, so a cluster deployment must add a common hash tag to
-// both (evaluation and writes are cluster-safe as they are).
+// completed by importing the same file again.
+//
+// Redis Cluster: the counter and the identity indexes meet in one transaction, so they
+// share the hash tag {P ident} (one slot per store; the rest of a store's keys spread
+// over the cluster). Every other command touches one key, and segments are combined
+// in Go (roaring), never with BITOP or SINTERSTORE across keys. Stores written before
+// the hash tag (P contact:seq, P ident:phone) are renamed to these names the first time
+// a Store touches the index.
 //
 // Snapshot freezes a segment's members; the dispatcher streams them in id order with
 // Snapshot.Next(after, buf), resuming after the last id it finished. Preview samples

@@ -24,7 +24,8 @@ const (
 // own consent: it hands these rows to a ConsentSink.
 type ConsentRow struct {
 	ContactID uint32
-	Phone     string // E.164
+	Phone     string // E.164, "" when the row gave only an email
+	Email     string // "" when not given
 	Line      int    // physical line in the file
 	OptedIn   bool
 }
@@ -216,13 +217,13 @@ func buildLayout(header []string, columns map[string]string, strict bool) (*layo
 			return nil, fmt.Errorf("column mapping names %q, but the header has no such column (it has %s)", k, strings.Join(header, ", "))
 		}
 	}
-	if l.col[colPhone] < 0 {
+	if l.col[colPhone] < 0 && l.col[colEmail] < 0 {
 		for _, h := range header {
-			if _, err := parsePhone(h, "US"); err == nil || strings.HasPrefix(strings.TrimSpace(h), "+") {
+			if _, err := parsePhone(h, "US"); err == nil || strings.HasPrefix(strings.TrimSpace(h), "+") || strings.Contains(h, "@") {
 				return nil, fmt.Errorf("line 1 looks like a row of data (%q), not a header: add a first line naming the columns, such as phone,name,tags", h)
 			}
 		}
-		return nil, fmt.Errorf("line 1: no phone column among %s: name it phone (or phone_number, mobile, msisdn, whatsapp), or map it with Columns", strings.Join(header, ", "))
+		return nil, fmt.Errorf("line 1: no phone column among %s: name it phone (or phone_number, mobile, msisdn, whatsapp), or give an email column, or map one with Columns", strings.Join(header, ", "))
 	}
 	return l, nil
 }
@@ -290,16 +291,24 @@ func (l *layout) parse(rec record, c *rowConfig) (r row, rej *Reject, blank bool
 		region, r.country = cc, cc
 	}
 	ph, col := get(colPhone)
-	if ph == "" {
-		return reject("phone is missing", "", col, "every contact needs a phone number")
+	em, _ := get(colEmail)
+	if ph == "" && em == "" {
+		hint := "every contact needs a phone number"
+		if l.col[colEmail] >= 0 {
+			hint = "every contact needs a phone number or an email address"
+		}
+		return reject("phone is missing", "", col, hint)
 	}
-	p, err := parsePhone(ph, region)
-	if err != nil {
-		return reject("invalid phone", ph, col, phoneHint(err, region))
-	}
-	r.phone = p
-	if p.Region != "" {
-		r.country = p.Region
+	var err error
+	if ph != "" {
+		p, err := parsePhone(ph, region)
+		if err != nil {
+			return reject("invalid phone", ph, col, phoneHint(err, region))
+		}
+		r.phone = p
+		if p.Region != "" {
+			r.country = p.Region
+		}
 	}
 	if v, col := get(colOptIn); v != "" {
 		b, ok := parseBool(v)
@@ -430,65 +439,177 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Three stages run at once: reading and parsing (readBatches, on every core), then
+	// resolving and merging a batch (this goroutine), then writing it and handing its
+	// consent rows over (the writer). Batches stay in file order through all three.
 	batches := make(chan batch, 1)
 	var readErr error
-	var wg sync.WaitGroup
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	wg.Go(func() {
 		defer close(batches)
-		readErr = readBatches(ctx, src, &cfg, size, add, batches)
+		readErr = readBatches(rctx, src, &cfg, size, add, batches)
 	})
-	stop := func(err error) (ImportReport, error) {
-		cancel()
-		for range batches {
+	writes := make(chan *staged, 1)
+	var writeErr error // set by the writer before it closes the failed batch's done
+	wg.Go(func() {
+		for st := range writes {
+			if writeErr == nil {
+				if err := s.write(ctx, st.p); err != nil {
+					writeErr = fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", st.b.first, st.b.last, err)
+				} else {
+					writeErr = s.account(ctx, &rep, st, o)
+				}
+				if writeErr != nil {
+					cancel()
+				}
+			}
+			close(st.done)
 		}
-		wg.Wait()
-		return rep, err
-	}
+	})
+	fl := &flight{ids: map[uint32]int{}}
+	var prepErr error
+	mostlyNew := false // the previous batch created most of its rows
 	for b := range batches {
-		rep.Read += b.read
-		rep.Rejected += int64(len(b.rejects))
-		for _, rj := range b.rejects {
-			if len(rep.Rejects) < maxRejects {
-				rep.Rejects = append(rep.Rejects, rj)
-			}
-		}
-		res, err := s.apply(ctx, b.rows, applyOpts{source: o.Source, remove: remove})
+		p, err := s.prepare(ctx, b.rows, applyOpts{source: o.Source, remove: remove, mostlyNew: mostlyNew}, fl)
 		if err != nil {
-			rep.Read -= int64(len(b.rows))
-			return stop(fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", b.first, b.last, err))
+			prepErr = fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", b.first, b.last, err)
+			break
 		}
-		for _, oc := range res.outcomes {
-			switch oc {
-			case outCreated:
-				rep.Created++
-			case outUpdated:
-				rep.Updated++
-			default:
-				rep.Unchanged++
+		created := 0
+		for _, oc := range p.res.outcomes {
+			if oc == outCreated {
+				created++
 			}
 		}
-		if o.Consent != nil {
-			var cs []ConsentRow
-			for i, row := range b.rows {
-				if row.optIn >= 0 {
-					cs = append(cs, ConsentRow{ContactID: res.ids[i], Phone: row.phone.E164, Line: row.line, OptedIn: row.optIn == 1})
-				}
-			}
-			if len(cs) > 0 {
-				if err := o.Consent.ImportConsent(ctx, cs); err != nil {
-					return stop(fmt.Errorf("import stopped at lines %d–%d: record consent (contacts of these lines were imported; importing the file again is safe): %w", b.first, b.last, err))
-				}
-			}
-		}
-		if o.Progress != nil {
-			o.Progress(rep.Read, b.bytes)
-		}
+		mostlyNew = created > len(b.rows)/2
+		st := &staged{b: b, p: p, done: make(chan struct{})}
+		fl.add(st)
+		writes <- st
 	}
+	stopReading() // if the loop stopped early
+	for range batches {
+	}
+	close(writes)
 	wg.Wait()
-	if readErr != nil {
+	switch {
+	case writeErr != nil:
+		return rep, writeErr
+	case prepErr != nil:
+		return rep, prepErr
+	case readErr != nil:
 		return rep, fmt.Errorf("import: %w", readErr)
 	}
 	return rep, nil
+}
+
+// staged is a batch between the stages of an import: parsed and prepared, and closed
+// done once written and accounted for.
+type staged struct {
+	b    batch
+	p    *prepared
+	done chan struct{}
+}
+
+// flight is what prepare knows of the batches prepared before it and not yet written
+// (an inflight): only the goroutine that prepares uses it.
+type flight struct {
+	queue []*staged
+	ids   map[uint32]int // contact → batches of the queue that write it
+}
+
+func (f *flight) add(st *staged) {
+	f.queue = append(f.queue, st)
+	for _, id := range st.p.contacts {
+		f.ids[id]++
+	}
+}
+
+// settle forgets the written batches at the front of the queue; with wait, it waits
+// for all of them.
+func (f *flight) settle(wait bool) {
+	for len(f.queue) > 0 {
+		st := f.queue[0]
+		if wait {
+			<-st.done
+		} else {
+			select {
+			case <-st.done:
+			default:
+				return
+			}
+		}
+		for _, id := range st.p.contacts {
+			if f.ids[id]--; f.ids[id] == 0 {
+				delete(f.ids, id)
+			}
+		}
+		f.queue = f.queue[1:]
+	}
+}
+
+func (f *flight) busy(ids []uint32) bool {
+	f.settle(false)
+	for _, id := range ids {
+		if f.ids[id] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *flight) drain() error {
+	f.settle(true)
+	return nil // a failed write cancels the import's context, which prepare sees
+}
+
+// account adds a written batch to the report, hands its consent rows to the sink and
+// reports progress.
+func (s *Store) account(ctx context.Context, rep *ImportReport, st *staged, o ImportOptions) error {
+	b, res := &st.b, &st.p.res
+	rep.Read += b.read
+	rejects := b.rejects
+	for i, oc := range res.outcomes {
+		switch oc {
+		case outCreated:
+			rep.Created++
+		case outUpdated:
+			rep.Updated++
+		case outConflict:
+			rejects = append(rejects, Reject{Line: b.rows[i].line, Reason: "phone and email belong to different contacts", Value: b.rows[i].email,
+				Hint: "each already identifies a contact: correct the row, or erase one of the two contacts first"})
+		default:
+			rep.Unchanged++
+		}
+	}
+	if len(rejects) > len(b.rejects) {
+		slices.SortStableFunc(rejects, func(a, b Reject) int { return a.Line - b.Line })
+	}
+	rep.Rejected += int64(len(rejects))
+	for _, rj := range rejects {
+		if len(rep.Rejects) < maxRejects {
+			rep.Rejects = append(rep.Rejects, rj)
+		}
+	}
+	if o.Consent != nil {
+		var cs []ConsentRow
+		for i, row := range b.rows {
+			if row.optIn >= 0 && res.outcomes[i] != outConflict {
+				cs = append(cs, ConsentRow{ContactID: res.ids[i], Phone: row.phone.E164, Email: row.email, Line: row.line, OptedIn: row.optIn == 1})
+			}
+		}
+		if len(cs) > 0 {
+			if err := o.Consent.ImportConsent(ctx, cs); err != nil {
+				return fmt.Errorf("import stopped at lines %d–%d: record consent (contacts of these lines were imported; importing the file again is safe): %w", b.first, b.last, err)
+			}
+		}
+	}
+	if o.Progress != nil {
+		o.Progress(rep.Read, b.bytes)
+	}
+	return nil
 }
 
 func normTags(ts []string) ([]string, error) {
@@ -600,6 +721,7 @@ func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []s
 		lo, hi := n*w/workers, n*(w+1)/workers
 		wg.Go(func() {
 			p := &parts[w]
+			p.rows = make([]row, 0, hi-lo)
 			for _, rec := range recs[lo:hi] {
 				r, rej, blank := lay.parse(rec, cfg)
 				switch {
@@ -617,6 +739,11 @@ func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []s
 	}
 	wg.Wait()
 	b := batch{first: recs[0].line, last: recs[n-1].line}
+	if workers == 1 {
+		b.rows, b.rejects, b.read = parts[0].rows, parts[0].rejects, parts[0].read
+		return b
+	}
+	b.rows = make([]row, 0, n)
 	for _, p := range parts {
 		b.rows = append(b.rows, p.rows...)
 		b.rejects = append(b.rejects, p.rejects...)

@@ -191,7 +191,7 @@ func TestImportRejectsKeepFirstThousand(t *testing.T) {
 }
 
 func TestImportDuplicates(t *testing.T) {
-	s, rdb, prefix := newStore(t)
+	s, rdb, _ := newStore(t)
 	// One number written four ways, across batches of 2 rows.
 	body := "phone,name,tags\n" +
 		"+66 81 234 5678,Somchai,a\n" +
@@ -207,7 +207,7 @@ func TestImportDuplicates(t *testing.T) {
 	if c.ID != 1 || c.Name != "Somchai S." || !slices.Equal(c.Tags, []string{"a", "b", "c"}) {
 		t.Fatalf("profile = %+v", c)
 	}
-	if seq := rdb.Get(context.Background(), prefix+"contact:seq").Val(); seq != "2" {
+	if seq := rdb.Get(context.Background(), s.kSeq()).Val(); seq != "2" {
 		t.Fatalf("contact:seq = %s, want 2", seq)
 	}
 }
@@ -363,7 +363,7 @@ func TestImportCancelled(t *testing.T) {
 }
 
 func TestImportConcurrentImportersShareIds(t *testing.T) {
-	s, rdb, prefix := newStore(t)
+	s, rdb, _ := newStore(t)
 	const importers, phones = 4, 600
 	var wg sync.WaitGroup
 	errs := make(chan error, importers)
@@ -392,10 +392,10 @@ func TestImportConcurrentImportersShareIds(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	if n := rdb.HLen(ctx, prefix+"ident:phone").Val(); n != phones {
+	if n := rdb.HLen(ctx, s.kIdentPhone()).Val(); n != phones {
 		t.Fatalf("identity index has %d phones, want %d", n, phones)
 	}
-	if seq := rdb.Get(ctx, prefix+"contact:seq").Val(); seq != fmt.Sprint(phones) {
+	if seq := rdb.Get(ctx, s.kSeq()).Val(); seq != fmt.Sprint(phones) {
 		t.Fatalf("contact:seq = %s, want %d (dense ids)", seq, phones)
 	}
 	n, err := s.Count(ctx, "w0 and w1 and w2 and w3")

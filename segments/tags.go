@@ -95,44 +95,56 @@ func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roarin
 }
 
 // PhoneIDs returns the ids of the contacts with the given phone numbers (E.164, or
-// national in region), and the numbers that are invalid or belong to no contact, as
-// Rejects with Line the position in phones (1-based).
+// national in region) or email addresses (an entry with "@"), and the entries that are
+// invalid or belong to no contact, as Rejects with Line the position in phones
+// (1-based).
 func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*roaring.Bitmap, []Reject, error) {
 	region = strings.ToUpper(strings.TrimSpace(region))
 	if region != "" && !knownRegion(region) {
 		return nil, nil, fmt.Errorf("region %q is not a two-letter ISO 3166 code such as TH", region)
 	}
+	if err := s.upgradeKeys(ctx); err != nil {
+		return nil, nil, err
+	}
 	ids := roaring.New()
 	var rejects []Reject
 	for start := 0; start < len(phones); start += tagBatch {
 		part := phones[start:min(start+tagBatch, len(phones))]
-		var e164 []string
+		var idents []identity
 		var lines []int
 		for i, ph := range part {
-			p, err := parsePhone(ph, region)
-			if err != nil {
-				rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid phone", Value: clip(ph), Hint: phoneHint(err, region)})
-				continue
+			if strings.Contains(ph, "@") {
+				e, err := normEmail(ph)
+				if err != nil {
+					rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid email", Value: clip(ph), Hint: "write a bare address such as name@example.com"})
+					continue
+				}
+				idents = append(idents, identity{email: e})
+			} else {
+				p, err := parsePhone(ph, region)
+				if err != nil {
+					rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid phone", Value: clip(ph), Hint: phoneHint(err, region)})
+					continue
+				}
+				idents = append(idents, identity{phone: p.E164})
 			}
-			e164 = append(e164, p.E164)
 			lines = append(lines, start+i+1)
 		}
-		if len(e164) == 0 {
+		if len(idents) == 0 {
 			continue
 		}
-		vals, err := s.rdb.HMGet(ctx, s.kIdentPhone(), e164...).Result()
+		known, err := s.lookupIdentities(ctx, idents)
 		if err != nil {
-			return nil, nil, fmt.Errorf("look up phones: %w", err)
+			return nil, nil, err
 		}
-		for i, v := range vals {
-			str, ok := v.(string)
-			if !ok {
-				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: e164[i], Hint: "import the contact first"})
-				continue
+		for i, x := range idents {
+			id := known.phones[x.phone]
+			if x.email != "" {
+				id = known.emails[x.email]
 			}
-			id, err := parseID(str)
-			if err != nil {
-				return nil, nil, fmt.Errorf("look up %s: %w", e164[i], err)
+			if id == 0 {
+				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: x.phone + x.email, Hint: "import the contact first"})
+				continue
 			}
 			ids.Add(id)
 		}
@@ -178,15 +190,16 @@ type Erased struct {
 	Tags      int    `json:"tags"` // tag bits cleared
 }
 
-// EraseContact removes a contact: the ledger's tombstone first (through ledger, which
-// may be nil only when the caller records it otherwise), then every bitmap bit (each
-// tag of the library, the attribute bitmaps, contacts:all), the profile and the
-// identity entry last, in one pipeline (keys in different Redis Cluster slots, so not
-// a transaction): a run cut short leaves the identity, and erasing again completes it.
-// The id is not reused: importing the number again creates a new contact. It returns an error wrapping ErrNotFound when
-// no contact has the phone.
-func (s *Store) EraseContact(ctx context.Context, phone string, ledger Erasure) (Erased, error) {
-	id, err := s.LookupPhone(ctx, phone)
+// EraseContact removes a contact, found by phone number (as LookupPhone takes it) or
+// email address: the ledger's tombstone first (through ledger, which may be nil only
+// when the caller records it otherwise), then every bitmap bit (each tag of the
+// library, the attribute bitmaps, contacts:all), the profile and the identity entries
+// (phone and email) last, in one pipeline (keys in different Redis Cluster slots, so
+// not a transaction): a run cut short leaves an identity, and erasing again completes
+// it. The id is not reused: importing the number again creates a new contact. It
+// returns an error wrapping ErrNotFound when no contact has the phone or email.
+func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Erasure) (Erased, error) {
+	id, err := s.Lookup(ctx, phoneOrEmail)
 	if err != nil {
 		return Erased{}, err
 	}
@@ -204,26 +217,42 @@ func (s *Store) EraseContact(ctx context.Context, phone string, ledger Erasure) 
 			return er, fmt.Errorf("erase contact %d: record the erasure in the consent ledger (nothing was erased): %w", id, err)
 		}
 	}
-	p := newProfile(h)
+	p := profileFromHash(h)
 	off := int64(id)
 	tx := s.rdb.Pipeline()
 	for _, t := range lib {
 		tx.SetBit(ctx, s.kTag(t), off, 0)
 	}
-	for t := range p.tags {
+	for _, t := range p.tags {
 		tx.SetBit(ctx, s.kTag(t), off, 0)
 	}
 	er.Tags = len(p.tags)
-	if c := p.f[hCountry]; c != "" {
+	if c := p.get(hCountry); c != "" {
 		tx.SetBit(ctx, s.kAttr(FieldCountry, c), off, 0)
 	}
-	if l := langOf(p.f[hLocale]); l != "" {
+	if l := langOf(p.get(hLocale)); l != "" {
 		tx.SetBit(ctx, s.kAttr(FieldLocale, l), off, 0)
 	}
 	tx.SetBit(ctx, s.kAll(), off, 0)
 	tx.Del(ctx, s.kContact(id))
-	if ph := p.f[hPhone]; ph != "" {
-		tx.HDel(ctx, s.kIdentPhone(), ph)
+	// The entry erasure was asked by, and the profile's, if they name this contact.
+	phones, emails := []string{p.get(hPhone)}, []string{p.get(hEmail)}
+	if strings.Contains(phoneOrEmail, "@") {
+		if e, err := normEmail(phoneOrEmail); err == nil {
+			emails = append(emails, e)
+		}
+	} else if cands, err := waPhone(phoneOrEmail); err == nil {
+		phones = append(phones, cands...)
+	}
+	for _, x := range slices.Compact(slices.Sorted(slices.Values(phones))) {
+		if x != "" {
+			tx.Eval(ctx, unlinkScript, []string{s.kIdentPhone()}, x, id)
+		}
+	}
+	for _, x := range slices.Compact(slices.Sorted(slices.Values(emails))) {
+		if x != "" {
+			tx.Eval(ctx, unlinkScript, []string{s.kIdentEmail()}, x, id)
+		}
 	}
 	if _, err := tx.Exec(ctx); err != nil {
 		return er, fmt.Errorf("erase contact %d (the ledger has its tombstone; erasing again completes it): %w", id, err)
