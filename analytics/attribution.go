@@ -102,13 +102,12 @@ func upperASCII(s string) string {
 }
 
 // ConversionEvent is the converted event of c attributed to campaign ("" when no
-// campaign sent to the contact within the window). Its id is deterministic in
-// (campaign, contact, order id), so the same order tracked twice counts once.
-//
-// The event contract does not carry the order's value and currency yet; see the
-// package documentation.
+// campaign sent to the contact within the window), with the order's id, value and
+// currency. Its id is deterministic in (campaign, contact, order id), so the same order
+// tracked twice counts once.
 func ConversionEvent(c Conversion, campaign string) events.Event {
 	e := events.New(events.Converted, campaign, c.ContactID, c.Time)
 	e.ID = events.ID(campaign, c.ContactID, events.Converted, c.OrderID)
+	e.OrderID, e.Value, e.Currency = c.OrderID, c.Value, c.Currency
 	return e
 }

@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"math"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -48,7 +49,7 @@ func scanEvent(b []byte) (e events.Event, ok bool) {
 		i = skipSpace(s, i+1)
 		switch key {
 		case "id", "kind", "campaign", "sender", "channel", "template", "variant", "country",
-			"provider_msg_id", "reason", "consent_ref":
+			"provider_msg_id", "reason", "consent_ref", "order_id", "currency":
 			v, j, ok := scanString(s, i)
 			if !ok {
 				return e, false
@@ -76,8 +77,18 @@ func scanEvent(b []byte) (e events.Event, ok bool) {
 				e.Reason = v
 			case "consent_ref":
 				e.ConsentRef = v
+			case "order_id":
+				e.OrderID = v
+			case "currency":
+				e.Currency = v
 			}
 			i = j
+		case "value":
+			v, j, ok := scanFloat(s, i)
+			if !ok {
+				return e, false
+			}
+			e.Value, i = v, j
 		case "ts", "until":
 			_, j, ok := scanString(s, i)
 			if !ok {
@@ -210,6 +221,53 @@ func scanInteger(s string, i int) (n uint64, neg bool, next int, ok bool) {
 		return 0, false, 0, false
 	}
 	return n, neg, i, true
+}
+
+// scanFloat reads the JSON number at s[i] as encoding/json reads it into a float64
+// (strconv.ParseFloat of the literal), and the index after it; ok is false when s[i:]
+// does not start with a JSON number or its value is out of range.
+func scanFloat(s string, i int) (f float64, next int, ok bool) {
+	digits := func(j int) int {
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		return j
+	}
+	j := i
+	if j < len(s) && s[j] == '-' {
+		j++
+	}
+	switch {
+	case j < len(s) && s[j] == '0':
+		j++
+	case j < len(s) && s[j] >= '1' && s[j] <= '9':
+		j = digits(j)
+	default:
+		return 0, 0, false
+	}
+	if j < len(s) && s[j] == '.' {
+		k := digits(j + 1)
+		if k == j+1 {
+			return 0, 0, false
+		}
+		j = k
+	}
+	if j < len(s) && (s[j] == 'e' || s[j] == 'E') {
+		j++
+		if j < len(s) && (s[j] == '+' || s[j] == '-') {
+			j++
+		}
+		k := digits(j)
+		if k == j {
+			return 0, 0, false
+		}
+		j = k
+	}
+	f, err := strconv.ParseFloat(s[i:j], 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return f, j, true
 }
 
 // hasLiteral reports whether the literal lit starts at s[i] and ends there (the next

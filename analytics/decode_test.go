@@ -18,8 +18,9 @@ func decodeSeeds() [][]byte {
 	full.ConsentRef, full.Until = "cr-1", baseTime.Add(time.Hour)
 	deferred := events.New(events.Deferred, "c", 7, baseTime)
 	deferred.Reason, deferred.Until = "quiet_hours", time.Date(2025, 3, 10, 21, 0, 0, 0, time.FixedZone("ICT", 7*3600))
+	conv := ConversionEvent(Conversion{ContactID: 9, OrderID: "o-1", Value: 1299.5, Currency: "THB", Time: baseTime}, "c")
 	var seeds [][]byte
-	for _, e := range []events.Event{events.New(events.Sent, "c", 1, baseTime), full, deferred,
+	for _, e := range []events.Event{events.New(events.Sent, "c", 1, baseTime), full, deferred, conv,
 		{ID: "x", Kind: events.Read, Time: baseTime, Template: "ünïcødé ✓", Reason: "<&>"}} {
 		b, err := e.Marshal()
 		if err != nil {
@@ -46,6 +47,13 @@ func decodeSeeds() [][]byte {
 		`{"id":"a","kind":"sent","ts":"2025-03-10T09:00:00Z","contact":1,"error_code":-9223372036854775808}`,
 		`{"id":"a","kind":"sent","ts":"2025-03-10T09:00:00Z","contact":1,"error_code":9223372036854775808}`,
 		`{"id":"a","kind":"sent","ts":"2025-03-10T09:00:00Z","contact":1,"error_code":1e3}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":-0.5e-3,"currency":"EUR","order_id":"x"}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":1E+2}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":1e400}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":.5}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":1.}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":"12"}`,
+		`{"id":"a","kind":"converted","ts":"2025-03-10T09:00:00Z","contact":1,"value":00.5}`,
 		`{"id":"a","kind":"sent","ts":"2025-03-10T24:00:00Z","contact":1}`,
 		`{"id":"a","kind":"sent","ts":"2025-03-10 09:00:00Z","contact":1}`,
 		`{"id":"a","kind":"sent","ts":"2025-03-10T09:00:00Z","contact":1,"until":""}`,
@@ -89,7 +97,7 @@ func TestDecodeEvent(t *testing.T) {
 		}
 	}
 	// What producers write takes the fast path.
-	for _, b := range decodeSeeds()[:3] {
+	for _, b := range decodeSeeds()[:4] {
 		if _, ok := scanEvent(b); !ok {
 			t.Errorf("%s: not decoded by the fast path", b)
 		}

@@ -14,8 +14,8 @@
 // The audit needs to tell free-form messages from templates: until the event contract
 // carries the message type, a sent event with Reason = FreeFormReason ("free_form") is
 // free-form and must fall inside the 24h window; every other sent event is audited as a
-// template. A converted event is identified by its order id; its value and currency are
-// not in the event contract yet.
+// template. A converted event carries its order id, value and currency (migration 0008
+// adds the columns order_id, value, currency).
 //
 // It does not produce events, decide policy or hold online state: the dispatcher, the
 // webhook server and throttle write the Kafka topics, Redis is theirs. Kafka is the

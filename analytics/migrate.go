@@ -134,6 +134,10 @@ ORDER BY contact_id`}
 	{version: 7, name: "create_contact_weeks", ddl: func(schemaFeatures) []string {
 		return []string{createContactWeeks, createContactWeeksMV}
 	}, backfill: backfillContactWeeks},
+	{version: 8, name: "add_events_order", columns: func(f schemaFeatures) []column {
+		// On converted events: the order, its value and currency. Empty, 0 and empty on others.
+		return []column{{"events", "order_id", "String"}, {"events", "value", "Float64"}, {"events", "currency", f.dim()}}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

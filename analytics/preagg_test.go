@@ -222,7 +222,7 @@ func TestRetentionMatchesReference(t *testing.T) {
 func TestContactWeeksBackfill(t *testing.T) {
 	ctx := context.Background()
 	conn, _ := testenv.ClickHouse(t)
-	if _, err := migrate(ctx, conn, migrations[:6]); err != nil {
+	if _, err := migrate(ctx, conn, withoutViews()); err != nil {
 		t.Fatal(err)
 	}
 	evs, want := cohortEvents()
@@ -262,4 +262,15 @@ func TestWeekNumber(t *testing.T) {
 			t.Errorf("weekMonday(%d) = %s, not a Monday", tc.want, m)
 		}
 	}
+}
+
+// withoutViews is every migration but 0007 (contact_weeks and its view).
+func withoutViews() []migration {
+	var out []migration
+	for _, m := range migrations {
+		if m.version != 7 {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -485,3 +485,31 @@ func TestEventsBufferUntil(t *testing.T) {
 		t.Errorf("until of an event without one: %d, want 0", n)
 	}
 }
+
+// A tracked order keeps its id, value and currency through the sink's decoder.
+func TestEventsBufferOrder(t *testing.T) {
+	conv := ConversionEvent(Conversion{ContactID: 9, OrderID: "o-77", Value: 1299.5, Currency: "THB", Time: baseTime}, "spring")
+	b, err := conv.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf eventsBuffer
+	if err := buf.add(b); err != nil {
+		t.Fatal(err)
+	}
+	conn := migrated(t)
+	if err := buf.insert(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		order, currency string
+		value           float64
+	)
+	if err := conn.QueryRow(context.Background(), "SELECT order_id, value, currency FROM events WHERE event_id = ?", conv.ID).
+		Scan(&order, &value, &currency); err != nil {
+		t.Fatal(err)
+	}
+	if order != "o-77" || value != 1299.5 || currency != "THB" {
+		t.Fatalf("order %q value %v currency %q", order, value, currency)
+	}
+}

@@ -68,7 +68,8 @@ func b2u8(b bool) uint8 {
 // eventsBuffer holds rows of the events table.
 type eventsBuffer struct {
 	eventID, kind, campaignID, senderID, channel, template, variant, country []string
-	providerMsgID, reason, consentRef                                        []string
+	providerMsgID, reason, consentRef, orderID, currency                     []string
+	value                                                                    []float64
 	ts, until                                                                []time.Time
 	tsMS                                                                     []uint64
 	contactID                                                                []uint32
@@ -78,7 +79,7 @@ type eventsBuffer struct {
 
 var eventsColumns = []string{"event_id", "kind", "ts", "ts_ms", "campaign_id", "contact_id", "sender_id",
 	"channel", "template", "variant", "country", "provider_msg_id", "reason", "error_code", "retryable", "consent_ref",
-	"until"}
+	"until", "order_id", "value", "currency"}
 
 // unixZero is what a DateTime column holds for "no time" (an event without Until).
 var unixZero = time.Unix(0, 0).UTC()
@@ -128,12 +129,15 @@ func (b *eventsBuffer) appendEvent(e events.Event) {
 		until = e.Until.UTC()
 	}
 	b.until = append(b.until, until)
+	b.orderID = append(b.orderID, e.OrderID)
+	b.value = append(b.value, e.Value)
+	b.currency = append(b.currency, e.Currency)
 }
 
 func (b *eventsBuffer) insert(ctx context.Context, conn driver.Conn) error {
 	return insertColumns(ctx, conn, "events", eventsColumns, []any{b.eventID, b.kind, b.ts, b.tsMS,
 		b.campaignID, b.contactID, b.senderID, b.channel, b.template, b.variant, b.country,
-		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef, b.until})
+		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef, b.until, b.orderID, b.value, b.currency})
 }
 
 func (b *eventsBuffer) reset() { *b = eventsBuffer{} }

@@ -59,6 +59,9 @@ type Event struct {
 	Retryable         bool      `json:"retryable,omitempty"`
 	ConsentRef        string    `json:"consent_ref,omitempty"` // the ledger record a send relied on
 	Until             time.Time `json:"until,omitzero"`        // on deferred: when the job is due again
+	OrderID           string    `json:"order_id,omitempty"`    // on converted: the order
+	Value             float64   `json:"value,omitempty"`       // on converted: the order's value, in Currency
+	Currency          string    `json:"currency,omitempty"`    // on converted: ISO 4217 code, e.g. THB
 }
 
 // ID is the identity of an event. Lifecycle events are deterministic in (campaign,

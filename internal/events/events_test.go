@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,6 +86,27 @@ func TestEventIdentity(t *testing.T) {
 	for _, bad := range []string{`{"kind":"sent","ts":"2026-01-01T00:00:00Z"}`, `{"id":"x","kind":"shouted","ts":"2026-01-01T00:00:00Z"}`, `{"id":"x","kind":"sent"}`} {
 		if _, err := Unmarshal([]byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+// The fields of deferred and converted events travel only when set.
+func TestEventOptionalFields(t *testing.T) {
+	plain, _ := New(Sent, "1", 2, time.Unix(1750030080, 0)).Marshal()
+	for _, key := range []string{"until", "order_id", "value", "currency"} {
+		if strings.Contains(string(plain), `"`+key+`"`) {
+			t.Errorf("%s in a sent event: %s", key, plain)
+		}
+	}
+	d := New(Deferred, "1", 2, time.Unix(1750030080, 0))
+	d.Reason, d.Until = "quiet_hours", time.Unix(1750070000, 0).UTC()
+	c := New(Converted, "1", 2, time.Unix(1750030080, 0))
+	c.OrderID, c.Value, c.Currency = "o-1", 1299.5, "THB"
+	for _, e := range []Event{d, c} {
+		b, _ := e.Marshal()
+		got, err := Unmarshal(b)
+		if err != nil || got != e {
+			t.Fatalf("round trip of %s\n got %+v, %v\nwant %+v", b, got, err, e)
 		}
 	}
 }
