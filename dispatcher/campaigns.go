@@ -25,6 +25,7 @@ type State string
 // Campaign states.
 const (
 	Draft     State = "draft"
+	Scheduled State = "scheduled" // launches by itself at ScheduledAt (the scheduler role)
 	Running   State = "running"
 	Completed State = "completed"
 	Cancelled State = "cancelled"
@@ -66,6 +67,7 @@ type Status struct {
 	Done        int64     `json:"done"`
 	FanoutDone  bool      `json:"fanout_done"`
 	PauseReason string    `json:"pause_reason,omitempty"` // why a paused campaign was paused
+	ScheduledAt time.Time `json:"scheduled_at,omitzero"`  // when a scheduled campaign launches
 	LaunchedAt  time.Time `json:"launched_at,omitzero"`
 	CompletedAt time.Time `json:"completed_at,omitzero"`
 }
@@ -186,6 +188,9 @@ func (c *Campaigns) Status(ctx context.Context, id string) (Status, error) {
 	if st.State == Paused {
 		st.PauseReason = m["pause_reason"]
 	}
+	if ms := num("scheduled_at"); ms > 0 && st.State == Scheduled {
+		st.ScheduledAt = time.UnixMilli(ms).UTC()
+	}
 	if ms := num("launched_at"); ms > 0 {
 		st.LaunchedAt = time.UnixMilli(ms).UTC()
 	}
@@ -212,11 +217,11 @@ func (c *Campaigns) List(ctx context.Context, limit int64) ([]Status, error) {
 	return out, nil
 }
 
-// startScript moves draft → running. Returns the state after the call.
+// startScript moves draft or scheduled → running. Returns the state after the call.
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return '' end
-if st == 'draft' then
+if st == 'draft' or st == 'scheduled' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'launched_at', ARGV[1])
   return 'running'
 end
@@ -226,12 +231,79 @@ return st
 var cancelScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return '' end
-if st == 'draft' or st == 'running' then
+if st == 'draft' or st == 'running' or st == 'scheduled' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'cancelled_at', ARGV[1])
   return 'cancelled'
 end
 return st
 `)
+
+// scheduleScript moves draft → scheduled (or moves a scheduled campaign's time).
+// KEYS[1] campaign; ARGV[1] at ms.
+var scheduleScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'draft' or st == 'scheduled' then
+  redis.call('HSET', KEYS[1], 'state', 'scheduled', 'scheduled_at', ARGV[1])
+  return 'scheduled'
+end
+return st
+`)
+
+func (c *Campaigns) scheduledKey() string { return c.prefix + "campaigns:scheduled" }
+
+// Schedule makes a draft campaign launch by itself at at (the scheduler launches it,
+// within a second or so). Scheduling again moves the time; launch starts it at once,
+// cancel drops it.
+func (c *Campaigns) Schedule(ctx context.Context, id string, at time.Time) (Status, error) {
+	// The index of scheduled campaigns is written after the state (another slot on Redis
+	// Cluster); LaunchDue re-checks the state, so a stale index entry is harmless.
+	st, err := scheduleScript.Run(ctx, c.rdb, []string{c.key(id)}, at.UnixMilli()).Text()
+	if err != nil {
+		return Status{}, fmt.Errorf("schedule campaign %s: %w", id, err)
+	}
+	switch State(st) {
+	case "":
+		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
+	case Scheduled:
+		if err := c.rdb.ZAdd(ctx, c.scheduledKey(), redis.Z{Score: float64(at.UnixMilli()), Member: id}).Err(); err != nil {
+			return Status{}, fmt.Errorf("schedule campaign %s: %w", id, err)
+		}
+		return c.Status(ctx, id)
+	default:
+		return Status{}, fmt.Errorf("campaign %s is %s: only a draft (or scheduled) campaign can be scheduled", id, st)
+	}
+}
+
+// LaunchDue launches the scheduled campaigns whose time has come, and returns their ids.
+func (c *Campaigns) LaunchDue(ctx context.Context, now time.Time) ([]string, error) {
+	ids, err := c.rdb.ZRangeByScore(ctx, c.scheduledKey(), &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: 100}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("scheduled campaigns: %w", err)
+	}
+	var launched []string
+	for _, id := range ids {
+		st, err := c.Status(ctx, id)
+		if err == nil && st.State == Scheduled && !st.ScheduledAt.After(now) {
+			if _, err := c.Launch(ctx, id, nil); err != nil {
+				return launched, err
+			}
+			launched = append(launched, id)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return launched, err
+		}
+		// Launched, cancelled, rescheduled later or gone: out of the index either way
+		// (a later time was added again by Schedule).
+		if err == nil && st.State == Scheduled && st.ScheduledAt.After(now) {
+			continue
+		}
+		if err := c.rdb.ZRem(ctx, c.scheduledKey(), id).Err(); err != nil {
+			return launched, err
+		}
+	}
+	return launched, nil
+}
 
 // Cancel stops a draft or running campaign for good: fan-out stops at its next chunk and
 // workers skip the remaining jobs with reason campaign_cancelled. A completed campaign

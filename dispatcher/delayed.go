@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,7 +88,8 @@ func (d *Delayed) Stats(ctx context.Context) (DelayedStats, error) {
 	return st, nil
 }
 
-// Scheduler moves due delayed jobs back to herald.outbound. Any number may run (one in
+// Scheduler moves due delayed jobs back to herald.outbound, and launches scheduled
+// campaigns when their time comes. Any number may run (one in
 // every worker process, say): one leader at a time does the work, holding a Redis lock
 // with a fencing token that it renews; the others wait to take over.
 type Scheduler struct {
@@ -109,6 +111,7 @@ type Scheduler struct {
 
 	moved, requeued prometheus.Counter
 	lastSweep       time.Time
+	launching       atomic.Bool
 }
 
 // RegisterMetrics exports the scheduler's counters to reg.
@@ -192,6 +195,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			if n == s.Batch {
 				wait = 0 // more are due
+			}
+			if s.Campaigns != nil && s.launching.CompareAndSwap(false, true) {
+				// A launch fans out the whole audience: off the loop that moves due jobs.
+				go func() {
+					defer s.launching.Store(false)
+					if ids, err := s.Campaigns.LaunchDue(ctx, time.Now()); err != nil && ctx.Err() == nil {
+						log.Warn("launch scheduled campaigns", "err", err)
+					} else if len(ids) > 0 {
+						log.Info("scheduled campaigns launched", "campaigns", ids)
+					}
+				}()
 			}
 			if s.Campaigns != nil && s.Tracker != nil && time.Since(s.lastSweep) >= max(s.StaleAfter/10, time.Second) {
 				s.lastSweep = time.Now()

@@ -295,3 +295,48 @@ func TestQuietHoursDeferJobs(t *testing.T) {
 		t.Fatal("bad quiet hours accepted")
 	}
 }
+
+// A scheduled campaign launches by itself when its time comes (the scheduler does it),
+// and can be cancelled before.
+func TestScheduledCampaignLaunchesOnTime(t *testing.T) {
+	r := newRig(t, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(1500 * time.Millisecond)
+	st, err := r.campaigns.Schedule(ctx, cp.ID, at)
+	if err != nil || st.State != Scheduled || !st.ScheduledAt.Equal(at.Truncate(time.Millisecond)) {
+		t.Fatalf("schedule: %+v %v", st, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st, _ := r.campaigns.Status(ctx, cp.ID); st.State != Scheduled || st.Queued != 0 {
+		t.Fatalf("launched early: %+v", st)
+	}
+	st = r.waitCompleted(t, cp.ID)
+	if st.LaunchedAt.Before(at.Add(-time.Millisecond)) || st.Sent != 10 {
+		t.Fatalf("launched at %v (scheduled %v): %+v", st.LaunchedAt, at, st)
+	}
+	// Cancelled before its time: never launches.
+	cp2, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Schedule(ctx, cp2.ID, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Cancel(ctx, cp2.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if st, _ := r.campaigns.Status(ctx, cp2.ID); st.State != Cancelled || st.Queued != 0 {
+		t.Fatalf("a cancelled scheduled campaign: %+v", st)
+	}
+	if _, err := r.campaigns.Schedule(ctx, cp.ID, time.Now()); err == nil {
+		t.Fatal("a completed campaign was scheduled")
+	}
+}

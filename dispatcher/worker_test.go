@@ -175,7 +175,9 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 	}
 	w := NewWorker(cfg)
 	sch := &Scheduler{Delayed: NewDelayed(rdb, r.prefix), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound), Redis: rdb, Prefix: r.prefix,
-		Poll: 20 * time.Millisecond}
+		Poll: 20 * time.Millisecond, Campaigns: NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: r.prefix, Segments: r.contacts,
+			Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound), Events: kafkax.NewWriter(r.brokers, r.topics.Events), Chunk: 16}),
+		Tracker: NewTracker(rdb, r.prefix)}
 	done := make(chan struct{}, 2)
 	go func() { defer func() { done <- struct{}{} }(); _ = w.Run(ctx) }()
 	go func() { defer func() { done <- struct{}{} }(); _ = sch.Run(ctx) }()

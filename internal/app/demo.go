@@ -243,7 +243,8 @@ func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io
 	var bar *progressbar.ProgressBar
 	if IsTerminal(w) {
 		bar = progressbar.NewOptions64(max(st.Audience, 1), progressbar.OptionSetWriter(w), progressbar.OptionSetWidth(30),
-			progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("msg"),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetPredictTime(true),
 			progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
 	}
 	start, lastLine := time.Now(), time.Time{}
@@ -255,7 +256,10 @@ func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io
 			return err
 		}
 		desc := fmt.Sprintf("sent %6d · skipped %6d · failed %6d", st.Sent, st.Skipped, st.Failed)
-		finished := st.State == dispatcher.Completed
+		if st.State != dispatcher.Running && st.State != dispatcher.Completed {
+			desc += " · " + string(st.State)
+		}
+		finished := st.State == dispatcher.Completed || st.State == dispatcher.Cancelled
 		if bar != nil {
 			bar.ChangeMax64(max(st.Audience, 1))
 			bar.Describe(desc)
@@ -269,7 +273,12 @@ func WatchCampaign(ctx context.Context, c *dispatcher.Campaigns, id string, w io
 			if st.Audience > 0 {
 				pct = 100 * float64(st.Done) / float64(st.Audience)
 			}
-			fmt.Fprintf(w, "    %5.1f%%  %d/%d  %s  [%s]\n", pct, st.Done, st.Audience, desc, time.Since(start).Round(time.Second))
+			el := time.Since(start)
+			rate, eta := float64(st.Done)/el.Seconds(), ""
+			if rate > 0 && !finished {
+				eta = fmt.Sprintf(" ETA %s", time.Duration(float64(st.Audience-st.Done)/rate*float64(time.Second)).Round(time.Second))
+			}
+			fmt.Fprintf(w, "    %5.1f%%  %d/%d  %s  %.0f msg/s [%s%s]\n", pct, st.Done, st.Audience, desc, rate, el.Round(time.Second), eta)
 		}
 		if finished {
 			return nil

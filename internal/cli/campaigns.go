@@ -147,18 +147,39 @@ func campaignsCommand() *cli.Command {
 			},
 		}, {
 			Name:      "launch",
-			Usage:     "snapshot the audience and queue one job per contact (launching twice is a no-op)",
+			Usage:     "snapshot the audience and queue one job per contact (launching twice is a no-op), now or --at a time",
 			ArgsUsage: "ID",
+			Flags: []cli.Flag{&cli.StringFlag{Name: "at", Usage: "schedule instead: an RFC 3339 time (2026-12-01T09:00:00+07:00) or a delay (+2h); " +
+				"the scheduler (in every worker, or `herald scheduler`) launches it then"}},
 			Action: func(c *cli.Context) error {
 				id, err := idArg(c)
 				if err != nil {
 					return err
+				}
+				var at time.Time
+				if v := c.String("at"); v != "" {
+					if d, ok := strings.CutPrefix(v, "+"); ok {
+						dur, err := time.ParseDuration(d)
+						if err != nil || dur < 0 {
+							return usage("--at %q: want an RFC 3339 time or +DURATION, e.g. +2h", v)
+						}
+						at = time.Now().Add(dur)
+					} else if at, err = time.Parse(time.RFC3339, v); err != nil {
+						return usage("--at %q: want an RFC 3339 time or +DURATION, e.g. +2h", v)
+					}
 				}
 				d, comp, err := components(c)
 				if err != nil {
 					return err
 				}
 				defer d.Close()
+				if !at.IsZero() {
+					st, err := comp.Campaigns.Schedule(c.Context, id, at)
+					if err != nil {
+						return err
+					}
+					return printStatus(c, st)
+				}
 				st, err := comp.Campaigns.Launch(c.Context, id, nil)
 				if err != nil {
 					return err
@@ -238,6 +259,9 @@ func printStatus(c *cli.Context, st dispatcher.Status) error {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "campaign %s (%s): %s\n", st.ID, st.Name, st.State)
+	if !st.ScheduledAt.IsZero() {
+		fmt.Fprintf(w, "  launches  %s\n", st.ScheduledAt.Local().Format(time.RFC3339))
+	}
 	if st.PauseReason != "" {
 		fmt.Fprintf(w, "  paused    %s\n", pauseReasonText(st.PauseReason))
 	}
