@@ -33,7 +33,21 @@ type SenderPlan struct {
 	ID       string        `json:"id"`
 	Rate     float64       `json:"rate"`
 	Contacts uint64        `json:"contacts"`
+	Tier     int           `json:"tier,omitempty"` // daily unique recipients (0: unlimited)
 	ETA      time.Duration `json:"eta_ns"`
+}
+
+// eta is how long a sender needs for its contacts at its rate, when its daily tier lets
+// only Tier new recipients through per rolling 24 h.
+func (p SenderPlan) eta() time.Duration {
+	n := float64(p.Contacts)
+	var days time.Duration
+	if p.Tier > 0 && p.Contacts > uint64(p.Tier) {
+		full := (p.Contacts - 1) / uint64(p.Tier) // whole windows before the last one
+		days = time.Duration(full) * 24 * time.Hour
+		n = float64(p.Contacts - full*uint64(p.Tier))
+	}
+	return days + time.Duration(math.Ceil(n/p.Rate*1e3))*time.Millisecond
 }
 
 // DryRun evaluates the campaign's audience against the policy without sending or
@@ -69,7 +83,7 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		if err != nil {
 			return dr, err
 		}
-		plans[sid] = &SenderPlan{ID: sid, Rate: s.Rate}
+		plans[sid] = &SenderPlan{ID: sid, Rate: s.Rate, Tier: s.Tier}
 		phone[sid], tier[sid] = s.PhoneNumberID, s.Tier
 	}
 	route, err := c.routerFor(ctx, cp, senders)
@@ -117,7 +131,7 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 		return dr, err
 	}
 	for _, p := range plans {
-		p.ETA = time.Duration(math.Ceil(float64(p.Contacts)/p.Rate*1e3)) * time.Millisecond
+		p.ETA = p.eta()
 		dr.ETA = max(dr.ETA, p.ETA)
 		dr.Senders = append(dr.Senders, *p)
 	}

@@ -42,3 +42,19 @@ func FuzzUnmarshalJob(f *testing.F) {
 		}
 	})
 }
+
+func TestDryRunETAFollowsTheTier(t *testing.T) {
+	for _, c := range []struct {
+		p    SenderPlan
+		want time.Duration
+	}{
+		{SenderPlan{Rate: 80, Contacts: 800}, 10 * time.Second},
+		{SenderPlan{Rate: 80, Contacts: 800, Tier: 1000}, 10 * time.Second},
+		{SenderPlan{Rate: 80, Contacts: 2500, Tier: 1000}, 48*time.Hour + 6250*time.Millisecond},
+		{SenderPlan{Rate: 100, Contacts: 2000, Tier: 1000}, 24*time.Hour + 10*time.Second},
+	} {
+		if got := c.p.eta(); got != c.want {
+			t.Errorf("%+v: ETA %v, want %v", c.p, got, c.want)
+		}
+	}
+}
