@@ -216,6 +216,44 @@ func reportCommand() *cli.Command {
 				return r, note, []string{"variant", "sent", r.Step, "rate", "lift", "z", "p_value"}, rows, nil
 			}),
 		}, {
+			Name: "lift",
+			Usage: "a campaign against its holdout group (contacts skipped as holdout): the share that converted within a window " +
+				"after the send or hold-out, the difference with a two-proportion z-test, and revenue per currency",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "campaign", Required: true, Usage: "campaign ID"},
+				&cli.DurationFlag{Name: "window", Value: analytics.DefaultLiftWindow, Usage: "how long after the send a conversion counts"},
+			},
+			Action: reportAction(func(c *cli.Context, conn driver.Conn) (any, string, []string, [][]string, error) {
+				if c.Duration("window") <= 0 {
+					return nil, "", nil, nil, usage("--window %s: want a positive duration such as 168h", c.Duration("window"))
+				}
+				r, err := analytics.Lift(c.Context, conn, c.String("campaign"), c.Duration("window"))
+				if err != nil {
+					return nil, "", nil, nil, err
+				}
+				var rows [][]string
+				for _, g := range []struct {
+					name string
+					g    analytics.LiftGroup
+				}{{"treated", r.Treated}, {"holdout", r.Holdout}} {
+					revenue := ""
+					for i, a := range g.g.Revenue {
+						if i > 0 {
+							revenue += " "
+						}
+						revenue += fmt.Sprintf("%s %.2f (%d orders)", a.Currency, a.Value, a.Orders)
+					}
+					rows = append(rows, []string{g.name, u64(g.g.Contacts), u64(g.g.Converted), pct(g.g.Rate), revenue})
+				}
+				note := fmt.Sprintf("campaign %s, conversions within %s: lift %+.1f points", r.Campaign, c.Duration("window"), 100*r.Lift)
+				if r.Holdout.Contacts == 0 {
+					note += " (no holdout group: nothing to compare with)"
+				} else {
+					note += fmt.Sprintf(" (%+.1f%%), z %s, p %s (p < 0.05: the difference is significant)", 100*r.RelativeLift, f4(r.Z), f4(r.PValue))
+				}
+				return r, note, []string{"group", "contacts", "converted", "rate", "revenue"}, rows, nil
+			}),
+		}, {
 			Name:  "heatmap",
 			Usage: "messages sent and read share by weekday and hour in the recipients' local time (contacts without a known zone: UTC)",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "campaign", Usage: "campaign ID (default: all)"}},

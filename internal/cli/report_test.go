@@ -25,6 +25,7 @@ func TestReportCommands(t *testing.T) {
 		{append([]string{"retention", "--weeks", "2"}, period...), "cohort", "2025-03-10"},
 		{[]string{"ab", "--campaign", "ok", "--step", "read"}, "variant", "control"},
 		{[]string{"heatmap"}, "weekday", "Mon"},
+		{[]string{"lift", "--campaign", "ok", "--window", "72h"}, "group", "no holdout group"},
 		{append([]string{"senders"}, period...), "sender", "s1"},
 		{append([]string{"anomalies", "--all", "--history", "3"}, period...), "day", "2025-03-10"},
 	} {
@@ -47,6 +48,7 @@ func TestReportCommands(t *testing.T) {
 	for _, args := range [][]string{
 		{"funnel", "--campaign", "ok", "--by", "colour"},
 		{"ab", "--campaign", "ok", "--step", "opened"},
+		{"lift", "--campaign", "ok", "--window", "-1h"},
 		{"funnel", "--campaign", "ok", "--output", "yaml"},
 	} {
 		if code, _, errOut := run(append([]string{"--clickhouse-dsn", dsn, "report"}, args...)...); code != 2 {
@@ -58,7 +60,7 @@ func TestReportCommands(t *testing.T) {
 func TestAuditTrackReportHelp(t *testing.T) {
 	for _, path := range [][]string{
 		{"audit"}, {"audit", "campaign"}, {"audit", "contact"}, {"audit", "export"}, {"track"}, {"track", "conversion"},
-		{"report", "funnel"}, {"report", "retention"}, {"report", "ab"}, {"report", "heatmap"}, {"report", "senders"}, {"report", "anomalies"},
+		{"report", "funnel"}, {"report", "retention"}, {"report", "ab"}, {"report", "heatmap"}, {"report", "senders"}, {"report", "anomalies"}, {"report", "lift"},
 	} {
 		code, out, errOut := run(append(path, "--help")...)
 		if code != 0 || !strings.Contains(out, "USAGE") {
