@@ -153,7 +153,7 @@ func (d *Deps) Components() (*Components, error) {
 		Campaigns: dispatcher.NewCampaigns(cc),
 		Tracker:   tracker,
 		Ledger:    ledger,
-		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps),
+		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps).WithQuietHours(d.Cfg.QuietHours),
 		Governor:  throttle.NewGovernor(rdb, p),
 		Delayed:   dispatcher.NewDelayed(rdb, p),
 	}, nil

@@ -80,6 +80,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "track-token", Usage: "bearer token of POST /track/conversion on serve (off when empty)", EnvVars: []string{"HERALD_TRACK_TOKEN"}},
 		&cli.DurationFlag{Name: "claim-lease", Value: 20 * time.Second, Usage: "how long a job claimed by a worker that died before sending stays held", EnvVars: []string{"HERALD_CLAIM_LEASE"}},
 		&cli.DurationFlag{Name: "stale-send-after", Value: 10 * time.Minute, Usage: "re-queue a send started this long ago that has neither an outcome nor a status webhook (its worker died before the provider got it)", EnvVars: []string{"HERALD_STALE_SEND_AFTER"}},
+		&cli.StringFlag{Name: "quiet-hours", Usage: "default quiet period in each recipient's local time, e.g. 21:00-08:00 (campaigns may set their own)", EnvVars: []string{"HERALD_QUIET_HOURS"}},
+		&cli.StringFlag{Name: "allowed-days", Usage: "default days sends are allowed on, in the recipient's week, e.g. mon-sat", EnvVars: []string{"HERALD_ALLOWED_DAYS"}},
 		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
@@ -118,8 +120,15 @@ func config(c *cli.Context) (app.Config, error) {
 	if err != nil {
 		return app.Config{}, usage("--frequency-caps: %w", err)
 	}
+	quiet, err := throttle.ParseQuietHours(c.String("quiet-hours"))
+	if err != nil {
+		return app.Config{}, usage("--quiet-hours: %w", err)
+	}
+	if quiet.Days, err = throttle.ParseDays(c.String("allowed-days")); err != nil {
+		return app.Config{}, usage("--allowed-days: %w", err)
+	}
 	cfg := app.Config{
-		FrequencyCaps: caps, ClickKey: c.String("click-key"), ClickBaseURL: c.String("click-base-url"), TrackToken: c.String("track-token"),
+		FrequencyCaps: caps, QuietHours: quiet, ClickKey: c.String("click-key"), ClickBaseURL: c.String("click-base-url"), TrackToken: c.String("track-token"),
 		KafkaBrokers: brokers, RedisURL: c.String("redis-url"), ClickHouseDSN: c.String("clickhouse-dsn"),
 		Prefix: c.String("redis-prefix"), TopicPrefix: c.String("topic-prefix"),
 		WhatsAppURL: c.String("whatsapp-api-url"), APIVersion: c.String("whatsapp-api-version"),
