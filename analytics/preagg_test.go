@@ -274,3 +274,38 @@ func withoutViews() []migration {
 	}
 	return out
 }
+
+// Cohorts by campaign over the same stream: each campaign's contacts, engaged in the
+// weeks from its first send (engagement in any campaign counts).
+func TestRetentionByCampaign(t *testing.T) {
+	conn := migrated(t)
+	evs, _ := cohortEvents()
+	insertEvents(t, conn, evs)
+	insertEvents(t, conn, evs[len(evs)/3:])
+	rep, err := RetentionByCampaign(context.Background(), conn, baseTime.AddDate(0, 0, -3), baseTime.AddDate(0, 0, 21), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cohort := func(campaign, week string, n uint64, active ...uint64) CampaignCohort {
+		c := CampaignCohort{Campaign: campaign, Week: week, Contacts: n, Active: active, Retained: make([]float64, len(active))}
+		for k, a := range active {
+			c.Retained[k] = ratio(a, n)
+		}
+		return c
+	}
+	want := []CampaignCohort{
+		cohort("a", "2025-03-10", 100, 60, 30, 0, 10),
+		cohort("a2", "2025-03-10", 10, 0, 0, 10, 0),
+		cohort("b", "2025-03-17", 50, 20, 50, 0, 0),
+		cohort("c", "2025-03-24", 10, 10, 0, 0, 0),
+	}
+	if !reflect.DeepEqual(rep.Cohorts, want) {
+		t.Fatalf("cohorts by campaign\n got %+v\nwant %+v", rep.Cohorts, want)
+	}
+	goldenJSON(t, "retention_by_campaign.json", rep)
+	// Campaigns first sent from week A+1 on.
+	rep, err = RetentionByCampaign(context.Background(), conn, baseTime.AddDate(0, 0, 7), baseTime.AddDate(0, 0, 21), 4)
+	if err != nil || !reflect.DeepEqual(rep.Cohorts, want[2:]) {
+		t.Fatalf("from week A+1: %+v, %v", rep.Cohorts, err)
+	}
+}

@@ -120,24 +120,11 @@ type RetentionReport struct {
 // over all of its blocks, and only the blocks holding the weeks asked for are read into
 // masks l<block> (weeks 0-63 of the block) and h<block> (64-127).
 func retentionQuery(weeks int, first, last int64) string {
-	var masks, cols, sums strings.Builder
-	for b := first; b <= last; b++ {
-		fmt.Fprintf(&masks, ",\n            groupBitOrIf(lo, block = %d) AS l%d, groupBitOrIf(hi, block = %d) AS h%d", b, b, b, b)
-		fmt.Fprintf(&cols, ", l%d, h%d", b, b)
-	}
-	for k := range weeks {
-		// The word holding week cw + k, then its bit.
-		word := "toUInt64(0)"
-		for b := last; b >= first; b-- {
-			word = fmt.Sprintf("if(intDiv(cw + %d, %d) = %d, if((cw + %d) %% %d < 64, l%d, h%d), %s)", k, blockWeeks, b, k, blockWeeks, b, b, word)
-		}
-		fmt.Fprintf(&sums, ",\n    sum(bitTest(%s, toUInt8((cw + %d) %% 64)))", word, k)
-	}
-	return `SELECT cw, count()` + sums.String() + `
+	return `SELECT cw, count()` + weekSums("cw", weeks, first, last) + `
 FROM (
-    SELECT intDiv(greatest(intDiv(fs, 86400000), 4) - 4, 7) AS cw` + cols.String() + `
+    SELECT intDiv(greatest(intDiv(fs, 86400000), 4) - 4, 7) AS cw` + maskColumns(first, last) + `
     FROM (
-        SELECT contact_id, min(f) AS fs` + masks.String() + `
+        SELECT contact_id, min(f) AS fs` + maskAggregates(first, last) + `
         FROM (
             SELECT contact_id, block, finalizeAggregation(first_sent) AS f,
                 finalizeAggregation(engaged_lo) AS lo, finalizeAggregation(engaged_hi) AS hi
@@ -149,6 +136,39 @@ FROM (
 )
 GROUP BY cw
 ORDER BY cw`
+}
+
+// maskAggregates gives, grouped by contact, its engaged weeks of blocks first … last:
+// l<block> (weeks 0-63 of the block) and h<block> (64-127).
+func maskAggregates(first, last int64) string {
+	var b strings.Builder
+	for k := first; k <= last; k++ {
+		fmt.Fprintf(&b, ",\n            groupBitOrIf(lo, block = %d) AS l%d, groupBitOrIf(hi, block = %d) AS h%d", k, k, k, k)
+	}
+	return b.String()
+}
+
+func maskColumns(first, last int64) string {
+	var b strings.Builder
+	for k := first; k <= last; k++ {
+		fmt.Fprintf(&b, ", l%d, h%d", k, k)
+	}
+	return b.String()
+}
+
+// weekSums counts, for k in 0 … weeks-1, the rows whose masks have week col + k.
+func weekSums(col string, weeks int, first, last int64) string {
+	var sums strings.Builder
+	for k := range weeks {
+		// The word holding week col + k, then its bit.
+		word := "toUInt64(0)"
+		for b := last; b >= first; b-- {
+			word = fmt.Sprintf("if(intDiv(%[1]s + %[2]d, %[3]d) = %[4]d, if((%[1]s + %[2]d) %% %[3]d < 64, l%[4]d, h%[4]d), %[5]s)",
+				col, k, blockWeeks, b, word)
+		}
+		fmt.Fprintf(&sums, ",\n    sum(bitTest(%s, toUInt8((%s + %d) %% 64)))", word, col, k)
+	}
+	return sums.String()
 }
 
 // Retention computes cohort retention for contacts first sent to in [from, to): each
@@ -193,6 +213,94 @@ func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks 
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("retention: %w", err)
+	}
+	return rep, nil
+}
+
+// CampaignCohort is the contacts a campaign was sent to and how many of them engaged
+// (read, clicked, replied or converted, in any campaign or none) in each week from the
+// week of the campaign's first send.
+type CampaignCohort struct {
+	Campaign string    `json:"campaign"`
+	Week     string    `json:"week"` // YYYY-MM-DD, the Monday (UTC) of the campaign's first send
+	Contacts uint64    `json:"contacts"`
+	Active   []uint64  `json:"active"`   // Active[k]: contacts engaged in week k from Week
+	Retained []float64 `json:"retained"` // Active[k] / Contacts
+}
+
+// CampaignRetentionReport is cohort retention by campaign.
+type CampaignRetentionReport struct {
+	Weeks   int              `json:"weeks"`
+	Cohorts []CampaignCohort `json:"cohorts"`
+}
+
+// campaignRetentionQuery: per campaign first sent in [?, ?) (ms), its week, its
+// distinct contacts sent to, and those engaged in each following week (masks of
+// contact_weeks, blocks first … last). Parameters: from, to.
+func campaignRetentionQuery(weeks int, first, last int64) string {
+	return `SELECT campaign_id, w0, count()` + weekSums("w0", weeks, first, last) + `
+FROM (
+    SELECT campaign_id, contact_id, w0
+    FROM (SELECT DISTINCT campaign_id, contact_id FROM events WHERE kind = 'sent')
+    ALL INNER JOIN (
+        SELECT campaign_id, intDiv(greatest(intDiv(min(ts_ms), 86400000), 4) - 4, 7) AS w0
+        FROM events WHERE kind = 'sent' AND campaign_id != ''
+        GROUP BY campaign_id
+        HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
+    ) USING campaign_id
+)
+ANY LEFT JOIN (
+    SELECT contact_id` + maskAggregates(first, last) + `
+    FROM (
+        SELECT contact_id, block, finalizeAggregation(engaged_lo) AS lo, finalizeAggregation(engaged_hi) AS hi
+        FROM contact_weeks WHERE block >= ` + strconv.FormatInt(first, 10) + ` AND block <= ` + strconv.FormatInt(last, 10) + `
+    )
+    GROUP BY contact_id
+) USING contact_id
+GROUP BY campaign_id, w0
+ORDER BY w0, campaign_id`
+}
+
+// RetentionByCampaign computes cohort retention by campaign for the campaigns first
+// sent in [from, to): each campaign's contacts and, for weeks 0 … weeks-1 from the week
+// of its first send, how many engaged that week. Engagement comes from the
+// contact_weeks pre-aggregate, so duplicated events change nothing.
+func RetentionByCampaign(ctx context.Context, conn driver.Conn, from, to time.Time, weeks int) (CampaignRetentionReport, error) {
+	rep := CampaignRetentionReport{Weeks: weeks, Cohorts: []CampaignCohort{}}
+	if weeks < 1 || weeks > maxRetentionWeeks {
+		return rep, fmt.Errorf("retention by campaign: %d weeks: want 1 to %d", weeks, maxRetentionWeeks)
+	}
+	if !from.Before(to) {
+		return rep, nil
+	}
+	firstBlock := weekNumber(from) / blockWeeks
+	lastBlock := (weekNumber(to.Add(-time.Millisecond)) + int64(weeks) - 1) / blockWeeks
+	rows, err := conn.Query(ctx, campaignRetentionQuery(weeks, firstBlock, lastBlock),
+		uint64(max(from.UnixMilli(), 0)), uint64(max(to.UnixMilli(), 0)))
+	if err != nil {
+		return rep, fmt.Errorf("retention by campaign: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			w0   int64
+			c    = CampaignCohort{Active: make([]uint64, weeks), Retained: make([]float64, weeks)}
+			dest = []any{&c.Campaign, &w0, &c.Contacts}
+		)
+		for k := range c.Active {
+			dest = append(dest, &c.Active[k])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return rep, fmt.Errorf("retention by campaign: %w", err)
+		}
+		c.Week = weekMonday(w0).Format(time.DateOnly)
+		for k, a := range c.Active {
+			c.Retained[k] = ratio(a, c.Contacts)
+		}
+		rep.Cohorts = append(rep.Cohorts, c)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("retention by campaign: %w", err)
 	}
 	return rep, nil
 }

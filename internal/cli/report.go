@@ -157,9 +157,11 @@ func reportCommand() *cli.Command {
 				return printReport(c.App.Writer, format, f, "", []string{"kind", "name", "contacts", "of_previous", "of_first"}, rows)
 			},
 		}, {
-			Name:  "retention",
-			Usage: "cohort retention: contacts by the week (Monday, UTC) of their first message, and the share engaged (read, clicked, replied, converted) each week after",
-			Flags: append(periodFlags(84), &cli.IntFlag{Name: "weeks", Value: 8, Usage: "weeks after the first one to show"}),
+			Name: "retention",
+			Usage: "cohort retention: contacts by the week (Monday, UTC) of their first message, or with --by campaign by the campaign " +
+				"that reached them, and the share engaged (read, clicked, replied, converted) each week after",
+			Flags: append(periodFlags(84), &cli.IntFlag{Name: "weeks", Value: 8, Usage: "weeks after the first one to show"},
+				&cli.StringFlag{Name: "by", Value: "week", Usage: "week (of the first message) or campaign (first sent in the period)"}),
 			Action: reportAction(func(c *cli.Context, conn driver.Conn) (any, string, []string, [][]string, error) {
 				from, to, err := period(c, 84)
 				if err != nil {
@@ -167,6 +169,29 @@ func reportCommand() *cli.Command {
 				}
 				if c.Int("weeks") < 1 || c.Int("weeks") > 104 {
 					return nil, "", nil, nil, usage("--weeks %d: want 1 to 104", c.Int("weeks"))
+				}
+				switch c.String("by") {
+				case "week":
+				case "campaign":
+					r, err := analytics.RetentionByCampaign(c.Context, conn, from, to, c.Int("weeks"))
+					if err != nil {
+						return nil, "", nil, nil, err
+					}
+					header := []string{"campaign", "week", "contacts"}
+					for k := range r.Weeks {
+						header = append(header, "week_"+strconv.Itoa(k))
+					}
+					var rows [][]string
+					for _, co := range r.Cohorts {
+						row := []string{co.Campaign, co.Week, u64(co.Contacts)}
+						for _, x := range co.Retained {
+							row = append(row, pct(x))
+						}
+						rows = append(rows, row)
+					}
+					return r, "", header, rows, nil
+				default:
+					return nil, "", nil, nil, usage("--by %q: want week or campaign", c.String("by"))
 				}
 				r, err := analytics.Retention(c.Context, conn, from, to, c.Int("weeks"))
 				if err != nil {

@@ -23,6 +23,7 @@ func TestReportCommands(t *testing.T) {
 		{[]string{"funnel", "--campaign", "ok"}, "kind", "sent"},
 		{[]string{"funnel", "--campaign", "ok", "--by", "sender"}, "sender", "s1"},
 		{append([]string{"retention", "--weeks", "2"}, period...), "cohort", "2025-03-10"},
+		{append([]string{"retention", "--weeks", "2", "--by", "campaign"}, period...), "campaign", "bad"},
 		{[]string{"ab", "--campaign", "ok", "--step", "read"}, "variant", "control"},
 		{[]string{"heatmap"}, "weekday", "Mon"},
 		{[]string{"lift", "--campaign", "ok", "--window", "72h"}, "group", "no holdout group"},
@@ -49,6 +50,7 @@ func TestReportCommands(t *testing.T) {
 		{"funnel", "--campaign", "ok", "--by", "colour"},
 		{"ab", "--campaign", "ok", "--step", "opened"},
 		{"lift", "--campaign", "ok", "--window", "-1h"},
+		{"retention", "--by", "sender"},
 		{"funnel", "--campaign", "ok", "--output", "yaml"},
 	} {
 		if code, _, errOut := run(append([]string{"--clickhouse-dsn", dsn, "report"}, args...)...); code != 2 {
