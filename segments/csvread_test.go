@@ -137,17 +137,18 @@ var tagRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 // FuzzImportLine checks one data line of a file against a fixed header: it is either
 // rejected with a reason, skipped as blank, or becomes a row whose values are clean.
 func FuzzImportLine(f *testing.F) {
-	header := []string{"Phone", "Name", "Tags", "Opted In", "Country", "Locale", "TZ", "Plan"}
+	header := []string{"Phone", "Name", "Tags", "Opted In", "Country", "Locale", "TZ", "Plan", "E-mail"}
 	lay, err := newLayout(slices.Clone(header), nil)
 	if err != nil {
 		f.Fatal(err)
 	}
 	for _, s := range []string{
-		"+66 81 234 5678,Somchai,\"VIP; gold\",yes,,th,,premium",
-		"0812345678,Bob,,no,TH,,Asia/Bangkok,",
-		"(11) 91234-5678,,a|b,1,BR,pt-BR,,",
-		"12,x,,maybe,,,,", ",,,,,,,", "+1 201-555-0123,\"Al, Jr\",,,,,,", "\xff\xfe,,,,,,,",
-		"+447400123456,,ลูกค้า,,,,,", "+4915123456789,,,,DE,de_de,Europe/Berlin,x",
+		"+66 81 234 5678,Somchai,\"VIP; gold\",yes,,th,,premium,",
+		"0812345678,Bob,,no,TH,,Asia/Bangkok,,Bob@Example.com",
+		"(11) 91234-5678,,a|b,1,BR,pt-BR,,,",
+		"12,x,,maybe,,,,,", ",,,,,,,,", "+1 201-555-0123,\"Al, Jr\",,,,,,,", "\xff\xfe,,,,,,,,",
+		"+447400123456,,ลูกค้า,,,,,,", "+4915123456789,,,,DE,de_de,Europe/Berlin,x,",
+		",Ann,,,,,,,ann@example.com", ",Ann,,,,,,,ann", ",Ann,,,,,,,\"Ann <a@b.co>\"",
 	} {
 		f.Add(s)
 	}
@@ -178,8 +179,11 @@ func FuzzImportLine(f *testing.F) {
 		if len(fields) != len(header) {
 			t.Fatalf("row with %d fields accepted", len(fields))
 		}
-		again, err := parsePhone(r.phone.E164, "")
-		if err != nil || again.E164 != r.phone.E164 {
+		if r.phone.E164 == "" {
+			if again, err := normEmail(r.email); err != nil || again != r.email {
+				t.Fatalf("a row without phone has email %q: %v", r.email, err)
+			}
+		} else if again, err := parsePhone(r.phone.E164, ""); err != nil || again.E164 != r.phone.E164 {
 			t.Fatalf("phone %q is not a stable E.164 number: %v", r.phone.E164, err)
 		}
 		for _, tag := range r.tags {

@@ -300,7 +300,16 @@ type assignment struct {
 func assign(ids []identity, known knownIdentities, last uint64) ([]int64, assignment) {
 	out := make([]int64, len(ids))
 	var a assignment
-	lp, le := map[string]int64{}, map[string]int64{} // linked now
+	a.phones = make([]any, 0, 2*len(ids))
+	// Linked now. Without emails the identities are distinct phones: no phone is
+	// linked twice.
+	var lp, le map[string]int64
+	for _, x := range ids {
+		if x.email != "" {
+			lp, le = map[string]int64{}, map[string]int64{}
+			break
+		}
+	}
 	for i, x := range ids {
 		var ip, ie int64
 		if x.phone != "" {
@@ -325,7 +334,9 @@ func assign(ids []identity, known knownIdentities, last uint64) ([]int64, assign
 			id = -int64(last + uint64(a.fresh))
 		}
 		if x.phone != "" && ip == 0 {
-			lp[x.phone] = id
+			if lp != nil {
+				lp[x.phone] = id
+			}
 			a.phones = append(a.phones, x.phone, abs(id))
 		}
 		if x.email != "" && ie == 0 {

@@ -160,6 +160,9 @@ func waPhone(s string) ([]string, error) {
 // digits, "_" and "-"; spaces and other ASCII punctuation become "_". Non-ASCII letters
 // are not guessed at: the tag is rejected.
 func normTag(s string) (string, error) {
+	if isNormTag(s) {
+		return s, nil
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	under := false
@@ -191,6 +194,29 @@ func normTag(s string) (string, error) {
 		return "", fmt.Errorf("tag %q is longer than %d characters", s, maxNameLen)
 	}
 	return t, nil
+}
+
+// isNormTag reports whether normTag would return s unchanged: a-z, 0-9, "-" and
+// single "_" inside, at most maxNameLen, not only "-".
+func isNormTag(s string) bool {
+	if s == "" || len(s) > maxNameLen || s[0] == '_' || s[len(s)-1] == '_' {
+		return false
+	}
+	alnum := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			alnum = true
+		case c == '-':
+		case c == '_':
+			if s[i-1] == '_' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return alnum
 }
 
 // splitTags splits a cell of tags separated by ";", "|" or ",".

@@ -2,7 +2,6 @@ package segments
 
 import (
 	"regexp"
-	"strconv"
 	"sync"
 
 	"github.com/nyaruka/phonenumbers"
@@ -75,9 +74,9 @@ func fastNationalNumber(s string) (n *phonenumbers.PhoneNumber, ok bool) {
 	if !prevDigit || len(d) <= phonenumbers.MIN_LENGTH_FOR_NSN || d[0] == '0' {
 		return nil, false
 	}
-	cc := 0
+	cc, v := 0, 0
 	for i := 1; i <= phonenumbers.MAX_LENGTH_COUNTRY_CODE && i < len(d); i++ {
-		v, _ := strconv.Atoi(string(d[:i]))
+		v = v*10 + int(d[i-1]-'0')
 		if len(phonenumbers.GetRegionCodesForCountryCode(v)) > 0 {
 			cc, d = v, d[i:]
 			break
@@ -94,10 +93,10 @@ func fastNationalNumber(s string) (n *phonenumbers.PhoneNumber, ok bool) {
 	if !known || re != nil && re.Match(d) {
 		return nil, false
 	}
-	v, err := strconv.ParseUint(string(d), 10, 64)
-	if err != nil {
-		return nil, false
+	var nn uint64 // at most MAX_LENGTH_FOR_NSN (17) digits: no overflow
+	for _, c := range d {
+		nn = nn*10 + uint64(c-'0')
 	}
 	cc32 := int32(cc)
-	return &phonenumbers.PhoneNumber{CountryCode: &cc32, NationalNumber: &v}, true
+	return &phonenumbers.PhoneNumber{CountryCode: &cc32, NationalNumber: &nn}, true
 }

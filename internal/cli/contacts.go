@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,7 @@ func contactsCommand() *cli.Command {
 					opts.Progress = func(rows, bytes int64) { _ = bar.Set64(bytes) }
 				}
 				opts.Format = format
+				defer debug.SetGCPercent(debug.SetGCPercent(segments.ImportGCPercent))
 				rep, err := app.ImportContacts(c.Context, d, f, opts)
 				if bar != nil {
 					_ = bar.Finish()
