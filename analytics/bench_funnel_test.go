@@ -29,7 +29,8 @@ FROM (
 )`
 
 // BenchmarkFunnel times the funnel, funnel-by-variant and A/B queries of one campaign,
-// and the cohort retention of all contacts (from the contact_weeks pre-aggregate, and,
+// cohort retention by campaign, and the cohort retention of all contacts (from the
+// contact_weeks pre-aggregate, and,
 // as the same run's baseline, from the raw events), over HERALD_BENCH_EVENTS generated
 // events (default 50,000,000; generating them takes a minute or two and a few GB of
 // disk). The events are generated after migrating, so the materialized views see them
@@ -122,6 +123,21 @@ func BenchmarkFunnel(b *testing.B) {
 				b.Fatal(err)
 			}
 			checkCohorts(b, r)
+		}
+	})
+	b.Run("retention-by-campaign", func(b *testing.B) {
+		for b.Loop() {
+			r, err := RetentionByCampaign(ctx, conn, from, to, 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var total uint64
+			for _, c := range r.Cohorts {
+				total += c.Contacts
+			}
+			if total != uint64(n/5) {
+				b.Fatalf("campaign cohorts hold %d messages, want %d", total, n/5)
+			}
 		}
 	})
 }

@@ -2,14 +2,21 @@
 // migrations, the sink that moves herald.events, herald.consent and herald.inbound from
 // Kafka into ClickHouse in batches, and the reports computed there: campaign funnels
 // (Funnel, FunnelBy variant/sender/country), cohort retention by first-contact week
-// (Retention), A/B comparison with a two-proportion z-test (ABTest), the send-hour
+// (Retention) or by campaign (RetentionByCampaign), A/B comparison with a
+// two-proportion z-test (ABTest), holdout lift with revenue (Lift), the send-hour
 // heatmap in recipients' local time (Heatmap), per-sender health (SenderHealthReport),
 // daily-volume anomalies beyond 2σ (Anomalies), last-touch attribution of conversions
 // (Attributor), and the compliance audit (AuditCampaign, AuditContact, ExportSent) over
 // the consent ledger (ConsentLedger). AuditContact also tells, per campaign, why a
 // contact did or did not get the message: skipped (reason), deferred (reason and the
-// events.until time the job was due again), failed (provider code), sent, delivered, read. Migration 0005 creates views for analysts:
-// v_message_outcomes, v_funnel, v_funnel_by_variant, v_sent_consent.
+// time the job was due again, events.until), failed (provider code), sent, delivered,
+// read.
+//
+// Migration 0005 creates views for analysts: v_message_outcomes, v_funnel,
+// v_funnel_by_variant, v_sent_consent. Migration 0007 creates the contact_weeks
+// pre-aggregate (see preagg.go), fed by the materialized view contact_weeks_mv on
+// every insert into events: cohort reports read one row per contact there instead of
+// every event, and it holds only idempotent aggregates, so duplicates change nothing.
 //
 // The audit needs to tell free-form messages from templates: until the event contract
 // carries the message type, a sent event with Reason = FreeFormReason ("free_form") is
