@@ -117,6 +117,10 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 	}
 	for it.HasNext() {
 		contact := it.Next()
+		if cp.InHoldout(contact) {
+			dr.Skipped[ReasonHoldout]++
+			continue
+		}
 		sid := route(contact)
 		sids = append(sids, sid)
 		batch = append(batch, throttle.Job{ContactID: contact, SenderID: phone[sid], Channel: cp.Channel, Purpose: cp.Purpose, FreeForm: dr.FreeForm,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // recPushback is a fake of our Pushback interface that records what it was told.
@@ -338,5 +340,40 @@ func TestScheduledCampaignLaunchesOnTime(t *testing.T) {
 	}
 	if _, err := r.campaigns.Schedule(ctx, cp.ID, time.Now()); err == nil {
 		t.Fatal("a completed campaign was scheduled")
+	}
+}
+
+// A holdout keeps a stable share of the audience out (skipped with reason holdout); the
+// dry run predicts exactly who.
+func TestHoldoutGroup(t *testing.T) {
+	r := newRig(t, 300)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, Holdout: 0.2}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr, err := r.campaigns.DryRun(ctx, cp.ID, templates.NewCache(r.tpls, templates.CacheConfig{}), throttle.NewPolicy(r.rdb, r.prefix, nil), r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitCompleted(t, cp.ID)
+	held := uint64(st.Skipped)
+	if held < 30 || held > 90 || dr.Skipped[ReasonHoldout] != held || st.Sent+st.Skipped != 300 {
+		t.Fatalf("holdout 0.2 of 300: %d skipped (dry run said %d), status %+v", held, dr.Skipped[ReasonHoldout], st)
+	}
+	accepted, _ := ch.counts()
+	for _, id := range r.ids {
+		if got := accepted[CallbackData(cp.ID, id)] == 1; got == cp.InHoldout(id) {
+			t.Fatalf("contact %d: sent %v, in holdout %v", id, got, cp.InHoldout(id))
+		}
+	}
+	if _, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, Holdout: 0.9}, r.senders); err == nil {
+		t.Fatal("a 90% holdout was accepted")
 	}
 }

@@ -459,6 +459,10 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			it.outcome, it.reason = OutcomeSkipped, "contact_erased"
 			continue
 		}
+		if it.cp.InHoldout(it.job.Contact) {
+			it.outcome, it.reason = OutcomeSkipped, ReasonHoldout
+			continue
+		}
 		it.contact = c
 		tpl, err := w.cfg.Templates.GetFor(ctx, it.cp.Template, c.Locale)
 		if errors.Is(err, templates.ErrNotFound) {

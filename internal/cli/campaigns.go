@@ -36,6 +36,7 @@ func campaignsCommand() *cli.Command {
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
 				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
 				&cli.StringFlag{Name: "routing", Value: "round_robin", Usage: "how contacts spread over the senders: round_robin, or country (each sender's --country list)"},
+				&cli.Float64Flag{Name: "holdout", Usage: "share of the audience kept out as a control group (0 to 0.5), skipped with reason holdout; see `herald report lift`"},
 				&cli.StringFlag{Name: "quiet-hours", Usage: "no sends in this daily period of each recipient's local time, e.g. 21:00-08:00 (they wait, never dropped)"},
 				&cli.StringFlag{Name: "allowed-days", Usage: "send only on these days of the recipient's week, e.g. mon-fri or mon-sat"},
 				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
@@ -61,7 +62,7 @@ func campaignsCommand() *cli.Command {
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
 					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
 					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
-					QuietHours: c.String("quiet-hours"), AllowedDays: c.String("allowed-days")}, comp.Senders)
+					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")}, comp.Senders)
 				if err != nil {
 					return usage("%w", err)
 				}
