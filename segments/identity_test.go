@@ -335,3 +335,44 @@ func TestOldKeyLayoutIsRenamed(t *testing.T) {
 		t.Fatalf("both layouts: %v", err)
 	}
 }
+
+// The time zone defaults from the phone's number, else from the country when it has
+// one zone; a zone given wins, and a stored zone is kept.
+func TestTimeZoneDefaults(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	body := "phone,email,country,tz\n" +
+		"+66819600001,,,\n" + // Thailand: one zone
+		"+49 151 23456789,,,\n" + // Germany
+		"+1 212 555 0123,,,\n" + // New York
+		"+62 21 1234567,,,\n" + // Jakarta landline
+		",th@example.com,TH,\n" + // no phone: the country's zone
+		",us@example.com,US,\n" + // several zones: none
+		",gb@example.com,GB,\n" + // the main zone of several
+		",x@example.com,,\n" + // nothing to go by
+		"+66819600002,,,Asia/Tokyo\n" // given
+	rep := importString(t, s, body, ImportOptions{})
+	if rep.Created != 9 {
+		t.Fatalf("report %+v", rep)
+	}
+	for who, want := range map[string]string{"+66819600001": "Asia/Bangkok", "+4915123456789": "Europe/Berlin", "+12125550123": "America/New_York",
+		"+62211234567": "Asia/Jakarta", "th@example.com": "Asia/Bangkok", "us@example.com": "", "gb@example.com": "Europe/London",
+		"x@example.com": "", "+66819600002": "Asia/Tokyo"} {
+		id, err := s.Lookup(ctx, who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := mustProfile(t, s, id); c.TimeZone != want {
+			t.Errorf("%s: time zone %q, want %q", who, c.TimeZone, want)
+		}
+	}
+	// A stored zone is kept when a row brings none; a row's zone replaces it.
+	importString(t, s, "phone,tz\n+66819600002,\n", ImportOptions{})
+	if c := mustProfile(t, s, mustLookup(t, s, "+66819600002")); c.TimeZone != "Asia/Tokyo" {
+		t.Fatalf("zone after a row without one: %q", c.TimeZone)
+	}
+	importString(t, s, "email,country\nus@example.com,TH\n", ImportOptions{})
+	if id, _ := s.LookupEmail(ctx, "us@example.com"); mustProfile(t, s, id).TimeZone != "Asia/Bangkok" {
+		t.Fatalf("zone after the country became TH: %+v", mustProfile(t, s, id))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,34 @@ func phoneOf(n *phonenumbers.PhoneNumber, reg string) phone {
 	}
 	return p
 }
+
+// regionZone returns the time zone of a region (ISO 3166) when its calling code has
+// one zone, or its main zone (capitalZone) among several; "" otherwise (US, RU, ID,
+// and regions sharing a calling code without a main zone listed). It is the default
+// of contacts whose phone does not settle it, or who have no phone.
+func regionZone(region string) string {
+	if region == "" {
+		return ""
+	}
+	if z, ok := regionZones.Load(region); ok {
+		return z.(string)
+	}
+	z := ""
+	if cc := phonenumbers.GetCountryCodeForRegion(region); cc != 0 {
+		zones, err := phonenumbers.GetTimezonesForPrefix("+" + strconv.Itoa(cc))
+		switch {
+		case err != nil:
+		case len(phonenumbers.GetRegionCodesForCountryCode(cc)) == 1:
+			z = pickZone(zones, region)
+		case slices.Contains(zones, capitalZone[region]):
+			z = capitalZone[region] // GB among GB, GG, IM and JE
+		}
+	}
+	regionZones.Store(region, z)
+	return z
+}
+
+var regionZones sync.Map // region → zone, "" for none
 
 // capitalZone settles numbers whose prefix phonenumbers maps to several zones of the
 // same country (UK mobiles: Guernsey, Isle of Man, London) on the zone most people use.

@@ -153,9 +153,9 @@ func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*
 	return ids, rejects, nil
 }
 
-// ReadPhoneList reads a list of phone numbers, one per line; blank lines and lines
-// starting with "#" are skipped, and a first line "phone" (a header) too. It returns
-// the numbers with their line numbers.
+// ReadPhoneList reads a list of phone numbers or email addresses, one per line; blank
+// lines and lines starting with "#" are skipped, and a first line "phone" or "email"
+// (a header) too. It returns the entries with their line numbers.
 func ReadPhoneList(r io.Reader) (phones []string, lines []int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxLineBytes)
@@ -166,7 +166,7 @@ func ReadPhoneList(r io.Reader) (phones []string, lines []int, err error) {
 		if n == 1 {
 			l = strings.TrimPrefix(l, "\uFEFF")
 		}
-		if l == "" || strings.HasPrefix(l, "#") || len(phones) == 0 && strings.EqualFold(strings.Trim(l, `"`), "phone") {
+		if l == "" || strings.HasPrefix(l, "#") || len(phones) == 0 && (strings.EqualFold(strings.Trim(l, `"`), "phone") || strings.EqualFold(strings.Trim(l, `"`), "email")) {
 			continue
 		}
 		phones = append(phones, l)

@@ -125,7 +125,10 @@ func (p *profile) merge(r *row, remove map[string]bool) bool {
 	ch = p.set(hLocale, r.locale) || ch
 	tz := r.tz
 	if tz == "" && p.get(hTZ) == "" {
-		tz = r.phone.Zone
+		// The zone of the phone's number, else that of the country, if it has one.
+		if tz = r.phone.Zone; tz == "" {
+			tz = regionZone(p.get(hCountry))
+		}
 	}
 	ch = p.set(hTZ, tz) || ch
 	for _, a := range r.attrs {

@@ -13,11 +13,13 @@ import (
 
 // ImportOptions configure a contacts import.
 type ImportOptions struct {
-	Format        string   // csv (default) or jsonl
-	DefaultRegion string   // for national numbers without +CC
-	Purpose       string   // consent purpose the opted_in column speaks for (marketing)
-	Source        string   // file name, recorded as the consent proof with the line
-	AddTags       []string // tags added to every row
+	Format        string            // csv (default) or jsonl
+	DefaultRegion string            // for national numbers without +CC
+	Purpose       string            // consent purpose the opted_in column speaks for (marketing)
+	Source        string            // file name, recorded as the consent proof with the line
+	AddTags       []string          // tags added to every row
+	RemoveTags    []string          // tags taken off every row's contact
+	Columns       map[string]string // file column → field (segments.ImportOptions.Columns)
 	Progress      func(rows, bytes int64)
 }
 
@@ -35,7 +37,7 @@ func ImportContacts(ctx context.Context, d *Deps, r io.Reader, o ImportOptions) 
 		return segments.ImportReport{}, errors.New("contacts import: the consent ledger is a Kafka topic: set HERALD_KAFKA_BROKERS")
 	}
 	so := segments.ImportOptions{
-		DefaultRegion: o.DefaultRegion, Source: o.Source, AddTags: o.AddTags, Progress: o.Progress,
+		DefaultRegion: o.DefaultRegion, Source: o.Source, AddTags: o.AddTags, RemoveTags: o.RemoveTags, Columns: o.Columns, Progress: o.Progress,
 		Consent: importConsent{ledger: comp.Ledger, purpose: o.Purpose, source: o.Source},
 	}
 	switch o.Format {

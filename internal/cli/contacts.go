@@ -26,15 +26,19 @@ func contactsCommand() *cli.Command {
 		Usage: "import and inspect contacts",
 		Subcommands: []*cli.Command{{
 			Name:      "import",
-			Usage:     "import contacts from a CSV or JSON Lines file (columns or keys: phone, name, tags, opted_in, ...)",
+			Usage:     "import contacts from a CSV or JSON Lines file (columns or keys: phone, email, name, tags, opted_in, ...)",
 			ArgsUsage: "FILE (or - for stdin)",
-			Description: "Streams the file (any size), normalizes phones to E.164, upserts contacts by phone, adds tags,\n" +
-				"and records opted_in values in the consent ledger (herald.consent). Bad rows are reported with\n" +
-				"their line numbers and never stop the rest. Re-importing the same file changes nothing.",
+			Description: "Streams the file (any size), normalizes phones to E.164 and emails to lower case, upserts contacts by\n" +
+				"phone or email (a row with both links them to one contact), adds tags, and records opted_in values in the\n" +
+				"consent ledger (herald.consent). Bad rows are reported with their line numbers and never stop the rest.\n" +
+				"Re-importing the same file changes nothing. Columns other than phone, email, name, country, locale,\n" +
+				"timezone, tags and opted_in become custom attributes; --column maps a column to a field, or to - to skip it.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "default-region", Usage: "region for numbers without +country code (e.g. TH, US)"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose the opted_in column grants"},
 				&cli.StringSliceFlag{Name: "tag", Usage: "tag added to every imported contact (repeatable)"},
+				&cli.StringSliceFlag{Name: "remove-tag", Usage: "tag taken off every imported contact (repeatable)"},
+				&cli.StringSliceFlag{Name: "column", Usage: "COLUMN=FIELD: read the file's COLUMN as FIELD (phone, email, name, tags, ..., an attribute name, or - to skip it); repeatable"},
 				&cli.StringFlag{Name: "format", Usage: "csv or jsonl (default: jsonl for .jsonl and .ndjson files, else csv)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -51,6 +55,17 @@ func contactsCommand() *cli.Command {
 				if format != "csv" && format != "jsonl" {
 					return usage("contacts import: --format %q: want csv or jsonl", c.String("format"))
 				}
+				var columns map[string]string
+				for _, m := range c.StringSlice("column") {
+					col, field, ok := strings.Cut(m, "=")
+					if !ok || strings.TrimSpace(col) == "" || strings.TrimSpace(field) == "" {
+						return usage("contacts import: --column %q: want COLUMN=FIELD, e.g. --column Handphone=phone", m)
+					}
+					if columns == nil {
+						columns = map[string]string{}
+					}
+					columns[strings.TrimSpace(col)] = strings.TrimSpace(field)
+				}
 				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {
 					return err
@@ -66,7 +81,8 @@ func contactsCommand() *cli.Command {
 					size = st.Size()
 				}
 				var bar *progressbar.ProgressBar
-				opts := app.ImportOptions{DefaultRegion: c.String("default-region"), Purpose: c.String("purpose"), AddTags: c.StringSlice("tag"), Source: filepath.Base(c.Args().First())}
+				opts := app.ImportOptions{DefaultRegion: c.String("default-region"), Purpose: c.String("purpose"), AddTags: c.StringSlice("tag"),
+					RemoveTags: c.StringSlice("remove-tag"), Columns: columns, Source: filepath.Base(c.Args().First())}
 				if app.IsTerminal(c.App.ErrWriter) {
 					bar = progressbar.NewOptions64(size, progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionShowBytes(true),
 						progressbar.OptionSetDescription("importing"), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
@@ -85,16 +101,17 @@ func contactsCommand() *cli.Command {
 			},
 		}, {
 			Name:      "erase",
-			Usage:     "erase a contact: profile, identity, tag and attribute bits (the consent ledger keeps a tombstone)",
-			ArgsUsage: "PHONE",
+			Usage:     "erase a contact: profile, identities (phone and email), tag and attribute bits (the consent ledger keeps a tombstone)",
+			ArgsUsage: "PHONE or EMAIL",
 			Description: "Records a revoke for every purpose given with --purpose in the consent ledger first (herald.consent: the\n" +
-				"contact id, never the phone), then removes the contact from Redis. Importing the number again creates a new contact.",
+				"contact id, never the phone or email), then removes the contact from Redis. Importing the number or address\n" +
+				"again creates a new contact.",
 			Flags: []cli.Flag{
 				&cli.StringSliceFlag{Name: "purpose", Value: cli.NewStringSlice("marketing", "utility"), Usage: "consent purposes revoked (repeatable)"},
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
-					return usage("contacts erase: give one PHONE")
+					return usage("contacts erase: give one PHONE or EMAIL")
 				}
 				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {

@@ -20,7 +20,8 @@ import (
 func tagsCommand() *cli.Command {
 	targetFlags := []cli.Flag{
 		&cli.StringSliceFlag{Name: "phone", Usage: "a contact's phone number (repeatable)"},
-		&cli.StringFlag{Name: "file", Usage: "a file of phone numbers, one per line (# comments, blank lines and a \"phone\" header are skipped)"},
+		&cli.StringSliceFlag{Name: "email", Usage: "a contact's email address (repeatable)"},
+		&cli.StringFlag{Name: "file", Usage: "a file of phone numbers or email addresses, one per line (# comments, blank lines and a \"phone\" or \"email\" header are skipped)"},
 		&cli.StringFlag{Name: "segment", Usage: "a segment expression, e.g. 'vip and country:TH'"},
 		&cli.StringFlag{Name: "default-region", Usage: "region of numbers written without +country code (e.g. TH)"},
 	}
@@ -31,7 +32,7 @@ func tagsCommand() *cli.Command {
 		}
 		return &cli.Command{
 			Name:        name,
-			Usage:       verb + " contacts given by --phone, --file or --segment",
+			Usage:       verb + " contacts given by --phone/--email, --file or --segment",
 			ArgsUsage:   "TAG",
 			Description: "Changes the tag's bitmap and each contact's profile in pipelined batches; running it again changes nothing.",
 			Flags:       targetFlags,
@@ -40,13 +41,16 @@ func tagsCommand() *cli.Command {
 					return usage("tags %s: give one TAG", name)
 				}
 				n := 0
-				for _, f := range []string{"phone", "file", "segment"} {
+				if c.IsSet("phone") || c.IsSet("email") {
+					n++
+				}
+				for _, f := range []string{"file", "segment"} {
 					if c.IsSet(f) {
 						n++
 					}
 				}
 				if n != 1 {
-					return usage("tags %s: give exactly one of --phone, --file or --segment", name)
+					return usage("tags %s: give contacts with --phone and --email, or --file, or --segment (one of the three)", name)
 				}
 				if c.IsSet("segment") {
 					if _, err := segments.Parse(c.String("segment")); err != nil {
@@ -70,7 +74,7 @@ func tagsCommand() *cli.Command {
 						return err
 					}
 				default:
-					phones := c.StringSlice("phone")
+					phones := append(c.StringSlice("phone"), c.StringSlice("email")...)
 					var lines []int
 					if c.IsSet("file") {
 						f, err := openFile(c.String("file"))
@@ -116,11 +120,11 @@ func tagsCommand() *cli.Command {
 				w := c.App.Writer
 				fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
 				for _, r := range rejects {
-					where := "--phone " + strconv.Itoa(r.Line)
 					if c.IsSet("file") {
-						where = "line " + strconv.Itoa(r.Line)
+						fmt.Fprintf(w, "  line %d: %s %q: %s\n", r.Line, r.Reason, r.Value, r.Hint)
+					} else {
+						fmt.Fprintf(w, "  %s %q: %s\n", r.Reason, r.Value, r.Hint)
 					}
-					fmt.Fprintf(w, "  %s: %s %q: %s\n", where, r.Reason, r.Value, r.Hint)
 				}
 				return nil
 			},
