@@ -230,3 +230,17 @@ func TestPaceAcrossPacersOnRedis(t *testing.T) {
 	}
 	t.Logf("%d starts, %d forfeited", len(starts), forfeited)
 }
+
+// No slot, no send: with Redis unreachable Pace starts nothing and says why.
+func TestPaceFailsClosedWithoutRedis(t *testing.T) {
+	gs, _ := governors(t, 1)
+	g := gs[0]
+	g.rdb.Close()
+	res, err := Pace(context.Background(), g, "s", Limits{Rate: 80}, 10, time.Second, func(int) error {
+		t.Fatal("a job started without a slot")
+		return nil
+	}, nil)
+	if err == nil || res.Started != 0 {
+		t.Fatalf("pace with Redis down = %+v, %v", res, err)
+	}
+}
