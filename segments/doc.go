@@ -1,5 +1,6 @@
 // Package segments owns the contact store and audience selection: contact profiles, the
-// identity index (phone number → contact id), tags, the CSV import, and segment
+// identity index (phone number or email → contact id), tags, the CSV and JSON Lines
+// import, and segment
 // expressions evaluated to sets of contact ids. It does not own consent (an import hands
 // opted_in rows to a ConsentSink; throttle keeps the ledger), campaigns, or analytics.
 //
@@ -19,18 +20,24 @@
 // # Redis keys
 //
 // P is the prefix given to NewStore (e.g. "herald:"); ID is a contact id in decimal.
+// The identity keys carry the Redis Cluster hash tag {P ident}: with P = "herald:",
+// herald:{herald:ident}:seq.
 //
-//	P{P ident}:seq          INCR: the last allocated contact id
-//	P{P ident}:phone        HASH: E.164 → contact id (the identity index)
-//	P{P ident}:email        HASH: email address (lower case) → contact id
-//	P contact:ID           HASH: profile — phone, name, email, country (ISO region of the
-//	                       phone), tz (IANA zone), locale, t.<tag> = 1 per tag (for
-//	                       display), a.<name> custom attributes, created (unix ms), source
-//	P tag:NAME             bitmap: contacts with tag NAME (bit = contact id)
-//	P tags                 SET: the tag library
-//	P attr:country:CC      bitmap: contacts whose phone is in region CC (TH, ID)
-//	P attr:locale:LANG     bitmap: contacts whose locale's language is LANG (th, pt)
-//	P contacts:all         bitmap: every live contact; the universe of "not"
+//	P{P ident}:seq       INCR: the last allocated contact id
+//	P{P ident}:phone     HASH: E.164 → contact id (the identity index)
+//	P{P ident}:email     HASH: email address (lower case) → contact id
+//	P contact:ID         HASH: profile — phone, email, name, country (ISO region of the
+//	                     phone, else the country column), tz (IANA zone), locale,
+//	                     t.<tag> = 1 per tag (for display), a.<name> custom attributes,
+//	                     created (unix ms), source
+//	P tag:NAME           bitmap: contacts with tag NAME (bit = contact id)
+//	P tags               SET: the tag library
+//	P attr:country:CC    bitmap: contacts whose country is CC (TH, ID)
+//	P attr:locale:LANG   bitmap: contacts whose locale's language is LANG (th, pt)
+//	P contacts:all       bitmap: every live contact; the universe of "not"
+//
+// A contact known by email only has no phone: it is in segments like any other, and
+// cannot be sent WhatsApp messages until a row gives its phone.
 //
 // Bitmaps are the source of truth for membership; the profile's t.<tag> fields mirror
 // them for display, one field per tag so that adding and removing a tag is a plain
@@ -41,12 +48,15 @@
 // import writes bitmaps before profiles (in one pipeline), so an import cut short is
 // completed by importing the same file again.
 //
-// Redis Cluster: the counter and the identity indexes meet in one transaction, so they
-// share the hash tag {P ident} (one slot per store; the rest of a store's keys spread
-// over the cluster). Every other command touches one key, and segments are combined
-// in Go (roaring), never with BITOP or SINTERSTORE across keys. Stores written before
-// the hash tag (P contact:seq, P ident:phone) are renamed to these names the first time
-// a Store touches the index.
+// Redis Cluster: the counter and the identity indexes meet in one transaction (and in
+// its fallback script), so they share the hash tag {P ident}: one slot per store,
+// while profiles and bitmaps spread over the cluster. Every other command touches one
+// key, and segments are combined in Go (roaring), never with BITOP or SINTERSTORE
+// across keys. On a cluster a pipeline's commands go to several nodes, so "bitmaps
+// before profiles" holds per node only; importing again still completes a cut-short
+// import. Stores written before the hash tag (P contact:seq, P ident:phone) are renamed
+// to these names the first time a Store touches the index (RENAMENX; two layouts at
+// once are refused with what to do).
 //
 // Snapshot freezes a segment's members; the dispatcher streams them in id order with
 // Snapshot.Next(after, buf), resuming after the last id it finished. Preview samples
@@ -69,12 +79,14 @@
 //	email      email, e_mail, email_address
 //	country    country (ISO 3166 code; also the region of national numbers in that row)
 //	locale     locale, language (th, pt-BR; indexed by language)
-//	timezone   timezone, tz, time_zone (IANA name; default: the phone number's zone)
+//	timezone   timezone, tz, time_zone (IANA name; default: the phone number's zone,
+//	           else the country's when it has one, as for contacts without a phone)
 //	tags       tags, labels (separated by ";", "|" or ",")
 //	opted_in   opted_in, optin, opt_in, consent, whatsapp_opt_in
 //	           (true/false, yes/no, y/n, t/f, 1/0; empty: not given)
 //
-// Any other column is a custom attribute. ImportOptions.Columns maps other names. The
+// A file needs a phone or an email column, and each row a phone or an email. Any other
+// column is a custom attribute. ImportOptions.Columns maps other names. The
 // delimiter (",", ";" or tab) is detected from the header; a UTF-8 byte order mark, CRLF
 // or LF line endings, quoted fields with delimiters, quotes ("") and line breaks, blank
 // lines and surrounding spaces are all accepted. Tags are normalized to lower case
@@ -83,21 +95,36 @@
 // Empty cells leave stored values alone, tags are added to a contact's tags (not
 // replacing them) and ImportOptions.RemoveTags takes tags off, so importing a file
 // twice changes nothing the second time. Rows naming one phone number, however written
-// ("+66 81 234 5678" and "0812345678" with region TH), are one contact.
+// ("+66 81 234 5678" and "0812345678" with region TH), or one email address, in any
+// case, are one contact; a row with both links them to it. A phone or email a
+// contact's row brings in place of the one it had replaces it, and the old one stops
+// finding the contact.
 //
 // A bad row is rejected with its physical line number (the header is line 1; a quoted
 // field over several lines counts them all) and a stable reason: "phone is missing",
 // "invalid phone", "wrong number of fields (got 3, header has 4)", "invalid UTF-8",
 // "invalid opted_in value", "invalid email", "invalid country", "invalid locale",
-// "invalid time zone", "invalid tag", "malformed row" or "line too long"; it never
-// affects other rows. A quoted field that is never closed rejects only the line it
-// starts on: the lines after it are read again as rows.
+// "invalid time zone", "invalid tag", "malformed row", "line too long" or "phone and
+// email belong to different contacts"; it never affects other rows. A quoted field
+// that is never closed rejects only the line it starts on: the lines after it are read
+// again as rows.
+//
+// An import runs three stages at once, each batch passing through them in file order:
+// reading and parsing (on every core), resolving the batch's identities and merging
+// its rows into the stored profiles, and writing it (one pipeline) with its consent
+// rows handed to the ConsentSink. A batch whose contacts are still being written by
+// the one before waits for that write, so every row merges into what the rows before
+// it left. Bits go as one BITFIELD per bitmap and batch; where 64 aligned ids are all
+// contacts the batch creates (an import allocates consecutive ids), one SET i64 writes
+// their word.
 //
 // Phone numbers are parsed by phonenumbers. A number written "+<digits>" (single
 // spaces or hyphens allowed) skips phonenumbers.Parse's regular expressions when
 // nothing but the calling code can be split off; TestFastPhoneMatchesParse and
-// FuzzFastPhone check this gives what Parse gives. Validity is always phonenumbers'
-// IsValidNumberForRegion.
+// FuzzFastPhone check this gives what Parse gives. Validity is phonenumbers'
+// IsValidNumberForRegion, decided by DFAs compiled from the same metadata patterns
+// (phonevalid.go); TestPhoneValidityMatchesPhonenumbers and FuzzPhoneValidity check
+// they agree.
 //
 // # Segment expressions
 //

@@ -16,10 +16,16 @@ import (
 // counter. The resolve script reads and writes all three atomically, so they share a
 // Redis Cluster hash tag: {P ident} (P the store's prefix), one slot per store.
 
-func (s *Store) identTag() string    { return s.prefix + "{" + s.prefix + "ident}" }
-func (s *Store) kSeq() string        { return s.identTag() + ":seq" }
-func (s *Store) kIdentPhone() string { return s.identTag() + ":phone" }
-func (s *Store) kIdentEmail() string { return s.identTag() + ":email" }
+// identTag is P{P ident} (braces of P left out of the tag). A prefix whose first "{" is
+// followed by "}" makes Redis Cluster hash whole keys: such prefixes cannot be used on
+// a cluster.
+func identTag(prefix string) string {
+	return prefix + "{" + strings.NewReplacer("{", "", "}", "").Replace(prefix) + "ident}"
+}
+
+func (s *Store) kSeq() string        { return s.ident + ":seq" }
+func (s *Store) kIdentPhone() string { return s.ident + ":phone" }
+func (s *Store) kIdentEmail() string { return s.ident + ":email" }
 
 // Names of the counter and phone index before they had a hash tag.
 func (s *Store) kSeqV1() string        { return s.prefix + "contact:seq" }

@@ -23,12 +23,13 @@ type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+	ident  string // identTag(prefix)
 	layout keyLayout
 }
 
 // NewStore returns a store keeping its keys under prefix (e.g. "herald:") in rdb.
 func NewStore(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix, now: time.Now}
+	return &Store{rdb: rdb, prefix: prefix, now: time.Now, ident: identTag(prefix)}
 }
 
 // Contact is one contact's profile. Empty fields are unknown. Attrs holds custom
