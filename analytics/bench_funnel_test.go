@@ -125,7 +125,18 @@ func BenchmarkFunnel(b *testing.B) {
 			checkCohorts(b, r)
 		}
 	})
-	b.Run("retention-by-campaign", func(b *testing.B) {
+	b.Run("retention-by-campaign-one", func(b *testing.B) {
+		for b.Loop() {
+			r, err := RetentionByCampaign(ctx, conn, from, to, 8, "c0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(r.Cohorts) != 1 || r.Cohorts[0].Contacts != perCampaign {
+				b.Fatalf("cohort of c0: %+v, want %d contacts", r.Cohorts, perCampaign)
+			}
+		}
+	})
+	b.Run("retention-by-campaign-all", func(b *testing.B) {
 		for b.Loop() {
 			r, err := RetentionByCampaign(ctx, conn, from, to, 8)
 			if err != nil {

@@ -303,6 +303,11 @@ func TestRetentionByCampaign(t *testing.T) {
 		t.Fatalf("cohorts by campaign\n got %+v\nwant %+v", rep.Cohorts, want)
 	}
 	goldenJSON(t, "retention_by_campaign.json", rep)
+	// Named campaigns only.
+	rep, err = RetentionByCampaign(context.Background(), conn, baseTime.AddDate(0, 0, -3), baseTime.AddDate(0, 0, 21), 4, "b", "a2", "nope")
+	if err != nil || !reflect.DeepEqual(rep.Cohorts, []CampaignCohort{want[1], want[2]}) {
+		t.Fatalf("campaigns b and a2: %+v, %v", rep.Cohorts, err)
+	}
 	// Campaigns first sent from week A+1 on.
 	rep, err = RetentionByCampaign(context.Background(), conn, baseTime.AddDate(0, 0, 7), baseTime.AddDate(0, 0, 21), 4)
 	if err != nil || !reflect.DeepEqual(rep.Cohorts, want[2:]) {

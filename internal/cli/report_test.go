@@ -24,6 +24,7 @@ func TestReportCommands(t *testing.T) {
 		{[]string{"funnel", "--campaign", "ok", "--by", "sender"}, "sender", "s1"},
 		{append([]string{"retention", "--weeks", "2"}, period...), "cohort", "2025-03-10"},
 		{append([]string{"retention", "--weeks", "2", "--by", "campaign"}, period...), "campaign", "bad"},
+		{append([]string{"retention", "--by", "campaign", "--campaign", "ok"}, period...), "campaign", "ok"},
 		{[]string{"ab", "--campaign", "ok", "--step", "read"}, "variant", "control"},
 		{[]string{"heatmap"}, "weekday", "Mon"},
 		{[]string{"lift", "--campaign", "ok", "--window", "72h"}, "group", "no holdout group"},
@@ -51,6 +52,7 @@ func TestReportCommands(t *testing.T) {
 		{"ab", "--campaign", "ok", "--step", "opened"},
 		{"lift", "--campaign", "ok", "--window", "-1h"},
 		{"retention", "--by", "sender"},
+		{"retention", "--campaign", "ok"},
 		{"funnel", "--campaign", "ok", "--output", "yaml"},
 	} {
 		if code, _, errOut := run(append([]string{"--clickhouse-dsn", dsn, "report"}, args...)...); code != 2 {
