@@ -277,35 +277,8 @@ func TestTrackedLinksEndToEnd(t *testing.T) {
 	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 3,
 		Templates: []sandbox.ApprovedTemplate{{Name: "sale_link", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name", "link"}}}})
 	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 1; i <= 20; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "links.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(linkTemplate), "sale_link.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(linkTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "s", Token: DevSandboxToken, Rate: 500}); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "sale_link", Senders: []string{"s"}, TrackLinks: true}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	comp := seedAudience(t, ctx, d, 20, linkTemplate)
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "sale_link", TrackLinks: true}, 500, "s")
 	if st := waitCompleted(t, ctx, comp.Campaigns, cp.ID); st.Sent != 20 {
 		t.Fatalf("status %+v", st)
 	}

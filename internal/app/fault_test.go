@@ -109,8 +109,7 @@ func TestKilledWorkersNeitherDuplicateNorLose(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("HERALD_FAULT_CONTACTS")); err == nil && v > 0 {
 		n = v
 	}
-	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1,
-		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}},
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1, Templates: welcomeSandbox},
 		func(c *Config, st *Stack) {
 			c.ClaimLease, c.StaleSendAfter = 3*time.Second, 8*time.Second
 			if st != nil {
@@ -118,45 +117,14 @@ func TestKilledWorkersNeitherDuplicateNorLose(t *testing.T) {
 			}
 		})
 	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "fault.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	// Two senders: the campaign lasts a few seconds, long enough for ten kills.
-	rate := float64(n) / 8 / 2
-	for _, id := range []string{"106540352240001", "106540352240002"} {
-		if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: id, Channel: "whatsapp", PhoneNumberID: id, Token: DevSandboxToken, Rate: rate}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	comp := seedAudience(t, ctx, d, n, e2eTemplate)
 	cc, _ := json.Marshal(childConfig{KafkaBrokers: d.Cfg.KafkaBrokers, RedisURL: d.Cfg.RedisURL, Prefix: d.Cfg.Prefix, TopicPrefix: d.Cfg.TopicPrefix,
 		WhatsAppURL: d.Cfg.WhatsAppURL, ClickKey: d.Cfg.ClickKey, ClickBaseURL: d.Cfg.ClickBaseURL, ClaimLease: d.Cfg.ClaimLease})
 	procs := &workerProcs{t: t, env: append(os.Environ(), childRoleEnv+"=worker", childConfigEnv+"="+string(cc))}
 	defer procs.stopAll()
 	live := []*exec.Cmd{procs.start(), procs.start(), procs.start()}
-
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"106540352240001", "106540352240002"}}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	// Two senders at a rate that makes the campaign last ~8 s: long enough for ten kills.
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "welcome"}, float64(n)/8/2, "106540352240001", "106540352240002")
 	rng := rand.New(rand.NewPCG(1, 2))
 	for kill := 0; kill < 10; kill++ {
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
@@ -166,18 +134,61 @@ func TestKilledWorkersNeitherDuplicateNorLose(t *testing.T) {
 		live[i] = procs.start()
 	}
 	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 4*time.Minute)
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+	waitSettled(t, ctx, s, cp.ID, time.Minute)
+	assertOnceEach(t, s, cp.ID, n, st)
+}
+
+// seedAudience imports n opted-in contacts tagged customer (+6681…) and saves tplText.
+func seedAudience(t testing.TB, ctx context.Context, d *Deps, n int, tplText string) *Components {
+	t.Helper()
+	comp, err := d.Components()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := waitSink(wctx, d); err != nil {
+	var csv bytes.Buffer
+	csv.WriteString("phone,name,tags,opted_in\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
+	}
+	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "audience.csv"}); err != nil {
 		t.Fatal(err)
 	}
-	// Exactly one accepted message per contact.
+	tpl, err := templates.ParseFile([]byte(tplText), "template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(tplText)); err != nil {
+		t.Fatal(err)
+	}
+	return comp
+}
+
+// launchTo stores senders (phone-number id = id) at rate and launches cp to them.
+func launchTo(t testing.TB, ctx context.Context, comp *Components, cp dispatcher.Campaign, rate float64, senders ...string) dispatcher.Campaign {
+	t.Helper()
+	for _, id := range senders {
+		if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: id, Channel: "whatsapp", PhoneNumberID: id, Token: DevSandboxToken, Rate: rate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp.Senders = senders
+	cp, err := comp.Campaigns.Create(ctx, cp, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+// assertOnceEach checks the sandbox accepted exactly one message of cp for each of n
+// contacts and the campaign counted n sent.
+func assertOnceEach(t testing.TB, s *Stack, cp string, n int, st dispatcher.Status) {
+	t.Helper()
 	per := map[string]int{}
 	for _, r := range s.Sandbox.Records() {
-		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
+		if strings.HasPrefix(r.CallbackData, cp+":") {
 			per[r.WaID]++
 		}
 	}
@@ -188,20 +199,36 @@ func TestKilledWorkersNeitherDuplicateNorLose(t *testing.T) {
 		}
 	}
 	if dups > 0 || len(per) != n || st.Sent != int64(n) {
-		t.Fatalf("after 10 kills: %d contacts messaged (want %d), %d more than once, status %+v", len(per), n, dups, st)
+		t.Fatalf("%d contacts messaged (want %d), %d more than once; status %+v", len(per), n, dups, st)
 	}
-	conn, err := d.ClickHouse(ctx)
+}
+
+// waitSettled waits for the sandbox's last webhooks and the sink, then checks the funnel
+// in ClickHouse against the sandbox's record.
+func waitSettled(t testing.TB, ctx context.Context, s *Stack, cp string, within time.Duration) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitSink(wctx, s.Deps); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.Deps.ClickHouse(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := analytics.Funnel(ctx, conn, cp.ID)
+	f, err := analytics.Funnel(ctx, conn, cp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := SandboxTruth(s.Sandbox.Records(), cp.ID).Check(f); err != nil {
+	if err := SandboxTruth(s.Sandbox.Records(), cp).Check(f); err != nil {
 		t.Fatal(err)
 	}
 }
+
+var welcomeSandbox = []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}
 
 func waitCompletedWithin(t *testing.T, ctx context.Context, c *dispatcher.Campaigns, id string, d time.Duration) dispatcher.Status {
 	t.Helper()
@@ -234,39 +261,10 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 	defer func() { srv.Kill() }()
 	port, _ := strconv.Atoi(srv.Addr[strings.LastIndex(srv.Addr, ":")+1:])
 	const n = 3000
-	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1,
-		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}},
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Templates: welcomeSandbox},
 		func(c *Config, _ *Stack) { c.RedisURL, c.Prefix = "redis://"+srv.Addr+"/0", "herald:" })
-	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "restart.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240009", Token: DevSandboxToken, Rate: 500}); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	comp := seedAudience(t, ctx, s.Deps, n, e2eTemplate)
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "welcome"}, 500, "106540352240009")
 	accepted := func() int64 { return s.Sandbox.Stats().Accepted }
 	for accepted() < n/4 {
 		time.Sleep(20 * time.Millisecond)
@@ -285,20 +283,7 @@ func TestRedisRestartMidCampaign(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 3*time.Minute)
-	per := map[string]int{}
-	for _, r := range s.Sandbox.Records() {
-		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
-			per[r.WaID]++
-		}
-	}
-	for wa, c := range per {
-		if c > 1 {
-			t.Errorf("%s got %d messages", wa, c)
-		}
-	}
-	if len(per) != n || st.Sent != n {
-		t.Fatalf("%d contacts messaged, want %d; status %+v", len(per), n, st)
-	}
+	assertOnceEach(t, s, cp.ID, n, st)
 }
 
 // ClickHouse unreachable for a while (HERALD_FAULT_CH_DOWN, default 60 s) while a campaign
@@ -315,66 +300,16 @@ func TestClickHouseDownEventsWaitInKafka(t *testing.T) {
 	_, db := testenv.ClickHouse(t)
 	proxy := testenv.NewProxy(t, testenv.ClickHouseAddr(t))
 	const n = 2000
-	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1,
-		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}},
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, ReadRate: 0.5, PairInterval: -1, Templates: welcomeSandbox},
 		func(c *Config, _ *Stack) { c.ClickHouseDSN = "clickhouse://" + proxy.Addr + "/" + db })
-	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "chdown.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240010", Token: DevSandboxToken, Rate: 1000}); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
+	comp := seedAudience(t, ctx, s.Deps, n, e2eTemplate)
 	proxy.Down()
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
-	waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 2*time.Minute)
-	wctx, cancel := context.WithTimeout(ctx, down+2*time.Minute)
-	defer cancel()
-	if err := s.Sandbox.WaitIdle(wctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(down) // the campaign is long done; the sink keeps failing and retrying
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "welcome"}, 1000, "106540352240010")
+	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 2*time.Minute)
+	time.Sleep(down) // the campaign is done; the sink keeps failing and retrying
 	proxy.Up(t)
-	if err := waitSink(wctx, d); err != nil {
-		t.Fatal(err)
-	}
-	chConn, err := d.ClickHouse(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := analytics.Funnel(ctx, chConn, cp.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	truth := SandboxTruth(s.Sandbox.Records(), cp.ID)
-	if truth.Accepted != n {
-		t.Fatalf("sandbox accepted %d, want %d", truth.Accepted, n)
-	}
-	if err := truth.Check(f); err != nil {
-		t.Fatal(err)
-	}
+	waitSettled(t, ctx, s, cp.ID, 2*time.Minute)
+	assertOnceEach(t, s, cp.ID, n, st)
 }
 
 // The provider answers bursts of 503s and 130429s: sends back off and retry, nothing is
@@ -395,96 +330,27 @@ func TestProviderErrorBursts(t *testing.T) {
 		return 0, 0
 	}
 	const n = 800
-	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Fault: fault,
-		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
-	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "bursts.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240011", Token: DevSandboxToken, Rate: 500}); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Fault: fault, Templates: welcomeSandbox})
+	comp := seedAudience(t, ctx, s.Deps, n, e2eTemplate)
 	armed.Store(time.Now().UnixNano())
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "welcome"}, 500, "106540352240011")
 	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 4*time.Minute)
-	stats := s.Sandbox.Stats()
-	if stats.Rejected[130429] == 0 || stats.Rejected[0] == 0 {
-		t.Fatalf("no bursts were injected: %v", stats.Rejected)
+	if r := s.Sandbox.Stats().Rejected; r[130429] == 0 || r[0] == 0 {
+		t.Fatalf("no bursts were injected: %v", r)
 	}
-	per := map[string]int{}
-	for _, r := range s.Sandbox.Records() {
-		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
-			per[r.WaID]++
-		}
+	if st.Failed != 0 {
+		t.Fatalf("%d sends failed for good", st.Failed)
 	}
-	for wa, c := range per {
-		if c > 1 {
-			t.Errorf("%s got %d messages", wa, c)
-		}
-	}
-	if len(per) != n || st.Sent != n || st.Failed != 0 {
-		t.Fatalf("%d contacts messaged, want %d; status %+v; refusals %v", len(per), n, st, stats.Rejected)
-	}
+	assertOnceEach(t, s, cp.ID, n, st)
 }
 
 // Pause and resume twenty times during a campaign: every contact still gets exactly one
 // message.
 func TestPauseResumeTwentyTimes(t *testing.T) {
 	const n = 2000
-	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1,
-		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
-	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var csv bytes.Buffer
-	csv.WriteString("phone,name,tags,opted_in\n")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&csv, "+6681%07d,N%d,customer,yes\n", i+1, i)
-	}
-	if _, err := ImportContacts(ctx, d, &csv, ImportOptions{Source: "pause.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(e2eTemplate), "welcome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(e2eTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "s", Channel: "whatsapp", PhoneNumberID: "106540352240012", Token: DevSandboxToken, Rate: 250}); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{"s"}}, comp.Senders)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Templates: welcomeSandbox})
+	comp := seedAudience(t, ctx, s.Deps, n, e2eTemplate)
+	cp := launchTo(t, ctx, comp, dispatcher.Campaign{Segment: "customer", Template: "welcome"}, 250, "106540352240012")
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := 0; i < 20; i++ {
 		time.Sleep(time.Duration(100+rng.IntN(200)) * time.Millisecond)
@@ -500,18 +366,5 @@ func TestPauseResumeTwentyTimes(t *testing.T) {
 		t.Fatal("the campaign completed before the pauses ended: the test shows nothing")
 	}
 	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 3*time.Minute)
-	per := map[string]int{}
-	for _, r := range s.Sandbox.Records() {
-		if strings.HasPrefix(r.CallbackData, cp.ID+":") {
-			per[r.WaID]++
-		}
-	}
-	for wa, c := range per {
-		if c > 1 {
-			t.Errorf("%s got %d messages", wa, c)
-		}
-	}
-	if len(per) != n || st.Sent != n {
-		t.Fatalf("%d contacts messaged, want %d; status %+v", len(per), n, st)
-	}
+	assertOnceEach(t, s, cp.ID, n, st)
 }

@@ -67,32 +67,10 @@ func benchSegments(c *cli.Context, cfg app.Config) error {
 
 	bc := segments.BenchConfig{Redis: rdb, Prefix: "herald:", Contacts: c.Int("contacts"), ImportRows: c.Int("import-rows"),
 		Dir: dir, Seed: c.Uint64("seed")}
-	var bar *progressbar.ProgressBar
-	stage := ""
-	if app.IsTerminal(c.App.ErrWriter) {
-		bc.Progress = func(s string, done, total int64) {
-			if s != stage {
-				if bar != nil {
-					_ = bar.Finish()
-				}
-				stage = s
-				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionSetDescription(s),
-					progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-			}
-			_ = bar.Set64(done)
-		}
-	} else {
-		bc.Progress = func(s string, _, _ int64) {
-			if s != stage {
-				stage = s
-				fmt.Fprintf(c.App.ErrWriter, "bench segments: %s…\n", s)
-			}
-		}
-	}
+	var finish func()
+	bc.Progress, finish = stageProgress(c, "bench segments")
 	res, err := segments.RunBench(ctx, bc)
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	finish()
 	if err != nil {
 		return err
 	}
@@ -128,4 +106,33 @@ func printBench(c *cli.Context, r segments.BenchResult) {
 		rows = append(rows, []string{"latency spike " + k, ms(d), "LATENCY LATEST worst"})
 	}
 	table(c.App.Writer, []string{"MEASURE", "VALUE", "DETAIL"}, rows)
+}
+
+// stageProgress reports a benchmark's stages: a progress bar per stage on a terminal,
+// a line per stage otherwise. Call finish when the work is over.
+func stageProgress(c *cli.Context, name string) (progress func(stage string, done, total int64), finish func()) {
+	var bar *progressbar.ProgressBar
+	stage := ""
+	finish = func() {
+		if bar != nil {
+			_ = bar.Finish()
+		}
+	}
+	if !app.IsTerminal(c.App.ErrWriter) {
+		return func(s string, _, _ int64) {
+			if s != stage {
+				stage = s
+				fmt.Fprintf(c.App.ErrWriter, "%s: %s…\n", name, s)
+			}
+		}, finish
+	}
+	return func(s string, done, total int64) {
+		if s != stage {
+			finish()
+			stage = s
+			bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionSetDescription(s),
+				progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+		}
+		_ = bar.Set64(done)
+	}, finish
 }

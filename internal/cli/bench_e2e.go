@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
@@ -71,28 +68,8 @@ func benchE2ECommand() *cli.Command {
 					return cmd
 				}
 			}
-			var bar *progressbar.ProgressBar
-			stage := ""
-			if app.IsTerminal(c.App.ErrWriter) {
-				o.Progress = func(st string, done, total int64) {
-					if st != stage {
-						if bar != nil {
-							_ = bar.Finish()
-						}
-						stage = st
-						bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(c.App.ErrWriter), progressbar.OptionSetDescription(st),
-							progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-					}
-					_ = bar.Set64(done)
-				}
-			} else {
-				o.Progress = func(st string, done, total int64) {
-					if st != stage {
-						stage = st
-						fmt.Fprintf(c.App.ErrWriter, "==> %s\n", st)
-					}
-				}
-			}
+			var finish func()
+			o.Progress, finish = stageProgress(c, "bench e2e")
 			if p := c.String("cpu-profile"); p != "" {
 				f, err := os.Create(p)
 				if err != nil {
@@ -105,9 +82,7 @@ func benchE2ECommand() *cli.Command {
 				defer pprof.StopCPUProfile()
 			}
 			res, err := app.BenchE2E(c.Context, cfg, o)
-			if bar != nil {
-				_ = bar.Finish()
-			}
+			finish()
 			if err != nil {
 				return err
 			}
