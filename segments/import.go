@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/RoaringBitmap/roaring/v2"
 )
 
 const (
@@ -469,7 +471,7 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 			close(st.done)
 		}
 	})
-	fl := &flight{ids: map[uint32]int{}}
+	fl := &flight{}
 	var prepErr error
 	mostlyNew := false // the previous batch created most of its rows
 	for b := range batches {
@@ -517,14 +519,14 @@ type staged struct {
 // (an inflight): only the goroutine that prepares uses it.
 type flight struct {
 	queue []*staged
-	ids   map[uint32]int // contact → batches of the queue that write it
+	ids   []*roaring.Bitmap // the contacts of each batch of the queue
 }
 
 func (f *flight) add(st *staged) {
 	f.queue = append(f.queue, st)
-	for _, id := range st.p.contacts {
-		f.ids[id]++
-	}
+	bm := roaring.BitmapOf(st.p.contacts...)
+	bm.RunOptimize() // an import's new contacts have consecutive ids
+	f.ids = append(f.ids, bm)
 }
 
 // settle forgets the written batches at the front of the queue; with wait, it waits
@@ -541,20 +543,17 @@ func (f *flight) settle(wait bool) {
 				return
 			}
 		}
-		for _, id := range st.p.contacts {
-			if f.ids[id]--; f.ids[id] == 0 {
-				delete(f.ids, id)
-			}
-		}
-		f.queue = f.queue[1:]
+		f.queue, f.ids = f.queue[1:], f.ids[1:]
 	}
 }
 
 func (f *flight) busy(ids []uint32) bool {
 	f.settle(false)
-	for _, id := range ids {
-		if f.ids[id] > 0 {
-			return true
+	for _, bm := range f.ids {
+		for _, id := range ids {
+			if bm.Contains(id) {
+				return true
+			}
 		}
 	}
 	return false

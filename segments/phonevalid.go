@@ -183,20 +183,21 @@ type regionRules struct {
 	hasLeading bool
 }
 
-// valid is getNumberTypeHelper(nsn) != UNKNOWN.
+// valid is getNumberTypeHelper(nsn) != UNKNOWN: the general pattern, and any type's
+// (the types phonenumbers tries first are the rarest, so they are tried last here).
 func (r *regionRules) valid(nsn string) bool {
 	if !r.general.match(nsn) {
 		return false
+	}
+	if r.fixed.match(nsn) || !r.sameFixMob && r.mobile.match(nsn) {
+		return true
 	}
 	for i := range r.types {
 		if r.types[i].match(nsn) {
 			return true
 		}
 	}
-	if r.fixed.match(nsn) {
-		return true
-	}
-	return !r.sameFixMob && r.mobile.match(nsn)
+	return false
 }
 
 var regionRulesCache sync.Map // region → *regionRules, or nil when it cannot be compiled
