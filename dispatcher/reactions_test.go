@@ -40,9 +40,19 @@ func (p *recPushback) Sender(_ context.Context, sender string, code int) error {
 	return nil
 }
 
+// run starts a worker (and scheduler) with a fake channel until the test ends.
+func (r *rig) run(t *testing.T) (context.Context, *fakeChannel) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := newFakeChannel()
+	r.startWorker(t, ctx, r.rdb, ch)
+	t.Cleanup(cancel) // runs before startWorker's cleanup, which waits for the worker
+	return ctx, ch
+}
+
 func (r *rig) waitState(t *testing.T, id string, want State) Status {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		st, err := r.campaigns.Status(context.Background(), id)
 		if err != nil {
@@ -247,10 +257,7 @@ func TestCountryRouting(t *testing.T) {
 // delayed set until the next allowed moment, and the campaign is not complete meanwhile.
 func TestQuietHoursDeferJobs(t *testing.T) {
 	r := newRig(t, 20)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := newFakeChannel()
-	r.startWorker(t, ctx, r.rdb, ch)
+	ctx, ch := r.run(t)
 	bkk, err := time.LoadLocation("Asia/Bangkok") // the rig's phones are +66
 	if err != nil {
 		t.Fatal(err)
@@ -302,10 +309,7 @@ func TestQuietHoursDeferJobs(t *testing.T) {
 // and can be cancelled before.
 func TestScheduledCampaignLaunchesOnTime(t *testing.T) {
 	r := newRig(t, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := newFakeChannel()
-	r.startWorker(t, ctx, r.rdb, ch)
+	ctx, _ := r.run(t)
 	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}}, r.senders)
 	if err != nil {
 		t.Fatal(err)
@@ -347,10 +351,7 @@ func TestScheduledCampaignLaunchesOnTime(t *testing.T) {
 // dry run predicts exactly who.
 func TestHoldoutGroup(t *testing.T) {
 	r := newRig(t, 300)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ch := newFakeChannel()
-	r.startWorker(t, ctx, r.rdb, ch)
+	ctx, ch := r.run(t)
 	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}, Holdout: 0.2}, r.senders)
 	if err != nil {
 		t.Fatal(err)

@@ -199,20 +199,7 @@ func (r *rig) launch(t *testing.T) Campaign {
 
 func (r *rig) waitCompleted(t *testing.T, id string) Status {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		st, err := r.campaigns.Status(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.State == Completed {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s did not complete: %+v", id, st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return r.waitState(t, id, Completed)
 }
 
 func (r *rig) assertOncePerContact(t *testing.T, cp Campaign, accepted map[string]int) {
