@@ -261,10 +261,12 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	prefix := "herald:bench" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 	outs := make([]bytes.Buffer, o.Processes)
 	errs := make([]bytes.Buffer, o.Processes)
+	wctx, stopWorkers := context.WithCancel(ctx) // no worker outlives an early return
+	defer stopWorkers()
 	var wg errgroup.Group
 	for i := 0; i < o.Processes; i++ {
 		jobs := min(per, backlog-i*per)
-		cmd, err := benchWorkerCommand(ctx, "bench", "throttle-worker",
+		cmd, err := benchWorkerCommand(wctx, "bench", "throttle-worker",
 			"--redis-addr", redisAddr, "--prefix", prefix, "--sandbox-url", "http://"+l.Addr().String(),
 			"--id", strconv.Itoa(i), "--jobs", strconv.Itoa(max(jobs, 0)),
 			"--rate", strconv.FormatFloat(o.Rate, 'f', -1, 64), "--per-minute", strconv.Itoa(o.PerMinute),
@@ -292,7 +294,7 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	pg.Go(func() {
 		tk := time.NewTicker(200 * time.Millisecond)
 		defer tk.Stop()
-		total := int64(o.Rate * o.Duration.Seconds())
+		total := int64(throttle.IdealSends(lim, o.Duration))
 		for {
 			select {
 			case <-done:
