@@ -13,8 +13,9 @@ import (
 )
 
 // The identity index: phone (E.164) → contact id and email → contact id, and the id
-// counter. The resolve script reads and writes all three atomically, so they share a
-// Redis Cluster hash tag: {P ident} (P the store's prefix), one slot per store.
+// counter. Linking (a WATCH/MULTI transaction, or its fallback script) reads and
+// writes all three atomically, so they share a Redis Cluster hash tag: {P ident} (P
+// the store's prefix), one slot per store.
 
 // identTag is P{P ident} (braces of P left out of the tag). A prefix whose first "{" is
 // followed by "}" makes Redis Cluster hash whole keys: such prefixes cannot be used on
