@@ -378,3 +378,24 @@ func TestHoldoutGroup(t *testing.T) {
 		t.Fatal("a 90% holdout was accepted")
 	}
 }
+
+// A contact known only by email is skipped in a WhatsApp campaign, with a reason.
+func TestContactWithoutPhoneIsSkipped(t *testing.T) {
+	r := newRig(t, 3)
+	r.addContacts(t, []segments.Contact{{Email: "only@example.com", Tags: []string{"t"}}})
+	ctx, ch := r.run(t)
+	cp, err := r.campaigns.Create(ctx, Campaign{Segment: "t", Template: "promo", Senders: []string{"s1"}}, r.senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitCompleted(t, cp.ID)
+	if st.Sent != 3 || st.Skipped != 1 {
+		t.Fatalf("status %+v, want 3 sent and the email-only contact skipped", st)
+	}
+	if accepted, _ := ch.counts(); len(accepted) != 3 {
+		t.Fatalf("%d messages, want 3", len(accepted))
+	}
+}

@@ -459,6 +459,10 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			it.outcome, it.reason = OutcomeSkipped, "contact_erased"
 			continue
 		}
+		if c.Phone == "" && it.cp.Channel == "whatsapp" {
+			it.outcome, it.reason = OutcomeSkipped, ReasonNoPhone // known by email only
+			continue
+		}
 		if it.cp.InHoldout(it.job.Contact) {
 			it.outcome, it.reason = OutcomeSkipped, ReasonHoldout
 			continue
@@ -592,6 +596,10 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	}
 	return errors.Join(all...)
 }
+
+// ReasonNoPhone skips a contact that has no phone number (known by email only) in a
+// WhatsApp campaign.
+const ReasonNoPhone = "no_phone"
 
 // ReasonSenderRate defers a job its sender's limits cannot start within the horizon, and
 // ReasonSenderHeld one whose sender is on hold (a quality refusal). They are not about the
