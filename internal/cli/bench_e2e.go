@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
 
@@ -29,7 +28,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "msg/s per sender (the sandbox refuses more with 130429)"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run the worker inside this process instead of its own"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
-			&cli.StringFlag{Name: "cpu-profile", Usage: "write this process's CPU profile (pprof) to the file"},
+			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
 		},
 		Action: func(c *cli.Context) error {
 			n, s, r := c.Int("contacts"), c.Int("senders"), c.Float64("rate")
@@ -60,7 +59,11 @@ func benchE2ECommand() *cli.Command {
 				}
 				logPath := filepath.Join(dir, "worker.log")
 				o.WorkerCmd = func(env []string) *exec.Cmd {
-					cmd := exec.Command(exe, "worker")
+					args := []string{"worker"}
+					if p := c.String("worker-cpu-profile"); p != "" {
+						args = append([]string{"--cpu-profile", p}, args...)
+					}
+					cmd := exec.Command(exe, args...)
 					cmd.Env = env
 					if f, err := os.Create(logPath); err == nil {
 						cmd.Stdout, cmd.Stderr = f, f
@@ -70,17 +73,6 @@ func benchE2ECommand() *cli.Command {
 			}
 			var finish func()
 			o.Progress, finish = stageProgress(c, "bench e2e")
-			if p := c.String("cpu-profile"); p != "" {
-				f, err := os.Create(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
 			res, err := app.BenchE2E(c.Context, cfg, o)
 			finish()
 			if err != nil {

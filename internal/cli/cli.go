@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,7 +52,24 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			auditCommand(), trackCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
+		Before: func(c *cli.Context) error {
+			p := c.String("cpu-profile")
+			if p == "" {
+				return nil
+			}
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return err
+			}
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+			return nil
+		},
 	}
+	defer func() { stopProfile() }()
 	err := a.RunContext(ctx, interspersed(a, args))
 	if err == nil {
 		return 0
@@ -64,8 +82,12 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
+// stopProfile ends a --cpu-profile started by Run.
+var stopProfile = func() {}
+
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) of this process to the file", EnvVars: []string{"HERALD_CPU_PROFILE"}},
 		&cli.StringFlag{Name: "kafka-brokers", Usage: "Kafka bootstrap brokers, comma-separated", EnvVars: []string{"HERALD_KAFKA_BROKERS"}},
 		&cli.StringFlag{Name: "redis-url", Usage: "Redis URL (redis://host:port/db)", EnvVars: []string{"HERALD_REDIS_URL"}},
 		&cli.StringFlag{Name: "clickhouse-dsn", Usage: "ClickHouse DSN (clickhouse://host:9000/database)", EnvVars: []string{"HERALD_CLICKHOUSE_DSN"}},
