@@ -99,6 +99,7 @@ type batchResult struct {
 func (w *Worker) Run(ctx context.Context) error {
 	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{})
 	defer r.Close()
+	defer w.stopSenders() // runs once every batch has returned
 
 	fetched := make(chan kafka.Message, 256)
 	go func() {

@@ -115,16 +115,17 @@ type Pushback interface {
 
 // Worker consumes herald.outbound and sends.
 type Worker struct {
-	cfg     WorkerConfig
-	log     *slog.Logger
-	m       workerMetrics
-	specsMu sync.Mutex
-	specs   map[string]Campaign
-	quiet   map[string]*throttle.QuietHours // campaigns' own quiet hours
-	sem     chan struct{}                   // provider requests in flight, across lanes
-	marks   *marker                         // batches the "send started" marks
-	spillMu sync.Mutex
-	spill   map[string]time.Time // sender → when the last job deferred for its rate is due
+	cfg                 WorkerConfig
+	log                 *slog.Logger
+	m                   workerMetrics
+	specsMu             sync.Mutex
+	specs               map[string]Campaign
+	quiet               map[string]*throttle.QuietHours // campaigns' own quiet hours
+	sendQ               chan sendTask                   // to the MaxInFlight send goroutines, shared by the lanes
+	sendsOnce, stopOnce sync.Once
+	marks               *marker // batches the "send started" marks
+	spillMu             sync.Mutex
+	spill               map[string]time.Time // sender → when the last job deferred for its rate is due
 }
 
 type workerMetrics struct {
@@ -177,7 +178,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sem: make(chan struct{}, cfg.MaxInFlight), m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
@@ -562,7 +563,7 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	}
 	// Each sender is paced in its own lane, so a sender held back by its rate never
 	// delays another sender's sends.
-	sem := w.sem
+	w.startSenders()
 	var sends, lanes sync.WaitGroup
 	defer sends.Wait()
 	errs := make(chan error, len(bySender))
@@ -571,18 +572,14 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 		go func() {
 			defer lanes.Done()
 			errs <- w.paceLane(ctx, list, func(it *item) error {
+				sends.Add(1)
 				select {
-				case sem <- struct{}{}:
+				case w.sendQ <- sendTask{ctx, it, &sends}:
+					return nil
 				case <-ctx.Done():
+					sends.Done()
 					return ctx.Err()
 				}
-				sends.Add(1)
-				go func() {
-					defer sends.Done()
-					defer func() { <-sem }()
-					w.sendOne(ctx, it)
-				}()
-				return nil
 			})
 		}()
 	}
@@ -595,6 +592,36 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// sendTask is one provider request for the send goroutines.
+type sendTask struct {
+	ctx  context.Context
+	it   *item
+	done *sync.WaitGroup
+}
+
+// startSenders starts the MaxInFlight long-lived goroutines that make provider requests
+// (a goroutine per request would grow a fresh stack for every send).
+func (w *Worker) startSenders() {
+	w.sendsOnce.Do(func() {
+		for range w.cfg.MaxInFlight {
+			go func() {
+				for t := range w.sendQ {
+					w.sendOne(t.ctx, t.it)
+					t.done.Done()
+				}
+			}()
+		}
+	})
+}
+
+// stopSenders ends the send goroutines once no batch can send any more.
+func (w *Worker) stopSenders() {
+	w.stopOnce.Do(func() {
+		w.startSenders() // so that closing never races a late first start
+		close(w.sendQ)
+	})
 }
 
 // ReasonNoPhone skips a contact that has no phone number (known by email only) in a
