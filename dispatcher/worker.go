@@ -929,7 +929,7 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 			pauses[it.job.Campaign] = fmt.Sprintf("provider:%d", it.code)
 			it.outcome, it.reason, it.retry, it.park = "", "", false, true
 		default:
-			if it.slowSender && w.cfg.Pushback != nil {
+			if (it.slowSender || it.code == throttle.CodeMaintenance) && w.cfg.Pushback != nil {
 				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
 			}
 		}

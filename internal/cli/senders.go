@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -100,6 +101,79 @@ func sendersCommand() *cli.Command {
 				table(c.App.Writer, []string{"ID", "CHANNEL", "PHONE-NUMBER-ID", "RATE", "COUNTRIES", "NAME"}, rows)
 				return nil
 			},
+		}, {
+			Name:      "show",
+			Usage:     "a sender's limits and its governor's live state (slowed by 130429, held by 131048, next free slot)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				return senderGovernor(c, func(*app.Components, context.Context, string) error { return nil })
+			},
+		}, {
+			Name:      "hold",
+			Usage:     "stop a sender's sends until a time (its jobs wait in the delayed set, nothing is dropped)",
+			ArgsUsage: "ID",
+			Flags:     []cli.Flag{&cli.DurationFlag{Name: "for", Value: time.Hour, Usage: "how long"}},
+			Action: func(c *cli.Context) error {
+				if c.Duration("for") <= 0 {
+					return usage("--for must be positive")
+				}
+				return senderGovernor(c, func(comp *app.Components, ctx context.Context, id string) error {
+					return comp.Governor.Hold(ctx, id, time.Now().Add(c.Duration("for")))
+				})
+			},
+		}, {
+			Name:      "resume",
+			Usage:     "lift a hold (set by `senders hold` or by a 131048 quality refusal)",
+			ArgsUsage: "ID",
+			Action: func(c *cli.Context) error {
+				return senderGovernor(c, func(comp *app.Components, ctx context.Context, id string) error {
+					return comp.Governor.Resume(ctx, id)
+				})
+			},
 		}},
 	}
+}
+
+// senderGovernor runs do on a sender's governor, then prints the sender and its state.
+func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, string) error) error {
+	id := c.Args().First()
+	if id == "" || c.NArg() > 1 {
+		return usage("want one sender id")
+	}
+	d, err := deps(c, app.Needs{Redis: true})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	comp, err := d.Components()
+	if err != nil {
+		return err
+	}
+	s, err := comp.Senders.Get(c.Context, id)
+	if err != nil {
+		return err
+	}
+	if err := do(comp, c.Context, id); err != nil {
+		return err
+	}
+	st, err := comp.Governor.State(c.Context, id)
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, map[string]any{"sender": s, "governor": st})
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "sender %s (phone-number id %s): %v msg/s", s.ID, s.PhoneNumberID, s.Rate)
+	if s.PerMinute > 0 {
+		fmt.Fprintf(w, ", at most %d a minute", s.PerMinute)
+	}
+	if s.Tier > 0 {
+		fmt.Fprintf(w, ", tier %d recipients a day", s.Tier)
+	}
+	if s.WarmUpBurst > 0 {
+		fmt.Fprintf(w, ", warm-up %d/%s", s.WarmUpBurst, s.WarmUpPause)
+	}
+	fmt.Fprintf(w, "\n  governor  %s\n", st)
+	return nil
 }
