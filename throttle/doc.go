@@ -35,6 +35,10 @@
 //	P consent:head                 HASH contact id -> hash of the contact's last ledger record
 //	P window:{sender}              HASH contact id -> unix ms of the contact's last inbound message
 //	P {gov:<sender>}:tat           GCRA theoretical arrival time of the sender, in µs of Redis time
+//	P {gov:<sender>}:st            HASH hold (until), f and ft (130429 slow-down factor and when
+//	                               it was set), wb (slots used in the current warm-up burst)
+//	P {gov:<sender>}:log           ZSET the last per-minute cap's worth of slots (only when the
+//	                               cap is below 60 × rate)
 //	P {c:<contact>}:rules          HASH of the contact's per-recipient state, kept 1 h longer than
 //	                               the longest cap window or 24 h, whichever is more:
 //	                                 f:<category>  cap log: "ms campaign" lines, oldest first
