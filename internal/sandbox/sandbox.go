@@ -81,10 +81,10 @@ type Config struct {
 	// Fault, when set, is asked before each send request: a non-zero status answers it
 	// with that HTTP status and, if code is not 0, a Graph error with that code (e.g. 400
 	// and 130429, or 503 and 0 for a bare server error). Tests inject bursts with it.
-	Fault func() (status, code int)
-	Templates          []ApprovedTemplate
-	Now                func() time.Time // default time.Now
-	Seed               int64            // seeds delays, duplicates and reordering
+	Fault     func() (status, code int)
+	Templates []ApprovedTemplate
+	Now       func() time.Time // default time.Now
+	Seed      int64            // seeds delays, duplicates and reordering
 
 	WebhookConcurrency int           // concurrent webhook posters (default 4)
 	RetryBase          time.Duration // first webhook retry delay after a failed POST (default 1s), doubling
