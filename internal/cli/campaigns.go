@@ -242,7 +242,12 @@ func campaignsCommand() *cli.Command {
 }
 
 func components(c *cli.Context) (*app.Deps, *app.Components, error) {
-	d, err := deps(c, app.Needs{Kafka: c.Command.Name == "launch" || c.Command.Name == "resume" || c.Command.Name == "grant" || c.Command.Name == "revoke", Redis: true})
+	return componentsFor(c, app.Needs{Kafka: c.Command.Name == "launch" || c.Command.Name == "resume" || c.Command.Name == "grant" || c.Command.Name == "revoke", Redis: true})
+}
+
+// componentsFor opens what the command needs and builds the domain objects on it.
+func componentsFor(c *cli.Context, n app.Needs) (*app.Deps, *app.Components, error) {
+	d, err := deps(c, n)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -127,15 +127,11 @@ func consentCommand() *cli.Command {
 			Name:  "rebuild",
 			Usage: "rebuild the Redis consent state from the ledger topic (run while nothing sends)",
 			Action: func(c *cli.Context) error {
-				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				rep, err := comp.Ledger.Rebuild(c.Context, d.Cfg.KafkaBrokers, d.Topics.Consent)
 				if err != nil {
 					return err

@@ -113,15 +113,11 @@ func contactsCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("contacts erase: give one PHONE or EMAIL")
 				}
-				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				er, err := comp.Contacts.EraseContact(c.Context, c.Args().First(), ledgerErasure{ledger: comp.Ledger, purposes: c.StringSlice("purpose")})
 				if errors.Is(err, segments.ErrNotFound) {
 					return usage("%w", err)
@@ -190,15 +186,11 @@ func segmentsCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("segments count: give one EXPR (quote it)")
 				}
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				if _, err := segments.Parse(c.Args().First()); err != nil {
 					return usage("%w", err)
 				}
@@ -229,15 +221,11 @@ func segmentsCommand() *cli.Command {
 				if _, err := segments.Parse(c.Args().First()); err != nil {
 					return usage("%w", err)
 				}
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				p, err := comp.Contacts.Preview(c.Context, c.Args().First(), c.Int("limit"))
 				if err != nil {
 					return err

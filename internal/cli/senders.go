@@ -32,15 +32,11 @@ func sendersCommand() *cli.Command {
 				&cli.StringSliceFlag{Name: "country", Usage: "a country this sender serves when a campaign routes by country (ISO code, repeatable or comma-separated)"},
 			},
 			Action: func(c *cli.Context) error {
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				s := dispatcher.Sender{ID: c.String("id"), Channel: "whatsapp", PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name")}
 				s.PerMinute, s.Tier = c.Int("per-minute"), c.Int("tier")
 				if v := c.String("warm-up"); v != "" {
@@ -78,15 +74,11 @@ func sendersCommand() *cli.Command {
 			Name:  "list",
 			Usage: "list senders",
 			Action: func(c *cli.Context) error {
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				list, err := comp.Senders.List(c.Context)
 				if err != nil {
 					return err
@@ -140,15 +132,11 @@ func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, st
 	if id == "" || c.NArg() > 1 {
 		return usage("want one sender id")
 	}
-	d, err := deps(c, app.Needs{Redis: true})
+	d, comp, err := componentsFor(c, app.Needs{Redis: true})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	comp, err := d.Components()
-	if err != nil {
-		return err
-	}
 	s, err := comp.Senders.Get(c.Context, id)
 	if err != nil {
 		return err

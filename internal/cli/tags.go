@@ -57,15 +57,11 @@ func tagsCommand() *cli.Command {
 						return usage("--segment: %w", err)
 					}
 				}
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				var ids *roaring.Bitmap
 				var rejects []segments.Reject
 				switch {
@@ -137,15 +133,11 @@ func tagsCommand() *cli.Command {
 			Name:  "list",
 			Usage: "every tag with its member count",
 			Action: func(c *cli.Context) error {
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				tags, err := comp.Contacts.TagCounts(c.Context)
 				if err != nil {
 					return err
@@ -184,15 +176,11 @@ func tagsCommand() *cli.Command {
 				if err != nil {
 					return usage("%s: %w", c.Args().First(), err)
 				}
-				d, err := deps(c, app.Needs{Redis: true, ClickHouse: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true, ClickHouse: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				conn, err := d.ClickHouse(c.Context)
 				if err != nil {
 					return err

@@ -37,15 +37,11 @@ func templatesCommand() *cli.Command {
 				if err != nil {
 					return usage("%w", err)
 				}
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				v, err := comp.Templates.Save(c.Context, t, src)
 				if err != nil {
 					return err
@@ -60,15 +56,11 @@ func templatesCommand() *cli.Command {
 			Name:  "list",
 			Usage: "list templates",
 			Action: func(c *cli.Context) error {
-				d, err := deps(c, app.Needs{Redis: true})
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				comp, err := d.Components()
-				if err != nil {
-					return err
-				}
 				list, err := comp.Templates.List(c.Context)
 				if err != nil {
 					return err
@@ -100,15 +92,11 @@ func showCommand() *cli.Command {
 			if c.Int("version") < 0 {
 				return usage("templates show: --version must be 1 or more")
 			}
-			d, err := deps(c, app.Needs{Redis: true})
+			d, comp, err := componentsFor(c, app.Needs{Redis: true})
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			comp, err := d.Components()
-			if err != nil {
-				return err
-			}
 			sum, src, err := comp.Templates.Source(c.Context, c.Args().First(), c.Int("version"))
 			if errors.Is(err, templates.ErrNotFound) {
 				return usage("%w (templates list shows what is stored)", err)
@@ -310,15 +298,11 @@ func previewCommand() *cli.Command {
 			if c.Int("version") < 0 {
 				return usage("templates preview: --version must be 1 or more")
 			}
-			d, err := deps(c, app.Needs{Redis: true})
+			d, comp, err := componentsFor(c, app.Needs{Redis: true})
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			comp, err := d.Components()
-			if err != nil {
-				return err
-			}
 			name := c.Args().First()
 			var t *templates.Template
 			if v := c.Int("version"); v > 0 {
