@@ -37,15 +37,11 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, err := deps(c, app.Needs{ClickHouse: true})
+				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				conn, err := d.ClickHouse(c.Context)
-				if err != nil {
-					return err
-				}
 				purpose, err := campaignPurpose(c, d)
 				if err != nil {
 					return err
@@ -136,15 +132,11 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, err := deps(c, app.Needs{ClickHouse: true})
+				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				conn, err := d.ClickHouse(c.Context)
-				if err != nil {
-					return err
-				}
 				if format == "json" {
 					enc := json.NewEncoder(c.App.Writer)
 					return analytics.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error { return enc.Encode(r) })

@@ -22,21 +22,31 @@ func reportAction(run func(c *cli.Context, conn driver.Conn) (v any, note string
 		if err != nil {
 			return err
 		}
-		d, err := deps(c, app.Needs{ClickHouse: true})
+		d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
 		if err != nil {
 			return err
 		}
 		defer d.Close()
-		conn, err := d.ClickHouse(c.Context)
-		if err != nil {
-			return err
-		}
 		v, note, header, rows, err := run(c, conn)
 		if err != nil {
 			return err
 		}
 		return printReport(c.App.Writer, format, v, note, header, rows)
 	}
+}
+
+// clickhouseFor opens what the command needs and a ClickHouse connection.
+func clickhouseFor(c *cli.Context, n app.Needs) (*app.Deps, driver.Conn, error) {
+	d, err := deps(c, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := d.ClickHouse(c.Context)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, conn, nil
 }
 
 func printReport(w io.Writer, format string, v any, note string, header []string, rows [][]string) error {
@@ -111,15 +121,11 @@ func reportCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, err := deps(c, app.Needs{ClickHouse: true})
+				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				conn, err := d.ClickHouse(c.Context)
-				if err != nil {
-					return err
-				}
 				if by != "" {
 					r, err := analytics.FunnelBy(c.Context, conn, c.String("campaign"), by)
 					if err != nil {
