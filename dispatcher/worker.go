@@ -56,7 +56,6 @@ type SendError struct {
 	Retryable  bool          // try again later
 	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
 	Action     string        // what the provider's code asks for (bounded: a metric label)
-	SlowSender bool          // the sender's pace caused it (130429)
 	Err        error
 }
 
@@ -107,7 +106,9 @@ type WorkerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Pushback is told of provider refusals that change how a recipient or sender is paced.
+// Pushback is told of provider refusals that change how a recipient or sender is paced:
+// Recipient of pair-rate and marketing-health refusals, Sender of the others (it ignores
+// the codes that are not about the sender).
 type Pushback interface {
 	Recipient(ctx context.Context, sender string, contact uint32, code int, at time.Time) error
 	Sender(ctx context.Context, sender string, code int) error
@@ -214,7 +215,6 @@ type item struct {
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
 	quiet         *throttle.QuietHours
-	slowSender    bool // the refusal was about the sender's pace (130429)
 	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
 	cancelled     bool
@@ -768,7 +768,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		se = &SendError{Retryable: true, Action: "transport", Err: err}
 	}
 	w.m.sendErrs.WithLabelValues(se.Action).Inc()
-	it.code, it.retryable, it.action, it.slowSender = se.Code, se.Retryable, se.Action, se.SlowSender
+	it.code, it.retryable, it.action = se.Code, se.Retryable, se.Action
 	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
 		d := se.RetryAfter
 		if d == 0 {
@@ -929,7 +929,9 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 			pauses[it.job.Campaign] = fmt.Sprintf("provider:%d", it.code)
 			it.outcome, it.reason, it.retry, it.park = "", "", false, true
 		default:
-			if (it.slowSender || it.code == throttle.CodeMaintenance) && w.cfg.Pushback != nil {
+			// The governor knows which codes are about the sender's pace (130429 slows it,
+			// 131057 holds it briefly) and ignores the rest.
+			if w.cfg.Pushback != nil {
 				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
 			}
 		}
