@@ -17,6 +17,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dev/herald/internal/procstat"
 )
 
 // BenchConfig configures RunBench, the `herald bench segments` scenario. It writes
@@ -211,7 +213,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	// As `herald contacts import` does: an import allocates a few KB a row and keeps
 	// little, so the collector runs less often with a larger heap goal.
 	gc := debug.SetGCPercent(ImportGCPercent)
-	cpu0 := processCPU()
+	cpu0 := procstat.CPU()
 	start = time.Now()
 	rep, err := imp.ImportCSV(ctx, bufio.NewReaderSize(f, 1<<20), ImportOptions{Source: "bench.csv", BatchSize: defaultBatch,
 		Progress: func(rows, _ int64) { progress("import", rows, int64(cfg.ImportRows)) }})
@@ -229,7 +231,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.ImportHeraldCPUMicros = float64((processCPU() - cpu0).Microseconds()) / float64(rep.Read)
+	res.ImportHeraldCPUMicros = float64((procstat.CPU() - cpu0).Microseconds()) / float64(rep.Read)
 	res.ImportRedisCPUMicros = float64((redisCPU1 - redisCPU0).Microseconds()) / float64(rep.Read)
 	if total := res.ImportHeraldCPUMicros + res.ImportRedisCPUMicros; total > 0 {
 		res.ImportCPUBound2Cores = 2e6 / total

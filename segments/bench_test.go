@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/herald-dev/herald/internal/procstat"
 )
 
 // benchCSV is a file of n rows in several regions and formats, with tags, consent and
@@ -42,14 +44,14 @@ func BenchmarkImportCSV(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c0 := processCPU()
+		c0 := procstat.CPU()
 		f()
 		n := rows * b.N // b.Loop sets b.N when it is done
 		r1, err := redisCPU(ctx, rdb)
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64((processCPU()-c0).Nanoseconds())/1e3/float64(n), "herald-µs/row")
+		b.ReportMetric(float64((procstat.CPU()-c0).Nanoseconds())/1e3/float64(n), "herald-µs/row")
 		b.ReportMetric(float64((r1-r0).Nanoseconds())/1e3/float64(n), "redis-µs/row")
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/internal/events"
+
+	"github.com/herald-dev/herald/internal/procstat"
 )
 
 // This file holds the measuring side of `herald bench throttle`: one process's paced
@@ -384,7 +386,7 @@ func measure(ctx context.Context, cfg PolicyBenchConfig, job func(int) Job, f fu
 	}
 	var jobs atomic.Int64
 	var next atomic.Int64
-	cpu0, t0 := processCPU(), time.Now()
+	cpu0, t0 := procstat.CPU(), time.Now()
 	stop := t0.Add(d)
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.Workers)
@@ -421,7 +423,7 @@ func measure(ctx context.Context, cfg PolicyBenchConfig, job func(int) Job, f fu
 		defer close(done)
 	}
 	wg.Wait()
-	m.wall, m.cpu, m.jobs = time.Since(t0), processCPU()-cpu0, jobs.Load()
+	m.wall, m.cpu, m.jobs = time.Since(t0), procstat.CPU()-cpu0, jobs.Load()
 	select {
 	case err := <-errs:
 		return m, err

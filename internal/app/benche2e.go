@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/procstat"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -137,12 +137,11 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	if worker != nil {
 		// The peak RSS of the worker's own address space (ru_maxrss would also count the
 		// parent's pages the child had between fork and exec).
-		workerHWM = vmHWM(worker.Process.Pid)
+		workerHWM = procstat.PeakRSSMB(worker.Process.Pid)
 		_ = worker.Process.Signal(syscall.SIGTERM)
 		_ = worker.Wait()
-		if ru, ok := worker.ProcessState.SysUsage().(*syscall.Rusage); ok && res.Sent > 0 {
-			cpu := tv(ru.Utime) + tv(ru.Stime)
-			res.WorkerCPUPer1000 = cpu / float64(res.Sent) * 1000
+		if res.Sent > 0 {
+			res.WorkerCPUPer1000 = procstat.ExitedCPU(worker.ProcessState.SysUsage()).Seconds() / float64(res.Sent) * 1000
 			res.WorkerRSSMB = workerHWM
 		}
 	}
@@ -163,35 +162,6 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	res.Ratio = res.MsgPerSec / res.CeilingMsgPerSec
 	res.RatioDrained = res.MsgPerSecDrain / res.CeilingMsgPerSec
 	return res, nil
-}
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-
-func processCPU() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return tv(ru.Utime) + tv(ru.Stime)
-}
-
-// vmHWM returns a process's peak resident set size in MB (Linux), 0 if unknown.
-func vmHWM(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-func processMaxRSSMB() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024
 }
 
 // e2eSetup stores the contacts (opted in), the template and the senders.
@@ -251,7 +221,7 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	if err != nil {
 		return err
 	}
-	cpu0 := processCPU()
+	cpu0 := procstat.CPU()
 	start := time.Now()
 	launched := make(chan error, 1)
 	go func() {
@@ -294,7 +264,7 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		return err
 	}
 	drained := time.Since(start)
-	cpu := processCPU() - cpu0
+	cpu := (procstat.CPU() - cpu0).Seconds()
 	progress("events into ClickHouse", 1, 1)
 
 	res.Sent, res.Failed, res.Skipped = st.Sent, st.Failed, st.Skipped
@@ -304,7 +274,7 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		res.MsgPerSecDrain = float64(st.Sent) / drained.Seconds()
 		res.CPUSecPer1000 = cpu / float64(st.Sent) * 1000
 	}
-	res.WorkerRSSMB = processMaxRSSMB()
+	res.WorkerRSSMB = procstat.PeakRSSMB(os.Getpid())
 	recs := dev.Sandbox.Records()
 	lat := make([]float64, 0, len(recs))
 	for _, r := range recs {
