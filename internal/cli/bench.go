@@ -49,19 +49,11 @@ func benchCommand() *cli.Command {
 
 func benchSegments(c *cli.Context, cfg app.Config) error {
 	ctx := c.Context
-	if err := localstack.EnsureInstalled(ctx, cfg.Logger); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "herald-bench-")
+	srv, dir, stop, err := benchRedis(c, cfg)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := localstack.StartRedis(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
+	defer stop()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 8, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	defer rdb.Close()
 
@@ -135,4 +127,20 @@ func stageProgress(c *cli.Context, name string) (progress func(stage string, don
 		}
 		_ = bar.Set64(done)
 	}, finish
+}
+
+// benchRedis installs redis-server when missing and starts a private one in a temporary
+// directory; stop stops it and removes the directory.
+func benchRedis(c *cli.Context, cfg app.Config) (srv *localstack.Server, dir string, stop func(), err error) {
+	if err := localstack.EnsureInstalled(c.Context, cfg.Logger); err != nil {
+		return nil, "", nil, err
+	}
+	if dir, err = os.MkdirTemp("", "herald-bench-"); err != nil {
+		return nil, "", nil, err
+	}
+	if srv, err = localstack.StartRedis(c.Context, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return srv, dir, func() { _ = srv.Stop(); os.RemoveAll(dir) }, nil
 }

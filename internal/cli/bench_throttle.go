@@ -187,19 +187,11 @@ func loadAverage() string {
 
 func benchThrottle(c *cli.Context, cfg app.Config, o throttleBenchOptions) error {
 	ctx := c.Context
-	if err := localstack.EnsureInstalled(ctx, cfg.Logger); err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "herald-bench-")
+	srv, _, stop, err := benchRedis(c, cfg)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := localstack.StartRedis(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
+	defer stop()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 16})
 	defer rdb.Close()
 
