@@ -23,7 +23,6 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/throttle"
 )
