@@ -138,6 +138,7 @@ ORDER BY contact_id`}
 		// On converted events: the order, its value and currency. Empty, 0 and empty on others.
 		return []column{{"events", "order_id", "String"}, {"events", "value", "Float64"}, {"events", "currency", f.dim()}}
 	}},
+	{version: 9, name: "create_cohort_bitmaps", ddl: cohortDDL, backfill: backfillCohorts},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

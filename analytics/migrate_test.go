@@ -52,7 +52,10 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows.Close()
-	if w := []string{"consent_log", "contact_weeks", "contact_weeks_mv", "contacts", "events", "inbound", "schema_migrations", "v_funnel", "v_funnel_by_variant", "v_message_outcomes", "v_sent_consent"}; !reflect.DeepEqual(tables, w) {
+	if w := []string{"campaign_contacts", "campaign_contacts_mv", "campaign_starts", "campaign_starts_mv",
+		"consent_log", "contact_weeks", "contact_weeks_mv", "contacts", "events", "inbound", "schema_migrations",
+		"sent_times", "sent_times_mv", "v_funnel", "v_funnel_by_variant", "v_message_outcomes", "v_sent_consent",
+		"week_contacts", "week_contacts_mv"}; !reflect.DeepEqual(tables, w) {
 		t.Fatalf("tables %v, want %v", tables, w)
 	}
 

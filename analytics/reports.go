@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -113,70 +111,13 @@ type RetentionReport struct {
 	Cohorts []Cohort `json:"cohorts"`
 }
 
-// retentionQuery builds the cohort retention query over contact_weeks for cohorts whose
-// first sent event lies in [?, ?) (ms) and weeks 0 … weeks-1 after each, when the weeks
-// that matter lie in blocks first … last. It gives one row per cohort: its week number,
-// its size, then the contacts engaged in each week. A contact's rows (one per block,
-// more before merges) are combined by GROUP BY contact_id: the first sent is the least
-// over all of its blocks, and only the blocks holding the weeks asked for are read into
-// masks l<block> (weeks 0-63 of the block) and h<block> (64-127).
-func retentionQuery(weeks int, first, last int64) string {
-	return `SELECT cw, count()` + weekSums("cw", weeks, first, last) + `
-FROM (
-    SELECT intDiv(greatest(intDiv(fs, 86400000), 4) - 4, 7) AS cw` + maskColumns(first, last) + `
-    FROM (
-        SELECT contact_id, min(f) AS fs` + maskAggregates(first, last) + `
-        FROM (
-            SELECT contact_id, block, finalizeAggregation(first_sent) AS f,
-                finalizeAggregation(engaged_lo) AS lo, finalizeAggregation(engaged_hi) AS hi
-            FROM contact_weeks WHERE block <= ` + strconv.FormatInt(last, 10) + `
-        )
-        GROUP BY contact_id
-        HAVING fs >= ? AND fs < ?
-    )
-)
-GROUP BY cw
-ORDER BY cw`
-}
-
-// maskAggregates gives, grouped by contact, its engaged weeks of blocks first … last:
-// l<block> (weeks 0-63 of the block) and h<block> (64-127).
-func maskAggregates(first, last int64) string {
-	var b strings.Builder
-	for k := first; k <= last; k++ {
-		fmt.Fprintf(&b, ",\n            groupBitOrIf(lo, block = %d) AS l%d, groupBitOrIf(hi, block = %d) AS h%d", k, k, k, k)
-	}
-	return b.String()
-}
-
-func maskColumns(first, last int64) string {
-	var b strings.Builder
-	for k := first; k <= last; k++ {
-		fmt.Fprintf(&b, ", l%d, h%d", k, k)
-	}
-	return b.String()
-}
-
-// weekSums counts, for k in 0 … weeks-1, the rows whose masks have week col + k.
-func weekSums(col string, weeks int, first, last int64) string {
-	var sums strings.Builder
-	for k := range weeks {
-		// The word holding week col + k, then its bit.
-		word := "toUInt64(0)"
-		for b := last; b >= first; b-- {
-			word = fmt.Sprintf("if(intDiv(%[1]s + %[2]d, %[3]d) = %[4]d, if((%[1]s + %[2]d) %% %[3]d < 64, l%[4]d, h%[4]d), %[5]s)",
-				col, k, blockWeeks, b, word)
-		}
-		fmt.Fprintf(&sums, ",\n    sum(bitTest(%s, toUInt8((%s + %d) %% 64)))", word, col, k)
-	}
-	return sums.String()
-}
-
 // Retention computes cohort retention for contacts first sent to in [from, to): each
 // cohort's size and, for weeks 0 … weeks-1 after its week, the contacts that engaged
 // (read, clicked, replied or converted) in that calendar week (Monday to Sunday, UTC),
-// whenever in the week it happened. It reads the contact_weeks pre-aggregate, not the
-// events: duplicated or late events change nothing.
+// whenever in the week it happened. It reads the week_contacts bitmaps (and, when from
+// or to falls inside a week, the sends of that week in sent_times), not the events:
+// duplicated or late events change nothing, and its cost does not depend on whether
+// ClickHouse has merged the parts (see cohorts.go).
 func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks int) (RetentionReport, error) {
 	rep := RetentionReport{Weeks: weeks, Cohorts: []Cohort{}}
 	if weeks < 1 || weeks > maxRetentionWeeks {
@@ -185,10 +126,7 @@ func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks 
 	if !from.Before(to) {
 		return rep, nil
 	}
-	f, t := from.UnixMilli(), to.UnixMilli()
-	firstBlock := weekNumber(from) / blockWeeks
-	lastBlock := (weekNumber(to.Add(-time.Millisecond)) + int64(weeks) - 1) / blockWeeks
-	rows, err := conn.Query(ctx, retentionQuery(weeks, firstBlock, lastBlock), uint64(max(f, 0)), uint64(max(t, 0)))
+	rows, err := retentionBits(ctx, conn, from, to, weeks)
 	if err != nil {
 		return rep, fmt.Errorf("retention: %w", err)
 	}
@@ -235,45 +173,12 @@ type CampaignRetentionReport struct {
 	Cohorts []CampaignCohort `json:"cohorts"`
 }
 
-// campaignRetentionQuery: per campaign first sent in [?, ?) (ms), its week, its
-// distinct contacts sent to, and those engaged in each following week (masks of
-// contact_weeks, blocks first … last). With only, the campaigns are limited to the
-// set bound to each "IN ?" (three of them: before, between and after from and to).
-func campaignRetentionQuery(weeks int, first, last int64, only bool) string {
-	in, contacts := "", ""
-	if only {
-		in = " AND campaign_id IN ?"
-		contacts = " AND contact_id IN (SELECT contact_id FROM events WHERE kind = 'sent'" + in + ")"
-	}
-	return `SELECT campaign_id, w0, count()` + weekSums("w0", weeks, first, last) + `
-FROM (
-    SELECT campaign_id, contact_id, w0
-    FROM (SELECT DISTINCT campaign_id, contact_id FROM events WHERE kind = 'sent'` + in + `)
-    ALL INNER JOIN (
-        SELECT campaign_id, intDiv(greatest(intDiv(min(ts_ms), 86400000), 4) - 4, 7) AS w0
-        FROM events WHERE kind = 'sent' AND campaign_id != ''` + in + `
-        GROUP BY campaign_id
-        HAVING min(ts_ms) >= ? AND min(ts_ms) < ?
-    ) USING campaign_id
-)
-ANY LEFT JOIN (
-    SELECT contact_id` + maskAggregates(first, last) + `
-    FROM (
-        SELECT contact_id, block, finalizeAggregation(engaged_lo) AS lo, finalizeAggregation(engaged_hi) AS hi
-        FROM contact_weeks WHERE block >= ` + strconv.FormatInt(first, 10) + ` AND block <= ` + strconv.FormatInt(last, 10) + contacts + `
-    )
-    GROUP BY contact_id
-) USING contact_id
-GROUP BY campaign_id, w0
-ORDER BY w0, campaign_id`
-}
-
 // RetentionByCampaign computes cohort retention by campaign for the campaigns first
 // sent in [from, to) (only those of campaigns, when given): each campaign's contacts
 // and, for weeks 0 … weeks-1 from the week of its first send, how many engaged that
-// week. Engagement comes from the contact_weeks pre-aggregate, so duplicated events
-// change nothing. All campaigns of a busy period mean every (campaign, contact) pair of
-// it: naming the campaigns is much faster.
+// week. It reads the bitmaps of campaign_starts, campaign_contacts and week_contacts
+// (see cohorts.go), 64 contacts per row, so duplicated events change nothing and all
+// campaigns at once cost about as much as the words of their audiences.
 func RetentionByCampaign(ctx context.Context, conn driver.Conn, from, to time.Time, weeks int, campaigns ...string) (CampaignRetentionReport, error) {
 	rep := CampaignRetentionReport{Weeks: weeks, Cohorts: []CampaignCohort{}}
 	if weeks < 1 || weeks > maxRetentionWeeks {
@@ -282,17 +187,17 @@ func RetentionByCampaign(ctx context.Context, conn driver.Conn, from, to time.Ti
 	if !from.Before(to) {
 		return rep, nil
 	}
-	firstBlock := weekNumber(from) / blockWeeks
-	lastBlock := (weekNumber(to.Add(-time.Millisecond)) + int64(weeks) - 1) / blockWeeks
-	args := []any{uint64(max(from.UnixMilli(), 0)), uint64(max(to.UnixMilli(), 0))}
+	f, t := uint64(max(from.UnixMilli(), 0)), uint64(max(to.UnixMilli(), 0))
+	wf, wt := weekNumber(time.UnixMilli(int64(f))), weekNumber(time.UnixMilli(int64(t)-1))
+	args := []any{f, t, f, t}
 	if len(campaigns) > 0 {
 		set := clickhouse.GroupSet{Value: make([]any, len(campaigns))}
 		for i, c := range campaigns {
 			set.Value[i] = c
 		}
-		args = []any{set, set, args[0], args[1], set}
+		args = []any{set, f, t, set, f, t}
 	}
-	rows, err := conn.Query(ctx, campaignRetentionQuery(weeks, firstBlock, lastBlock, len(campaigns) > 0), args...)
+	rows, err := conn.Query(ctx, campaignRetentionBitsQuery(wf, wt, weeks, len(campaigns) > 0), args...)
 	if err != nil {
 		return rep, fmt.Errorf("retention by campaign: %w", err)
 	}
