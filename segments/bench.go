@@ -61,7 +61,9 @@ type SlowCommand struct {
 // BenchResult is what RunBench measured.
 type BenchResult struct {
 	Contacts int `json:"contacts"`
-	// Generation: pipelined HSET of profile and identity, the raw write baseline.
+	// Generation: pipelined HSET of profile records and identity entries into their
+	// buckets, the raw write baseline: what an import must write, without reading,
+	// resolving, merging or parsing.
 	GenerateSeconds float64 `json:"generate_seconds"`
 	RawHSETPerSec   float64 `json:"raw_hset_contacts_per_sec"`
 	// Memory: Redis used_memory added by the generated contacts, per contact.
@@ -287,8 +289,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	return res, nil
 }
 
-// generate writes n contacts (ids 1..n) directly: pipelined HSET of profiles and the
-// identity index, then every bitmap with SETRANGE in 256 KiB pieces.
+// generate writes n contacts (ids 1..n) directly, in the store's layout: pipelined
+// HSETs of profile buckets and identity index buckets (a few per 1,000 contacts), then
+// every bitmap with SETRANGE in 256 KiB pieces.
 func (s *Store) generate(ctx context.Context, n int, seed uint64, progress func(int64)) error {
 	names := benchTagNames()
 	size := (n + 1 + 7) / 8
@@ -342,16 +345,21 @@ func (s *Store) generate(ctx context.Context, n int, seed uint64, progress func(
 		g.Go(func() error {
 			for c := range chunks {
 				pipe := s.rdb.Pipeline()
+				var bucket []any
+				var links []linkEntry
 				for i, bc := range c.cs {
 					id := c.first + uint32(i)
-					f := make([]any, 0, 16+2*len(bc.tags))
-					f = append(f, hPhone, bc.phone, hName, "Contact "+strconv.FormatUint(uint64(id), 10),
-						hCountry, bc.country, hTZ, bc.tz, hLocale, bc.locale, hCreated, now, hSource, "bench")
-					for _, t := range bc.tags {
-						f = append(f, hTag+names[t], "1")
+					p := profile{f: []field{{hPhone, bc.phone}, {hName, "Contact " + strconv.FormatUint(uint64(id), 10)},
+						{hCountry, bc.country}, {hTZ, bc.tz}, {hLocale, bc.locale}, {hCreated, now}, {hSource, "bench"}}}
+					bucket = append(bucket, id, encodeRecord(&p))
+					if id%profileBucket == profileBucket-1 || i == len(c.cs)-1 {
+						pipe.HSet(gctx, s.kProfiles(profileBucketOf(id)), bucket...)
+						bucket = bucket[:0:0]
 					}
-					pipe.HSet(gctx, s.kContact(id), f...)
-					pipe.HSet(gctx, s.kIdentPhone(), bc.phone, id)
+					links = append(links, linkEntry{bc.phone, int64(id)})
+				}
+				for _, g := range groupLinks(links) {
+					pipe.HSet(gctx, s.kIdentPhoneBucket(g.bucket), g.args...)
 				}
 				if _, err := pipe.Exec(gctx); err != nil {
 					return fmt.Errorf("bench: write profiles: %w", err)

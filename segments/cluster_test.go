@@ -35,7 +35,7 @@ func TestIdentityKeysShareASlot(t *testing.T) {
 	for _, prefix := range []string{"herald:", "", "t-1:", "{tenant}:", "a{b:", "a}b:", "{x}{}:"} {
 		s := NewStore(nil, prefix)
 		tag := hashTag(s.kSeq())
-		for _, k := range []string{s.kIdentPhone(), s.kIdentEmail()} {
+		for _, k := range []string{s.kIdentPhone("+66812345678"), s.kIdentEmail("a@example.com"), s.kIdentPhoneBucket(identBuckets - 1), s.kIdentPhoneOld(), s.kIdentEmailOld()} {
 			if hashTag(k) != tag {
 				t.Errorf("prefix %q: %s and %s hash %q and %q", prefix, s.kSeq(), k, tag, hashTag(k))
 			}

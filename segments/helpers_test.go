@@ -57,6 +57,26 @@ func snapshot(t testing.TB, rdb *redis.Client, prefix string) map[string]string 
 	return out
 }
 
+// identEntries returns every entry of a store's phone (or email) index, over all its
+// buckets, checking each is in the bucket of its phone or email.
+func identEntries(t testing.TB, rdb *redis.Client, s *Store, email bool) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for b := range uint32(identBuckets) {
+		k := s.kIdentPhoneBucket(b)
+		if email {
+			k = s.kIdentEmailBucket(b)
+		}
+		for x, id := range rdb.HGetAll(context.Background(), k).Val() {
+			if identBucket(x) != b {
+				t.Fatalf("%s holds %s, of bucket %d", k, x, identBucket(x))
+			}
+			out[x] = id
+		}
+	}
+	return out
+}
+
 func diffSnapshots(a, b map[string]string) []string {
 	var d []string
 	for k, v := range a {

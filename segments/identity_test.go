@@ -171,7 +171,7 @@ func TestIdentityChanges(t *testing.T) {
 	if _, err := s.LookupPhone(ctx, "+66819300003"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the replaced phone still finds a contact: %v", err)
 	}
-	if n := rdb.HLen(ctx, s.kIdentPhone()).Val(); n != 2 {
+	if n := len(identEntries(t, rdb, s, false)); n != 2 {
 		t.Fatalf("phone index has %d entries, want 2", n)
 	}
 }
@@ -252,8 +252,8 @@ func TestLinkPathsAgree(t *testing.T) {
 			t.Fatalf("counters %s and %s", x, y)
 		}
 	}
-	for _, k := range []func(*Store) string{(*Store).kIdentPhone, (*Store).kIdentEmail} {
-		x, y := rdb.HGetAll(ctx, k(tx)).Val(), rdb.HGetAll(ctx, k(script)).Val()
+	for _, email := range []bool{false, true} {
+		x, y := identEntries(t, rdb, tx, email), identEntries(t, rdb, script, email)
 		if len(x) == 0 || fmt.Sprint(x) != fmt.Sprint(y) {
 			t.Fatalf("indexes differ:\n%v\n%v", x, y)
 		}
@@ -303,36 +303,6 @@ func TestConcurrentImportersByEmail(t *testing.T) {
 		if p := mustProfile(t, s, id); p.Phone != fmt.Sprintf("+6681970%04d", i) {
 			t.Fatalf("person %d is %+v", i, p)
 		}
-	}
-}
-
-// A store written before the identity keys had a hash tag is renamed on first use.
-func TestOldKeyLayoutIsRenamed(t *testing.T) {
-	_, rdb, prefix := newStore(t)
-	ctx := context.Background()
-	old := NewStore(rdb, prefix)
-	importString(t, old, "phone,tags\n+66819800001,vip\n+66819800002,\n", ImportOptions{})
-	// Move the keys back to their names of before.
-	for _, k := range [][2]string{{old.kSeq(), prefix + "contact:seq"}, {old.kIdentPhone(), prefix + "ident:phone"}} {
-		if err := rdb.Rename(ctx, k[0], k[1]).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := NewStore(rdb, prefix)
-	if id := mustLookup(t, s, "+66819800002"); id != 2 {
-		t.Fatalf("contact 2 has id %d", id)
-	}
-	rep := importString(t, s, "phone\n+66819800001\n+66819800003\n", ImportOptions{})
-	if rep.Unchanged != 1 || rep.Created != 1 || mustLookup(t, s, "+66819800003") != 3 {
-		t.Fatalf("report %+v", rep)
-	}
-	if n := rdb.Exists(ctx, prefix+"contact:seq", prefix+"ident:phone").Val(); n != 0 {
-		t.Fatalf("%d keys of the old layout remain", n)
-	}
-	// Both layouts at once: an older process wrote after the rename. Refused, clearly.
-	rdb.HSet(ctx, prefix+"ident:phone", "+66819800009", 9)
-	if _, err := NewStore(rdb, prefix).LookupPhone(ctx, "+66819800001"); err == nil || !strings.Contains(err.Error(), "stop the older processes") {
-		t.Fatalf("both layouts: %v", err)
 	}
 }
 

@@ -428,6 +428,9 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 			return rep, fmt.Errorf("import: tag %q is both added and removed", t)
 		}
 	}
+	if _, err := s.UpgradeLayout(ctx); err != nil {
+		return rep, fmt.Errorf("import: %w", err)
+	}
 	if o.format == formatJSONL {
 		src = newJSONLSource(r, o.Columns)
 	} else {

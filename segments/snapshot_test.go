@@ -82,32 +82,3 @@ func TestPreviewSamplesMembers(t *testing.T) {
 		t.Fatal("a bad expression previewed")
 	}
 }
-
-// Profiles written before tags became one field each (tags = "a,b") are read, and
-// moved to tag fields by the next write.
-func TestLegacyTagsFieldIsMigrated(t *testing.T) {
-	s, rdb, prefix := newStore(t)
-	ctx := context.Background()
-	importString(t, s, "phone,tags\n+66 81 400 0001,a;b\n", ImportOptions{})
-	id := mustLookup(t, s, "+66814000001")
-	key := fmt.Sprintf("%scontact:%d", prefix, id)
-	rdb.HDel(ctx, key, "t.a", "t.b")
-	rdb.HSet(ctx, key, "tags", "a,b")
-	if c := mustProfile(t, s, id); !slices.Equal(c.Tags, []string{"a", "b"}) {
-		t.Fatalf("legacy profile tags = %v", c.Tags)
-	}
-	rep := importString(t, s, "phone,tags\n+66 81 400 0001,c\n", ImportOptions{RemoveTags: []string{"a"}})
-	if rep.Updated != 1 {
-		t.Fatalf("report %+v", rep)
-	}
-	h := rdb.HGetAll(ctx, key).Val()
-	if _, ok := h["tags"]; ok || h["t.b"] != "1" || h["t.c"] != "1" || h["t.a"] != "" {
-		t.Fatalf("profile after the write: %v", h)
-	}
-	if got := members(t, s, "a"); len(got) != 0 {
-		t.Fatalf("a still has members %v", got)
-	}
-	if got := members(t, s, "b and c"); !slices.Equal(got, []uint32{id}) {
-		t.Fatalf("b and c = %v", got)
-	}
-}

@@ -52,7 +52,8 @@ type TagCount struct {
 	Count uint64
 }
 
-// Profile hash fields.
+// Profile fields (the names of the old layout's hash fields; a record stores them by
+// kind, see record.go).
 const (
 	hPhone   = "phone"
 	hName    = "name"
@@ -60,14 +61,21 @@ const (
 	hCountry = "country"
 	hTZ      = "tz"
 	hLocale  = "locale"
-	hTags    = "tags" // before tag fields: the tags, sorted and comma-separated
-	hTag     = "t."   // t.NAME = 1: the contact has tag NAME (mirrors the bitmap)
+	hTags    = "tags" // old layout, before tag fields: the tags, comma-separated
+	hTag     = "t."   // old layout: t.NAME = 1, the contact has tag NAME
 	hCreated = "created"
 	hSource  = "source"
 	hAttr    = "a."
 )
 
-func (s *Store) kContact(id uint32) string {
+// kProfiles is a profile bucket: the records of contacts b<<profileShift to
+// (b+1)<<profileShift - 1, by contact id.
+func (s *Store) kProfiles(b uint32) string {
+	return s.prefix + "profiles:" + strconv.FormatUint(uint64(b), 10)
+}
+
+// kContactOld is a contact's profile hash in the layout before buckets.
+func (s *Store) kContactOld(id uint32) string {
 	return s.prefix + "contact:" + strconv.FormatUint(uint64(id), 10)
 }
 func (s *Store) kTag(name string) string      { return s.prefix + "tag:" + name }
@@ -83,48 +91,99 @@ func (s *Store) key(field, v string) string {
 	return s.kAttr(field, v)
 }
 
-// Profiles loads contacts by id in one pipelined round trip. A contact that does not
-// exist comes back as a Contact with ID 0, at its position.
+// Profiles loads contacts by id in one pipelined round trip (two in a store still
+// holding profiles of the layout before buckets): the records of their buckets, and
+// their tags from the tag bitmaps (one BITFIELD_RO per tag of the library). A contact
+// that does not exist comes back as a Contact with ID 0, at its position.
 func (s *Store) Profiles(ctx context.Context, ids []uint32) ([]Contact, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.kContact(id))
+	if err := s.upgradeKeys(ctx); err != nil {
+		return nil, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	lib, err := s.rdb.SMembers(ctx, s.kTags()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load %d profiles: list tags: %w", len(ids), err)
+	}
+	slices.Sort(lib)
+	cws := make([]contactWrite, len(ids))
+	ptrs := make([]*contactWrite, len(ids))
+	for i, id := range ids {
+		cws[i].id = id
+		ptrs[i] = &cws[i]
+	}
+	pipe := s.rdb.Pipeline()
+	recs := s.queueRecords(ctx, pipe, ptrs, s.layout.legacy.Load())
+	tags := s.queueTagBits(ctx, pipe, lib, ids)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load %d profiles: %w", len(ids), err)
+	}
+	if err := recs.read(); err != nil {
 		return nil, fmt.Errorf("load %d profiles: %w", len(ids), err)
 	}
 	out := make([]Contact, len(ids))
-	for i, c := range cmds {
-		out[i] = contactFromHash(ids[i], c.Val())
+	for i := range cws {
+		out[i] = contactFromProfile(ids[i], &cws[i].before)
+	}
+	for t, cmd := range tags {
+		bits, err := cmd.Result()
+		if err != nil {
+			return nil, fmt.Errorf("load %d profiles: tag %s: %w", len(ids), lib[t], err)
+		}
+		for i, b := range bits {
+			if b == 1 && out[i].ID != 0 {
+				out[i].Tags = append(out[i].Tags, lib[t]) // lib is sorted
+			}
+		}
 	}
 	return out, nil
 }
 
-func contactFromHash(id uint32, h map[string]string) Contact {
-	if h[hPhone] == "" && h[hEmail] == "" {
+// queueTagBits queues one BITFIELD_RO per tag reading the bits of ids.
+func (s *Store) queueTagBits(ctx context.Context, pipe redis.Pipeliner, lib []string, ids []uint32) []*redis.IntSliceCmd {
+	gets := make([]any, 0, 3*len(ids))
+	for _, id := range ids {
+		gets = append(gets, "get", "u1", id)
+	}
+	cmds := make([]*redis.IntSliceCmd, len(lib))
+	for t, name := range lib {
+		cmds[t] = redis.NewIntSliceCmd(ctx, append([]any{"bitfield_ro", s.kTag(name)}, gets...)...)
+		_ = pipe.Process(ctx, cmds[t])
+	}
+	return cmds
+}
+
+// contactFromProfile is the Contact of a stored profile (its tags aside); an empty
+// Contact when there is no profile.
+func contactFromProfile(id uint32, p *profile) Contact {
+	if !p.exists() {
 		return Contact{}
 	}
-	c := Contact{ID: id, Phone: h[hPhone], Email: h[hEmail], Name: h[hName], Country: h[hCountry],
-		TimeZone: h[hTZ], Locale: h[hLocale]}
-	if t := h[hTags]; t != "" {
-		c.Tags = strings.Split(t, ",")
-	}
-	for k, v := range h {
-		if name, ok := strings.CutPrefix(k, hAttr); ok {
-			if c.Attrs == nil {
-				c.Attrs = map[string]string{}
+	c := Contact{ID: id}
+	for _, f := range p.f {
+		switch f.k {
+		case hPhone:
+			c.Phone = f.v
+		case hEmail:
+			c.Email = f.v
+		case hName:
+			c.Name = f.v
+		case hCountry:
+			c.Country = f.v
+		case hTZ:
+			c.TimeZone = f.v
+		case hLocale:
+			c.Locale = f.v
+		default:
+			if name, ok := strings.CutPrefix(f.k, hAttr); ok {
+				if c.Attrs == nil {
+					c.Attrs = map[string]string{}
+				}
+				c.Attrs[name] = f.v
 			}
-			c.Attrs[name] = v
-		} else if name, ok := strings.CutPrefix(k, hTag); ok {
-			c.Tags = append(c.Tags, name)
 		}
 	}
-	slices.Sort(c.Tags)
-	c.Tags = slices.Compact(c.Tags)
 	return c
 }
 
@@ -139,17 +198,17 @@ func (s *Store) LookupPhone(ctx context.Context, phone string) (uint32, error) {
 	if err := s.upgradeKeys(ctx); err != nil {
 		return 0, err
 	}
-	vals, err := s.rdb.HMGet(ctx, s.kIdentPhone(), cands...).Result()
+	idents := make([]identity, len(cands))
+	for i, c := range cands {
+		idents[i].phone = c
+	}
+	known, err := s.lookupIdentities(ctx, idents)
 	if err != nil {
 		return 0, fmt.Errorf("look up phone %q: %w", phone, err)
 	}
-	for _, v := range vals {
-		if str, ok := v.(string); ok {
-			id, err := strconv.ParseUint(str, 10, 32)
-			if err != nil {
-				return 0, fmt.Errorf("look up phone %q: corrupt identity index entry %q", phone, str)
-			}
-			return uint32(id), nil
+	for _, c := range cands {
+		if id := known.phones[c]; id != 0 {
+			return id, nil
 		}
 	}
 	return 0, fmt.Errorf("look up phone %q: %w", phone, ErrNotFound)
@@ -175,6 +234,9 @@ func (s *Store) Upsert(ctx context.Context, cs []Contact) ([]uint32, error) {
 		}
 		r.line = i + 1
 		rows[i] = r
+	}
+	if _, err := s.UpgradeLayout(ctx); err != nil {
+		return nil, fmt.Errorf("upsert: %w", err)
 	}
 	ids := make([]uint32, 0, len(cs))
 	var conflicts []string

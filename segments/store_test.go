@@ -36,8 +36,12 @@ func TestUpsertAndProfiles(t *testing.T) {
 			t.Errorf("Profiles[%d] = %+v, want %+v", i, ps[i], want[i])
 		}
 	}
-	if h := rdb.HGetAll(ctx, prefix+"contact:1").Val(); h["source"] != "api" || h["created"] == "" {
-		t.Fatalf("contact:1 = %v, want source and created", h)
+	rec, err := rdb.HGet(ctx, prefix+"profiles:0", "1").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := decodeRecord(rec); err != nil || p.get(hSource) != "api" || p.get(hCreated) == "" {
+		t.Fatalf("contact 1's record = %v, %v, want source and created", p, err)
 	}
 
 	// One invalid contact: nothing is written.

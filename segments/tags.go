@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -25,9 +26,9 @@ type TagChange struct {
 }
 
 // TagContacts adds tag to (add true) or removes it from the live contacts among ids,
-// in pipelines of 2,000 contacts: the bitmap bit, then the profile's tag field. Each
-// contact's change is one SETBIT, so a concurrent import or evaluation sees a contact
-// either before or after; a run cut short is completed by running it again.
+// in pipelines of 2,000 contacts: the bitmap holds a contact's tags, so each contact's
+// change is one SETBIT, and a concurrent import or evaluation sees a contact either
+// before or after; a run cut short is completed by running it again.
 func (s *Store) TagContacts(ctx context.Context, tag string, ids *roaring.Bitmap, add bool) (TagChange, error) {
 	return s.TagContactsProgress(ctx, tag, ids, add, nil)
 }
@@ -73,11 +74,6 @@ func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roarin
 		olds := make([]*redis.IntCmd, n)
 		for i, id := range buf[:n] {
 			olds[i] = pipe.SetBit(ctx, s.kTag(t), int64(id), bit)
-			if add {
-				pipe.HSet(ctx, s.kContact(id), hTag+t, "1")
-			} else {
-				pipe.HDel(ctx, s.kContact(id), hTag+t)
-			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return ch, fmt.Errorf("tag contacts: %w", err)
@@ -193,22 +189,30 @@ type Erased struct {
 // EraseContact removes a contact, found by phone number (as LookupPhone takes it) or
 // email address: the ledger's tombstone first (through ledger, which may be nil only
 // when the caller records it otherwise), then every bitmap bit (each tag of the
-// library, the attribute bitmaps, contacts:all), the profile and the identity entries
-// (phone and email) last, in one pipeline (keys in different Redis Cluster slots, so
-// not a transaction): a run cut short leaves an identity, and erasing again completes
-// it. The id is not reused: importing the number again creates a new contact. It
-// returns an error wrapping ErrNotFound when no contact has the phone or email.
+// library, the attribute bitmaps, contacts:all), the profile record and the identity
+// entries (phone and email) last, in one pipeline (keys in different Redis Cluster
+// slots, so not a transaction): a run cut short leaves an identity, and erasing again
+// completes it. The id is not reused: importing the number again creates a new
+// contact. It returns an error wrapping ErrNotFound when no contact has the phone or
+// email.
 func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Erasure) (Erased, error) {
 	id, err := s.Lookup(ctx, phoneOrEmail)
 	if err != nil {
 		return Erased{}, err
 	}
 	er := Erased{ContactID: id}
-	h, err := s.rdb.HGetAll(ctx, s.kContact(id)).Result()
-	if err != nil {
+	cw := &contactWrite{id: id}
+	legacy := s.layout.legacy.Load()
+	pipe := s.rdb.Pipeline()
+	recs := s.queueRecords(ctx, pipe, []*contactWrite{cw}, legacy)
+	libCmd := pipe.SMembers(ctx, s.kTags())
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return er, fmt.Errorf("erase contact %d: %w", id, err)
 	}
-	lib, err := s.rdb.SMembers(ctx, s.kTags()).Result()
+	if err := recs.read(); err != nil {
+		return er, fmt.Errorf("erase contact %d: %w", id, err)
+	}
+	lib, err := libCmd.Result()
 	if err != nil {
 		return er, fmt.Errorf("erase contact %d: %w", id, err)
 	}
@@ -217,16 +221,13 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 			return er, fmt.Errorf("erase contact %d: record the erasure in the consent ledger (nothing was erased): %w", id, err)
 		}
 	}
-	p := profileFromHash(h)
+	p := &cw.before
 	off := int64(id)
 	tx := s.rdb.Pipeline()
+	cleared := make([]*redis.IntCmd, 0, len(lib))
 	for _, t := range lib {
-		tx.SetBit(ctx, s.kTag(t), off, 0)
+		cleared = append(cleared, tx.SetBit(ctx, s.kTag(t), off, 0))
 	}
-	for _, t := range p.tags {
-		tx.SetBit(ctx, s.kTag(t), off, 0)
-	}
-	er.Tags = len(p.tags)
 	if c := p.get(hCountry); c != "" {
 		tx.SetBit(ctx, s.kAttr(FieldCountry, c), off, 0)
 	}
@@ -234,7 +235,10 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 		tx.SetBit(ctx, s.kAttr(FieldLocale, l), off, 0)
 	}
 	tx.SetBit(ctx, s.kAll(), off, 0)
-	tx.Del(ctx, s.kContact(id))
+	tx.HDel(ctx, s.kProfiles(profileBucketOf(id)), strconv.FormatUint(uint64(id), 10))
+	if legacy {
+		tx.Del(ctx, s.kContactOld(id))
+	}
 	// The entry erasure was asked by, and the profile's, if they name this contact.
 	phones, emails := []string{p.get(hPhone)}, []string{p.get(hEmail)}
 	if strings.Contains(phoneOrEmail, "@") {
@@ -246,16 +250,27 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 	}
 	for _, x := range slices.Compact(slices.Sorted(slices.Values(phones))) {
 		if x != "" {
-			tx.Eval(ctx, unlinkScript, []string{s.kIdentPhone()}, x, id)
+			tx.Eval(ctx, unlinkScript, []string{s.kIdentPhone(x)}, x, id)
+			if legacy {
+				tx.Eval(ctx, unlinkScript, []string{s.kIdentPhoneOld()}, x, id)
+			}
 		}
 	}
 	for _, x := range slices.Compact(slices.Sorted(slices.Values(emails))) {
 		if x != "" {
-			tx.Eval(ctx, unlinkScript, []string{s.kIdentEmail()}, x, id)
+			tx.Eval(ctx, unlinkScript, []string{s.kIdentEmail(x)}, x, id)
+			if legacy {
+				tx.Eval(ctx, unlinkScript, []string{s.kIdentEmailOld()}, x, id)
+			}
 		}
 	}
 	if _, err := tx.Exec(ctx); err != nil {
 		return er, fmt.Errorf("erase contact %d (the ledger has its tombstone; erasing again completes it): %w", id, err)
+	}
+	for _, c := range cleared {
+		if c.Val() == 1 {
+			er.Tags++
+		}
 	}
 	return er, nil
 }

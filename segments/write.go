@@ -2,6 +2,7 @@ package segments
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -41,33 +42,26 @@ type applyResult struct {
 	outcomes []int8   // per row
 }
 
-// field is one profile hash field.
+// field is one profile field.
 type field struct{ k, v string }
 
-// profile is a contact's hash: as read before the batch, and as the batch leaves it.
-// Profiles have a few fields, so slices beat maps.
+// profile is a contact's profile fields: as read before the batch, and as the batch
+// leaves it. Profiles have a few fields, so slices beat maps. Tags are not profile
+// fields: the tag bitmaps hold them.
 type profile struct {
-	f      []field  // fields other than tag fields
-	tags   []string // tags (t.NAME fields)
-	legacy bool     // the stored hash has the comma-separated tags field
+	f []field
 }
 
+// profileFromHash reads a profile of the old layout (a hash per contact), leaving out
+// its tag fields (t.NAME, or the comma-separated tags of before): the bitmaps are the
+// source of truth for tags.
 func profileFromHash(h map[string]string) profile {
 	p := profile{f: make([]field, 0, len(h))}
 	for k, v := range h {
-		switch name, isTag := strings.CutPrefix(k, hTag); {
-		case isTag:
-			p.addTag(name)
-		case k == hTags:
-			p.legacy = true
-			for _, t := range strings.Split(v, ",") {
-				if t != "" {
-					p.addTag(t)
-				}
-			}
-		default:
-			p.f = append(p.f, field{k, v})
+		if k == hTags || strings.HasPrefix(k, hTag) {
+			continue
 		}
+		p.f = append(p.f, field{k, v})
 	}
 	return p
 }
@@ -99,25 +93,15 @@ func (p *profile) set(k, v string) bool {
 	return true
 }
 
-func (p *profile) hasTag(t string) bool { return slices.Contains(p.tags, t) }
-
-func (p *profile) addTag(t string) bool {
-	if p.hasTag(t) {
-		return false
-	}
-	p.tags = append(p.tags, t)
-	return true
-}
-
 // exists reports whether the profile is a contact's (it has an identity).
 func (p *profile) exists() bool { return p.get(hPhone) != "" || p.get(hEmail) != "" }
 
 func (p *profile) clone() profile {
-	return profile{f: append(make([]field, 0, len(p.f)+4), p.f...), tags: slices.Clone(p.tags), legacy: p.legacy}
+	return profile{f: append(make([]field, 0, len(p.f)+4), p.f...)}
 }
 
-// merge applies a row to the profile and reports whether anything changed.
-func (p *profile) merge(r *row, remove map[string]bool) bool {
+// merge applies a row's fields to the profile and reports whether anything changed.
+func (p *profile) merge(r *row) bool {
 	ch := p.set(hPhone, r.phone.E164)
 	ch = p.set(hCountry, r.country) || ch
 	ch = p.set(hName, r.name) || ch
@@ -134,27 +118,41 @@ func (p *profile) merge(r *row, remove map[string]bool) bool {
 	for _, a := range r.attrs {
 		ch = p.set(hAttr+a[0], a[1]) || ch
 	}
-	for _, t := range r.tags {
-		if !remove[t] && p.addTag(t) {
-			ch = true
-		}
-	}
-	if len(remove) > 0 {
-		n := len(p.tags)
-		p.tags = slices.DeleteFunc(p.tags, func(t string) bool { return remove[t] })
-		ch = ch || len(p.tags) != n
-	}
 	return ch
 }
 
+// tagState is a tag a batch's rows name for a contact (to add or to remove): whether
+// the contact had it before the batch (its bitmap's bit), and after.
+type tagState struct {
+	name          string
+	before, after bool
+}
+
 // contactWrite is one contact of a batch: its profile before and after the batch,
-// and the identities its rows named.
+// its tags the batch touches, and the identities its rows named.
 type contactWrite struct {
-	id            uint32
-	isNew         bool // allocated in this batch: nothing to read
-	before, after profile
-	phones        []string // named by its rows, and the stored one
-	emails        []string
+	id     uint32
+	isNew  bool   // allocated in this batch: nothing to read
+	stored []byte // its record as read ("" when it had none): what the write expects
+	old    bool   // read from the old layout (P contact:ID): deleted once moved
+	rows   []int  // the batch's rows of the contact, in order
+	before profile
+	after  profile
+	tags   []tagState
+	phones []string // named by its rows, and the stored one
+	emails []string
+	// Set by merge: whether the profile's fields changed, and whether it was created.
+	changed, created bool
+}
+
+func (cw *contactWrite) tag(name string) *tagState {
+	for i := range cw.tags {
+		if cw.tags[i].name == name {
+			return &cw.tags[i]
+		}
+	}
+	cw.tags = append(cw.tags, tagState{name: name})
+	return &cw.tags[len(cw.tags)-1]
 }
 
 // apply writes a batch of rows: prepare, then write.
@@ -170,7 +168,10 @@ func (s *Store) apply(ctx context.Context, rows []row, o applyOpts) (applyResult
 type prepared struct {
 	res      applyResult
 	contacts []uint32 // the batch's contacts
-	cmds     []redis.Cmder
+	rows     []row
+	opts     applyOpts
+	cws      []contactWrite
+	w        *batchWriter
 }
 
 // inflight tells prepare about batches prepared but not yet written, whose contacts'
@@ -183,11 +184,12 @@ type inflight interface {
 
 // prepare resolves a batch's rows to contacts and computes their writes: the ids of
 // their identities (one HMGET round trip, and link for unknown identities), the stored
-// profiles of contacts that existed (one pipeline), then the merge in row order. When a
-// contact is in a batch still being written (fl), prepare waits for it and resolves
-// again, so rows always merge into what the rows before them left.
+// records of contacts that existed and the bits of the tags the rows name (one
+// pipeline), then the merge in row order. When a contact is in a batch still being
+// written (fl), prepare waits for it and resolves again, so rows always merge into
+// what the rows before them left.
 func (s *Store) prepare(ctx context.Context, rows []row, o applyOpts, fl inflight) (*prepared, error) {
-	p := &prepared{res: applyResult{ids: make([]uint32, len(rows)), outcomes: make([]int8, len(rows))}}
+	p := &prepared{res: applyResult{ids: make([]uint32, len(rows)), outcomes: make([]int8, len(rows))}, rows: rows, opts: o}
 	if len(rows) == 0 {
 		return p, nil
 	}
@@ -238,45 +240,186 @@ func (s *Store) prepare(ctx context.Context, rows []row, o applyOpts, fl infligh
 		}
 		fl = nil
 	}
-	// 3. The stored profiles of the contacts that existed.
-	pipe := s.rdb.Pipeline()
-	reads := make([]*redis.MapStringStringCmd, len(cws))
-	for k := range cws {
-		if !cws[k].isNew {
-			reads[k] = pipe.HGetAll(ctx, s.kContact(cws[k].id))
-		}
-	}
-	if pipe.Len() > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return p, fmt.Errorf("read profiles: %w", err)
-		}
-	}
-	for k := range cws {
-		cw := &cws[k]
-		if cw.isNew {
-			cw.after.f = make([]field, 0, 12)
-		}
-		if reads[k] != nil {
-			cw.before = profileFromHash(reads[k].Val())
-			cw.after = cw.before.clone()
-			if ph := cw.before.get(hPhone); ph != "" {
-				cw.phones = append(cw.phones, ph)
-			}
-			if e := cw.before.get(hEmail); e != "" {
-				cw.emails = append(cw.emails, e)
-			}
-		}
-	}
-	// 4. Rows in file order, each against the profile the rows before it left.
 	for j := range rows {
 		f := found[rowIdent[j]]
 		if f.conflict {
 			res.outcomes[j] = outConflict
 			continue
 		}
-		cw := &cws[byID[f.id]]
 		res.ids[j] = f.id
-		r := &rows[j]
+		cw := &cws[byID[f.id]]
+		cw.rows = append(cw.rows, j)
+		for _, t := range rows[j].tags {
+			if !o.remove[t] {
+				cw.tag(t)
+			}
+		}
+	}
+	p.cws = cws
+	// 3. The stored records and tag bits of the contacts that existed.
+	var stored []*contactWrite
+	for k := range cws {
+		if !cws[k].isNew {
+			stored = append(stored, &cws[k])
+		}
+	}
+	if err := s.readContacts(ctx, stored, o.remove); err != nil {
+		return p, err
+	}
+	// 4. Rows in file order, each against the profile the rows before it left.
+	for k := range cws {
+		s.mergeContact(&cws[k], p)
+	}
+	// 5. Bitmaps, then profiles and the index clean-up, then the tag library.
+	p.w = newBatchWriter(s, o.source)
+	for k := range cws {
+		p.w.diff(&cws[k], true)
+	}
+	return p, nil
+}
+
+// readContacts reads contacts' stored records (and, in a store still holding the old
+// layout, the old profile hash of those without one) and the bits of the tags their
+// rows name and of the tags to remove, in one pipeline.
+func (s *Store) readContacts(ctx context.Context, cws []*contactWrite, remove map[string]bool) error {
+	if len(cws) == 0 {
+		return nil
+	}
+	legacy := s.layout.legacy.Load()
+	pipe := s.rdb.Pipeline()
+	recs := s.queueRecords(ctx, pipe, cws, legacy)
+	// Tag bits: one BITFIELD_RO per tag, of the contacts whose rows name it.
+	rm := slices.Sorted(maps.Keys(remove))
+	type tagRead struct {
+		cmd  *redis.IntSliceCmd
+		who  []*tagState
+		args []any
+	}
+	reads := map[string]*tagRead{}
+	var order []string
+	for _, cw := range cws {
+		for _, t := range rm {
+			cw.tag(t)
+		}
+		for i := range cw.tags {
+			t := &cw.tags[i]
+			r, ok := reads[t.name]
+			if !ok {
+				r = &tagRead{args: []any{"bitfield_ro", s.kTag(t.name)}}
+				reads[t.name] = r
+				order = append(order, t.name)
+			}
+			r.args = append(r.args, "get", "u1", cw.id)
+			r.who = append(r.who, t)
+		}
+	}
+	for _, t := range order {
+		r := reads[t]
+		r.cmd = redis.NewIntSliceCmd(ctx, r.args...)
+		_ = pipe.Process(ctx, r.cmd)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read profiles: %w", err)
+	}
+	for _, t := range order {
+		r := reads[t]
+		bits, err := r.cmd.Result()
+		if err != nil {
+			return fmt.Errorf("read tag %s: %w", t, err)
+		}
+		for i, st := range r.who {
+			st.before = i < len(bits) && bits[i] == 1
+		}
+	}
+	return recs.read()
+}
+
+// recordReads are the queued reads of contacts' stored records.
+type recordReads struct {
+	cws     []*contactWrite
+	buckets []*redis.SliceCmd // per bucket, HMGET of its contacts
+	of      []int             // cws[i]'s bucket read, and its position in it
+	at      []int
+	olds    []*redis.MapStringStringCmd // per contact, the old layout's hash (legacy stores)
+}
+
+func (s *Store) queueRecords(ctx context.Context, pipe redis.Pipeliner, cws []*contactWrite, legacy bool) *recordReads {
+	r := &recordReads{cws: cws, of: make([]int, len(cws)), at: make([]int, len(cws))}
+	fields := map[uint32][]string{}
+	var order []uint32
+	for i, cw := range cws {
+		b := profileBucketOf(cw.id)
+		f, ok := fields[b]
+		if !ok {
+			order = append(order, b)
+		}
+		r.at[i] = len(f)
+		fields[b] = append(f, strconv.FormatUint(uint64(cw.id), 10))
+	}
+	pos := map[uint32]int{}
+	for _, b := range order {
+		pos[b] = len(r.buckets)
+		r.buckets = append(r.buckets, pipe.HMGet(ctx, s.kProfiles(b), fields[b]...))
+	}
+	for i, cw := range cws {
+		r.of[i] = pos[profileBucketOf(cw.id)]
+	}
+	if legacy {
+		// After the bucket: a migration moves a profile into its bucket before
+		// deleting the old hash, so one of the two reads sees it.
+		r.olds = make([]*redis.MapStringStringCmd, len(cws))
+		for i, cw := range cws {
+			r.olds[i] = pipe.HGetAll(ctx, s.kContactOld(cw.id))
+		}
+	}
+	return r
+}
+
+// read sets each contact's stored record and profile (before, and after as a copy).
+func (r *recordReads) read() error {
+	for i, cw := range r.cws {
+		vals, err := r.buckets[r.of[i]].Result()
+		if err != nil {
+			return fmt.Errorf("read profiles: %w", err)
+		}
+		cw.stored, cw.old = nil, false
+		cw.before = profile{}
+		if v, ok := vals[r.at[i]].(string); ok {
+			cw.stored = []byte(v)
+			if cw.before, err = decodeRecord(cw.stored); err != nil {
+				return fmt.Errorf("contact %d: %w", cw.id, err)
+			}
+		} else if r.olds != nil {
+			h, err := r.olds[i].Result()
+			if err != nil {
+				return fmt.Errorf("read profiles: %w", err)
+			}
+			if len(h) > 0 {
+				cw.before, cw.old = profileFromHash(h), true
+			}
+		}
+	}
+	return nil
+}
+
+// mergeContact applies the contact's rows in file order to the profile and tags read
+// before, setting each row's outcome.
+func (s *Store) mergeContact(cw *contactWrite, p *prepared) {
+	cw.after = cw.before.clone()
+	cw.phones, cw.emails = cw.phones[:0], cw.emails[:0]
+	if ph := cw.before.get(hPhone); ph != "" {
+		cw.phones = append(cw.phones, ph)
+	}
+	if e := cw.before.get(hEmail); e != "" {
+		cw.emails = append(cw.emails, e)
+	}
+	for i := range cw.tags {
+		cw.tags[i].after = cw.tags[i].before
+	}
+	cw.changed, cw.created = false, !cw.before.exists()
+	remove := p.opts.remove
+	for _, j := range cw.rows {
+		r := &p.rows[j]
 		if r.phone.E164 != "" && !slices.Contains(cw.phones, r.phone.E164) {
 			cw.phones = append(cw.phones, r.phone.E164)
 		}
@@ -284,41 +427,98 @@ func (s *Store) prepare(ctx context.Context, rows []row, o applyOpts, fl infligh
 			cw.emails = append(cw.emails, r.email)
 		}
 		existed := cw.after.exists()
-		switch changed := cw.after.merge(r, o.remove); {
+		changed := cw.after.merge(r)
+		cw.changed = cw.changed || changed
+		for _, t := range r.tags {
+			if !remove[t] {
+				if st := cw.tag(t); !st.after {
+					st.after, changed = true, true
+				}
+			}
+		}
+		if len(remove) > 0 {
+			for i := range cw.tags {
+				if st := &cw.tags[i]; st.after && remove[st.name] {
+					st.after, changed = false, true
+				}
+			}
+		}
+		switch {
 		case !existed:
-			res.outcomes[j] = outCreated
+			p.res.outcomes[j] = outCreated
 		case changed:
-			res.outcomes[j] = outUpdated
+			p.res.outcomes[j] = outUpdated
+		default:
+			p.res.outcomes[j] = outUnchanged
 		}
 	}
-	// 5. Bitmaps, then profiles and the index clean-up, then the tag library.
-	w := newBatchWriter(s, o.source)
-	for k := range cws {
-		w.diff(&cws[k])
-	}
-	p.cmds = w.commands(ctx)
-	return p, nil
 }
 
 // write runs a prepared batch's commands in one pipeline: Redis runs it in order, so
 // bitmaps are written before profiles and a batch cut short leaves profiles that
-// still differ from the file: importing it again completes the indexes.
+// still differ from the file: importing it again completes the indexes. A profile
+// record that changed since prepare read it (another writer's) is read again, the
+// contact's rows merged into it and written again, until it holds: concurrent
+// writers of one contact keep each other's fields, as the tag bits keep each
+// other's tags.
 func (s *Store) write(ctx context.Context, p *prepared) error {
-	if len(p.cmds) == 0 {
+	if p.w == nil {
 		return nil
 	}
-	pipe := s.rdb.Pipeline()
-	for _, c := range p.cmds {
-		_ = pipe.Process(ctx, c)
+	w := p.w
+	for attempt := 0; ; attempt++ {
+		cmds, puts := w.commands(ctx)
+		if len(cmds) == 0 {
+			return nil
+		}
+		pipe := s.rdb.Pipeline()
+		for _, c := range cmds {
+			_ = pipe.Process(ctx, c)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("write indexes and profiles: %w", err)
+		}
+		var again []*contactWrite
+		for _, put := range puts {
+			failed, err := put.cmd.Int64Slice()
+			if err != nil {
+				return fmt.Errorf("write profiles: %w", err)
+			}
+			for _, id := range failed {
+				if cw := put.byID(uint32(id)); cw != nil {
+					again = append(again, cw)
+				}
+			}
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		if attempt == maxWriteAttempts {
+			return fmt.Errorf("write profiles: %d contacts kept changing under %d attempts (contact %d)", len(again), maxWriteAttempts, again[0].id)
+		}
+		// Merge again into what the other writer left; the tag bits are written.
+		recs := s.queueRecords(ctx, pipe, again, s.layout.legacy.Load())
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read profiles: %w", err)
+		}
+		if err := recs.read(); err != nil {
+			return err
+		}
+		w = newBatchWriter(s, p.opts.source)
+		for _, cw := range again {
+			s.mergeContact(cw, p)
+			w.diff(cw, false)
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("write indexes and profiles: %w", err)
-	}
-	return nil
 }
 
+// maxWriteAttempts bounds how often write merges a contact again into what another
+// writer left.
+const maxWriteAttempts = 20
+
 // batchWriter collects a batch's writes: its bit changes (as few BITFIELD operations
-// as it can, one command per bitmap), then each contact's HSET and HDEL.
+// as it can, one command per bitmap), then the records of each profile bucket (one
+// putScript call each), the old layout's profiles moved, and the identity clean-up.
 type batchWriter struct {
 	s           *Store
 	now, source string
@@ -328,8 +528,48 @@ type batchWriter struct {
 	keys        map[string]string // tag or field:value → bitmap key
 	created     []uint32          // contacts created by the batch
 	added       map[string]bool   // tags some contact got
-	cmds        []redis.Cmder
+	puts        map[uint32]*bucketPut
+	putOrder    []uint32
+	cmds        []redis.Cmder // after the records
 }
+
+// bucketPut is the records written to one profile bucket.
+type bucketPut struct {
+	args []any // id, expected record, record, …
+	cws  []*contactWrite
+	cmd  *redis.Cmd
+}
+
+func (b *bucketPut) byID(id uint32) *contactWrite {
+	for _, cw := range b.cws {
+		if cw.id == id {
+			return cw
+		}
+	}
+	return nil
+}
+
+// putScript writes profile records into one bucket (KEYS[1]) where they are still
+// what the writer read: ARGV is triples of contact id, the record read ("" for none)
+// and the record to write. It returns the ids whose record changed meanwhile (another
+// writer's), to be merged again. One call per bucket, never per contact.
+const putScript = `
+local n = #ARGV / 3
+local ids = {}
+for i = 1, n do ids[i] = ARGV[3 * i - 2] end
+local cur = redis.call('HMGET', KEYS[1], unpack(ids))
+local set, failed = {}, {}
+for i = 1, n do
+  if (cur[i] or '') == ARGV[3 * i - 1] then
+    set[#set + 1] = ids[i]
+    set[#set + 1] = ARGV[3 * i]
+  else
+    failed[#failed + 1] = tonumber(ids[i])
+  end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+return failed
+`
 
 // bitOp sets bit id of a bitmap to v.
 type bitOp struct {
@@ -339,7 +579,7 @@ type bitOp struct {
 
 func newBatchWriter(s *Store, source string) *batchWriter {
 	return &batchWriter{s: s, now: strconv.FormatInt(s.now().UnixMilli(), 10), source: source, kAll: s.kAll(),
-		bits: map[string][]bitOp{}, keys: map[string]string{}, added: map[string]bool{}}
+		bits: map[string][]bitOp{}, keys: map[string]string{}, added: map[string]bool{}, puts: map[uint32]*bucketPut{}}
 }
 
 func (w *batchWriter) setBit(key string, id uint32, v bool) {
@@ -364,86 +604,64 @@ func (w *batchWriter) key(field, v string) string {
 	return k
 }
 
-// diff queues the writes that turn a contact's before into its after. Each tag is its
-// own profile field, so adding and removing tags needs no read-modify-write and
-// concurrent importers keep each other's tags.
-func (w *batchWriter) diff(cw *contactWrite) {
+// diff queues the writes that turn a contact's before into its after: bits (with
+// tags, the tag bits), the record when its fields changed (or it moves from the old
+// layout), and the identity index clean-up.
+func (w *batchWriter) diff(cw *contactWrite, tags bool) {
 	s, id := w.s, cw.id
 	before, after := &cw.before, &cw.after
-	created := !before.exists()
-	if created {
+	if cw.created {
 		w.created = append(w.created, id)
 		w.setBit(w.kAll, id, true)
 	}
-	var add, rm []string
-	for _, t := range after.tags {
-		if !before.hasTag(t) {
-			add = append(add, t)
+	if tags {
+		for _, t := range cw.tags {
+			if t.after != t.before {
+				w.setBit(w.key("", t.name), id, t.after)
+				if t.after {
+					w.added[t.name] = true
+				}
+			}
 		}
-	}
-	for _, t := range before.tags {
-		if !after.hasTag(t) {
-			rm = append(rm, t)
-		}
-	}
-	slices.Sort(add)
-	slices.Sort(rm)
-	for _, t := range add {
-		w.setBit(w.key("", t), id, true)
-		w.added[t] = true
-	}
-	for _, t := range rm {
-		w.setBit(w.key("", t), id, false)
 	}
 	w.moveBit(FieldCountry, before.get(hCountry), after.get(hCountry), id)
 	w.moveBit(FieldLocale, langOf(before.get(hLocale)), langOf(after.get(hLocale)), id)
 
-	set := make([]any, 0, 2+2*(len(after.f)+len(add)+2))
-	set = append(set, "hset", s.kContact(id))
-	for _, f := range after.f {
-		if before.get(f.k) != f.v {
-			set = append(set, f.k, f.v)
+	if cw.changed || cw.created || cw.old {
+		if cw.created {
+			after.set(hCreated, w.now)
+			after.set(hSource, w.source)
 		}
-	}
-	if created {
-		set = append(set, hCreated, w.now)
-		if w.source != "" {
-			set = append(set, hSource, w.source)
+		b := profileBucketOf(id)
+		put, ok := w.puts[b]
+		if !ok {
+			put = &bucketPut{}
+			w.puts[b] = put
+			w.putOrder = append(w.putOrder, b)
 		}
-	}
-	tagFields := add
-	if before.legacy {
-		tagFields = slices.Sorted(slices.Values(after.tags)) // moving to one field per tag
-	}
-	for _, t := range tagFields {
-		set = append(set, hTag+t, "1")
-	}
-	if len(set) > 2 {
-		w.cmds = append(w.cmds, redis.NewIntCmd(context.Background(), set...))
-	}
-	var del []any
-	for _, t := range rm {
-		del = append(del, hTag+t)
-	}
-	if before.legacy {
-		del = append(del, hTags)
-	}
-	if len(del) > 0 {
-		w.cmds = append(w.cmds, redis.NewIntCmd(context.Background(), append([]any{"hdel", s.kContact(id)}, del...)...))
+		put.args = append(put.args, id, cw.stored, encodeRecord(after))
+		put.cws = append(put.cws, cw)
+		if cw.old {
+			w.cmds = append(w.cmds, redis.NewIntCmd(context.Background(), "del", s.kContactOld(id)))
+		}
 	}
 	// Identities the contact no longer has stop finding it.
 	if len(cw.phones) > 1 || len(cw.phones) == 1 && cw.phones[0] != after.get(hPhone) {
-		w.unlink(s.kIdentPhone(), cw.phones, after.get(hPhone), id)
+		w.unlink(s.kIdentPhoneOld(), s.kIdentPhone, cw.phones, after.get(hPhone), id)
 	}
 	if len(cw.emails) > 1 || len(cw.emails) == 1 && cw.emails[0] != after.get(hEmail) {
-		w.unlink(s.kIdentEmail(), cw.emails, after.get(hEmail), id)
+		w.unlink(s.kIdentEmailOld(), s.kIdentEmail, cw.emails, after.get(hEmail), id)
 	}
 }
 
-func (w *batchWriter) unlink(key string, named []string, keep string, id uint32) {
+func (w *batchWriter) unlink(old string, bucket func(string) string, named []string, keep string, id uint32) {
+	legacy := w.s.layout.legacy.Load()
 	for _, x := range named {
 		if x != keep {
-			w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, key, x, id))
+			w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, bucket(x), x, id))
+			if legacy {
+				w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, old, x, id))
+			}
 		}
 	}
 }
@@ -463,22 +681,30 @@ func (w *batchWriter) moveBit(field, old, cur string, id uint32) {
 
 // commands returns the batch's commands in the order Redis must run them: the
 // bitmaps (contacts:all last, so a contact becomes live with its other bits set), the
-// profiles and index clean-up, and the tag library (a tag is listed once it has
-// members).
+// profile records (one putScript call per bucket), the old layout's profiles moved
+// and the index clean-up, and the tag library (a tag is listed once it has members);
+// and the record writes, whose answers name the records to merge again.
 //
 // An import creates contacts with consecutive ids, so the bitmaps' bits of a run of
 // 64 aligned ids are often all the batch's new contacts': their final values are
 // known (1 for each contact with the tag or value, 0 for the others), and one
 // BITFIELD SET i64 writes them instead of a SET u1 each.
-func (w *batchWriter) commands(ctx context.Context) []redis.Cmder {
+func (w *batchWriter) commands(ctx context.Context) ([]redis.Cmder, []*bucketPut) {
 	full := fullWords(w.created)
-	cmds := make([]redis.Cmder, 0, len(w.bitOrder)+len(w.cmds)+1)
+	cmds := make([]redis.Cmder, 0, len(w.bitOrder)+len(w.putOrder)+len(w.cmds)+1)
 	order := slices.DeleteFunc(slices.Clone(w.bitOrder), func(k string) bool { return k == w.kAll })
 	if _, ok := w.bits[w.kAll]; ok {
 		order = append(order, w.kAll)
 	}
 	for _, k := range order {
 		cmds = append(cmds, redis.NewIntSliceCmd(ctx, bitfieldArgs(k, w.bits[k], full)...))
+	}
+	puts := make([]*bucketPut, 0, len(w.putOrder))
+	for _, b := range w.putOrder {
+		put := w.puts[b]
+		put.cmd = redis.NewCmd(ctx, append([]any{"eval", putScript, 1, w.s.kProfiles(b)}, put.args...)...)
+		cmds = append(cmds, put.cmd)
+		puts = append(puts, put)
 	}
 	cmds = append(cmds, w.cmds...)
 	if len(w.added) > 0 {
@@ -488,7 +714,7 @@ func (w *batchWriter) commands(ctx context.Context) []redis.Cmder {
 		}
 		cmds = append(cmds, redis.NewIntCmd(ctx, lib...))
 	}
-	return cmds
+	return cmds, puts
 }
 
 // fullWords returns the 64-bit words (id/64) whose 64 ids are all among created.
