@@ -13,10 +13,19 @@
 // read.
 //
 // Migration 0005 creates views for analysts: v_message_outcomes, v_funnel,
-// v_funnel_by_variant, v_sent_consent. Migration 0007 creates the contact_weeks
-// pre-aggregate (see preagg.go), fed by the materialized view contact_weeks_mv on
-// every insert into events: cohort reports read one row per contact there instead of
-// every event, and it holds only idempotent aggregates, so duplicates change nothing.
+// v_funnel_by_variant, v_sent_consent (see views.go for their columns); migration 0010
+// adds to v_message_outcomes what deferrals did to each message: deferred (0/1),
+// deferrals (distinct deferrals), deferred_reason and deferred_until (of the latest).
+// Migration 0007 creates the contact_weeks pre-aggregate (see preagg.go): one row per
+// contact, kept for analysts' SQL; the reports no longer read it. Migration 0009
+// creates the cohort pre-aggregates the reports read (see cohorts.go): bitmaps of
+// contacts (dense ids, 64 per row) sent to and engaged per week (week_contacts), sent
+// to per campaign (campaign_contacts), each campaign's first send (campaign_starts),
+// and the sends by time (sent_times). Each is fed by a materialized view (<table>_mv)
+// on every insert into events and backfilled from the events already stored when the
+// migration runs; all hold idempotent aggregates (bit or, min) or sets, so duplicates
+// and arrival order change nothing, and a cohort report reads a row per 64 contacts
+// whether or not ClickHouse has merged the parts yet.
 //
 // The audit needs to tell free-form messages from templates: until the event contract
 // carries the message type, a sent event with Reason = FreeFormReason ("free_form") is

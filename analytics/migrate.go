@@ -139,6 +139,11 @@ ORDER BY contact_id`}
 		return []column{{"events", "order_id", "String"}, {"events", "value", "Float64"}, {"events", "currency", f.dim()}}
 	}},
 	{version: 9, name: "create_cohort_bitmaps", ddl: cohortDDL, backfill: backfillCohorts},
+	{version: 10, name: "message_outcomes_deferred", ddl: func(schemaFeatures) []string {
+		// 18.16 has no CREATE OR REPLACE VIEW. v_funnel and v_funnel_by_variant name
+		// v_message_outcomes and are resolved when queried, so they keep working.
+		return []string{"DROP TABLE IF EXISTS v_message_outcomes", viewMessageOutcomesDeferred}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

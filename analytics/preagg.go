@@ -9,8 +9,10 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Pre-aggregates (migration 0007) keep the reports that would otherwise read every event
-// fast. They are fed by materialized views on every insert into events, and hold only
+// contact_weeks (migration 0007) was the cohort reports' pre-aggregate until migration
+// 0009's bitmaps (cohorts.go) replaced it: a contact's rows are only combined by merges,
+// so right after a bulk load a report grouped several rows per contact. It stays for
+// analysts' SQL. It is fed by a materialized view on every insert into events, and holds only
 // idempotent aggregates (min, bitwise or), so a duplicated event (at-least-once delivery,
 // an insert retried, the backfill overlapping the view) changes nothing, and the order in
 // which events arrive does not matter either.
