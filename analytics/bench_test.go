@@ -90,8 +90,8 @@ func BenchmarkSinkInsert(b *testing.B) {
 	})
 
 	b.Run("clickhouse-go-columns-no-views", func(b *testing.B) {
-		// The same into a schema without the materialized views of migration 0007: what
-		// feeding the pre-aggregates costs each insert.
+		// The same into a schema without the materialized views of migrations 0007 and
+		// 0009: what feeding the pre-aggregates costs each insert.
 		conn, _ := testenv.ClickHouse(b)
 		if _, err := migrate(ctx, conn, withoutViews()); err != nil {
 			b.Fatal(err)

@@ -1,9 +1,13 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +65,70 @@ func retentionTruth(evs []events.Event, from, to time.Time, weeks int) []Cohort 
 		out = append(out, *co)
 	}
 	return out
+}
+
+// campaignRetentionTruth computes cohort retention by campaign from events in Go, the
+// way RetentionByCampaign defines it: each campaign (not "") whose first sent event lies
+// in [from, to), in the week w0 of that send; its contacts are those it was ever sent
+// to; Active[k] counts those engaged (in any campaign or none) in week w0 + k.
+// Ordered by week, then campaign.
+func campaignRetentionTruth(evs []events.Event, from, to time.Time, weeks int) []CampaignCohort {
+	first := map[string]time.Time{}
+	members := map[string]map[uint32]bool{}
+	engaged := map[uint32]map[int64]bool{}
+	for _, e := range evs {
+		switch e.Kind {
+		case events.Sent:
+			if e.CampaignID == "" {
+				continue
+			}
+			if f, ok := first[e.CampaignID]; !ok || e.Time.Before(f) {
+				first[e.CampaignID] = e.Time
+			}
+			if members[e.CampaignID] == nil {
+				members[e.CampaignID] = map[uint32]bool{}
+			}
+			members[e.CampaignID][e.ContactID] = true
+		case events.Read, events.Clicked, events.Replied, events.Converted:
+			if engaged[e.ContactID] == nil {
+				engaged[e.ContactID] = map[int64]bool{}
+			}
+			engaged[e.ContactID][weekNumber(e.Time.Truncate(time.Second))] = true
+		}
+	}
+	out := []CampaignCohort{}
+	for c, f := range first {
+		if ms := f.UnixMilli(); ms < from.UnixMilli() || ms >= to.UnixMilli() {
+			continue
+		}
+		w0 := weekNumber(f)
+		co := CampaignCohort{Campaign: c, Week: weekMonday(w0).Format(time.DateOnly),
+			Contacts: uint64(len(members[c])), Active: make([]uint64, weeks), Retained: make([]float64, weeks)}
+		for m := range members[c] {
+			for k := range weeks {
+				if engaged[m][w0+int64(k)] {
+					co.Active[k]++
+				}
+			}
+		}
+		for k, a := range co.Active {
+			co.Retained[k] = ratio(a, co.Contacts)
+		}
+		out = append(out, co)
+	}
+	slices.SortFunc(out, func(a, b CampaignCohort) int {
+		return cmp.Or(strings.Compare(a.Week, b.Week), strings.Compare(a.Campaign, b.Campaign))
+	})
+	return out
+}
+
+func retentionByCampaign(t *testing.T, conn driver.Conn, from, to time.Time, weeks int, campaigns ...string) []CampaignCohort {
+	t.Helper()
+	rep, err := RetentionByCampaign(context.Background(), conn, from, to, weeks, campaigns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.Cohorts
 }
 
 func mapInt64ToUint32(m map[int64]*Cohort) map[uint32]bool {
@@ -152,20 +220,42 @@ func TestRetentionPreAggregateDedupes(t *testing.T) {
 	if got := retentionTruth(evs, from, to, 4); !reflect.DeepEqual(got, want) {
 		t.Fatalf("the Go reference disagrees with the fixture: %+v", got)
 	}
+	wantByCampaign := campaignRetentionTruth(evs, from, to.AddDate(0, 0, 7), 4)
+	if len(wantByCampaign) != 4 {
+		t.Fatalf("the reference gives %d campaign cohorts, want 4", len(wantByCampaign))
+	}
+	if got := retentionByCampaign(t, conn, from, to.AddDate(0, 0, 7), 4); !reflect.DeepEqual(got, wantByCampaign) {
+		t.Fatalf("retention by campaign\n got %+v\nwant %+v", got, wantByCampaign)
+	}
 	// The duplicates really are stored more than once until merged.
-	rows := uint64Query(t, conn, "SELECT count() FROM contact_weeks")
-	keys := uint64Query(t, conn, "SELECT count() FROM (SELECT DISTINCT contact_id, block FROM contact_weeks)")
-	if rows <= keys {
-		t.Fatalf("contact_weeks holds %d rows for %d keys: the test needs unmerged duplicates", rows, keys)
+	tables := []struct{ name, key string }{
+		{"week_contacts", "series, week, word"},
+		{"campaign_contacts", "campaign_id, word"},
+		{"campaign_starts", "campaign_id"},
+		{"sent_times", "ts_ms, contact_id"},
+		{"contact_weeks", "contact_id, block"},
 	}
-	if err := conn.Exec(ctx, "OPTIMIZE TABLE contact_weeks FINAL"); err != nil {
-		t.Fatal(err)
+	keys := map[string]uint64{}
+	for _, tb := range tables {
+		rows := uint64Query(t, conn, "SELECT count() FROM "+tb.name)
+		keys[tb.name] = uint64Query(t, conn, "SELECT count() FROM (SELECT DISTINCT "+tb.key+" FROM "+tb.name+")")
+		if rows <= keys[tb.name] {
+			t.Fatalf("%s holds %d rows for %d keys: the test needs unmerged duplicates", tb.name, rows, keys[tb.name])
+		}
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+tb.name+" FINAL"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if rows := uint64Query(t, conn, "SELECT count() FROM contact_weeks"); rows != keys {
-		t.Fatalf("after OPTIMIZE: %d rows for %d keys", rows, keys)
+	for _, tb := range tables {
+		if rows := uint64Query(t, conn, "SELECT count() FROM "+tb.name); rows != keys[tb.name] {
+			t.Fatalf("after OPTIMIZE: %s holds %d rows for %d keys", tb.name, rows, keys[tb.name])
+		}
 	}
 	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
 		t.Fatalf("retention after merges\n got %+v\nwant %+v", got, want)
+	}
+	if got := retentionByCampaign(t, conn, from, to.AddDate(0, 0, 7), 4); !reflect.DeepEqual(got, wantByCampaign) {
+		t.Fatalf("retention by campaign after merges\n got %+v\nwant %+v", got, wantByCampaign)
 	}
 	// A cohort range that starts after week A leaves only the second cohort.
 	if got := retention(t, conn, baseTime.AddDate(0, 0, 7), to, 4); !reflect.DeepEqual(got, want[1:]) {
@@ -188,9 +278,30 @@ func TestRetentionMatchesReference(t *testing.T) {
 		e.ID = events.ID("r", c, e.Kind, string(rune(i)))
 		evs = append(evs, e)
 	}
+	// Twelve campaigns that start 8 weeks apart and send for 10 weeks, to contacts of
+	// ids spread over many words, half of them read; some sends carry no campaign.
+	for i := range 3000 {
+		k := rng.IntN(12)
+		campaign := fmt.Sprintf("k%02d", k)
+		if rng.IntN(20) == 0 {
+			campaign = ""
+		}
+		c := uint32(rng.IntN(2000) + 1)
+		at := start.AddDate(0, 0, 56*k).Add(time.Duration(rng.Int64N(int64(70 * 24 * time.Hour))))
+		e := events.New(events.Sent, campaign, c, at)
+		e.ID = events.ID(campaign, c, e.Kind, fmt.Sprint("k", i))
+		evs = append(evs, e)
+		if rng.IntN(2) == 0 { // read within 8 weeks
+			r := events.New(events.Read, campaign, c, at.Add(time.Duration(rng.Int64N(int64(56*24*time.Hour)))))
+			r.ID = events.ID(campaign, c, r.Kind, fmt.Sprint("k", i))
+			evs = append(evs, r)
+		}
+	}
 	for i := 0; i < len(evs); i += 1000 {
 		insertEvents(t, conn, evs[i:min(i+1500, len(evs))]) // overlapping batches: duplicates
 	}
+	monday := weekMonday(weekNumber(start) + 1) // 2023-05-08, 00:00 UTC
+	var campaignCohorts int
 	for _, tc := range []struct {
 		from, to time.Time
 		weeks    int
@@ -199,7 +310,21 @@ func TestRetentionMatchesReference(t *testing.T) {
 		{start.AddDate(0, 3, 0).Add(5 * time.Hour), start.AddDate(0, 9, 2), 13},
 		{start.AddDate(0, 0, 5).Add(7 * time.Hour), start.AddDate(0, 0, 12), 1},
 		{start.AddDate(0, 11, 0), start.AddDate(1, 4, 0), 70},
+		// Whole weeks (no partial week at either end), and from and to in one week.
+		{monday.AddDate(0, 0, 7*20), monday.AddDate(0, 0, 7*45), 8},
+		{monday.AddDate(0, 0, 7*30+1).Add(3 * time.Hour), monday.AddDate(0, 0, 7*30+4), 5},
 	} {
+		wantC := campaignRetentionTruth(evs, tc.from, tc.to, tc.weeks)
+		campaignCohorts += len(wantC)
+		if got := retentionByCampaign(t, conn, tc.from, tc.to, tc.weeks); !reflect.DeepEqual(got, wantC) {
+			t.Errorf("retention by campaign %s..%s, %d weeks\n got %+v\nwant %+v", tc.from, tc.to, tc.weeks, got, wantC)
+		}
+		if len(wantC) > 1 {
+			named := []CampaignCohort{wantC[0], wantC[len(wantC)-1]}
+			if got := retentionByCampaign(t, conn, tc.from, tc.to, tc.weeks, named[1].Campaign, "nope", named[0].Campaign); !reflect.DeepEqual(got, named) {
+				t.Errorf("retention of campaigns %s and %s, %s..%s\n got %+v\nwant %+v", named[0].Campaign, named[1].Campaign, tc.from, tc.to, got, named)
+			}
+		}
 		want := retentionTruth(evs, tc.from, tc.to, tc.weeks)
 		var active uint64
 		for _, c := range want {
@@ -215,11 +340,14 @@ func TestRetentionMatchesReference(t *testing.T) {
 			t.Errorf("retention %s..%s, %d weeks\n got %+v\nwant %+v", tc.from, tc.to, tc.weeks, got, want)
 		}
 	}
+	if campaignCohorts < 12 {
+		t.Fatalf("the windows hold %d campaign cohorts: too few to compare", campaignCohorts)
+	}
 }
 
-// Events stored before migration 0007 are backfilled; backfilling again, or events
-// going through both the backfill and the view, changes nothing.
-func TestContactWeeksBackfill(t *testing.T) {
+// Events stored before migrations 0007 and 0009 are backfilled; backfilling again, or
+// events going through both the backfills and the views, changes nothing.
+func TestPreAggregateBackfill(t *testing.T) {
 	ctx := context.Background()
 	conn, _ := testenv.ClickHouse(t)
 	if _, err := migrate(ctx, conn, withoutViews()); err != nil {
@@ -231,16 +359,38 @@ func TestContactWeeksBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	from, to := baseTime.AddDate(0, 0, -3), baseTime.AddDate(0, 0, 14)
-	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
-		t.Fatalf("retention after the backfill\n got %+v\nwant %+v", got, want)
+	wantByCampaign := campaignRetentionTruth(evs, from, to.AddDate(0, 0, 7), 4)
+	check := func(when string) {
+		t.Helper()
+		if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
+			t.Fatalf("retention %s\n got %+v\nwant %+v", when, got, want)
+		}
+		if got := retentionByCampaign(t, conn, from, to.AddDate(0, 0, 7), 4); !reflect.DeepEqual(got, wantByCampaign) {
+			t.Fatalf("retention by campaign %s\n got %+v\nwant %+v", when, got, wantByCampaign)
+		}
+		if got, err := contactWeeksRetention(ctx, conn, from, to, 4); err != nil || !reflect.DeepEqual(got.Cohorts, withoutRetained(want)) {
+			t.Fatalf("contact_weeks retention %s\n got %+v, %v\nwant %+v", when, got.Cohorts, err, want)
+		}
 	}
+	check("after the backfill")
 	if err := backfillContactWeeks(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	insertEvents(t, conn, evs[:len(evs)/3])
-	if got := retention(t, conn, from, to, 4); !reflect.DeepEqual(got, want) {
-		t.Fatalf("retention after a second backfill and redelivered events\n got %+v\nwant %+v", got, want)
+	if err := backfillCohorts(ctx, conn); err != nil {
+		t.Fatal(err)
 	}
+	insertEvents(t, conn, evs[:len(evs)/3])
+	check("after a second backfill and redelivered events")
+}
+
+// withoutRetained is cohorts without their Retained ratios (contactWeeksRetention,
+// the benchmark's baseline, leaves them out).
+func withoutRetained(cs []Cohort) []Cohort {
+	out := make([]Cohort, len(cs))
+	for i, c := range cs {
+		out[i] = Cohort{Week: c.Week, Contacts: c.Contacts, Active: c.Active}
+	}
+	return out
 }
 
 func TestWeekNumber(t *testing.T) {
@@ -264,11 +414,11 @@ func TestWeekNumber(t *testing.T) {
 	}
 }
 
-// withoutViews is every migration but 0007 (contact_weeks and its view).
+// withoutViews is every migration but 0007 and 0009 (the pre-aggregates and their views).
 func withoutViews() []migration {
 	var out []migration
 	for _, m := range migrations {
-		if m.version != 7 {
+		if m.version != 7 && m.version != 9 {
 			out = append(out, m)
 		}
 	}
