@@ -12,22 +12,39 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// benchGenerate fills events with n generated events inside ClickHouse (INSERT …
-// SELECT from system.numbers, far faster than sending rows). Message q (= number / 5)
-// goes to contact q %% 2,000,000 + 1 in campaign "c<q / 200,000>", sent on day
-// q / 200,000 after the base time; each message has queued, sent, delivered, read and
-// clicked events, from one of three senders, in variant A or B. So 50M events are 50
-// campaigns of 200,000 contacts (1M events each) over 7 weeks, and every contact gets
-// 5 campaigns.
+// benchGenerate fills events with generated events inside ClickHouse (INSERT …
+// SELECT from system.numbers, far faster than sending rows): the events number from
+// to number + count - 1 of one endless stream. Message q (= number / 5) goes to contact
+// contactOf(q) in campaign "c<q / 200,000>", sent on day q / 200,000 after the base
+// time; each message has queued, sent, delivered, read and clicked events, from one of
+// three senders, in variant A or B. With bulkContact, 50M events are 50 campaigns of
+// 200,000 contacts (1M events each) over 7 weeks, and every contact gets 5 campaigns.
+// Arguments: the contact expression of q, the base time (ms), from, count.
 const benchGenerate = `INSERT INTO events (event_id, kind, ts, ts_ms, campaign_id, contact_id, sender_id, channel, variant, country)
 SELECT toString(number), arrayElement(['queued', 'sent', 'delivered', 'read', 'clicked'], (number %% 5) + 1),
-    toDateTime(intDiv(t, 1000)), t, concat('c', toString(intDiv(q, 200000))), toUInt32(q %% 2000000 + 1),
+    toDateTime(intDiv(t, 1000)), t, concat('c', toString(intDiv(q, 200000))), toUInt32(%s),
     arrayElement(['s1', 's2', 's3'], (q %% 3) + 1), 'whatsapp', arrayElement(['A', 'B'], (q %% 2) + 1), 'TH'
 FROM (
     SELECT number, intDiv(number, 5) AS q,
         toUInt64(%d + intDiv(q, 200000) * 86400000 + (q %% 1000) * 1000 + (number %% 5) * 60000) AS t
-    FROM system.numbers LIMIT %d
+    FROM (SELECT m AS number FROM (SELECT number + %d AS m FROM system.numbers LIMIT %d))
 )`
+
+// bulkContact sends consecutive messages to consecutive contacts (ids 1 … 2,000,000);
+// scatteredContact to contacts scattered over the same ids (1,000,003 is prime to
+// 2,000,000, so 2,000,000 consecutive messages still reach every contact once), as a
+// sink's batch of webhooks would.
+const (
+	bulkContact      = "q % 2000000 + 1"
+	scatteredContact = "(q * 1000003) % 2000000 + 1"
+)
+
+// Trickle: after the bulk load, this many batches of this many events (a new campaign's
+// messages to scattered contacts), as the sink inserts them.
+const (
+	trickleBatches = 100
+	trickleEvents  = 10000
+)
 
 // BenchmarkFunnel times, over HERALD_BENCH_EVENTS generated events (default
 // 50,000,000; generating them takes a minute or two and a few GB of disk), the funnel,
@@ -35,9 +52,11 @@ FROM (
 // of all contacts by first-contact week from the raw events (the baseline, and the
 // truth the others must match), then Retention, the previous design's query over
 // contact_weeks, and RetentionByCampaign of one and of all campaigns, first right after
-// the bulk load (merges stopped, parts as the load left them) and again after every
-// pre-aggregate is merged. The events are generated after migrating, so the
-// materialized views see them as they would see the sink's inserts.
+// the bulk load (merges stopped, parts as the load left them), again after every
+// pre-aggregate is merged, and once more after trickleBatches sink-sized inserts
+// (merges stopped; the raw baseline is timed again on the grown events). The events are
+// generated after migrating, so the materialized views see them as they would see the
+// sink's inserts.
 func BenchmarkFunnel(b *testing.B) {
 	n := 50_000_000
 	if s := os.Getenv("HERALD_BENCH_EVENTS"); s != "" {
@@ -50,10 +69,21 @@ func BenchmarkFunnel(b *testing.B) {
 	ctx := context.Background()
 	conn := migrated(b)
 	start := time.Now()
-	if err := conn.Exec(ctx, fmt.Sprintf(benchGenerate, baseTime.UnixMilli(), n)); err != nil {
+	if err := conn.Exec(ctx, fmt.Sprintf(benchGenerate, bulkContact, baseTime.UnixMilli(), 0, n)); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("generated %d events in %s", n, time.Since(start).Round(time.Millisecond))
+	// The pre-aggregates stay as the bulk load left them until the "merged" phase.
+	preaggs := []string{"week_contacts", "campaign_contacts", "campaign_starts", "sent_times", "contact_weeks"}
+	merges := func(verb string) {
+		for _, t := range preaggs {
+			if err := conn.Exec(ctx, "SYSTEM "+verb+" MERGES "+t); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	merges("STOP")
+	defer merges("START")
 	perCampaign := uint64(min(n/5, 200000))
 	contacts := uint64(min(n/5, 2000000))
 
@@ -87,15 +117,18 @@ func BenchmarkFunnel(b *testing.B) {
 	// others of the same run (benchstat, or the ratio of their ns/op): the machine is
 	// shared. Its result is also the truth the pre-aggregates must reproduce.
 	var truth RetentionReport
-	b.Run("retention-raw-events", func(b *testing.B) {
-		for b.Loop() {
-			r, err := rawRetention(ctx, conn, from, to, 8)
-			if err != nil {
-				b.Fatal(err)
+	rawBaseline := func(name string) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				r, err := rawRetention(ctx, conn, from, to, 8)
+				if err != nil {
+					b.Fatal(err)
+				}
+				truth = r
 			}
-			truth = r
-		}
-	})
+		})
+	}
+	rawBaseline("retention-raw-events")
 	var total uint64
 	for _, c := range truth.Cohorts {
 		total += c.Contacts
@@ -114,6 +147,15 @@ func BenchmarkFunnel(b *testing.B) {
 			}
 		}
 	}
+	// The campaigns and (campaign, contact) pairs sent to, from the raw events.
+	var campaigns, members uint64
+	countCampaigns := func() {
+		if err := conn.QueryRow(ctx, `SELECT uniqExact(campaign_id), uniqExact(campaign_id, contact_id)
+			FROM events WHERE kind = 'sent'`).Scan(&campaigns, &members); err != nil {
+			b.Fatal(err)
+		}
+	}
+	countCampaigns()
 	checkCampaigns := func(b *testing.B, r CampaignRetentionReport, campaigns, members uint64) {
 		var total uint64
 		for _, c := range r.Cohorts {
@@ -123,29 +165,37 @@ func BenchmarkFunnel(b *testing.B) {
 			b.Fatalf("%d campaign cohorts holding %d members, want %d holding %d", len(r.Cohorts), total, campaigns, members)
 		}
 	}
-	campaigns := uint64((n/5 + 199999) / 200000)
-	preaggs := []string{"week_contacts", "campaign_contacts", "campaign_starts", "sent_times", "contact_weeks"}
 	logParts := func(b *testing.B) {
 		for _, t := range preaggs {
 			b.Logf("%s: %s", t, partsOf(b, conn, t))
 		}
 	}
-	// Each query right after the bulk load, as the parts are (merges stopped meanwhile,
-	// so every query of this phase sees the same parts), then after OPTIMIZE … FINAL.
-	for _, phase := range []string{"unmerged", "merged"} {
-		for _, t := range preaggs {
-			stmt := "SYSTEM STOP MERGES " + t
-			if phase == "merged" {
-				stmt = "SYSTEM START MERGES " + t
-			}
-			if err := conn.Exec(ctx, stmt); err != nil {
-				b.Fatal(err)
-			}
-			if phase == "merged" {
+	// Each query in three states of the pre-aggregates: right after the bulk load, as
+	// its parts are (merges stopped since, so every query of the phase sees the same
+	// parts); after OPTIMIZE … FINAL; then merged but for trickleBatches small
+	// inserts since (merges stopped again), as a sink leaves the tables between two
+	// background merges.
+	for _, phase := range []string{"unmerged", "merged", "trickle"} {
+		switch phase {
+		case "merged":
+			merges("START")
+			for _, t := range preaggs {
 				if err := conn.Exec(ctx, "OPTIMIZE TABLE "+t+" FINAL"); err != nil {
 					b.Fatal(err)
 				}
 			}
+		case "trickle":
+			merges("STOP")
+			start := time.Now()
+			for i := range trickleBatches {
+				q := fmt.Sprintf(benchGenerate, scatteredContact, baseTime.UnixMilli(), n+i*trickleEvents, trickleEvents)
+				if err := conn.Exec(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Logf("inserted %d batches of %d events in %s", trickleBatches, trickleEvents, time.Since(start).Round(time.Millisecond))
+			rawBaseline("retention-raw-events-trickle")
+			countCampaigns()
 		}
 		b.Run("retention-"+phase, func(b *testing.B) {
 			logParts(b)
@@ -183,11 +233,11 @@ func BenchmarkFunnel(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				checkCampaigns(b, r, campaigns, uint64(n/5))
+				checkCampaigns(b, r, campaigns, members)
 				all = r
 			}
 		})
-		if phase == "merged" {
+		if phase != "unmerged" {
 			continue // the old design's all-campaign query takes half a minute: once is enough
 		}
 		b.Run("retention-by-campaign-all-contact-weeks-"+phase, func(b *testing.B) {
@@ -196,7 +246,7 @@ func BenchmarkFunnel(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				checkCampaigns(b, r, campaigns, uint64(n/5))
+				checkCampaigns(b, r, campaigns, members)
 				for i, c := range r.Cohorts {
 					w := all.Cohorts[i]
 					if c.Campaign != w.Campaign || c.Week != w.Week || c.Contacts != w.Contacts || !slices.Equal(c.Active, w.Active) {
