@@ -23,40 +23,60 @@
 // The identity keys carry the Redis Cluster hash tag {P ident}: with P = "herald:",
 // herald:{herald:ident}:seq.
 //
-//	P{P ident}:seq       INCR: the last allocated contact id
-//	P{P ident}:phone     HASH: E.164 → contact id (the identity index)
-//	P{P ident}:email     HASH: email address (lower case) → contact id
-//	P contact:ID         HASH: profile — phone, email, name, country (ISO region of the
-//	                     phone, else the country column), tz (IANA zone), locale,
-//	                     t.<tag> = 1 per tag (for display), a.<name> custom attributes,
-//	                     created (unix ms), source
-//	P tag:NAME           bitmap: contacts with tag NAME (bit = contact id)
-//	P tags               SET: the tag library
-//	P attr:country:CC    bitmap: contacts whose country is CC (TH, ID)
-//	P attr:locale:LANG   bitmap: contacts whose locale's language is LANG (th, pt)
-//	P contacts:all       bitmap: every live contact; the universe of "not"
+//	P{P ident}:seq        INCR: the last allocated contact id
+//	P{P ident}:phone:N    HASH: E.164 → contact id, for the phones of index bucket N
+//	P{P ident}:email:N    HASH: email address (lower case) → contact id, likewise
+//	P profiles:B          HASH: contact id → profile record, for ids B×128 to B×128+127
+//	P tag:NAME            bitmap: contacts with tag NAME (bit = contact id)
+//	P tags                SET: the tag library
+//	P attr:country:CC     bitmap: contacts whose country is CC (TH, ID)
+//	P attr:locale:LANG    bitmap: contacts whose locale's language is LANG (th, pt)
+//	P contacts:all        bitmap: every live contact; the universe of "not"
+//
+// A profile record (record.go) holds phone, email, name, country (ISO region of the
+// phone, else the country column), tz (IANA zone), locale, custom attributes, created
+// (unix ms) and source, as a version byte and fields of a kind byte and a
+// length-prefixed value: a phone as the number its E.164 digits make, a zone as its
+// index in a frozen table, a time as a number. Any bytes round-trip. A typical
+// contact's record is under 64 bytes, so a bucket of 128 stays in Redis's compact
+// listpack encoding at its default limits (hash-max-listpack-entries 128,
+// hash-max-listpack-value 64); a bucket holding a longer record (long names, emails,
+// many attributes) converts to a plain hash, still with no key per contact. A batch of
+// 1,000 new contacts writes about 8 buckets. The identity index is split into 128
+// buckets per kind by FNV-1a of the phone or email, so a batch's link transaction
+// WATCHes at most 129 keys and no hash ever holds more than ~1/128 of the contacts
+// (no rehash of millions of entries). A profile record is written by a script that
+// sets it only where the bucket still holds the record the writer read (one call
+// per bucket, never per contact); one that changed meanwhile is read again and the
+// rows merged into it, so concurrent writers of one contact keep each other's fields.
 //
 // A contact known by email only has no phone: it is in segments like any other, and
 // cannot be sent WhatsApp messages until a row gives its phone.
 //
-// Bitmaps are the source of truth for membership; the profile's t.<tag> fields mirror
-// them for display, one field per tag so that adding and removing a tag is a plain
-// HSET/HDEL (no read-modify-write) and the hash stays in Redis's compact listpack
-// encoding (a long comma-separated list pushed it past hash-max-listpack-value: 849
-// against 504 bytes per contact measured). Profiles written before this with a
-// comma-separated "tags" field are read as such and converted on their next write. An
-// import writes bitmaps before profiles (in one pipeline), so an import cut short is
-// completed by importing the same file again.
+// Bitmaps are the source of truth for tags, and the only copy: a contact's tags (for
+// Profiles and Preview) are read with one BITFIELD_RO per tag of the library, and an
+// import reads the bits of the tags its rows name (one BITFIELD_RO per tag and batch)
+// to tell an updated row from an unchanged one. Adding and removing a tag is a SETBIT,
+// with no read-modify-write. An import writes bitmaps before profiles (in one
+// pipeline), so an import cut short is completed by importing the same file again.
 //
-// Redis Cluster: the counter and the identity indexes meet in one transaction (and in
+// Redis Cluster: the counter and the identity buckets meet in one transaction (and in
 // its fallback script), so they share the hash tag {P ident}: one slot per store,
-// while profiles and bitmaps spread over the cluster. Every other command touches one
-// key, and segments are combined in Go (roaring), never with BITOP or SINTERSTORE
-// across keys. On a cluster a pipeline's commands go to several nodes, so "bitmaps
-// before profiles" holds per node only; importing again still completes a cut-short
-// import. Stores written before the hash tag (P contact:seq, P ident:phone) are renamed
-// to these names the first time a Store touches the index (RENAMENX; two layouts at
-// once are refused with what to do).
+// while profile buckets and bitmaps spread over the cluster. Every other command
+// touches one key, and segments are combined in Go (roaring), never with BITOP or
+// SINTERSTORE across keys. On a cluster a pipeline's commands go to several nodes, so
+// "bitmaps before profiles" holds per node only; importing again still completes a
+// cut-short import.
+//
+// Older layouts keep working. Stores written before the hash tag (P contact:seq,
+// P ident:phone) are renamed to P{P ident}:seq and P{P ident}:phone the first time a
+// Store touches the index (RENAMENX; two layouts at once are refused with what to do).
+// Stores written before buckets (P contact:ID hashes with t.NAME tag fields, and one
+// P{P ident}:phone and P{P ident}:email hash) are read in both layouts while those
+// identity hashes exist, and UpgradeLayout (run first by every import and Upsert)
+// moves them into buckets in steps of 500 contacts (SCAN, HGETALL, one script per
+// bucket, DEL; HSCAN and one script per 500 identities), so no command blocks Redis;
+// a write of a contact meanwhile moves it too.
 //
 // Snapshot freezes a segment's members; the dispatcher streams them in id order with
 // Snapshot.Next(after, buf), resuming after the last id it finished. Preview samples
