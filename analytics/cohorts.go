@@ -202,9 +202,10 @@ func engagedArrays(lo, hi int64) string {
 }
 
 // retentionBitsQuery is cohort retention by first-contact week for cohorts of weeks
-// wf … wt and weeks weeks after each, over week_contacts. Per word, it gathers the
-// contacts sent to in each week from the start of wf's span to wt (sw, sb), those sent
-// to in earlier spans (old) and those engaged in weeks wf … wt+weeks-1 (ew, eb). Week
+// wf … wt and weeks weeks after each, over week_contacts, read once. Per word, it
+// gathers the contacts sent to in each week from the start of wf's span to wt (sw, sb),
+// those sent to in earlier spans (old) and those engaged in weeks wf … wt+weeks-1 (ew,
+// eb). Week
 // cw's cohort of the word is then its contacts sent to in cw and never before:
 // sb[cw] & ~(old | sb[every earlier week]). lower and upper, when set, are joined in
 // from sent_times per word: the contacts sent to in wf before the range starts (they
@@ -234,7 +235,7 @@ func retentionBitsQuery(wf, wt int64, weeks int, lower, upper bool) string {
         FROM sent_times
         WHERE (ts_ms >= ? AND ts_ms < ?) OR (ts_ms >= ? AND ts_ms < ?)
         GROUP BY word
-    ) USING word`
+    ) AS edges USING word`
 	}
 	return `SELECT toInt64(cw), sum(` + popcount("c") + `) AS n` + sums.String() + `
 FROM (
@@ -246,17 +247,19 @@ FROM (
             FROM (
                 SELECT word, groupBitOrIf(b, series = ` + strconv.Itoa(seriesSpan) + `) AS old,
                     groupArrayIf(week, series = ` + strconv.Itoa(seriesSent) + `) AS sw,
-                    groupArrayIf(b, series = ` + strconv.Itoa(seriesSent) + `) AS sb
+                    groupArrayIf(b, series = ` + strconv.Itoa(seriesSent) + `) AS sb,
+                    groupArrayIf(week, series = ` + strconv.Itoa(seriesEngaged) + `) AS ew,
+                    groupArrayIf(b, series = ` + strconv.Itoa(seriesEngaged) + `) AS eb
                 FROM (
                     SELECT series, week, word, groupBitOrMerge(bits) AS b FROM week_contacts
                     WHERE (series = ` + strconv.Itoa(seriesSent) + ` AND week >= ` + strconv.FormatInt(span0, 10) + ` AND week <= ` + strconv.FormatInt(wt, 10) + `)
                         OR (series = ` + strconv.Itoa(seriesSpan) + ` AND week < ` + strconv.FormatInt(span0/spanWeeks, 10) + `)
+                        OR (series = ` + strconv.Itoa(seriesEngaged) + ` AND week >= ` + strconv.FormatInt(wf, 10) + ` AND week <= ` + strconv.FormatInt(wt+int64(weeks)-1, 10) + `)
                     GROUP BY series, week, word
                 )
                 GROUP BY word
                 HAVING notEmpty(arrayFilter(w -> w >= ` + strconv.FormatInt(wf, 10) + `, sw))
             )
-            ANY LEFT JOIN (` + engagedArrays(wf, wt+int64(weeks)-1) + `) USING word
         )` + edges + `
     )
     WHERE c != 0
@@ -309,9 +312,9 @@ FROM (
             WHERE campaign_id IN (SELECT campaign_id FROM ` + starts + `)
             GROUP BY campaign_id, word
         )
-        ALL INNER JOIN ` + starts + ` USING campaign_id
+        ALL INNER JOIN ` + starts + ` AS starts USING campaign_id
     )
-    ANY LEFT JOIN (` + engagedArrays(wf, wt+int64(weeks)-1) + `) USING word
+    ANY LEFT JOIN (` + engagedArrays(wf, wt+int64(weeks)-1) + `) AS engaged USING word
 )
 GROUP BY campaign_id, w0
 ORDER BY w0, campaign_id`

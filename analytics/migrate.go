@@ -140,9 +140,10 @@ ORDER BY contact_id`}
 	}},
 	{version: 9, name: "create_cohort_bitmaps", ddl: cohortDDL, backfill: backfillCohorts},
 	{version: 10, name: "message_outcomes_deferred", ddl: func(schemaFeatures) []string {
-		// 18.16 has no CREATE OR REPLACE VIEW. v_funnel and v_funnel_by_variant name
-		// v_message_outcomes and are resolved when queried, so they keep working.
-		return []string{"DROP TABLE IF EXISTS v_message_outcomes", viewMessageOutcomesDeferred}
+		// 18.16 has no CREATE OR REPLACE VIEW: drop and create again, the views that
+		// read v_message_outcomes first, so no server refuses the drop.
+		return []string{"DROP TABLE IF EXISTS v_funnel", "DROP TABLE IF EXISTS v_funnel_by_variant",
+			"DROP TABLE IF EXISTS v_message_outcomes", viewMessageOutcomesDeferred, viewFunnel, viewFunnelByVariant}
 	}},
 }
 
