@@ -31,12 +31,13 @@ FROM (
 )`
 
 // bulkContact sends consecutive messages to consecutive contacts (ids 1 … 2,000,000);
-// scatteredContact to contacts scattered over the same ids (1,000,003 is prime to
-// 2,000,000, so 2,000,000 consecutive messages still reach every contact once), as a
-// sink's batch of webhooks would.
+// scatteredContact to contacts scattered over the same ids, 7,919 apart (a prime, so
+// 2,000,000 consecutive messages still reach every contact once): a batch of them
+// touches one 64-contact word per message, the worst case for the bitmaps (a campaign
+// to a sparse segment; a dense audience is sent in id order and shares words).
 const (
 	bulkContact      = "q % 2000000 + 1"
-	scatteredContact = "(q * 1000003) % 2000000 + 1"
+	scatteredContact = "(q * 7919) % 2000000 + 1"
 )
 
 // Trickle: after the bulk load, this many batches of this many events (a new campaign's
