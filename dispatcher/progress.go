@@ -73,89 +73,143 @@ func (t *Tracker) keys(campaign string) []string {
 	return []string{base, base + ":claimed", base + ":done", base + ":leases"}
 }
 
-// claimScript: ARGV = contact, token, now ms, lease ms. Leases are "token:expiry ms" or
-// "token:sending".
+// The scripts below take one campaign's keys and many contacts at once: ARGV holds the
+// arguments common to the batch, then one group per contact, and the script answers one
+// integer per contact, in order. Each contact is handled exactly as if it were alone
+// (the groups run one after the other), so a batch is one EVALSHA instead of one per
+// contact.
+
+// claimScript: ARGV = token, now ms, lease ms, then contacts. Leases are
+// "token:expiry ms" or "token:sending:start ms".
 var claimScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 2 end
-local mine = ARGV[2] .. ':' .. (tonumber(ARGV[3]) + tonumber(ARGV[4]))
-if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 0 then
-  redis.call('HSET', KEYS[4], ARGV[1], mine)
-  return 0
+local now = tonumber(ARGV[2])
+local mine = ARGV[1] .. ':' .. (now + tonumber(ARGV[3]))
+local out = {}
+for i = 4, #ARGV do
+  local c, r = ARGV[i], 3
+  if redis.call('GETBIT', KEYS[3], c) == 1 then
+    r = 2
+  elseif redis.call('SETBIT', KEYS[2], c, 1) == 0 then
+    redis.call('HSET', KEYS[4], c, mine)
+    r = 0
+  else
+    local l = redis.call('HGET', KEYS[4], c)
+    if not l or string.find(l, ':sending:', 1, true) then
+      r = 1
+    elseif tonumber(string.match(l, ':([^:]*)$')) < now then
+      redis.call('HSET', KEYS[4], c, mine)
+      r = 0
+    end
+  end
+  out[#out + 1] = r
 end
-local l = redis.call('HGET', KEYS[4], ARGV[1])
-if not l then return 1 end
-if string.find(l, ':sending:', 1, true) then return 1 end
-local exp = string.match(l, ':([^:]*)$')
-if tonumber(exp) < tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[4], ARGV[1], mine)
-  return 0
-end
-return 3
+return out
 `)
 
-// sendingScript: ARGV = contact, token, now ms. Marks the claim "token:sending:now" if
-// token still holds it.
+// sendingScript: ARGV = token, now ms, then contacts. Marks each claim
+// "token:sending:now" if token still holds it (1), else answers 0.
 var sendingScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
-local l = redis.call('HGET', KEYS[4], ARGV[1])
-if not l or string.sub(l, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2] .. ':sending:' .. ARGV[3])
-return 1
+local pre = ARGV[1] .. ':'
+local mark = ARGV[1] .. ':sending:' .. ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local c, r = ARGV[i], 0
+  if redis.call('GETBIT', KEYS[3], c) == 0 then
+    local l = redis.call('HGET', KEYS[4], c)
+    if l and string.sub(l, 1, #pre) == pre then
+      redis.call('HSET', KEYS[4], c, mark)
+      r = 1
+    end
+  end
+  out[#out + 1] = r
+end
+return out
 `)
 
-// finishScript marks a contact done once, counts its outcome and completes the campaign
-// when every audience member has one. Returns 1 if this call recorded the outcome.
+// finishScript: ARGV = now ms, then (contact, outcome) pairs. Marks each contact done
+// once (1: this call recorded it), counts the outcomes and completes the campaign when
+// every audience member has one.
 var finishScript = redis.NewScript(`
-if redis.call('SETBIT', KEYS[3], ARGV[1], 1) == 1 then return 0 end
-redis.call('SETBIT', KEYS[2], ARGV[1], 1)
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-local done = redis.call('HINCRBY', KEYS[1], 'done', 1)
-local aud = tonumber(redis.call('HGET', KEYS[1], 'audience') or '-1')
-if done >= aud and redis.call('HGET', KEYS[1], 'fanout_done') == '1' and redis.call('HGET', KEYS[1], 'state') == 'running' then
-  redis.call('HSET', KEYS[1], 'state', 'completed', 'completed_at', ARGV[3])
+local out, n, counts, order = {}, 0, {}, {}
+for i = 2, #ARGV, 2 do
+  local c, o = ARGV[i], ARGV[i + 1]
+  if redis.call('SETBIT', KEYS[3], c, 1) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('SETBIT', KEYS[2], c, 1)
+    redis.call('HDEL', KEYS[4], c)
+    if not counts[o] then
+      counts[o] = 0
+      order[#order + 1] = o
+    end
+    counts[o] = counts[o] + 1
+    n = n + 1
+    out[#out + 1] = 1
+  end
 end
-return 1
+if n > 0 then
+  for _, o in ipairs(order) do redis.call('HINCRBY', KEYS[1], o, counts[o]) end
+  local done = redis.call('HINCRBY', KEYS[1], 'done', n)
+  local aud = tonumber(redis.call('HGET', KEYS[1], 'audience') or '-1')
+  if done >= aud and redis.call('HGET', KEYS[1], 'fanout_done') == '1' and redis.call('HGET', KEYS[1], 'state') == 'running' then
+    redis.call('HSET', KEYS[1], 'state', 'completed', 'completed_at', ARGV[1])
+  end
+end
+return out
 `)
 
-// releaseScript: ARGV = contact, token. Only the lease's holder gives it back.
+// releaseScript: ARGV = token, then contacts. Only the lease's holder gives it back.
 var releaseScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 0 then
-  local l = redis.call('HGET', KEYS[4], ARGV[1])
-  if l and string.sub(l, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
-  redis.call('SETBIT', KEYS[2], ARGV[1], 0)
-  redis.call('HDEL', KEYS[4], ARGV[1])
+local pre = ARGV[1] .. ':'
+local out = {}
+for i = 2, #ARGV do
+  local c, r = ARGV[i], 1
+  if redis.call('GETBIT', KEYS[3], c) == 0 then
+    local l = redis.call('HGET', KEYS[4], c)
+    if l and string.sub(l, 1, #pre) ~= pre then
+      r = 0
+    else
+      redis.call('SETBIT', KEYS[2], c, 0)
+      redis.call('HDEL', KEYS[4], c)
+    end
+  end
+  out[#out + 1] = r
 end
-return 1
+return out
 `)
 
-// Claim atomically claims each key for this tracker's owner token; one pipelined round
-// trip. Results: Claimed, InDoubt, AlreadyDone or Held.
+// Claim atomically claims each key for this tracker's owner token; one round trip.
+// Results: Claimed, InDoubt, AlreadyDone or Held.
 func (t *Tracker) Claim(ctx context.Context, keys []Key) ([]int, error) {
-	now, lease := t.now().UnixMilli(), t.lease.Milliseconds()
-	return t.run(ctx, claimScript, keys, func(int) []any { return []any{t.token, now, lease} })
+	return t.run(ctx, claimScript, keys, []any{t.token, t.now().UnixMilli(), t.lease.Milliseconds()}, nil)
 }
 
 // MarkSending records that the sends of keys start now, for the claims this tracker still
 // holds; false means the claim was lost (its lease ran out and another worker took the
 // job over) and the caller must not send.
 func (t *Tracker) MarkSending(ctx context.Context, keys []Key) ([]bool, error) {
-	now := t.now().UnixMilli()
-	res, err := t.run(ctx, sendingScript, keys, func(int) []any { return []any{t.token, now} })
-	if err != nil {
-		return nil, err
-	}
-	out := make([]bool, len(res))
-	for i, r := range res {
-		out[i] = r == 1
-	}
-	return out, nil
+	return ones(t.run(ctx, sendingScript, keys, []any{t.token, t.now().UnixMilli()}, nil))
 }
 
 // InDoubt reports, per key, whether it was claimed and never finished: a send whose
-// worker died before recording it. One pipelined round trip.
+// worker died before recording it. One round trip.
 func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]bool, error) {
-	res, err := t.run(ctx, inDoubtScript, keys, nil)
+	return ones(t.run(ctx, inDoubtScript, keys, nil, nil))
+}
+
+// inDoubtScript: ARGV = contacts.
+var inDoubtScript = redis.NewScript(`
+local out = {}
+for i = 1, #ARGV do
+  local r = 0
+  if redis.call('GETBIT', KEYS[3], ARGV[i]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[i]) == 1 then r = 1 end
+  out[#out + 1] = r
+end
+return out
+`)
+
+// ones turns script answers into booleans (1 = true).
+func ones(res []int, err error) ([]bool, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -166,48 +220,59 @@ func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]bool, error) {
 	return out, nil
 }
 
-var inDoubtScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return 1 end
-return 0
-`)
-
 // Release gives back claims (for a retry published as a new job) unless already done.
 func (t *Tracker) Release(ctx context.Context, keys []Key) error {
-	_, err := t.run(ctx, releaseScript, keys, func(int) []any { return []any{t.token} })
+	_, err := t.run(ctx, releaseScript, keys, []any{t.token}, nil)
 	return err
 }
 
 // Finish records each key's outcome (OutcomeSent, OutcomeSkipped, OutcomeFailed) once.
 // It returns, per key, whether this call recorded it (false: it already had one).
 func (t *Tracker) Finish(ctx context.Context, keys []Key, outcomes []string) ([]bool, error) {
-	now := t.now().UnixMilli()
-	res, err := t.run(ctx, finishScript, keys, func(i int) []any { return []any{outcomes[i], now} })
-	if err != nil {
-		return nil, err
-	}
-	out := make([]bool, len(res))
-	for i, r := range res {
-		out[i] = r == 1
-	}
-	return out, nil
+	return ones(t.run(ctx, finishScript, keys, []any{t.now().UnixMilli()}, func(i int, args []any) []any {
+		return append(args, outcomes[i])
+	}))
 }
 
-func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, extra func(int) []any) ([]int, error) {
+// maxScriptBatch bounds the contacts of one script call, so that no call holds Redis
+// for long (a contact costs a few microseconds).
+const maxScriptBatch = 1000
+
+// run calls s once per campaign among keys (and per maxScriptBatch contacts), with ARGV
+// = common, then per contact its id and what per appends, in one pipelined round trip,
+// and returns the script's answers in the order of keys.
+func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, common []any, per func(i int, args []any) []any) ([]int, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
+	type call struct {
+		campaign string
+		idx      []int // positions in keys
+		args     []any
+	}
+	var calls []*call
+	open := map[string]*call{}
+	for i, k := range keys {
+		c := open[k.Campaign]
+		if c == nil || len(c.idx) == maxScriptBatch {
+			c = &call{campaign: k.Campaign, args: append(make([]any, 0, len(common)+2*min(len(keys), maxScriptBatch)), common...)}
+			open[k.Campaign] = c
+			calls = append(calls, c)
+		}
+		c.idx = append(c.idx, i)
+		c.args = append(c.args, k.Contact)
+		if per != nil {
+			c.args = per(i, c.args)
+		}
+	}
 	exec := func(sha bool) ([]*redis.Cmd, error) {
 		pipe := t.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(keys))
-		for i, k := range keys {
-			args := []any{k.Contact}
-			if extra != nil {
-				args = append(args, extra(i)...)
-			}
+		cmds := make([]*redis.Cmd, len(calls))
+		for i, c := range calls {
 			if sha {
-				cmds[i] = s.EvalSha(ctx, pipe, t.keys(k.Campaign), args...)
+				cmds[i] = s.EvalSha(ctx, pipe, t.keys(c.campaign), c.args...)
 			} else {
-				cmds[i] = s.Eval(ctx, pipe, t.keys(k.Campaign), args...)
+				cmds[i] = s.Eval(ctx, pipe, t.keys(c.campaign), c.args...)
 			}
 		}
 		_, err := pipe.Exec(ctx)
@@ -225,26 +290,39 @@ func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, extra fu
 	}
 	out := make([]int, len(keys))
 	for i, c := range cmds {
-		n, err := c.Int()
+		res, err := c.Int64Slice()
+		if err == nil && len(res) != len(calls[i].idx) {
+			err = fmt.Errorf("script answered %d results for %d contacts", len(res), len(calls[i].idx))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("campaign progress: %w", err)
 		}
-		out[i] = n
+		for j, pos := range calls[i].idx {
+			out[pos] = int(res[j])
+		}
 	}
 	return out, nil
 }
 
-// staleScript: ARGV = contact, started-before ms. Turns a send started before the cutoff
-// that still has no outcome back into an expired, unsent claim, so the job's next copy
-// takes it over. Returns 1 if it did.
+// staleScript: ARGV = started-before ms, then contacts. Turns a send started before
+// the cutoff that still has no outcome back into an expired, unsent claim, so the job's
+// next copy takes it over (1: it did).
 var staleScript = redis.NewScript(`
-if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return 0 end
-local l = redis.call('HGET', KEYS[4], ARGV[1])
-if not l then return 0 end
-local at = string.match(l, ':sending:(%d+)$')
-if not at or tonumber(at) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[4], ARGV[1], 'stale:0')
-return 1
+local cutoff = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV do
+  local c, r = ARGV[i], 0
+  if redis.call('GETBIT', KEYS[3], c) == 0 then
+    local l = redis.call('HGET', KEYS[4], c)
+    local at = l and string.match(l, ':sending:(%d+)$')
+    if at and tonumber(at) < cutoff then
+      redis.call('HSET', KEYS[4], c, 'stale:0')
+      r = 1
+    end
+  end
+  out[#out + 1] = r
+end
+return out
 `)
 
 // StaleSends returns the contacts of campaign whose send started before cutoff and still
@@ -269,7 +347,7 @@ func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.T
 		}
 		cand = append(cand, Key{campaign, uint32(id)})
 	}
-	res, err := t.run(ctx, staleScript, cand, func(int) []any { return []any{cutoff.UnixMilli()} })
+	res, err := t.run(ctx, staleScript, cand, []any{cutoff.UnixMilli()}, nil)
 	if err != nil {
 		return nil, err
 	}

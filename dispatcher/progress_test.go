@@ -2,6 +2,8 @@ package dispatcher
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -90,5 +92,100 @@ func TestClaimLeases(t *testing.T) {
 	}
 	if res, _ := b.Claim(ctx, k2); res[0] != Claimed {
 		t.Fatalf("claim after release: %d", res[0])
+	}
+}
+
+// A batch mixes campaigns, repeats contacts and spans several script calls: each key
+// gets the answer it would get alone, in order, and the outcome counters count each
+// contact once.
+func TestTrackerBatches(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	a, b := NewTracker(rdb, prefix), NewTracker(rdb, prefix)
+	n := maxScriptBatch + 250
+	var keys []Key
+	for i := range n {
+		keys = append(keys, Key{"c1", uint32(i + 1)}, Key{"c2", uint32(i + 1)})
+	}
+	// c1's contact 1 twice in one batch: the second copy finds the first's claim.
+	batch := append([]Key{{"c1", 1}}, keys...)
+	res, err := a.Claim(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(batch) {
+		t.Fatalf("%d answers for %d keys", len(res), len(batch))
+	}
+	if res[0] != Claimed || res[1] != Held {
+		t.Fatalf("duplicate in one batch: %d then %d, want Claimed then Held", res[0], res[1])
+	}
+	for i, r := range res[2:] {
+		if r != Claimed {
+			t.Fatalf("key %v: %d, want Claimed", batch[i+2], r)
+		}
+	}
+	if res, _ := b.Claim(ctx, keys[:4]); !slices.Equal(res, []int{Held, Held, Held, Held}) {
+		t.Fatalf("another tracker's claims: %v, want all Held", res)
+	}
+	// Only c2's even contacts start; the rest of c2 is released.
+	var start, release []Key
+	for _, k := range keys {
+		if k.Campaign == "c2" {
+			if k.Contact%2 == 0 {
+				start = append(start, k)
+			} else {
+				release = append(release, k)
+			}
+		}
+	}
+	if ok, err := b.MarkSending(ctx, start[:3]); err != nil || slices.Contains(ok, true) {
+		t.Fatalf("b marked a's claims: %v %v", ok, err)
+	}
+	ok, err := a.MarkSending(ctx, start)
+	if err != nil || slices.Contains(ok, false) {
+		t.Fatalf("holder's marks: %v", err)
+	}
+	if err := a.Release(ctx, release); err != nil {
+		t.Fatal(err)
+	}
+	doubt, err := a.InDoubt(ctx, append(append([]Key{}, start[:2]...), release[:2]...))
+	if err != nil || !slices.Equal(doubt, []bool{true, true, false, false}) {
+		t.Fatalf("in doubt: %v %v, want started sends only", doubt, err)
+	}
+	// Finish everything of c1 (each twice, half sent, half failed) and the started c2s.
+	var fin []Key
+	var outs []string
+	for _, k := range keys {
+		if k.Campaign == "c1" {
+			o := OutcomeSent
+			if k.Contact%2 == 1 {
+				o = OutcomeFailed
+			}
+			fin, outs = append(fin, k, k), append(outs, o, o)
+		}
+	}
+	fin, outs = append(fin, start...), append(outs, slices.Repeat([]string{OutcomeSent}, len(start))...)
+	if err := rdb.HSet(ctx, a.keys("c1")[0], "audience", n, "fanout_done", "1", "state", "running").Err(); err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := a.Finish(ctx, fin, outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fin {
+		if want := i >= 2*n || i%2 == 0; recorded[i] != want {
+			t.Fatalf("finish %d (%v): recorded %v, want %v", i, fin[i], recorded[i], want)
+		}
+	}
+	h, _ := rdb.HGetAll(ctx, a.keys("c1")[0]).Result()
+	if h["done"] != strconv.Itoa(n) || h["sent"] != strconv.Itoa(n/2) || h["failed"] != strconv.Itoa(n-n/2) || h["state"] != "completed" {
+		t.Fatalf("c1 counters %v", h)
+	}
+	h, _ = rdb.HGetAll(ctx, a.keys("c2")[0]).Result()
+	if h["done"] != strconv.Itoa(len(start)) || h["sent"] != strconv.Itoa(len(start)) || h["state"] != "" {
+		t.Fatalf("c2 counters %v", h)
+	}
+	if res, _ := b.Claim(ctx, release[:2]); !slices.Equal(res, []int{Claimed, Claimed}) {
+		t.Fatalf("released keys: %v, want Claimed", res)
 	}
 }
