@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -39,6 +40,9 @@ type E2EOptions struct {
 	// nil runs it inside this process.
 	WorkerCmd func(env []string) *exec.Cmd
 	Progress  func(stage string, done, total int64)
+	// CampaignProfile, if set, receives this process's CPU profile (pprof) from launch
+	// until every event is in ClickHouse: the pipeline without setup and ceilings.
+	CampaignProfile io.Writer
 }
 
 // E2EResult is what one run measured.
@@ -221,6 +225,12 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	if err != nil {
 		return err
 	}
+	if o.CampaignProfile != nil {
+		if err := pprof.StartCPUProfile(o.CampaignProfile); err != nil {
+			return fmt.Errorf("campaign profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := procstat.CPU()
 	start := time.Now()
 	launched := make(chan error, 1)
@@ -265,6 +275,9 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	}
 	drained := time.Since(start)
 	cpu := (procstat.CPU() - cpu0).Seconds()
+	if o.CampaignProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	progress("events into ClickHouse", 1, 1)
 
 	res.Sent, res.Failed, res.Skipped = st.Sent, st.Failed, st.Skipped

@@ -28,6 +28,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "msg/s per sender (the sandbox refuses more with 130429)"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run the worker inside this process instead of its own"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
+			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -70,6 +71,14 @@ func benchE2ECommand() *cli.Command {
 					}
 					return cmd
 				}
+			}
+			if p := c.String("campaign-cpu-profile"); p != "" {
+				f, err := os.Create(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				o.CampaignProfile = f
 			}
 			var finish func()
 			o.Progress, finish = stageProgress(c, "bench e2e")
