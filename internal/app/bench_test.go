@@ -39,7 +39,7 @@ func BenchmarkCampaign(b *testing.B) {
 	}
 	b.StopTimer()
 	pipeline := float64(sent) / elapsed.Seconds()
-	ceiling, err := rawRequestRate(ctx, n)
+	ceiling, _, err := rawRequestRate(ctx, n)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -62,7 +62,10 @@ type E2EResult struct {
 	LatencyP99Ms     float64 `json:"latency_p99_ms"`
 	CPUSecPer1000    float64 `json:"cpu_s_per_1000"`        // every role, the sandbox and Kafka included
 	WorkerCPUPer1000 float64 `json:"worker_cpu_s_per_1000"` // the worker process alone (0 when in-process)
-	WorkerRSSMB      float64 `json:"worker_rss_mb"`         // peak RSS of the worker process (of the whole process when in-process)
+	RedisCPUPer1000  float64 `json:"redis_cpu_s_per_1000"`  // redis-server
+	CHCPUPer1000     float64 `json:"clickhouse_cpu_s_per_1000"`
+	TotalCPUPer1000  float64 `json:"total_cpu_s_per_1000"` // all of the above: the pipeline's CPU per 1,000 messages
+	WorkerRSSMB      float64 `json:"worker_rss_mb"`        // peak RSS of the worker process (of the whole process when in-process)
 	Rejected130429   int64   `json:"rejected_130429"`
 
 	RawRequestsPerSec float64 `json:"raw_requests_per_s"` // Go client → sandbox alone, same machine, same run: mean of before and after
@@ -72,7 +75,13 @@ type E2EResult struct {
 	CeilingMsgPerSec  float64 `json:"ceiling_msg_per_s"` // RawRequestsPerSec / RequestsPerMsg
 	Ratio             float64 `json:"ratio"`             // MsgPerSec / CeilingMsgPerSec
 	RatioDrained      float64 `json:"ratio_drained"`     // MsgPerSecDrain / CeilingMsgPerSec
-	FunnelMatches     bool    `json:"funnel_matches"`    // ClickHouse's funnel equals the sandbox's record
+	// RawCPUPerRequest is the CPU (client and sandbox) one raw request cost, in ms: mean
+	// of before and after. RatioCPU = RawCPUPerRequest × RequestsPerMsg ÷ the pipeline's
+	// CPU per message: the ratio this run implies on a machine of its own, where both
+	// would be CPU-bound (it does not move with other load on a shared machine).
+	RawCPUPerRequest float64 `json:"raw_cpu_ms_per_request"`
+	RatioCPU         float64 `json:"ratio_cpu"`
+	FunnelMatches    bool    `json:"funnel_matches"` // ClickHouse's funnel equals the sandbox's record
 }
 
 const benchTemplate = `name: bench
@@ -122,7 +131,8 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	// the mean of the two is the baseline of this run).
 	rawN := max(20_000, min(o.Contacts, 100_000))
 	progress("raw HTTP ceiling (before)", 0, 1)
-	if res.RawBefore, err = rawRequestRate(gctx, rawN); err != nil {
+	var cpuBefore, cpuAfter float64
+	if res.RawBefore, cpuBefore, err = rawRequestRate(gctx, rawN); err != nil {
 		return res, errors.Join(err, stop())
 	}
 	var worker *exec.Cmd
@@ -157,7 +167,7 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	}
 	// The ceiling: the same HTTP work with nothing else running.
 	progress("raw HTTP ceiling (after)", 0, 1)
-	if res.RawAfter, err = rawRequestRate(parent, rawN); err != nil {
+	if res.RawAfter, cpuAfter, err = rawRequestRate(parent, rawN); err != nil {
 		return res, err
 	}
 	progress("raw HTTP ceiling (after)", 1, 1)
@@ -165,6 +175,11 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	res.CeilingMsgPerSec = res.RawRequestsPerSec / res.RequestsPerMsg
 	res.Ratio = res.MsgPerSec / res.CeilingMsgPerSec
 	res.RatioDrained = res.MsgPerSecDrain / res.CeilingMsgPerSec
+	res.RawCPUPerRequest = (cpuBefore + cpuAfter) / 2
+	res.TotalCPUPer1000 = res.CPUSecPer1000 + res.WorkerCPUPer1000 + res.RedisCPUPer1000 + res.CHCPUPer1000
+	if res.TotalCPUPer1000 > 0 {
+		res.RatioCPU = res.RawCPUPerRequest * res.RequestsPerMsg / res.TotalCPUPer1000
+	}
 	return res, nil
 }
 
@@ -232,6 +247,7 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		defer pprof.StopCPUProfile()
 	}
 	cpu0 := procstat.CPU()
+	redis0, ch0 := procstat.ProcessCPU(dev.Redis.Pid()), procstat.ProcessCPU(dev.ClickHouse.Pid())
 	start := time.Now()
 	launched := make(chan error, 1)
 	go func() {
@@ -275,6 +291,8 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	}
 	drained := time.Since(start)
 	cpu := (procstat.CPU() - cpu0).Seconds()
+	redisCPU := (procstat.ProcessCPU(dev.Redis.Pid()) - redis0).Seconds()
+	chCPU := (procstat.ProcessCPU(dev.ClickHouse.Pid()) - ch0).Seconds()
 	if o.CampaignProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -286,6 +304,8 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		res.MsgPerSec = float64(st.Sent) / sendDone.Seconds()
 		res.MsgPerSecDrain = float64(st.Sent) / drained.Seconds()
 		res.CPUSecPer1000 = cpu / float64(st.Sent) * 1000
+		res.RedisCPUPer1000 = redisCPU / float64(st.Sent) * 1000
+		res.CHCPUPer1000 = chCPU / float64(st.Sent) * 1000
 	}
 	res.WorkerRSSMB = procstat.PeakRSSMB(os.Getpid())
 	recs := dev.Sandbox.Records()
@@ -316,13 +336,14 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 }
 
 // rawRequestRate measures the requests per second a Go client (the worker's, same pool
-// settings) gets from the sandbox alone over loopback: no Kafka, Redis, policy, webhooks.
-func rawRequestRate(ctx context.Context, n int) (float64, error) {
+// settings) gets from the sandbox alone over loopback: no Kafka, Redis, policy, webhooks;
+// and the CPU one request cost (client and sandbox, both in this process), in ms.
+func rawRequestRate(ctx context.Context, n int) (perSec, cpuMs float64, err error) {
 	sb := sandbox.New(sandbox.Config{Token: DevSandboxToken, Throughput: 1e9, PairInterval: -1,
 		Templates: []sandbox.ApprovedTemplate{{Name: "raw", Language: "en_US", Category: "UTILITY"}}}, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
@@ -335,13 +356,14 @@ func rawRequestRate(ctx context.Context, n int) (float64, error) {
 		r := req
 		r.To = fmt.Sprintf("+6689%07d", 9_000_000+i)
 		if _, err := client.Send(ctx, "106540352242900", DevSandboxToken, r); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
 	var once sync.Once
+	cpu0 := procstat.CPU()
 	start := time.Now()
 	for w := 0; w < 128; w++ {
 		wg.Add(1)
@@ -359,9 +381,11 @@ func rawRequestRate(ctx context.Context, n int) (float64, error) {
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, fmt.Errorf("raw requests: %w", firstErr)
+		return 0, 0, fmt.Errorf("raw requests: %w", firstErr)
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	elapsed := time.Since(start).Seconds()
+	cpu := float64(procstat.CPU()-cpu0) / float64(time.Millisecond)
+	return float64(n) / elapsed, cpu / float64(n), nil
 }
 
 // PrintE2E writes a result as a table.
@@ -374,11 +398,15 @@ func PrintE2E(w io.Writer, r E2EResult) {
 	fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (whole pipeline incl. sandbox and Kafka, this process)\n", r.CPUSecPer1000)
 	if r.WorkerCPUPer1000 > 0 {
 		fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUPer1000, r.WorkerRSSMB)
-	} else {
+	}
+	fmt.Fprintf(w, "  redis, clickhouse     %10.3f   %.3f CPU s / 1000 msgs\n", r.RedisCPUPer1000, r.CHCPUPer1000)
+	fmt.Fprintf(w, "  pipeline CPU s / 1000 %10.3f   (all of the above)\n", r.TotalCPUPer1000)
+	if r.WorkerCPUPer1000 == 0 {
 		fmt.Fprintf(w, "  peak RSS              %10.0f MB (all roles in one process)\n", r.WorkerRSSMB)
 	}
 	fmt.Fprintf(w, "  raw requests/s        %10.0f   (Go client → sandbox alone, same run: %.0f before, %.0f after)\n", r.RawRequestsPerSec, r.RawBefore, r.RawAfter)
 	fmt.Fprintf(w, "  HTTP requests / msg   %10.2f   (sends incl. refused + webhook POSTs)\n", r.RequestsPerMsg)
 	fmt.Fprintf(w, "  ceiling messages/s    %10.0f\n", r.CeilingMsgPerSec)
 	fmt.Fprintf(w, "  ratio                 %10.2f   (drained: %.2f)\n", r.Ratio, r.RatioDrained)
+	fmt.Fprintf(w, "  raw CPU ms / request  %10.3f   ratio by CPU %.2f (raw CPU per message ÷ the pipeline's: the ratio on a machine of its own)\n", r.RawCPUPerRequest, r.RatioCPU)
 }

@@ -129,7 +129,9 @@ type Dev struct {
 	*Stack
 	Env     map[string]string
 	EnvFile string
-	servers []func()
+	// Redis and ClickHouse are the private servers (for what benchmarks read of them).
+	Redis, ClickHouse *localstack.Server
+	servers           []func()
 }
 
 // Close stops the stack, then the servers.
@@ -176,11 +178,13 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	if err != nil {
 		return nil, err
 	}
+	dev.Redis = rs
 	dev.servers = append(dev.servers, func() { _ = rs.Stop() })
 	chs, err := localstack.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"))
 	if err != nil {
 		return nil, err
 	}
+	dev.ClickHouse = chs
 	dev.servers = append(dev.servers, func() { _ = chs.Stop() })
 	kf, err := kafkax.StartEmbedded(0)
 	if err != nil {

@@ -95,6 +95,14 @@ type Server struct {
 	err  error
 }
 
+// Pid is the server's process id (0 if it is not running).
+func (s *Server) Pid() int {
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop terminates the server and waits for it (bounded).
 func (s *Server) Stop() error {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {
