@@ -132,7 +132,10 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 // ReaderOptions tune a consumer-group reader.
 type ReaderOptions struct {
 	SessionTimeout time.Duration // default 6s: a dead member's partitions move after this
-	MaxWait        time.Duration // default 100ms
+	// MaxWait is how long the broker holds a fetch that finds nothing new (default 1s).
+	// A fetch returns as soon as a record arrives, so it costs no latency; short waits
+	// only make every idle partition's loop ask again (and kfake answer) 10 times a second.
+	MaxWait time.Duration
 }
 
 // NewGroupReader returns a consumer-group reader that commits only when told
@@ -142,16 +145,18 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 		o.SessionTimeout = 6 * time.Second
 	}
 	if o.MaxWait == 0 {
-		o.MaxWait = 100 * time.Millisecond
+		o.MaxWait = time.Second
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           brokers,
-		GroupID:           group,
-		Topic:             topic,
-		MinBytes:          1,
-		MaxBytes:          16 << 20,
-		MaxWait:           o.MaxWait,
-		ReadBatchTimeout:  o.MaxWait + time.Second,
+		Brokers:  brokers,
+		GroupID:  group,
+		Topic:    topic,
+		MinBytes: 1,
+		MaxBytes: 16 << 20,
+		MaxWait:  o.MaxWait,
+		// Past this the reader drops its connection and dials again: leave room for a
+		// busy broker (a timeout costs a reconnect, a metadata lookup and a seek).
+		ReadBatchTimeout:  o.MaxWait + 10*time.Second,
 		SessionTimeout:    o.SessionTimeout,
 		HeartbeatInterval: o.SessionTimeout / 6,
 		RebalanceTimeout:  o.SessionTimeout,
