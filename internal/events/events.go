@@ -85,8 +85,8 @@ func New(kind Kind, campaign string, contact uint32, at time.Time) Event {
 	return Event{ID: ID(campaign, contact, kind, ""), Kind: kind, Time: at.UTC(), CampaignID: campaign, ContactID: contact}
 }
 
-// Marshal encodes e for Kafka.
-func (e Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+// Marshal encodes e for Kafka (as encoding/json would; see AppendJSON).
+func (e Event) Marshal() ([]byte, error) { return e.AppendJSON(make([]byte, 0, 256)) }
 
 // Unmarshal decodes and validates an event.
 func Unmarshal(b []byte) (Event, error) {
