@@ -25,7 +25,7 @@ import (
 
 // Contacts loads recipient profiles (segments.Store).
 type Contacts interface {
-	Profiles(ctx context.Context, ids []uint32) ([]segments.Contact, error)
+	ProfileFields(ctx context.Context, ids []uint32) ([]segments.Contact, error)
 }
 
 // Templates resolves a template name to its compiled form (templates.Cache), in a
@@ -442,7 +442,7 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	profiles, err := w.cfg.Contacts.Profiles(ctx, ids)
+	profiles, err := w.cfg.Contacts.ProfileFields(ctx, ids)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,18 @@ func TestUpsertAndProfiles(t *testing.T) {
 			t.Errorf("Profiles[%d] = %+v, want %+v", i, ps[i], want[i])
 		}
 	}
+	// ProfileFields: the same without the tags.
+	fs, err := s.ProfileFields(ctx, []uint32{2, 99, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		w := want[i]
+		w.Tags = nil
+		if !equalContact(fs[i], w) || fs[i].Tags != nil {
+			t.Errorf("ProfileFields[%d] = %+v, want %+v", i, fs[i], w)
+		}
+	}
 	rec, err := rdb.HGet(ctx, prefix+"profiles:0", "1").Bytes()
 	if err != nil {
 		t.Fatal(err)
