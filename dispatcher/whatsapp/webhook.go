@@ -106,9 +106,12 @@ var ErrBadNotification = errors.New("bad webhook notification")
 // without id, status or recipient_id, unknown status values, inbound messages without from
 // or id, and unparseable timestamps. Unknown fields are ignored.
 func ParseNotification(body []byte) (*Notification, error) {
-	var n Notification
-	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, fmt.Errorf("%w: decode JSON: %w", ErrBadNotification, err)
+	n, fast := decodeStatuses(body) // the common status batch, without reflection
+	if !fast {
+		n = Notification{}
+		if err := json.Unmarshal(body, &n); err != nil {
+			return nil, fmt.Errorf("%w: decode JSON: %w", ErrBadNotification, err)
+		}
 	}
 	if n.Object != ObjectWhatsApp {
 		return nil, fmt.Errorf("%w: object is %q, want %q", ErrBadNotification, n.Object, ObjectWhatsApp)
