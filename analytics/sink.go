@@ -175,7 +175,9 @@ type committer interface {
 }
 
 func (p *pipeline) run(ctx context.Context) error {
-	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{})
+	// The sink writes batches of up to a second anyway: let a fetch gather 64 KiB (or
+	// wait 250 ms) instead of asking the broker again for every few records.
+	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond})
 	defer func() {
 		if err := r.Close(); err != nil {
 			p.log.Warn("close reader", "err", err)

@@ -136,6 +136,10 @@ type ReaderOptions struct {
 	// A fetch returns as soon as a record arrives, so it costs no latency; short waits
 	// only make every idle partition's loop ask again (and kfake answer) 10 times a second.
 	MaxWait time.Duration
+	// MinBytes is how much a fetch waits for (up to MaxWait) before it returns (default 1:
+	// at once). Consumers that batch anyway (the sink) fetch fewer, larger batches with
+	// more: every fetch is a request for the broker and a wakeup for the reader.
+	MinBytes int
 }
 
 // NewGroupReader returns a consumer-group reader that commits only when told
