@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,9 +89,12 @@ type WorkerConfig struct {
 	Linger     time.Duration  // how long a lane waits to fill a batch (default 5 ms)
 	// Horizon bounds how far ahead a batch paces a sender: jobs its rate cannot start
 	// within it wait in the delayed set instead of holding the lane (default 2 s).
-	Horizon     time.Duration
-	MaxInFlight int // concurrent provider requests (default 256)
-	MaxAttempts int // sends per job before it fails (default 5)
+	Horizon time.Duration
+	// MinInFlight and MaxInFlight bound the concurrent provider requests (defaults 64 and
+	// 4096); between them the worker keeps twice each active sender's rate × request
+	// latency (sendSlots).
+	MinInFlight, MaxInFlight int
+	MaxAttempts              int // sends per job before it fails (default 5)
 	// MaxErrorRate pauses a campaign whose share of failed sends crosses it (default
 	// 0.25; a campaign's own MaxErrorRate wins), judged once MinErrorSample sends of the
 	// campaign have an outcome (default 50).
@@ -122,7 +126,12 @@ type Worker struct {
 	specsMu             sync.Mutex
 	specs               map[string]Campaign
 	quiet               map[string]*throttle.QuietHours // campaigns' own quiet hours
-	sendQ               chan sendTask                   // to the MaxInFlight send goroutines, shared by the lanes
+	sendQ               chan sendTask                   // to the send goroutines, shared by the lanes
+	slots               *sendSlots                      // how many send goroutines the senders need
+	sendersMu           sync.Mutex
+	senders             int  // send goroutines started
+	sendersStopped      bool // sendQ is closed
+	sendCount           atomic.Int64
 	sendsOnce, stopOnce sync.Once
 	marks               *marker // batches the "send started" marks
 	spillMu             sync.Mutex
@@ -133,6 +142,7 @@ type workerMetrics struct {
 	jobs, skips, defers, sendErrs *prometheus.CounterVec
 	forfeits                      prometheus.Counter
 	batch                         prometheus.Histogram
+	slots                         prometheus.Gauge
 }
 
 // NewWorker returns a worker; Run starts it.
@@ -143,9 +153,13 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 256
+	if cfg.MinInFlight <= 0 {
+		cfg.MinInFlight = 64
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4096
+	}
+	cfg.MaxInFlight = max(cfg.MaxInFlight, cfg.MinInFlight)
 	if cfg.Lanes <= 0 {
 		cfg.Lanes = 8
 	}
@@ -179,13 +193,14 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), slots: newSendSlots(cfg.MinInFlight, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
 		sendErrs: f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_send_errors_total", Help: "Provider refusals by action."}, []string{"action"}),
 		forfeits: f.NewCounter(prometheus.CounterOpts{Name: "herald_worker_slots_forfeited_total", Help: "Governor slots given up because the worker reached them late (re-reserved, never used in a burst)."}),
 		batch:    f.NewHistogram(prometheus.HistogramOpts{Name: "herald_worker_batch_seconds", Help: "Time to process one batch of jobs.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		slots:    f.NewGauge(prometheus.GaugeOpts{Name: "herald_worker_send_slots", Help: "Send goroutines (concurrent provider requests at most): twice the active senders' rate × latency, within the worker's bounds."}),
 	}}
 }
 
@@ -564,6 +579,7 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	// Each sender is paced in its own lane, so a sender held back by its rate never
 	// delays another sender's sends.
 	w.startSenders()
+	w.growSenders(w.slots.want(time.Now()))
 	var sends, lanes sync.WaitGroup
 	defer sends.Wait()
 	errs := make(chan error, len(bySender))
@@ -601,26 +617,36 @@ type sendTask struct {
 	done *sync.WaitGroup
 }
 
-// startSenders starts the MaxInFlight long-lived goroutines that make provider requests
-// (a goroutine per request would grow a fresh stack for every send).
+// startSenders starts the first MinInFlight long-lived goroutines that make provider
+// requests (a goroutine per request would grow a fresh stack for every send).
 func (w *Worker) startSenders() {
-	w.sendsOnce.Do(func() {
-		for range w.cfg.MaxInFlight {
-			go func() {
-				for t := range w.sendQ {
-					w.sendOne(t.ctx, t.it)
-					t.done.Done()
-				}
-			}()
-		}
-	})
+	w.sendsOnce.Do(func() { w.growSenders(w.cfg.MinInFlight) })
+}
+
+// growSenders starts send goroutines until there are n (never more than MaxInFlight,
+// never after stopSenders).
+func (w *Worker) growSenders(n int) {
+	w.sendersMu.Lock()
+	defer w.sendersMu.Unlock()
+	for ; w.senders < min(n, w.cfg.MaxInFlight) && !w.sendersStopped; w.senders++ {
+		go func() {
+			for t := range w.sendQ {
+				w.sendOne(t.ctx, t.it)
+				t.done.Done()
+			}
+		}()
+	}
+	w.m.slots.Set(float64(w.senders))
 }
 
 // stopSenders ends the send goroutines once no batch can send any more.
 func (w *Worker) stopSenders() {
 	w.stopOnce.Do(func() {
 		w.startSenders() // so that closing never races a late first start
+		w.sendersMu.Lock()
+		w.sendersStopped = true
 		close(w.sendQ)
+		w.sendersMu.Unlock()
 	})
 }
 
@@ -757,7 +783,13 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		w.m.jobs.WithLabelValues("lost_claim").Inc()
 		return
 	}
+	start := time.Now()
 	id, err := w.cfg.Channel.Send(sctx, it.sender, msg)
+	now := time.Now()
+	w.slots.observe(it.sender.ID, it.sender.Rate, now.Sub(start), now)
+	if w.sendCount.Add(1)%64 == 0 { // the pool also grows within a long batch
+		w.growSenders(w.slots.want(now))
+	}
 	it.providerID = ""
 	if err == nil {
 		it.providerID, it.outcome = id, OutcomeSent

@@ -601,3 +601,45 @@ func TestContactsGetTheirLocale(t *testing.T) {
 		}
 	}
 }
+
+// slowChannel accepts every message after a fixed latency and records the most
+// requests it had in flight at once.
+type slowChannel struct {
+	*fakeChannel
+	latency           time.Duration
+	mu                sync.Mutex
+	inFlight, maxSeen int
+}
+
+func (c *slowChannel) Send(ctx context.Context, s Sender, m Message) (string, error) {
+	c.mu.Lock()
+	c.inFlight++
+	c.maxSeen = max(c.maxSeen, c.inFlight)
+	c.mu.Unlock()
+	time.Sleep(c.latency)
+	c.mu.Lock()
+	c.inFlight--
+	c.mu.Unlock()
+	return c.fakeChannel.Send(ctx, s, m)
+}
+
+// A provider that takes 300 ms per request gets the concurrency its sender's rate needs
+// (2,000 msg/s × 0.3 s = 600 in flight), beyond the first 64 send goroutines.
+func TestWorkerSizesConcurrencyFromRateAndLatency(t *testing.T) {
+	r := newRig(t, 600)
+	r.tune = func(c *WorkerConfig) { c.BatchSize = 600 }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := &slowChannel{fakeChannel: newFakeChannel(), latency: 300 * time.Millisecond}
+	r.startWorker(t, ctx, r.rdb, ch)
+	cp := r.launch(t)
+	r.waitCompleted(t, cp.ID)
+	accepted, _ := ch.counts()
+	r.assertOncePerContact(t, cp, accepted)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.maxSeen <= 64 {
+		t.Fatalf("at most %d requests in flight: the pool did not grow past its minimum of 64", ch.maxSeen)
+	}
+	t.Logf("at most %d requests in flight", ch.maxSeen)
+}

@@ -159,12 +159,14 @@ func (d *Deps) Components() (*Components, error) {
 	}, nil
 }
 
-// WhatsAppClient returns a Cloud API client for the configured base URL, with a
-// connection pool sized for thousands of requests per second.
+// WhatsAppClient returns a Cloud API client for the configured base URL. Its pool keeps
+// as many idle connections as a worker may have requests in flight (the worker sizes
+// those from its senders' rate × latency, up to 4,096), so connections are reused, not
+// dialled again after every burst.
 func (d *Deps) WhatsAppClient() *whatsapp.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 1024
-	tr.MaxIdleConnsPerHost = 512
+	tr.MaxIdleConns = 4096
+	tr.MaxIdleConnsPerHost = 4096
 	tr.IdleConnTimeout = 90 * time.Second
 	return whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
 		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
