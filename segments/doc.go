@@ -14,7 +14,7 @@
 // HSET in MULTI/EXEC), or, when concurrent writers keep making it fail, in one Lua
 // script doing the same: concurrent importers of one person get one id and ids stay
 // dense. A row whose phone and email already belong to two different contacts is
-// rejected. Writes go in pipelined batches (1,000 rows by default): a few round trips
+// rejected. Writes go in pipelined batches (4,000 rows by default): a few round trips
 // per batch, never one per row, and no script per contact.
 //
 // # Redis keys
@@ -42,13 +42,16 @@
 // listpack encoding at its default limits (hash-max-listpack-entries 128,
 // hash-max-listpack-value 64); a bucket holding a longer record (long names, emails,
 // many attributes) converts to a plain hash, still with no key per contact. A batch of
-// 1,000 new contacts writes about 8 buckets. The identity index is split into 128
+// 4,000 new contacts writes about 32 buckets. The identity index is split into 128
 // buckets per kind by FNV-1a of the phone or email, so a batch's link transaction
 // WATCHes at most 129 keys and no hash ever holds more than ~1/128 of the contacts
 // (no rehash of millions of entries). A profile record is written by a script that
 // sets it only where the bucket still holds the record the writer read (one call
-// per bucket, never per contact); one that changed meanwhile is read again and the
-// rows merged into it, so concurrent writers of one contact keep each other's fields.
+// per bucket, never per contact; the records of contacts the batch created, which
+// were never read, go by a lighter one that sets them only where the bucket has none,
+// in one HSET when the bucket is new); one that changed meanwhile is read again and
+// the rows merged into it, so concurrent writers of one contact keep each other's
+// fields.
 //
 // A contact known by email only has no phone: it is in segments like any other, and
 // cannot be sent WhatsApp messages until a row gives its phone.

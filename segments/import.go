@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	defaultBatch = 1000
+	defaultBatch = 4000
 	maxBatch     = 10000
 	maxRejects   = 1000 // kept in ImportReport.Rejects
 	maxValueLen  = 200  // of Reject.Value
@@ -47,7 +47,7 @@ type ImportOptions struct {
 	// Source names where the contacts came from (a file name, "crm-export"); it is
 	// stored on contacts the import creates.
 	Source string
-	// BatchSize is how many rows go to Redis per round trip (default 1,000, at most 10,000).
+	// BatchSize is how many rows go to Redis per round trip (default 4,000, at most 10,000).
 	BatchSize int
 	// Consent receives the rows that had an opted_in value; nil ignores them.
 	Consent ConsentSink

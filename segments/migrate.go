@@ -131,14 +131,7 @@ func (s *Store) moveProfileKeys(ctx context.Context, keys []string) (int64, erro
 		if !p.exists() {
 			continue // not a contact's: left alone
 		}
-		b := profileBucketOf(id)
-		put, ok := w.puts[b]
-		if !ok {
-			put = &bucketPut{}
-			w.puts[b] = put
-			w.putOrder = append(w.putOrder, b)
-		}
-		put.args = append(put.args, id, "", encodeRecord(&p))
+		w.put(profileBucketOf(id)).add(id, nil, encodeRecord(&p))
 	}
 	_, puts := w.commands(ctx)
 	for _, put := range puts {
@@ -151,7 +144,7 @@ func (s *Store) moveProfileKeys(ctx context.Context, keys []string) (int64, erro
 	}
 	var moved int64
 	for _, put := range puts {
-		moved += int64(len(put.args) / 3)
+		moved += int64(len(put.ids))
 	}
 	for _, id := range ids {
 		pipe.Del(ctx, s.kContactOld(id))

@@ -83,8 +83,12 @@ func encodeRecord(p *profile) []byte {
 	for _, f := range p.f {
 		n += len(f.k) + len(f.v) + 4
 	}
-	b := make([]byte, 1, n)
-	b[0] = recVersion
+	return appendRecord(make([]byte, 0, n), p)
+}
+
+// appendRecord appends a profile's record (encodeRecord) to b.
+func appendRecord(b []byte, p *profile) []byte {
+	b = append(b, recVersion)
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -165,12 +169,16 @@ func encodeRecord(p *profile) []byte {
 			first(byte(kind), v)
 		}
 	}
-	slices.SortFunc(attrs, func(x, y field) int { return strings.Compare(x.k, y.k) })
+	if len(attrs) > 1 {
+		slices.SortFunc(attrs, func(x, y field) int { return strings.Compare(x.k, y.k) })
+	}
 	for _, f := range attrs {
 		first(recAttr, f.k[len(hAttr):])
 		str(f.v)
 	}
-	slices.SortFunc(others, func(x, y field) int { return strings.Compare(x.k, y.k) })
+	if len(others) > 1 {
+		slices.SortFunc(others, func(x, y field) int { return strings.Compare(x.k, y.k) })
+	}
 	for _, f := range others {
 		other(f.k, f.v)
 	}

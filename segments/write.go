@@ -522,22 +522,68 @@ const maxWriteAttempts = 20
 type batchWriter struct {
 	s           *Store
 	now, source string
-	kAll        string
-	bits        map[string][]bitOp // bitmap key → changes
-	bitOrder    []string
-	keys        map[string]string // tag or field:value → bitmap key
-	created     []uint32          // contacts created by the batch
-	added       map[string]bool   // tags some contact got
-	puts        map[uint32]*bucketPut
-	putOrder    []uint32
-	cmds        []redis.Cmder // after the records
+	// Bitmaps by slot, in the order the batch first changes them; slot 0 is
+	// contacts:all.
+	slots    map[bitmapName]int
+	bitKeys  []string        // Redis key per slot
+	bitOps   [][]bitOp       // changes per slot
+	created  []uint32        // contacts created by the batch
+	added    map[string]bool // tags some contact got
+	puts     map[uint32]*bucketPut
+	putOrder []uint32
+	cmds     []redis.Cmder // after the records
+	arena    []byte        // holds the batch's encoded records
 }
+
+// bitmapName names a bitmap: a tag (field "") or an attribute's value.
+type bitmapName struct{ field, v string }
 
 // bucketPut is the records written to one profile bucket.
 type bucketPut struct {
-	args []any // id, expected record, record, …
-	cws  []*contactWrite
-	cmd  *redis.Cmd
+	ids      []uint32
+	expected [][]byte // the record read (nil for none), per id
+	recs     [][]byte // the record to write, per id
+	stale    bool     // some expected record is not nil
+	cws      []*contactWrite
+	cmd      *redis.Cmd
+}
+
+// add queues contact id's record, to be written where the bucket holds expected.
+func (b *bucketPut) add(id uint32, expected, rec []byte) {
+	b.ids = append(b.ids, id)
+	b.expected = append(b.expected, expected)
+	b.recs = append(b.recs, rec)
+	b.stale = b.stale || len(expected) > 0
+}
+
+// put returns the bucket put of a profile bucket, queued in order.
+func (w *batchWriter) put(b uint32) *bucketPut {
+	put, ok := w.puts[b]
+	if !ok {
+		put = &bucketPut{}
+		w.puts[b] = put
+		w.putOrder = append(w.putOrder, b)
+	}
+	return put
+}
+
+// command is the put's call of putScript, or of putNewScript when no record was
+// read for any of its contacts.
+func (b *bucketPut) command(ctx context.Context, key string) *redis.Cmd {
+	if !b.stale {
+		args := make([]any, 0, 4+2*len(b.ids))
+		args = append(args, "eval", putNewScript, 1, key)
+		for i, id := range b.ids {
+			args = append(args, id, b.recs[i])
+		}
+		return redis.NewCmd(ctx, args...)
+	}
+	args := make([]any, 0, 4+3*len(b.ids))
+	args = append(args, "eval", putScript, 1, key)
+	for i, id := range b.ids {
+		args = append(args, id, b.expected[i], b.recs[i])
+	}
+	return redis.NewCmd(ctx, args...)
 }
 
 func (b *bucketPut) byID(id uint32) *contactWrite {
@@ -571,6 +617,34 @@ if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 return failed
 `
 
+// putNewScript is putScript for records where no record was read (contacts created
+// by the batch): ARGV is pairs of contact id and record. A bucket that does not exist
+// yet (the usual case for an import's new contacts) takes them all in one HSET; in
+// one that does, a record is set only where the bucket has none. It returns the ids
+// that had one (another writer's), like putScript. Half the Redis CPU of putScript
+// for an import's new contacts: a third fewer arguments, no tables built in Lua.
+const putNewScript = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return {}
+end
+local n = #ARGV / 2
+local ids = {}
+for i = 1, n do ids[i] = ARGV[2 * i - 1] end
+local cur = redis.call('HMGET', KEYS[1], unpack(ids))
+local set, failed = {}, {}
+for i = 1, n do
+  if cur[i] and cur[i] ~= '' then
+    failed[#failed + 1] = tonumber(ids[i])
+  else
+    set[#set + 1] = ids[i]
+    set[#set + 1] = ARGV[2 * i]
+  end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+return failed
+`
+
 // bitOp sets bit id of a bitmap to v.
 type bitOp struct {
 	id uint32
@@ -578,30 +652,44 @@ type bitOp struct {
 }
 
 func newBatchWriter(s *Store, source string) *batchWriter {
-	return &batchWriter{s: s, now: strconv.FormatInt(s.now().UnixMilli(), 10), source: source, kAll: s.kAll(),
-		bits: map[string][]bitOp{}, keys: map[string]string{}, added: map[string]bool{}, puts: map[uint32]*bucketPut{}}
+	return &batchWriter{s: s, now: strconv.FormatInt(s.now().UnixMilli(), 10), source: source,
+		slots: map[bitmapName]int{}, bitKeys: []string{s.kAll()}, bitOps: [][]bitOp{nil},
+		added: map[string]bool{}, puts: map[uint32]*bucketPut{}}
 }
 
-func (w *batchWriter) setBit(key string, id uint32, v bool) {
-	ops, ok := w.bits[key]
-	if !ok {
-		w.bitOrder = append(w.bitOrder, key)
-	}
-	w.bits[key] = append(ops, bitOp{id, v})
+// slotAll is the slot of contacts:all.
+const slotAll = 0
+
+func (w *batchWriter) setBit(slot int, id uint32, v bool) {
+	w.bitOps[slot] = append(w.bitOps[slot], bitOp{id, v})
 }
 
-// key returns the bitmap key of a tag (field "") or an attribute value, built once a batch.
-func (w *batchWriter) key(field, v string) string {
-	k, ok := w.keys[field+":"+v]
+// slot returns the slot of the bitmap of a tag (field "") or an attribute value,
+// adding it the first time.
+func (w *batchWriter) slot(field, v string) int {
+	n := bitmapName{field, v}
+	i, ok := w.slots[n]
 	if !ok {
+		i = len(w.bitKeys)
 		if field == "" {
-			k = w.s.kTag(v)
+			w.bitKeys = append(w.bitKeys, w.s.kTag(v))
 		} else {
-			k = w.s.kAttr(field, v)
+			w.bitKeys = append(w.bitKeys, w.s.kAttr(field, v))
 		}
-		w.keys[field+":"+v] = k
+		w.bitOps = append(w.bitOps, nil)
+		w.slots[n] = i
 	}
-	return k
+	return i
+}
+
+// record encodes a profile's record into the batch's arena.
+func (w *batchWriter) record(p *profile) []byte {
+	if cap(w.arena)-len(w.arena) < 256 {
+		w.arena = make([]byte, 0, 64<<10)
+	}
+	start := len(w.arena)
+	w.arena = appendRecord(w.arena, p)
+	return w.arena[start:len(w.arena):len(w.arena)]
 }
 
 // diff queues the writes that turn a contact's before into its after: bits (with
@@ -612,12 +700,12 @@ func (w *batchWriter) diff(cw *contactWrite, tags bool) {
 	before, after := &cw.before, &cw.after
 	if cw.created {
 		w.created = append(w.created, id)
-		w.setBit(w.kAll, id, true)
+		w.setBit(slotAll, id, true)
 	}
 	if tags {
 		for _, t := range cw.tags {
 			if t.after != t.before {
-				w.setBit(w.key("", t.name), id, t.after)
+				w.setBit(w.slot("", t.name), id, t.after)
 				if t.after {
 					w.added[t.name] = true
 				}
@@ -632,14 +720,8 @@ func (w *batchWriter) diff(cw *contactWrite, tags bool) {
 			after.set(hCreated, w.now)
 			after.set(hSource, w.source)
 		}
-		b := profileBucketOf(id)
-		put, ok := w.puts[b]
-		if !ok {
-			put = &bucketPut{}
-			w.puts[b] = put
-			w.putOrder = append(w.putOrder, b)
-		}
-		put.args = append(put.args, id, cw.stored, encodeRecord(after))
+		put := w.put(profileBucketOf(id))
+		put.add(id, cw.stored, w.record(after))
 		put.cws = append(put.cws, cw)
 		if cw.old {
 			w.cmds = append(w.cmds, redis.NewIntCmd(context.Background(), "del", s.kContactOld(id)))
@@ -672,10 +754,10 @@ func (w *batchWriter) moveBit(field, old, cur string, id uint32) {
 		return
 	}
 	if old != "" {
-		w.setBit(w.key(field, old), id, false)
+		w.setBit(w.slot(field, old), id, false)
 	}
 	if cur != "" {
-		w.setBit(w.key(field, cur), id, true)
+		w.setBit(w.slot(field, cur), id, true)
 	}
 }
 
@@ -691,18 +773,17 @@ func (w *batchWriter) moveBit(field, old, cur string, id uint32) {
 // BITFIELD SET i64 writes them instead of a SET u1 each.
 func (w *batchWriter) commands(ctx context.Context) ([]redis.Cmder, []*bucketPut) {
 	full := fullWords(w.created)
-	cmds := make([]redis.Cmder, 0, len(w.bitOrder)+len(w.putOrder)+len(w.cmds)+1)
-	order := slices.DeleteFunc(slices.Clone(w.bitOrder), func(k string) bool { return k == w.kAll })
-	if _, ok := w.bits[w.kAll]; ok {
-		order = append(order, w.kAll)
-	}
-	for _, k := range order {
-		cmds = append(cmds, redis.NewIntSliceCmd(ctx, bitfieldArgs(k, w.bits[k], full)...))
+	cmds := make([]redis.Cmder, 0, len(w.bitKeys)+len(w.putOrder)+len(w.cmds)+1)
+	for i := 1; i <= len(w.bitKeys); i++ {
+		slot := i % len(w.bitKeys) // contacts:all last
+		if ops := w.bitOps[slot]; len(ops) > 0 {
+			cmds = append(cmds, redis.NewIntSliceCmd(ctx, bitfieldArgs(w.bitKeys[slot], ops, full)...))
+		}
 	}
 	puts := make([]*bucketPut, 0, len(w.putOrder))
 	for _, b := range w.putOrder {
 		put := w.puts[b]
-		put.cmd = redis.NewCmd(ctx, append([]any{"eval", putScript, 1, w.s.kProfiles(b)}, put.args...)...)
+		put.cmd = put.command(ctx, w.s.kProfiles(b))
 		cmds = append(cmds, put.cmd)
 		puts = append(puts, put)
 	}

@@ -92,3 +92,73 @@ func TestFullWords(t *testing.T) {
 		t.Fatal("fewer than 64 ids make a full word")
 	}
 }
+
+// A bucket put of records where none was read (putNewScript) sets them all in a new
+// bucket; in a bucket that exists it sets only those the bucket lacks and reports the
+// others (another writer's records, left as they are), like putScript with nothing
+// expected. A put where a record was read uses putScript.
+func TestBucketPutNewRecords(t *testing.T) {
+	s, rdb, _ := newStore(t)
+	ctx := context.Background()
+	run := func(put *bucketPut, b uint32) []int64 {
+		t.Helper()
+		cmd := put.command(ctx, s.kProfiles(b))
+		if err := rdb.Process(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+		failed, err := cmd.Int64Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return failed
+	}
+	rec := func(name string) []byte {
+		return encodeRecord(&profile{f: []field{{hPhone, "+66812345678"}, {hName, name}}})
+	}
+	// A new bucket takes every record.
+	put := &bucketPut{}
+	put.add(1, nil, rec("a"))
+	put.add(2, nil, rec("b"))
+	if put.stale {
+		t.Fatal("a put of new records is stale")
+	}
+	if failed := run(put, 0); len(failed) != 0 {
+		t.Fatalf("new bucket: failed %v", failed)
+	}
+	// In an existing bucket, contact 2's record (another writer's) stays.
+	put = &bucketPut{}
+	put.add(2, nil, rec("mine"))
+	put.add(3, nil, rec("c"))
+	if failed := run(put, 0); len(failed) != 1 || failed[0] != 2 {
+		t.Fatalf("existing bucket: failed %v, want [2]", failed)
+	}
+	got, err := rdb.HGetAll(ctx, s.kProfiles(0)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"1": string(rec("a")), "2": string(rec("b")), "3": string(rec("c"))}
+	if len(got) != len(want) {
+		t.Fatalf("bucket holds %d records, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("record %s = %q, want %q", k, got[k], v)
+		}
+	}
+	// A put expecting a record it read writes only where the bucket still holds it.
+	put = &bucketPut{}
+	put.add(3, rec("c"), rec("c2"))
+	put.add(1, rec("stale"), rec("a2"))
+	if !put.stale {
+		t.Fatal("a put of read records is not stale")
+	}
+	if failed := run(put, 0); len(failed) != 1 || failed[0] != 1 {
+		t.Fatalf("read records: failed %v, want [1]", failed)
+	}
+	if v := rdb.HGet(ctx, s.kProfiles(0), "3").Val(); v != string(rec("c2")) {
+		t.Errorf("record 3 = %q, want the new one", v)
+	}
+	if v := rdb.HGet(ctx, s.kProfiles(0), "1").Val(); v != string(rec("a")) {
+		t.Errorf("record 1 = %q, want it unchanged", v)
+	}
+}
