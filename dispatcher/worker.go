@@ -91,7 +91,7 @@ type WorkerConfig struct {
 	// within it wait in the delayed set instead of holding the lane (default 2 s).
 	Horizon time.Duration
 	// MinInFlight and MaxInFlight bound the concurrent provider requests (defaults 64 and
-	// 4096); between them the worker keeps twice each active sender's rate × request
+	// 1024); between them the worker keeps twice each active sender's rate × request
 	// latency (sendSlots).
 	MinInFlight, MaxInFlight int
 	MaxAttempts              int // sends per job before it fails (default 5)
@@ -157,7 +157,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.MinInFlight = 64
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 4096
+		cfg.MaxInFlight = 1024
 	}
 	cfg.MaxInFlight = max(cfg.MaxInFlight, cfg.MinInFlight)
 	if cfg.Lanes <= 0 {

@@ -32,6 +32,7 @@ type Config struct {
 	QuietHours     throttle.QuietHours // HERALD_QUIET_HOURS, HERALD_ALLOWED_DAYS: the default for campaigns without their own
 	ClaimLease     time.Duration       // HERALD_CLAIM_LEASE: a dead worker's unsent claim is held this long (default 20s)
 	StaleSendAfter time.Duration       // HERALD_STALE_SEND_AFTER: re-queue sends in doubt this long (default 10m)
+	MaxInFlight    int                 // HERALD_MAX_IN_FLIGHT: a worker's provider requests at once, at most (default 1024)
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures
@@ -51,6 +52,9 @@ type Config struct {
 func (c *Config) Defaults() {
 	if c.Prefix == "" {
 		c.Prefix = "herald:"
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = "herald."

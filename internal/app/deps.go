@@ -160,13 +160,14 @@ func (d *Deps) Components() (*Components, error) {
 }
 
 // WhatsAppClient returns a Cloud API client for the configured base URL. Its pool keeps
-// as many idle connections as a worker may have requests in flight (the worker sizes
-// those from its senders' rate × latency, up to 4,096), so connections are reused, not
+// as many idle connections as a worker may have requests in flight (MaxInFlight; the
+// worker sizes those from its senders' rate × latency), so connections are reused, not
 // dialled again after every burst.
 func (d *Deps) WhatsAppClient() *whatsapp.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 4096
-	tr.MaxIdleConnsPerHost = 4096
+	idle := max(d.Cfg.MaxInFlight, 256)
+	tr.MaxIdleConns = idle
+	tr.MaxIdleConnsPerHost = idle
 	tr.IdleConnTimeout = 90 * time.Second
 	return whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
 		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})

@@ -145,8 +145,8 @@ func Worker(ctx context.Context, d *Deps) error {
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
 		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
-		Pushback: pushback{c.Policy, c.Governor},
-		Logger:   d.Cfg.Logger, Registerer: d.Cfg.Registry,
+		Pushback: pushback{c.Policy, c.Governor}, MaxInFlight: d.Cfg.MaxInFlight,
+		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
 	if d.Cfg.NoScheduler {
 		return w.Run(ctx)
