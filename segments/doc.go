@@ -132,14 +132,16 @@
 // that is never closed rejects only the line it starts on: the lines after it are read
 // again as rows.
 //
-// An import runs three stages at once, each batch passing through them in file order:
-// reading and parsing (on every core), resolving the batch's identities and merging
-// its rows into the stored profiles, and writing it (one pipeline) with its consent
-// rows handed to the ConsentSink. A batch whose contacts are still being written by
-// the one before waits for that write, so every row merges into what the rows before
-// it left. Bits go as one BITFIELD per bitmap and batch; where 64 aligned ids are all
-// contacts the batch creates (an import allocates consecutive ids), one SET i64 writes
-// their word.
+// An import runs four stages at once, each batch passing through them in file order:
+// reading and parsing (on every core), resolving the batch's identities, merging its
+// rows into the stored profiles, and writing it (one pipeline) with its consent rows
+// handed to the ConsentSink, so one batch's link transaction overlaps the merge of the
+// one before. A batch holding a contact of a batch that was not yet written when its
+// identities were resolved waits for that write and resolves again, so every row
+// merges into what the rows before it left (and a phone or email a contact gave up
+// finds no one). Bits go as one BITFIELD per bitmap and batch; where 64 aligned ids
+// are all contacts the batch creates (an import allocates consecutive ids), one SET
+// i64 writes their word.
 //
 // Phone numbers are parsed by phonenumbers. A number written "+<digits>" (single
 // spaces or hyphens allowed) skips phonenumbers.Parse's regular expressions when

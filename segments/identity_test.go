@@ -346,3 +346,41 @@ func TestTimeZoneDefaults(t *testing.T) {
 		t.Fatalf("zone after the country became TH: %+v", mustProfile(t, s, id))
 	}
 }
+
+// A phone a contact gives up in one batch starts a contact of its own in the next,
+// although the next batch's identities are resolved while the first is still being
+// written: in batches of one row, many times over.
+func TestIdentityGivenUpAcrossBatches(t *testing.T) {
+	_, rdb, prefix := newStore(t)
+	ctx := context.Background()
+	for i := range 30 {
+		s := NewStore(rdb, fmt.Sprintf("%sgiveup%d:", prefix, i))
+		x, y := fmt.Sprintf("+668195%05d", 2*i), fmt.Sprintf("+668195%05d", 2*i+1)
+		var b strings.Builder
+		b.WriteString("phone,email,name\n")
+		fmt.Fprintf(&b, "%s,d@example.com,\n", x)
+		fmt.Fprintf(&b, "%s,d@example.com,\n", y)
+		fmt.Fprintf(&b, "%s,,Second\n", x)
+		rep, err := s.ImportCSV(ctx, strings.NewReader(b.String()), ImportOptions{BatchSize: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Created != 2 || rep.Updated != 1 {
+			t.Fatalf("round %d: report %+v", i, rep)
+		}
+		first, err := s.LookupEmail(ctx, "d@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := mustProfile(t, s, first); p.Phone != y {
+			t.Fatalf("round %d: the first contact has phone %s, want %s", i, p.Phone, y)
+		}
+		if got := mustLookup(t, s, y); got != first {
+			t.Fatalf("round %d: %s finds %d, want %d", i, y, got, first)
+		}
+		second := mustLookup(t, s, x)
+		if p := mustProfile(t, s, second); second == first || p.Name != "Second" || p.Email != "" {
+			t.Fatalf("round %d: %s finds contact %d %+v (first %d)", i, x, second, p, first)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -446,9 +447,10 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// Three stages run at once: reading and parsing (readBatches, on every core), then
-	// resolving and merging a batch (this goroutine), then writing it and handing its
-	// consent rows over (the writer). Batches stay in file order through all three.
+	// Four stages run at once: reading and parsing (readBatches, on every core),
+	// resolving a batch's identities (the resolver), merging its rows into the stored
+	// profiles (this goroutine), then writing it and handing its consent rows over (the
+	// writer). Batches stay in file order through all four.
 	batches := make(chan batch, 1)
 	var readErr error
 	rctx, stopReading := context.WithCancel(ctx)
@@ -456,6 +458,31 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	wg.Go(func() {
 		defer close(batches)
 		readErr = readBatches(rctx, src, &cfg, size, add, batches)
+	})
+	// The resolver notes how many batches were written when it starts resolving one:
+	// the merge checks the batch's contacts against the batches written since (flight).
+	resolved := make(chan resolvedBatch, 1)
+	var written atomic.Int64
+	wg.Go(func() {
+		defer close(resolved)
+		mostlyNew := false // the previous batch created most of its rows
+		seq := 0
+		for b := range batches {
+			rb := resolvedBatch{b: b, seq: seq, from: int(written.Load())}
+			seq++
+			rb.ids, rb.err = s.resolveRows(rctx, b.rows, !mostlyNew)
+			if rb.err == nil {
+				mostlyNew = rb.ids.fresh() > len(b.rows)/2
+			}
+			select {
+			case resolved <- rb:
+			case <-rctx.Done():
+				return
+			}
+			if rb.err != nil {
+				return
+			}
+		}
 	})
 	writes := make(chan *staged, 1)
 	var writeErr error // set by the writer before it closes the failed batch's done
@@ -471,30 +498,31 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 					cancel()
 				}
 			}
+			written.Add(1)
 			close(st.done)
 		}
 	})
 	fl := &flight{}
 	var prepErr error
-	mostlyNew := false // the previous batch created most of its rows
-	for b := range batches {
-		p, err := s.prepare(ctx, b.rows, applyOpts{source: o.Source, remove: remove, mostlyNew: mostlyNew}, fl)
+	for rb := range resolved {
+		b, err := rb.b, rb.err
+		var p *prepared
+		if err == nil {
+			fl.seq, fl.from = rb.seq, rb.from
+			mostlyNew := rb.ids.fresh() > len(b.rows)/2
+			p, err = s.prepareResolved(ctx, b.rows, applyOpts{source: o.Source, remove: remove, mostlyNew: mostlyNew}, fl, rb.ids)
+		}
 		if err != nil {
 			prepErr = fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", b.first, b.last, err)
 			break
 		}
-		created := 0
-		for _, oc := range p.res.outcomes {
-			if oc == outCreated {
-				created++
-			}
-		}
-		mostlyNew = created > len(b.rows)/2
 		st := &staged{b: b, p: p, done: make(chan struct{})}
 		fl.add(st)
 		writes <- st
 	}
 	stopReading() // if the loop stopped early
+	for range resolved {
+	}
 	for range batches {
 	}
 	close(writes)
@@ -510,6 +538,15 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	return rep, nil
 }
 
+// resolvedBatch is a batch whose identities are resolved: the seq-th batch of the
+// import, resolved when the first from batches were written.
+type resolvedBatch struct {
+	b         batch
+	seq, from int
+	ids       *batchIdents
+	err       error
+}
+
 // staged is a batch between the stages of an import: parsed and prepared, and closed
 // done once written and accounted for.
 type staged struct {
@@ -518,11 +555,17 @@ type staged struct {
 	done chan struct{}
 }
 
-// flight is what prepare knows of the batches prepared before it and not yet written
-// (an inflight): only the goroutine that prepares uses it.
+// flight is what prepare knows of the batches prepared before it that were not yet
+// written when its batch was resolved (an inflight): only the goroutine that
+// prepares uses it. A batch resolved while an earlier one was being written may hold
+// identities that write changed (a phone a contact gave up), so its contacts are
+// checked against every batch from the first one then unwritten, written since or not.
 type flight struct {
 	queue []*staged
 	ids   []*roaring.Bitmap // the contacts of each batch of the queue
+	// The batch being prepared is the seq-th; batches before the from-th were written
+	// when it was resolved.
+	seq, from int
 }
 
 func (f *flight) add(st *staged) {
@@ -532,26 +575,12 @@ func (f *flight) add(st *staged) {
 	f.ids = append(f.ids, bm)
 }
 
-// settle forgets the written batches at the front of the queue; with wait, it waits
-// for all of them.
-func (f *flight) settle(wait bool) {
-	for len(f.queue) > 0 {
-		st := f.queue[0]
-		if wait {
-			<-st.done
-		} else {
-			select {
-			case <-st.done:
-			default:
-				return
-			}
-		}
-		f.queue, f.ids = f.queue[1:], f.ids[1:]
-	}
-}
-
 func (f *flight) busy(ids []uint32) bool {
-	f.settle(false)
+	// The queue holds batches seq-len(queue) to seq-1: forget those before from,
+	// which the batch's resolve saw written (so will every later batch's).
+	if drop := min(f.from-(f.seq-len(f.queue)), len(f.queue)); drop > 0 {
+		f.queue, f.ids = f.queue[drop:], f.ids[drop:]
+	}
 	for _, bm := range f.ids {
 		for _, id := range ids {
 			if bm.Contains(id) {
@@ -563,7 +592,10 @@ func (f *flight) busy(ids []uint32) bool {
 }
 
 func (f *flight) drain() error {
-	f.settle(true)
+	for _, st := range f.queue {
+		<-st.done
+	}
+	f.queue, f.ids = f.queue[:0], f.ids[:0]
 	return nil // a failed write cancels the import's context, which prepare sees
 }
 

@@ -97,7 +97,7 @@ func (p *profile) set(k, v string) bool {
 func (p *profile) exists() bool { return p.get(hPhone) != "" || p.get(hEmail) != "" }
 
 func (p *profile) clone() profile {
-	return profile{f: append(make([]field, 0, len(p.f)+4), p.f...)}
+	return profile{f: append(make([]field, 0, len(p.f)+8), p.f...)}
 }
 
 // merge applies a row's fields to the profile and reports whether anything changed.
@@ -189,38 +189,74 @@ type inflight interface {
 // written (fl), prepare waits for it and resolves again, so rows always merge into
 // what the rows before them left.
 func (s *Store) prepare(ctx context.Context, rows []row, o applyOpts, fl inflight) (*prepared, error) {
+	bi, err := s.resolveRows(ctx, rows, !o.mostlyNew)
+	if err != nil {
+		return &prepared{rows: rows, opts: o}, err
+	}
+	return s.prepareResolved(ctx, rows, o, fl, bi)
+}
+
+// batchIdents is what a batch's rows resolved to: its distinct identities, in row
+// order, each row's identity, and each identity's contact.
+type batchIdents struct {
+	idents   []identity
+	rowIdent []int
+	found    []resolved
+}
+
+// fresh is how many contacts the resolve allocated.
+func (bi *batchIdents) fresh() int {
+	n := 0
+	for _, f := range bi.found {
+		if f.isNew {
+			n++
+		}
+	}
+	return n
+}
+
+// resolveRows resolves the identities of rows to contacts (see resolve; lookFirst
+// when most are expected to exist).
+func (s *Store) resolveRows(ctx context.Context, rows []row, lookFirst bool) (*batchIdents, error) {
+	bi := &batchIdents{rowIdent: make([]int, len(rows))}
+	if len(rows) == 0 {
+		return bi, nil
+	}
+	index := make(map[identity]int, len(rows))
+	bi.idents = make([]identity, 0, len(rows))
+	for j := range rows {
+		x := identity{rows[j].phone.E164, rows[j].email}
+		i, ok := index[x]
+		if !ok {
+			i = len(bi.idents)
+			index[x] = i
+			bi.idents = append(bi.idents, x)
+		}
+		bi.rowIdent[j] = i
+	}
+	var err error
+	if bi.found, err = s.resolve(ctx, bi.idents, lookFirst); err != nil {
+		return nil, fmt.Errorf("resolve contact ids: %w", err)
+	}
+	return bi, nil
+}
+
+// prepareResolved is prepare given the batch's resolved identities.
+func (s *Store) prepareResolved(ctx context.Context, rows []row, o applyOpts, fl inflight, bi *batchIdents) (*prepared, error) {
 	p := &prepared{res: applyResult{ids: make([]uint32, len(rows)), outcomes: make([]int8, len(rows))}, rows: rows, opts: o}
 	if len(rows) == 0 {
 		return p, nil
 	}
 	res := &p.res
-	// 1. Ids of the distinct identities, in row order.
-	index := make(map[identity]int, len(rows))
-	idents := make([]identity, 0, len(rows))
-	rowIdent := make([]int, len(rows))
-	for j := range rows {
-		x := identity{rows[j].phone.E164, rows[j].email}
-		i, ok := index[x]
-		if !ok {
-			i = len(idents)
-			index[x] = i
-			idents = append(idents, x)
-		}
-		rowIdent[j] = i
-	}
-	var found []resolved
-	cws := make([]contactWrite, 0, len(idents))
-	byID := make(map[uint32]int, len(idents))
+	rowIdent := bi.rowIdent
+	cws := make([]contactWrite, 0, len(bi.idents))
+	byID := make(map[uint32]int, len(bi.idents))
 	for {
-		var err error
-		if found, err = s.resolve(ctx, idents, !o.mostlyNew); err != nil {
-			return p, fmt.Errorf("resolve contact ids: %w", err)
-		}
 		// 2. The contacts, in order of first appearance.
 		cws = cws[:0]
 		clear(byID)
 		p.contacts = p.contacts[:0]
-		for _, f := range found {
+		for _, f := range bi.found {
 			if f.conflict {
 				continue
 			}
@@ -239,7 +275,12 @@ func (s *Store) prepare(ctx context.Context, rows []row, o applyOpts, fl infligh
 			return p, err
 		}
 		fl = nil
+		var err error
+		if bi.found, err = s.resolve(ctx, bi.idents, !o.mostlyNew); err != nil {
+			return p, fmt.Errorf("resolve contact ids: %w", err)
+		}
 	}
+	found := bi.found
 	for j := range rows {
 		f := found[rowIdent[j]]
 		if f.conflict {
