@@ -749,13 +749,16 @@ func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []s
 	if n < 256 {
 		workers = 1
 	}
+	// Each worker parses its share of recs into the same share of rows; the parts
+	// are then moved together.
+	rows := make([]row, n)
 	parts := make([]part, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := n*w/workers, n*(w+1)/workers
 		wg.Go(func() {
 			p := &parts[w]
-			p.rows = make([]row, 0, hi-lo)
+			p.rows = rows[lo:lo:hi]
 			for _, rec := range recs[lo:hi] {
 				r, rej, blank := lay.parse(rec, cfg)
 				switch {
@@ -772,14 +775,9 @@ func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []s
 		})
 	}
 	wg.Wait()
-	b := batch{first: recs[0].line, last: recs[n-1].line}
-	if workers == 1 {
-		b.rows, b.rejects, b.read = parts[0].rows, parts[0].rejects, parts[0].read
-		return b
-	}
-	b.rows = make([]row, 0, n)
+	b := batch{first: recs[0].line, last: recs[n-1].line, rows: rows[:0]}
 	for _, p := range parts {
-		b.rows = append(b.rows, p.rows...)
+		b.rows = append(b.rows, p.rows...) // moves rows down within rows
 		b.rejects = append(b.rejects, p.rejects...)
 		b.read += p.read
 	}

@@ -861,10 +861,9 @@ func fullWords(created []uint32) map[uint32]bool {
 // bitfieldArgs is the BITFIELD command setting a bitmap's bits: SET i64 #word for
 // each fully known word holding two changes or more, SET u1 for the rest.
 func bitfieldArgs(key string, ops []bitOp, full map[uint32]bool) []any {
-	args := make([]any, 0, 2+4*len(ops))
-	args = append(args, "bitfield", key)
 	var words map[uint32]uint64
 	var count map[uint32]int
+	sets := len(ops) // SET operations
 	if len(full) > 0 {
 		words, count = map[uint32]uint64{}, map[uint32]int{}
 		for _, op := range ops {
@@ -875,7 +874,14 @@ func bitfieldArgs(key string, ops []bitOp, full map[uint32]bool) []any {
 				}
 			}
 		}
+		for _, n := range count {
+			if n >= 2 {
+				sets -= n - 1
+			}
+		}
 	}
+	args := make([]any, 0, 2+4*sets)
+	args = append(args, "bitfield", key)
 	for _, op := range ops {
 		wd := op.id / 64
 		switch n := count[wd]; {
