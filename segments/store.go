@@ -232,7 +232,7 @@ func (s *Store) LookupPhone(ctx context.Context, phone string) (uint32, error) {
 }
 
 // Upsert creates or updates contacts identified by phone number, email address or
-// both, in batches of 1,000 with a few round trips each, and returns their ids in
+// both, in batches of 4,000 with a few round trips each, and returns their ids in
 // order. Phone must be E.164, or national with Country naming its region. Empty fields
 // leave the stored value alone; Tags are added to the contact's tags; Attrs are set;
 // ID is ignored. A phone or email the contact did not have replaces the one it had
