@@ -373,7 +373,16 @@ func rawRequestRate(ctx context.Context, n int) (perSec, cpuMs float64, err erro
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
 				r := req
 				r.To = fmt.Sprintf("+6689%07d", i)
-				if _, err := client.Send(ctx, "106540352242900", DevSandboxToken, r); err != nil {
+				// A transport error (a kept-alive connection closed under the request: EOF)
+				// is tried again on a fresh connection, as the worker retries it; the
+				// sandbox's own refusals are not.
+				var err error
+				for attempt := 0; attempt < 3; attempt++ {
+					if _, err = client.Send(ctx, "106540352242900", DevSandboxToken, r); !isTransportError(err) {
+						break
+					}
+				}
+				if err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -387,6 +396,13 @@ func rawRequestRate(ctx context.Context, n int) (perSec, cpuMs float64, err erro
 	elapsed := time.Since(start).Seconds()
 	cpu := float64(procstat.CPU()-cpu0) / float64(time.Millisecond)
 	return float64(n) / elapsed, cpu / float64(n), nil
+}
+
+// isTransportError reports whether err is a failure to exchange the request at all (no
+// answer from the provider), which the worker treats as retryable too.
+func isTransportError(err error) bool {
+	var te *whatsapp.TransportError
+	return errors.As(err, &te) && te.HTTPStatus == 0
 }
 
 // PrintE2E writes a result as a table.
