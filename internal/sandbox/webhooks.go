@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -428,7 +427,7 @@ func (s *Sandbox) post(ctx context.Context, b *batch) error {
 			break
 		}
 	}
-	body, err := json.Marshal(s.notification(b))
+	body, err := encodeNotification(s.notification(b))
 	if err != nil {
 		return fmt.Errorf("encode webhook: %w", err)
 	}
