@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -22,265 +23,166 @@ func decodeStatuses(b []byte) (n Notification, ok bool) {
 	return n, d.i == len(d.b)
 }
 
-// Each method below reads one object: d.fields yields its keys, a known key's bit in
-// seen refuses it twice (encoding/json would merge), and d.other skips unknown keys.
-
-func (d *decoder) notification(n *Notification) bool {
-	var seen uint32
+// object reads an object whose keys are keys: field(k) reads the value of keys[k]. A
+// key seen twice is declined (encoding/json would merge the two), as is one that matches
+// a key only case-insensitively (encoding/json would take it); other keys are skipped.
+func (d *decoder) object(keys []string, field func(k int) bool) bool {
+	var seen uint64
 	for key, ok := range d.fields() {
 		if !ok {
 			return false
 		}
-		switch {
-		case key == "object" && d.once(&seen, 0):
-			ok = d.str(&n.Object)
-		case key == "entry" && d.once(&seen, 1):
-			ok = d.array(func() bool {
-				n.Entry = append(n.Entry, Entry{})
-				return d.entry(&n.Entry[len(n.Entry)-1])
-			})
-		default:
-			ok = d.other(key, "object", "entry")
+		if k := slices.Index(keys, key); k >= 0 && seen&(1<<k) == 0 {
+			seen |= 1 << k
+			ok = field(k)
+		} else {
+			ok = d.other(key, keys)
 		}
 		if !ok {
 			return false
 		}
 	}
 	return d.err == nil
+}
+
+// The objects of a status batch and their keys, in the order of their fields.
+var (
+	notificationKeys = []string{"object", "entry"}
+	entryKeys        = []string{"id", "changes"}
+	changeKeys       = []string{"field", "value"}
+	// Values' contacts, messages, user_preferences and errors go to encoding/json.
+	valueKeys        = []string{"messaging_product", "metadata", "statuses", "contacts", "messages", "user_preferences", "errors"}
+	metadataKeys     = []string{"display_phone_number", "phone_number_id"}
+	statusKeys       = []string{"id", "status", "timestamp", "recipient_id", "biz_opaque_callback_data", "errors", "pricing", "conversation"}
+	webhookErrorKeys = []string{"code", "title", "message", "error_data"}
+	errorDataKeys    = []string{"messaging_product", "details"}
+	pricingKeys      = []string{"billable", "pricing_model", "type", "category"}
+	conversationKeys = []string{"id", "origin"}
+	originKeys       = []string{"type"}
+)
+
+func (d *decoder) notification(n *Notification) bool {
+	return d.object(notificationKeys, func(k int) bool {
+		if k == 0 {
+			return d.str(&n.Object)
+		}
+		return d.array(func() bool {
+			n.Entry = append(n.Entry, Entry{})
+			return d.entry(&n.Entry[len(n.Entry)-1])
+		})
+	})
 }
 
 func (d *decoder) entry(e *Entry) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
+	return d.object(entryKeys, func(k int) bool {
+		if k == 0 {
+			return d.str(&e.ID)
 		}
-		switch {
-		case key == "id" && d.once(&seen, 0):
-			ok = d.str(&e.ID)
-		case key == "changes" && d.once(&seen, 1):
-			ok = d.array(func() bool {
-				e.Changes = append(e.Changes, Change{})
-				return d.change(&e.Changes[len(e.Changes)-1])
-			})
-		default:
-			ok = d.other(key, "id", "changes")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+		return d.array(func() bool {
+			e.Changes = append(e.Changes, Change{})
+			return d.change(&e.Changes[len(e.Changes)-1])
+		})
+	})
 }
 
 func (d *decoder) change(ch *Change) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
+	return d.object(changeKeys, func(k int) bool {
+		if k == 0 {
+			return d.str(&ch.Field)
 		}
-		switch {
-		case key == "field" && d.once(&seen, 0):
-			ok = d.str(&ch.Field)
-		case key == "value" && d.once(&seen, 1):
-			ok = d.value(&ch.Value)
-		default:
-			ok = d.other(key, "field", "value")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+		return d.value(&ch.Value)
+	})
 }
 
 func (d *decoder) value(v *Value) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
-		}
-		switch {
-		case key == "messaging_product" && d.once(&seen, 0):
-			ok = d.str(&v.MessagingProduct)
-		case key == "metadata" && d.once(&seen, 1):
-			ok = d.metadata(&v.Metadata)
-		case key == "statuses" && d.once(&seen, 2):
-			ok = d.array(func() bool {
+	return d.object(valueKeys, func(k int) bool {
+		switch k {
+		case 0:
+			return d.str(&v.MessagingProduct)
+		case 1:
+			return d.object(metadataKeys, func(k int) bool {
+				if k == 0 {
+					return d.str(&v.Metadata.DisplayPhoneNumber)
+				}
+				return d.str(&v.Metadata.PhoneNumberID)
+			})
+		case 2:
+			return d.array(func() bool {
 				v.Statuses = append(v.Statuses, Status{})
 				return d.status(&v.Statuses[len(v.Statuses)-1])
 			})
-		default:
-			// contacts, messages, user_preferences, errors: encoding/json.
-			ok = d.other(key, "messaging_product", "metadata", "statuses", "contacts", "messages", "user_preferences", "errors")
 		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
-}
-
-func (d *decoder) metadata(m *Metadata) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
-		}
-		switch {
-		case key == "display_phone_number" && d.once(&seen, 0):
-			ok = d.str(&m.DisplayPhoneNumber)
-		case key == "phone_number_id" && d.once(&seen, 1):
-			ok = d.str(&m.PhoneNumberID)
-		default:
-			ok = d.other(key, "display_phone_number", "phone_number_id")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+		return false
+	})
 }
 
 func (d *decoder) status(s *Status) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
-		}
-		switch {
-		case key == "id" && d.once(&seen, 0):
-			ok = d.str(&s.ID)
-		case key == "status" && d.once(&seen, 1):
-			ok = d.str(&s.Status)
-		case key == "timestamp" && d.once(&seen, 2):
-			ok = d.str(&s.Timestamp)
-		case key == "recipient_id" && d.once(&seen, 3):
-			ok = d.str(&s.RecipientID)
-		case key == "biz_opaque_callback_data" && d.once(&seen, 4):
-			ok = d.str(&s.BizOpaqueCallbackData)
-		case key == "errors" && d.once(&seen, 5):
-			ok = d.array(func() bool {
+	return d.object(statusKeys, func(k int) bool {
+		switch k {
+		case 0:
+			return d.str(&s.ID)
+		case 1:
+			return d.str(&s.Status)
+		case 2:
+			return d.str(&s.Timestamp)
+		case 3:
+			return d.str(&s.RecipientID)
+		case 4:
+			return d.str(&s.BizOpaqueCallbackData)
+		case 5:
+			return d.array(func() bool {
 				s.Errors = append(s.Errors, WebhookError{})
 				return d.webhookError(&s.Errors[len(s.Errors)-1])
 			})
-		case key == "pricing" && d.once(&seen, 6):
+		case 6:
 			s.Pricing = &Pricing{}
-			ok = d.pricing(s.Pricing)
-		case key == "conversation" && d.once(&seen, 7):
-			s.Conversation = &Conversation{}
-			ok = d.conversation(s.Conversation)
+			return d.pricing(s.Pricing)
 		default:
-			ok = d.other(key, "id", "status", "timestamp", "recipient_id", "biz_opaque_callback_data", "errors", "pricing", "conversation")
+			c := &Conversation{}
+			s.Conversation = c
+			return d.object(conversationKeys, func(k int) bool {
+				if k == 0 {
+					return d.str(&c.ID)
+				}
+				return d.object(originKeys, func(int) bool { return d.str(&c.Origin.Type) })
+			})
 		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+	})
 }
 
 func (d *decoder) webhookError(e *WebhookError) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
+	return d.object(webhookErrorKeys, func(k int) bool {
+		switch k {
+		case 0:
+			return d.int(&e.Code)
+		case 1:
+			return d.str(&e.Title)
+		case 2:
+			return d.str(&e.Message)
 		}
-		switch {
-		case key == "code" && d.once(&seen, 0):
-			ok = d.int(&e.Code)
-		case key == "title" && d.once(&seen, 1):
-			ok = d.str(&e.Title)
-		case key == "message" && d.once(&seen, 2):
-			ok = d.str(&e.Message)
-		case key == "error_data" && d.once(&seen, 3):
-			e.ErrorData = &ErrorData{}
-			var seen2 uint32
-			for key, ok := range d.fields() {
-				if !ok {
-					return false
-				}
-				switch {
-				case key == "messaging_product" && d.once(&seen2, 0):
-					ok = d.str(&e.ErrorData.MessagingProduct)
-				case key == "details" && d.once(&seen2, 1):
-					ok = d.str(&e.ErrorData.Details)
-				default:
-					ok = d.other(key, "messaging_product", "details")
-				}
-				if !ok {
-					return false
-				}
+		ed := &ErrorData{}
+		e.ErrorData = ed
+		return d.object(errorDataKeys, func(k int) bool {
+			if k == 0 {
+				return d.str(&ed.MessagingProduct)
 			}
-			ok = d.err == nil
-		default:
-			ok = d.other(key, "code", "title", "message", "error_data")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+			return d.str(&ed.Details)
+		})
+	})
 }
 
 func (d *decoder) pricing(p *Pricing) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
+	return d.object(pricingKeys, func(k int) bool {
+		switch k {
+		case 0:
+			return d.bool(&p.Billable)
+		case 1:
+			return d.str(&p.PricingModel)
+		case 2:
+			return d.str(&p.Type)
 		}
-		switch {
-		case key == "billable" && d.once(&seen, 0):
-			ok = d.bool(&p.Billable)
-		case key == "pricing_model" && d.once(&seen, 1):
-			ok = d.str(&p.PricingModel)
-		case key == "type" && d.once(&seen, 2):
-			ok = d.str(&p.Type)
-		case key == "category" && d.once(&seen, 3):
-			ok = d.str(&p.Category)
-		default:
-			ok = d.other(key, "billable", "pricing_model", "type", "category")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
-}
-
-func (d *decoder) conversation(c *Conversation) bool {
-	var seen uint32
-	for key, ok := range d.fields() {
-		if !ok {
-			return false
-		}
-		switch {
-		case key == "id" && d.once(&seen, 0):
-			ok = d.str(&c.ID)
-		case key == "origin" && d.once(&seen, 1):
-			var seen2 uint32
-			for key, ok := range d.fields() {
-				if !ok {
-					return false
-				}
-				if key == "type" && d.once(&seen2, 0) {
-					ok = d.str(&c.Origin.Type)
-				} else {
-					ok = d.other(key, "type")
-				}
-				if !ok {
-					return false
-				}
-			}
-			ok = d.err == nil
-		default:
-			ok = d.other(key, "id", "origin")
-		}
-		if !ok {
-			return false
-		}
-	}
-	return d.err == nil
+		return d.str(&p.Category)
+	})
 }
 
 // decoder reads JSON from b at i. Every method answers false where encoding/json might
@@ -312,15 +214,6 @@ func (d *decoder) next(c byte) bool {
 		return true
 	}
 	return false
-}
-
-// once marks known key number bit seen; false if it was seen already.
-func (d *decoder) once(seen *uint32, bit uint) bool {
-	if *seen&(1<<bit) != 0 {
-		return false
-	}
-	*seen |= 1 << bit
-	return true
 }
 
 // fields reads an object's keys and the colons after them, yielding each key for the
@@ -376,12 +269,10 @@ func (d *decoder) array(elem func() bool) bool {
 	}
 }
 
-// other handles a key that is not decoded here: its value is skipped if it is no
-// field of the struct at all (known lists the struct's keys, and those left to
-// encoding/json), else the body goes to encoding/json — which also matches keys
-// case-insensitively.
-func (d *decoder) other(key string, known ...string) bool {
-	for _, k := range known {
+// other handles a key that is not decoded here: its value is skipped unless the key
+// matches one of keys case-insensitively (encoding/json would take it: decline).
+func (d *decoder) other(key string, keys []string) bool {
+	for _, k := range keys {
 		if strings.EqualFold(k, key) {
 			return false
 		}
