@@ -10,7 +10,13 @@ package analytics
 // Migration 0005's version; migration 0010 replaces it with viewMessageOutcomesDeferred.
 const viewMessageOutcomes = `CREATE VIEW IF NOT EXISTS v_message_outcomes AS
 SELECT campaign_id, contact_id,
-    anyIf(variant, variant != '') AS variant,
+` + outcomeColumns + `
+FROM events
+WHERE campaign_id != ''
+GROUP BY campaign_id, contact_id`
+
+// outcomeColumns are the columns of v_message_outcomes that both its versions have.
+const outcomeColumns = `    anyIf(variant, variant != '') AS variant,
     anyIf(sender_id, sender_id != '') AS sender_id,
     anyIf(country, country != '') AS country,
     max(multiIf(kind IN ('read', 'clicked', 'replied', 'converted'), 4, kind = 'delivered', 3, kind = 'sent', 2, kind = 'queued', 1, 0)) AS stage,
@@ -20,10 +26,7 @@ SELECT campaign_id, contact_id,
     max(kind = 'replied') AS replied,
     max(kind = 'converted') AS converted,
     max(kind = 'opted_out') AS opted_out,
-    minIf(ts, kind = 'sent') AS sent_at
-FROM events
-WHERE campaign_id != ''
-GROUP BY campaign_id, contact_id`
+    minIf(ts, kind = 'sent') AS sent_at`
 
 // viewFunnel: one row per campaign, distinct contacts per step.
 const viewFunnel = `CREATE VIEW IF NOT EXISTS v_funnel AS
@@ -74,17 +77,7 @@ ANY LEFT JOIN (
 // duplicated and out-of-order events change nothing.
 const viewMessageOutcomesDeferred = `CREATE VIEW IF NOT EXISTS v_message_outcomes AS
 SELECT campaign_id, contact_id,
-    anyIf(variant, variant != '') AS variant,
-    anyIf(sender_id, sender_id != '') AS sender_id,
-    anyIf(country, country != '') AS country,
-    max(multiIf(kind IN ('read', 'clicked', 'replied', 'converted'), 4, kind = 'delivered', 3, kind = 'sent', 2, kind = 'queued', 1, 0)) AS stage,
-    max(kind = 'skipped') AS skipped,
-    max(kind = 'failed') AS failed,
-    max(kind = 'clicked') AS clicked,
-    max(kind = 'replied') AS replied,
-    max(kind = 'converted') AS converted,
-    max(kind = 'opted_out') AS opted_out,
-    minIf(ts, kind = 'sent') AS sent_at,
+` + outcomeColumns + `,
     max(kind = 'deferred') AS deferred,
     uniqExactIf(event_id, kind = 'deferred') AS deferrals,
     argMaxIf(reason, (ts_ms, event_id), kind = 'deferred') AS deferred_reason,
