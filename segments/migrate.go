@@ -133,7 +133,7 @@ func (s *Store) moveProfileKeys(ctx context.Context, keys []string) (int64, erro
 		}
 		w.put(profileBucketOf(id)).add(id, nil, encodeRecord(&p))
 	}
-	_, puts := w.commands(ctx)
+	_, puts := w.commands(ctx, nil)
 	for _, put := range puts {
 		_ = pipe.Process(ctx, put.cmd)
 	}

@@ -25,6 +25,8 @@ type Store struct {
 	now    func() time.Time
 	ident  string // identTag(prefix)
 	layout keyLayout
+	// testHookTx, when set, runs inside exec's transaction after its check.
+	testHookTx func()
 }
 
 // NewStore returns a store keeping its keys under prefix (e.g. "herald:") in rdb.

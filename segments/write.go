@@ -495,32 +495,27 @@ func (s *Store) mergeContact(cw *contactWrite, p *prepared) {
 	}
 }
 
-// write runs a prepared batch's commands in one pipeline: Redis runs it in order, so
-// bitmaps are written before profiles and a batch cut short leaves profiles that
-// still differ from the file: importing it again completes the indexes. A profile
-// record that changed since prepare read it (another writer's) is read again, the
-// contact's rows merged into it and written again, until it holds: concurrent
-// writers of one contact keep each other's fields, as the tag bits keep each
-// other's tags.
+// write runs a prepared batch's commands in order: bitmaps before profiles, so a
+// batch cut short leaves profiles that still differ from the file: importing it again
+// completes the indexes. A profile record that changed since prepare read it (another
+// writer's) is read again, the contact's rows merged into it and written again, until
+// it holds: concurrent writers of one contact keep each other's fields, as the tag
+// bits keep each other's tags.
 func (s *Store) write(ctx context.Context, p *prepared) error {
 	if p.w == nil {
 		return nil
 	}
 	w := p.w
 	for attempt := 0; ; attempt++ {
-		cmds, puts := w.commands(ctx)
-		if len(cmds) == 0 {
-			return nil
-		}
-		pipe := s.rdb.Pipeline()
-		for _, c := range cmds {
-			_ = pipe.Process(ctx, c)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("write indexes and profiles: %w", err)
+		puts, err := s.exec(ctx, w)
+		if err != nil {
+			return err
 		}
 		var again []*contactWrite
 		for _, put := range puts {
+			if put.plain {
+				continue
+			}
 			failed, err := put.cmd.Int64Slice()
 			if err != nil {
 				return fmt.Errorf("write profiles: %w", err)
@@ -538,6 +533,7 @@ func (s *Store) write(ctx context.Context, p *prepared) error {
 			return fmt.Errorf("write profiles: %d contacts kept changing under %d attempts (contact %d)", len(again), maxWriteAttempts, again[0].id)
 		}
 		// Merge again into what the other writer left; the tag bits are written.
+		pipe := s.rdb.Pipeline()
 		recs := s.queueRecords(ctx, pipe, again, s.layout.legacy.Load())
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("read profiles: %w", err)
@@ -551,6 +547,79 @@ func (s *Store) write(ctx context.Context, p *prepared) error {
 			w.diff(cw, false)
 		}
 	}
+}
+
+// minTxBuckets is how many new profile buckets make a batch worth a transaction (see exec).
+const minTxBuckets = 4
+
+// exec runs a batch writer's commands and returns its record puts, answered.
+//
+// Records of contacts nobody had a record for (an import's new contacts) must not
+// overwrite one another writer set meanwhile, which putNewScript checks inside
+// Redis, at the cost of converting every argument to Lua and back. An import's new
+// contacts mostly fill profile buckets that do not exist yet, so exec watches those
+// buckets, checks that they still do not exist, and runs the whole batch in
+// MULTI/EXEC with a plain HSET for each: about a quarter less Redis CPU per record.
+// If another writer touches one of them meanwhile, nothing was written and the batch
+// runs again with the scripts. Redis Cluster keeps the scripts: a transaction there
+// cannot span the buckets' slots.
+func (s *Store) exec(ctx context.Context, w *batchWriter) ([]*bucketPut, error) {
+	var fresh []string // keys of the buckets whose puts read no record
+	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
+		for _, b := range w.putOrder {
+			if !w.puts[b].stale {
+				fresh = append(fresh, s.kProfiles(b))
+			}
+		}
+	}
+	if len(fresh) >= minTxBuckets {
+		var puts []*bucketPut
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			exists := make([]*redis.IntCmd, len(fresh))
+			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, k := range fresh {
+					exists[i] = p.Exists(ctx, k)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if s.testHookTx != nil {
+				s.testHookTx()
+			}
+			absent := make(map[string]bool, len(fresh))
+			for i, k := range fresh {
+				absent[k] = exists[i].Val() == 0
+			}
+			var cmds []redis.Cmder
+			cmds, puts = w.commands(ctx, absent)
+			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, c := range cmds {
+					_ = p.Process(ctx, c)
+				}
+				return nil
+			})
+			return err
+		}, fresh...)
+		if !errors.Is(err, redis.TxFailedErr) {
+			if err != nil {
+				return nil, fmt.Errorf("write indexes and profiles: %w", err)
+			}
+			return puts, nil
+		}
+	}
+	cmds, puts := w.commands(ctx, nil)
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, c := range cmds {
+		_ = pipe.Process(ctx, c)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("write indexes and profiles: %w", err)
+	}
+	return puts, nil
 }
 
 // maxWriteAttempts bounds how often write merges a contact again into what another
@@ -585,6 +654,7 @@ type bucketPut struct {
 	expected [][]byte // the record read (nil for none), per id
 	recs     [][]byte // the record to write, per id
 	stale    bool     // some expected record is not nil
+	plain    bool     // cmd is an HSET in a transaction that checked the bucket is new
 	cws      []*contactWrite
 	cmd      *redis.Cmd
 }
@@ -609,11 +679,16 @@ func (w *batchWriter) put(b uint32) *bucketPut {
 }
 
 // command is the put's call of putScript, or of putNewScript when no record was
-// read for any of its contacts.
-func (b *bucketPut) command(ctx context.Context, key string) *redis.Cmd {
+// read for any of its contacts, or with plain an HSET (see exec).
+func (b *bucketPut) command(ctx context.Context, key string, plain bool) *redis.Cmd {
+	b.plain = plain && !b.stale
 	if !b.stale {
 		args := make([]any, 0, 4+2*len(b.ids))
-		args = append(args, "eval", putNewScript, 1, key)
+		if b.plain {
+			args = append(args, "hset", key)
+		} else {
+			args = append(args, "eval", putNewScript, 1, key)
+		}
 		for i, id := range b.ids {
 			args = append(args, id, b.recs[i])
 		}
@@ -806,13 +881,14 @@ func (w *batchWriter) moveBit(field, old, cur string, id uint32) {
 // bitmaps (contacts:all last, so a contact becomes live with its other bits set), the
 // profile records (one putScript call per bucket), the old layout's profiles moved
 // and the index clean-up, and the tag library (a tag is listed once it has members);
-// and the record writes, whose answers name the records to merge again.
+// and the record writes, whose answers name the records to merge again. Buckets
+// absent names (by key) are written with a plain HSET.
 //
 // An import creates contacts with consecutive ids, so the bitmaps' bits of a run of
 // 64 aligned ids are often all the batch's new contacts': their final values are
 // known (1 for each contact with the tag or value, 0 for the others), and one
 // BITFIELD SET i64 writes them instead of a SET u1 each.
-func (w *batchWriter) commands(ctx context.Context) ([]redis.Cmder, []*bucketPut) {
+func (w *batchWriter) commands(ctx context.Context, absent map[string]bool) ([]redis.Cmder, []*bucketPut) {
 	full := fullWords(w.created)
 	cmds := make([]redis.Cmder, 0, len(w.bitKeys)+len(w.putOrder)+len(w.cmds)+1)
 	for i := 1; i <= len(w.bitKeys); i++ {
@@ -824,7 +900,8 @@ func (w *batchWriter) commands(ctx context.Context) ([]redis.Cmder, []*bucketPut
 	puts := make([]*bucketPut, 0, len(w.putOrder))
 	for _, b := range w.putOrder {
 		put := w.puts[b]
-		put.cmd = put.command(ctx, w.s.kProfiles(b))
+		key := w.s.kProfiles(b)
+		put.cmd = put.command(ctx, key, absent[key])
 		cmds = append(cmds, put.cmd)
 		puts = append(puts, put)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -102,7 +103,7 @@ func TestBucketPutNewRecords(t *testing.T) {
 	ctx := context.Background()
 	run := func(put *bucketPut, b uint32) []int64 {
 		t.Helper()
-		cmd := put.command(ctx, s.kProfiles(b))
+		cmd := put.command(ctx, s.kProfiles(b), false)
 		if err := rdb.Process(ctx, cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -161,4 +162,88 @@ func TestBucketPutNewRecords(t *testing.T) {
 	if v := rdb.HGet(ctx, s.kProfiles(0), "1").Val(); v != string(rec("a")) {
 		t.Errorf("record 1 = %q, want it unchanged", v)
 	}
+}
+
+// exec writes the new records of buckets that do not exist with a plain HSET in a
+// transaction; a bucket that exists gets putNewScript, which keeps another writer's
+// record and reports it. If another writer creates a record in one of the new
+// buckets between the check and the write, nothing of the transaction is written and
+// the batch runs again with the scripts.
+func TestExecNewBuckets(t *testing.T) {
+	s, rdb, _ := newStore(t)
+	ctx := context.Background()
+	rec := func(name string) []byte {
+		return encodeRecord(&profile{f: []field{{hPhone, "+66812345678"}, {hName, name}}})
+	}
+	batch := func(s *Store) *batchWriter {
+		w := newBatchWriter(s, "test")
+		for id := uint32(1); id < 6*profileBucket; id++ {
+			w.put(profileBucketOf(id)).add(id, nil, rec(strconv.Itoa(int(id))))
+		}
+		return w
+	}
+	plain := func(puts []*bucketPut) (n int) {
+		for _, p := range puts {
+			if p.plain {
+				n++
+			}
+		}
+		return n
+	}
+	failedIDs := func(puts []*bucketPut) (ids []int64) {
+		for _, p := range puts {
+			if !p.plain {
+				f, err := p.cmd.Int64Slice()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, f...)
+			}
+		}
+		return ids
+	}
+	check := func(prefix string, want map[uint32]string) {
+		t.Helper()
+		for id := uint32(1); id < 6*profileBucket; id++ {
+			w, ok := want[id]
+			if !ok {
+				w = string(rec(strconv.Itoa(int(id))))
+			}
+			if got := rdb.HGet(ctx, s.kProfiles(profileBucketOf(id)), strconv.Itoa(int(id))).Val(); got != w {
+				t.Fatalf("%s: record %d = %q, want %q", prefix, id, got, w)
+			}
+		}
+	}
+
+	// Bucket 1 exists with another writer's record of contact 130.
+	other := string(rec("other"))
+	rdb.HSet(ctx, s.kProfiles(1), "130", other)
+	puts, err := s.exec(ctx, batch(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := plain(puts); n != 5 {
+		t.Errorf("%d plain puts of 6 buckets, want 5 (bucket 1 exists)", n)
+	}
+	if f := failedIDs(puts); len(f) != 1 || f[0] != 130 {
+		t.Errorf("failed %v, want [130]", f)
+	}
+	check("first", map[uint32]string{130: other})
+
+	// Another writer creates a record in bucket 3 after the check: the transaction
+	// fails and the scripts write the rest.
+	s2 := NewStore(rdb, s.prefix+"second:")
+	s2.testHookTx = func() { rdb.HSet(ctx, s2.kProfiles(3), "400", other) }
+	puts, err = s2.exec(ctx, batch(s2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := plain(puts); n != 0 {
+		t.Errorf("%d plain puts after a failed transaction, want 0", n)
+	}
+	if f := failedIDs(puts); len(f) != 1 || f[0] != 400 {
+		t.Errorf("failed %v, want [400]", f)
+	}
+	s = s2
+	check("second", map[uint32]string{400: other})
 }
