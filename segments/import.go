@@ -450,7 +450,9 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	// Four stages run at once: reading and parsing (readBatches, on every core),
 	// resolving a batch's identities (the resolver), merging its rows into the stored
 	// profiles (this goroutine), then writing it and handing its consent rows over (the
-	// writer). Batches stay in file order through all four.
+	// writer). Batches stay in file order through all four. The resolver and the
+	// writer each take the batches waiting for them together (waiting), one round
+	// trip for all.
 	batches := make(chan batch, 1)
 	var readErr error
 	rctx, stopReading := context.WithCancel(ctx)
@@ -468,38 +470,62 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 		mostlyNew := false // the previous batch created most of its rows
 		seq := 0
 		for b := range batches {
-			rb := resolvedBatch{b: b, seq: seq, from: int(written.Load())}
-			seq++
-			rb.ids, rb.err = s.resolveRows(rctx, b.rows, !mostlyNew)
-			if rb.err == nil {
-				mostlyNew = rb.ids.fresh() > len(b.rows)/2
+			// Batches already waiting are resolved with this one (resolveBatches).
+			bs := waiting(b, batches)
+			rows := make([][]row, len(bs))
+			for k := range bs {
+				rows[k] = bs[k].rows
 			}
-			select {
-			case resolved <- rb:
-			case <-rctx.Done():
-				return
+			from := int(written.Load())
+			bis, err := s.resolveBatches(rctx, rows, !mostlyNew)
+			fresh, total := 0, 0
+			for k, b := range bs {
+				rb := resolvedBatch{b: b, seq: seq, from: from, err: err}
+				seq++
+				if err == nil {
+					rb.ids = bis[k]
+					fresh, total = fresh+rb.ids.fresh(), total+len(b.rows)
+				}
+				select {
+				case resolved <- rb:
+				case <-rctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
 			}
-			if rb.err != nil {
-				return
-			}
+			mostlyNew = fresh > total/2
 		}
 	})
 	writes := make(chan *staged, 1)
 	var writeErr error // set by the writer before it closes the failed batch's done
 	wg.Go(func() {
 		for st := range writes {
+			// Batches already waiting are written with this one, in one round trip.
+			sts := waiting(st, writes)
 			if writeErr == nil {
-				if err := s.write(ctx, st.p); err != nil {
-					writeErr = fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", st.b.first, st.b.last, err)
+				ps := make([]*prepared, len(sts))
+				for i, st := range sts {
+					ps[i] = st.p
+				}
+				if err := s.write(ctx, ps...); err != nil {
+					writeErr = fmt.Errorf("import stopped at lines %d–%d (rows before were imported; importing the file again is safe): %w", sts[0].b.first, sts[len(sts)-1].b.last, err)
 				} else {
-					writeErr = s.account(ctx, &rep, st, o)
+					for _, st := range sts {
+						if writeErr == nil {
+							writeErr = s.account(ctx, &rep, st, o)
+						}
+					}
 				}
 				if writeErr != nil {
 					cancel()
 				}
 			}
-			written.Add(1)
-			close(st.done)
+			for _, st := range sts {
+				written.Add(1)
+				close(st.done)
+			}
 		}
 	})
 	fl := &flight{}
@@ -536,6 +562,28 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 		return rep, fmt.Errorf("import: %w", readErr)
 	}
 	return rep, nil
+}
+
+// maxTogether is how many batches an import resolves, or writes, together.
+const maxTogether = 4
+
+// waiting returns first and the values ch holds already, up to maxTogether in all: a
+// stage that falls behind takes the batches waiting for it together, so that they
+// share its round trips to Redis.
+func waiting[T any](first T, ch <-chan T) []T {
+	vs := []T{first}
+	for len(vs) < maxTogether {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return vs
+			}
+			vs = append(vs, v)
+		default:
+			return vs
+		}
+	}
+	return vs
 }
 
 // resolvedBatch is a batch whose identities are resolved: the seq-th batch of the
@@ -738,6 +786,12 @@ func readBatches(ctx context.Context, src recordSource, cfg *rowConfig, size int
 	return nil
 }
 
+// yieldEvery is how many rows a parsing goroutine parses before it yields: parsing
+// keeps both cores busy, and the import's other stages, woken by Redis's answers,
+// would otherwise wait for a parser's time slice to end (up to 10 ms) before they
+// can send the next round trip.
+const yieldEvery = 64
+
 // parseBatch parses records with up to workers goroutines; rows and rejects keep file order.
 func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []string) batch {
 	type part struct {
@@ -759,7 +813,10 @@ func parseBatch(recs []record, lay *layout, cfg *rowConfig, workers int, add []s
 		wg.Go(func() {
 			p := &parts[w]
 			p.rows = rows[lo:lo:hi]
-			for _, rec := range recs[lo:hi] {
+			for i, rec := range recs[lo:hi] {
+				if i%yieldEvery == yieldEvery-1 {
+					runtime.Gosched()
+				}
 				r, rej, blank := lay.parse(rec, cfg)
 				switch {
 				case blank:

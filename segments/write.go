@@ -218,27 +218,73 @@ func (bi *batchIdents) fresh() int {
 // resolveRows resolves the identities of rows to contacts (see resolve; lookFirst
 // when most are expected to exist).
 func (s *Store) resolveRows(ctx context.Context, rows []row, lookFirst bool) (*batchIdents, error) {
-	bi := &batchIdents{rowIdent: make([]int, len(rows))}
-	if len(rows) == 0 {
-		return bi, nil
+	bis, err := s.resolveBatches(ctx, [][]row{rows}, lookFirst)
+	if err != nil {
+		return nil, err
 	}
-	index := make(map[identity]int, len(rows))
-	bi.idents = make([]identity, 0, len(rows))
-	for j := range rows {
-		x := identity{rows[j].phone.E164, rows[j].email}
-		i, ok := index[x]
-		if !ok {
-			i = len(bi.idents)
-			index[x] = i
-			bi.idents = append(bi.idents, x)
+	return bis[0], nil
+}
+
+// resolveBatches resolves the identities of several batches' rows at once, in one
+// resolve: an import whose resolving falls behind takes the batches waiting for it
+// together, so their round trips to Redis are shared. A contact a batch creates is
+// new (isNew) in that batch only: the batches after it find it in flight (see
+// flight) and read it once it is written.
+func (s *Store) resolveBatches(ctx context.Context, batches [][]row, lookFirst bool) ([]*batchIdents, error) {
+	n := 0
+	for _, rows := range batches {
+		n += len(rows)
+	}
+	bis := make([]*batchIdents, len(batches))
+	if n == 0 {
+		for k, rows := range batches {
+			bis[k] = &batchIdents{rowIdent: make([]int, len(rows))}
 		}
-		bi.rowIdent[j] = i
+		return bis, nil
 	}
-	var err error
-	if bi.found, err = s.resolve(ctx, bi.idents, lookFirst); err != nil {
+	// all holds the distinct identities of every batch; a batch's idents are its own,
+	// in order of first appearance, and of[k][i] is where its i-th is in all.
+	index := make(map[identity]int, n)
+	all := make([]identity, 0, n)
+	of := make([][]int, len(batches))
+	var local []int32 // per identity of all: its index in the current batch's idents, +1
+	var stamp []int32 // per identity of all: the batch (+1) local was set for
+	for k, rows := range batches {
+		bi := &batchIdents{rowIdent: make([]int, len(rows)), idents: make([]identity, 0, len(rows))}
+		for j := range rows {
+			x := identity{rows[j].phone.E164, rows[j].email}
+			g, ok := index[x]
+			if !ok {
+				g = len(all)
+				index[x] = g
+				all = append(all, x)
+				local, stamp = append(local, 0), append(stamp, 0)
+			}
+			if stamp[g] != int32(k+1) {
+				stamp[g], local[g] = int32(k+1), int32(len(bi.idents)+1)
+				bi.idents = append(bi.idents, x)
+				of[k] = append(of[k], g)
+			}
+			bi.rowIdent[j] = int(local[g] - 1)
+		}
+		bis[k] = bi
+	}
+	found, err := s.resolve(ctx, all, lookFirst)
+	if err != nil {
 		return nil, fmt.Errorf("resolve contact ids: %w", err)
 	}
-	return bi, nil
+	created := make([]bool, len(all)) // isNew was handed to an earlier batch
+	for k, bi := range bis {
+		bi.found = make([]resolved, len(of[k]))
+		for i, g := range of[k] {
+			bi.found[i] = found[g]
+			if created[g] {
+				bi.found[i].isNew = false
+			}
+			created[g] = created[g] || found[g].isNew
+		}
+	}
+	return bis, nil
 }
 
 // prepareResolved is prepare given the batch's resolved identities.
@@ -501,16 +547,37 @@ func (s *Store) mergeContact(cw *contactWrite, p *prepared) {
 // writer's) is read again, the contact's rows merged into it and written again, until
 // it holds: concurrent writers of one contact keep each other's fields, as the tag
 // bits keep each other's tags.
-func (s *Store) write(ctx context.Context, p *prepared) error {
-	if p.w == nil {
+func (s *Store) write(ctx context.Context, ps ...*prepared) error {
+	var ws []*batchWriter
+	for _, p := range ps {
+		if p.w != nil {
+			ws = append(ws, p.w)
+		}
+	}
+	if len(ws) == 0 {
 		return nil
 	}
-	w := p.w
-	for attempt := 0; ; attempt++ {
-		puts, err := s.exec(ctx, w)
-		if err != nil {
-			return err
+	puts, err := s.exec(ctx, ws...)
+	if err != nil {
+		return err
+	}
+	k := 0
+	for _, p := range ps {
+		if p.w != nil {
+			if err := s.rewrite(ctx, p, puts[k]); err != nil {
+				return err
+			}
+			k++
 		}
+	}
+	return nil
+}
+
+// rewrite merges the contacts whose records another writer changed, as the answers
+// of a batch's record puts name them, into what that writer left, and writes them
+// again, until every record holds.
+func (s *Store) rewrite(ctx context.Context, p *prepared, puts []*bucketPut) error {
+	for attempt := 0; ; attempt++ {
 		var again []*contactWrite
 		for _, put := range puts {
 			if put.plain {
@@ -541,18 +608,24 @@ func (s *Store) write(ctx context.Context, p *prepared) error {
 		if err := recs.read(); err != nil {
 			return err
 		}
-		w = newBatchWriter(s, p.opts.source)
+		w := newBatchWriter(s, p.opts.source)
 		for _, cw := range again {
 			s.mergeContact(cw, p)
 			w.diff(cw, false)
 		}
+		all, err := s.exec(ctx, w)
+		if err != nil {
+			return err
+		}
+		puts = all[0]
 	}
 }
 
 // minTxBuckets is how many new profile buckets make a batch worth a transaction (see exec).
 const minTxBuckets = 4
 
-// exec runs a batch writer's commands and returns its record puts, answered.
+// exec runs batch writers' commands, in order, and returns each one's record puts,
+// answered.
 //
 // Records of contacts nobody had a record for (an import's new contacts) must not
 // overwrite one another writer set meanwhile, which putNewScript checks inside
@@ -563,17 +636,28 @@ const minTxBuckets = 4
 // If another writer touches one of them meanwhile, nothing was written and the batch
 // runs again with the scripts. Redis Cluster keeps the scripts: a transaction there
 // cannot span the buckets' slots.
-func (s *Store) exec(ctx context.Context, w *batchWriter) ([]*bucketPut, error) {
+func (s *Store) exec(ctx context.Context, ws ...*batchWriter) ([][]*bucketPut, error) {
 	var fresh []string // keys of the buckets whose puts read no record
 	if _, cluster := s.rdb.(*redis.ClusterClient); !cluster {
-		for _, b := range w.putOrder {
-			if !w.puts[b].stale {
-				fresh = append(fresh, s.kProfiles(b))
+		for _, w := range ws {
+			for _, b := range w.putOrder {
+				if !w.puts[b].stale {
+					fresh = append(fresh, s.kProfiles(b))
+				}
+			}
+		}
+	}
+	puts := make([][]*bucketPut, len(ws))
+	queue := func(p redis.Pipeliner, absent map[string]bool) {
+		for i, w := range ws {
+			var cmds []redis.Cmder
+			cmds, puts[i] = w.commands(ctx, absent)
+			for _, c := range cmds {
+				_ = p.Process(ctx, c)
 			}
 		}
 	}
 	if len(fresh) >= minTxBuckets {
-		var puts []*bucketPut
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			exists := make([]*redis.IntCmd, len(fresh))
 			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -591,12 +675,8 @@ func (s *Store) exec(ctx context.Context, w *batchWriter) ([]*bucketPut, error) 
 			for i, k := range fresh {
 				absent[k] = exists[i].Val() == 0
 			}
-			var cmds []redis.Cmder
-			cmds, puts = w.commands(ctx, absent)
 			_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				for _, c := range cmds {
-					_ = p.Process(ctx, c)
-				}
+				queue(p, absent)
 				return nil
 			})
 			return err
@@ -608,13 +688,10 @@ func (s *Store) exec(ctx context.Context, w *batchWriter) ([]*bucketPut, error) 
 			return puts, nil
 		}
 	}
-	cmds, puts := w.commands(ctx, nil)
-	if len(cmds) == 0 {
-		return nil, nil
-	}
 	pipe := s.rdb.Pipeline()
-	for _, c := range cmds {
-		_ = pipe.Process(ctx, c)
+	queue(pipe, nil)
+	if pipe.Len() == 0 {
+		return puts, nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("write indexes and profiles: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -218,7 +219,8 @@ func TestExecNewBuckets(t *testing.T) {
 	// Bucket 1 exists with another writer's record of contact 130.
 	other := string(rec("other"))
 	rdb.HSet(ctx, s.kProfiles(1), "130", other)
-	puts, err := s.exec(ctx, batch(s))
+	all, err := s.exec(ctx, batch(s))
+	puts := all[0]
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,8 @@ func TestExecNewBuckets(t *testing.T) {
 	// fails and the scripts write the rest.
 	s2 := NewStore(rdb, s.prefix+"second:")
 	s2.testHookTx = func() { rdb.HSet(ctx, s2.kProfiles(3), "400", other) }
-	puts, err = s2.exec(ctx, batch(s2))
+	all, err = s2.exec(ctx, batch(s2))
+	puts = all[0]
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,4 +249,43 @@ func TestExecNewBuckets(t *testing.T) {
 	}
 	s = s2
 	check("second", map[uint32]string{400: other})
+}
+
+// Batches resolved together get one id per identity; a contact is new in the first
+// batch naming it only, and each batch's rows point into its own identities.
+func TestResolveBatches(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	r := func(ph string) row { return row{phone: phone{E164: ph}, optIn: -1} }
+	if _, err := s.resolveRows(ctx, []row{r("+66810000009")}, false); err != nil {
+		t.Fatal(err)
+	}
+	a := []row{r("+66810000001"), r("+66810000002"), r("+66810000001"), r("+66810000009")}
+	b := []row{r("+66810000002"), r("+66810000003")}
+	bis, err := s.resolveBatches(ctx, [][]row{a, b, nil}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		id    uint32
+		isNew bool
+	}
+	rowsOf := func(bi *batchIdents) (out []got) {
+		for _, i := range bi.rowIdent {
+			out = append(out, got{bi.found[i].id, bi.found[i].isNew})
+		}
+		return out
+	}
+	if g, want := rowsOf(bis[0]), []got{{2, true}, {3, true}, {2, true}, {1, false}}; !slices.Equal(g, want) {
+		t.Errorf("first batch = %v, want %v", g, want)
+	}
+	if g, want := rowsOf(bis[1]), []got{{3, false}, {4, true}}; !slices.Equal(g, want) {
+		t.Errorf("second batch = %v, want %v", g, want)
+	}
+	if len(bis[0].idents) != 3 || len(bis[1].idents) != 2 || len(bis[2].idents) != 0 {
+		t.Errorf("identities per batch = %d, %d, %d; want 3, 2, 0", len(bis[0].idents), len(bis[1].idents), len(bis[2].idents))
+	}
+	if n := bis[0].fresh() + bis[1].fresh(); n != 3 {
+		t.Errorf("fresh = %d, want 3", n)
+	}
 }
