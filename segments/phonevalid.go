@@ -120,7 +120,7 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 }
 
 // full reports whether the whole of s (digits) matches.
-func (d *digitDFA) full(s string) bool {
+func (d *digitDFA) full(s []byte) bool {
 	st := int32(0)
 	for i := 0; i < len(s); i++ {
 		c := s[i] - '0'
@@ -135,7 +135,7 @@ func (d *digitDFA) full(s string) bool {
 }
 
 // prefix reports whether some prefix of s (digits), maybe empty, matches.
-func (d *digitDFA) prefix(s string) bool {
+func (d *digitDFA) prefix(s []byte) bool {
 	st := int32(0)
 	for i := 0; ; i++ {
 		if d.accept[st] {
@@ -165,7 +165,7 @@ func compileDesc(d *phonenumbers.PhoneNumberDesc) (numberDesc, bool) {
 	return numberDesc{lengths: d.GetPossibleLength(), dfa: dfa}, ok
 }
 
-func (d *numberDesc) match(nsn string) bool {
+func (d *numberDesc) match(nsn []byte) bool {
 	if len(d.lengths) > 0 && !slices.Contains(d.lengths, int32(len(nsn))) {
 		return false
 	}
@@ -185,7 +185,7 @@ type regionRules struct {
 
 // valid is getNumberTypeHelper(nsn) != UNKNOWN: the general pattern, and any type's
 // (the types phonenumbers tries first are the rarest, so they are tried last here).
-func (r *regionRules) valid(nsn string) bool {
+func (r *regionRules) valid(nsn []byte) bool {
 	if !r.general.match(nsn) {
 		return false
 	}
@@ -269,11 +269,12 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 	if len(regions) == 0 {
 		return "", false
 	}
-	var nsn string
+	var buf [24]byte
+	var nsn []byte
 	if n.GetItalianLeadingZero() && n.GetNumberOfLeadingZeros() > 0 {
-		nsn = phonenumbers.GetNationalSignificantNumber(n)
+		nsn = append(buf[:0], phonenumbers.GetNationalSignificantNumber(n)...)
 	} else {
-		nsn = strconv.FormatUint(n.GetNationalNumber(), 10)
+		nsn = strconv.AppendUint(buf[:0], n.GetNationalNumber(), 10)
 	}
 	region = regions[0]
 	if len(regions) > 1 {
@@ -284,7 +285,7 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 				region = phonenumbers.GetRegionCodeForNumber(n)
 				break
 			}
-			if r.hasLeading && r.leading.prefix(nsn) || !r.hasLeading && r.valid(nsn) {
+			if r.inRegion(nsn) {
 				region = rc
 				break
 			}
@@ -301,4 +302,14 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 		return region, phonenumbers.IsValidNumberForRegion(n, region)
 	}
 	return region, r.valid(nsn)
+}
+
+// inRegion is the test phonenumbers.GetRegionCodeForNumber makes of each region
+// sharing a calling code, in order: its leading digits match the start of the
+// number, or, for a region without leading digits, the number is valid there.
+func (r *regionRules) inRegion(nsn []byte) bool {
+	if r.hasLeading {
+		return r.leading.prefix(nsn)
+	}
+	return r.valid(nsn)
 }

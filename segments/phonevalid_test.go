@@ -115,16 +115,19 @@ func TestDigitDFA(t *testing.T) {
 			t.Fatalf("%s does not compile", tt.pattern)
 		}
 		for _, s := range tt.full {
+			s := []byte(s)
 			if !d.full(s) || !d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want both", tt.pattern, s, d.full(s), d.prefix(s))
 			}
 		}
 		for _, s := range tt.prefix {
+			s := []byte(s)
 			if d.full(s) || !d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want prefix only", tt.pattern, s, d.full(s), d.prefix(s))
 			}
 		}
 		for _, s := range tt.neither {
+			s := []byte(s)
 			if d.full(s) || d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want neither", tt.pattern, s, d.full(s), d.prefix(s))
 			}
