@@ -30,15 +30,18 @@ var (
 // phonenumbers considers valid.
 func parsePhone(s, region string) (phone, error) {
 	s = strings.TrimSpace(s)
+	if p, valid, ok := fastPhone(s); ok {
+		if !valid {
+			return phone{}, errInvalidPhone
+		}
+		return p, nil
+	}
 	if region == "" && !strings.HasPrefix(strings.TrimLeft(s, "'\" ("), "+") {
 		return phone{}, errNoCountryCode
 	}
-	n, ok := fastNationalNumber(s)
-	if !ok {
-		var err error
-		if n, err = phonenumbers.Parse(s, region); err != nil {
-			return phone{}, err
-		}
+	n, err := phonenumbers.Parse(s, region)
+	if err != nil {
+		return phone{}, err
 	}
 	return checkPhone(n)
 }

@@ -22,16 +22,17 @@ import (
 
 // digitDFA is a regular expression over the digits 0–9 as a DFA.
 type digitDFA struct {
-	next   []int32 // state*10 + digit → state; -1: no match can follow
-	accept []bool
+	next      []int32 // state*10 + digit → state; -1: no match can follow
+	accept    []bool
+	acceptEnd []bool // accepts at the end of the text only ($ in national_prefix_for_parsing)
 }
 
 // maxDFAStates bounds a pattern's DFA; a pattern needing more is left to regexp.
 const maxDFAStates = 4096
 
 // compileDigitDFA compiles a pattern of phonenumbers' metadata. ok is false when the
-// pattern does not parse or needs something a digit DFA cannot do (anchors inside,
-// word boundaries) or too many states.
+// pattern does not parse or needs something a digit DFA cannot do (anchors other than
+// $, word boundaries) or too many states.
 func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
@@ -63,10 +64,36 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 			return set, true
 		case syntax.InstMatch, syntax.InstRune, syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
 			return append(set, pc), true
+		case syntax.InstEmptyWidth:
+			if syntax.EmptyOp(in.Arg) == syntax.EmptyEndText { // $: kept in the set, passed at the end
+				return append(set, pc), true
+			}
 		}
-		return nil, false // InstEmptyWidth
+		return nil, false
+	}
+	// atEnd reports whether set matches at the end of the text: a match, or one after $.
+	var atEnd func(set []uint32, seen []bool) (match, ok bool)
+	atEnd = func(set []uint32, seen []bool) (match, ok bool) {
+		for _, pc := range set {
+			switch in := &prog.Inst[pc]; in.Op {
+			case syntax.InstMatch:
+				match = true
+			case syntax.InstEmptyWidth:
+				next, ok := closure(nil, seen, in.Out)
+				if !ok {
+					return false, false
+				}
+				m, ok := atEnd(next, seen)
+				if !ok {
+					return false, false
+				}
+				match = match || m
+			}
+		}
+		return match, true
 	}
 	d = &digitDFA{}
+	failed := false
 	index := map[string]int32{}
 	var queue [][]uint32
 	add := func(set []uint32) int32 {
@@ -87,7 +114,10 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 		for _, pc := range set {
 			acc = acc || prog.Inst[pc].Op == syntax.InstMatch
 		}
+		end, ok := atEnd(set, make([]bool, len(prog.Inst)))
+		failed = failed || !ok
 		d.accept = append(d.accept, acc)
+		d.acceptEnd = append(d.acceptEnd, end)
 		d.next = append(d.next, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
 		return id
 	}
@@ -105,7 +135,7 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 			seen := make([]bool, len(prog.Inst))
 			for _, pc := range queue[s] {
 				in := &prog.Inst[pc]
-				if in.Op != syntax.InstMatch && in.MatchRune('0'+rune(c)) {
+				if in.Op != syntax.InstMatch && in.Op != syntax.InstEmptyWidth && in.MatchRune('0'+rune(c)) {
 					if set, ok = closure(set, seen, in.Out); !ok {
 						return nil, false
 					}
@@ -115,6 +145,9 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 				d.next[s*10+c] = add(set)
 			}
 		}
+	}
+	if failed {
+		return nil, false
 	}
 	return d, true
 }
@@ -131,7 +164,7 @@ func (d *digitDFA) full(s []byte) bool {
 			return false
 		}
 	}
-	return d.accept[st]
+	return d.acceptEnd[st]
 }
 
 // prefix reports whether some prefix of s (digits), maybe empty, matches.
@@ -142,7 +175,7 @@ func (d *digitDFA) prefix(s []byte) bool {
 			return true
 		}
 		if i == len(s) {
-			return false
+			return d.acceptEnd[st]
 		}
 		c := s[i] - '0'
 		if c > 9 {
@@ -312,4 +345,19 @@ func (r *regionRules) inRegion(nsn []byte) bool {
 		return r.leading.prefix(nsn)
 	}
 	return r.valid(nsn)
+}
+
+// regionOf is validRegion for the national significant number of a calling code
+// whose regions all have rules (rules[i] of regions[i]).
+func regionOf(regions []string, rules []*regionRules, nsn []byte) (region string, valid bool) {
+	i := 0
+	if len(regions) > 1 {
+		for i < len(rules) && !rules[i].inRegion(nsn) {
+			i++
+		}
+		if i == len(rules) {
+			return "", false
+		}
+	}
+	return regions[i], rules[i].valid(nsn)
 }

@@ -67,7 +67,7 @@ func TestPhoneZoneMatchesPhonenumbers(t *testing.T) {
 	if raceEnabled {
 		prefixes = sample(prefixes, 8)
 	}
-	zones, numbers, valid := 0, 0, 0
+	zones, numbers, valid, fast := 0, 0, 0, 0
 	for _, prefix := range prefixes {
 		cc := 0
 		for i := 1; i <= 3 && i <= len(prefix); i++ {
@@ -129,9 +129,13 @@ func TestPhoneZoneMatchesPhonenumbers(t *testing.T) {
 			if err == nil {
 				valid++
 			}
+			if _, _, ok := fastPhone(s); ok {
+				fast++
+			}
 		}
 	}
-	t.Logf("%d prefixes: %d zones compared; %d numbers, %d valid", len(prefixes), zones, numbers, valid)
+	t.Logf("%d prefixes: %d zones compared; %d numbers, %d valid, %d answered by the fast path",
+		len(prefixes), zones, numbers, valid, fast)
 	if valid < numbers/4 {
 		t.Fatalf("only %d of %d numbers valid: the comparison does not exercise zones of valid numbers", valid, numbers)
 	}
