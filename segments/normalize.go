@@ -20,28 +20,35 @@ type phone struct {
 	Zone   string // IANA zone of the number when phonenumbers knows one, else ""
 }
 
-var errNoCountryCode = errors.New("no country code")
+var (
+	errNoCountryCode = errors.New("no country code")
+	errInvalidPhone  = errors.New("not a valid number")
+)
 
 // parsePhone normalizes a phone number written by a person: international (+66 81 234
 // 5678, 0066…) or national (081 234 5678) when region is set. It accepts only numbers
 // phonenumbers considers valid.
 func parsePhone(s, region string) (phone, error) {
 	s = strings.TrimSpace(s)
+	if p, valid, ok := fastPhone(s); ok {
+		if !valid {
+			return phone{}, errInvalidPhone
+		}
+		return p, nil
+	}
 	if region == "" && !strings.HasPrefix(strings.TrimLeft(s, "'\" ("), "+") {
 		return phone{}, errNoCountryCode
 	}
-	n, ok := fastNationalNumber(s)
-	if !ok {
-		var err error
-		if n, err = phonenumbers.Parse(s, region); err != nil {
-			return phone{}, err
-		}
+	n, err := phonenumbers.Parse(s, region)
+	if err != nil {
+		return phone{}, err
 	}
 	return checkPhone(n)
 }
 
 // parsePhoneSlow is parsePhone with phonenumbers alone (no fast path, regular
-// expressions for validity), for tests and benchmarks comparing the two.
+// expressions for validity, GetTimezonesForPrefix for the zone), for tests and
+// benchmarks comparing the two.
 func parsePhoneSlow(s, region string) (phone, error) {
 	s = strings.TrimSpace(s)
 	if region == "" && !strings.HasPrefix(strings.TrimLeft(s, "'\" ("), "+") {
@@ -61,7 +68,7 @@ func parsePhoneSlow(s, region string) (phone, error) {
 func checkPhone(n *phonenumbers.PhoneNumber) (phone, error) {
 	reg, ok := validRegion(n)
 	if !ok {
-		return phone{}, errors.New("not a valid number")
+		return phone{}, errInvalidPhone
 	}
 	return phoneOf(n, reg), nil
 }
@@ -70,33 +77,46 @@ func checkPhone(n *phonenumbers.PhoneNumber) (phone, error) {
 func checkPhoneLib(n *phonenumbers.PhoneNumber) (phone, error) {
 	reg := phonenumbers.GetRegionCodeForNumber(n)
 	if !phonenumbers.IsValidNumberForRegion(n, reg) {
-		return phone{}, errors.New("not a valid number")
+		return phone{}, errInvalidPhone
 	}
-	p := phoneOf(n, reg)
-	if e := phonenumbers.Format(n, phonenumbers.E164); e != p.E164 {
-		return phone{}, fmt.Errorf("E.164 %s, phonenumbers.Format %s", p.E164, e)
-	}
-	return p, nil
-}
-
-func phoneOf(n *phonenumbers.PhoneNumber, reg string) phone {
-	var b strings.Builder
-	b.Grow(20)
-	b.WriteByte('+')
-	b.WriteString(strconv.Itoa(int(n.GetCountryCode())))
-	if n.GetItalianLeadingZero() && n.GetNumberOfLeadingZeros() > 0 {
-		b.WriteString(phonenumbers.GetNationalSignificantNumber(n))
-	} else {
-		b.WriteString(strconv.FormatUint(n.GetNationalNumber(), 10))
-	}
-	p := phone{E164: b.String(), Region: reg}
+	p := phone{E164: phonenumbers.Format(n, phonenumbers.E164), Region: reg}
 	if p.Region == phonenumbers.UNKNOWN_REGION || p.Region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY {
 		p.Region = ""
 	}
 	if zones, err := phonenumbers.GetTimezonesForPrefix(p.E164); err == nil {
 		p.Zone = pickZone(zones, p.Region)
 	}
+	return p, nil
+}
+
+func phoneOf(n *phonenumbers.PhoneNumber, reg string) phone {
+	var buf [32]byte
+	b := append(buf[:0], '+')
+	b = strconv.AppendInt(b, int64(n.GetCountryCode()), 10)
+	if n.GetItalianLeadingZero() && n.GetNumberOfLeadingZeros() > 0 {
+		b = append(b, phonenumbers.GetNationalSignificantNumber(n)...)
+	} else {
+		b = strconv.AppendUint(b, n.GetNationalNumber(), 10)
+	}
+	p := phone{E164: string(b), Region: reg}
+	if p.Region == phonenumbers.UNKNOWN_REGION || p.Region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY {
+		p.Region = ""
+	}
+	p.Zone = phoneZone(b[1:], p.Region)
 	return p
+}
+
+// phoneZone is pickZone(phonenumbers.GetTimezonesForPrefix(digits), region) for the
+// digits of an E.164 number.
+func phoneZone(digits []byte, region string) string {
+	if t := loadZoneTrie(); t != nil {
+		return t.zone(digits, region)
+	}
+	zones, err := phonenumbers.GetTimezonesForPrefix(string(digits))
+	if err != nil {
+		return ""
+	}
+	return pickZone(zones, region)
 }
 
 // regionZone returns the time zone of a region (ISO 3166) when its calling code has

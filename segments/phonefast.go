@@ -13,90 +13,117 @@ import (
 // needs "/"). For that shape, Parse reduces to: strip "+", take the 1–3 digit calling
 // code, and keep the rest as the national number, unless the region's
 // national_prefix_for_parsing matches its start (then Parse may strip a prefix) or it
-// starts with 0 (Italian leading zeros). fastNationalNumber does exactly that and
-// declines every other case, which goes through Parse. TestFastPhoneMatchesParse and
-// FuzzFastPhone compare the two on every calling code.
+// starts with 0 (Italian leading zeros). fastPhone does exactly that, then what
+// checkPhone does with the result (region and validity, E.164, time zone) on the
+// digits themselves, from tables built once per calling code; it declines every other
+// case, which goes through Parse and checkPhone. TestFastPhoneMatchesParse and
+// FuzzFastPhone compare it with phonenumbers on every calling code.
 
-// phoneTables is what the fast path needs from phonenumbers' metadata, built once.
-type phoneTables struct {
-	prefix map[string]*regexp.Regexp // region → ^(?:national_prefix_for_parsing), nil when none
+// callingCode is what the fast path needs of one calling code, compiled on first use.
+type callingCode struct {
+	once     sync.Once
+	ok       bool           // false: numbers go through Parse (non-geographic, patterns that do not compile)
+	regions  []string       // phonenumbers.GetRegionCodesForCountryCode, main region first
+	rules    []*regionRules // of each region
+	prefix   *digitDFA      // the main region's national_prefix_for_parsing; nil when none or prefixRE
+	prefixRE *regexp.Regexp // ^(?:national_prefix_for_parsing) when it does not compile to a DFA
 }
 
-var loadPhoneTables = sync.OnceValue(func() *phoneTables {
-	t := &phoneTables{prefix: map[string]*regexp.Regexp{}}
-	coll, err := phonenumbers.MetadataCollection()
-	if err != nil {
-		return nil // no fast path; Parse reports what is wrong
-	}
-	for _, md := range coll.GetMetadata() {
-		id := md.GetId()
-		if id == "001" {
-			continue
+// callingCodes indexes the calling codes phonenumbers knows by value: they have 1–3
+// digits and do not start with 0, so each value is one code.
+var callingCodes = sync.OnceValue(func() *[1000]*callingCode {
+	var t [1000]*callingCode
+	for cc := 1; cc < len(t); cc++ {
+		if len(phonenumbers.GetRegionCodesForCountryCode(cc)) > 0 {
+			t[cc] = &callingCode{}
 		}
-		var re *regexp.Regexp
-		if p := md.GetNationalPrefixForParsing(); p != "" {
-			if re, err = regexp.Compile("^(?:" + p + ")"); err != nil {
-				delete(t.prefix, id)
-				continue
-			}
-		}
-		t.prefix[id] = re
 	}
-	return t
+	return &t
 })
 
-// fastNationalNumber returns what phonenumbers.Parse(s, any region) returns when s is
-// "+" and digits with optional single spaces or hyphens between digits; ok is false
-// when s is not of that shape or when Parse could do more than split off the calling
-// code.
-func fastNationalNumber(s string) (n *phonenumbers.PhoneNumber, ok bool) {
-	if len(s) < 4 || len(s) > 40 || s[0] != '+' {
-		return nil, false
+func (c *callingCode) load(cc int) {
+	c.regions = phonenumbers.GetRegionCodesForCountryCode(cc)
+	md := regionMetadata()[c.regions[0]] // nil for "001": non-geographic numbers go through Parse
+	if md == nil {
+		return
 	}
-	var buf [24]byte
-	d := buf[:0]
+	if p := md.GetNationalPrefixForParsing(); p != "" {
+		var ok bool
+		if c.prefix, ok = compileDigitDFA(p); !ok {
+			re, err := regexp.Compile("^(?:" + p + ")")
+			if err != nil {
+				return
+			}
+			c.prefixRE = re
+		}
+	}
+	for _, rc := range c.regions {
+		r := rulesFor(rc)
+		if r == nil {
+			return
+		}
+		c.rules = append(c.rules, r)
+	}
+	c.ok = true
+}
+
+// fastPhone answers parsePhone(s, any region) when s is "+" and digits with optional
+// single spaces or hyphens between digits: the number, or valid false when
+// phonenumbers does not consider it a valid number. ok is false when s is not of that
+// shape or when Parse could do more than split off the calling code.
+func fastPhone(s string) (p phone, valid, ok bool) {
+	if len(s) < 4 || len(s) > 40 || s[0] != '+' {
+		return phone{}, false, false
+	}
+	var buf [25]byte // E.164: "+" and at most 24 digits
+	buf[0] = '+'
+	n := 1
 	prevDigit := false
 	for i := 1; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= '0' && c <= '9':
-			if len(d) == cap(d) {
-				return nil, false
+			if n == len(buf) {
+				return phone{}, false, false
 			}
-			d = append(d, c)
+			buf[n] = c
+			n++
 			prevDigit = true
 		case (c == ' ' || c == '-') && prevDigit && i+1 < len(s):
 			prevDigit = false
 		default:
-			return nil, false
+			return phone{}, false, false
 		}
 	}
-	if !prevDigit || len(d) <= phonenumbers.MIN_LENGTH_FOR_NSN || d[0] == '0' {
-		return nil, false
+	digits := buf[1:n]
+	if !prevDigit || len(digits) <= phonenumbers.MIN_LENGTH_FOR_NSN || digits[0] == '0' {
+		return phone{}, false, false
 	}
-	cc, v := 0, 0
-	for i := 1; i <= phonenumbers.MAX_LENGTH_COUNTRY_CODE && i < len(d); i++ {
-		v = v*10 + int(d[i-1]-'0')
-		if len(phonenumbers.GetRegionCodesForCountryCode(v)) > 0 {
-			cc, d = v, d[i:]
+	codes := callingCodes()
+	var c *callingCode
+	cc, nsn := 0, digits
+	for i := 1; i <= phonenumbers.MAX_LENGTH_COUNTRY_CODE && i < len(digits); i++ {
+		cc = cc*10 + int(digits[i-1]-'0')
+		if c = codes[cc]; c != nil {
+			nsn = digits[i:]
 			break
 		}
 	}
-	if cc == 0 || len(d) < phonenumbers.MIN_LENGTH_FOR_NSN || len(d) > phonenumbers.MAX_LENGTH_FOR_NSN || d[0] == '0' {
-		return nil, false
+	if c == nil || len(nsn) < phonenumbers.MIN_LENGTH_FOR_NSN || len(nsn) > phonenumbers.MAX_LENGTH_FOR_NSN || nsn[0] == '0' {
+		return phone{}, false, false
 	}
-	t := loadPhoneTables()
-	if t == nil {
-		return nil, false
+	c.once.Do(func() { c.load(cc) })
+	if !c.ok || c.prefix != nil && c.prefix.prefix(nsn) || c.prefixRE != nil && c.prefixRE.MatchString(string(nsn)) {
+		return phone{}, false, false
 	}
-	re, known := t.prefix[phonenumbers.GetRegionCodeForCountryCode(cc)]
-	if !known || re != nil && re.Match(d) {
-		return nil, false
+	zones := loadZoneTrie()
+	if zones == nil {
+		return phone{}, false, false
 	}
-	var nn uint64 // at most MAX_LENGTH_FOR_NSN (17) digits: no overflow
-	for _, c := range d {
-		nn = nn*10 + uint64(c-'0')
+	region, valid := regionOf(c.regions, c.rules, nsn)
+	if !valid {
+		return phone{}, false, true
 	}
-	cc32 := int32(cc)
-	return &phonenumbers.PhoneNumber{CountryCode: &cc32, NationalNumber: &nn}, true
+	// The national number has no leading zero: E.164 is "+" and the digits as written.
+	return phone{E164: string(buf[:n]), Region: region, Zone: zones.zone(digits, region)}, true, true
 }

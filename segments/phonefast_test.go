@@ -3,15 +3,16 @@ package segments
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/nyaruka/phonenumbers"
 )
 
-// checkFastPhone fails when the fast path answers s differently from phonenumbers.Parse
-// (in any default region) or parsePhone differently from parsePhoneSlow. It reports
-// whether the fast path answered.
+// checkFastPhone fails when the fast path answers s differently from phonenumbers
+// alone (Parse in any default region, then checkPhoneLib) or parsePhone differently
+// from parsePhoneSlow. It reports whether the fast path answered.
 func checkFastPhone(t testing.TB, s string) bool {
 	t.Helper()
 	s = strings.TrimSpace(s) // as parsePhone does
@@ -22,19 +23,21 @@ func checkFastPhone(t testing.TB, s string) bool {
 			t.Fatalf("parsePhone(%q, %q) = %+v, %v; without the fast path %+v, %v", s, region, p, err, q, qerr)
 		}
 	}
-	n, ok := fastNationalNumber(s)
+	p, valid, ok := fastPhone(s)
 	if !ok {
 		return false
 	}
 	for _, region := range []string{"", "TH", "US", "DE", "BR"} {
-		m, err := phonenumbers.Parse(s, region)
+		n, err := phonenumbers.Parse(s, region)
 		if err != nil {
 			t.Fatalf("fast path accepts %q, phonenumbers.Parse(%q) fails: %v", s, region, err)
 		}
-		if n.GetCountryCode() != m.GetCountryCode() || n.GetNationalNumber() != m.GetNationalNumber() ||
-			n.GetItalianLeadingZero() != m.GetItalianLeadingZero() || n.GetNumberOfLeadingZeros() != m.GetNumberOfLeadingZeros() ||
-			n.GetExtension() != m.GetExtension() || n.GetRawInput() != m.GetRawInput() {
-			t.Fatalf("%q: fast path %v, phonenumbers.Parse(%q) %v", s, n, region, m)
+		if n.GetExtension() != "" || n.GetItalianLeadingZero() {
+			t.Fatalf("fast path accepts %q, phonenumbers.Parse(%q) = %v", s, region, n)
+		}
+		q, err := checkPhoneLib(n)
+		if p != q || valid != (err == nil) {
+			t.Fatalf("%q: fast path %+v (valid %v), phonenumbers (default region %q) %+v, %v", s, p, valid, region, q, err)
 		}
 	}
 	return true
@@ -90,8 +93,77 @@ func TestFastPhoneMatchesParse(t *testing.T) {
 	}
 }
 
+// The fast path answers the shapes imports mostly see, with at most the E.164 string
+// allocated.
+func TestFastPhoneAnswers(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want phone
+	}{
+		{"+66812345678", phone{"+66812345678", "TH", "Asia/Bangkok"}},
+		{"+66 81 234 5678", phone{"+66812345678", "TH", "Asia/Bangkok"}},
+		{"+6281234567890", phone{"+6281234567890", "ID", "Asia/Jakarta"}},
+		{"+55 11 98765-4321", phone{"+5511987654321", "BR", "America/Sao_Paulo"}},
+		{"+49 151 12345678", phone{"+4915112345678", "DE", "Europe/Berlin"}},
+		{"+44 7400 123456", phone{"+447400123456", "GB", "Europe/London"}},
+		{"+1 201-555-0123", phone{"+12015550123", "US", "America/New_York"}},
+		{"+1 268 464 1234", phone{"+12684641234", "AG", "America/Antigua"}},
+		{"+81 90 1234 5678", phone{"+819012345678", "JP", "Asia/Tokyo"}}, // national_prefix_for_parsing by regexp
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			p, valid, ok := fastPhone(tt.in)
+			if !ok || !valid || p != tt.want {
+				t.Fatalf("fastPhone = %+v, valid %v, ok %v; want %+v", p, valid, ok, tt.want)
+			}
+			checkFastPhone(t, tt.in)
+			if raceEnabled {
+				return
+			}
+			if a := testing.AllocsPerRun(20, func() { parsePhone(tt.in, "") }); a > 1 {
+				t.Errorf("parsePhone allocates %v times", a)
+			}
+		})
+	}
+}
+
+// Every region's national_prefix_for_parsing compiles to a digit DFA, and its prefix
+// test is regexp's ^(?:pattern) on random digits and on example numbers.
+func TestNationalPrefixDFA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for region, md := range regionMetadata() {
+		p := md.GetNationalPrefixForParsing()
+		if p == "" {
+			continue
+		}
+		d, ok := compileDigitDFA(p)
+		if !ok {
+			t.Errorf("%s: national_prefix_for_parsing %s does not compile to a digit DFA", region, p)
+			continue
+		}
+		re := regexp.MustCompile("^(?:" + p + ")")
+		var inputs []string
+		for l := range 18 {
+			for range 20 {
+				inputs = append(inputs, randomDigits(rng, l))
+			}
+		}
+		for _, typ := range []phonenumbers.PhoneNumberType{phonenumbers.FIXED_LINE, phonenumbers.MOBILE, phonenumbers.TOLL_FREE} {
+			if n := phonenumbers.GetExampleNumberForType(region, typ); n != nil {
+				nsn := phonenumbers.GetNationalSignificantNumber(n)
+				inputs = append(inputs, nsn, md.GetNationalPrefix()+nsn, "0"+nsn, "1"+nsn)
+			}
+		}
+		for _, s := range inputs {
+			if got, want := d.prefix([]byte(s)), re.MatchString(s); got != want {
+				t.Fatalf("%s: %s on %q: DFA %v, regexp %v", region, p, s, got, want)
+			}
+		}
+	}
+}
+
 func FuzzFastPhone(f *testing.F) {
-	for _, s := range []string{"+66812345678", "+66 81 234 5678", "+55-11-98765-4321", "+4402079460000", "+1 800 555 0100", "+39 06 1234 5678", "+800 1234 5678", "+0"} {
+	for _, s := range []string{"+66812345678", "+66 81 234 5678", "+55-11-98765-4321", "+4402079460000", "+1 800 555 0100", "+39 06 1234 5678", "+800 1234 5678", "+0",
+		"+81 90 1234 5678", "+1 268 464 1234", "+44 7624 123456", "+7 701 234 5678", "+262 692 12 34 56"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

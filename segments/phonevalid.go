@@ -22,16 +22,17 @@ import (
 
 // digitDFA is a regular expression over the digits 0–9 as a DFA.
 type digitDFA struct {
-	next   []int32 // state*10 + digit → state; -1: no match can follow
-	accept []bool
+	next      []int32 // state*10 + digit → state; -1: no match can follow
+	accept    []bool
+	acceptEnd []bool // accepts at the end of the text only ($ in national_prefix_for_parsing)
 }
 
 // maxDFAStates bounds a pattern's DFA; a pattern needing more is left to regexp.
 const maxDFAStates = 4096
 
 // compileDigitDFA compiles a pattern of phonenumbers' metadata. ok is false when the
-// pattern does not parse or needs something a digit DFA cannot do (anchors inside,
-// word boundaries) or too many states.
+// pattern does not parse or needs something a digit DFA cannot do (anchors other than
+// $, word boundaries) or too many states.
 func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
@@ -63,10 +64,36 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 			return set, true
 		case syntax.InstMatch, syntax.InstRune, syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
 			return append(set, pc), true
+		case syntax.InstEmptyWidth:
+			if syntax.EmptyOp(in.Arg) == syntax.EmptyEndText { // $: kept in the set, passed at the end
+				return append(set, pc), true
+			}
 		}
-		return nil, false // InstEmptyWidth
+		return nil, false
+	}
+	// atEnd reports whether set matches at the end of the text: a match, or one after $.
+	var atEnd func(set []uint32, seen []bool) (match, ok bool)
+	atEnd = func(set []uint32, seen []bool) (match, ok bool) {
+		for _, pc := range set {
+			switch in := &prog.Inst[pc]; in.Op {
+			case syntax.InstMatch:
+				match = true
+			case syntax.InstEmptyWidth:
+				next, ok := closure(nil, seen, in.Out)
+				if !ok {
+					return false, false
+				}
+				m, ok := atEnd(next, seen)
+				if !ok {
+					return false, false
+				}
+				match = match || m
+			}
+		}
+		return match, true
 	}
 	d = &digitDFA{}
+	failed := false
 	index := map[string]int32{}
 	var queue [][]uint32
 	add := func(set []uint32) int32 {
@@ -87,7 +114,10 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 		for _, pc := range set {
 			acc = acc || prog.Inst[pc].Op == syntax.InstMatch
 		}
+		end, ok := atEnd(set, make([]bool, len(prog.Inst)))
+		failed = failed || !ok
 		d.accept = append(d.accept, acc)
+		d.acceptEnd = append(d.acceptEnd, end)
 		d.next = append(d.next, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
 		return id
 	}
@@ -105,7 +135,7 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 			seen := make([]bool, len(prog.Inst))
 			for _, pc := range queue[s] {
 				in := &prog.Inst[pc]
-				if in.Op != syntax.InstMatch && in.MatchRune('0'+rune(c)) {
+				if in.Op != syntax.InstMatch && in.Op != syntax.InstEmptyWidth && in.MatchRune('0'+rune(c)) {
 					if set, ok = closure(set, seen, in.Out); !ok {
 						return nil, false
 					}
@@ -116,11 +146,14 @@ func compileDigitDFA(pattern string) (d *digitDFA, ok bool) {
 			}
 		}
 	}
+	if failed {
+		return nil, false
+	}
 	return d, true
 }
 
 // full reports whether the whole of s (digits) matches.
-func (d *digitDFA) full(s string) bool {
+func (d *digitDFA) full(s []byte) bool {
 	st := int32(0)
 	for i := 0; i < len(s); i++ {
 		c := s[i] - '0'
@@ -131,18 +164,18 @@ func (d *digitDFA) full(s string) bool {
 			return false
 		}
 	}
-	return d.accept[st]
+	return d.acceptEnd[st]
 }
 
 // prefix reports whether some prefix of s (digits), maybe empty, matches.
-func (d *digitDFA) prefix(s string) bool {
+func (d *digitDFA) prefix(s []byte) bool {
 	st := int32(0)
 	for i := 0; ; i++ {
 		if d.accept[st] {
 			return true
 		}
 		if i == len(s) {
-			return false
+			return d.acceptEnd[st]
 		}
 		c := s[i] - '0'
 		if c > 9 {
@@ -165,7 +198,7 @@ func compileDesc(d *phonenumbers.PhoneNumberDesc) (numberDesc, bool) {
 	return numberDesc{lengths: d.GetPossibleLength(), dfa: dfa}, ok
 }
 
-func (d *numberDesc) match(nsn string) bool {
+func (d *numberDesc) match(nsn []byte) bool {
 	if len(d.lengths) > 0 && !slices.Contains(d.lengths, int32(len(nsn))) {
 		return false
 	}
@@ -185,7 +218,7 @@ type regionRules struct {
 
 // valid is getNumberTypeHelper(nsn) != UNKNOWN: the general pattern, and any type's
 // (the types phonenumbers tries first are the rarest, so they are tried last here).
-func (r *regionRules) valid(nsn string) bool {
+func (r *regionRules) valid(nsn []byte) bool {
 	if !r.general.match(nsn) {
 		return false
 	}
@@ -269,11 +302,12 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 	if len(regions) == 0 {
 		return "", false
 	}
-	var nsn string
+	var buf [24]byte
+	var nsn []byte
 	if n.GetItalianLeadingZero() && n.GetNumberOfLeadingZeros() > 0 {
-		nsn = phonenumbers.GetNationalSignificantNumber(n)
+		nsn = append(buf[:0], phonenumbers.GetNationalSignificantNumber(n)...)
 	} else {
-		nsn = strconv.FormatUint(n.GetNationalNumber(), 10)
+		nsn = strconv.AppendUint(buf[:0], n.GetNationalNumber(), 10)
 	}
 	region = regions[0]
 	if len(regions) > 1 {
@@ -284,7 +318,7 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 				region = phonenumbers.GetRegionCodeForNumber(n)
 				break
 			}
-			if r.hasLeading && r.leading.prefix(nsn) || !r.hasLeading && r.valid(nsn) {
+			if r.inRegion(nsn) {
 				region = rc
 				break
 			}
@@ -301,4 +335,29 @@ func validRegion(n *phonenumbers.PhoneNumber) (region string, valid bool) {
 		return region, phonenumbers.IsValidNumberForRegion(n, region)
 	}
 	return region, r.valid(nsn)
+}
+
+// inRegion is the test phonenumbers.GetRegionCodeForNumber makes of each region
+// sharing a calling code, in order: its leading digits match the start of the
+// number, or, for a region without leading digits, the number is valid there.
+func (r *regionRules) inRegion(nsn []byte) bool {
+	if r.hasLeading {
+		return r.leading.prefix(nsn)
+	}
+	return r.valid(nsn)
+}
+
+// regionOf is validRegion for the national significant number of a calling code
+// whose regions all have rules (rules[i] of regions[i]).
+func regionOf(regions []string, rules []*regionRules, nsn []byte) (region string, valid bool) {
+	i := 0
+	if len(regions) > 1 {
+		for i < len(rules) && !rules[i].inRegion(nsn) {
+			i++
+		}
+		if i == len(rules) {
+			return "", false
+		}
+	}
+	return regions[i], rules[i].valid(nsn)
 }

@@ -109,28 +109,33 @@ func TestDigitDFA(t *testing.T) {
 		{`8[1-9]\d{7}`, []string{"812345678"}, []string{"8123456789"}, []string{"80", "81234567", "x"}},
 		{`(?:2|3[0-4])\d{0,2}`, []string{"2", "3099"}, []string{"21234"}, []string{"35", "", "1"}},
 		{`1(?:2|3)?`, []string{"1", "12"}, []string{"14", "134"}, []string{"2"}},
+		{`(5\d{2})$|1`, []string{"523", "1"}, []string{"12", "10"}, []string{"5234", "52", "5"}}, // national_prefix_for_parsing
+		{`(?:00)?(1\d)$`, []string{"12", "0012"}, nil, []string{"123", "001", "0"}},
 	} {
 		d, ok := compileDigitDFA(tt.pattern)
 		if !ok {
 			t.Fatalf("%s does not compile", tt.pattern)
 		}
 		for _, s := range tt.full {
+			s := []byte(s)
 			if !d.full(s) || !d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want both", tt.pattern, s, d.full(s), d.prefix(s))
 			}
 		}
 		for _, s := range tt.prefix {
+			s := []byte(s)
 			if d.full(s) || !d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want prefix only", tt.pattern, s, d.full(s), d.prefix(s))
 			}
 		}
 		for _, s := range tt.neither {
+			s := []byte(s)
 			if d.full(s) || d.prefix(s) {
 				t.Errorf("%s: %q: full %v prefix %v, want neither", tt.pattern, s, d.full(s), d.prefix(s))
 			}
 		}
 	}
-	for _, p := range []string{`^1`, `\b1`, `(`} {
+	for _, p := range []string{`^1`, `\b1`, `(`, `1$|^2`} {
 		if _, ok := compileDigitDFA(p); ok {
 			t.Errorf("%s compiled", p)
 		}
