@@ -471,7 +471,7 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 		seq := 0
 		for b := range batches {
 			// Batches already waiting are resolved with this one (resolveBatches).
-			bs := waiting(b, batches)
+			bs := waiting(b, batches, func(b batch) int { return len(b.rows) })
 			rows := make([][]row, len(bs))
 			for k := range bs {
 				rows[k] = bs[k].rows
@@ -503,7 +503,7 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	wg.Go(func() {
 		for st := range writes {
 			// Batches already waiting are written with this one, in one round trip.
-			sts := waiting(st, writes)
+			sts := waiting(st, writes, func(st *staged) int { return len(st.b.rows) })
 			if writeErr == nil {
 				ps := make([]*prepared, len(sts))
 				for i, st := range sts {
@@ -564,21 +564,24 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 	return rep, nil
 }
 
-// maxTogether is how many batches an import resolves, or writes, together.
-const maxTogether = 4
+// togetherRows is how many rows an import resolves, or writes, together at most
+// (unless a batch alone has more): each stage's transaction runs in Redis in one go
+// and must not hold other clients up for long. With the default batch of 4,000 rows
+// each batch goes alone; smaller batches share round trips.
+const togetherRows = 4000
 
-// waiting returns first and the values ch holds already, up to maxTogether in all: a
-// stage that falls behind takes the batches waiting for it together, so that they
-// share its round trips to Redis.
-func waiting[T any](first T, ch <-chan T) []T {
-	vs := []T{first}
-	for len(vs) < maxTogether {
+// waiting returns first and the batches ch holds already while they hold fewer than
+// togetherRows rows in all: a stage that falls behind takes the batches waiting for
+// it together, so that they share its round trips to Redis.
+func waiting[T any](first T, ch <-chan T, rows func(T) int) []T {
+	vs, n := []T{first}, rows(first)
+	for n < togetherRows {
 		select {
 		case v, ok := <-ch:
 			if !ok {
 				return vs
 			}
-			vs = append(vs, v)
+			vs, n = append(vs, v), n+rows(v)
 		default:
 			return vs
 		}
