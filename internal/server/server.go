@@ -301,23 +301,34 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 		if err != nil {
 			return err
 		}
+		// The in-doubt sends, once each, and the consent in force now for all of them
+		// in one read.
 		seen := map[dispatcher.Key]bool{}
+		var todo []int // indexes in statuses
+		var contacts []uint32
 		for i, st := range statuses {
 			if !doubt[i] || seen[st.key] {
 				continue
 			}
 			seen[st.key] = true
-			consent, err := s.cfg.Policy.Consent(ctx, "whatsapp", "marketing", []uint32{st.key.Contact})
-			if err != nil {
+			todo = append(todo, i)
+			contacts = append(contacts, st.key.Contact)
+		}
+		var consent []throttle.State
+		if len(todo) > 0 {
+			if consent, err = s.cfg.Policy.Consent(ctx, "whatsapp", "marketing", contacts); err != nil {
 				return err
 			}
+		}
+		for j, i := range todo {
+			st := statuses[i]
 			// Stamped now, with the consent in force now: never earlier than the real send
 			// (Meta's timestamps have whole seconds), and what the audit can check. A
 			// webhook racing a live worker settles the same event id; duplicates collapse.
 			ev := events.New(events.Sent, st.key.Campaign, st.key.Contact, time.Now())
 			ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Reason, ev.Variant = st.phoneID, "whatsapp", st.msgID, "settled_by_webhook", st.variant
-			if consent[0].Granted {
-				ev.ConsentRef = consent[0].RecordID
+			if consent[j].Granted {
+				ev.ConsentRef = consent[j].RecordID
 			}
 			b, _ := ev.Marshal()
 			evs = append(evs, kafka.Message{Key: kafkax.ContactKey(st.key.Contact), Value: b})

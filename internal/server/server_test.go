@@ -60,6 +60,7 @@ type fixture struct {
 	policy             *throttle.Policy
 	contact            uint32
 	prefix             string
+	store              *segments.Store
 }
 
 const secret = "app-secret"
@@ -73,7 +74,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{evs: &memPublisher{}, inbound: &memPublisher{}, cons: &memPublisher{}, contact: ids[0], prefix: prefix}
+	f := &fixture{evs: &memPublisher{}, inbound: &memPublisher{}, cons: &memPublisher{}, contact: ids[0], prefix: prefix, store: store}
 	ledger := throttle.NewLedger(rdb, prefix, f.cons)
 	if _, err := ledger.Apply(ctx, []throttle.Change{{ContactID: ids[0], Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"}}, false); err != nil {
 		t.Fatal(err)
@@ -297,5 +298,52 @@ func TestInboundStartRegrantsAfterStop(t *testing.T) {
 	}
 	if kinds[events.OptedOut] != 1 || kinds[events.OptedIn] != 1 || len(f.cons.msgs) != 3 {
 		t.Fatalf("events %v, consent records %d (want 1 opted_out, 1 opted_in, grant+revoke+grant)", kinds, len(f.cons.msgs))
+	}
+}
+
+// One webhook settles every in-doubt send it names, each with the consent in force for
+// its own contact (one read for all), and nothing for sends recorded or never claimed.
+func TestWebhookSettlesManySends(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ids, err := f.store.Upsert(ctx, []segments.Contact{{Phone: "+16505551235"}, {Phone: "+16505551236"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noConsent, unclaimed := ids[0], ids[1]
+	keys := []dispatcher.Key{{Campaign: "5", Contact: f.contact}, {Campaign: "5", Contact: noConsent}}
+	if res, err := f.tracker.Claim(ctx, keys); err != nil || res[0] != dispatcher.Claimed || res[1] != dispatcher.Claimed {
+		t.Fatalf("claim: %v, %v", res, err)
+	}
+	status := func(c uint32, msg, kind string) string {
+		return `{"id":"` + msg + `","status":"` + kind + `","timestamp":"1750030073","recipient_id":"1650555","biz_opaque_callback_data":"5:` + itoa(c) + `"}`
+	}
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "statuses":[` + status(unclaimed, "wamid.U", "sent") + `,` + status(noConsent, "wamid.N", "sent") + `,` + status(f.contact, "wamid.G", "sent") +
+		`,` + status(noConsent, "wamid.N", "delivered") + `]}}]}]}`
+	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatalf("post: %d %s", code, msg)
+	}
+	sent := map[uint32]events.Event{}
+	for _, e := range f.evs.events(t) {
+		if e.Kind == events.Sent {
+			if _, dup := sent[e.ContactID]; dup {
+				t.Errorf("two sent events for contact %d", e.ContactID)
+			}
+			sent[e.ContactID] = e
+		}
+	}
+	if len(sent) != 2 {
+		t.Fatalf("sent events for %d contacts, want 2 (the in-doubt ones): %v", len(sent), sent)
+	}
+	if e := sent[f.contact]; e.ProviderMessageID != "wamid.G" || e.ConsentRef == "" {
+		t.Errorf("settlement of the opted-in contact = %+v: want wamid.G and its consent record", e)
+	}
+	if e := sent[noConsent]; e.ProviderMessageID != "wamid.N" || e.ConsentRef != "" {
+		t.Errorf("settlement of the contact without consent = %+v: want wamid.N and no consent record", e)
+	}
+	if doubt, err := f.tracker.InDoubt(ctx, keys); err != nil || doubt[0] || doubt[1] {
+		t.Fatalf("in doubt after the webhook: %v, %v", doubt, err)
 	}
 }
