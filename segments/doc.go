@@ -14,8 +14,8 @@
 // HSET in MULTI/EXEC), or, when concurrent writers keep making it fail, in one Lua
 // script doing the same: concurrent importers of one person get one id and ids stay
 // dense. A row whose phone and email already belong to two different contacts is
-// rejected. Writes go in pipelined batches (4,000 rows by default): a few round trips
-// per batch, never one per row, and no script per contact.
+// rejected. Writes go in batches (4,000 rows by default): a few round trips per batch,
+// never one per row, and no script per contact.
 //
 // # Redis keys
 //
@@ -47,11 +47,14 @@
 // WATCHes at most 129 keys and no hash ever holds more than ~1/128 of the contacts
 // (no rehash of millions of entries). A profile record is written by a script that
 // sets it only where the bucket still holds the record the writer read (one call
-// per bucket, never per contact; the records of contacts the batch created, which
-// were never read, go by a lighter one that sets them only where the bucket has none,
-// in one HSET when the bucket is new); one that changed meanwhile is read again and
-// the rows merged into it, so concurrent writers of one contact keep each other's
-// fields.
+// per bucket, never per contact); one that changed meanwhile is read again and the
+// rows merged into it, so concurrent writers of one contact keep each other's fields.
+// The records of contacts the batch created were never read: in buckets that do not
+// exist yet (most of an import's) they go by a plain HSET in a transaction that
+// WATCHes those buckets and checks they still do not exist, with the rest of the
+// batch's writes in the same MULTI/EXEC; in a bucket that exists, or if another writer
+// touches one meanwhile, by a lighter script that sets them only where the bucket has
+// none.
 //
 // A contact known by email only has no phone: it is in segments like any other, and
 // cannot be sent WhatsApp messages until a row gives its phone.
@@ -61,7 +64,8 @@
 // import reads the bits of the tags its rows name (one BITFIELD_RO per tag and batch)
 // to tell an updated row from an unchanged one. Adding and removing a tag is a SETBIT,
 // with no read-modify-write. An import writes bitmaps before profiles (in one
-// pipeline), so an import cut short is completed by importing the same file again.
+// transaction or pipeline), so an import cut short is completed by importing the same
+// file again.
 //
 // Redis Cluster: the counter and the identity buckets meet in one transaction (and in
 // its fallback script), so they share the hash tag {P ident}: one slot per store,
@@ -134,9 +138,12 @@
 //
 // An import runs four stages at once, each batch passing through them in file order:
 // reading and parsing (on every core), resolving the batch's identities, merging its
-// rows into the stored profiles, and writing it (one pipeline) with its consent rows
-// handed to the ConsentSink, so one batch's link transaction overlaps the merge of the
-// one before. A batch holding a contact of a batch that was not yet written when its
+// rows into the stored profiles, and writing it (one transaction or pipeline) with its
+// consent rows handed to the ConsentSink, so one batch's link transaction overlaps the
+// merge of the one before. Resolving and writing each take the batches waiting for
+// them together, up to 4,000 rows (smaller batches share round trips), and the
+// parsers yield every 64 rows, so the stages woken by Redis's answers do not wait for
+// a parser's time slice. A batch holding a contact of a batch that was not yet written when its
 // identities were resolved waits for that write and resolves again, so every row
 // merges into what the rows before it left (and a phone or email a contact gave up
 // finds no one). Bits go as one BITFIELD per bitmap and batch; where 64 aligned ids
@@ -146,10 +153,13 @@
 // Phone numbers are parsed by phonenumbers. A number written "+<digits>" (single
 // spaces or hyphens allowed) skips phonenumbers.Parse's regular expressions when
 // nothing but the calling code can be split off; TestFastPhoneMatchesParse and
-// FuzzFastPhone check this gives what Parse gives. Validity is phonenumbers'
-// IsValidNumberForRegion, decided by DFAs compiled from the same metadata patterns
-// (phonevalid.go); TestPhoneValidityMatchesPhonenumbers and FuzzPhoneValidity check
-// they agree.
+// FuzzFastPhone check this gives what Parse gives. That path (fastPhone) goes from
+// the digits to the E.164 form, region and zone with tables built once: calling codes
+// by value, national prefixes and validity as DFAs compiled from the same metadata
+// patterns (phonevalid.go), and time zones from a digit trie of phonenumbers' prefix
+// map (phonezone.go). Validity is phonenumbers' IsValidNumberForRegion on every path;
+// TestPhoneValidityMatchesPhonenumbers, TestPhoneZoneMatchesPhonenumbers and
+// FuzzPhoneValidity check they agree.
 //
 // # Segment expressions
 //
