@@ -472,6 +472,9 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 		for b := range batches {
 			// Batches already waiting are resolved with this one (resolveBatches).
 			bs := waiting(b, batches, func(b batch) int { return len(b.rows) })
+			if len(bs) > 1 && s.testHookTogether != nil {
+				s.testHookTogether("resolve", len(bs))
+			}
 			rows := make([][]row, len(bs))
 			for k := range bs {
 				rows[k] = bs[k].rows
@@ -504,6 +507,9 @@ func (s *Store) importFrom(ctx context.Context, r io.Reader, o ImportOptions) (I
 		for st := range writes {
 			// Batches already waiting are written with this one, in one round trip.
 			sts := waiting(st, writes, func(st *staged) int { return len(st.b.rows) })
+			if len(sts) > 1 && s.testHookTogether != nil {
+				s.testHookTogether("write", len(sts))
+			}
 			if writeErr == nil {
 				ps := make([]*prepared, len(sts))
 				for i, st := range sts {

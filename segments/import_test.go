@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestImportMessyFile(t *testing.T) {
@@ -414,6 +415,87 @@ func TestImportConcurrentImportersShareIds(t *testing.T) {
 	for _, p := range ps {
 		if !slices.Equal(p.Tags, []string{"w0", "w1", "w2", "w3"}) {
 			t.Fatalf("contact %d tags = %v", p.ID, p.Tags)
+		}
+	}
+}
+
+// slowSink holds every tenth consent batch for a while, so the batches behind it pile
+// up before the resolver and the writer.
+type slowSink struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *slowSink) ImportConsent(context.Context, []ConsentRow) error {
+	s.mu.Lock()
+	s.calls++
+	slow := s.calls%10 == 1
+	s.mu.Unlock()
+	if slow {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// An import whose resolver and writer take waiting batches together leaves Redis and
+// its report exactly as one batch of the whole file does, with contacts repeated
+// across batches (new in the first, merged into in the later ones).
+func TestImportBatchesTogether(t *testing.T) {
+	_, rdb, prefix := newStore(t)
+	var b strings.Builder
+	b.WriteString("phone,email,name,tags,opted_in\n")
+	for i := range 3000 {
+		n := i
+		switch {
+		case i%7 == 6 && i < 1500:
+			n = i - 150 // a contact of a batch maybe still in flight, again
+		case i%7 == 6:
+			n = i - 1000 // of a batch written long ago
+		}
+		email := ""
+		if i%11 == 0 {
+			email = fmt.Sprintf("c%d@example.com", n)
+		}
+		fmt.Fprintf(&b, "+66 81 300 %04d,%s,Name %d-%d,t%d;u%d,yes\n", n, email, n, i%3, i%5, i%13)
+	}
+	body := b.String()
+	now := time.UnixMilli(1_750_000_000_000)
+	open := func(p string) *Store {
+		s := NewStore(rdb, prefix+p)
+		s.now = func() time.Time { return now }
+		return s
+	}
+	together := open("together:")
+	took := map[string]int{}
+	var mu sync.Mutex
+	together.testHookTogether = func(stage string, n int) {
+		mu.Lock()
+		took[stage] += n
+		mu.Unlock()
+	}
+	rep := importString(t, together, body, ImportOptions{BatchSize: 100, Consent: &slowSink{}})
+	one := open("one:")
+	want := importString(t, one, body, ImportOptions{BatchSize: maxBatch, Consent: nopSink{}})
+	if took["resolve"] == 0 || took["write"] == 0 {
+		t.Fatalf("no batches went together (%v): the test did not test it", took)
+	}
+	if rep.Read != want.Read || rep.Created != want.Created || rep.Updated != want.Updated || rep.Unchanged != want.Unchanged || rep.Rejected != want.Rejected {
+		t.Fatalf("report %+v, one batch %+v", rep, want)
+	}
+	strip := func(m map[string]string, p string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[strings.ReplaceAll(k, p, "")] = v
+		}
+		return out
+	}
+	got, exp := strip(snapshot(t, rdb, prefix+"together:"), prefix+"together:"), strip(snapshot(t, rdb, prefix+"one:"), prefix+"one:")
+	if len(got) != len(exp) {
+		t.Fatalf("%d keys, one batch wrote %d", len(got), len(exp))
+	}
+	for k, v := range exp {
+		if got[k] != v {
+			t.Errorf("key %s differs from one batch's", k)
 		}
 	}
 }

@@ -25,8 +25,11 @@ type Store struct {
 	now    func() time.Time
 	ident  string // identTag(prefix)
 	layout keyLayout
-	// testHookTx, when set, runs inside exec's transaction after its check.
-	testHookTx func()
+	// testHookTx, when set, runs inside exec's transaction after its check;
+	// testHookTogether is told how many batches an import's resolver or writer takes
+	// together, when more than one.
+	testHookTx       func()
+	testHookTogether func(stage string, batches int)
 }
 
 // NewStore returns a store keeping its keys under prefix (e.g. "herald:") in rdb.
