@@ -216,37 +216,31 @@ func TestExecNewBuckets(t *testing.T) {
 		}
 	}
 
+	run := func(s *Store, wantPlain int, wantFailed int64) {
+		t.Helper()
+		all, err := s.exec(ctx, batch(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := plain(all[0]); n != wantPlain {
+			t.Errorf("%d plain puts of 6 buckets, want %d", n, wantPlain)
+		}
+		if f := failedIDs(all[0]); len(f) != 1 || f[0] != wantFailed {
+			t.Errorf("failed %v, want [%d]", f, wantFailed)
+		}
+	}
+
 	// Bucket 1 exists with another writer's record of contact 130.
 	other := string(rec("other"))
 	rdb.HSet(ctx, s.kProfiles(1), "130", other)
-	all, err := s.exec(ctx, batch(s))
-	puts := all[0]
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := plain(puts); n != 5 {
-		t.Errorf("%d plain puts of 6 buckets, want 5 (bucket 1 exists)", n)
-	}
-	if f := failedIDs(puts); len(f) != 1 || f[0] != 130 {
-		t.Errorf("failed %v, want [130]", f)
-	}
+	run(s, 5, 130)
 	check("first", map[uint32]string{130: other})
 
 	// Another writer creates a record in bucket 3 after the check: the transaction
 	// fails and the scripts write the rest.
 	s2 := NewStore(rdb, s.prefix+"second:")
 	s2.testHookTx = func() { rdb.HSet(ctx, s2.kProfiles(3), "400", other) }
-	all, err = s2.exec(ctx, batch(s2))
-	puts = all[0]
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := plain(puts); n != 0 {
-		t.Errorf("%d plain puts after a failed transaction, want 0", n)
-	}
-	if f := failedIDs(puts); len(f) != 1 || f[0] != 400 {
-		t.Errorf("failed %v, want [400]", f)
-	}
+	run(s2, 0, 400)
 	s = s2
 	check("second", map[uint32]string{400: other})
 }
