@@ -97,6 +97,8 @@ type Campaigns struct {
 	events   Publisher
 	now      func() time.Time
 	chunk    int
+	// fanoutLease is how long a fan-out's lease outlives its last checkpoint.
+	fanoutLease time.Duration
 }
 
 // CampaignsConfig wires a Campaigns.
@@ -107,6 +109,9 @@ type CampaignsConfig struct {
 	Outbound Publisher // herald.outbound, needed by Launch
 	Events   Publisher // herald.events, needed by Launch
 	Chunk    int       // jobs per fan-out write and checkpoint (default 5000)
+	// FanoutLease is how long a fan-out whose process died waits before the scheduler
+	// finishes it (default 30 s); the fan-out renews it at every checkpoint.
+	FanoutLease time.Duration
 }
 
 // NewCampaigns returns the campaign store.
@@ -114,7 +119,11 @@ func NewCampaigns(c CampaignsConfig) *Campaigns {
 	if c.Chunk <= 0 {
 		c.Chunk = 5000
 	}
-	return &Campaigns{rdb: c.Redis, prefix: c.Prefix, segments: c.Segments, outbound: c.Outbound, events: c.Events, now: time.Now, chunk: c.Chunk}
+	if c.FanoutLease <= 0 {
+		c.FanoutLease = 30 * time.Second
+	}
+	return &Campaigns{rdb: c.Redis, prefix: c.Prefix, segments: c.Segments, outbound: c.Outbound, events: c.Events, now: time.Now, chunk: c.Chunk,
+		fanoutLease: c.FanoutLease}
 }
 
 func (c *Campaigns) key(id string) string { return c.prefix + "{cmp:" + id + "}" }
@@ -402,8 +411,17 @@ func (c *Campaigns) Resume(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	// Finish an interrupted fan-out (a no-op apart from the completion check otherwise).
-	if err := c.fanout(ctx, cp, audience, nil); err != nil {
+	// Finish an interrupted fan-out (a no-op apart from the completion check otherwise),
+	// unless another process is at it.
+	lease, err := c.takeFanout(ctx, id)
+	if err != nil || lease == nil {
+		if err != nil {
+			return Status{}, err
+		}
+		return c.Status(ctx, id)
+	}
+	defer lease.release(ctx)
+	if err := c.fanout(ctx, cp, audience, nil, lease); err != nil {
 		return Status{}, err
 	}
 	return c.Status(ctx, id)
@@ -471,12 +489,22 @@ return 1
 // Launch starts a campaign: it snapshots the audience (once: a relaunch reuses the
 // snapshot) and fans out one job per member from the last checkpoint. Launching a
 // campaign whose fan-out is finished is a no-op; launching one whose fan-out was cut off
-// resumes it. progress, if not nil, is told how many jobs have been queued.
+// resumes it. While another process fans the campaign out (it holds the fan-out lease),
+// Launch changes nothing and returns the status. progress, if not nil, is told how many
+// jobs have been queued.
 func (c *Campaigns) Launch(ctx context.Context, id string, progress func(queued, audience int64)) (Status, error) {
 	cp, err := c.Get(ctx, id)
 	if err != nil {
 		return Status{}, err
 	}
+	lease, err := c.takeFanout(ctx, id)
+	if err != nil || lease == nil {
+		if err != nil {
+			return Status{}, err
+		}
+		return c.Status(ctx, id)
+	}
+	defer lease.release(ctx)
 	state, err := startScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
 	if err != nil {
 		return Status{}, fmt.Errorf("launch campaign %s: %w", id, err)
@@ -484,11 +512,15 @@ func (c *Campaigns) Launch(ctx context.Context, id string, progress func(queued,
 	if State(state) != Running {
 		return c.Status(ctx, id)
 	}
+	// Listed before the fan-out starts: if this process dies, the scheduler finishes it.
+	if err := c.rdb.SAdd(ctx, c.fanoutsKey(), id).Err(); err != nil {
+		return Status{}, fmt.Errorf("launch campaign %s: %w", id, err)
+	}
 	audience, err := c.snapshot(ctx, cp)
 	if err != nil {
 		return Status{}, err
 	}
-	if err := c.fanout(ctx, cp, audience, progress); err != nil {
+	if err := c.fanout(ctx, cp, audience, progress, lease); err != nil {
 		return Status{}, err
 	}
 	return c.Status(ctx, id)
@@ -528,9 +560,10 @@ func (cp Campaign) SenderFor(contact uint32) string {
 }
 
 // fanout writes one job (and one queued event) per audience member above the checkpoint,
-// moving the checkpoint after each chunk. A crash between a write and its checkpoint
-// re-queues at most one chunk, which the workers' claims make harmless.
-func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.Bitmap, progress func(int64, int64)) error {
+// moving the checkpoint after each chunk and renewing the fan-out lease (nil: none). A
+// crash between a write and its checkpoint re-queues at most one chunk, which the
+// workers' claims make harmless.
+func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.Bitmap, progress func(int64, int64), lease *fanoutLease) error {
 	key := c.key(cp.ID)
 	cursor, err := c.rdb.HGet(ctx, key, "fanout_cursor").Int64()
 	if err != nil && err != redis.Nil {
@@ -561,6 +594,9 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 		if err := c.rdb.HSet(ctx, key, "fanout_cursor", last, "queued", queued).Err(); err != nil {
 			return fmt.Errorf("campaign %s: checkpoint: %w", cp.ID, err)
 		}
+		if err := lease.renew(ctx); err != nil {
+			return fmt.Errorf("campaign %s: %w", cp.ID, err)
+		}
 		if progress != nil {
 			progress(queued, total)
 		}
@@ -587,6 +623,9 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 				return err
 			}
 			if st, err := c.rdb.HGet(ctx, key, "state").Result(); err == nil && (State(st) == Cancelled || State(st) == Paused) {
+				if State(st) == Cancelled {
+					_ = c.rdb.SRem(ctx, c.fanoutsKey(), cp.ID).Err() // or the scheduler drops it later
+				}
 				return nil // cancelled or paused mid-fan-out: queue no more (resume continues)
 			}
 		}
@@ -598,6 +637,9 @@ func (c *Campaigns) fanout(ctx context.Context, cp Campaign, audience *roaring.B
 		progress(0, 0)
 	}
 	if err := fanoutDoneScript.Run(ctx, c.rdb, []string{key}, c.now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("campaign %s: finish fan-out: %w", cp.ID, err)
+	}
+	if err := c.rdb.SRem(ctx, c.fanoutsKey(), cp.ID).Err(); err != nil {
 		return fmt.Errorf("campaign %s: finish fan-out: %w", cp.ID, err)
 	}
 	return nil

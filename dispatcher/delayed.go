@@ -108,10 +108,13 @@ type Scheduler struct {
 	Campaigns  *Campaigns
 	Tracker    *Tracker
 	StaleAfter time.Duration
+	// AdoptEvery is how often the leader looks for fan-outs whose process died and
+	// finishes them (Campaigns.AdoptFanouts; default 5 s).
+	AdoptEvery time.Duration
 
-	moved, requeued prometheus.Counter
-	lastSweep       time.Time
-	launching       atomic.Bool
+	moved, requeued, adopted prometheus.Counter
+	lastSweep, lastAdopt     time.Time
+	launching                atomic.Bool
 }
 
 // RegisterMetrics exports the scheduler's counters to reg.
@@ -120,6 +123,8 @@ func (s *Scheduler) RegisterMetrics(reg prometheus.Registerer) {
 		Help: "Delayed jobs moved back to herald.outbound when due."})
 	s.requeued = promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "herald_scheduler_stale_sends_requeued_total",
 		Help: "Sends left in doubt past the stale limit (no outcome, no status webhook) and queued again."})
+	s.adopted = promauto.With(reg).NewCounter(prometheus.CounterOpts{Name: "herald_scheduler_fanouts_adopted_total",
+		Help: "Campaign fan-outs whose process died, finished by the scheduler's leader."})
 }
 
 // renewScript keeps the lock if we hold it (KEYS[1] lock, ARGV[1] token, ARGV[2] ttl ms).
@@ -160,6 +165,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if s.StaleAfter <= 0 {
 		s.StaleAfter = 10 * time.Minute
 	}
+	if s.AdoptEvery <= 0 {
+		s.AdoptEvery = 5 * time.Second
+	}
 	log := s.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -197,6 +205,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				wait = 0 // more are due
 			}
 			if s.Campaigns != nil && s.launching.CompareAndSwap(false, true) {
+				adopt := time.Since(s.lastAdopt) >= s.AdoptEvery
+				if adopt {
+					s.lastAdopt = time.Now()
+				}
 				// A launch fans out the whole audience: off the loop that moves due jobs.
 				go func() {
 					defer s.launching.Store(false)
@@ -204,6 +216,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 						log.Warn("launch scheduled campaigns", "err", err)
 					} else if len(ids) > 0 {
 						log.Info("scheduled campaigns launched", "campaigns", ids)
+					}
+					if !adopt {
+						return
+					}
+					ids, err := s.Campaigns.AdoptFanouts(ctx)
+					if err != nil && ctx.Err() == nil {
+						log.Warn("finish fan-outs whose process died", "err", err)
+					}
+					if len(ids) > 0 {
+						log.Info("fan-outs whose process died finished", "campaigns", ids)
+						if s.adopted != nil {
+							s.adopted.Add(float64(len(ids)))
+						}
 					}
 				}()
 			}

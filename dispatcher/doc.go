@@ -10,6 +10,11 @@
 // done was in flight when its worker died: it is "in doubt" and is settled by the
 // provider's status webhook, never sent again blindly.
 //
+// A fan-out runs under a lease (renewed at each checkpoint) in the process that
+// launched or resumed the campaign, so one process at a time queues its jobs; if that
+// process dies (a `campaigns launch` killed half-way), the scheduler's leader finishes
+// the fan-out from its checkpoint once the lease has run out (30 s by default).
+//
 // Redis keys (P is the configured prefix; {cmp:ID} is a hash tag, so one campaign's keys
 // share a Redis Cluster slot):
 //
@@ -17,6 +22,8 @@
 //	P campaigns               ZSET: campaign ids by creation time
 //	P {cmp:ID}                HASH: spec, state, audience, fan-out cursor, counters
 //	P {cmp:ID}:audience       STRING: the audience snapshot (a serialized roaring bitmap)
+//	P {cmp:ID}:fanout         STRING: the fan-out lease (a process's token, with a TTL)
+//	P fanouts                 SET: campaigns whose fan-out started and has not finished
 //	P {cmp:ID}:claimed        bitmap of claimed contacts
 //	P {cmp:ID}:done           bitmap of contacts with a final outcome
 //	P sender:ID               HASH: a sender (channel, phone-number id, token, rate)

@@ -177,7 +177,7 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 	sch := &Scheduler{Delayed: NewDelayed(rdb, r.prefix), Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound), Redis: rdb, Prefix: r.prefix,
 		Poll: 20 * time.Millisecond, Campaigns: NewCampaigns(CampaignsConfig{Redis: rdb, Prefix: r.prefix, Segments: r.contacts,
 			Outbound: kafkax.NewWriter(r.brokers, r.topics.Outbound), Events: kafkax.NewWriter(r.brokers, r.topics.Events), Chunk: 16}),
-		Tracker: NewTracker(rdb, r.prefix)}
+		Tracker: NewTracker(rdb, r.prefix), AdoptEvery: 100 * time.Millisecond}
 	done := make(chan struct{}, 2)
 	go func() { defer func() { done <- struct{}{} }(); _ = w.Run(ctx) }()
 	go func() { defer func() { done <- struct{}{} }(); _ = sch.Run(ctx) }()
@@ -228,7 +228,7 @@ func TestWorkersSendOncePerContactDespiteDuplicateJobs(t *testing.T) {
 	// before saving any of it.
 	r.rdb.HSet(ctx, r.prefix+"{cmp:"+cp.ID+"}", "fanout_cursor", 0)
 	audience, _ := r.campaigns.snapshot(ctx, cp)
-	if err := r.campaigns.fanout(ctx, cp, audience, nil); err != nil {
+	if err := r.campaigns.fanout(ctx, cp, audience, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	st := r.waitCompleted(t, cp.ID)
