@@ -32,6 +32,8 @@ type Config struct {
 	QuietHours     throttle.QuietHours // HERALD_QUIET_HOURS, HERALD_ALLOWED_DAYS: the default for campaigns without their own
 	ClaimLease     time.Duration       // HERALD_CLAIM_LEASE: a dead worker's unsent claim is held this long (default 20s)
 	StaleSendAfter time.Duration       // HERALD_STALE_SEND_AFTER: re-queue sends in doubt this long (default 10m)
+	FanoutLease    time.Duration       // HERALD_FANOUT_LEASE: a fan-out whose process died is finished by the scheduler after this (default 30s)
+	FanoutChunk    int                 // jobs per fan-out write and checkpoint (default 5000)
 	MaxInFlight    int                 // HERALD_MAX_IN_FLIGHT: a worker's provider requests at once, at most (default 1024)
 
 	HTTPAddr    string // serve: listen address

@@ -138,7 +138,7 @@ func (d *Deps) Components() (*Components, error) {
 		out, evs = d.Writer(d.Topics.Outbound), d.Writer(d.Topics.Events)
 		ledger = throttle.NewLedger(rdb, p, d.Writer(d.Topics.Consent))
 	}
-	cc := dispatcher.CampaignsConfig{Redis: rdb, Prefix: p, Segments: contacts}
+	cc := dispatcher.CampaignsConfig{Redis: rdb, Prefix: p, Segments: contacts, FanoutLease: d.Cfg.FanoutLease, Chunk: d.Cfg.FanoutChunk}
 	if out != nil {
 		cc.Outbound, cc.Events = out, evs
 	}

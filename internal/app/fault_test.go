@@ -42,6 +42,10 @@ type childConfig struct {
 	ClickKey     string
 	ClickBaseURL string
 	ClaimLease   time.Duration
+	// The launch role: the campaign to launch, with these fan-out settings.
+	Campaign    string
+	FanoutLease time.Duration
+	FanoutChunk int
 }
 
 func runChild() int {
@@ -51,11 +55,23 @@ func runChild() int {
 		return 2
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
-		WhatsAppURL: cc.WhatsAppURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true}
+		WhatsAppURL: cc.WhatsAppURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
+		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d := NewDeps(cfg)
 	defer d.Close()
+	if os.Getenv(childRoleEnv) == "launch" {
+		comp, err := d.Components()
+		if err == nil {
+			_, err = comp.Campaigns.Launch(ctx, cc.Campaign, nil)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "launch:", err)
+			return 1
+		}
+		return 0
+	}
 	if err := Worker(ctx, d); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
@@ -366,5 +382,60 @@ func TestPauseResumeTwentyTimes(t *testing.T) {
 		t.Fatal("the campaign completed before the pauses ended: the test shows nothing")
 	}
 	st := waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 3*time.Minute)
+	assertOnceEach(t, s, cp.ID, n, st)
+}
+
+// The process launching a campaign killed with SIGKILL half-way through its fan-out:
+// the scheduler's leader finishes the fan-out from its checkpoint once the lease has
+// run out, and every contact gets exactly one message, the funnel equal to the
+// sandbox's record.
+func TestKilledLauncherFanoutIsFinished(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a launcher process")
+	}
+	const n = 3000
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Templates: welcomeSandbox},
+		func(c *Config, _ *Stack) { c.FanoutLease = 2 * time.Second })
+	d := s.Deps
+	comp := seedAudience(t, ctx, d, n, e2eTemplate)
+	const sender = "106540352240001"
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: sender, Channel: "whatsapp", PhoneNumberID: sender, Token: DevSandboxToken, Rate: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: "welcome", Senders: []string{sender}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunks of 5 jobs: the fan-out takes hundreds of round trips, time to kill it.
+	cc, _ := json.Marshal(childConfig{KafkaBrokers: d.Cfg.KafkaBrokers, RedisURL: d.Cfg.RedisURL, Prefix: d.Cfg.Prefix, TopicPrefix: d.Cfg.TopicPrefix,
+		Campaign: cp.ID, FanoutLease: 2 * time.Second, FanoutChunk: 5})
+	procs := &workerProcs{t: t, env: append(os.Environ(), childRoleEnv+"=launch", childConfigEnv+"="+string(cc))}
+	defer procs.stopAll()
+	launcher := procs.start()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := comp.Campaigns.Status(ctx, cp.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Queued >= 200 {
+			if st.FanoutDone {
+				t.Fatalf("the fan-out finished before the kill (%+v): the test tested nothing", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the launcher queued nothing: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = launcher.Process.Kill() // SIGKILL: the lease stays until it runs out
+	_ = launcher.Wait()
+	st, _ := comp.Campaigns.Status(ctx, cp.ID)
+	if st.FanoutDone || st.Queued >= n {
+		t.Fatalf("the fan-out was not cut off: %+v", st)
+	}
+	st = waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 2*time.Minute)
+	waitSettled(t, ctx, s, cp.ID, time.Minute)
 	assertOnceEach(t, s, cp.ID, n, st)
 }
