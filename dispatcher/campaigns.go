@@ -413,18 +413,9 @@ func (c *Campaigns) Resume(ctx context.Context, id string) (Status, error) {
 	}
 	// Finish an interrupted fan-out (a no-op apart from the completion check otherwise),
 	// unless another process is at it.
-	lease, err := c.takeFanout(ctx, id)
-	if err != nil || lease == nil {
-		if err != nil {
-			return Status{}, err
-		}
-		return c.Status(ctx, id)
-	}
-	defer lease.release(ctx)
-	if err := c.fanout(ctx, cp, audience, nil, lease); err != nil {
-		return Status{}, err
-	}
-	return c.Status(ctx, id)
+	return c.underLease(ctx, id, func(lease *fanoutLease) error {
+		return c.fanout(ctx, cp, audience, nil, lease)
+	})
 }
 
 func (c *Campaigns) parkedKey(id string) string { return c.key(id) + ":parked" }
@@ -497,33 +488,24 @@ func (c *Campaigns) Launch(ctx context.Context, id string, progress func(queued,
 	if err != nil {
 		return Status{}, err
 	}
-	lease, err := c.takeFanout(ctx, id)
-	if err != nil || lease == nil {
+	return c.underLease(ctx, id, func(lease *fanoutLease) error {
+		state, err := startScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
 		if err != nil {
-			return Status{}, err
+			return fmt.Errorf("launch campaign %s: %w", id, err)
 		}
-		return c.Status(ctx, id)
-	}
-	defer lease.release(ctx)
-	state, err := startScript.Run(ctx, c.rdb, []string{c.key(id)}, c.now().UnixMilli()).Text()
-	if err != nil {
-		return Status{}, fmt.Errorf("launch campaign %s: %w", id, err)
-	}
-	if State(state) != Running {
-		return c.Status(ctx, id)
-	}
-	// Listed before the fan-out starts: if this process dies, the scheduler finishes it.
-	if err := c.rdb.SAdd(ctx, c.fanoutsKey(), id).Err(); err != nil {
-		return Status{}, fmt.Errorf("launch campaign %s: %w", id, err)
-	}
-	audience, err := c.snapshot(ctx, cp)
-	if err != nil {
-		return Status{}, err
-	}
-	if err := c.fanout(ctx, cp, audience, progress, lease); err != nil {
-		return Status{}, err
-	}
-	return c.Status(ctx, id)
+		if State(state) != Running {
+			return nil
+		}
+		// Listed before the fan-out starts: if this process dies, the scheduler finishes it.
+		if err := c.rdb.SAdd(ctx, c.fanoutsKey(), id).Err(); err != nil {
+			return fmt.Errorf("launch campaign %s: %w", id, err)
+		}
+		audience, err := c.snapshot(ctx, cp)
+		if err != nil {
+			return err
+		}
+		return c.fanout(ctx, cp, audience, progress, lease)
+	})
 }
 
 // snapshot stores the campaign's audience the first time and loads it afterwards.

@@ -45,6 +45,23 @@ func (c *Campaigns) takeFanout(ctx context.Context, id string) (*fanoutLease, er
 	return l, nil
 }
 
+// underLease runs fn holding campaign id's fan-out lease, then returns the campaign's
+// status; while another process holds the lease, fn does not run.
+func (c *Campaigns) underLease(ctx context.Context, id string, fn func(*fanoutLease) error) (Status, error) {
+	lease, err := c.takeFanout(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if lease != nil {
+		err := fn(lease)
+		lease.release(ctx)
+		if err != nil {
+			return Status{}, err
+		}
+	}
+	return c.Status(ctx, id)
+}
+
 // renew extends the lease; errFanoutTaken when another process holds it now.
 func (l *fanoutLease) renew(ctx context.Context) error {
 	if l == nil {
