@@ -52,9 +52,10 @@
 // The records of contacts the batch created were never read: in buckets that do not
 // exist yet (most of an import's) they go by a plain HSET in a transaction that
 // WATCHes those buckets and checks they still do not exist, with the rest of the
-// batch's writes in the same MULTI/EXEC; in a bucket that exists, or if another writer
-// touches one meanwhile, by a lighter script that sets them only where the bucket has
-// none.
+// batch's writes in the same MULTI/EXEC (when the batch fills at least 4 new buckets,
+// and not on Redis Cluster, where one transaction cannot span their slots); in a
+// bucket that exists, in a smaller batch, or if another writer touches one meanwhile,
+// by a lighter script that sets them only where the bucket has none.
 //
 // A contact known by email only has no phone: it is in segments like any other, and
 // cannot be sent WhatsApp messages until a row gives its phone.
