@@ -36,14 +36,18 @@ const (
 
 // Campaign is what a marketer creates: who (segment), what (template), from where (senders).
 type Campaign struct {
-	ID       string   `json:"id"`
-	Name     string   `json:"name"`
-	Segment  string   `json:"segment"`
-	Template string   `json:"template"`
-	Senders  []string `json:"senders"`
-	Routing  string   `json:"routing,omitempty"` // round_robin (default) or country
-	Channel  string   `json:"channel"`
-	Purpose  string   `json:"purpose"` // consent purpose: marketing, utility
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Segment  string `json:"segment"`
+	Template string `json:"template"`
+	// FallbackTemplate is an approved (non free-form) template sent instead of a free-form
+	// Template to contacts outside the 24h window, whether Herald's window record or the
+	// provider (131047) says so; "": such contacts are skipped outside_window.
+	FallbackTemplate string   `json:"fallback_template,omitempty"`
+	Senders          []string `json:"senders"`
+	Routing          string   `json:"routing,omitempty"` // round_robin (default) or country
+	Channel          string   `json:"channel"`
+	Purpose          string   `json:"purpose"` // consent purpose: marketing, utility
 	// TrackLinks turns URLs in the message into signed click-tracking links.
 	TrackLinks bool `json:"track_links,omitempty"`
 	// MaxErrorRate pauses the campaign (reason error_rate) when the share of failed sends
@@ -657,4 +661,39 @@ func (cp Campaign) InHoldout(contact uint32) bool {
 	binary.LittleEndian.PutUint32(b[:], contact)
 	h.Write(b[:])
 	return float64(h.Sum64()>>11)/(1<<53) < cp.Holdout
+}
+
+func (c *Campaigns) restrictedKey(id string) string { return c.key(id) + ":restricted" }
+
+// RestrictCountry records that the campaign must stop trying country (ISO 3166 alpha-2)
+// on sender (its provider-side id): the provider refused it (WhatsApp 130497). Workers
+// skip the campaign's other jobs there as country_restricted.
+func (c *Campaigns) RestrictCountry(ctx context.Context, id, sender, country string) error {
+	if err := c.rdb.SAdd(ctx, c.restrictedKey(id), sender+":"+country).Err(); err != nil {
+		return fmt.Errorf("campaign %s: restrict country: %w", id, err)
+	}
+	return nil
+}
+
+// Restrictions returns, per campaign, the "sender:country" pairs it must not try (one
+// round trip for all).
+func (c *Campaigns) Restrictions(ctx context.Context, ids []string) (map[string]map[string]bool, error) {
+	pipe := c.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.SMembers(ctx, c.restrictedKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return nil, fmt.Errorf("campaign restrictions: %w", err)
+	}
+	out := map[string]map[string]bool{}
+	for i, cmd := range cmds {
+		for _, m := range cmd.Val() {
+			if out[ids[i]] == nil {
+				out[ids[i]] = map[string]bool{}
+			}
+			out[ids[i]][m] = true
+		}
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -97,6 +98,9 @@ type batchResult struct {
 // job up to it in its partition has an outcome recorded (or was handed to the delayed
 // set or the DLQ).
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.Reactor == nil && w.cfg.Ledger == nil {
+		return errors.New("worker: a consent ledger is required (provider opt-outs are recorded in it)")
+	}
 	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{})
 	defer r.Close()
 	defer w.stopSenders() // runs once every batch has returned

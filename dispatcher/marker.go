@@ -18,8 +18,9 @@ type marker struct {
 }
 
 type markReq struct {
-	key Key
-	res chan markRes
+	key   Key
+	proof SendProof
+	res   chan markRes
 }
 
 type markRes struct {
@@ -29,9 +30,10 @@ type markRes struct {
 
 const maxMarkBatch = 256
 
-// mark marks one send started; ok is false when the claim was lost.
-func (m *marker) mark(ctx context.Context, k Key) (bool, error) {
-	req := markReq{key: k, res: make(chan markRes, 1)}
+// mark marks one send started, with what its policy check relied on; ok is false when
+// the claim was lost.
+func (m *marker) mark(ctx context.Context, k Key, p SendProof) (bool, error) {
+	req := markReq{key: k, proof: p, res: make(chan markRes, 1)}
 	m.mu.Lock()
 	m.pending = append(m.pending, req)
 	if !m.running {
@@ -62,10 +64,11 @@ func (m *marker) flush(ctx context.Context) {
 		m.pending = m.pending[n:]
 		m.mu.Unlock()
 		keys := make([]Key, len(batch))
+		proofs := make([]SendProof, len(batch))
 		for i, r := range batch {
-			keys[i] = r.key
+			keys[i], proofs[i] = r.key, r.proof
 		}
-		oks, err := m.t.MarkSending(ctx, keys)
+		oks, err := m.t.MarkSending(ctx, keys, proofs)
 		for i, r := range batch {
 			if err != nil {
 				r.res <- markRes{err: err}

@@ -106,18 +106,18 @@ end
 return out
 `)
 
-// sendingScript: ARGV = token, now ms, then contacts. Marks each claim
-// "token:sending:now" if token still holds it (1), else answers 0.
+// sendingScript: ARGV = token, now ms, then (contact, proof) pairs. Marks each claim
+// "token:sending:now|proof" if token still holds it (1), else answers 0.
 var sendingScript = redis.NewScript(`
 local pre = ARGV[1] .. ':'
-local mark = ARGV[1] .. ':sending:' .. ARGV[2]
+local mark = ARGV[1] .. ':sending:' .. ARGV[2] .. '|'
 local out = {}
-for i = 3, #ARGV do
+for i = 3, #ARGV, 2 do
   local c, r = ARGV[i], 0
   if redis.call('GETBIT', KEYS[3], c) == 0 then
     local l = redis.call('HGET', KEYS[4], c)
     if l and string.sub(l, 1, #pre) == pre then
-      redis.call('HSET', KEYS[4], c, mark)
+      redis.call('HSET', KEYS[4], c, mark .. ARGV[i + 1])
       r = 1
     end
   end
@@ -184,25 +184,87 @@ func (t *Tracker) Claim(ctx context.Context, keys []Key) ([]int, error) {
 	return t.run(ctx, claimScript, keys, []any{t.token, t.now().UnixMilli(), t.lease.Milliseconds()}, nil)
 }
 
-// MarkSending records that the sends of keys start now, for the claims this tracker still
-// holds; false means the claim was lost (its lease ran out and another worker took the
-// job over) and the caller must not send.
-func (t *Tracker) MarkSending(ctx context.Context, keys []Key) ([]bool, error) {
-	return ones(t.run(ctx, sendingScript, keys, []any{t.token, t.now().UnixMilli()}, nil))
+// SendProof is what the policy checked before a send: it travels with the "sending"
+// mark, so a send settled by a status webhook (its worker died before recording it) is
+// audited with the consent record that was in force when it was sent, on the channel and
+// for the purpose it was sent under, not with whatever holds when the webhook comes.
+type SendProof struct {
+	Channel    string
+	Purpose    string
+	ConsentRef string // the ledger record the policy's Allow relied on
+	Template   string
+	FreeForm   bool // free-form text: the audit checks it against the 24h window
 }
 
-// InDoubt reports, per key, whether it was claimed and never finished: a send whose
-// worker died before recording it. One round trip.
-func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]bool, error) {
-	return ones(t.run(ctx, inDoubtScript, keys, nil, nil))
+// encode is "channel|purpose|consent_ref|f|template" (f: 1 for free-form, else 0; the
+// template last, whatever characters its name holds).
+func (p SendProof) encode() string {
+	ff := "0"
+	if p.FreeForm {
+		ff = "1"
+	}
+	return p.Channel + "|" + p.Purpose + "|" + p.ConsentRef + "|" + ff + "|" + p.Template
 }
 
-// inDoubtScript: ARGV = contacts.
+// parseSendProof reads the proof of a lease "token:sending:ms|proof"; ok is false for a
+// lease without one (written before proofs existed).
+func parseSendProof(lease string) (SendProof, bool) {
+	_, rest, found := strings.Cut(lease, "|")
+	if !found {
+		return SendProof{}, false
+	}
+	f := strings.SplitN(rest, "|", 5)
+	if len(f) != 5 {
+		return SendProof{}, false
+	}
+	return SendProof{Channel: f[0], Purpose: f[1], ConsentRef: f[2], FreeForm: f[3] == "1", Template: f[4]}, true
+}
+
+// MarkSending records that the sends of keys start now, with what the policy checked for
+// each, for the claims this tracker still holds; false means the claim was lost (its
+// lease ran out and another worker took the job over) and the caller must not send.
+func (t *Tracker) MarkSending(ctx context.Context, keys []Key, proofs []SendProof) ([]bool, error) {
+	return ones(t.run(ctx, sendingScript, keys, []any{t.token, t.now().UnixMilli()}, func(i int, args []any) []any {
+		return append(args, proofs[i].encode())
+	}))
+}
+
+// Doubt is a send that started and has no outcome: its worker died before recording it.
+type Doubt struct {
+	InDoubt bool
+	Proof   SendProof
+	Proven  bool // Proof was recorded with the mark (false for marks older than proofs)
+}
+
+// InDoubt reports, per key, whether it was claimed and never finished (a send whose
+// worker died before recording it) and, for a send that was marked started, what its
+// policy check relied on. One round trip.
+func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]Doubt, error) {
+	res, err := t.runAny(ctx, inDoubtScript, keys, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Doubt, len(res))
+	for i, r := range res {
+		lease, ok := r.(string)
+		if !ok {
+			continue // 0: not in doubt
+		}
+		out[i].InDoubt = true
+		out[i].Proof, out[i].Proven = parseSendProof(lease)
+	}
+	return out, nil
+}
+
+// inDoubtScript: ARGV = contacts. Answers 0 for a contact not in doubt, else its lease
+// (or "" when it has none).
 var inDoubtScript = redis.NewScript(`
 local out = {}
 for i = 1, #ARGV do
   local r = 0
-  if redis.call('GETBIT', KEYS[3], ARGV[i]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[i]) == 1 then r = 1 end
+  if redis.call('GETBIT', KEYS[3], ARGV[i]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[i]) == 1 then
+    r = redis.call('HGET', KEYS[4], ARGV[i]) or ''
+  end
   out[#out + 1] = r
 end
 return out
@@ -240,8 +302,25 @@ const maxScriptBatch = 1000
 
 // run calls s once per campaign among keys (and per maxScriptBatch contacts), with ARGV
 // = common, then per contact its id and what per appends, in one pipelined round trip,
-// and returns the script's answers in the order of keys.
+// and returns the script's integer answers in the order of keys.
 func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, common []any, per func(i int, args []any) []any) ([]int, error) {
+	res, err := t.runAny(ctx, s, keys, common, per)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, len(res))
+	for i, r := range res {
+		n, ok := r.(int64)
+		if !ok {
+			return nil, fmt.Errorf("campaign progress: script answered %T, want an integer", r)
+		}
+		out[i] = int(n)
+	}
+	return out, nil
+}
+
+// runAny is run for scripts whose answers are not all integers.
+func (t *Tracker) runAny(ctx context.Context, s *redis.Script, keys []Key, common []any, per func(i int, args []any) []any) ([]any, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -288,9 +367,9 @@ func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, common [
 	if err != nil {
 		return nil, fmt.Errorf("campaign progress: %w", err)
 	}
-	out := make([]int, len(keys))
+	out := make([]any, len(keys))
 	for i, c := range cmds {
-		res, err := c.Int64Slice()
+		res, err := c.Slice()
 		if err == nil && len(res) != len(calls[i].idx) {
 			err = fmt.Errorf("script answered %d results for %d contacts", len(res), len(calls[i].idx))
 		}
@@ -298,7 +377,7 @@ func (t *Tracker) run(ctx context.Context, s *redis.Script, keys []Key, common [
 			return nil, fmt.Errorf("campaign progress: %w", err)
 		}
 		for j, pos := range calls[i].idx {
-			out[pos] = int(res[j])
+			out[pos] = res[j]
 		}
 	}
 	return out, nil
@@ -314,7 +393,7 @@ for i = 2, #ARGV do
   local c, r = ARGV[i], 0
   if redis.call('GETBIT', KEYS[3], c) == 0 then
     local l = redis.call('HGET', KEYS[4], c)
-    local at = l and string.match(l, ':sending:(%d+)$')
+    local at = l and string.match(l, ':sending:(%d+)')
     if at and tonumber(at) < cutoff then
       redis.call('HSET', KEYS[4], c, 'stale:0')
       r = 1

@@ -34,7 +34,7 @@ func TestClaimLeases(t *testing.T) {
 	}
 	sending := func(tr *Tracker) bool {
 		t.Helper()
-		ok, err := tr.MarkSending(ctx, key)
+		ok, err := tr.MarkSending(ctx, key, make([]SendProof, len(key)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,10 +138,10 @@ func TestTrackerBatches(t *testing.T) {
 			}
 		}
 	}
-	if ok, err := b.MarkSending(ctx, start[:3]); err != nil || slices.Contains(ok, true) {
+	if ok, err := b.MarkSending(ctx, start[:3], make([]SendProof, 3)); err != nil || slices.Contains(ok, true) {
 		t.Fatalf("b marked a's claims: %v %v", ok, err)
 	}
-	ok, err := a.MarkSending(ctx, start)
+	ok, err := a.MarkSending(ctx, start, make([]SendProof, len(start)))
 	if err != nil || slices.Contains(ok, false) {
 		t.Fatalf("holder's marks: %v", err)
 	}
@@ -149,7 +149,11 @@ func TestTrackerBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	doubt, err := a.InDoubt(ctx, append(append([]Key{}, start[:2]...), release[:2]...))
-	if err != nil || !slices.Equal(doubt, []bool{true, true, false, false}) {
+	var inDoubt []bool
+	for _, d := range doubt {
+		inDoubt = append(inDoubt, d.InDoubt)
+	}
+	if err != nil || !slices.Equal(inDoubt, []bool{true, true, false, false}) {
 		t.Fatalf("in doubt: %v %v, want started sends only", doubt, err)
 	}
 	// Finish everything of c1 (each twice, half sent, half failed) and the started c2s.

@@ -115,8 +115,8 @@ func TestErrorRatePausesTheCampaign(t *testing.T) {
 	defer cancel()
 	ch := newFakeChannel()
 	ch.fail = func(_ int, m Message) error {
-		if m.To[len(m.To)-1]%2 == 0 { // half the phone numbers are not on WhatsApp
-			return &SendError{Code: 131026, Action: "undeliverable", Err: errors.New("(#131026) Message undeliverable")}
+		if m.To[len(m.To)-1]%2 == 0 { // half the messages have a bad parameter
+			return &SendError{Code: 131009, Action: "fail_job", Err: errors.New("(#131009) Parameter value is not valid")}
 		}
 		return nil
 	}

@@ -105,7 +105,14 @@ type WorkerConfig struct {
 	SenderHold time.Duration
 	// Pushback receives provider refusals that should slow a recipient or a sender
 	// (131056, 131049, 130429, 131048). Optional.
-	Pushback   Pushback
+	Pushback Pushback
+	// Ledger records the opt-outs providers report (131050) as consent revokes. Required.
+	Ledger *throttle.Ledger
+	// UndeliverableFor is how long a contact the provider cannot reach (131026) stays
+	// suppressed on the channel (default 30 days).
+	UndeliverableFor time.Duration
+	// Reactor carries out refusals' actions; nil: one built from the fields above.
+	Reactor    *Reactor
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -134,6 +141,7 @@ type Worker struct {
 	sendCount           atomic.Int64
 	sendsOnce, stopOnce sync.Once
 	marks               *marker // batches the "send started" marks
+	reactor             *Reactor
 	spillMu             sync.Mutex
 	spill               map[string]time.Time // sender → when the last job deferred for its rate is due
 }
@@ -193,7 +201,12 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reg = prometheus.NewRegistry() // unregistered: metrics are kept but not exported
 	}
 	f := promauto.With(reg)
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), slots: newSendSlots(cfg.MinInFlight, cfg.MaxInFlight), m: workerMetrics{
+	reactor := cfg.Reactor
+	if reactor == nil {
+		reactor = NewReactor(ReactorConfig{Ledger: cfg.Ledger, Policy: cfg.Policy, Campaigns: cfg.Campaigns, Contacts: cfg.Contacts,
+			Pushback: cfg.Pushback, Events: cfg.Events, UndeliverableFor: cfg.UndeliverableFor, Logger: log})
+	}
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, reactor: reactor, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), slots: newSendSlots(cfg.MinInFlight, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
@@ -230,7 +243,9 @@ type item struct {
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
 	quiet         *throttle.QuietHours
-	drop          bool // nothing more to do (duplicate, in doubt, invalid → DLQ)
+	restricted    map[string]bool // its campaign's "sender:country" pairs not to try (130497)
+	fallback      bool            // rendered with the campaign's fallback template (outside the window)
+	drop          bool            // nothing more to do (duplicate, in doubt, invalid → DLQ)
 	senderMissing bool
 	cancelled     bool
 	park          bool // its campaign is paused: move the job to the parked list
@@ -317,6 +332,10 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 	if err != nil {
 		return err
 	}
+	restricted, err := w.cfg.Campaigns.Restrictions(ctx, ids)
+	if err != nil {
+		return err
+	}
 	state := map[string]State{}
 	for i, id := range ids {
 		state[id] = states[i]
@@ -325,6 +344,7 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 		if !it.drop && it.deferUntil.IsZero() {
 			it.cancelled = state[it.job.Campaign] == Cancelled
 			it.park = state[it.job.Campaign] == Paused
+			it.restricted = restricted[it.job.Campaign]
 		}
 	}
 	for _, it := range items {
@@ -483,38 +503,52 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			it.outcome, it.reason = OutcomeSkipped, ReasonHoldout
 			continue
 		}
-		it.contact = c
-		tpl, err := w.cfg.Templates.GetFor(ctx, it.cp.Template, c.Locale)
-		if errors.Is(err, templates.ErrNotFound) {
-			it.outcome, it.reason = OutcomeFailed, "template_missing"
+		if it.restricted[it.sender.PhoneNumberID+":"+c.Country] {
+			it.outcome, it.reason = OutcomeSkipped, ReasonCountryRestricted
 			continue
 		}
-		if err != nil {
+		it.contact = c
+		if err := w.renderWith(ctx, it, it.cp.Template); err != nil {
 			return err
 		}
-		r, err := tpl.Render(it.cp.ID, c.ID, ContactVars(c))
-		if err != nil {
-			it.outcome, it.reason = OutcomeFailed, "render_error"
-			var re *templates.RenderError
-			if errors.As(err, &re) {
-				it.reason = "render_" + re.Reason()
-			}
-			w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "err", err)
-			continue
-		}
-		if it.cp.TrackLinks {
-			if w.cfg.Links == nil {
-				it.outcome, it.reason = OutcomeFailed, "link_tracking_unconfigured"
-				continue
-			}
-			if err := r.TrackLinks(w.cfg.Links, it.cp.ID, c.ID); err != nil {
-				it.outcome, it.reason = OutcomeFailed, "render_tracked_links"
-				w.log.Warn("tracked links", "campaign", it.cp.ID, "contact", c.ID, "err", err)
-				continue
-			}
-		}
-		it.rendered = r
 	}
+	return nil
+}
+
+// renderWith renders it's message from the template named name in the contact's locale;
+// a template problem decides the job (failed with its reason), an error is Redis's.
+func (w *Worker) renderWith(ctx context.Context, it *item, name string) error {
+	c := it.contact
+	tpl, err := w.cfg.Templates.GetFor(ctx, name, c.Locale)
+	if errors.Is(err, templates.ErrNotFound) {
+		it.outcome, it.reason = OutcomeFailed, "template_missing"
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := tpl.Render(it.cp.ID, c.ID, ContactVars(c))
+	if err != nil {
+		it.outcome, it.reason = OutcomeFailed, "render_error"
+		var re *templates.RenderError
+		if errors.As(err, &re) {
+			it.reason = "render_" + re.Reason()
+		}
+		w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "template", name, "err", err)
+		return nil
+	}
+	if it.cp.TrackLinks {
+		if w.cfg.Links == nil {
+			it.outcome, it.reason = OutcomeFailed, "link_tracking_unconfigured"
+			return nil
+		}
+		if err := r.TrackLinks(w.cfg.Links, it.cp.ID, c.ID); err != nil {
+			it.outcome, it.reason = OutcomeFailed, "render_tracked_links"
+			w.log.Warn("tracked links", "campaign", it.cp.ID, "contact", c.ID, "err", err)
+			return nil
+		}
+	}
+	it.rendered = r
 	return nil
 }
 
@@ -527,6 +561,14 @@ func ContactVars(c segments.Contact) map[string]any {
 	}
 	v["name"], v["phone"], v["email"], v["country"], v["timezone"], v["locale"] = c.Name, c.Phone, c.Email, c.Country, c.TimeZone, c.Locale
 	return v
+}
+
+// template is the name of the template the job's message was rendered from.
+func (it *item) template() string {
+	if it.fallback {
+		return it.cp.FallbackTemplate
+	}
+	return it.cp.Template
 }
 
 func policyJob(it *item) throttle.Job {
@@ -553,19 +595,53 @@ func (w *Worker) decide(ctx context.Context, items []*item) error {
 	if err != nil {
 		return err
 	}
+	var again []*item // free-form outside the window, rendered again from the fallback template
 	for i, it := range todo {
-		it.decision = ds[i]
-		switch ds[i].Verdict {
-		case throttle.Skip:
-			it.outcome, it.reason = OutcomeSkipped, ds[i].Reason
-		case throttle.Defer:
-			it.deferUntil, it.deferReason = ds[i].Until, ds[i].Reason
-			if it.deferUntil.IsZero() {
-				it.deferUntil = time.Now().Add(time.Second)
+		if ds[i].Verdict == throttle.Skip && ds[i].Reason == throttle.ReasonOutsideWindow && it.cp.FallbackTemplate != "" && !it.fallback {
+			if err := w.renderWith(ctx, it, it.cp.FallbackTemplate); err != nil {
+				return err
 			}
+			it.fallback = true
+			if it.outcome != "" {
+				continue // the fallback template is missing or does not render
+			}
+			if it.rendered.FreeForm {
+				it.outcome, it.reason = OutcomeFailed, "fallback_template_free_form"
+				continue
+			}
+			again = append(again, it)
+			continue
 		}
+		w.apply(it, ds[i])
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	jobs = jobs[:0]
+	for _, it := range again {
+		jobs = append(jobs, policyJob(it))
+	}
+	if ds, err = w.cfg.Policy.Check(ctx, jobs); err != nil {
+		return err
+	}
+	for i, it := range again {
+		w.apply(it, ds[i])
 	}
 	return nil
+}
+
+// apply records the policy's decision on the job.
+func (w *Worker) apply(it *item, d throttle.Decision) {
+	it.decision = d
+	switch d.Verdict {
+	case throttle.Skip:
+		it.outcome, it.reason = OutcomeSkipped, d.Reason
+	case throttle.Defer:
+		it.deferUntil, it.deferReason = d.Until, d.Reason
+		if it.deferUntil.IsZero() {
+			it.deferUntil = time.Now().Add(time.Second)
+		}
+	}
 }
 
 // send paces each sender's allowed jobs to its governor slots and sends them concurrently.
@@ -770,7 +846,8 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	ok, err := w.marks.mark(sctx, Key{it.job.Campaign, it.job.Contact})
+	ok, err := w.marks.mark(sctx, Key{it.job.Campaign, it.job.Contact}, SendProof{Channel: it.cp.Channel, Purpose: it.cp.Purpose,
+		ConsentRef: it.decision.ConsentRef, Template: it.template(), FreeForm: it.rendered.FreeForm})
 	if err != nil {
 		// Not sent: without the mark a crash could not tell it from an unsent job.
 		it.providerID, it.deferUntil = "", time.Now().Add(time.Second)
@@ -929,55 +1006,58 @@ func (w *Worker) deferredEvent(it *item, now time.Time) kafka.Message {
 	return kafka.Message{Key: kafkax.ContactKey(it.job.Contact), Value: b}
 }
 
-// react carries out what a provider's refusal asks for beyond the job itself: slow the
-// recipient or the sender down, hold the contact's marketing, pause the campaign.
+// react carries out what a provider's refusal asks for beyond the job itself (the
+// Reactor: opt-outs, suppressions, windows, country restrictions, back-off, pauses), then
+// decides the job's own fate: wait (marketing hold, a held sender), park (a paused
+// campaign), try again (a window the provider says is closed), or a skip that is about
+// the contact rather than a failure.
 func (w *Worker) react(ctx context.Context, items []*item) error {
 	now := time.Now()
-	pauses := map[string]string{}
+	var refusals []Refusal
+	var todo []*item
 	for _, it := range items {
-		if it.code == 0 || it.reacted {
+		if it.code == 0 && it.action == "" || it.reacted {
 			continue
 		}
-		var err error
+		todo = append(todo, it)
+		refusals = append(refusals, Refusal{Campaign: it.job.Campaign, Contact: it.job.Contact, Sender: it.job.Sender,
+			PhoneNumberID: it.sender.PhoneNumberID, Channel: it.cp.Channel, Country: it.contact.Country,
+			Code: it.code, Action: it.action, MessageID: CallbackData(it.job.Campaign, it.job.Contact), At: now})
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := w.reactor.React(ctx, refusals); err != nil {
+		return err
+	}
+	for _, it := range todo {
+		it.reacted = true
 		switch it.action {
-		case "backoff_recipient", "hold_marketing":
-			if w.cfg.Pushback != nil {
-				err = w.cfg.Pushback.Recipient(ctx, it.sender.PhoneNumberID, it.job.Contact, it.code, now)
-			}
-			if it.action == "hold_marketing" && it.cp.Purpose == "marketing" {
+		case ActionHoldMarketing:
+			if it.cp.Purpose == "marketing" {
 				// Not a failure: Meta holds the contact's marketing for a day; try then.
 				it.outcome, it.reason, it.retry = "", "", false
 				it.deferUntil, it.deferReason = now.Add(whatsapp.RetryAfter(it.code, 1)), "marketing_hold"
 			}
-		case "pause_sender":
-			if w.cfg.Pushback != nil {
-				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
-			}
+		case ActionPauseSender:
 			it.outcome, it.reason, it.retry = "", "", false
 			it.deferUntil, it.deferReason = now.Add(w.cfg.SenderHold), "sender_paused"
-		case "pause_campaign", "pause_account":
+		case ActionPauseCampaign, ActionPauseAccount:
 			// The template (or the account) is broken: every other job would fail the same
-			// way. Pause the campaign; this job waits, parked, for the resume.
-			pauses[it.job.Campaign] = fmt.Sprintf("provider:%d", it.code)
+			// way. The campaign is paused; this job waits, parked, for the resume.
 			it.outcome, it.reason, it.retry, it.park = "", "", false, true
-		default:
-			// The governor knows which codes are about the sender's pace (130429 slows it,
-			// 131057 holds it briefly) and ignores the rest.
-			if w.cfg.Pushback != nil {
-				err = w.cfg.Pushback.Sender(ctx, it.job.Sender, it.code)
+		case ActionConvertToTemplate:
+			// The window is closed (the reactor forgot it): checked again, the job goes
+			// out with the campaign's fallback template or is skipped outside_window.
+			if int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
+				it.outcome, it.reason = "", ""
+				it.retry, it.retryAt = true, now.Add(time.Second)
 			}
+		case ActionSkipCountry:
+			it.outcome, it.reason = OutcomeSkipped, ReasonCountryRestricted
+		case ActionDrop:
+			it.outcome, it.reason = OutcomeSkipped, ReasonProviderDropped
 		}
-		if err != nil {
-			return err
-		}
-		it.reacted = true
-	}
-	for id, reason := range pauses {
-		if _, err := w.cfg.Campaigns.PauseFor(ctx, id, reason); err != nil && !errors.Is(err, ErrNotFound) {
-			w.log.Warn("pause campaign after provider refusal", "campaign", id, "reason", reason, "err", err)
-			continue
-		}
-		w.log.Warn("campaign paused by a provider refusal", "campaign", id, "reason", reason)
 	}
 	return nil
 }
@@ -1023,7 +1103,7 @@ func (w *Worker) judgeErrors(ctx context.Context, items []*item) error {
 func (w *Worker) event(it *item, now time.Time) kafka.Message {
 	kind := events.Kind(it.outcome)
 	ev := events.New(kind, it.job.Campaign, it.job.Contact, now)
-	ev.SenderID, ev.Channel, ev.Template, ev.Variant = it.job.Sender, it.cp.Channel, it.cp.Template, it.rendered.Variant
+	ev.SenderID, ev.Channel, ev.Template, ev.Variant = it.job.Sender, it.cp.Channel, it.template(), it.rendered.Variant
 	ev.Country, ev.ProviderMessageID, ev.Reason, ev.ErrorCode, ev.Retryable = it.contact.Country, it.providerID, it.reason, it.code, it.retryable
 	if kind == events.Sent {
 		ev.ConsentRef = it.decision.ConsentRef

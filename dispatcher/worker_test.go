@@ -169,6 +169,7 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 		Policy:    throttle.NewPolicy(rdb, r.prefix, nil).WithCaps(r.caps), Governor: throttle.NewGovernor(rdb, r.prefix),
 		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
 		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25, Pushback: r.pushback,
+		Ledger: throttle.NewLedger(rdb, r.prefix, kafkax.NewWriter(r.brokers, r.topics.Consent)),
 	}
 	if r.tune != nil {
 		r.tune(&cfg)
@@ -540,7 +541,7 @@ func TestFrequencyCapAcrossCampaigns(t *testing.T) {
 	refuse := CallbackData("1", r.ids[0]) // campaign 1's message to the first contact is refused
 	ch.fail = func(_ int, m Message) error {
 		if m.CallbackData == refuse {
-			return &SendError{Code: 131026, Action: "undeliverable", Err: errors.New("undeliverable")}
+			return &SendError{Code: 131009, Action: "fail_job", Err: errors.New("(#131009) Parameter value is not valid")}
 		}
 		return nil
 	}

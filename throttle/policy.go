@@ -109,9 +109,9 @@ func NewPolicy(rdb redis.UniversalClient, prefix string, now func() time.Time) *
 		backoffMax: DefaultBackoffMax, backoffReset: DefaultBackoffReset}
 }
 
-// Check decides every job, in order: consent for the channel and purpose → the 24h
-// window (free-form text) → frequency caps → quiet hours → marketing hold → recipient
-// back-off → pair rate → the sender's daily tier. An allowed job holds a reservation of
+// Check decides every job, in order: consent for the channel and purpose → suppression
+// (undeliverable on the channel) → the 24h window (free-form text) → frequency caps →
+// quiet hours → marketing hold → recipient back-off → pair rate → the sender's daily tier. An allowed job holds a reservation of
 // its cap slot, pair slot and tier place (give them back with ReleaseCaps if it is not
 // sent); a skipped or deferred job holds none. Two pipelined round trips per batch,
 // whatever its size. An error means nothing may be sent: the caller must not treat a
@@ -142,8 +142,9 @@ func (p *Policy) decide(ctx context.Context, jobs []Job, reserve bool) ([]Decisi
 	return out, nil
 }
 
-// checkConsent decides consent and the 24h window in one round trip: one HMGET per
-// consent hash (channel and purpose) and per sender's window hash in the batch.
+// checkConsent decides consent, suppression and the 24h window in one round trip: one
+// HMGET per consent hash (channel and purpose), per channel's suppressions and per
+// sender's window hash in the batch.
 func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, now time.Time) error {
 	type read struct {
 		key    string
@@ -163,8 +164,8 @@ func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, n
 		return len(r.fields) - 1
 	}
 	type at struct {
-		consent, window *read
-		ci, wi          int // the job's field in each
+		consent, suppress, window *read
+		ci, si, wi                int // the job's field in each
 	}
 	pos := make([]at, len(jobs))
 	for i := range jobs {
@@ -173,6 +174,9 @@ func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, n
 		key := p.prefix + "consent:" + j.Channel + ":" + j.Purpose
 		pos[i].ci = add(key, id)
 		pos[i].consent = byKey[key]
+		key = p.suppressKey(j.Channel)
+		pos[i].si = add(key, id)
+		pos[i].suppress = byKey[key]
 		if j.FreeForm {
 			key = p.windowKey(j.SenderID)
 			pos[i].wi = add(key, id)
@@ -196,6 +200,12 @@ func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, n
 		case !st.Granted:
 			out[i] = Decision{Verdict: Skip, Reason: ReasonNoConsent}
 			continue
+		}
+		if v, ok := pos[i].suppress.cmd.Val()[pos[i].si].(string); ok {
+			if sup := parseSuppression(v); sup.Active(now) {
+				out[i] = Decision{Verdict: Skip, Reason: sup.Reason}
+				continue
+			}
 		}
 		if jobs[i].FreeForm {
 			w, _ := pos[i].window.cmd.Val()[pos[i].wi].(string)

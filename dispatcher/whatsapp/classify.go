@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Action is what Herald does about a failed send (PROVIDERS.md, "Error codes → reaction").
+// Action is what Herald does about a failed send (the Codes table; docs/providers/whatsapp.md).
 type Action uint8
 
 // Actions, from the least to the most drastic scope.
@@ -87,44 +87,16 @@ func Classify(err error) Class {
 }
 
 // ClassifyCode maps a Graph error code (from a send error or from the errors of a
-// "failed" status webhook) to what Herald does. Unknown codes fail the job.
+// "failed" status webhook) to what Herald does, from the Codes table. Unknown codes fail
+// the job, except permission errors (200–299), which pause the account.
 func ClassifyCode(code int) Class {
-	c := Class{Code: code}
-	switch code {
-	case 130429:
-		c.Action, c.Retryable, c.SlowSender = ActionRetry, true, true
-	case 4, 80007, 131057, 131000, 131016, 133004, 1, 2:
-		c.Action, c.Retryable = ActionRetry, true
-	case 131056:
-		c.Action, c.Retryable = ActionBackoffRecipient, true
-	case 131047:
-		c.Action = ActionConvertToTemplate
-	case 131049:
-		c.Action = ActionHoldMarketing
-	case 131050:
-		c.Action = ActionOptOut
-	case 131026:
-		c.Action = ActionUndeliverable
-	case 130403, 130472:
-		c.Action = ActionDrop
-	case 100, 131008, 131009, 131051:
-		c.Action = ActionFailJob
-	case 132000, 132012, 132001, 132015, 132016:
-		c.Action = ActionPauseCampaign
-	case 131048:
-		c.Action = ActionPauseSender
-	case 131064, 190, 0, 10, 368, 131031, 131042:
-		c.Action = ActionPauseAccount
-	case 130497:
-		c.Action = ActionSkipCountry
-	default:
-		if code >= 200 && code <= 299 { // permission errors
-			c.Action = ActionPauseAccount
-		} else {
-			c.Action = ActionFailJob
-		}
+	if info, ok := codeIndex[code]; ok {
+		return Class{Action: info.Action, Retryable: info.Retryable, SlowSender: info.SlowSender, Code: code}
 	}
-	return c
+	if code >= 200 && code <= 299 { // permission errors
+		return Class{Action: ActionPauseAccount, Code: code}
+	}
+	return Class{Action: ActionFailJob, Code: code}
 }
 
 // Retry timing.

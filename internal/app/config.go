@@ -34,7 +34,10 @@ type Config struct {
 	StaleSendAfter time.Duration       // HERALD_STALE_SEND_AFTER: re-queue sends in doubt this long (default 10m)
 	FanoutLease    time.Duration       // HERALD_FANOUT_LEASE: a fan-out whose process died is finished by the scheduler after this (default 30s)
 	FanoutChunk    int                 // jobs per fan-out write and checkpoint (default 5000)
-	MaxInFlight    int                 // HERALD_MAX_IN_FLIGHT: a worker's provider requests at once, at most (default 1024)
+	// HERALD_UNDELIVERABLE_FOR: a contact the provider cannot reach (131026) is skipped on
+	// that channel this long (default 30 days)
+	UndeliverableFor time.Duration
+	MaxInFlight      int // HERALD_MAX_IN_FLIGHT: a worker's provider requests at once, at most (default 1024)
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures

@@ -122,6 +122,7 @@ type Components struct {
 	Policy    *throttle.Policy
 	Governor  *throttle.Governor
 	Delayed   *dispatcher.Delayed
+	Reactor   *dispatcher.Reactor // carries out provider refusals (workers' and failed statuses')
 }
 
 // Components builds the domain objects (Redis must be configured).
@@ -146,7 +147,7 @@ func (d *Deps) Components() (*Components, error) {
 	if d.Cfg.ClaimLease > 0 {
 		tracker.WithLease(d.Cfg.ClaimLease)
 	}
-	return &Components{
+	c := &Components{
 		Contacts:  contacts,
 		Templates: templates.NewStore(rdb, p),
 		Senders:   dispatcher.NewSenders(rdb, p),
@@ -156,7 +157,14 @@ func (d *Deps) Components() (*Components, error) {
 		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps).WithQuietHours(d.Cfg.QuietHours),
 		Governor:  throttle.NewGovernor(rdb, p),
 		Delayed:   dispatcher.NewDelayed(rdb, p),
-	}, nil
+	}
+	rc := dispatcher.ReactorConfig{Ledger: ledger, Policy: c.Policy, Campaigns: c.Campaigns, Contacts: contacts,
+		Pushback: pushback{c.Policy, c.Governor}, UndeliverableFor: d.Cfg.UndeliverableFor, Logger: d.Cfg.Logger}
+	if evs != nil {
+		rc.Events = evs
+	}
+	c.Reactor = dispatcher.NewReactor(rc)
+	return c, nil
 }
 
 // WhatsAppClient returns a Cloud API client for the configured base URL. Its pool keeps

@@ -89,7 +89,7 @@ func ServeHandler(d *Deps) (http.Handler, error) {
 		Clicks: codec, Track: track,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
-		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Contacts: c.Contacts,
+		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
 		Ready: func(ctx context.Context) error {
 			if err := rdb.Ping(ctx).Err(); err != nil {
 				return fmt.Errorf("redis: %w", err)
@@ -145,7 +145,7 @@ func Worker(ctx context.Context, d *Deps) error {
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
 		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
-		Pushback: pushback{c.Policy, c.Governor}, MaxInFlight: d.Cfg.MaxInFlight,
+		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
 	if d.Cfg.NoScheduler {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,7 @@ type Config struct {
 	Tracker       *dispatcher.Tracker
 	Policy        *throttle.Policy
 	Ledger        *throttle.Ledger
+	Reactor       *dispatcher.Reactor // what failed statuses ask for (opt-outs, suppressions…)
 	Contacts      Contacts
 	StopKeywords  []string     // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
 	StartKeywords []string     // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
@@ -184,11 +186,8 @@ var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": event
 // messages. Everything is idempotent: Meta redelivers and duplicates.
 func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 	var evs, inbound []kafka.Message
-	type settled struct {
-		key                     dispatcher.Key
-		phoneID, msgID, variant string
-	}
-	var statuses []settled
+	var statuses []dispatcher.Settlement
+	var refusals []dispatcher.Refusal
 	type window struct {
 		sender  string
 		contact uint32
@@ -211,8 +210,8 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if err != nil {
 					at = time.Now()
 				}
-				key := dispatcher.Key{Campaign: campaign, Contact: contact}
-				statuses = append(statuses, settled{key: key, phoneID: phoneID, msgID: st.ID, variant: variant})
+				statuses = append(statuses, dispatcher.Settlement{Key: dispatcher.Key{Campaign: campaign, Contact: contact},
+					Channel: "whatsapp", PhoneNumberID: phoneID, MessageID: st.ID, Variant: variant})
 				if kind == events.Sent {
 					continue // the worker's sent event (with its consent proof) is the record
 				}
@@ -221,7 +220,44 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if kind == events.Failed && len(st.Errors) > 0 {
 					ev.ErrorCode = st.Errors[0].Code
 					ev.Reason = "provider_failed"
+					refusals = append(refusals, dispatcher.Refusal{Campaign: campaign, Contact: contact, PhoneNumberID: phoneID,
+						Channel: "whatsapp", Code: ev.ErrorCode, Action: whatsapp.ClassifyCode(ev.ErrorCode).Action.String(),
+						MessageID: st.ID, At: at})
 				}
+				b, _ := ev.Marshal()
+				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+			}
+			// A user who taps "Stop promotions" (or resumes them) in WhatsApp: Meta tells the
+			// business, and Herald records it in the ledger like a STOP or START keyword.
+			for _, up := range v.UserPreferences {
+				if up.Category != "marketing_messages" || (up.Value != "stop" && up.Value != "resume") {
+					continue
+				}
+				from := "+" + strings.TrimPrefix(up.WaID, "+")
+				contact, err := s.cfg.Contacts.LookupPhone(ctx, from)
+				if errors.Is(err, segments.ErrNotFound) {
+					continue // not a contact of ours: nothing to record
+				}
+				if err != nil {
+					return err
+				}
+				at := time.Unix(up.Timestamp, 0)
+				if up.Timestamp <= 0 {
+					at = time.Now()
+				}
+				action, kind := events.Revoke, events.OptedOut
+				if up.Value == "resume" {
+					action, kind = events.Grant, events.OptedIn
+				}
+				proof := "whatsapp user_preferences " + up.Value + " at " + strconv.FormatInt(up.Timestamp, 10)
+				if up.Detail != "" {
+					proof += ": " + up.Detail
+				}
+				changes = append(changes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
+					Action: action, Source: "provider", Proof: proof, Time: at})
+				ev := events.New(kind, "", contact, at)
+				ev.ID = events.ID("", contact, kind, "user_preferences:"+strconv.FormatInt(up.Timestamp, 10))
+				ev.Channel, ev.SenderID, ev.Reason = "whatsapp", phoneID, "provider"
 				b, _ := ev.Marshal()
 				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
 			}
@@ -265,6 +301,9 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 		}
 	}
 	if len(changes) > 0 {
+		if s.cfg.Ledger == nil {
+			return errors.New("consent changes arrived but no consent ledger is configured")
+		}
 		if _, err := s.cfg.Ledger.Apply(ctx, changes, false); err != nil {
 			return err
 		}
@@ -289,50 +328,21 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 	}
 	// Any status proves the provider accepted the message. A send whose worker died before
 	// recording it (claimed, never finished) is settled here: its sent event, with the
-	// consent record in force now, goes out before the outcome is recorded, so a failed
-	// publish leaves it in doubt for Meta's retry of this webhook.
-	var settle []dispatcher.Key
-	if len(statuses) > 0 {
-		keys := make([]dispatcher.Key, len(statuses))
-		for i, st := range statuses {
-			keys[i] = st.key
+	// consent its policy check relied on, goes out before the outcome is recorded, so a
+	// failed publish leaves it in doubt for Meta's retry of this webhook.
+	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
+	if err != nil {
+		return err
+	}
+	evs = append(evs, settledEvs...)
+	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
+	// marketing holds…), carried out before the 200 so that Meta's retry redoes it.
+	if len(refusals) > 0 {
+		if s.cfg.Reactor == nil {
+			return errors.New("failed statuses arrived but no reactor is configured")
 		}
-		doubt, err := s.cfg.Tracker.InDoubt(ctx, keys)
-		if err != nil {
+		if err := s.cfg.Reactor.React(ctx, refusals); err != nil {
 			return err
-		}
-		// The in-doubt sends, once each, and the consent in force now for all of them
-		// in one read.
-		seen := map[dispatcher.Key]bool{}
-		var todo []int // indexes in statuses
-		var contacts []uint32
-		for i, st := range statuses {
-			if !doubt[i] || seen[st.key] {
-				continue
-			}
-			seen[st.key] = true
-			todo = append(todo, i)
-			contacts = append(contacts, st.key.Contact)
-		}
-		var consent []throttle.State
-		if len(todo) > 0 {
-			if consent, err = s.cfg.Policy.Consent(ctx, "whatsapp", "marketing", contacts); err != nil {
-				return err
-			}
-		}
-		for j, i := range todo {
-			st := statuses[i]
-			// Stamped now, with the consent in force now: never earlier than the real send
-			// (Meta's timestamps have whole seconds), and what the audit can check. A
-			// webhook racing a live worker settles the same event id; duplicates collapse.
-			ev := events.New(events.Sent, st.key.Campaign, st.key.Contact, time.Now())
-			ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Reason, ev.Variant = st.phoneID, "whatsapp", st.msgID, "settled_by_webhook", st.variant
-			if consent[j].Granted {
-				ev.ConsentRef = consent[j].RecordID
-			}
-			b, _ := ev.Marshal()
-			evs = append(evs, kafka.Message{Key: kafkax.ContactKey(st.key.Contact), Value: b})
-			settle = append(settle, st.key)
 		}
 	}
 	if len(evs) > 0 {

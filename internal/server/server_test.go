@@ -83,8 +83,10 @@ func setup(t *testing.T) *fixture {
 	f.policy = throttle.NewPolicy(rdb, prefix, nil)
 	// Campaign 5 with this contact as its whole audience, running and fanned out.
 	rdb.HSet(ctx, prefix+"{cmp:5}", "state", "running", "audience", 1, "fanout_done", "1")
+	reactor := dispatcher.NewReactor(dispatcher.ReactorConfig{Ledger: ledger, Policy: f.policy, Contacts: store, Events: f.evs,
+		Campaigns: dispatcher.NewCampaigns(dispatcher.CampaignsConfig{Redis: rdb, Prefix: prefix})})
 	s := New(Config{AppSecret: secret, VerifyToken: "vt", Events: f.evs, Inbound: f.inbound, Tracker: f.tracker,
-		Policy: f.policy, Ledger: ledger, Contacts: store})
+		Policy: f.policy, Ledger: ledger, Reactor: reactor, Contacts: store})
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
@@ -258,14 +260,14 @@ func TestKafkaDownMeansRetryLater(t *testing.T) {
 	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 503 {
 		t.Fatalf("status %d, want 503 so that Meta retries", code)
 	}
-	if doubt, err := f.tracker.InDoubt(ctx, key); err != nil || !doubt[0] {
+	if doubt, err := f.tracker.InDoubt(ctx, key); err != nil || !doubt[0].InDoubt {
 		t.Fatalf("a webhook whose events were not published settled the send (in doubt: %v, %v)", doubt, err)
 	}
 	f.evs.fail = false
 	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("retry: status %d", code)
 	}
-	if doubt, _ := f.tracker.InDoubt(ctx, key); doubt[0] {
+	if doubt, _ := f.tracker.InDoubt(ctx, key); doubt[0].InDoubt {
 		t.Fatal("Meta's retry did not settle the send")
 	}
 }
@@ -343,7 +345,7 @@ func TestWebhookSettlesManySends(t *testing.T) {
 	if e := sent[noConsent]; e.ProviderMessageID != "wamid.N" || e.ConsentRef != "" {
 		t.Errorf("settlement of the contact without consent = %+v: want wamid.N and no consent record", e)
 	}
-	if doubt, err := f.tracker.InDoubt(ctx, keys); err != nil || doubt[0] || doubt[1] {
+	if doubt, err := f.tracker.InDoubt(ctx, keys); err != nil || doubt[0].InDoubt || doubt[1].InDoubt {
 		t.Fatalf("in doubt after the webhook: %v, %v", doubt, err)
 	}
 }
