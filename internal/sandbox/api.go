@@ -236,6 +236,8 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case Undeliverable(digits, s.cfg.UndeliverableRate):
 		rec.Final, rec.ErrorCode = whatsapp.StatusFailed, 131026
+	case price.Category == "marketing" && MarketingStopped(digits, s.cfg.MarketingStopRate):
+		rec.Final, rec.ErrorCode = whatsapp.StatusFailed, 131050
 	case WillRead(digits, s.cfg.ReadRate):
 		rec.Final = whatsapp.StatusRead
 	}

@@ -65,13 +65,17 @@ type ApprovedTemplate struct {
 
 // Config configures a Sandbox. Zero values take the defaults noted.
 type Config struct {
-	Token              string        // accepted bearer token; "" accepts any request
-	AppSecret          string        // signs webhook POSTs (X-Hub-Signature-256)
-	WebhookURL         string        // where webhooks go; "" → none sent (records and stats still kept)
-	WABAID             string        // entry id in webhooks (default "100000000000001")
-	Throughput         float64       // msg/s per phone-number id (default 80), burst of one second's worth; above → 130429
-	PairInterval       time.Duration // min gap per (number, recipient) (default 6s; <0 disables); below → 131056
-	UndeliverableRate  float64       // share of recipients not on WhatsApp (see Undeliverable): accepted, then failed with 131026
+	Token             string        // accepted bearer token; "" accepts any request
+	AppSecret         string        // signs webhook POSTs (X-Hub-Signature-256)
+	WebhookURL        string        // where webhooks go; "" → none sent (records and stats still kept)
+	WABAID            string        // entry id in webhooks (default "100000000000001")
+	Throughput        float64       // msg/s per phone-number id (default 80), burst of one second's worth; above → 130429
+	PairInterval      time.Duration // min gap per (number, recipient) (default 6s; <0 disables); below → 131056
+	UndeliverableRate float64       // share of recipients not on WhatsApp (see Undeliverable): accepted, then failed with 131026
+	// MarketingStopRate is the share of recipients who stopped marketing messages from the
+	// business (see MarketingStopped): a MARKETING template to them is accepted, then
+	// failed with 131050, as Meta does.
+	MarketingStopRate  float64
 	ReadRate           float64       // share of delivered messages that get read (see WillRead)
 	DelayScale         float64       // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
 	DuplicateRate      float64       // share of webhook statuses delivered twice
@@ -407,6 +411,13 @@ func waID(to string) (string, bool) {
 func Undeliverable(to string, rate float64) bool {
 	d, _ := waID(to)
 	return rate > 0 && unit(hashString('u', d)) < rate
+}
+
+// MarketingStopped reports whether the sandbox treats recipient to as having stopped
+// marketing messages under rate: a deterministic function of its digits.
+func MarketingStopped(to string, rate float64) bool {
+	d, _ := waID(to)
+	return rate > 0 && unit(hashString('m', d)) < rate
 }
 
 // WillRead reports whether a delivered message to recipient to gets read under rate:

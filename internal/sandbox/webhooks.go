@@ -165,8 +165,20 @@ const (
 	dupMax                     = 2.0
 )
 
+// failure is the error of a failed status, as Meta words it.
+func failure(code int) whatsapp.WebhookError {
+	if code == 131050 {
+		return whatsapp.WebhookError{Code: code, Title: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+			Message:   "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+			ErrorData: &whatsapp.ErrorData{Details: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}}
+	}
+	return whatsapp.WebhookError{Code: 131026, Title: "Message undeliverable", Message: "Message undeliverable",
+		ErrorData: &whatsapp.ErrorData{Details: "Message Undeliverable."}}
+}
+
 // schedule queues the statuses of an accepted message: sent (with pricing), then failed
-// (131026) or delivered, then read; some read before delivered in one POST, some twice.
+// (131026 or 131050) or delivered, then read; some read before delivered in one POST,
+// some twice.
 func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 	r := newRNG(s.cfg.Seed, seq)
 	scale := s.cfg.DelayScale
@@ -204,12 +216,7 @@ func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 	switch rec.Final {
 	case whatsapp.StatusFailed:
 		f := status(whatsapp.StatusFailed, next)
-		f.Errors = []whatsapp.WebhookError{{
-			Code:      131026,
-			Title:     "Message undeliverable",
-			Message:   "Message undeliverable",
-			ErrorData: &whatsapp.ErrorData{Details: "Message Undeliverable."},
-		}}
+		f.Errors = []whatsapp.WebhookError{failure(rec.ErrorCode)}
 		add(next, f)
 	case whatsapp.StatusDelivered:
 		d := status(whatsapp.StatusDelivered, next)
