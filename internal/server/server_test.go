@@ -6,10 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/dispatcher"
@@ -61,7 +64,10 @@ type fixture struct {
 	contact            uint32
 	prefix             string
 	store              *segments.Store
+	rdb                *redis.Client
 }
+
+func (f *fixture) policyRedis(testing.TB) *redis.Client { return f.rdb }
 
 const secret = "app-secret"
 
@@ -74,7 +80,7 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{evs: &memPublisher{}, inbound: &memPublisher{}, cons: &memPublisher{}, contact: ids[0], prefix: prefix, store: store}
+	f := &fixture{evs: &memPublisher{}, inbound: &memPublisher{}, cons: &memPublisher{}, contact: ids[0], prefix: prefix, store: store, rdb: rdb}
 	ledger := throttle.NewLedger(rdb, prefix, f.cons)
 	if _, err := ledger.Apply(ctx, []throttle.Change{{ContactID: ids[0], Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"}}, false); err != nil {
 		t.Fatal(err)
@@ -347,5 +353,139 @@ func TestWebhookSettlesManySends(t *testing.T) {
 	}
 	if doubt, err := f.tracker.InDoubt(ctx, keys); err != nil || doubt[0].InDoubt || doubt[1].InDoubt {
 		t.Fatalf("in doubt after the webhook: %v, %v", doubt, err)
+	}
+}
+
+// Meta's "Stop promotions" (a user_preferences webhook) revokes WhatsApp marketing in
+// the ledger, with the webhook as proof; "resume" grants it again.
+func TestUserPreferencesStopAndResume(t *testing.T) {
+	f := setup(t)
+	body := func(value string, ts int64) string {
+		return `{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"user_preferences","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "contacts":[{"profile":{"name":"Sheena"},"wa_id":"16505551234"}],
+ "user_preferences":[{"wa_id":"16505551234","detail":"User requested to ` + value + ` marketing messages","category":"marketing_messages","value":"` + value + `","timestamp":` + strconv.FormatInt(ts, 10) + `}]}}]}]}`
+	}
+	check := func(want throttle.Verdict, reason string) {
+		t.Helper()
+		ds, err := f.policy.Check(context.Background(), []throttle.Job{{ContactID: f.contact, Channel: "whatsapp", Purpose: "marketing"}})
+		if err != nil || ds[0].Verdict != want || ds[0].Reason != reason {
+			t.Fatalf("policy: %+v, %v; want %v %q", ds, err, want, reason)
+		}
+	}
+	now := time.Now().Unix()
+	b := body("stop", now-10)
+	for range 2 { // Meta redelivers: one revoke
+		if code, msg := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 {
+			t.Fatalf("%d %s", code, msg)
+		}
+	}
+	check(throttle.Skip, throttle.ReasonOptedOut)
+	if len(f.cons.msgs) != 2 {
+		t.Fatalf("%d consent records, want the grant and one revoke", len(f.cons.msgs))
+	}
+	rec, err := events.UnmarshalConsent(f.cons.msgs[1].Value)
+	if err != nil || rec.Action != events.Revoke || rec.Source != "provider" || rec.Purpose != "marketing" ||
+		!strings.Contains(rec.Proof, "user_preferences stop") || rec.Time.Unix() != now-10 {
+		t.Fatalf("revoke record %+v, %v", rec, err)
+	}
+	b = body("resume", now)
+	if code, msg := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	check(throttle.Allow, "")
+	kinds := map[events.Kind]int{}
+	for _, e := range f.evs.events(t) {
+		kinds[e.Kind]++
+	}
+	if kinds[events.OptedOut] < 1 || kinds[events.OptedIn] != 1 {
+		t.Fatalf("events %v, want opted_out and opted_in", kinds)
+	}
+	// A preference of someone who is not a contact changes nothing and is still a 200.
+	b = strings.ReplaceAll(body("stop", now), "16505551234", "4915100000000")
+	if code, _ := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 || len(f.cons.msgs) != 3 {
+		t.Fatalf("stranger's preference: %d, %d consent records", code, len(f.cons.msgs))
+	}
+}
+
+// A failed status carries out its code's reaction like a refused send: 131050 revokes
+// marketing, 131026 suppresses the number.
+func TestFailedStatusesAreActedOn(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ids, err := f.store.Upsert(ctx, []segments.Contact{{Phone: "+16505551299"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ids[0]
+	failed := func(c uint32, msg string, code int) string {
+		return `{"id":"` + msg + `","status":"failed","timestamp":"` + nowUnix() + `","recipient_id":"1650555","biz_opaque_callback_data":"5:` + itoa(c) +
+			`","errors":[{"code":` + strconv.Itoa(code) + `,"title":"t","message":"m","error_data":{"details":"d"}}]}`
+	}
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+ "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+ "statuses":[` + failed(f.contact, "wamid.F1", 131050) + `,` + failed(gone, "wamid.F2", 131026) + `]}}]}]}`
+	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	ledger := throttle.NewLedger(f.policyRedis(t), f.prefix, f.cons)
+	if _, err := ledger.Apply(ctx, []throttle.Change{{ContactID: gone, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "api"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.policy.Check(ctx, []throttle.Job{{ContactID: f.contact, Channel: "whatsapp", Purpose: "marketing"}, {ContactID: gone, Channel: "whatsapp", Purpose: "marketing"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds[0].Reason != throttle.ReasonOptedOut || ds[1].Reason != throttle.ReasonUndeliverable {
+		t.Fatalf("after the failed statuses: %+v; want opted_out and undeliverable", ds)
+	}
+	rec, err := events.UnmarshalConsent(f.cons.msgs[1].Value)
+	if err != nil || rec.Source != "provider" || !strings.Contains(rec.Proof, "131050") || !strings.Contains(rec.Proof, "wamid.F1") {
+		t.Fatalf("revoke record %+v, %v", rec, err)
+	}
+}
+
+// A send settled by a webhook carries what its worker's policy check relied on (the
+// "sending" mark's proof): the utility consent record of a utility campaign, even after
+// the contact revoked between the send and the webhook, and the free-form mark that puts
+// it under the 24h-window audit.
+func TestSettledSendsCarryTheConsentOfTheirSend(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	ledger := throttle.NewLedger(f.policyRedis(t), f.prefix, f.cons)
+	grant, err := ledger.Apply(ctx, []throttle.Change{{ContactID: f.contact, Channel: "whatsapp", Purpose: "utility", Action: events.Grant, Source: "api"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []dispatcher.Key{{Campaign: "5", Contact: f.contact}}
+	if res, err := f.tracker.Claim(ctx, key); err != nil || res[0] != dispatcher.Claimed {
+		t.Fatalf("claim %v %v", res, err)
+	}
+	proof := dispatcher.SendProof{Channel: "whatsapp", Purpose: "utility", ConsentRef: grant[0].ID, Template: "order_update", FreeForm: true}
+	if ok, err := f.tracker.MarkSending(ctx, key, []dispatcher.SendProof{proof}); err != nil || !ok[0] {
+		t.Fatalf("mark %v %v", ok, err)
+	}
+	// The worker dies; the contact revokes both purposes before the webhook comes.
+	if _, err := ledger.Apply(ctx, []throttle.Change{
+		{ContactID: f.contact, Channel: "whatsapp", Purpose: "utility", Action: events.Revoke, Source: "keyword"},
+		{ContactID: f.contact, Channel: "whatsapp", Purpose: "marketing", Action: events.Revoke, Source: "keyword"},
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
+	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		t.Fatalf("%d %s", code, msg)
+	}
+	var sent []events.Event
+	for _, e := range f.evs.events(t) {
+		if e.Kind == events.Sent {
+			sent = append(sent, e)
+		}
+	}
+	if len(sent) != 1 {
+		t.Fatalf("%d sent events, want 1", len(sent))
+	}
+	if e := sent[0]; e.ConsentRef != grant[0].ID || e.Reason != events.ReasonFreeForm || e.Template != "order_update" || e.ProviderMessageID != "wamid.A1" {
+		t.Fatalf("settled event %+v; want consent %s, reason free_form, template order_update", e, grant[0].ID)
 	}
 }
