@@ -206,18 +206,24 @@ func (p SendProof) encode() string {
 	return p.Channel + "|" + p.Purpose + "|" + p.ConsentRef + "|" + ff + "|" + p.Template
 }
 
-// parseSendProof reads the proof of a lease "token:sending:ms|proof"; ok is false for a
-// lease without one (written before proofs existed).
-func parseSendProof(lease string) (SendProof, bool) {
-	_, rest, found := strings.Cut(lease, "|")
+// parseSendProof reads when a send started and its proof from a lease
+// "token:sending:ms|proof"; ok is false for a lease without a proof (written before
+// proofs existed) and started is zero for one not marked sending.
+func parseSendProof(lease string) (p SendProof, started time.Time, ok bool) {
+	head, rest, found := strings.Cut(lease, "|")
+	if _, ms, sending := strings.Cut(head, ":sending:"); sending {
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil {
+			started = time.UnixMilli(n)
+		}
+	}
 	if !found {
-		return SendProof{}, false
+		return SendProof{}, started, false
 	}
 	f := strings.SplitN(rest, "|", 5)
 	if len(f) != 5 {
-		return SendProof{}, false
+		return SendProof{}, started, false
 	}
-	return SendProof{Channel: f[0], Purpose: f[1], ConsentRef: f[2], FreeForm: f[3] == "1", Template: f[4]}, true
+	return SendProof{Channel: f[0], Purpose: f[1], ConsentRef: f[2], FreeForm: f[3] == "1", Template: f[4]}, started, true
 }
 
 // MarkSending records that the sends of keys start now, with what the policy checked for
@@ -232,6 +238,7 @@ func (t *Tracker) MarkSending(ctx context.Context, keys []Key, proofs []SendProo
 // Doubt is a send that started and has no outcome: its worker died before recording it.
 type Doubt struct {
 	InDoubt bool
+	Started time.Time // when the send was marked started (zero: claimed, never marked)
 	Proof   SendProof
 	Proven  bool // Proof was recorded with the mark (false for marks older than proofs)
 }
@@ -251,7 +258,7 @@ func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]Doubt, error) {
 			continue // 0: not in doubt
 		}
 		out[i].InDoubt = true
-		out[i].Proof, out[i].Proven = parseSendProof(lease)
+		out[i].Proof, out[i].Started, out[i].Proven = parseSendProof(lease)
 	}
 	return out, nil
 }

@@ -64,10 +64,16 @@ func Settle(ctx context.Context, t *Tracker, policy *throttle.Policy, sts []Sett
 	var settled []Key
 	for _, i := range todo {
 		st, d := sts[i], doubt[i]
-		// Stamped now: never earlier than the real send (providers' timestamps have whole
-		// seconds). A webhook racing a live worker settles the same event id; duplicates
-		// collapse.
-		ev := events.New(events.Sent, st.Campaign, st.Contact, now)
+		// Stamped when the send started (its mark's time, just before the request): what
+		// the audit compares consent with; a consent change recorded after the send, such
+		// as a provider's opt-out learnt from its refusal, does not put it in doubt. A
+		// mark without a time is stamped now (never earlier than the real send). A
+		// webhook racing a live worker settles the same event id; duplicates collapse.
+		at := now
+		if !d.Started.IsZero() {
+			at = d.Started
+		}
+		ev := events.New(events.Sent, st.Campaign, st.Contact, at)
 		ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Variant = st.PhoneNumberID, st.Channel, st.MessageID, st.Variant
 		ev.Reason = "settled_by_webhook"
 		if d.Proven {

@@ -228,6 +228,7 @@ type item struct {
 	decision   throttle.Decision
 	sender     Sender
 	providerID string
+	startedAt  time.Time // when its send started: the time of its sent event
 
 	claimed       bool   // we own it
 	outcome       string // sent, skipped, failed; "" while undecided
@@ -846,6 +847,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	it.startedAt = time.Now()
 	ok, err := w.marks.mark(sctx, Key{it.job.Campaign, it.job.Contact}, SendProof{Channel: it.cp.Channel, Purpose: it.cp.Purpose,
 		ConsentRef: it.decision.ConsentRef, Template: it.template(), FreeForm: it.rendered.FreeForm})
 	if err != nil {
@@ -1102,6 +1104,12 @@ func (w *Worker) judgeErrors(ctx context.Context, items []*item) error {
 
 func (w *Worker) event(it *item, now time.Time) kafka.Message {
 	kind := events.Kind(it.outcome)
+	if kind == events.Sent && !it.startedAt.IsZero() {
+		// A send is dated when it started, as its settlement by webhook is: that is when
+		// it relied on its consent, and a consent change learnt from the provider's
+		// answer to it comes later.
+		now = it.startedAt
+	}
 	ev := events.New(kind, it.job.Campaign, it.job.Contact, now)
 	ev.SenderID, ev.Channel, ev.Template, ev.Variant = it.job.Sender, it.cp.Channel, it.template(), it.rendered.Variant
 	ev.Country, ev.ProviderMessageID, ev.Reason, ev.ErrorCode, ev.Retryable = it.contact.Country, it.providerID, it.reason, it.code, it.retryable

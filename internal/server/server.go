@@ -220,9 +220,11 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if kind == events.Failed && len(st.Errors) > 0 {
 					ev.ErrorCode = st.Errors[0].Code
 					ev.Reason = "provider_failed"
+					// Recorded as of now, when Herald learns it: the send it refused was made
+					// under the consent on record then (Meta's timestamps have whole seconds).
 					refusals = append(refusals, dispatcher.Refusal{Campaign: campaign, Contact: contact, PhoneNumberID: phoneID,
 						Channel: "whatsapp", Code: ev.ErrorCode, Action: whatsapp.ClassifyCode(ev.ErrorCode).Action.String(),
-						MessageID: st.ID, At: at})
+						MessageID: st.ID + " (failed status of " + st.Timestamp + ")", At: time.Now()})
 				}
 				b, _ := ev.Marshal()
 				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
@@ -241,10 +243,9 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if err != nil {
 					return err
 				}
-				at := time.Unix(up.Timestamp, 0)
-				if up.Timestamp <= 0 {
-					at = time.Now()
-				}
+				// Effective from when Herald learns it (the proof keeps Meta's time): sends
+				// made before were made under the consent on record then.
+				at := time.Now()
 				action, kind := events.Revoke, events.OptedOut
 				if up.Value == "resume" {
 					action, kind = events.Grant, events.OptedIn
