@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestClassifyCodes covers every code of PROVIDERS.md's "Error codes → reaction" table.
+// TestClassifyCodes covers every code of the provider reference (docs/providers/whatsapp.md), spelled out.
 func TestClassifyCodes(t *testing.T) {
 	cases := []struct {
 		code       int

@@ -78,7 +78,7 @@ func TestSendSuccess(t *testing.T) {
 	if got.auth != "Bearer EAAG-token" || got.ctype != "application/json" {
 		t.Errorf("headers: auth %q content-type %q", got.auth, got.ctype)
 	}
-	// The body is exactly PROVIDERS.md's template request, plus the callback data.
+	// The body is exactly the Cloud API's documented template request, plus the callback data.
 	var wantBody map[string]any
 	if err := json.Unmarshal([]byte(`{"messaging_product":"whatsapp","recipient_type":"individual","to":"+16505551234","type":"template",
  "template":{"name":"order_confirmation","language":{"code":"en_US"},

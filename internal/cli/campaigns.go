@@ -31,6 +31,7 @@ func campaignsCommand() *cli.Command {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "segment", Required: true, Usage: "who: a segment expression, e.g. 'vip and not churned'"},
 				&cli.StringFlag{Name: "template", Required: true, Usage: "what: a template name"},
+				&cli.StringFlag{Name: "fallback-template", Usage: "an approved WhatsApp template sent instead of a free-form --template to contacts outside the 24h window (by Herald's record or the provider's 131047); without it they are skipped outside_window"},
 				&cli.StringSliceFlag{Name: "sender", Required: true, Usage: "from: sender id (repeatable: contacts are spread over them)"},
 				&cli.StringFlag{Name: "name", Usage: "a name for people"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
@@ -59,8 +60,17 @@ func campaignsCommand() *cli.Command {
 				if _, err := comp.Templates.Get(c.Context, c.String("template")); err != nil {
 					return usage("--template %q: %w (add it with `herald templates add FILE`)", c.String("template"), err)
 				}
+				if fb := c.String("fallback-template"); fb != "" {
+					t, err := comp.Templates.Get(c.Context, fb)
+					if err != nil {
+						return usage("--fallback-template %q: %w (add it with `herald templates add FILE`)", fb, err)
+					}
+					if t.Kind != templates.KindWhatsAppTemplate {
+						return usage("--fallback-template %q is a %s template: it must be an approved WhatsApp template (kind whatsapp_template), which may be sent outside the 24h window", fb, t.Kind)
+					}
+				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
-					Template: c.String("template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
+					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
 					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
 					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")}, comp.Senders)
 				if err != nil {
