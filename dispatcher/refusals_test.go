@@ -15,20 +15,30 @@ import (
 	"github.com/herald-dev/herald/throttle"
 )
 
-// outcomes reads the rig's events topic and returns, for campaign, each contact's last
-// decided outcome event (skipped, sent or failed).
+// outcomes reads the rig's events topic up to its end and returns, for campaign, each
+// contact's decided outcome event (skipped, sent or failed).
 func (r *rig) outcomes(t *testing.T, campaign string) map[uint32]events.Event {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	out := map[uint32]events.Event{}
 	for p := range 3 {
+		conn, err := kafka.DialLeader(ctx, "tcp", r.brokers[0], r.topics.Events, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, err := conn.ReadLastOffset()
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: r.brokers, Topic: r.topics.Events, Partition: p, MaxWait: 50 * time.Millisecond})
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		for off := int64(0); off < end; {
 			m, err := rd.FetchMessage(ctx)
-			cancel()
 			if err != nil {
-				break
+				t.Fatalf("read events partition %d at %d of %d: %v", p, off, end, err)
 			}
+			off = m.Offset + 1
 			e, err := events.Unmarshal(m.Value)
 			if err != nil {
 				t.Fatal(err)
