@@ -37,7 +37,7 @@ const ServiceWindow = 24 * time.Hour
 
 // AuditReport is the compliance audit of one campaign's sent messages.
 type AuditReport struct {
-	Campaign   string      `json:"campaign"`
+	Campaign   string      `json:"campaign_id"`
 	Purpose    string      `json:"purpose"`
 	Sent       uint64      `json:"sent"`      // distinct sent events checked
 	FreeForm   uint64      `json:"free_form"` // of which free-form (checked against the 24h window)
@@ -51,7 +51,7 @@ type Violation struct {
 	ContactID  uint32    `json:"contact_id"`
 	SenderID   string    `json:"sender_id"`
 	Channel    string    `json:"channel"`
-	SentAt     time.Time `json:"sent_at"`
+	SentAt     time.Time `json:"sent_at,omitzero"`
 	ConsentRef string    `json:"consent_ref,omitempty"`
 	Detail     string    `json:"detail"`
 }
@@ -204,7 +204,7 @@ type ContactEvent struct {
 	EventID    string    `json:"event_id"`
 	CampaignID string    `json:"campaign_id"`
 	Kind       string    `json:"kind"`
-	At         time.Time `json:"at"`
+	At         time.Time `json:"at,omitzero"`
 	SenderID   string    `json:"sender_id,omitempty"`
 	Channel    string    `json:"channel,omitempty"`
 	Reason     string    `json:"reason,omitempty"`     // skipped or deferred: the policy's code
@@ -232,7 +232,7 @@ const (
 type CampaignOutcome struct {
 	CampaignID string    `json:"campaign_id"`
 	Outcome    string    `json:"outcome"`
-	At         time.Time `json:"at"`                   // time of the deciding event
+	At         time.Time `json:"at,omitzero"`          // time of the deciding event
 	Reason     string    `json:"reason,omitempty"`     // skipped or deferred
 	Until      time.Time `json:"until,omitzero"`       // deferred
 	ErrorCode  int32     `json:"error_code,omitempty"` // failed
@@ -256,13 +256,13 @@ type SentRecord struct {
 	Variant        string    `json:"variant"`
 	ProviderMsgID  string    `json:"provider_msg_id"`
 	FreeForm       bool      `json:"free_form"`
-	SentAt         time.Time `json:"sent_at"`
+	SentAt         time.Time `json:"sent_at,omitzero"`
 	ConsentRef     string    `json:"consent_ref"`
 	ConsentAction  string    `json:"consent_action"`
 	ConsentPurpose string    `json:"consent_purpose"`
 	ConsentSource  string    `json:"consent_source"`
 	ConsentProof   string    `json:"consent_proof"`
-	ConsentAt      time.Time `json:"consent_at"`
+	ConsentAt      time.Time `json:"consent_at,omitzero"`
 	ConsentHash    string    `json:"consent_hash"`
 }
 

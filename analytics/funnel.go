@@ -9,7 +9,7 @@ import (
 
 // FunnelReport is a campaign's delivery funnel and where the rest went.
 type FunnelReport struct {
-	Campaign string        `json:"campaign"`
+	Campaign string        `json:"campaign_id"`
 	Steps    []FunnelStep  `json:"steps"`   // queued, sent, delivered, read
 	Skipped  []ReasonCount `json:"skipped"` // contacts skipped by policy, by reason; most frequent first
 	Failed   []CodeCount   `json:"failed"`  // contacts with a failed send, by provider error code; most frequent first

@@ -65,8 +65,8 @@ func TestLift(t *testing.T) {
 		t.Fatalf("treated %+v\nholdout %+v", rep.Treated, rep.Holdout)
 	}
 	z, p := twoProportionZ(30, 200, 10, 100)
-	if math.Abs(rep.Lift-0.05) > 1e-12 || math.Abs(rep.RelativeLift-0.5) > 1e-9 || rep.Z != z || rep.PValue != p || rep.WindowHours != 168 {
-		t.Fatalf("lift %v relative %v z %v p %v window %v", rep.Lift, rep.RelativeLift, rep.Z, rep.PValue, rep.WindowHours)
+	if math.Abs(rep.Lift-0.05) > 1e-12 || math.Abs(rep.RelativeLift-0.5) > 1e-9 || rep.Z != z || rep.PValue != p || rep.WindowMS != 168*3600*1000 {
+		t.Fatalf("lift %v relative %v z %v p %v window %v", rep.Lift, rep.RelativeLift, rep.Z, rep.PValue, rep.WindowMS)
 	}
 	goldenJSON(t, "lift.json", rep)
 

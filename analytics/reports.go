@@ -26,7 +26,7 @@ type FunnelGroup struct {
 
 // FunnelByReport is a campaign's funnel split by a dimension.
 type FunnelByReport struct {
-	Campaign string        `json:"campaign"`
+	Campaign string        `json:"campaign_id"`
 	By       string        `json:"by"`
 	Groups   []FunnelGroup `json:"groups"`
 }
@@ -160,7 +160,7 @@ func Retention(ctx context.Context, conn driver.Conn, from, to time.Time, weeks 
 // (read, clicked, replied or converted, in any campaign or none) in each week from the
 // week of the campaign's first send.
 type CampaignCohort struct {
-	Campaign string    `json:"campaign"`
+	Campaign string    `json:"campaign_id"`
 	Week     string    `json:"week"` // YYYY-MM-DD, the Monday (UTC) of the campaign's first send
 	Contacts uint64    `json:"contacts"`
 	Active   []uint64  `json:"active"`   // Active[k]: contacts engaged in week k from Week
@@ -244,7 +244,7 @@ type VariantResult struct {
 
 // ABReport compares a campaign's variants at one step.
 type ABReport struct {
-	Campaign string          `json:"campaign"`
+	Campaign string          `json:"campaign_id"`
 	Step     string          `json:"step"`
 	Control  string          `json:"control"`
 	Variants []VariantResult `json:"variants"`
@@ -350,7 +350,7 @@ type HeatmapCell struct {
 
 // HeatmapReport is the send-hour heatmap: only cells with messages are listed.
 type HeatmapReport struct {
-	Campaign string        `json:"campaign,omitempty"`
+	Campaign string        `json:"campaign_id,omitempty"`
 	Cells    []HeatmapCell `json:"cells"`
 	// UTCContacts is how many messages went to contacts whose time zone is unknown (not
 	// in the contacts table, or unknown to this machine): those are placed in UTC.
@@ -448,7 +448,7 @@ func Heatmap(ctx context.Context, conn driver.Conn, campaign string) (HeatmapRep
 // SenderHealth is one sender's record over a period: distinct messages by outcome,
 // failures by provider code, and opt-outs.
 type SenderHealth struct {
-	Sender       string      `json:"sender"`
+	Sender       string      `json:"sender_id"`
 	Sent         uint64      `json:"sent"`
 	Delivered    uint64      `json:"delivered"` // delivered or read
 	Read         uint64      `json:"read"`
@@ -618,8 +618,8 @@ const DefaultLiftWindow = 7 * 24 * time.Hour
 // of each that converted (any conversion of the contact, attributed to a campaign or
 // not) within the window after its send or hold-out, and the revenue of those orders.
 type LiftReport struct {
-	Campaign     string    `json:"campaign"`
-	WindowHours  float64   `json:"window_hours"`
+	Campaign     string    `json:"campaign_id"`
+	WindowMS     float64   `json:"window_ms"`
 	Treated      LiftGroup `json:"treated"`
 	Holdout      LiftGroup `json:"holdout"`
 	Lift         float64   `json:"lift"`          // Treated.Rate - Holdout.Rate
@@ -686,7 +686,7 @@ func Lift(ctx context.Context, conn driver.Conn, campaign string, window time.Du
 	if window <= 0 {
 		window = DefaultLiftWindow
 	}
-	rep := LiftReport{Campaign: campaign, WindowHours: window.Hours(),
+	rep := LiftReport{Campaign: campaign, WindowMS: float64(window.Milliseconds()),
 		Treated: LiftGroup{Revenue: []Amount{}}, Holdout: LiftGroup{Revenue: []Amount{}}}
 	group := func(name string) *LiftGroup {
 		if name == "holdout" {

@@ -62,7 +62,7 @@ type Campaign struct {
 	Holdout     float64   `json:"holdout,omitempty"`
 	QuietHours  string    `json:"quiet_hours,omitempty"`
 	AllowedDays string    `json:"allowed_days,omitempty"`
-	Created     time.Time `json:"created"`
+	Created     time.Time `json:"created_at,omitzero"`
 }
 
 // Status is a campaign's state and progress.
@@ -202,6 +202,13 @@ func (c *Campaigns) Status(ctx context.Context, id string) (Status, error) {
 	var st Status
 	if err := json.Unmarshal([]byte(m["spec"]), &st.Campaign); err != nil {
 		return Status{}, fmt.Errorf("campaign %s: bad spec: %w", id, err)
+	}
+	if st.Created.IsZero() { // a spec written before the key was created_at
+		var old struct {
+			Created time.Time `json:"created"`
+		}
+		_ = json.Unmarshal([]byte(m["spec"]), &old)
+		st.Created = old.Created
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	st.State = State(m["state"])

@@ -17,7 +17,7 @@ import (
 // DryRun is what a launch would do now: who would be sent, who skipped and why, per
 // sender, and how long the senders' rates make it take.
 type DryRun struct {
-	Campaign  string            `json:"campaign"`
+	Campaign  string            `json:"campaign_id"`
 	Audience  uint64            `json:"audience"`
 	Snapshot  bool              `json:"snapshot"` // the audience is the launch snapshot (else evaluated now)
 	FreeForm  bool              `json:"free_form"`
@@ -25,16 +25,16 @@ type DryRun struct {
 	Skipped   map[string]uint64 `json:"skipped"`  // by reason code
 	Deferred  map[string]uint64 `json:"deferred"` // would wait (quiet hours, tier…) by reason, then send
 	Senders   []SenderPlan      `json:"senders"`
-	ETA       time.Duration     `json:"eta_ns"` // the slowest sender's share at its rate
+	ETA       time.Duration     `json:"-"` // the slowest sender's share at its rate; printed as eta_ms (json.go)
 }
 
 // SenderPlan is one sender's share of a dry run.
 type SenderPlan struct {
-	ID       string        `json:"id"`
+	ID       string        `json:"sender_id"`
 	Rate     float64       `json:"rate"`
 	Contacts uint64        `json:"contacts"`
 	Tier     int           `json:"tier,omitempty"` // daily unique recipients (0: unlimited)
-	ETA      time.Duration `json:"eta_ns"`
+	ETA      time.Duration `json:"-"`              // printed as eta_ms (json.go)
 }
 
 // eta is how long a sender needs for its contacts at its rate, when its daily tier lets

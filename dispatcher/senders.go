@@ -25,7 +25,7 @@ type Sender struct {
 	Rate          float64 `json:"rate"` // messages per second
 	Name          string  `json:"name,omitempty"`
 	// Countries the sender serves when a campaign routes by country (ISO 3166 alpha-2).
-	Countries []string `json:"countries,omitempty"`
+	Countries []string `json:"countries"`
 	// PerMinute caps sends in any 60 s window (0: only Rate).
 	PerMinute int `json:"per_minute,omitempty"`
 	// Tier is the number's daily unique-recipient limit from Meta's messaging tiers
@@ -34,7 +34,7 @@ type Sender struct {
 	// WarmUp paces a new number in bursts of WarmUpBurst sends with pauses of WarmUpPause
 	// (± a quarter of it) in between (0: off).
 	WarmUpBurst int           `json:"warm_up_burst,omitempty"`
-	WarmUpPause time.Duration `json:"warm_up_pause,omitempty"`
+	WarmUpPause time.Duration `json:"-"` // printed as warm_up_pause_ms (json.go)
 }
 
 // Limits are the sender's pacing limits for the governor.

@@ -56,34 +56,35 @@ const BenchExpr = "vip and (country:TH or country:ID) and not churned and locale
 
 // SlowCommand is a Redis command from the slow log.
 type SlowCommand struct {
-	Command string        `json:"command"` // name and first arguments, shortened
-	Took    time.Duration `json:"took_ns"`
+	Command string  `json:"command"` // name and first arguments, shortened
+	TookMS  float64 `json:"took_ms"`
 }
 
-// BenchResult is what RunBench measured.
+// BenchResult is what RunBench measured. Durations are in milliseconds, rates per
+// second.
 type BenchResult struct {
 	Contacts int `json:"contacts"`
 	// Generation: pipelined HSET of profile records and identity entries into their
 	// buckets, the raw write baseline: what an import must write, without reading,
 	// resolving, merging or parsing.
-	GenerateSeconds float64 `json:"generate_seconds"`
-	RawHSETPerSec   float64 `json:"raw_hset_contacts_per_sec"`
+	GenerateMS    float64 `json:"generate_ms"`
+	RawHSETPerSec float64 `json:"raw_hset_contacts_per_second"`
 	// Memory: Redis used_memory added by the generated contacts, per contact.
 	MemoryBytes      int64   `json:"memory_bytes"`
 	MemoryPerContact float64 `json:"memory_bytes_per_contact"`
 	// Import: CSV rows through ImportCSV into an empty prefix.
 	ImportRows       int     `json:"import_rows"`
 	ImportBytes      int64   `json:"import_bytes"`
-	ImportSeconds    float64 `json:"import_seconds"`
-	ImportRowsPerSec float64 `json:"import_rows_per_sec"`
+	ImportMS         float64 `json:"import_ms"`
+	ImportRowsPerSec float64 `json:"import_rows_per_second"`
 	ImportVsRawHSET  float64 `json:"import_vs_raw_hset"` // import rate / raw HSET rate
 	// CPU per imported row, of this process and of redis-server: on a shared machine
 	// these are steadier than the wall-clock rate. ImportCPUBound is the rate two
 	// dedicated cores would allow if both were busy all the time.
-	ImportHeraldCPUMicros float64      `json:"import_herald_cpu_us_per_row"`
-	ImportRedisCPUMicros  float64      `json:"import_redis_cpu_us_per_row"`
-	ImportCPUBound2Cores  float64      `json:"import_cpu_bound_rows_per_sec_2_cores"`
-	Import                ImportReport `json:"import_report"`
+	ImportHeraldCPUMS    float64      `json:"import_herald_cpu_ms_per_row"`
+	ImportRedisCPUMS     float64      `json:"import_redis_cpu_ms_per_row"`
+	ImportCPUBound2Cores float64      `json:"import_cpu_bound_rows_per_second_2_cores"`
+	Import               ImportReport `json:"import_report"`
 	// Evaluation of BenchExpr over all contacts: the median and slowest of EvalRuns.
 	Expr         string  `json:"expr"`
 	EvalRuns     int     `json:"eval_runs"`
@@ -92,13 +93,13 @@ type BenchResult struct {
 	EvalMembers  uint64  `json:"eval_members"`
 	// Streaming every live contact through a Snapshot in batches.
 	StreamIDs       uint64  `json:"stream_ids"`
-	StreamIDsPerSec float64 `json:"stream_ids_per_sec"`
+	StreamIDsPerSec float64 `json:"stream_ids_per_second"`
 	// Slowest Redis commands (slow log threshold SlowLogThreshold) by phase.
-	SlowLogThreshold time.Duration          `json:"slowlog_threshold_ns"`
-	Slowest          map[string]SlowCommand `json:"slowest"`
-	// Latency monitor events (threshold LatencyThreshold): name → worst spike.
-	LatencyThreshold time.Duration            `json:"latency_threshold_ns"`
-	Latency          map[string]time.Duration `json:"latency_worst_ns"`
+	SlowLogThresholdMS float64                `json:"slowlog_threshold_ms"`
+	Slowest            map[string]SlowCommand `json:"slowest"`
+	// Latency monitor events (threshold LatencyThreshold): phase:name → worst spike.
+	LatencyThresholdMS float64            `json:"latency_threshold_ms"`
+	Latency            map[string]float64 `json:"latency_worst_ms"`
 }
 
 // benchTagNames is the tag library of generated contacts; each contact gets BenchTags
@@ -155,7 +156,7 @@ func genContact(rng *rand.Rand, id uint32, ntags int) benchContact {
 // memory, import a generated CSV, evaluate BenchExpr and stream the members, while
 // watching Redis's slow log and latency monitor.
 func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
-	res := BenchResult{Contacts: cfg.Contacts, Expr: BenchExpr, Slowest: map[string]SlowCommand{}, Latency: map[string]time.Duration{}}
+	res := BenchResult{Contacts: cfg.Contacts, Expr: BenchExpr, Slowest: map[string]SlowCommand{}, Latency: map[string]float64{}}
 	if cfg.Contacts <= 0 || cfg.Contacts > 100_000_000 {
 		return res, fmt.Errorf("bench: contacts %d: want 1 to 100,000,000", cfg.Contacts)
 	}
@@ -173,7 +174,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		return res, err
 	}
 	defer mon.restore(context.WithoutCancel(ctx))
-	res.SlowLogThreshold, res.LatencyThreshold = mon.slowThreshold, mon.latencyThreshold
+	res.SlowLogThresholdMS, res.LatencyThresholdMS = ms(mon.slowThreshold), ms(mon.latencyThreshold)
 
 	// 1. Generate contacts directly: the raw pipelined HSET baseline, and memory.
 	s := NewStore(rdb, cfg.Prefix+"gen:")
@@ -185,8 +186,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if err := s.generate(ctx, cfg.Contacts, cfg.Seed, func(n int64) { progress("generate", n, int64(cfg.Contacts)) }); err != nil {
 		return res, err
 	}
-	res.GenerateSeconds = time.Since(start).Seconds()
-	res.RawHSETPerSec = float64(cfg.Contacts) / res.GenerateSeconds
+	took := time.Since(start)
+	res.GenerateMS = ms(took)
+	res.RawHSETPerSec = float64(cfg.Contacts) / took.Seconds()
 	mem1, err := usedMemory(ctx, rdb)
 	if err != nil {
 		return res, err
@@ -221,7 +223,8 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	start = time.Now()
 	rep, err := imp.ImportCSV(ctx, bufio.NewReaderSize(f, 1<<20), ImportOptions{Source: "bench.csv", BatchSize: defaultBatch,
 		Progress: func(rows, _ int64) { progress("import", rows, int64(cfg.ImportRows)) }})
-	res.ImportSeconds = time.Since(start).Seconds()
+	took = time.Since(start)
+	res.ImportMS = ms(took)
 	debug.SetGCPercent(gc)
 	res.Import = rep
 	if err != nil {
@@ -230,15 +233,15 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if rep.Rejected > 0 {
 		return res, fmt.Errorf("bench: import rejected %d generated rows, first: %v", rep.Rejected, rep.Rejects[0])
 	}
-	res.ImportRowsPerSec = float64(rep.Read) / res.ImportSeconds
+	res.ImportRowsPerSec = float64(rep.Read) / took.Seconds()
 	redisCPU1, err := redisCPU(ctx, rdb)
 	if err != nil {
 		return res, err
 	}
-	res.ImportHeraldCPUMicros = float64((procstat.CPU() - cpu0).Microseconds()) / float64(rep.Read)
-	res.ImportRedisCPUMicros = float64((redisCPU1 - redisCPU0).Microseconds()) / float64(rep.Read)
-	if total := res.ImportHeraldCPUMicros + res.ImportRedisCPUMicros; total > 0 {
-		res.ImportCPUBound2Cores = 2e6 / total
+	res.ImportHeraldCPUMS = ms(procstat.CPU()-cpu0) / float64(rep.Read)
+	res.ImportRedisCPUMS = ms(redisCPU1-redisCPU0) / float64(rep.Read)
+	if total := res.ImportHeraldCPUMS + res.ImportRedisCPUMS; total > 0 {
+		res.ImportCPUBound2Cores = 2e3 / total
 	}
 	res.ImportVsRawHSET = res.ImportRowsPerSec / res.RawHSETPerSec
 	if err := mon.collect(ctx, "import", &res); err != nil {
@@ -290,6 +293,9 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	return res, nil
 }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // generate writes n contacts (ids 1..n) directly, in the store's layout: pipelined
 // HSETs of profile buckets and identity index buckets (a few per 1,000 contacts), then
@@ -512,7 +518,7 @@ func (m *monitor) collect(ctx context.Context, phase string, res *BenchResult) e
 		return fmt.Errorf("bench: SLOWLOG GET: %w", err)
 	}
 	for _, l := range logs {
-		if l.Duration > res.Slowest[phase].Took {
+		if ms(l.Duration) > res.Slowest[phase].TookMS {
 			args := l.Args
 			if len(args) > 3 {
 				args = args[:3]
@@ -521,7 +527,7 @@ func (m *monitor) collect(ctx context.Context, phase string, res *BenchResult) e
 			if len(cmd) > 80 {
 				cmd = cmd[:80] + "…"
 			}
-			res.Slowest[phase] = SlowCommand{Command: cmd, Took: l.Duration}
+			res.Slowest[phase] = SlowCommand{Command: cmd, TookMS: ms(l.Duration)}
 		}
 	}
 	lat, err := m.rdb.Do(ctx, "LATENCY", "LATEST").Slice()
@@ -536,7 +542,7 @@ func (m *monitor) collect(ctx context.Context, phase string, res *BenchResult) e
 		name, _ := ev[0].(string)
 		worst, _ := ev[3].(int64)
 		k := phase + ":" + name
-		if d := time.Duration(worst) * time.Millisecond; d > res.Latency[k] {
+		if d := float64(worst); d > res.Latency[k] {
 			res.Latency[k] = d
 		}
 	}

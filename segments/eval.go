@@ -16,25 +16,25 @@ import (
 // Warning is something in a segment expression that is valid but likely not meant:
 // a tag no contact has (a typo, or a tag not imported yet). Pos is its 1-based column.
 type Warning struct {
-	Pos int
-	Msg string
+	Pos int    `json:"column"`
+	Msg string `json:"message"`
 }
 
 func (w Warning) String() string { return fmt.Sprintf("column %d: %s", w.Pos, w.Msg) }
 
 // TermCount is how many live contacts one term of an expression matches on its own.
 type TermCount struct {
-	Term  string // canonical form, e.g. vip, country in (TH, ID)
-	Pos   int
-	Count uint64
+	Term  string `json:"term"` // canonical form, e.g. vip, country in (TH, ID)
+	Pos   int    `json:"column"`
+	Count uint64 `json:"contacts"`
 }
 
 // Explanation is what Explain tells about a segment expression.
 type Explanation struct {
-	Expr     string // canonical form
-	Count    uint64 // members
-	Terms    []TermCount
-	Warnings []Warning
+	Expr     string      `json:"expression"` // canonical form
+	Count    uint64      `json:"contacts"`   // members
+	Terms    []TermCount `json:"terms"`
+	Warnings []Warning   `json:"warnings"`
 }
 
 // Evaluate parses a segment expression and returns its members: the ids of live

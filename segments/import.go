@@ -89,11 +89,11 @@ func (c csvSource) bytesRead() int64        { return c.rr.src.bytes }
 
 // Reject is an import row that was not imported.
 type Reject struct {
-	Line   int    // physical line in the file (the header is line 1)
-	Reason string // short and stable: "invalid phone", "phone is missing", …
-	Value  string // the offending value, if any
-	Column string // the column it was in, as the header names it, if any
-	Hint   string // what to do about it
+	Line   int    `json:"line"`             // physical line in the file (the header is line 1)
+	Reason string `json:"reason"`           // short and stable: "invalid phone", "phone is missing", …
+	Value  string `json:"value,omitempty"`  // the offending value, if any
+	Column string `json:"column,omitempty"` // the column it was in, as the header names it, if any
+	Hint   string `json:"hint,omitempty"`   // what to do about it
 }
 
 func (r Reject) String() string {
@@ -115,8 +115,12 @@ func (r Reject) String() string {
 // Unchanged + Rejected. Blank lines are not rows. A file naming one phone twice counts
 // the second row as Updated or Unchanged.
 type ImportReport struct {
-	Read, Created, Updated, Unchanged, Rejected int64
-	Rejects                                     []Reject // the first 1,000
+	Read      int64    `json:"read"`
+	Created   int64    `json:"created"`
+	Updated   int64    `json:"updated"`
+	Unchanged int64    `json:"unchanged"`
+	Rejected  int64    `json:"rejected"`
+	Rejects   []Reject `json:"rejects"` // the first 1,000
 }
 
 // Fields a column can hold.

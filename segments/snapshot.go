@@ -78,7 +78,7 @@ func (sn *Snapshot) Next(after uint32, buf []uint32) []uint32 {
 // Preview is a segment's explanation and a sample of its members' profiles.
 type Preview struct {
 	Explanation
-	Sample []Contact
+	Sample []Contact `json:"sample"`
 }
 
 // Preview evaluates a segment expression and loads up to limit member profiles, spread

@@ -40,21 +40,21 @@ func NewStore(rdb redis.UniversalClient, prefix string) *Store {
 // Contact is one contact's profile. Empty fields are unknown. Attrs holds custom
 // attributes by name; Tags is sorted.
 type Contact struct {
-	ID       uint32
-	Phone    string // E.164
-	Email    string
-	Name     string
-	Country  string // ISO 3166 region, from the phone number
-	TimeZone string // IANA zone
-	Locale   string // language[-REGION], e.g. th, pt-BR
-	Tags     []string
-	Attrs    map[string]string
+	ID       uint32            `json:"id"`
+	Phone    string            `json:"phone,omitempty"` // E.164
+	Email    string            `json:"email,omitempty"`
+	Name     string            `json:"name,omitempty"`
+	Country  string            `json:"country,omitempty"`  // ISO 3166 region, from the phone number
+	TimeZone string            `json:"timezone,omitempty"` // IANA zone (the import's column name)
+	Locale   string            `json:"locale,omitempty"`   // language[-REGION], e.g. th, pt-BR
+	Tags     []string          `json:"tags"`
+	Attrs    map[string]string `json:"attributes"`
 }
 
 // TagCount is a tag of the tag library and how many contacts have it.
 type TagCount struct {
-	Name  string
-	Count uint64
+	Name  string `json:"name"`
+	Count uint64 `json:"contacts"`
 }
 
 // Profile fields (the names of the old layout's hash fields; a record stores them by

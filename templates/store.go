@@ -42,9 +42,9 @@ type Summary struct {
 	Locale            string    `json:"locale"`
 	Description       string    `json:"description,omitempty"`
 	Variants          []string  `json:"variants"`
-	WhatsAppTemplates []string  `json:"whatsapp_templates,omitempty"` // approved template names used
-	SHA256            string    `json:"sha256"`                       // of the source
-	SavedAt           time.Time `json:"saved_at"`
+	WhatsAppTemplates []string  `json:"whatsapp_templates"` // approved template names used
+	SHA256            string    `json:"sha256"`             // of the source
+	SavedAt           time.Time `json:"saved_at,omitzero"`
 }
 
 // record is the JSON stored per version (the version is the hash field).

@@ -198,22 +198,23 @@ type PolicyBenchConfig struct {
 
 // PolicyBenchResult is the policy decision benchmark's outcome. Per-CPU figures divide
 // by the CPU time (user + system, getrusage) of this process over the measurement:
-// decisions per second per core. Redis's own CPU is reported apart.
+// decisions per second per core. Redis's own CPU is reported apart. Durations are in
+// milliseconds, rates per second.
 type PolicyBenchResult struct {
 	Contacts int `json:"contacts"`
 	Batch    int `json:"batch"`
 	Workers  int `json:"workers"`
 
-	Decisions        int64            `json:"decisions"`
-	Seconds          float64          `json:"seconds"`
-	CPUSeconds       float64          `json:"cpu_seconds"`
-	PerSec           float64          `json:"decisions_per_sec"`
-	PerCPUSec        float64          `json:"decisions_per_cpu_sec"`
-	RedisCPUMicros   float64          `json:"redis_cpu_us_per_decision"`
-	Verdicts         map[string]int64 `json:"verdicts"`
-	BaselinePerSec   float64          `json:"baseline_per_sec"`
-	BaselinePerCPU   float64          `json:"baseline_per_cpu_sec"`
-	BaselineRedisCPU float64          `json:"baseline_redis_cpu_us_per_job"`
+	Decisions          int64            `json:"decisions"`
+	DurationMS         float64          `json:"duration_ms"`
+	CPUMS              float64          `json:"cpu_ms"`
+	PerSec             float64          `json:"decisions_per_second"`
+	PerCPUSec          float64          `json:"decisions_per_cpu_second"`
+	RedisCPUMS         float64          `json:"redis_cpu_ms_per_decision"`
+	Verdicts           map[string]int64 `json:"verdicts"`
+	BaselinePerSec     float64          `json:"baseline_per_second"`
+	BaselinePerCPU     float64          `json:"baseline_per_cpu_second"`
+	BaselineRedisCPUMS float64          `json:"baseline_redis_cpu_ms_per_job"`
 	// Ratio is PerCPUSec / BaselinePerCPU: the share of raw pipelined HGET speed the
 	// policy keeps, CPU for CPU.
 	Ratio float64 `json:"ratio_to_baseline"`
@@ -346,13 +347,14 @@ func RunPolicyBench(ctx context.Context, cfg PolicyBenchConfig) (PolicyBenchResu
 	if err != nil {
 		return res, fmt.Errorf("bench: policy: %w", err)
 	}
-	res.Decisions, res.Seconds, res.CPUSeconds = m.jobs, m.wall.Seconds(), m.cpu.Seconds()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res.Decisions, res.DurationMS, res.CPUMS = m.jobs, ms(m.wall), ms(m.cpu)
 	res.PerSec = float64(m.jobs) / m.wall.Seconds()
 	res.PerCPUSec = perCPU(m.jobs, m.cpu)
-	res.RedisCPUMicros = float64(m.redisCPU.Microseconds()) / float64(max(m.jobs, 1))
+	res.RedisCPUMS = ms(m.redisCPU) / float64(max(m.jobs, 1))
 	res.BaselinePerSec = float64(base.jobs) / base.wall.Seconds()
 	res.BaselinePerCPU = perCPU(base.jobs, base.cpu)
-	res.BaselineRedisCPU = float64(base.redisCPU.Microseconds()) / float64(max(base.jobs, 1))
+	res.BaselineRedisCPUMS = ms(base.redisCPU) / float64(max(base.jobs, 1))
 	if res.BaselinePerCPU > 0 {
 		res.Ratio = res.PerCPUSec / res.BaselinePerCPU
 	}

@@ -605,7 +605,7 @@ type GovernorState struct {
 	HeldUntil time.Time `json:"held_until,omitzero"`
 	// NextFree is the sender's next free slot under its rate (now when idle). The
 	// per-minute cap and warm-up pauses may push a reservation later still.
-	NextFree time.Time `json:"next_free"`
+	NextFree time.Time `json:"next_free,omitzero"`
 	// Burst counts the slots of the current warm-up burst.
 	Burst int `json:"burst,omitempty"`
 	// LastMinute counts the slots in the last 60 s, when a per-minute cap is set.

@@ -51,30 +51,31 @@ type E2EResult struct {
 	Senders  int     `json:"senders"`
 	Rate     float64 `json:"rate_per_sender"`
 
-	Sent             int64   `json:"sent"`
-	Failed           int64   `json:"failed"`
-	Skipped          int64   `json:"skipped"`
-	SendSeconds      float64 `json:"send_seconds"`      // launch → the last job done
-	MsgPerSec        float64 `json:"msg_per_s"`         // sent / SendSeconds
-	DrainSeconds     float64 `json:"drain_seconds"`     // launch → every event in ClickHouse
-	MsgPerSecDrain   float64 `json:"msg_per_s_drained"` // sent / DrainSeconds
-	LatencyP50Ms     float64 `json:"latency_p50_ms"`    // launch → accepted by the provider
-	LatencyP99Ms     float64 `json:"latency_p99_ms"`
-	CPUSecPer1000    float64 `json:"cpu_s_per_1000"`        // every role, the sandbox and Kafka included
-	WorkerCPUPer1000 float64 `json:"worker_cpu_s_per_1000"` // the worker process alone (0 when in-process)
-	RedisCPUPer1000  float64 `json:"redis_cpu_s_per_1000"`  // redis-server
-	CHCPUPer1000     float64 `json:"clickhouse_cpu_s_per_1000"`
-	TotalCPUPer1000  float64 `json:"total_cpu_s_per_1000"` // all of the above: the pipeline's CPU per 1,000 messages
-	WorkerRSSMB      float64 `json:"worker_rss_mb"`        // peak RSS of the worker process (of the whole process when in-process)
-	Rejected130429   int64   `json:"rejected_130429"`
+	Sent           int64   `json:"sent"`
+	Failed         int64   `json:"failed"`
+	Skipped        int64   `json:"skipped"`
+	SendMS         float64 `json:"send_ms"`                // launch → the last job done
+	MsgPerSec      float64 `json:"msg_per_second"`         // sent / SendMS
+	DrainMS        float64 `json:"drain_ms"`               // launch → every event in ClickHouse
+	MsgPerSecDrain float64 `json:"msg_per_second_drained"` // sent / DrainMS
+	LatencyP50Ms   float64 `json:"latency_p50_ms"`         // launch → accepted by the provider
+	LatencyP99Ms   float64 `json:"latency_p99_ms"`
+	// CPU per message sent, in ms (the same figure as CPU seconds per 1,000 messages).
+	CPUMSPerMsg       float64 `json:"cpu_ms_per_message"`        // every role, the sandbox and Kafka included
+	WorkerCPUMSPerMsg float64 `json:"worker_cpu_ms_per_message"` // the worker process alone (0 when in-process)
+	RedisCPUMSPerMsg  float64 `json:"redis_cpu_ms_per_message"`  // redis-server
+	CHCPUMSPerMsg     float64 `json:"clickhouse_cpu_ms_per_message"`
+	TotalCPUMSPerMsg  float64 `json:"total_cpu_ms_per_message"` // all of the above: the pipeline's CPU per message
+	WorkerRSSMB       float64 `json:"worker_rss_mb"`            // peak RSS of the worker process (of the whole process when in-process)
+	Rejected130429    int64   `json:"rejected_130429"`
 
-	RawRequestsPerSec float64 `json:"raw_requests_per_s"` // Go client → sandbox alone, same machine, same run: mean of before and after
-	RawBefore         float64 `json:"raw_requests_per_s_before"`
-	RawAfter          float64 `json:"raw_requests_per_s_after"`
-	RequestsPerMsg    float64 `json:"requests_per_msg"`  // send requests + webhook POSTs, per message sent
-	CeilingMsgPerSec  float64 `json:"ceiling_msg_per_s"` // RawRequestsPerSec / RequestsPerMsg
-	Ratio             float64 `json:"ratio"`             // MsgPerSec / CeilingMsgPerSec
-	RatioDrained      float64 `json:"ratio_drained"`     // MsgPerSecDrain / CeilingMsgPerSec
+	RawRequestsPerSec float64 `json:"raw_requests_per_second"` // Go client → sandbox alone, same machine, same run: mean of before and after
+	RawBefore         float64 `json:"raw_requests_per_second_before"`
+	RawAfter          float64 `json:"raw_requests_per_second_after"`
+	RequestsPerMsg    float64 `json:"requests_per_message"`   // send requests + webhook POSTs, per message sent
+	CeilingMsgPerSec  float64 `json:"ceiling_msg_per_second"` // RawRequestsPerSec / RequestsPerMsg
+	Ratio             float64 `json:"ratio"`                  // MsgPerSec / CeilingMsgPerSec
+	RatioDrained      float64 `json:"ratio_drained"`          // MsgPerSecDrain / CeilingMsgPerSec
 	// RawCPUPerRequest is the CPU (client and sandbox) one raw request cost, in ms: mean
 	// of before and after. RatioCPU = RawCPUPerRequest × RequestsPerMsg ÷ the pipeline's
 	// CPU per message: the pipeline's CPU efficiency against the bare exchange, which
@@ -156,7 +157,7 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 		_ = worker.Process.Signal(syscall.SIGTERM)
 		_ = worker.Wait()
 		if res.Sent > 0 {
-			res.WorkerCPUPer1000 = procstat.ExitedCPU(worker.ProcessState.SysUsage()).Seconds() / float64(res.Sent) * 1000
+			res.WorkerCPUMSPerMsg = procstat.ExitedCPU(worker.ProcessState.SysUsage()).Seconds() / float64(res.Sent) * 1000
 			res.WorkerRSSMB = workerHWM
 		}
 	}
@@ -177,9 +178,9 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	res.Ratio = res.MsgPerSec / res.CeilingMsgPerSec
 	res.RatioDrained = res.MsgPerSecDrain / res.CeilingMsgPerSec
 	res.RawCPUPerRequest = (cpuBefore + cpuAfter) / 2
-	res.TotalCPUPer1000 = res.CPUSecPer1000 + res.WorkerCPUPer1000 + res.RedisCPUPer1000 + res.CHCPUPer1000
-	if res.TotalCPUPer1000 > 0 {
-		res.RatioCPU = res.RawCPUPerRequest * res.RequestsPerMsg / res.TotalCPUPer1000
+	res.TotalCPUMSPerMsg = res.CPUMSPerMsg + res.WorkerCPUMSPerMsg + res.RedisCPUMSPerMsg + res.CHCPUMSPerMsg
+	if res.TotalCPUMSPerMsg > 0 {
+		res.RatioCPU = res.RawCPUPerRequest * res.RequestsPerMsg / res.TotalCPUMSPerMsg
 	}
 	return res, nil
 }
@@ -300,13 +301,13 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	progress("events into ClickHouse", 1, 1)
 
 	res.Sent, res.Failed, res.Skipped = st.Sent, st.Failed, st.Skipped
-	res.SendSeconds, res.DrainSeconds = sendDone.Seconds(), drained.Seconds()
+	res.SendMS, res.DrainMS = float64(sendDone.Microseconds())/1000, float64(drained.Microseconds())/1000
 	if st.Sent > 0 {
 		res.MsgPerSec = float64(st.Sent) / sendDone.Seconds()
 		res.MsgPerSecDrain = float64(st.Sent) / drained.Seconds()
-		res.CPUSecPer1000 = cpu / float64(st.Sent) * 1000
-		res.RedisCPUPer1000 = redisCPU / float64(st.Sent) * 1000
-		res.CHCPUPer1000 = chCPU / float64(st.Sent) * 1000
+		res.CPUMSPerMsg = cpu / float64(st.Sent) * 1000
+		res.RedisCPUMSPerMsg = redisCPU / float64(st.Sent) * 1000
+		res.CHCPUMSPerMsg = chCPU / float64(st.Sent) * 1000
 	}
 	res.WorkerRSSMB = procstat.PeakRSSMB(os.Getpid())
 	recs := dev.Sandbox.Records()
@@ -409,16 +410,16 @@ func isTransportError(err error) bool {
 func PrintE2E(w io.Writer, r E2EResult) {
 	fmt.Fprintf(w, "campaign of %d contacts over %d senders at %v msg/s each\n", r.Contacts, r.Senders, r.Rate)
 	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
-	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendSeconds)
-	fmt.Fprintf(w, "  messages/s drained    %10.0f   (launch → every event in ClickHouse, %.1f s)\n", r.MsgPerSecDrain, r.DrainSeconds)
+	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendMS/1000)
+	fmt.Fprintf(w, "  messages/s drained    %10.0f   (launch → every event in ClickHouse, %.1f s)\n", r.MsgPerSecDrain, r.DrainMS/1000)
 	fmt.Fprintf(w, "  latency launch→sent   p50 %.0f ms  p99 %.0f ms\n", r.LatencyP50Ms, r.LatencyP99Ms)
-	fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (whole pipeline incl. sandbox and Kafka, this process)\n", r.CPUSecPer1000)
-	if r.WorkerCPUPer1000 > 0 {
-		fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUPer1000, r.WorkerRSSMB)
+	fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (whole pipeline incl. sandbox and Kafka, this process)\n", r.CPUMSPerMsg)
+	if r.WorkerCPUMSPerMsg > 0 {
+		fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUMSPerMsg, r.WorkerRSSMB)
 	}
-	fmt.Fprintf(w, "  redis, clickhouse     %10.3f   %.3f CPU s / 1000 msgs\n", r.RedisCPUPer1000, r.CHCPUPer1000)
-	fmt.Fprintf(w, "  pipeline CPU s / 1000 %10.3f   (all of the above)\n", r.TotalCPUPer1000)
-	if r.WorkerCPUPer1000 == 0 {
+	fmt.Fprintf(w, "  redis, clickhouse     %10.3f   %.3f CPU s / 1000 msgs\n", r.RedisCPUMSPerMsg, r.CHCPUMSPerMsg)
+	fmt.Fprintf(w, "  pipeline CPU s / 1000 %10.3f   (all of the above)\n", r.TotalCPUMSPerMsg)
+	if r.WorkerCPUMSPerMsg == 0 {
 		fmt.Fprintf(w, "  peak RSS              %10.0f MB (all roles in one process)\n", r.WorkerRSSMB)
 	}
 	fmt.Fprintf(w, "  raw requests/s        %10.0f   (Go client → sandbox alone, same run: %.0f before, %.0f after)\n", r.RawRequestsPerSec, r.RawBefore, r.RawAfter)

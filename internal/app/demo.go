@@ -17,6 +17,7 @@ import (
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 )
@@ -145,7 +146,7 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"campaign": cp.ID, "funnel": f, "sandbox": truth})
+		return enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth}))
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
@@ -160,6 +161,14 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	}
 	fmt.Fprintf(o.Out, "The funnel matches the sandbox's record. Query it yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
+}
+
+// DemoResult is what `herald -o json demo` prints: the campaign's funnel from
+// ClickHouse and the sandbox's own record of the same campaign.
+type DemoResult struct {
+	CampaignID string                 `json:"campaign_id"`
+	Funnel     analytics.FunnelReport `json:"funnel"`
+	Sandbox    Truth                  `json:"sandbox"`
 }
 
 func sum(m map[int]int64) int64 {
@@ -180,7 +189,10 @@ func waitSink(ctx context.Context, d *Deps) error {
 
 // Truth is what the sandbox accepted and decided for one campaign.
 type Truth struct {
-	Accepted, Delivered, Read, Failed uint64
+	Accepted  uint64 `json:"accepted"`
+	Delivered uint64 `json:"delivered"`
+	Read      uint64 `json:"read"`
+	Failed    uint64 `json:"failed"`
 }
 
 // SandboxTruth counts the sandbox's records of campaign (by callback data).

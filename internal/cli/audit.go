@@ -14,6 +14,7 @@ import (
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/segments"
 )
 
@@ -139,7 +140,7 @@ func auditCommand() *cli.Command {
 				defer d.Close()
 				if format == "json" {
 					enc := json.NewEncoder(c.App.Writer)
-					return analytics.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error { return enc.Encode(r) })
+					return analytics.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error { return enc.Encode(jsonx.Output(r)) })
 				}
 				w := csv.NewWriter(c.App.Writer)
 				if err := w.Write(sentRecordHeader); err != nil {

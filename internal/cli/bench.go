@@ -74,25 +74,25 @@ func benchSegments(c *cli.Context, cfg app.Config) error {
 }
 
 func printBench(c *cli.Context, r segments.BenchResult) {
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+	ms := func(ms float64) string { return fmt.Sprintf("%.1f ms", ms) }
 	rows := [][]string{
-		{"contacts generated", fmt.Sprintf("%d", r.Contacts), fmt.Sprintf("profile + identity + %d tags each, in %.1f s", segments.BenchTags, r.GenerateSeconds)},
+		{"contacts generated", fmt.Sprintf("%d", r.Contacts), fmt.Sprintf("profile + identity + %d tags each, in %.1f s", segments.BenchTags, r.GenerateMS/1000)},
 		{"raw pipelined HSET (baseline)", fmt.Sprintf("%.0f contacts/s", r.RawHSETPerSec), "multi-field HSETs of profile records and identities into their buckets, no reads"},
 		{"Redis memory per contact", fmt.Sprintf("%.0f B", r.MemoryPerContact), fmt.Sprintf("used_memory +%.1f MiB", float64(r.MemoryBytes)/(1<<20))},
-		{"CSV import", fmt.Sprintf("%.0f rows/s", r.ImportRowsPerSec), fmt.Sprintf("%d rows (%.1f MiB) in %.1f s, %.2f× raw HSET", r.ImportRows, float64(r.ImportBytes)/(1<<20), r.ImportSeconds, r.ImportVsRawHSET)},
-		{"import CPU per row", fmt.Sprintf("%.1f µs", r.ImportHeraldCPUMicros+r.ImportRedisCPUMicros), fmt.Sprintf("herald %.1f µs + redis-server %.1f µs: %.0f rows/s if 2 cores were ours alone", r.ImportHeraldCPUMicros, r.ImportRedisCPUMicros, r.ImportCPUBound2Cores)},
+		{"CSV import", fmt.Sprintf("%.0f rows/s", r.ImportRowsPerSec), fmt.Sprintf("%d rows (%.1f MiB) in %.1f s, %.2f× raw HSET", r.ImportRows, float64(r.ImportBytes)/(1<<20), r.ImportMS/1000, r.ImportVsRawHSET)},
+		{"import CPU per row", fmt.Sprintf("%.1f µs", 1000*(r.ImportHeraldCPUMS+r.ImportRedisCPUMS)), fmt.Sprintf("herald %.1f µs + redis-server %.1f µs: %.0f rows/s if 2 cores were ours alone", 1000*r.ImportHeraldCPUMS, 1000*r.ImportRedisCPUMS, r.ImportCPUBound2Cores)},
 		{"evaluate (median)", fmt.Sprintf("%.1f ms", r.EvalMedianMS), fmt.Sprintf("%s → %d members; slowest of %d runs %.1f ms", r.Expr, r.EvalMembers, r.EvalRuns, r.EvalMaxMS)},
 		{"stream members", fmt.Sprintf("%.1fM ids/s", r.StreamIDsPerSec/1e6), fmt.Sprintf("%d ids through Snapshot.Next in id order", r.StreamIDs)},
 	}
 	for _, phase := range []string{"generate", "import", "evaluate"} {
-		v, note := "none", fmt.Sprintf("nothing above %s in SLOWLOG", ms(r.SlowLogThreshold))
+		v, note := "none", fmt.Sprintf("nothing above %s in SLOWLOG", ms(r.SlowLogThresholdMS))
 		if s, ok := r.Slowest[phase]; ok {
-			v, note = ms(s.Took), s.Command
+			v, note = ms(s.TookMS), s.Command
 		}
 		rows = append(rows, []string{"slowest command: " + phase, v, note})
 	}
 	if len(r.Latency) == 0 {
-		rows = append(rows, []string{"latency spikes", "none", "LATENCY LATEST: no event above " + ms(r.LatencyThreshold)})
+		rows = append(rows, []string{"latency spikes", "none", "LATENCY LATEST: no event above " + ms(r.LatencyThresholdMS)})
 	}
 	for k, d := range r.Latency {
 		rows = append(rows, []string{"latency spike " + k, ms(d), "LATENCY LATEST worst"})

@@ -126,14 +126,14 @@ type ThrottleBenchResult struct {
 	Policy   *throttle.PolicyBenchResult `json:"policy,omitempty"`
 }
 
-// GovernorBenchResult is the governor scenario's outcome.
+// GovernorBenchResult is the governor scenario's outcome. Durations are in milliseconds.
 type GovernorBenchResult struct {
 	Processes     int                  `json:"processes"`
 	Rate          float64              `json:"rate"`
 	Cap1s         int                  `json:"cap_1s"`
 	Cap60s        int                  `json:"cap_60s"`
-	Slack         string               `json:"slack"`
-	Seconds       float64              `json:"seconds"`
+	SlackMS       float64              `json:"slack_ms"`
+	DurationMS    float64              `json:"duration_ms"`
 	Backlog       int                  `json:"backlog"`
 	Started       int                  `json:"started"`
 	Accepted      int                  `json:"accepted"`
@@ -142,7 +142,7 @@ type GovernorBenchResult struct {
 	AtStart       throttle.WindowStats `json:"at_start"`
 	AtAcceptance  throttle.WindowStats `json:"at_acceptance"`
 	Throughput429 int64                `json:"refused_130429"`
-	Refused       map[int]int64        `json:"refused"` // by Graph code, at the sandbox
+	Refused       []CodeRequests       `json:"refused"` // by Graph code, at the sandbox; by code
 	Transport     int64                `json:"transport_errors"`
 	Forfeited     int                  `json:"forfeited_slots"`
 	Unused        int                  `json:"unused_slots"`
@@ -155,6 +155,12 @@ type GovernorBenchResult struct {
 	// late wake-ups forfeit slots and delay requests: the figures are the machine's.
 	CPUPressure float64 `json:"cpu_pressure"`
 	LoadAverage string  `json:"load_average,omitempty"`
+}
+
+// CodeRequests is how many requests the sandbox refused with a Graph error code.
+type CodeRequests struct {
+	Code     int   `json:"code"`
+	Requests int64 `json:"requests"`
 }
 
 // cpuPressure reads the total µs some task waited for a CPU (Linux PSI).
@@ -224,8 +230,9 @@ func benchThrottle(c *cli.Context, cfg app.Config, o throttleBenchOptions) error
 func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions, pr *benchProgress) (GovernorBenchResult, error) {
 	lim := o.limits()
 	cap1, cap60 := lim.Caps()
-	res := GovernorBenchResult{Processes: o.Processes, Rate: o.Rate, Cap1s: cap1, Cap60s: cap60, Seconds: o.Duration.Seconds(),
-		Slack: max(o.Slack, throttle.PaceSlack).String()} // Pace never reserves with less
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	res := GovernorBenchResult{Processes: o.Processes, Rate: o.Rate, Cap1s: cap1, Cap60s: cap60, DurationMS: ms(o.Duration),
+		SlackMS: ms(max(o.Slack, throttle.PaceSlack))} // Pace never reserves with less
 	sb := sandbox.New(sandbox.Config{Token: benchToken, Throughput: o.Rate, DelayScale: -1, PairInterval: -1,
 		Templates: []sandbox.ApprovedTemplate{{Name: benchTemplate, Language: "en_US", Category: "UTILITY"}}}, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -344,9 +351,12 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	res.PercentOfCap = 100 * float64(len(accepted)) / throttle.IdealSends(lim, o.Duration)
 	st := sb.Stats()
 	res.Throughput429 = st.Rejected[throttle.CodeThroughput]
-	res.Refused = st.Rejected
+	res.Refused = []CodeRequests{}
+	for code, n := range st.Rejected {
+		res.Refused = append(res.Refused, CodeRequests{Code: code, Requests: n})
+	}
+	slices.SortFunc(res.Refused, func(a, b CodeRequests) int { return a.Code - b.Code })
 	ps := throttle.Percentiles(lat, 0.5, 0.99, 1)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.LatencyP50MS, res.LatencyP99MS, res.LatencyMaxMS = ms(ps[0]), ms(ps[1]), ms(ps[2])
 	return res, nil
 }
@@ -488,8 +498,8 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 		refused := "none"
 		if len(g.Refused) > 0 {
 			var parts []string
-			for code, n := range g.Refused {
-				parts = append(parts, fmt.Sprintf("%d×%d", n, code))
+			for _, r := range g.Refused {
+				parts = append(parts, fmt.Sprintf("%d×%d", r.Requests, r.Code))
 			}
 			slices.Sort(parts)
 			refused = strings.Join(parts, ", ")
@@ -503,7 +513,7 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 			[]string{"max in 60 s, at the sandbox", strconv.Itoa(g.AtAcceptance.Max60s), fmt.Sprintf("cap %d: %s", g.Cap60s, verdict(g.AtAcceptance.Over60))},
 			[]string{"130429 from the sandbox", strconv.FormatInt(g.Throughput429, 10), "refusals: " + refused + fmt.Sprintf("; transport errors %d", g.Transport)},
 			[]string{"forfeited slots", strconv.Itoa(g.Forfeited), fmt.Sprintf("%.2f%% of starts; %d slots unused, %d Pace calls", 100*float64(g.Forfeited)/float64(max(g.Started, 1)), g.Unused, g.Paces)},
-			[]string{"slack", g.Slack, fmt.Sprintf("costs %.2f%% of the cap", 100*max(o.Slack, throttle.PaceSlack).Seconds())},
+			[]string{"slack", (time.Duration(g.SlackMS * float64(time.Millisecond))).String(), fmt.Sprintf("costs %.2f%% of the cap", 100*max(o.Slack, throttle.PaceSlack).Seconds())},
 			[]string{"start → accepted", fmt.Sprintf("%.2f ms", g.LatencyP50MS), fmt.Sprintf("median; p99 %.2f ms, max %.2f ms", g.LatencyP99MS, g.LatencyMaxMS)},
 		)
 		if g.CPUPressure >= 0 {
@@ -519,11 +529,11 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 		slices.Sort(vs)
 		rows = append(rows,
 			[]string{"policy: decisions per CPU-second", fmt.Sprintf("%.0f", p.PerCPUSec),
-				fmt.Sprintf("target ≥ 100,000; herald's CPU (getrusage): %.2f CPU-s for %d decisions", p.CPUSeconds, p.Decisions)},
+				fmt.Sprintf("target ≥ 100,000; herald's CPU (getrusage): %.2f CPU-s for %d decisions", p.CPUMS/1000, p.Decisions)},
 			[]string{"policy: decisions/s", fmt.Sprintf("%.0f", p.PerSec),
-				fmt.Sprintf("%d goroutines, batches of %d, %d contacts, %.1f s; redis-server %.2f µs CPU per decision", p.Workers, p.Batch, p.Contacts, p.Seconds, p.RedisCPUMicros)},
+				fmt.Sprintf("%d goroutines, batches of %d, %d contacts, %.1f s; redis-server %.2f µs CPU per decision", p.Workers, p.Batch, p.Contacts, p.DurationMS/1000, 1000*p.RedisCPUMS)},
 			[]string{"baseline: pipelined HGET per CPU-second", fmt.Sprintf("%.0f", p.BaselinePerCPU),
-				fmt.Sprintf("%.0f jobs/s; the same keys, no decisions; redis-server %.2f µs CPU per job", p.BaselinePerSec, p.BaselineRedisCPU)},
+				fmt.Sprintf("%.0f jobs/s; the same keys, no decisions; redis-server %.2f µs CPU per job", p.BaselinePerSec, 1000*p.BaselineRedisCPUMS)},
 			[]string{"policy / baseline (per CPU)", fmt.Sprintf("%.2f", p.Ratio), strings.Join(vs, ", ")},
 		)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -180,10 +181,17 @@ func deps(c *cli.Context, n app.Needs) (*app.Deps, error) {
 
 func jsonOut(c *cli.Context) bool { return c.String("output") == "json" }
 
+// printJSON prints a command's result as indented JSON, in the conventions the
+// README's "JSON output" section documents: snake_case keys, times in RFC 3339 and
+// UTC, durations in milliseconds (eta_ms), lists as [] and maps as {}, never null
+// (jsonx.Output). Every type a command prints is listed in jsonOutputs
+// (jsonshape_test.go), whose tests hold its json tags to these conventions: a
+// command that prints a new type adds it there.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(jsonx.Output(v))
 }
 
 // table prints rows with aligned columns.

@@ -91,20 +91,13 @@ func consentCommand() *cli.Command {
 				if err != nil {
 					return usage("%s: %w", c.Args().First(), err)
 				}
-				type row struct {
-					Contact  uint32 `json:"contact"`
-					Channel  string `json:"channel"`
-					Purpose  string `json:"purpose"`
-					Granted  bool   `json:"granted"`
-					RecordID string `json:"record_id,omitempty"`
-				}
-				var rows []row
+				var rows []consentRow
 				for _, p := range c.StringSlice("purpose") {
 					st, err := comp.Policy.Consent(c.Context, c.String("channel"), p, []uint32{id})
 					if err != nil {
 						return err
 					}
-					rows = append(rows, row{id, c.String("channel"), p, st[0].Granted, st[0].RecordID})
+					rows = append(rows, consentRow{ContactID: id, Channel: c.String("channel"), Purpose: p, Granted: st[0].Granted, RecordID: st[0].RecordID})
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, rows)
@@ -118,7 +111,7 @@ func consentCommand() *cli.Command {
 					case r.RecordID != "":
 						state = "revoked"
 					}
-					out = append(out, []string{fmt.Sprint(r.Contact), r.Channel, r.Purpose, state, r.RecordID})
+					out = append(out, []string{fmt.Sprint(r.ContactID), r.Channel, r.Purpose, state, r.RecordID})
 				}
 				table(c.App.Writer, []string{"CONTACT", "CHANNEL", "PURPOSE", "STATE", "LEDGER RECORD"}, out)
 				return nil
@@ -144,4 +137,14 @@ func consentCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// consentRow is one row of consent show: a contact's consent for a channel and
+// purpose, and the ledger record it rests on (none: never granted nor revoked).
+type consentRow struct {
+	ContactID uint32 `json:"contact_id"`
+	Channel   string `json:"channel"`
+	Purpose   string `json:"purpose"`
+	Granted   bool   `json:"granted"`
+	RecordID  string `json:"record_id,omitempty"`
 }

@@ -199,7 +199,7 @@ func segmentsCommand() *cli.Command {
 					return err
 				}
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, map[string]any{"expression": c.Args().First(), "contacts": n})
+					return printJSON(c.App.Writer, segmentCount{Expression: c.Args().First(), Contacts: n})
 				}
 				fmt.Fprintln(c.App.Writer, n)
 				return nil
@@ -234,6 +234,12 @@ func segmentsCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// segmentCount is the JSON output of segments count.
+type segmentCount struct {
+	Expression string `json:"expression"`
+	Contacts   uint64 `json:"contacts"`
 }
 
 func printPreview(c *cli.Context, p segments.Preview) error {

@@ -241,10 +241,17 @@ func migrateCommand() *cli.Command {
 				return err
 			}
 			if jsonOut(c) {
-				return printJSON(c.App.Writer, map[string]any{"topics": d.Topics.All(), "applied": applied})
+				return printJSON(c.App.Writer, migrateResult{Topics: d.Topics.All(), Applied: applied})
 			}
 			fmt.Fprintf(c.App.Writer, "topics ready: %v\nclickhouse migrations applied: %d %v\n", d.Topics.All(), len(applied), applied)
 			return nil
 		},
 	}
+}
+
+// migrateResult is the JSON output of migrate: the topics made sure of and the
+// ClickHouse migrations this run applied.
+type migrateResult struct {
+	Topics  []string `json:"topics"`
+	Applied []string `json:"applied"`
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/throttle"
 )
 
 func sendersCommand() *cli.Command {
@@ -126,6 +127,12 @@ func sendersCommand() *cli.Command {
 	}
 }
 
+// senderState is the JSON output of senders show, hold and resume.
+type senderState struct {
+	Sender   dispatcher.Sender      `json:"sender"`
+	Governor throttle.GovernorState `json:"governor"`
+}
+
 // senderGovernor runs do on a sender's governor, then prints the sender and its state.
 func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, string) error) error {
 	id := c.Args().First()
@@ -149,7 +156,7 @@ func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, st
 		return err
 	}
 	if jsonOut(c) {
-		return printJSON(c.App.Writer, map[string]any{"sender": s, "governor": st})
+		return printJSON(c.App.Writer, senderState{Sender: s, Governor: st})
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "sender %s (phone-number id %s): %v msg/s", s.ID, s.PhoneNumberID, s.Rate)

@@ -111,7 +111,7 @@ func tagsCommand() *cli.Command {
 					return err
 				}
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, map[string]any{"change": ch, "rejected": rejects})
+					return printJSON(c.App.Writer, tagResult{Change: ch, Rejected: rejects})
 				}
 				w := c.App.Writer
 				fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
@@ -201,6 +201,13 @@ func tagsCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// tagResult is the JSON output of tags add and tags remove: the change, and the
+// phones, emails or file lines that named no contact.
+type tagResult struct {
+	Change   segments.TagChange `json:"change"`
+	Rejected []segments.Reject  `json:"rejected"`
 }
 
 // clickhouseIDs runs rule queries on ClickHouse: one column of contact ids, of any

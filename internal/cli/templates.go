@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -47,7 +48,7 @@ func templatesCommand() *cli.Command {
 					return err
 				}
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, map[string]any{"name": t.Name, "version": v})
+					return printJSON(c.App.Writer, templateSaved{Name: t.Name, Version: v})
 				}
 				fmt.Fprintf(c.App.Writer, "template %s saved (version %d)\n", t.Name, v)
 				return nil
@@ -109,7 +110,7 @@ func showCommand() *cli.Command {
 				return err
 			}
 			if jsonOut(c) {
-				return printJSON(c.App.Writer, map[string]any{"summary": sum, "versions": versions, "source": string(src)})
+				return printJSON(c.App.Writer, templateShow{Summary: sum, Versions: versions, Source: string(src)})
 			}
 			w := c.App.Writer
 			table(w, templateHeader, [][]string{templateRow(sum)})
@@ -126,6 +127,29 @@ func showCommand() *cli.Command {
 	}
 }
 
+// templateSaved is the JSON output of templates add.
+type templateSaved struct {
+	Name    string `json:"name"`
+	Version int    `json:"version"`
+}
+
+// templateShow is the JSON output of templates show.
+type templateShow struct {
+	Summary  templates.Summary `json:"summary"`
+	Versions []int             `json:"versions"`
+	Source   string            `json:"source"` // the YAML as saved
+}
+
+// templatePreview is the JSON output of templates preview: the rendered message and,
+// for WhatsApp, the Cloud API request body as it would be sent (Meta's keys).
+type templatePreview struct {
+	ContactID uint32                `json:"contact_id"`
+	Phone     string                `json:"phone"`
+	Email     string                `json:"email,omitempty"`
+	Rendered  templates.Rendered    `json:"rendered"`
+	Request   *whatsapp.SendRequest `json:"request,omitempty"`
+}
+
 // validateReport is the JSON output of templates validate.
 type validateReport struct {
 	File     string               `json:"file"`
@@ -135,7 +159,7 @@ type validateReport struct {
 	Segment  string               `json:"segment,omitempty"`
 	Sampled  int                  `json:"sampled,omitempty"`
 	Members  uint64               `json:"segment_contacts,omitempty"`
-	Coverage []templates.Coverage `json:"missing,omitempty"`
+	Coverage []templates.Coverage `json:"missing"` // with --segment: variables some contacts lack
 }
 
 type validateError struct {
@@ -351,7 +375,7 @@ func previewCommand() *cli.Command {
 			}
 			if r.Channel != templates.ChannelWhatsApp { // sending on sms and email comes later
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, map[string]any{"contact": id, "phone": p.Phone, "email": p.Email, "rendered": r})
+					return printJSON(c.App.Writer, templatePreview{ContactID: id, Phone: p.Phone, Email: p.Email, Rendered: r})
 				}
 				w := c.App.Writer
 				fmt.Fprintf(w, "template %s v%d, variant %s, contact %d\n", r.Template, r.Version, r.Variant, id)
@@ -367,7 +391,7 @@ func previewCommand() *cli.Command {
 			}
 			req := r.WhatsAppRequest(p.Phone, dispatcher.CallbackData(c.String("campaign"), id))
 			if jsonOut(c) {
-				return printJSON(c.App.Writer, map[string]any{"contact": id, "phone": p.Phone, "rendered": r, "request": req})
+				return printJSON(c.App.Writer, templatePreview{ContactID: id, Phone: p.Phone, Rendered: r, Request: &req})
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "template %s v%d, variant %s, contact %d (%s)\n", r.Template, r.Version, r.Variant, id, p.Phone)

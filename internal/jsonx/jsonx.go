@@ -1,5 +1,7 @@
 // Package jsonx holds the pieces of Herald's hand-written JSON encoders (events, the
-// sandbox's webhooks): they must write what encoding/json writes, byte for byte.
+// sandbox's webhooks): they must write what encoding/json writes, byte for byte. It
+// also holds Output, which gives a result the shape Herald prints it in (lists as [],
+// never null; times in UTC).
 package jsonx
 
 import (

@@ -51,7 +51,7 @@ type ConversionRequest struct {
 type ConversionResponse struct {
 	EventID    string    `json:"event_id"`
 	ContactID  uint32    `json:"contact_id"`
-	Campaign   string    `json:"campaign"` // "" when no campaign sent to the contact within the window
+	Campaign   string    `json:"campaign_id,omitempty"` // "" (omitted) when no campaign sent to the contact within the window
 	Attributed bool      `json:"attributed"`
 	SentAt     time.Time `json:"sent_at,omitzero"` // the attributed campaign's message
 }
