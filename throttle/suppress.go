@@ -18,9 +18,9 @@ const DefaultUndeliverableFor = 30 * 24 * time.Hour
 
 // Suppression keeps a contact off a channel until a time, whatever its consent.
 type Suppression struct {
-	Reason string    `json:"reason"` // a skip reason code (ReasonUndeliverable)
-	At     time.Time `json:"at"`     // when it was recorded
-	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`      // a skip reason code (ReasonUndeliverable)
+	At     time.Time `json:"at,omitzero"` // when it was recorded
+	Until  time.Time `json:"until,omitzero"`
 	Proof  string    `json:"proof,omitempty"` // what the provider said, and about which message
 }
 

@@ -91,13 +91,21 @@ func consentCommand() *cli.Command {
 				if err != nil {
 					return usage("%s: %w", c.Args().First(), err)
 				}
+				sups, err := comp.Policy.Suppressions(c.Context, c.String("channel"), []uint32{id})
+				if err != nil {
+					return err
+				}
+				var sup *throttle.Suppression
+				if sups[0].Active(time.Now()) {
+					sup = &sups[0]
+				}
 				var rows []consentRow
 				for _, p := range c.StringSlice("purpose") {
 					st, err := comp.Policy.Consent(c.Context, c.String("channel"), p, []uint32{id})
 					if err != nil {
 						return err
 					}
-					rows = append(rows, consentRow{ContactID: id, Channel: c.String("channel"), Purpose: p, Granted: st[0].Granted, RecordID: st[0].RecordID})
+					rows = append(rows, consentRow{ContactID: id, Channel: c.String("channel"), Purpose: p, Granted: st[0].Granted, RecordID: st[0].RecordID, Suppression: sup})
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, rows)
@@ -114,6 +122,10 @@ func consentCommand() *cli.Command {
 					out = append(out, []string{fmt.Sprint(r.ContactID), r.Channel, r.Purpose, state, r.RecordID})
 				}
 				table(c.App.Writer, []string{"CONTACT", "CHANNEL", "PURPOSE", "STATE", "LEDGER RECORD"}, out)
+				if sup != nil {
+					fmt.Fprintf(c.App.Writer, "\nsuppressed on %s as %s until %s (since %s: %s): skipped whatever its consent\n",
+						c.String("channel"), sup.Reason, sup.Until.UTC().Format(time.RFC3339), sup.At.UTC().Format(time.RFC3339), sup.Proof)
+				}
 				return nil
 			},
 		}, {
@@ -147,4 +159,7 @@ type consentRow struct {
 	Purpose   string `json:"purpose"`
 	Granted   bool   `json:"granted"`
 	RecordID  string `json:"record_id,omitempty"`
+	// Suppression keeps the contact off the channel for a while whatever its consent
+	// (the provider could not reach it: undeliverable); absent when none is in force.
+	Suppression *throttle.Suppression `json:"suppression,omitempty"`
 }
