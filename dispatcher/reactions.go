@@ -56,8 +56,11 @@ type Refusal struct {
 
 func (r Refusal) proof() string {
 	p := fmt.Sprintf("%s error %d", r.Channel, r.Code)
-	if r.MessageID != "" {
+	switch {
+	case r.MessageID != "":
 		p += " on message " + r.MessageID
+	default:
+		p += fmt.Sprintf(" refusing the send to contact %d", r.Contact)
 	}
 	if r.Campaign != "" {
 		p += " of campaign " + r.Campaign

@@ -1024,7 +1024,7 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 		todo = append(todo, it)
 		refusals = append(refusals, Refusal{Campaign: it.job.Campaign, Contact: it.job.Contact, Sender: it.job.Sender,
 			PhoneNumberID: it.sender.PhoneNumberID, Channel: it.cp.Channel, Country: it.contact.Country,
-			Code: it.code, Action: it.action, MessageID: CallbackData(it.job.Campaign, it.job.Contact), At: now})
+			Code: it.code, Action: it.action, At: now})
 	}
 	if len(todo) == 0 {
 		return nil
