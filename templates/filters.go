@@ -3,7 +3,6 @@ package templates
 import (
 	"errors"
 	"fmt"
-	"html"
 	"math"
 	"net/url"
 	"regexp"
@@ -156,10 +155,11 @@ var filterTable = map[string]filterSpec{
 		}
 		return nil, nil
 	}, nil},
-	"size":       {0, 0, func(in any, _ []any) (any, error) { return int64(values.Length(in)), nil }, nil},
-	"url_encode": {0, 0, func(in any, _ []any) (any, error) { return url.QueryEscape(toString(in)), nil }, nil},
-	"url_decode": {0, 0, func(in any, _ []any) (any, error) { return url.QueryUnescape(toString(in)) }, nil},
-	"escape":     {0, 0, func(in any, _ []any) (any, error) { return html.EscapeString(toString(in)), nil }, nil},
+	"size":        {0, 0, func(in any, _ []any) (any, error) { return int64(values.Length(in)), nil }, nil},
+	"url_encode":  {0, 0, func(in any, _ []any) (any, error) { return url.QueryEscape(toString(in)), nil }, nil},
+	"url_decode":  {0, 0, func(in any, _ []any) (any, error) { return url.QueryUnescape(toString(in)) }, nil},
+	"escape":      {0, 0, func(in any, _ []any) (any, error) { return htmlEscaper.Replace(toString(in)), nil }, nil},
+	"escape_once": {0, 0, func(in any, _ []any) (any, error) { return escapeOnce(toString(in)), nil }, nil},
 
 	// numbers (numbers.go): as Shopify's Liquid computes them
 	"plus":       {1, 1, plusFilter, nil},
@@ -389,6 +389,57 @@ func toList(v any) []any {
 	default:
 		return []any{v}
 	}
+}
+
+// htmlEscaper is Shopify's escape (Ruby's CGI.escapeHTML): quotes too, as &quot; and &#39;.
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
+
+// escapeOnce escapes as escape does but leaves alone an & that already starts an entity:
+// a name (&amp;, &copy;) or decimal digits (&#39;) and a ';', as Shopify's escape_once.
+func escapeOnce(s string) string {
+	if !strings.ContainsAny(s, `&<>"'`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '"':
+			b.WriteString("&quot;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '&':
+			if isEntity(s[i+1:]) {
+				b.WriteByte('&')
+			} else {
+				b.WriteString("&amp;")
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// isEntity reports whether s (what follows an &) starts with letters or # and digits,
+// then ';'.
+func isEntity(s string) bool {
+	i := 0
+	if strings.HasPrefix(s, "#") {
+		i = 1
+		for i < len(s) && isDigitByte(s[i]) {
+			i++
+		}
+		return i > 1 && i < len(s) && s[i] == ';'
+	}
+	for i < len(s) && isAlpha(s[i]) {
+		i++
+	}
+	return i > 0 && i < len(s) && s[i] == ';'
 }
 
 // toString renders a value the way an output tag does.

@@ -146,6 +146,17 @@ var shopifyCases = []shopifyCase{
 	{`4.5`, `at_most: 5`, `4.5`, stdTest + "test_at_most"},
 	{`3.0`, `at_most: 5`, `3.0`, stdSource + "at_most: a BigDecimal result comes back to_f"},
 
+	// escape, escape_once
+	{`"Have you read 'James & the Giant Peach'?"`, `escape`, `Have you read &#39;James &amp; the Giant Peach&#39;?`, docs + "escape"},
+	{`"Tetsuro Takara"`, `escape`, `Tetsuro Takara`, docs + "escape"},
+	{`'<strong>'`, `escape`, `&lt;strong&gt;`, stdTest + "test_escape"},
+	{`1`, `escape`, `1`, stdTest + "test_escape"},
+	{`'Say "hi" & <go>'`, `escape`, `Say &quot;hi&quot; &amp; &lt;go&gt;`, stdSource + "HTML_ESCAPE (CGI.escapeHTML)"},
+	{`"1 < 2 & 3"`, `escape_once`, `1 &lt; 2 &amp; 3`, docs + "escape_once"},
+	{`"1 &lt; 2 &amp; 3"`, `escape_once`, `1 &lt; 2 &amp; 3`, docs + "escape_once"},
+	{`'&lt;strong&gt;Hulk</strong>'`, `escape_once`, `&lt;strong&gt;Hulk&lt;/strong&gt;`, stdTest + "test_escape_once"},
+	{`"&lt;p&gt;test&lt;/p&gt;<p>test</p>"`, `escape_once`, `&lt;p&gt;test&lt;/p&gt;&lt;p&gt;test&lt;/p&gt;`, golden + "escape_once.json: mixed safe and markup"},
+	{`'It&#39;s "5" &copy; & &#x27;'`, `escape_once`, `It&#39;s &quot;5&quot; &copy; &amp; &amp;#x27;`, stdSource + "HTML_ESCAPE_ONCE_REGEXP: &name; and &#digits; are kept"},
 }
 
 // TestShopifyFilters renders every case three ways and wants Shopify's output from
