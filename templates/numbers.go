@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -373,34 +374,14 @@ func clampFilter(sign int) func(any, []any) (any, error) {
 func cmpNumbers(x, y number) int {
 	switch {
 	case !x.float && !y.float:
-		return cmpInt(x.i, y.i)
+		return cmp.Compare(x.i, y.i)
 	case x.float && y.float:
-		return cmpFloat(x.fl, y.fl)
+		return cmp.Compare(x.fl, y.fl)
 	}
 	if i := x.i + y.i; i > -1<<53 && i < 1<<53 { // the integer one converts exactly
-		return cmpFloat(x.f(), y.f())
+		return cmp.Compare(x.f(), y.f())
 	}
 	return x.dec().rat().Cmp(y.dec().rat())
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // integral is a whole float as an integer, or as a float past int64.
