@@ -433,6 +433,23 @@ type decimal struct {
 // decimalOf is the shortest decimal that reads back as f (finite): Ruby's
 // BigDecimal(f.to_s). It has at most 17 digits.
 func decimalOf(f float64) decimal {
+	// Prices and rates have few digits: find them without formatting. A decimal of at
+	// most 15 digits that reads back as f is the only one (15-digit decimals lie more
+	// than an ulp apart), so it is the shortest's value.
+	for k := 0; k < len(exactPow10); k++ {
+		x := f * exactPow10[k]
+		if x >= 1e15 || x <= -1e15 {
+			break
+		}
+		if x == math.Trunc(x) && x/exactPow10[k] == f { // m / 10^k rounds once: reads back as f
+			return decimal{int64(x), -k}
+		}
+	}
+	return shortestDecimal(f)
+}
+
+// shortestDecimal is decimalOf through strconv's shortest formatting.
+func shortestDecimal(f float64) decimal {
 	var buf [32]byte
 	s := strconv.AppendFloat(buf[:0], f, 'e', -1, 64) // [-]d[.ddd]e±dd
 	neg := s[0] == '-'

@@ -82,8 +82,8 @@ func FuzzDecimal(f *testing.F) {
 			if back, err := strconv.ParseFloat(string(s), 64); err != nil || back != v {
 				t.Fatalf("%v prints as %s, which reads back as %v (%v)", v, s, back, err)
 			}
-			if d := decimalOf(v); d.float() != v {
-				t.Fatalf("decimalOf(%v) = %v, back %v", v, d, d.float())
+			if d := decimalOf(v); d.float() != v || d.rat().Cmp(shortestDecimal(v).rat()) != 0 {
+				t.Fatalf("decimalOf(%v) = %v (back %v), shortest %v", v, d, d.float(), shortestDecimal(v))
 			}
 		}
 		x, y := decimalOf(a), decimalOf(b)
@@ -105,4 +105,18 @@ func FuzzDecimal(f *testing.F) {
 			check("%", modDec(x, y), r)
 		}
 	})
+}
+
+// decimalOf's shortcut for short decimals (prices, rates) gives the shortest decimal's
+// value.
+func TestDecimalOfShortDecimals(t *testing.T) {
+	for n := int64(-300000); n <= 300000; n += 997 {
+		for k := range 12 {
+			for _, v := range []float64{float64(n) / exactPow10[k], float64(n) * 1.1 / exactPow10[k], float64(n) * 3 / 7} {
+				if d, s := decimalOf(v), shortestDecimal(v); d.rat().Cmp(s.rat()) != 0 {
+					t.Fatalf("decimalOf(%v) = %v, shortest %v", v, d, s)
+				}
+			}
+		}
+	}
 }
