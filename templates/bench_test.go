@@ -25,6 +25,9 @@ func BenchmarkRender(b *testing.B) {
 		Variable{Name: "locale", Type: TypeString, Default: "th_TH"},
 		Variable{Name: "timezone", Type: TypeString, Default: "Asia/Bangkok"})
 	ab := mustParse(b, abSource)
+	numbers := mustText(b, `{{ price | times: 0.97 | round: 2 }} for {{ deals | divided_by: 3 }} days, {{ price | plus: deals | at_least: 10 }}`,
+		Variable{Name: "price", Type: TypeNumber, Example: 1234.5},
+		Variable{Name: "deals", Type: TypeNumber, Example: int64(3)})
 
 	for _, bc := range []struct {
 		name string
@@ -35,6 +38,7 @@ func BenchmarkRender(b *testing.B) {
 		{"whatsapp_template", wa, map[string]any{"name": "Ana", "discount": "30%", "coupon": "SPRING-1"}},
 		{"variants", ab, map[string]any{"name": "Bo"}},
 		{"constant", constant, nil},
+		{"numbers", numbers, map[string]any{"price": 1234.5, "deals": 7}},
 		{"locale_filters", local, map[string]any{"name": "ana", "price": 1234.5, "ends": "2025-03-01T10:00:00Z", "locale": "th_TH", "timezone": "Asia/Bangkok"}},
 	} {
 		// path=osteele renders every field through osteele: the baseline the fast path

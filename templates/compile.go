@@ -1122,6 +1122,8 @@ func bindValue(v any, typ string) (any, error) {
 		n = number{fl: float64(x), float: true}
 	case float64:
 		n = number{fl: x, float: true}
+	case liquidFloat: // a default or example, bound once already
+		n = number{fl: float64(x), float: true}
 	default:
 		return nil, fmt.Errorf("unsupported type %T: pass a string, number or true/false", v)
 	}

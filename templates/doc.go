@@ -69,9 +69,17 @@
 // Strings: default, capitalize, upcase, downcase, strip, lstrip, rstrip,
 // strip_newlines, append, prepend, replace, replace_first, remove, remove_first,
 // truncate, truncatewords, slice, split, join, first, last, size, url_encode,
-// url_decode, escape. Numbers: plus, minus, times, divided_by, modulo, abs, ceil, floor,
-// round, at_least, at_most, number_with_delimiter, format_number. Locale-aware (CLDR
-// separators through golang.org/x/text; an empty or unknown locale formats as en_US):
+// url_decode, escape, escape_once. Numbers: plus, minus, times, divided_by, modulo, abs,
+// ceil, floor, round, at_least, at_most, number_with_delimiter, format_number.
+//
+// The standard filters give Shopify Liquid's output (numbers.go): integers stay integers
+// ({{ 7 | divided_by: 2 }} is 3, -7 is -4: Ruby floors), a float operand computes on its
+// shortest decimal ({{ 500 | times: 0.97 | round: 2 }} is 485.0) and floats print as
+// Ruby's Float#to_s; escape writes &quot; and &#39;. Herald is stricter where Shopify
+// guesses: a string that is not a number, or a division by zero, is an error.
+//
+// Locale-aware (CLDR separators through golang.org/x/text; an empty or unknown locale
+// formats as en_US):
 //
 //	{{ points | number: locale }}            1.234.567 (de_DE)   1,234,567 (th_TH)
 //	{{ price | currency: "BRL", locale }}     R$ 1.234,50 (pt_BR); "" = the locale's currency

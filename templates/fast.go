@@ -289,7 +289,8 @@ func (p *fastProg) run(b *boundedBuffer, vals []any) error {
 	return nil
 }
 
-// writeFast writes a value as osteele's writeObject does (fmt.Sprint for scalars).
+// writeFast writes a value as osteele's writeObject does (fmt.Sprint for scalars, which
+// calls liquidFloat's String).
 func writeFast(b *boundedBuffer, v any) error {
 	switch v := v.(type) {
 	case nil:
@@ -303,6 +304,9 @@ func writeFast(b *boundedBuffer, v any) error {
 		b.Write(strconv.AppendInt(buf[:0], int64(v), 10))
 	case bool:
 		b.WriteString(strconv.FormatBool(v))
+	case liquidFloat:
+		var buf [32]byte
+		b.Write(appendRubyFloat(buf[:0], float64(v)))
 	case float64:
 		var buf [32]byte
 		b.Write(fmt.Append(buf[:0], v))

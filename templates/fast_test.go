@@ -2,6 +2,7 @@ package templates
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"unicode/utf8"
 )
@@ -22,6 +23,14 @@ var fastSeeds = []string{
 	`{{ name | truncatewords: 2 }} {{ name | join: "," }} {{ name | strip_newlines }}`,
 	`{{ deals | number: "de_DE" }} {{ price | number: zone, 3 }} {{ price | currency: "", "th_TH" }} {{ deals | currency: "IDR", name }}`,
 	`{{ when | date: "%d %b %H:%M", zone }} {{ name | append: city | prepend: nope }} {{ name | default: city }}`,
+	// numbers as Shopify computes them: integers, floats, number-like strings
+	`{{ deals | divided_by: 2 }} {{ deals | modulo: -3 }} {{ deals | divided_by: -4 }} {{ deals | times: 3 | minus: 7 }}`,
+	`{{ price | divided_by: 0.1 }} {{ price | modulo: 7 }} {{ price | times: 0.97 | round: 2 }} {{ price | plus: 0.2 }}`,
+	`{{ price | round }} {{ price | round: -1 }} {{ deals | round: -2 }} {{ price | round: 3 }} {{ deals | round: 1 }}`,
+	`{{ name | plus: 1 }} {{ name | times: 2.5 }} {{ price | minus: name }} {{ name | divided_by: deals }} {{ name | round: 1 }}`,
+	`{{ deals | at_most: price }} {{ price | at_least: deals }} {{ price | minus: deals | abs | ceil }} {{ deals | times: price | floor }}`,
+	`{{ deals | divided_by: price }} {{ price | modulo: deals }} {{ price | times: price }} {{ deals | plus: deals }} {{ price }}`,
+	`{{ name | escape }} {{ name | escape_once }} {{ price | append: "" }} {{ nope | default: 2.0 }} {{ price | at_most: 1.5 }}`,
 }
 
 // FuzzFastPath renders random templates through the fast path and through osteele and
@@ -31,6 +40,10 @@ func FuzzFastPath(f *testing.F) {
 		f.Add(s, "ana maria", int64(3), 12345.678, true)
 		f.Add(s, "", int64(-7), -0.5, false)
 		f.Add(s, "ÉLODIE  a", int64(1<<40), 1e21, true)
+		f.Add(s, " -3.50 ", int64(-13), 183.357, true)
+		f.Add(s, "7", int64(math.MinInt64), 0.30000000000000004, false)
+		f.Add(s, `&lt;b&gt; & "q" 'a' &#39;`, int64(math.MaxInt64), -1e-7, true)
+		f.Add(s, "12", int64(0), 0.0, false)
 	}
 	vars := []Variable{
 		{Name: "name", Type: TypeString, Example: "ana"},

@@ -3,7 +3,6 @@ package templates
 import (
 	"errors"
 	"fmt"
-	"html"
 	"math"
 	"net/url"
 	"regexp"
@@ -45,6 +44,9 @@ func (f filterSpec) apply(name string, in any, args []any) (any, error) {
 	out, err := f.fn(in, args)
 	if err != nil {
 		return nil, err
+	}
+	if x, ok := out.(float64); ok {
+		out = liquidFloat(x) // a float literal passed through (default: 3.0) prints as Ruby's
 	}
 	if err := checkValue(out); err != nil {
 		return nil, err
@@ -153,84 +155,24 @@ var filterTable = map[string]filterSpec{
 		}
 		return nil, nil
 	}, nil},
-	"size":       {0, 0, func(in any, _ []any) (any, error) { return int64(values.Length(in)), nil }, nil},
-	"url_encode": {0, 0, func(in any, _ []any) (any, error) { return url.QueryEscape(toString(in)), nil }, nil},
-	"url_decode": {0, 0, func(in any, _ []any) (any, error) { return url.QueryUnescape(toString(in)) }, nil},
-	"escape":     {0, 0, func(in any, _ []any) (any, error) { return html.EscapeString(toString(in)), nil }, nil},
+	"size":        {0, 0, func(in any, _ []any) (any, error) { return int64(values.Length(in)), nil }, nil},
+	"url_encode":  {0, 0, func(in any, _ []any) (any, error) { return url.QueryEscape(toString(in)), nil }, nil},
+	"url_decode":  {0, 0, func(in any, _ []any) (any, error) { return url.QueryUnescape(toString(in)) }, nil},
+	"escape":      {0, 0, func(in any, _ []any) (any, error) { return htmlEscaper.Replace(toString(in)), nil }, nil},
+	"escape_once": {0, 0, func(in any, _ []any) (any, error) { return escapeOnce(toString(in)), nil }, nil},
 
-	// numbers
-	"plus":  {1, 1, arith(func(a, b int64) (int64, bool) { r := a + b; return r, (r > a) == (b > 0) }, func(a, b float64) float64 { return a + b }), nil},
-	"minus": {1, 1, arith(func(a, b int64) (int64, bool) { r := a - b; return r, (r < a) == (b > 0) }, func(a, b float64) float64 { return a - b }), nil},
-	"times": {1, 1, arith(func(a, b int64) (int64, bool) {
-		if a == 0 || b == 0 {
-			return 0, true
-		}
-		r := a * b
-		return r, r/b == a && !(a == -1 && b == math.MinInt64) && !(b == -1 && a == math.MinInt64)
-	}, func(a, b float64) float64 { return a * b }), nil},
-	"divided_by": {1, 1, func(in any, a []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		y, err := toNumber(a[0])
-		if err != nil {
-			return nil, err
-		}
-		if y.isZero() {
-			return nil, errors.New("division by zero")
-		}
-		if !x.float && !y.float && !(x.i == math.MinInt64 && y.i == -1) {
-			return x.i / y.i, nil // Liquid: integer division for integers
-		}
-		return x.f() / y.f(), nil
-	}, nil},
-	"modulo": {1, 1, func(in any, a []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		y, err := toNumber(a[0])
-		if err != nil {
-			return nil, err
-		}
-		if y.isZero() {
-			return nil, errors.New("division by zero")
-		}
-		if !x.float && !y.float && y.i != -1 {
-			return x.i % y.i, nil
-		}
-		return math.Mod(x.f(), y.f()), nil
-	}, nil},
-	"abs": {0, 0, func(in any, _ []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		if !x.float && x.i != math.MinInt64 {
-			return max(x.i, -x.i), nil
-		}
-		return math.Abs(x.f()), nil
-	}, nil},
-	"ceil":  {0, 0, rounding(math.Ceil), nil},
-	"floor": {0, 0, rounding(math.Floor), nil},
-	"round": {0, 1, func(in any, a []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		places, err := intArg(a, 0, 0)
-		if err != nil {
-			return nil, err
-		}
-		if places <= 0 {
-			return rounding(math.Round)(in, nil)
-		}
-		p := math.Pow10(min(places, 15))
-		return math.Round(x.f()*p) / p, nil
-	}, nil},
-	"at_least": {1, 1, minmax(func(a, b float64) bool { return a < b }), nil},
-	"at_most":  {1, 1, minmax(func(a, b float64) bool { return a > b }), nil},
+	// numbers (numbers.go): as Shopify's Liquid computes them
+	"plus":       {1, 1, plusFilter, nil},
+	"minus":      {1, 1, minusFilter, nil},
+	"times":      {1, 1, timesFilter, nil},
+	"divided_by": {1, 1, dividedByFilter, nil},
+	"modulo":     {1, 1, moduloFilter, nil},
+	"abs":        {0, 0, absFilter, nil},
+	"ceil":       {0, 0, roundingFilter(math.Ceil), nil},
+	"floor":      {0, 0, roundingFilter(math.Floor), nil},
+	"round":      {0, 1, roundFilter, nil},
+	"at_least":   {1, 1, clampFilter(1), nil},
+	"at_most":    {1, 1, clampFilter(-1), nil},
 	"number_with_delimiter": {0, 2, func(in any, a []any) (any, error) {
 		x, err := toNumber(in)
 		if err != nil {
@@ -449,6 +391,57 @@ func toList(v any) []any {
 	}
 }
 
+// htmlEscaper is Shopify's escape (Ruby's CGI.escapeHTML): quotes too, as &quot; and &#39;.
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
+
+// escapeOnce escapes as escape does but leaves alone an & that already starts an entity:
+// a name (&amp;, &copy;) or decimal digits (&#39;) and a ';', as Shopify's escape_once.
+func escapeOnce(s string) string {
+	if !strings.ContainsAny(s, `&<>"'`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + len(s)/8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '"':
+			b.WriteString("&quot;")
+		case '\'':
+			b.WriteString("&#39;")
+		case '&':
+			if isEntity(s[i+1:]) {
+				b.WriteByte('&')
+			} else {
+				b.WriteString("&amp;")
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// isEntity reports whether s (what follows an &) starts with letters or # and digits,
+// then ';'.
+func isEntity(s string) bool {
+	i := 0
+	if strings.HasPrefix(s, "#") {
+		i = 1
+		for i < len(s) && isDigitByte(s[i]) {
+			i++
+		}
+		return i > 1 && i < len(s) && s[i] == ';'
+	}
+	for i < len(s) && isAlpha(s[i]) {
+		i++
+	}
+	return i > 0 && i < len(s) && s[i] == ';'
+}
+
 // toString renders a value the way an output tag does.
 func toString(v any) string {
 	switch v := v.(type) {
@@ -463,7 +456,9 @@ func toString(v any) string {
 	case int64:
 		return strconv.FormatInt(v, 10)
 	case float64:
-		return formatFloat(v)
+		return string(appendRubyFloat(nil, v))
+	case liquidFloat:
+		return string(appendRubyFloat(nil, float64(v)))
 	case []string:
 		return strings.Join(v, "")
 	case []any:
@@ -478,13 +473,6 @@ func toString(v any) string {
 	default:
 		return fmt.Sprint(v)
 	}
-}
-
-func formatFloat(f float64) string {
-	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return strconv.FormatFloat(f, 'f', 1, 64) // Liquid prints 3.0 for a float
-	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
 func stringArg(a []any, i int, def string) string {
@@ -515,62 +503,6 @@ func intArg(a []any, i int, def int) (int, error) {
 	return int(n.i), nil
 }
 
-// number is a Liquid number: an integer unless a float was involved.
-type number struct {
-	i     int64
-	fl    float64
-	float bool
-}
-
-func (n number) f() float64 {
-	if n.float {
-		return n.fl
-	}
-	return float64(n.i)
-}
-
-func (n number) isZero() bool { return n.f() == 0 }
-
-func (n number) String() string {
-	if n.float {
-		return strconv.FormatFloat(n.fl, 'f', -1, 64)
-	}
-	return strconv.FormatInt(n.i, 10)
-}
-
-func (n number) value() any {
-	if n.float {
-		return n.fl
-	}
-	return n.i
-}
-
-func toNumber(v any) (number, error) {
-	switch v := v.(type) {
-	case nil:
-		return number{}, nil
-	case int:
-		return number{i: int64(v)}, nil
-	case int64:
-		return number{i: v}, nil
-	case float64:
-		return number{fl: v, float: true}, nil
-	case string:
-		return parseNumber(strings.TrimSpace(v))
-	}
-	return number{}, fmt.Errorf("%s is not a number", describe(v))
-}
-
-func parseNumber(s string) (number, error) {
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return number{i: i}, nil
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-		return number{fl: f, float: true}, nil
-	}
-	return number{}, fmt.Errorf("%q is not a number", truncate(s, 40, "..."))
-}
-
 func describe(v any) string {
 	switch v.(type) {
 	case bool:
@@ -579,59 +511,6 @@ func describe(v any) string {
 		return "a list"
 	}
 	return fmt.Sprintf("%q", truncate(toString(v), 40, "..."))
-}
-
-func arith(i func(a, b int64) (int64, bool), f func(a, b float64) float64) func(any, []any) (any, error) {
-	return func(in any, a []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		y, err := toNumber(a[0])
-		if err != nil {
-			return nil, err
-		}
-		if !x.float && !y.float {
-			if r, ok := i(x.i, y.i); ok {
-				return r, nil
-			}
-		}
-		return f(x.f(), y.f()), nil
-	}
-}
-
-func rounding(fn func(float64) float64) func(any, []any) (any, error) {
-	return func(in any, _ []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		if !x.float {
-			return x.i, nil
-		}
-		r := fn(x.fl)
-		if math.Abs(r) < 1<<62 {
-			return int64(r), nil
-		}
-		return r, nil
-	}
-}
-
-func minmax(replace func(a, b float64) bool) func(any, []any) (any, error) {
-	return func(in any, a []any) (any, error) {
-		x, err := toNumber(in)
-		if err != nil {
-			return nil, err
-		}
-		y, err := toNumber(a[0])
-		if err != nil {
-			return nil, err
-		}
-		if replace(x.f(), y.f()) {
-			return y.value(), nil
-		}
-		return x.value(), nil
-	}
 }
 
 // delimit groups the integer digits of a formatted number by thousands.
@@ -725,7 +604,7 @@ func toTime(v any, loc *time.Location) (time.Time, error) {
 		return time.Time{}, nil
 	case time.Time:
 		return v, nil
-	case int, int64, float64:
+	case int, int64, float64, liquidFloat:
 		n, _ := toNumber(v)
 		f := n.f()
 		if math.IsNaN(f) || math.Abs(f) > 1e13 {

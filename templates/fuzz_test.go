@@ -22,6 +22,7 @@ var fuzzSeeds = []string{
 	`{{ a[0] }} {{ a.size }} {% raw %}{{ a }}{% endraw %} {%- comment -%}x{%- endcomment -%}`,
 	`{{ a | split: "" | join: a }}`,
 	`{{ n | divided_by: 0 }} {{ n | modulo: -1 }} {{ n | abs }}`,
+	`{{ a | plus: 1 }} {{ n | divided_by: 2.0 | round: 1 }} {{ n | modulo: -3 }} {{ a | times: n | at_most: 2.5 | ceil }} {{ a | escape_once }}`,
 }
 
 // FuzzRender compiles random Liquid as a text body and as a template parameter, and

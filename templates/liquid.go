@@ -86,6 +86,9 @@ func assignTag(args string) (func(io.Writer, render.Context) error, error) {
 		if err := checkValue(v); err != nil {
 			return err
 		}
+		if f, ok := v.(float64); ok {
+			v = liquidFloat(f) // {% assign x = 3.0 %}{{ x }} prints 3.0
+		}
 		ctx.Set(name, v)
 		return nil
 	}, nil
