@@ -39,33 +39,6 @@ type Templates interface {
 // Governor hands out a sender's send slots (throttle.Governor).
 type Governor = throttle.Reserver
 
-// Message is what a channel adapter sends.
-type Message struct {
-	To           string // E.164
-	Rendered     templates.Rendered
-	CallbackData string // comes back on status webhooks: "campaign:contact"
-}
-
-// Channel sends one message from a sender. A refused send returns a *SendError.
-type Channel interface {
-	Send(ctx context.Context, s Sender, m Message) (providerID string, err error)
-}
-
-// SendError is a provider's refusal, classified by the channel adapter.
-type SendError struct {
-	Code       int           // provider error code (0 for transport errors)
-	Retryable  bool          // try again later
-	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
-	Action     string        // what the provider's code asks for (bounded: a metric label)
-	Err        error
-}
-
-func (e *SendError) Error() string {
-	return fmt.Sprintf("send refused (code %d, %s): %v", e.Code, e.Action, e.Err)
-}
-
-func (e *SendError) Unwrap() error { return e.Err }
-
 // WorkerConfig wires a worker.
 type WorkerConfig struct {
 	Brokers    []string

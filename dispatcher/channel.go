@@ -1,0 +1,72 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/templates"
+)
+
+// The channel contract: what the core asks of a provider adapter (WhatsApp, email, SMS…)
+// and what it gets back, in the core's own terms. An adapter owns everything about its
+// provider — its client, its error table, its webhook decoding — and hands the core
+// typed outcomes: a provider id, or a *SendError whose Action is one of the Action…
+// constants (the signals the Reactor carries out), and Reports and Inbound messages
+// decoded from its webhooks.
+
+// Message is what a channel adapter sends.
+type Message struct {
+	To           string // the recipient's address on the channel: E.164 for WhatsApp and SMS, an email address for email
+	Rendered     templates.Rendered
+	CallbackData string // comes back with the provider's statuses: "campaign:contact[:variant]"
+	// Unsubscribe is the one-click unsubscribe URL of a marketing message on channels
+	// that carry one (email's List-Unsubscribe); "" for none.
+	Unsubscribe string
+}
+
+// Channel sends one message from a sender. A refused send returns a *SendError.
+type Channel interface {
+	Send(ctx context.Context, s Sender, m Message) (providerID string, err error)
+}
+
+// SendError is a provider's refusal, classified by the channel adapter.
+type SendError struct {
+	Code       int           // provider error code (0 for transport errors)
+	Retryable  bool          // try again later
+	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
+	Action     string        // what the provider's code asks for: one of the Action… constants (bounded: a metric label)
+	Err        error
+}
+
+func (e *SendError) Error() string {
+	return fmt.Sprintf("send refused (code %d, %s): %v", e.Code, e.Action, e.Err)
+}
+
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Report is one status a provider's webhook gives about a message Herald sent, decoded
+// by the channel adapter: Kind is events.Sent (the provider accepted it), Delivered,
+// Read or Failed (with Code and Action).
+type Report struct {
+	Kind      events.Kind
+	Key                 // campaign and contact, from the callback data
+	Variant   string    // from the callback data, when it carried one
+	Channel   string    // whatsapp, email, sms…
+	SenderRef string    // the provider-side sender: phone-number id, From number, sending domain
+	MessageID string    // the provider's message id
+	Time      time.Time // when the provider says it happened
+	Code      int       // Failed: the provider's error code
+	Action    string    // Failed: what the code asks for (an Action… constant)
+}
+
+// Inbound is a message (or an opt-out/opt-in signal) a contact sent on a channel.
+type Inbound struct {
+	Channel   string
+	From      string // the sender's address on the channel (E.164, email address…)
+	SenderRef string // the provider-side recipient: which of our numbers or addresses
+	MessageID string
+	Text      string
+	Time      time.Time
+}
