@@ -265,7 +265,7 @@ func checkChain(recs []events.ConsentRecord, broken int, trusted, untrusted []An
 	return chainCheck{status: LedgerOK}
 }
 
-// Failed reports whether a chain status fails an audit.
+// ledgerFailed reports whether a chain status fails an audit.
 func ledgerFailed(status string) bool {
 	return status != LedgerOK && status != LedgerNotCheckpointed
 }
