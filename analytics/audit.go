@@ -2,6 +2,7 @@ package analytics
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"sort"
 	"time"
@@ -191,8 +192,10 @@ type ContactAudit struct {
 	Consent   []events.ConsentRecord `json:"consent"`
 	// ChainBroken is the index in Consent of the first record that does not link to
 	// the one before it (an edited, removed or inserted row), or -1 when the chain holds.
-	ChainBroken int          `json:"chain_broken"`
-	Messages    []SentRecord `json:"messages"`
+	ChainBroken int `json:"chain_broken"`
+	// Ledger: the chain against the signed checkpoints of the ledger that list the contact.
+	Ledger   ContactLedger `json:"ledger"`
+	Messages []SentRecord  `json:"messages"`
 	// Campaigns: one outcome per campaign with events for the contact, by campaign id.
 	Campaigns []CampaignOutcome `json:"campaigns"`
 	// History: every distinct event of the contact, oldest first.
@@ -318,9 +321,11 @@ func sentProofs(ctx context.Context, conn driver.Conn, filter string, args []any
 }
 
 // AuditContact returns a contact's consent ledger with its hash chain verified
-// (events.VerifyChain), every message sent to it, oldest first, its whole event history
-// and, per campaign, why it was or was not sent (see CampaignOutcome).
-func AuditContact(ctx context.Context, conn driver.Conn, contact uint32) (ContactAudit, error) {
+// (events.VerifyChain) and judged against the ledger checkpoints that list the contact
+// (Ledger; their signatures and digests are verified when trusted keys are given), every
+// message sent to it, oldest first, its whole event history and, per campaign, why it
+// was or was not sent (see CampaignOutcome).
+func AuditContact(ctx context.Context, conn driver.Conn, contact uint32, keys ...ed25519.PublicKey) (ContactAudit, error) {
 	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}, Campaigns: []CampaignOutcome{}, History: []ContactEvent{}}
 	recs, err := ConsentLedger(ctx, conn, contact)
 	if err != nil {
@@ -330,6 +335,9 @@ func AuditContact(ctx context.Context, conn driver.Conn, contact uint32) (Contac
 		recs = []events.ConsentRecord{}
 	}
 	a.Consent, a.ChainBroken = recs, events.VerifyChain(recs)
+	if a.Ledger, err = contactLedger(ctx, conn, contact, recs, a.ChainBroken, keys); err != nil {
+		return a, fmt.Errorf("audit contact %d: checkpoints: %w", contact, err)
+	}
 	err = sentProofs(ctx, conn, "contact_id = ?", []any{contact}, func(r SentRecord) error {
 		a.Messages = append(a.Messages, r)
 		return nil

@@ -11,10 +11,29 @@ import (
 	"github.com/herald-dev/herald/internal/events"
 )
 
-const consentLedgerQuery = `SELECT DISTINCT id, contact_id, channel, purpose, action, source, wording,
-    wording_version, ip, user_agent, actor, proof, ts_ms, prev_hash, hash
+// consentRecordColumns are the consent_log columns scanConsentRecord reads, in order.
+const consentRecordColumns = `id, contact_id, channel, purpose, action, source, wording,
+    wording_version, ip, user_agent, actor, proof, ts_ms, prev_hash, hash`
+
+const consentLedgerQuery = `SELECT DISTINCT ` + consentRecordColumns + `
 FROM consent_log
 WHERE contact_id = ?`
+
+// scanConsentRecord reads a row of consentRecordColumns.
+func scanConsentRecord(rows driver.Rows) (events.ConsentRecord, error) {
+	var (
+		r      events.ConsentRecord
+		action string
+		tsMS   uint64
+	)
+	if err := rows.Scan(&r.ID, &r.ContactID, &r.Channel, &r.Purpose, &action, &r.Source, &r.Wording,
+		&r.WordingVersion, &r.IP, &r.UserAgent, &r.Actor, &r.Proof, &tsMS, &r.PrevHash, &r.Hash); err != nil {
+		return r, err
+	}
+	r.Action = events.ConsentAction(action)
+	r.Time = time.UnixMilli(int64(tsMS)).UTC()
+	return r, nil
+}
 
 // ConsentLedger returns a contact's consent records from consent_log in ledger order,
 // ready for events.VerifyChain. Rows stored twice (redelivery) are returned once; rows
@@ -30,17 +49,10 @@ func ConsentLedger(ctx context.Context, conn driver.Conn, contact uint32) ([]eve
 	defer rows.Close()
 	var recs []events.ConsentRecord
 	for rows.Next() {
-		var (
-			r      events.ConsentRecord
-			action string
-			tsMS   uint64
-		)
-		if err := rows.Scan(&r.ID, &r.ContactID, &r.Channel, &r.Purpose, &action, &r.Source, &r.Wording,
-			&r.WordingVersion, &r.IP, &r.UserAgent, &r.Actor, &r.Proof, &tsMS, &r.PrevHash, &r.Hash); err != nil {
+		r, err := scanConsentRecord(rows)
+		if err != nil {
 			return nil, fmt.Errorf("consent ledger of %d: %w", contact, err)
 		}
-		r.Action = events.ConsentAction(action)
-		r.Time = time.UnixMilli(int64(tsMS)).UTC()
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {

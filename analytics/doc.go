@@ -12,6 +12,12 @@
 // time the job was due again, events.until), failed (provider code), sent, delivered,
 // read.
 //
+// The consent ledger's signed checkpoints (throttle.Checkpoint) live in ledger_checkpoints
+// (one row each) and ledger_heads (the chain heads each lists), created by migration 0011
+// and written by the scheduler's leader through CheckpointStore. AuditLedger verifies
+// every checkpoint (signature, digest, chain of checkpoints) and every contact's chain
+// in consent_log against them; AuditContact says how one contact's chain stands.
+//
 // Migration 0005 creates views for analysts: v_message_outcomes, v_funnel,
 // v_funnel_by_variant, v_sent_consent (see views.go for their columns); migration 0010
 // adds to v_message_outcomes what deferrals did to each message: deferred (0/1),

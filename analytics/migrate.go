@@ -145,6 +145,9 @@ ORDER BY contact_id`}
 		return []string{"DROP TABLE IF EXISTS v_funnel", "DROP TABLE IF EXISTS v_funnel_by_variant",
 			"DROP TABLE IF EXISTS v_message_outcomes", viewMessageOutcomesDeferred, viewFunnel, viewFunnelByVariant}
 	}},
+	{version: 11, name: "create_ledger_checkpoints", ddl: func(schemaFeatures) []string {
+		return []string{createLedgerCheckpoints, createLedgerHeads}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

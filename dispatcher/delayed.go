@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,10 +112,53 @@ type Scheduler struct {
 	// AdoptEvery is how often the leader looks for fan-outs whose process died and
 	// finishes them (Campaigns.AdoptFanouts; default 5 s).
 	AdoptEvery time.Duration
+	// Jobs are periodic work only the leader does (the consent ledger's checkpoints).
+	Jobs []LeaderJob
 
 	moved, requeued, adopted prometheus.Counter
 	lastSweep, lastAdopt     time.Time
 	launching                atomic.Bool
+}
+
+// LeaderJob is periodic work the scheduler's leader does: Run is called every Every
+// (first when the scheduler becomes leader) in a goroutine of its own, one run at a time,
+// while the scheduler leads; a run that overlaps a change of leader is not stopped, so a
+// job must be safe to run twice at once (the ledger checkpoint takes a lock of its own).
+// An error is logged and the job runs again at its next turn.
+type LeaderJob struct {
+	Name  string
+	Every time.Duration
+	Run   func(ctx context.Context) error
+}
+
+// leaderJobs runs the scheduler's jobs when they are due.
+type leaderJobs struct {
+	jobs    []LeaderJob
+	last    []time.Time
+	running []atomic.Bool
+	wg      sync.WaitGroup
+}
+
+func newLeaderJobs(jobs []LeaderJob) *leaderJobs {
+	return &leaderJobs{jobs: jobs, last: make([]time.Time, len(jobs)), running: make([]atomic.Bool, len(jobs))}
+}
+
+// start starts the jobs that are due and not running.
+func (j *leaderJobs) start(ctx context.Context, log *slog.Logger) {
+	for i, job := range j.jobs {
+		if time.Since(j.last[i]) < job.Every || !j.running[i].CompareAndSwap(false, true) {
+			continue
+		}
+		j.last[i] = time.Now()
+		j.wg.Add(1)
+		go func() {
+			defer j.wg.Done()
+			defer j.running[i].Store(false)
+			if err := job.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("leader job failed", "job", job.Name, "err", err)
+			}
+		}()
+	}
 }
 
 // RegisterMetrics exports the scheduler's counters to reg.
@@ -178,6 +222,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	token := hex.EncodeToString(tok)
 	lock := s.Prefix + "{delayed}:leader"
 	leader := false
+	jobs := newLeaderJobs(s.Jobs)
+	defer jobs.wg.Wait()
 	for {
 		ok, err := renewScript.Run(ctx, s.Redis, []string{lock}, token, s.TTL.Milliseconds()).Int()
 		if ctx.Err() != nil {
@@ -197,6 +243,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		wait := s.Poll
 		if leader {
+			jobs.start(ctx, log)
 			n, err := s.moveDue(ctx, lock, token)
 			if err != nil && ctx.Err() == nil {
 				log.Warn("move due jobs", "err", err)

@@ -15,6 +15,9 @@
 // process dies (a `campaigns launch` killed half-way), the scheduler's leader finishes
 // the fan-out from its checkpoint once the lease has run out (30 s by default).
 //
+// The scheduler's leader also runs the periodic jobs it is given (LeaderJob): the
+// consent ledger's signed checkpoints, wired by internal/app.
+//
 // Redis keys (P is the configured prefix; {cmp:ID} is a hash tag, so one campaign's keys
 // share a Redis Cluster slot):
 //

@@ -70,6 +70,11 @@ func (l *Ledger) stateKey(channel, purpose string) string {
 
 func (l *Ledger) headKey() string { return l.prefix + "consent:head" }
 
+// lenKey holds each chain's length (records up to its head); dirtyKey the contacts whose
+// head moved since the last checkpoint (see Checkpointer).
+func (l *Ledger) lenKey() string   { return l.prefix + "consent:len" }
+func (l *Ledger) dirtyKey() string { return l.prefix + "consent:dirty" }
+
 func newRecordID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
@@ -78,11 +83,20 @@ func newRecordID() string {
 
 // applyScript moves a contact's chain head from ARGV[1] to ARGV[2] and sets the consent
 // state, only if the head is still ARGV[1]; it returns 0 when another writer got there first.
+// With the head it counts the chain's records (KEYS[3]; a chain from before lengths were
+// kept stays without one until `consent rebuild`) and marks the contact for the next
+// checkpoint (KEYS[4]).
 var applyScript = redis.NewScript(`
 local head = redis.call('HGET', KEYS[1], ARGV[3]) or ''
 if head ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if head == '' then
+  redis.call('HSET', KEYS[3], ARGV[3], 1)
+elseif redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+end
+redis.call('SADD', KEYS[4], ARGV[3])
 return 1
 `)
 
@@ -162,7 +176,8 @@ func (l *Ledger) applyState(ctx context.Context, records []events.ConsentRecord)
 	for i, r := range records {
 		id := strconv.FormatUint(uint64(r.ContactID), 10)
 		state := string(r.Action[0]) + "|" + r.ID
-		cmds[i] = applyScript.Eval(ctx, pipe, []string{l.headKey(), l.stateKey(r.Channel, r.Purpose)}, r.PrevHash, r.Hash, id, state)
+		cmds[i] = applyScript.Eval(ctx, pipe, []string{l.headKey(), l.stateKey(r.Channel, r.Purpose), l.lenKey(), l.dirtyKey()},
+			r.PrevHash, r.Hash, id, state)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("apply consent state: %w", err)

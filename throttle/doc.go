@@ -26,13 +26,19 @@
 // margins. Policy.Preview decides without reserving (dry runs).
 //
 // It owns the consent ledger's write path (herald.consent first, then Redis state), the
-// window timestamps, the per-recipient state and the governor state in Redis. It does
+// ledger's signed checkpoints of its chain heads (Checkpoint, Checkpointer: the format,
+// digest, signing and verifying; analytics stores them and audits chains against them),
+// the window timestamps, the per-recipient state and the governor state in Redis. It does
 // not send, render or count campaign progress: that is the dispatcher's.
 //
 // Redis keys (P is the configured prefix):
 //
 //	P consent:{channel}:{purpose}  HASH contact id -> "g|<record id>" or "r|<record id>"
 //	P consent:head                 HASH contact id -> hash of the contact's last ledger record
+//	P consent:len                  HASH contact id -> records in the chain up to that head
+//	P consent:dirty                SET contacts whose head moved since the last checkpoint
+//	P consent:dirty:taken          SET contacts the checkpoint in progress lists
+//	P ledger:lock                  STRING the checkpoint in progress (token, with a TTL)
 //	P window:{sender}              HASH contact id -> unix ms of the contact's last inbound message
 //	P {gov:<sender>}:tat           GCRA theoretical arrival time of the sender, in µs of Redis time
 //	P {gov:<sender>}:st            HASH hold (until), f and ft (130429 slow-down factor and when

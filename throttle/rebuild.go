@@ -18,13 +18,18 @@ type RebuildReport struct {
 	Records   int64 `json:"records"`   // ledger records read
 	Contacts  int   `json:"contacts"`  // contacts with a consent state afterwards
 	Undecoded int64 `json:"undecoded"` // records that failed to decode or verify (skipped)
+	Copies    int64 `json:"copies"`    // records read again (a retried write): skipped
+	// UnknownLength counts chains whose length could not be told (a record that links to
+	// none read shortly before it): they stay out of checkpoints.
+	UnknownLength int `json:"unknown_length"`
 }
 
 // Rebuild replaces the Redis consent state with the one the ledger topic implies: it
 // reads every partition from its start to its current end (records of one contact are
 // in one partition, in order) and writes each contact's latest state per channel and
-// purpose, and its chain head. Run it while nothing sends, grants or revokes: for a moment
-// the state is being replaced.
+// purpose, its chain head and the chain's length, and marks every chain for the next
+// checkpoint. A copy of a record already read (a retried write) changes nothing. Run it
+// while nothing sends, grants or revokes: for a moment the state is being replaced.
 func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (RebuildReport, error) {
 	var rep RebuildReport
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
@@ -40,7 +45,8 @@ func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (R
 		contact          uint32
 	}
 	state := map[key]string{}
-	heads := map[uint32]string{}
+	heads := map[uint32]chainEnd{}
+	recent := newRecentRecords(1 << 16)
 	for _, p := range md.Topics[0].Partitions {
 		lo, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(p.ID)}}})
 		if err != nil {
@@ -62,12 +68,19 @@ func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (R
 				return rep, fmt.Errorf("consent rebuild: read partition %d: %w", p.ID, err)
 			}
 			rec, derr := events.UnmarshalConsent(m.Value)
-			if derr != nil {
+			switch {
+			case derr != nil:
 				rep.Undecoded++
-			} else {
+			default:
 				rep.Records++
+				end, ok := heads[rec.ContactID].next(rec, recent)
+				if !ok {
+					rep.Copies++
+					break
+				}
+				heads[rec.ContactID] = end
+				recent.add(rec.Hash, end.records)
 				state[key{rec.Channel, rec.Purpose, rec.ContactID}] = string(rec.Action[0]) + "|" + rec.ID
-				heads[rec.ContactID] = rec.Hash
 			}
 			if m.Offset+1 >= end {
 				break
@@ -107,7 +120,14 @@ func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (R
 		}
 	}
 	for c, h := range heads {
-		pipe.HSet(ctx, l.headKey(), strconv.FormatUint(uint64(c), 10), h)
+		id := strconv.FormatUint(uint64(c), 10)
+		pipe.HSet(ctx, l.headKey(), id, h.hash)
+		if h.records > 0 {
+			pipe.HSet(ctx, l.lenKey(), id, h.records)
+			pipe.SAdd(ctx, l.dirtyKey(), id)
+		} else {
+			rep.UnknownLength++
+		}
 		n++
 		if err := flush(false); err != nil {
 			return rep, err
@@ -118,4 +138,60 @@ func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (R
 	}
 	rep.Contacts = len(heads)
 	return rep, nil
+}
+
+// chainEnd is a contact's chain as a rebuild has read it so far: the hash of its last
+// record and the number of records up to it (0 when unknown).
+type chainEnd struct {
+	hash    string
+	records int64
+}
+
+// next returns the chain after rec, or false when rec is a copy of a record already read.
+// A record that links to the head extends the chain; one that links to a record read
+// shortly before (two writers raced for the head) becomes the head, the later one in the
+// topic winning as it always has; one that links to neither leaves the length unknown.
+func (c chainEnd) next(rec events.ConsentRecord, recent *recentRecords) (chainEnd, bool) {
+	switch {
+	case rec.PrevHash == c.hash:
+		if c.hash != "" && c.records == 0 {
+			return chainEnd{rec.Hash, 0}, true
+		}
+		return chainEnd{rec.Hash, c.records + 1}, true
+	case rec.Hash == c.hash:
+		return c, false
+	}
+	if _, ok := recent.get(rec.Hash); ok {
+		return c, false
+	}
+	if n, ok := recent.get(rec.PrevHash); ok && n > 0 {
+		return chainEnd{rec.Hash, n + 1}, true
+	}
+	return chainEnd{rec.Hash, 0}, true
+}
+
+// recentRecords remembers the chain position of the last size records read, to tell a
+// retried write's copies and a raced write's fork from a broken chain.
+type recentRecords struct {
+	pos  map[string]int64
+	ring []string
+	next int
+}
+
+func newRecentRecords(size int) *recentRecords {
+	return &recentRecords{pos: make(map[string]int64, size), ring: make([]string, size)}
+}
+
+func (r *recentRecords) get(hash string) (int64, bool) {
+	n, ok := r.pos[hash]
+	return n, ok
+}
+
+func (r *recentRecords) add(hash string, records int64) {
+	if old := r.ring[r.next]; old != "" {
+		delete(r.pos, old)
+	}
+	r.ring[r.next] = hash
+	r.pos[hash] = records
+	r.next = (r.next + 1) % len(r.ring)
 }

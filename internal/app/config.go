@@ -4,6 +4,7 @@
 package app
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,12 @@ type Config struct {
 	ClickBaseURL string // HERALD_CLICK_BASE_URL: public origin of serve, e.g. https://t.example.com
 	TrackToken   string // HERALD_TRACK_TOKEN: bearer token of POST /track/conversion (off when empty)
 
+	// LedgerKey (HERALD_LEDGER_SIGNING_KEY) signs the consent ledger's checkpoints, which
+	// the scheduler's leader takes every LedgerCheckpointEvery (HERALD_LEDGER_CHECKPOINT_EVERY,
+	// default 1h) into ClickHouse; no checkpoints without it.
+	LedgerKey             ed25519.PrivateKey
+	LedgerCheckpointEvery time.Duration
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -60,6 +67,9 @@ func (c *Config) Defaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
+	}
+	if c.LedgerCheckpointEvery <= 0 {
+		c.LedgerCheckpointEvery = time.Hour
 	}
 	if c.TopicPrefix == "" {
 		c.TopicPrefix = "herald."

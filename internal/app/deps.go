@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/kafkax"
@@ -194,4 +195,57 @@ func (d *Deps) Links() (*links.Codec, *links.Tracker, error) {
 		return nil, nil, errors.New("HERALD_CLICK_BASE_URL is required with HERALD_CLICK_KEY: the public origin of herald serve")
 	}
 	return codec, &links.Tracker{Codec: codec, Base: strings.TrimSuffix(d.Cfg.ClickBaseURL, "/")}, nil
+}
+
+// Checkpointer returns the consent ledger's checkpointer: heads from Redis, checkpoints
+// stored in ClickHouse (connected at the first checkpoint), signed with Cfg.LedgerKey.
+func (d *Deps) Checkpointer() (*throttle.Checkpointer, error) {
+	if d.Cfg.LedgerKey == nil {
+		return nil, errors.New("no ledger signing key: set --ledger-signing-key or HERALD_LEDGER_SIGNING_KEY (`herald ledger keygen` makes one)")
+	}
+	if d.Cfg.ClickHouseDSN == "" {
+		return nil, errors.New("ledger checkpoints are stored in ClickHouse: set --clickhouse-dsn or HERALD_CLICKHOUSE_DSN where HERALD_LEDGER_SIGNING_KEY is set")
+	}
+	rdb, err := d.Redis()
+	if err != nil {
+		return nil, err
+	}
+	return throttle.NewCheckpointer(throttle.CheckpointerConfig{Redis: rdb, Prefix: d.Cfg.Prefix, Store: checkpointStore{d},
+		Key: d.Cfg.LedgerKey, Every: d.Cfg.LedgerCheckpointEvery, Logger: d.Cfg.Logger}), nil
+}
+
+// checkpointStore is analytics.CheckpointStore on the shared ClickHouse connection,
+// opened when first used (so a scheduler starts while ClickHouse is away).
+type checkpointStore struct{ d *Deps }
+
+func (s checkpointStore) store(ctx context.Context) (*analytics.CheckpointStore, error) {
+	conn, err := s.d.ClickHouse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return analytics.NewCheckpointStore(conn), nil
+}
+
+func (s checkpointStore) LastCheckpoint(ctx context.Context) (throttle.Checkpoint, bool, error) {
+	st, err := s.store(ctx)
+	if err != nil {
+		return throttle.Checkpoint{}, false, err
+	}
+	return st.LastCheckpoint(ctx)
+}
+
+func (s checkpointStore) SaveHeads(ctx context.Context, cp throttle.Checkpoint, heads []throttle.CheckpointHead) error {
+	st, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.SaveHeads(ctx, cp, heads)
+}
+
+func (s checkpointStore) SaveCheckpoint(ctx context.Context, cp throttle.Checkpoint) error {
+	st, err := s.store(ctx)
+	if err != nil {
+		return err
+	}
+	return st.SaveCheckpoint(ctx, cp)
 }

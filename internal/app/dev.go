@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // templatesCache re-reads a template's latest version number at most once a second.
@@ -167,6 +169,12 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	if err := localstack.EnsureInstalled(ctx, log); err != nil {
 		return nil, err
 	}
+	keyFile := ""
+	if cfg.LedgerKey == nil {
+		if cfg.LedgerKey, keyFile, err = devLedgerKey(dir); err != nil {
+			return nil, err
+		}
+	}
 	// Kafka and Redis live in memory, so ClickHouse starts empty too: a rerun must not
 	// mix a new campaign 1 with the events of the last run's campaign 1.
 	for _, d := range []string{"redis", "clickhouse"} {
@@ -211,6 +219,10 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 		"HERALD_CLICK_KEY":             c.ClickKey,
 		"HERALD_CLICK_BASE_URL":        c.ClickBaseURL,
 		"HERALD_TRACK_TOKEN":           c.TrackToken,
+		"HERALD_LEDGER_PUBLIC_KEY":     throttle.EncodeLedgerPublicKey(c.LedgerKey.Public().(ed25519.PublicKey)),
+	}
+	if keyFile != "" {
+		dev.Env["HERALD_LEDGER_SIGNING_KEY"] = keyFile
 	}
 	dev.EnvFile = filepath.Join(dir, "env")
 	if err := os.WriteFile(dev.EnvFile, []byte(dev.envText()), 0o600); err != nil {
@@ -222,6 +234,31 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	}
 	ok = true
 	return dev, nil
+}
+
+// devLedgerKey returns the checkpoint signing key kept in dir/ledger.key, made (with its
+// public half in dir/ledger.pub) when missing, and the key file's path.
+func devLedgerKey(dir string) (ed25519.PrivateKey, string, error) {
+	path := filepath.Join(dir, "ledger.key")
+	if _, err := os.Stat(path); err == nil {
+		key, err := throttle.ParseLedgerKey(path)
+		return key, path, err
+	}
+	key, err := throttle.GenerateLedgerKey()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(path, []byte(throttle.EncodeLedgerKey(key)+"\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	pub := throttle.EncodeLedgerPublicKey(key.Public().(ed25519.PublicKey))
+	if err := os.WriteFile(filepath.Join(dir, "ledger.pub"), []byte(pub+"\n"), 0o644); err != nil {
+		return nil, "", err
+	}
+	return key, path, nil
 }
 
 func (d *Dev) envText() string {

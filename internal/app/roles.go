@@ -174,6 +174,19 @@ func Scheduler(ctx context.Context, d *Deps) error {
 	if d.Cfg.Registry != nil {
 		s.RegisterMetrics(d.Cfg.Registry)
 	}
+	if d.Cfg.LedgerKey != nil {
+		cp, err := d.Checkpointer()
+		if err != nil {
+			return err
+		}
+		// The leader asks whether a checkpoint is due (the last stored one is
+		// LedgerCheckpointEvery old) a few times per interval, at most once a minute.
+		every := min(max(d.Cfg.LedgerCheckpointEvery/10, time.Second), time.Minute)
+		s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "ledger checkpoint", Every: every, Run: func(ctx context.Context) error {
+			_, _, err := cp.Tick(ctx)
+			return err
+		}})
+	}
 	return s.Run(ctx)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -60,9 +61,11 @@ func auditCommand() *cli.Command {
 				return nil
 			},
 		}, {
-			Name:      "contact",
-			Usage:     "a contact's consent history with its hash chain verified, every message sent to it, and why each campaign did or did not send (skipped, deferred until when, failed); exit 1 if the chain is broken",
+			Name: "contact",
+			Usage: "a contact's consent history with its hash chain verified and checked against the ledger's signed checkpoints, every message sent to it, " +
+				"and why each campaign did or did not send (skipped, deferred until when, failed); exit 1 if the chain is broken or does not match a checkpoint",
 			ArgsUsage: "PHONE",
+			Flags:     []cli.Flag{publicKeyFlag()},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usage("audit contact: give one phone number (E.164, e.g. +66812345678)")
@@ -94,7 +97,11 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				a, err := analytics.AuditContact(c.Context, conn, id)
+				keys, err := trustedKeys(c, d.Cfg)
+				if err != nil {
+					return err
+				}
+				a, err := analytics.AuditContact(c.Context, conn, id, keys...)
 				if err != nil {
 					return err
 				}
@@ -107,6 +114,44 @@ func auditCommand() *cli.Command {
 				}
 				if !a.ChainOK() {
 					return fmt.Errorf("contact %d: consent hash chain broken at record %d (%s)", id, a.ChainBroken, a.Consent[a.ChainBroken].ID)
+				}
+				if a.Ledger.Failed() {
+					return fmt.Errorf("contact %d: consent chain %s against the ledger checkpoints: %s", id, a.Ledger.Status, a.Ledger.Detail)
+				}
+				return nil
+			},
+		}, {
+			Name: "ledger",
+			Usage: "verify every signed checkpoint of the consent ledger with the public key, then every contact's chain in consent_log against them " +
+				"(intact, and holding each checkpointed head at its position); names each contact whose chain was rewritten or truncated; exit 1 if anything fails",
+			Flags: []cli.Flag{publicKeyFlag(),
+				&cli.DurationFlag{Name: "max-age", Usage: "fail when the latest checkpoint that verifies is older than this (e.g. 2h with hourly checkpoints); 0: not checked"}},
+			Action: func(c *cli.Context) error {
+				format, err := outputFormat(c)
+				if err != nil {
+					return err
+				}
+				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				keys, err := trustedKeys(c, d.Cfg)
+				if err != nil {
+					return err
+				}
+				if len(keys) == 0 {
+					return usage("audit ledger: give the checkpoints' public key with --public-key or HERALD_LEDGER_PUBLIC_KEY")
+				}
+				rep, err := analytics.AuditLedger(c.Context, conn, analytics.LedgerAuditOptions{Keys: keys, MaxAge: c.Duration("max-age")})
+				if err != nil {
+					return err
+				}
+				if err := printLedgerAudit(c.App.Writer, format, rep); err != nil {
+					return err
+				}
+				if !rep.OK() {
+					return ledgerAuditError(rep)
 				}
 				return nil
 			},
@@ -262,6 +307,7 @@ func printContactAudit(w io.Writer, phone string, a analytics.ContactAudit) {
 		chain = fmt.Sprintf("BROKEN at record %d (%s)", a.ChainBroken, a.Consent[a.ChainBroken].ID)
 	}
 	fmt.Fprintf(w, "contact %d (%s): %d consent records, hash chain %s\n", a.ContactID, phone, len(a.Consent), chain)
+	fmt.Fprintf(w, "ledger checkpoint: %s\n", contactLedgerLine(a.Ledger))
 	if len(a.Consent) > 0 {
 		rows := make([][]string, 0, len(a.Consent))
 		for i, r := range a.Consent {
@@ -326,4 +372,88 @@ func shortHash(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// contactLedgerLine says how a contact's chain stands against the ledger checkpoints.
+func contactLedgerLine(l analytics.ContactLedger) string {
+	sig := "signature and digest verified"
+	if !l.SignaturesChecked {
+		sig = "signature not checked: give --public-key"
+	}
+	cp := l.Checkpoint
+	switch {
+	case l.Status == analytics.LedgerNotCheckpointed:
+		return "no checkpoint lists this chain yet (it began after the latest checkpoint)"
+	case l.Status == analytics.LedgerOK && cp != nil:
+		return fmt.Sprintf("matches the latest checkpoint listing it, %d of %s (%d records ending in %s; %s)",
+			cp.Seq, fmtTime(cp.At), cp.Records, shortHash(cp.Head), sig)
+	case l.Status == analytics.LedgerChainBroken:
+		return "not compared: the chain itself is broken (" + l.Detail + ")"
+	}
+	return fmt.Sprintf("%s: %s (%s)", strings.ToUpper(strings.ReplaceAll(l.Status, "_", " ")), l.Detail, sig)
+}
+
+func printLedgerAudit(w io.Writer, format string, rep analytics.LedgerAudit) error {
+	switch format {
+	case "json":
+		return printJSON(w, rep)
+	case "csv":
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"kind", "contact_id", "checkpoint_id", "seq", "status", "detail"})
+		for _, f := range rep.CheckpointFailures {
+			cw.Write([]string{"checkpoint", "", f.CheckpointID, seqText(f.Seq), f.Problem, f.Detail})
+		}
+		for _, f := range rep.ChainFailures {
+			cw.Write([]string{"chain", strconv.FormatUint(uint64(f.ContactID), 10), "", seqText(f.CheckpointSeq), f.Status, f.Detail})
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	latest := "none verifies"
+	if l := rep.Latest; l != nil {
+		latest = fmt.Sprintf("latest %d at %s, key %s", l.Seq, fmtTime(l.At), l.KeyID)
+	}
+	fmt.Fprintf(w, "ledger: %d checkpoints, %d verified (%s); %d chains checked, %d ok (%d not in a checkpoint yet), %d failed\n",
+		rep.Checkpoints, rep.CheckpointsVerified, latest, rep.ChainsChecked, rep.ChainsOK, rep.ChainsNotCheckpointed, len(rep.ChainFailures))
+	if len(rep.CheckpointFailures) > 0 {
+		rows := make([][]string, 0, len(rep.CheckpointFailures))
+		for _, f := range rep.CheckpointFailures {
+			rows = append(rows, []string{seqText(f.Seq), f.CheckpointID, fmtTime(f.At), f.KeyID, f.Problem, f.Detail})
+		}
+		fmt.Fprintln(w)
+		table(w, []string{"CHECKPOINT", "ID", "AT", "KEY", "PROBLEM", "DETAIL"}, rows)
+	}
+	if len(rep.ChainFailures) > 0 {
+		rows := make([][]string, 0, len(rep.ChainFailures))
+		for _, f := range rep.ChainFailures {
+			rows = append(rows, []string{strconv.FormatUint(uint64(f.ContactID), 10), f.Status, strconv.Itoa(f.Records), seqText(f.CheckpointSeq), f.Detail})
+		}
+		fmt.Fprintln(w)
+		table(w, []string{"CONTACT", "STATUS", "RECORDS", "CHECKPOINT", "DETAIL"}, rows)
+	}
+	return nil
+}
+
+func seqText(seq uint64) string {
+	if seq == 0 {
+		return ""
+	}
+	return strconv.FormatUint(seq, 10)
+}
+
+// ledgerAuditError names what failed: the checkpoints and the first contacts.
+func ledgerAuditError(rep analytics.LedgerAudit) error {
+	var contacts []string
+	for i, f := range rep.ChainFailures {
+		if i == 20 {
+			contacts = append(contacts, fmt.Sprintf("and %d more", len(rep.ChainFailures)-i))
+			break
+		}
+		contacts = append(contacts, strconv.FormatUint(uint64(f.ContactID), 10))
+	}
+	msg := fmt.Sprintf("ledger audit failed: %d checkpoint problems, %d chains failed", len(rep.CheckpointFailures), len(rep.ChainFailures))
+	if len(contacts) > 0 {
+		msg += " (contacts " + strings.Join(contacts, ", ") + ")"
+	}
+	return errors.New(msg)
 }

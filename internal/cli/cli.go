@@ -50,7 +50,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
-			auditCommand(), trackCommand(),
+			auditCommand(), trackCommand(), ledgerCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 		Before: func(c *cli.Context) error {
@@ -87,7 +87,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 var stopProfile = func() {}
 
 func globalFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "cpu-profile", Usage: "write a CPU profile (pprof) of this process to the file", EnvVars: []string{"HERALD_CPU_PROFILE"}},
 		&cli.StringFlag{Name: "kafka-brokers", Usage: "Kafka bootstrap brokers, comma-separated", EnvVars: []string{"HERALD_KAFKA_BROKERS"}},
 		&cli.StringFlag{Name: "redis-url", Usage: "Redis URL (redis://host:port/db)", EnvVars: []string{"HERALD_REDIS_URL"}},
@@ -112,7 +112,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or csv (csv where a command has rows)", EnvVars: []string{"HERALD_OUTPUT"}},
-	}
+	}, ledgerFlags()...)
 }
 
 // config builds the app configuration from the global flags.
@@ -162,6 +162,9 @@ func config(c *cli.Context) (app.Config, error) {
 		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"), MaxInFlight: c.Int("max-in-flight"),
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
 		Logger: slog.New(h),
+	}
+	if err := ledgerConfig(c, &cfg); err != nil {
+		return app.Config{}, err
 	}
 	cfg.Defaults()
 	return cfg, nil
