@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"github.com/herald-dev/herald/throttle"
 	"sort"
 	"time"
 
@@ -200,6 +201,10 @@ type ContactAudit struct {
 	Campaigns []CampaignOutcome `json:"campaigns"`
 	// History: every distinct event of the contact, oldest first.
 	History []ContactEvent `json:"history"`
+	// Suppressions in force, by channel (the provider could not reach the contact there:
+	// it is skipped whatever its consent until then). Online state: filled by the caller
+	// from Redis, not from ClickHouse.
+	Suppressions map[string]throttle.Suppression `json:"suppressions"`
 }
 
 // ContactEvent is one event of a contact as the audit lists it.

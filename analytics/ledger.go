@@ -218,7 +218,7 @@ const (
 type Anchor struct {
 	CheckpointID string    `json:"checkpoint_id"`
 	Seq          uint64    `json:"seq"`
-	At           time.Time `json:"at"`
+	At           time.Time `json:"at,omitzero"`
 	Head         string    `json:"head"`
 	Records      uint64    `json:"records"`
 }

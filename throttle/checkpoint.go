@@ -40,7 +40,7 @@ const CheckpointVersion = "herald-ledger-checkpoint/v1"
 type Checkpoint struct {
 	ID         string    `json:"id"` // names the checkpoint's rows in storage; not signed
 	Seq        uint64    `json:"seq"`
-	At         time.Time `json:"at"`
+	At         time.Time `json:"at,omitzero"`
 	PrevDigest string    `json:"prev_digest"`
 	Heads      uint64    `json:"heads"`
 	Digest     string    `json:"digest"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/throttle"
 )
 
 func auditCommand() *cli.Command {
@@ -103,6 +105,9 @@ func auditCommand() *cli.Command {
 				}
 				a, err := analytics.AuditContact(c.Context, conn, id, keys...)
 				if err != nil {
+					return err
+				}
+				if err := addSuppressions(c.Context, d, id, &a); err != nil {
 					return err
 				}
 				if format == "json" {
@@ -301,6 +306,25 @@ func printAudit(w io.Writer, format string, rep analytics.AuditReport) error {
 	return nil
 }
 
+// addSuppressions fills the contact's suppressions in force on every channel.
+func addSuppressions(ctx context.Context, d *app.Deps, id uint32, a *analytics.ContactAudit) error {
+	comp, err := d.Components()
+	if err != nil {
+		return err
+	}
+	a.Suppressions = map[string]throttle.Suppression{}
+	for _, ch := range []string{"whatsapp", "sms", "email"} {
+		sups, err := comp.Policy.Suppressions(ctx, ch, []uint32{id})
+		if err != nil {
+			return err
+		}
+		if sups[0].Active(time.Now()) {
+			a.Suppressions[ch] = sups[0]
+		}
+	}
+	return nil
+}
+
 func printContactAudit(w io.Writer, phone string, a analytics.ContactAudit) {
 	chain := "verified"
 	if !a.ChainOK() {
@@ -318,6 +342,9 @@ func printContactAudit(w io.Writer, phone string, a analytics.ContactAudit) {
 			rows = append(rows, []string{fmtTime(r.Time), r.Channel, r.Purpose, string(r.Action), r.Source, r.Proof, r.ID, shortHash(r.Hash), mark})
 		}
 		table(w, []string{"TIME", "CHANNEL", "PURPOSE", "ACTION", "SOURCE", "PROOF", "RECORD", "HASH", "CHAIN"}, rows)
+	}
+	for ch, sup := range a.Suppressions {
+		fmt.Fprintf(w, "\nsuppressed on %s as %s until %s (since %s: %s)\n", ch, sup.Reason, fmtTime(sup.Until), fmtTime(sup.At), sup.Proof)
 	}
 	fmt.Fprintf(w, "\n%d messages sent\n", len(a.Messages))
 	if len(a.Messages) > 0 {

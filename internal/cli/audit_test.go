@@ -14,6 +14,7 @@ import (
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
+	"github.com/herald-dev/herald/throttle"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -133,8 +134,22 @@ func TestAuditCommands(t *testing.T) {
 	if !regexp.MustCompile(`later +deferred +quiet_hours +2025-03-10T10:00:00.000Z +2025-03-10T21:00:00.000Z +1`).MatchString(out) {
 		t.Fatalf("audit contact: no deferral of campaign later in\n%s", out)
 	}
+	if strings.Contains(out, "suppressed on") {
+		t.Fatalf("audit contact shows a suppression before any:\n%s", out)
+	}
+	// A number WhatsApp could not reach is suppressed there: the audit says so.
+	ids, _ := segments.NewStore(rdb, prefix).Upsert(context.Background(), []segments.Contact{{Phone: "+66812345679"}})
+	if err := throttle.NewPolicy(rdb, prefix, nil).Suppress(context.Background(), "whatsapp", ids, []throttle.Suppression{{Reason: throttle.ReasonUndeliverable,
+		Until: time.Now().Add(time.Hour), Proof: "whatsapp error 131026 on message wamid.Z"}}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66812345679")
+	if code != 0 || !strings.Contains(out, "suppressed on whatsapp as undeliverable until") || !strings.Contains(out, "wamid.Z") {
+		t.Fatalf("audit contact of a suppressed contact: exit %d\n%s%s", code, out, errOut)
+	}
 	code, out, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66812345679", "--output", "json")
-	if code != 0 || !strings.Contains(out, `"outcome": "deferred"`) || !strings.Contains(out, `"until": "2025-03-10T21:00:00Z"`) {
+	if code != 0 || !strings.Contains(out, `"outcome": "deferred"`) || !strings.Contains(out, `"until": "2025-03-10T21:00:00Z"`) ||
+		!strings.Contains(out, `"reason": "undeliverable"`) {
 		t.Fatalf("audit contact --output json: exit %d\n%s%s", code, out, errOut)
 	}
 	code, _, errOut = run("--clickhouse-dsn", dsn, "--redis-url", redisURL, "--redis-prefix", prefix, "audit", "contact", "+66899999999")

@@ -67,6 +67,8 @@ var jsonOutputs = []struct {
 	{"audit campaign", out(analytics.AuditCampaign)},
 	{"audit contact", out(analytics.AuditContact)},
 	{"audit export", typ[analytics.SentRecord]()},
+	{"audit ledger", out(analytics.AuditLedger)},
+	{"ledger checkpoint", out((*throttle.Checkpointer).Checkpoint)},
 	{"track conversion", out(server.Track)},
 	{"migrate", typ[migrateResult]()},
 	{"demo", typ[app.DemoResult]()},
