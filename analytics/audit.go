@@ -331,7 +331,7 @@ func sentProofs(ctx context.Context, conn driver.Conn, filter string, args []any
 // message sent to it, oldest first, its whole event history and, per campaign, why it
 // was or was not sent (see CampaignOutcome).
 func AuditContact(ctx context.Context, conn driver.Conn, contact uint32, keys ...ed25519.PublicKey) (ContactAudit, error) {
-	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}, Campaigns: []CampaignOutcome{}, History: []ContactEvent{}}
+	a := ContactAudit{ContactID: contact, Messages: []SentRecord{}, Campaigns: []CampaignOutcome{}, History: []ContactEvent{}, Suppressions: map[string]throttle.Suppression{}}
 	recs, err := ConsentLedger(ctx, conn, contact)
 	if err != nil {
 		return a, fmt.Errorf("audit contact: %w", err)
