@@ -61,12 +61,28 @@ type Report struct {
 	Action    string    // Failed: what the code asks for (an Action… constant)
 }
 
-// Inbound is a message (or an opt-out/opt-in signal) a contact sent on a channel.
+// Inbound is a message a contact sent on a channel. Its text is matched against the
+// opt-out and opt-in keywords (STOP, START…), and on WhatsApp it opens the 24h window.
 type Inbound struct {
 	Channel   string
 	From      string // the sender's address on the channel (E.164, email address…)
 	SenderRef string // the provider-side recipient: which of our numbers or addresses
 	MessageID string
+	Type      string // text, button, interactive…
 	Text      string
+	ReplyTo   string // the provider id of the message it answers, if any
 	Time      time.Time
+}
+
+// Preference is a contact's consent choice reported by the provider itself (WhatsApp's
+// user_preferences stop/resume, an email one-click unsubscribe, a complaint): it goes to
+// the ledger as source "provider", effective when Herald learns it.
+type Preference struct {
+	Channel   string
+	From      string // the contact's address on the channel
+	SenderRef string
+	OptIn     bool   // resume (true) or stop (false)
+	Purpose   string // "" means marketing
+	ID        string // a stable id of the report, so that a redelivery collapses
+	Proof     string // what the provider said, with its own time
 }

@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,8 +22,6 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
-	"github.com/herald-dev/herald/internal/kafkax"
-	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
@@ -37,9 +34,10 @@ type Publisher interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Contacts finds a contact by phone (segments.Store).
+// Contacts finds a contact by its address on a channel (segments.Store).
 type Contacts interface {
 	LookupPhone(ctx context.Context, phone string) (uint32, error)
+	LookupEmail(ctx context.Context, email string) (uint32, error)
 }
 
 // Config wires the server.
@@ -182,19 +180,15 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 
 var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": events.Delivered, "read": events.Read, "played": events.Read, "failed": events.Failed}
 
-// handle turns a notification into events, settles in-doubt sends and records inbound
-// messages. Everything is idempotent: Meta redelivers and duplicates.
+// handle decodes a WhatsApp notification into the provider-neutral batch and ingests
+// it. Everything is idempotent: Meta redelivers and duplicates.
 func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
-	var evs, inbound []kafka.Message
-	var statuses []dispatcher.Settlement
-	var refusals []dispatcher.Refusal
-	type window struct {
-		sender  string
-		contact uint32
-		at      time.Time
-	}
-	var windows []window
-	var changes []throttle.Change
+	return s.ingest(ctx, s.decodeWhatsApp(n))
+}
+
+// decodeWhatsApp turns a notification into Reports, Inbound messages and Preferences.
+func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
+	var b Batch
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
 			v := ch.Value
@@ -210,24 +204,13 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if err != nil {
 					at = time.Now()
 				}
-				statuses = append(statuses, dispatcher.Settlement{Key: dispatcher.Key{Campaign: campaign, Contact: contact},
-					Channel: "whatsapp", PhoneNumberID: phoneID, MessageID: st.ID, Variant: variant})
-				if kind == events.Sent {
-					continue // the worker's sent event (with its consent proof) is the record
-				}
-				ev := events.New(kind, campaign, contact, at)
-				ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Variant = phoneID, "whatsapp", st.ID, variant
+				r := dispatcher.Report{Kind: kind, Key: dispatcher.Key{Campaign: campaign, Contact: contact}, Variant: variant,
+					Channel: "whatsapp", SenderRef: phoneID, MessageID: st.ID, Time: at}
 				if kind == events.Failed && len(st.Errors) > 0 {
-					ev.ErrorCode = st.Errors[0].Code
-					ev.Reason = "provider_failed"
-					// Recorded as of now, when Herald learns it: the send it refused was made
-					// under the consent on record then (Meta's timestamps have whole seconds).
-					refusals = append(refusals, dispatcher.Refusal{Campaign: campaign, Contact: contact, PhoneNumberID: phoneID,
-						Channel: "whatsapp", Code: ev.ErrorCode, Action: whatsapp.ClassifyCode(ev.ErrorCode).Action.String(),
-						MessageID: st.ID + " (failed status of " + st.Timestamp + ")", At: time.Now()})
+					r.Code = st.Errors[0].Code
+					r.Action = whatsapp.ClassifyCode(r.Code).Action.String()
 				}
-				b, _ := ev.Marshal()
-				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				b.Reports = append(b.Reports, r)
 			}
 			// A user who taps "Stop promotions" (or resumes them) in WhatsApp: Meta tells the
 			// business, and Herald records it in the ledger like a STOP or START keyword.
@@ -235,130 +218,28 @@ func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
 				if up.Category != "marketing_messages" || (up.Value != "stop" && up.Value != "resume") {
 					continue
 				}
-				from := "+" + strings.TrimPrefix(up.WaID, "+")
-				contact, err := s.cfg.Contacts.LookupPhone(ctx, from)
-				if errors.Is(err, segments.ErrNotFound) {
-					continue // not a contact of ours: nothing to record
-				}
-				if err != nil {
-					return err
-				}
-				// Effective from when Herald learns it (the proof keeps Meta's time): sends
-				// made before were made under the consent on record then.
-				at := time.Now()
-				action, kind := events.Revoke, events.OptedOut
-				if up.Value == "resume" {
-					action, kind = events.Grant, events.OptedIn
-				}
 				proof := "whatsapp user_preferences " + up.Value + " at " + strconv.FormatInt(up.Timestamp, 10)
 				if up.Detail != "" {
 					proof += ": " + up.Detail
 				}
-				changes = append(changes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
-					Action: action, Source: "provider", Proof: proof, Time: at})
-				ev := events.New(kind, "", contact, at)
-				ev.ID = events.ID("", contact, kind, "user_preferences:"+strconv.FormatInt(up.Timestamp, 10))
-				ev.Channel, ev.SenderID, ev.Reason = "whatsapp", phoneID, "provider"
-				b, _ := ev.Marshal()
-				evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
+				b.Preferences = append(b.Preferences, dispatcher.Preference{Channel: "whatsapp", From: "+" + strings.TrimPrefix(up.WaID, "+"),
+					SenderRef: phoneID, OptIn: up.Value == "resume", ID: "user_preferences:" + strconv.FormatInt(up.Timestamp, 10), Proof: proof})
 			}
 			for _, m := range v.Messages {
 				at, err := whatsapp.ParseTimestamp(m.Timestamp)
 				if err != nil {
 					at = time.Now()
 				}
-				from := "+" + strings.TrimPrefix(m.From, "+")
-				contact, err := s.cfg.Contacts.LookupPhone(ctx, from)
-				if err != nil && !errors.Is(err, segments.ErrNotFound) {
-					return err
-				}
-				text := inboundText(m)
-				in := events.Inbound{ID: m.ID, ContactID: contact, From: from, SenderID: phoneID, Channel: "whatsapp", Type: m.Type, Text: text, Time: at.UTC()}
+				in := dispatcher.Inbound{Channel: "whatsapp", From: "+" + strings.TrimPrefix(m.From, "+"), SenderRef: phoneID,
+					MessageID: m.ID, Type: m.Type, Text: inboundText(m), Time: at}
 				if m.Context != nil {
-					in.ReplyToProviderID = m.Context.ID
+					in.ReplyTo = m.Context.ID
 				}
-				b, _ := json.Marshal(in)
-				inbound = append(inbound, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
-				if contact == 0 {
-					continue
-				}
-				windows = append(windows, window{phoneID, contact, at})
-				// STOP revokes and START re-grants marketing, with the message as proof.
-				kw := events.NormalizeKeyword(text)
-				if s.stop[kw] || s.start[kw] {
-					action, kind := events.Revoke, events.OptedOut
-					if s.start[kw] {
-						action, kind = events.Grant, events.OptedIn
-					}
-					changes = append(changes, throttle.Change{ContactID: contact, Channel: "whatsapp", Purpose: "marketing",
-						Action: action, Source: "keyword", Proof: "whatsapp message " + m.ID + ": " + text, Time: at})
-					ev := events.New(kind, "", contact, at)
-					ev.ID = events.ID("", contact, kind, m.ID)
-					ev.Channel, ev.SenderID, ev.Reason = "whatsapp", phoneID, "keyword"
-					b, _ := ev.Marshal()
-					evs = append(evs, kafka.Message{Key: kafkax.ContactKey(contact), Value: b})
-				}
+				b.Inbound = append(b.Inbound, in)
 			}
 		}
 	}
-	if len(changes) > 0 {
-		if s.cfg.Ledger == nil {
-			return errors.New("consent changes arrived but no consent ledger is configured")
-		}
-		if _, err := s.cfg.Ledger.Apply(ctx, changes, false); err != nil {
-			return err
-		}
-	}
-	bySender := map[string][]window{}
-	for _, w := range windows {
-		bySender[w.sender] = append(bySender[w.sender], w)
-	}
-	for sender, ws := range bySender {
-		contacts, ats := make([]uint32, len(ws)), make([]time.Time, len(ws))
-		for i, w := range ws {
-			contacts[i], ats[i] = w.contact, w.at
-		}
-		if err := s.cfg.Policy.RecordInbound(ctx, sender, contacts, ats); err != nil {
-			return err
-		}
-	}
-	if len(inbound) > 0 {
-		if err := s.cfg.Inbound.WriteMessages(ctx, inbound...); err != nil {
-			return err
-		}
-	}
-	// Any status proves the provider accepted the message. A send whose worker died before
-	// recording it (claimed, never finished) is settled here: its sent event, with the
-	// consent its policy check relied on, goes out before the outcome is recorded, so a
-	// failed publish leaves it in doubt for Meta's retry of this webhook.
-	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
-	if err != nil {
-		return err
-	}
-	evs = append(evs, settledEvs...)
-	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
-	// marketing holds…), carried out before the 200 so that Meta's retry redoes it.
-	if len(refusals) > 0 {
-		if s.cfg.Reactor == nil {
-			return errors.New("failed statuses arrived but no reactor is configured")
-		}
-		if err := s.cfg.Reactor.React(ctx, refusals); err != nil {
-			return err
-		}
-	}
-	if len(evs) > 0 {
-		if err := s.cfg.Events.WriteMessages(ctx, evs...); err != nil {
-			return err
-		}
-	}
-	outcomes := make([]string, len(settle))
-	for i := range outcomes {
-		outcomes[i] = dispatcher.OutcomeSent
-	}
-	if _, err := s.cfg.Tracker.Finish(ctx, settle, outcomes); err != nil {
-		return err
-	}
-	return nil
+	return b
 }
 
 func inboundText(m whatsapp.InboundMessage) string {
