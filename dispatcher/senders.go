@@ -37,6 +37,16 @@ type Sender struct {
 	WarmUpPause time.Duration `json:"-"` // printed as warm_up_pause_ms (json.go)
 }
 
+// Ref is the sender's provider-side identity, which keys what the provider keys by its
+// sender (the 24h window, recipient back-off, country restrictions): the WhatsApp
+// phone-number id, else Herald's id.
+func (s Sender) Ref() string {
+	if s.PhoneNumberID != "" {
+		return s.PhoneNumberID
+	}
+	return s.ID
+}
+
 // Limits are the sender's pacing limits for the governor.
 func (s Sender) Limits() throttle.Limits {
 	l := throttle.Limits{Rate: s.Rate, PerMinute: s.PerMinute}

@@ -51,15 +51,16 @@ type WorkerConfig struct {
 	Templates  Templates
 	Policy     *throttle.Policy
 	Governor   Governor
-	Channel    Channel
-	Links      *links.Tracker // click tracking for campaigns that ask for it; nil: not configured
-	Events     Publisher      // herald.events
-	Delayed    *Delayed       // deferred jobs and retries wait here (the Scheduler moves them back)
-	DLQ        Publisher      // herald.dlq
-	BatchSize  int            // jobs per batch (default 500)
-	Lanes      int            // batches (of different senders) processed at once (default 8)
-	MaxPending int            // fetched jobs waiting in lanes before reading pauses (default 20 × BatchSize)
-	Linger     time.Duration  // how long a lane waits to fill a batch (default 5 ms)
+	Channel    Channel            // WhatsApp's adapter
+	Channels   map[string]Channel // adapters by channel name (email, sms…); whatsapp may be here instead of Channel
+	Links      *links.Tracker     // click tracking for campaigns that ask for it; nil: not configured
+	Events     Publisher          // herald.events
+	Delayed    *Delayed           // deferred jobs and retries wait here (the Scheduler moves them back)
+	DLQ        Publisher          // herald.dlq
+	BatchSize  int                // jobs per batch (default 500)
+	Lanes      int                // batches (of different senders) processed at once (default 8)
+	MaxPending int                // fetched jobs waiting in lanes before reading pauses (default 20 × BatchSize)
+	Linger     time.Duration      // how long a lane waits to fill a batch (default 5 ms)
 	// Horizon bounds how far ahead a batch paces a sender: jobs its rate cannot start
 	// within it wait in the delayed set instead of holding the lane (default 2 s).
 	Horizon time.Duration
@@ -465,19 +466,26 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			it.outcome, it.reason = OutcomeFailed, "unknown_sender"
 			continue
 		}
+		if w.channel(it.cp.Channel) == nil {
+			it.outcome, it.reason = OutcomeFailed, "channel_unconfigured"
+			continue
+		}
 		if c.ID == 0 {
 			it.outcome, it.reason = OutcomeSkipped, "contact_erased"
 			continue
 		}
-		if c.Phone == "" && it.cp.Channel == "whatsapp" {
+		if Address(it.cp.Channel, c) == "" {
 			it.outcome, it.reason = OutcomeSkipped, ReasonNoPhone // known by email only
+			if it.cp.Channel == "email" {
+				it.reason = ReasonNoEmail // known by phone only
+			}
 			continue
 		}
 		if it.cp.InHoldout(it.job.Contact) {
 			it.outcome, it.reason = OutcomeSkipped, ReasonHoldout
 			continue
 		}
-		if it.restricted[it.sender.PhoneNumberID+":"+c.Country] {
+		if it.restricted[it.sender.Ref()+":"+c.Country] {
 			it.outcome, it.reason = OutcomeSkipped, ReasonCountryRestricted
 			continue
 		}
@@ -547,7 +555,7 @@ func (it *item) template() string {
 
 func policyJob(it *item) throttle.Job {
 	// The window opens per business phone number: key it as the webhook server does.
-	return throttle.Job{Campaign: it.job.Campaign, ContactID: it.job.Contact, SenderID: it.sender.PhoneNumberID,
+	return throttle.Job{Campaign: it.job.Campaign, ContactID: it.job.Contact, SenderID: it.sender.Ref(),
 		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm,
 		TimeZone: it.contact.TimeZone, Phone: it.contact.Phone, Country: it.contact.Country,
 		SenderTier: it.sender.Tier, Quiet: it.quiet}
@@ -701,8 +709,32 @@ func (w *Worker) stopSenders() {
 }
 
 // ReasonNoPhone skips a contact that has no phone number (known by email only) in a
-// WhatsApp campaign.
-const ReasonNoPhone = "no_phone"
+// WhatsApp or SMS campaign, and ReasonNoEmail one without an email address in an email
+// campaign.
+const (
+	ReasonNoPhone = "no_phone"
+	ReasonNoEmail = "no_email"
+)
+
+// Address is a contact's address on a channel: its email address for email, its phone
+// number (E.164) for the phone channels.
+func Address(channel string, c segments.Contact) string {
+	if channel == "email" {
+		return c.Email
+	}
+	return c.Phone
+}
+
+// channel returns the adapter that sends a campaign's channel (nil: not configured here).
+func (w *Worker) channel(name string) Channel {
+	if ch, ok := w.cfg.Channels[name]; ok {
+		return ch
+	}
+	if name == "" || name == "whatsapp" {
+		return w.cfg.Channel
+	}
+	return nil
+}
 
 // ReasonSenderRate defers a job its sender's limits cannot start within the horizon, and
 // ReasonSenderHeld one whose sender is on hold (a quality refusal). They are not about the
@@ -815,7 +847,7 @@ func (w *Worker) dropPaused(ctx context.Context, list []*item) ([]*item, error) 
 const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
-	msg := Message{To: it.contact.Phone, Rendered: it.rendered,
+	msg := Message{To: Address(it.cp.Channel, it.contact), Rendered: it.rendered,
 		CallbackData: whatsapp.CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -836,7 +868,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		return
 	}
 	start := time.Now()
-	id, err := w.cfg.Channel.Send(sctx, it.sender, msg)
+	id, err := w.channel(it.cp.Channel).Send(sctx, it.sender, msg)
 	now := time.Now()
 	w.slots.observe(it.sender.ID, it.sender.Rate, now.Sub(start), now)
 	if w.sendCount.Add(1)%64 == 0 { // the pool also grows within a long batch
@@ -996,7 +1028,7 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 		}
 		todo = append(todo, it)
 		refusals = append(refusals, Refusal{Campaign: it.job.Campaign, Contact: it.job.Contact, Sender: it.job.Sender,
-			PhoneNumberID: it.sender.PhoneNumberID, Channel: it.cp.Channel, Country: it.contact.Country,
+			PhoneNumberID: it.sender.Ref(), Channel: it.cp.Channel, Country: it.contact.Country,
 			Code: it.code, Action: it.action, At: now})
 	}
 	if len(todo) == 0 {
