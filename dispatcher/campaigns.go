@@ -143,6 +143,18 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	if len(cp.Senders) == 0 {
 		return cp, errors.New("campaign: at least one sender is required (--sender)")
 	}
+	for _, id := range cp.Senders {
+		s, err := senders.Get(ctx, id)
+		if err != nil {
+			return cp, fmt.Errorf("campaign: sender %q: %w (add it with `herald senders add`)", id, err)
+		}
+		if cp.Channel == "" {
+			cp.Channel = s.Channel
+		}
+		if s.Channel != cp.Channel {
+			return cp, fmt.Errorf("campaign: sender %q sends %s, not %s: a campaign's senders are all of its channel", id, s.Channel, cp.Channel)
+		}
+	}
 	if cp.Channel == "" {
 		cp.Channel = "whatsapp"
 	}
@@ -159,11 +171,6 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	case "", RouteRoundRobin, RouteCountry:
 	default:
 		return cp, fmt.Errorf("campaign: routing %q: want %s or %s", cp.Routing, RouteRoundRobin, RouteCountry)
-	}
-	for _, s := range cp.Senders {
-		if _, err := senders.Get(ctx, s); err != nil {
-			return cp, fmt.Errorf("campaign: sender %q: %w (add it with `herald senders add`)", s, err)
-		}
 	}
 	n, err := c.rdb.Incr(ctx, c.prefix+"campaign:seq").Result()
 	if err != nil {

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -33,8 +34,12 @@ type Sender struct {
 	Tier int `json:"tier,omitempty"`
 	// WarmUp paces a new number in bursts of WarmUpBurst sends with pauses of WarmUpPause
 	// (± a quarter of it) in between (0: off).
-	WarmUpBurst int           `json:"warm_up_burst,omitempty"`
-	WarmUpPause time.Duration `json:"-"` // printed as warm_up_pause_ms (json.go)
+	// Settings are the channel's own settings of the sender (email: smtp_addr, from,
+	// username…; sms: account_sid, from…); the secret (SMTP password, auth token) is
+	// Token, never printed.
+	Settings    map[string]string `json:"settings"`
+	WarmUpBurst int               `json:"warm_up_burst,omitempty"`
+	WarmUpPause time.Duration     `json:"-"` // printed as warm_up_pause_ms (json.go)
 }
 
 // Ref is the sender's provider-side identity, which keys what the provider keys by its
@@ -64,16 +69,25 @@ var (
 	countryRe  = regexp.MustCompile(`^[A-Z]{2}$`)
 )
 
+// requiredSettings are the settings each channel's senders must have ("a|b": either).
+var requiredSettings = map[string][]string{
+	"whatsapp": nil,
+	"email":    {"smtp_addr", "from"},
+	"sms":      {"account_sid", "from|messaging_service_sid"},
+}
+
 // Validate checks a sender before it is saved.
 func (s Sender) Validate() error {
 	switch {
 	case !senderIDRe.MatchString(s.ID):
 		return fmt.Errorf("sender id %q: use 1-64 letters, digits, '_', '.', '-'", s.ID)
-	case s.Channel != "whatsapp":
-		return fmt.Errorf("sender %s: channel %q is not supported yet (whatsapp)", s.ID, s.Channel)
-	case s.PhoneNumberID == "":
+	case requiredSettings[s.Channel] == nil && s.Channel != "whatsapp":
+		return fmt.Errorf("sender %s: channel %q: want whatsapp, email or sms", s.ID, s.Channel)
+	case s.Channel == "sms" && s.Token == "":
+		return fmt.Errorf("sender %s: the SMS provider's auth token is required (--token)", s.ID)
+	case s.Channel == "whatsapp" && s.PhoneNumberID == "":
 		return fmt.Errorf("sender %s: the WhatsApp phone-number id is required", s.ID)
-	case s.Token == "":
+	case s.Channel == "whatsapp" && s.Token == "":
 		return fmt.Errorf("sender %s: an access token is required", s.ID)
 	case !(s.Rate > 0 && s.Rate <= 10000):
 		return fmt.Errorf("sender %s: rate must be between 0 and 10000 msg/s, got %v", s.ID, s.Rate)
@@ -83,6 +97,15 @@ func (s Sender) Validate() error {
 	}
 	if err := s.Limits().Validate(); err != nil {
 		return fmt.Errorf("sender %s: %w", s.ID, err)
+	}
+	for _, k := range requiredSettings[s.Channel] {
+		if alt, _, either := strings.Cut(k, "|"); either {
+			if s.Settings[alt] == "" && s.Settings[k[len(alt)+1:]] == "" {
+				return fmt.Errorf("sender %s: %s needs the setting %s or %s (--setting KEY=VALUE)", s.ID, s.Channel, alt, k[len(alt)+1:])
+			}
+		} else if s.Settings[k] == "" {
+			return fmt.Errorf("sender %s: %s needs the setting %s (--setting %s=…)", s.ID, s.Channel, k, k)
+		}
 	}
 	for _, cc := range s.Countries {
 		if !countryRe.MatchString(cc) {
@@ -121,7 +144,8 @@ func (r *Senders) Put(ctx context.Context, s Sender) error {
 	pipe := r.rdb.TxPipeline()
 	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
 		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","),
-		"per_minute", s.PerMinute, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds())
+		"per_minute", s.PerMinute, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds(),
+		"settings", settingsJSON(s.Settings))
 	pipe.SAdd(ctx, r.prefix+"senders", s.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save sender %s: %w", s.ID, err)
@@ -149,7 +173,21 @@ func (r *Senders) Get(ctx context.Context, id string) (Sender, error) {
 	if m["countries"] != "" {
 		s.Countries = strings.Split(m["countries"], ",")
 	}
+	s.Settings = map[string]string{}
+	if v := m["settings"]; v != "" {
+		if err := json.Unmarshal([]byte(v), &s.Settings); err != nil {
+			return Sender{}, fmt.Errorf("sender %s: settings: %w", id, err)
+		}
+	}
 	return s, nil
+}
+
+func settingsJSON(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
 }
 
 // Cached returns a sender, from a cache refreshed every few seconds so that rate changes

@@ -519,6 +519,10 @@ func (w *Worker) renderWith(ctx context.Context, it *item, name string) error {
 		w.log.Warn("render failed", "campaign", it.cp.ID, "contact", c.ID, "template", name, "err", err)
 		return nil
 	}
+	if r.Channel != "" && it.cp.Channel != "" && r.Channel != it.cp.Channel {
+		it.outcome, it.reason = OutcomeFailed, "template_channel_mismatch" // an email template in an SMS campaign…
+		return nil
+	}
 	if it.cp.TrackLinks {
 		if w.cfg.Links == nil {
 			it.outcome, it.reason = OutcomeFailed, "link_tracking_unconfigured"

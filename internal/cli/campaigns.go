@@ -35,6 +35,7 @@ func campaignsCommand() *cli.Command {
 				&cli.StringSliceFlag{Name: "sender", Required: true, Usage: "from: sender id (repeatable: contacts are spread over them)"},
 				&cli.StringFlag{Name: "name", Usage: "a name for people"},
 				&cli.StringFlag{Name: "purpose", Value: "marketing", Usage: "consent purpose: marketing or utility"},
+				&cli.StringFlag{Name: "channel", Usage: "whatsapp, email or sms (default: the senders' channel)"},
 				&cli.BoolFlag{Name: "track-links", Usage: "turn URLs in the message into signed click-tracking links (needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL)"},
 				&cli.StringFlag{Name: "routing", Value: "round_robin", Usage: "how contacts spread over the senders: round_robin, or country (each sender's --country list)"},
 				&cli.Float64Flag{Name: "holdout", Usage: "share of the audience kept out as a control group (0 to 0.5), skipped with reason holdout; see `herald report lift`"},
@@ -70,7 +71,7 @@ func campaignsCommand() *cli.Command {
 					}
 				}
 				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
-					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
+					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Channel: c.String("channel"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
 					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
 					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")}, comp.Senders)
 				if err != nil {

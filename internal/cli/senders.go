@@ -20,11 +20,13 @@ func sendersCommand() *cli.Command {
 		Usage: "manage sender accounts (WhatsApp phone numbers)",
 		Subcommands: []*cli.Command{{
 			Name:  "add",
-			Usage: "add or update a WhatsApp sender",
+			Usage: "add or update a sender: a WhatsApp number, an SMTP account or an SMS number",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "phone-number-id", Required: true, Usage: "the Cloud API phone-number id"},
+				&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "whatsapp, email or sms"},
+				&cli.StringFlag{Name: "phone-number-id", Usage: "WhatsApp: the Cloud API phone-number id (required)"},
 				&cli.StringFlag{Name: "id", Usage: "Herald's id for the sender (default: the phone-number id)"},
-				&cli.StringFlag{Name: "token", Usage: "Cloud API access token", EnvVars: []string{"HERALD_WHATSAPP_TOKEN"}},
+				&cli.StringFlag{Name: "token", Usage: "the secret: Cloud API access token, SMTP password or SMS auth token", EnvVars: []string{"HERALD_WHATSAPP_TOKEN"}},
+				&cli.StringSliceFlag{Name: "setting", Usage: "a channel setting KEY=VALUE (repeatable): email smtp_addr, from, from_name, username, tls; sms account_sid, from or messaging_service_sid, sender_type"},
 				&cli.Float64Flag{Name: "rate", Value: 80, Usage: "messages per second (Cloud API default 80)"},
 				&cli.StringFlag{Name: "name", Usage: "display name"},
 				&cli.IntFlag{Name: "per-minute", Usage: "at most this many sends in any 60 s (0: only --rate)"},
@@ -38,7 +40,15 @@ func sendersCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				s := dispatcher.Sender{ID: c.String("id"), Channel: "whatsapp", PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name")}
+				s := dispatcher.Sender{ID: c.String("id"), Channel: c.String("channel"), PhoneNumberID: c.String("phone-number-id"), Token: c.String("token"), Rate: c.Float64("rate"), Name: c.String("name"),
+					Settings: map[string]string{}}
+				for _, kv := range c.StringSlice("setting") {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || strings.TrimSpace(k) == "" {
+						return usage("--setting %q: want KEY=VALUE", kv)
+					}
+					s.Settings[strings.TrimSpace(k)] = v
+				}
 				s.PerMinute, s.Tier = c.Int("per-minute"), c.Int("tier")
 				if v := c.String("warm-up"); v != "" {
 					b, p, ok := strings.Cut(v, "/")
@@ -59,6 +69,9 @@ func sendersCommand() *cli.Command {
 				if s.ID == "" {
 					s.ID = s.PhoneNumberID
 				}
+				if s.ID == "" {
+					return usage("senders add: give --id (or, for WhatsApp, --phone-number-id)")
+				}
 				if err := s.Validate(); err != nil {
 					return usage("%w", err)
 				}
@@ -68,7 +81,11 @@ func sendersCommand() *cli.Command {
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, s)
 				}
-				fmt.Fprintf(c.App.Writer, "sender %s saved (phone-number id %s, %v msg/s)\n", s.ID, s.PhoneNumberID, s.Rate)
+				if s.Channel == "whatsapp" {
+					fmt.Fprintf(c.App.Writer, "sender %s saved (phone-number id %s, %v msg/s)\n", s.ID, s.PhoneNumberID, s.Rate)
+				} else {
+					fmt.Fprintf(c.App.Writer, "sender %s saved (%s, %v msg/s)\n", s.ID, s.Channel, s.Rate)
+				}
 				return nil
 			},
 		}, {
