@@ -194,15 +194,16 @@ func NewWorker(cfg WorkerConfig) *Worker {
 // item is one job's progress through a batch. Each stage only touches items that are at
 // it, so a stage that failed (Redis or Kafka unreachable) is simply run again.
 type item struct {
-	msg        kafka.Message
-	job        Job
-	cp         Campaign
-	contact    segments.Contact
-	rendered   templates.Rendered
-	decision   throttle.Decision
-	sender     Sender
-	providerID string
-	startedAt  time.Time // when its send started: the time of its sent event
+	msg         kafka.Message
+	job         Job
+	cp          Campaign
+	contact     segments.Contact
+	rendered    templates.Rendered
+	decision    throttle.Decision
+	sender      Sender
+	providerID  string
+	startedAt   time.Time // when its send started: the time of its sent event
+	unsubscribe string    // its one-click unsubscribe URL (email marketing)
 
 	claimed       bool   // we own it
 	outcome       string // sent, skipped, failed; "" while undecided
@@ -534,6 +535,20 @@ func (w *Worker) renderWith(ctx context.Context, it *item, name string) error {
 			return nil
 		}
 	}
+	if it.cp.Channel == "email" && it.cp.Purpose == "marketing" {
+		// Bulk marketing mail carries a one-click unsubscribe (RFC 8058; Gmail and Yahoo
+		// require it): without a signing key and serve's address there is none to give.
+		if w.cfg.Links == nil {
+			it.outcome, it.reason = OutcomeFailed, "unsubscribe_unconfigured"
+			return nil
+		}
+		u, err := w.cfg.Links.UnsubscribeURL(it.cp.ID, c.ID, it.cp.Channel)
+		if err != nil {
+			it.outcome, it.reason = OutcomeFailed, "unsubscribe_link"
+			return nil
+		}
+		it.unsubscribe = u
+	}
 	it.rendered = r
 	return nil
 }
@@ -851,7 +866,7 @@ func (w *Worker) dropPaused(ctx context.Context, list []*item) ([]*item, error) 
 const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
-	msg := Message{To: Address(it.cp.Channel, it.contact), Rendered: it.rendered,
+	msg := Message{To: Address(it.cp.Channel, it.contact), Rendered: it.rendered, Unsubscribe: it.unsubscribe,
 		CallbackData: whatsapp.CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

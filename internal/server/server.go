@@ -123,6 +123,8 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.cfg.Clicks != nil {
 		mux.Handle("GET /c/", NewClickHandler(ClickConfig{Codec: s.cfg.Clicks, Events: s.cfg.Events, Logger: s.log}))
+		mux.HandleFunc("GET /u/{token}", s.unsubscribe)
+		mux.HandleFunc("POST /u/{token}", s.unsubscribe)
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
@@ -256,7 +258,10 @@ func inboundText(m whatsapp.InboundMessage) string {
 	return ""
 }
 
-var errNotFound = errors.New("not found")
+var (
+	errNotFound = errors.New("not found")
+	errNoLedger = errors.New("consent changes arrived but no consent ledger is configured")
+)
 
 func isNotFound(err error) bool {
 	return err != nil && (errors.Is(err, errNotFound) || strings.Contains(err.Error(), "not found"))
