@@ -12,7 +12,7 @@ import (
 )
 
 // Dimensions a funnel can be split by, and the events column each reads.
-var funnelDims = map[string]string{"variant": "variant", "sender": "sender_id", "country": "country"}
+var funnelDims = map[string]string{"variant": "variant", "sender": "sender_id", "country": "country", "channel": "channel"}
 
 // engagementSteps follow the delivery funnel: distinct contacts with at least one such
 // event (a click does not need a read status: WhatsApp may not report reads).

@@ -106,6 +106,10 @@ func TestReports(t *testing.T) {
 		if len(rep.Groups) != 1 || rep.Groups[0].Key != "s1" || rep.Groups[0].Steps[1].Contacts != 480 {
 			t.Fatalf("by sender: %+v", rep.Groups)
 		}
+		byChannel, err := FunnelBy(ctx, conn, "spring", "channel")
+		if err != nil || len(byChannel.Groups) != 1 || byChannel.Groups[0].Key != "whatsapp" || byChannel.Groups[0].Steps[1].Contacts != 480 {
+			t.Fatalf("by channel: %+v, %v", byChannel.Groups, err)
+		}
 		if _, err := FunnelBy(ctx, conn, "spring", "colour"); err == nil {
 			t.Fatal("funnel by an unknown dimension: no error")
 		}

@@ -108,14 +108,14 @@ func reportCommand() *cli.Command {
 			Usage: "queued → sent → delivered → read for a campaign (distinct contacts); with --by, also clicked, replied, converted per group",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "campaign", Required: true, Usage: "campaign ID"},
-				&cli.StringFlag{Name: "by", Usage: "split by variant, sender or country"},
+				&cli.StringFlag{Name: "by", Usage: "split by variant, sender, country or channel"},
 			},
 			Action: func(c *cli.Context) error {
 				by := c.String("by")
 				switch by {
-				case "", "variant", "sender", "country":
+				case "", "variant", "sender", "country", "channel":
 				default:
-					return usage("--by %q: want variant, sender or country", by)
+					return usage("--by %q: want variant, sender, country or channel", by)
 				}
 				format, err := outputFormat(c)
 				if err != nil {
