@@ -33,6 +33,14 @@ const (
 	ActionTransport         = "transport" // a send error no provider code classified
 )
 
+// Actions lists every action the Reactor carries out: a channel's code table may return
+// only these.
+func Actions() []string {
+	return []string{ActionNone, ActionRetry, ActionBackoffRecipient, ActionConvertToTemplate, ActionHoldMarketing, ActionOptOut,
+		ActionUndeliverable, ActionDrop, ActionFailJob, ActionPauseCampaign, ActionPauseSender, ActionPauseAccount,
+		ActionSkipCountry, ActionTransport}
+}
+
 // Skip reasons of refusals that are about the contact, not a failure of the send.
 const (
 	ReasonCountryRestricted = "country_restricted" // the sender's account may not message the contact's country
