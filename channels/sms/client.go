@@ -341,10 +341,10 @@ func (c *Channel) SendMessage(ctx context.Context, senderID string, req Request)
 // messageReply holds the fields of a Message resource or a Twilio error body that
 // SendMessage reads.
 type messageReply struct {
-	SID         string `json:"sid"`
-	Status      string `json:"status"`
-	NumSegments string `json:"num_segments"`
-	From        string `json:"from"`
+	SID         string          `json:"sid"`
+	Status      json.RawMessage `json:"status"` // a string in a Message, the HTTP status in an error
+	NumSegments string          `json:"num_segments"`
+	From        string          `json:"from"`
 	// Error bodies.
 	Code     int    `json:"code"`
 	Message  string `json:"message"`
@@ -362,7 +362,9 @@ func decodeReply(status int, retryAfter string, b []byte, now time.Time) (Result
 	}
 	if status >= 200 && status <= 299 && r.SID != "" {
 		n, _ := strconv.Atoi(r.NumSegments)
-		return Result{SID: r.SID, Status: r.Status, NumSegments: n, From: r.From}, nil
+		var st string
+		_ = json.Unmarshal(r.Status, &st)
+		return Result{SID: r.SID, Status: st, NumSegments: n, From: r.From}, nil
 	}
 	if r.Code == 0 && status == http.StatusTooManyRequests {
 		r.Code, r.Message = 20429, "Too Many Requests"
