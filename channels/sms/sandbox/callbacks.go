@@ -146,17 +146,16 @@ const deliveredMin, deliveredMax = 0.5, 3.0
 
 // schedule queues the status callbacks of an accepted message: queued now, sent when it
 // leaves the queue, then its final status after a carrier delay (or, for one that never
-// leaves the queue, its failure when it expires).
+// leaves the queue, its failure when it expires). Times are on the Config.Now clock; the
+// real-time delays of the POSTs are those times scaled by DelayScale.
 func (s *Sandbox) schedule(rec *Record, seq uint64, expireIn time.Duration) {
 	if rec.StatusCallback == "" {
 		return
 	}
 	start := time.Now() // the real clock the callbacks run on
+	scale := max(s.cfg.DelayScale, 0)
 	r := newRNG(s.cfg.Seed, seq)
-	carrier := time.Duration(0)
-	if s.cfg.DelayScale > 0 {
-		carrier = time.Duration((deliveredMin + (deliveredMax-deliveredMin)*r.float()) * s.cfg.DelayScale * float64(time.Second))
-	}
+	carrier := time.Duration((deliveredMin + (deliveredMax-deliveredMin)*r.float()) * float64(time.Second))
 	status := func(name string, at time.Time, code int) *event {
 		f := url.Values{
 			"AccountSid":    {rec.AccountSID},
@@ -179,7 +178,8 @@ func (s *Sandbox) schedule(rec *Record, seq uint64, expireIn time.Duration) {
 		if name == sms.StatusDelivered || name == sms.StatusUndelivered {
 			f["RawDlrDoneDate"] = []string{at.UTC().Format("0601021504")}
 		}
-		return &event{due: start.Add(at.Sub(rec.AcceptedAt)), url: rec.StatusCallback, form: f, kind: name}
+		due := start.Add(time.Duration(float64(at.Sub(rec.AcceptedAt)) * scale))
+		return &event{due: due, url: rec.StatusCallback, form: f, kind: name}
 	}
 	evs := []*event{status(sms.StatusQueued, rec.AcceptedAt, 0)}
 	switch {

@@ -22,11 +22,12 @@
 //	POST /_sandbox/inbound                                 {"from","to","body"}: a user texts one of our numbers
 //
 // Choices where Twilio is loose or asynchronous: a message is drained (status sent) when
-// the last of its segments leaves the sender's queue, computed when it is accepted; the
-// queue clock is Config.Now, and the callbacks' real-time delays follow it (queue waits
-// are never scaled, carrier delays are scaled by DelayScale); a STOP texted to any of our
-// numbers also blocks sends to that user through a Messaging Service (pools are not
-// modelled); a status callback is one POST per status, retried with backoff on failure.
+// the last of its segments leaves the sender's queue, computed on the Config.Now clock
+// when it is accepted; callbacks are POSTed that long after acceptance in real time,
+// scaled by DelayScale; a STOP texted to any of our numbers also blocks sends to that
+// user through a Messaging Service (pools are not modelled); a status callback is one
+// POST per status, retried with backoff on failure, in no guaranteed order across
+// messages (nor within one, with several posters and DelayScale < 0).
 package sandbox
 
 import (
@@ -87,7 +88,11 @@ type Config struct {
 	// FilterWords: a body containing one (any case) is accepted, then undelivered with
 	// 30007 (carrier filtering).
 	FilterWords []string
-	DelayScale  float64 // scales carrier delays, sent → delivered (default 1; <0: none)
+	// DelayScale scales the real-time delays of callbacks: the queue wait before sent and
+	// the carrier's 0.5-3 s before delivered (default 1; 0.01 for tests and demos; <0:
+	// none). It never changes the queue itself, which runs on Now, nor the times
+	// recorded.
+	DelayScale float64
 	// MaxConcurrentRequests bounds send requests in flight; above it Twilio answers 429
 	// (20429) with Retry-After: 1. 0: unlimited.
 	MaxConcurrentRequests int
