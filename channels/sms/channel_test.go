@@ -237,6 +237,13 @@ func TestSendThroughSandbox(t *testing.T) {
 	if got := []int{recs[0].Segments, recs[2].Segments, recs[4].Segments}; !slices.Equal(got, []int{1, 2, 3}) {
 		t.Fatalf("segments %v: the bodies should span 1-3 segments", got)
 	}
+	// Without callback data no StatusCallback is set: its statuses could not be attributed.
+	if _, err := e.ch.Send(context.Background(), dispatcher.Sender{ID: "s1"}, message(user, "test", "")); err != nil {
+		t.Fatal(err)
+	}
+	if recs := e.sb.Records(); recs[len(recs)-1].StatusCallback != "" {
+		t.Fatalf("StatusCallback %q without callback data", recs[len(recs)-1].StatusCallback)
+	}
 }
 
 // TestRefusalsAreClassified: each documented refusal comes back as a *SendError with

@@ -164,9 +164,14 @@ func (c *Channel) Verify(fullURL string, form url.Values, header string) error {
 
 // Send sends one rendered message (m.Rendered.Text) from sender s and classifies a
 // refusal by its Twilio code into a *dispatcher.SendError. The message's StatusCallback
-// carries m.CallbackData.
+// carries m.CallbackData (none is set without callback data: its statuses could not be
+// attributed).
 func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Message) (string, error) {
-	res, err := c.SendMessage(ctx, s.ID, Request{To: m.To, Body: m.Rendered.Text, StatusCallback: StatusCallbackURL(c.public, m.CallbackData)})
+	req := Request{To: m.To, Body: m.Rendered.Text}
+	if m.CallbackData != "" {
+		req.StatusCallback = StatusCallbackURL(c.public, m.CallbackData)
+	}
+	res, err := c.SendMessage(ctx, s.ID, req)
 	if err == nil {
 		return res.SID, nil
 	}
@@ -178,15 +183,13 @@ func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Me
 	}
 	cl := Classify(err)
 	se := &dispatcher.SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action, Err: err}
-	if cl.Retryable {
-		// A hint from Twilio wins; else only the queue codes have a wait of their own,
-		// and the worker's back-off covers the rest.
-		if d := retryAfterOf(err); d > 0 {
-			se.RetryAfter = d
-		} else if d := RetryAfter(cl.Code, 1); cl.Code != CodeTransport && d >= queueRetry {
-			se.RetryAfter = d
-		}
-	}
+	switch {
+	case !cl.Retryable:
+	case retryAfterOf(err) > 0: // Twilio's hint wins
+		se.RetryAfter = retryAfterOf(err)
+	case queueCode(cl.Code): // a full queue drains at its own pace
+		se.RetryAfter = RetryAfter(cl.Code, 1)
+	} // else 0: the worker's back-off
 	return "", se
 }
 

@@ -101,8 +101,7 @@ func RetryAfter(code int, attempt int) time.Duration {
 	if attempt < 1 {
 		attempt = 1
 	}
-	switch code {
-	case 21611, 30001, 30036:
+	if queueCode(code) {
 		return queueRetry
 	}
 	if code != CodeTransport && !ClassifyCode(code).Retryable {
@@ -114,6 +113,9 @@ func RetryAfter(code int, attempt int) time.Duration {
 	}
 	return min(d, retryCap)
 }
+
+// queueCode reports whether code says a sender's queue at Twilio is full or too slow.
+func queueCode(code int) bool { return code == 21611 || code == 30001 || code == 30036 }
 
 // reactions says, for people, what Herald does about each action an SMS code can ask
 // for (the provider reference).

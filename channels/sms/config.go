@@ -1,6 +1,8 @@
 package sms
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -44,22 +46,83 @@ const MaxValidityPeriod = 36000 * time.Second
 // SenderConfig is what sending SMS from one Herald sender needs beyond dispatcher.Sender
 // (whose fields are WhatsApp-shaped): the Twilio account, the number or Messaging
 // Service it sends from, and its pace.
+// Its JSON form is ParseSenders'.
 type SenderConfig struct {
-	AccountSID string `json:"account_sid"` // AC…
-	AuthToken  string `json:"-"`           // never printed; also the key status callbacks are signed with
+	AccountSID string // AC…
+	AuthToken  string // never printed; also the key its webhooks are signed with
 	// From is the sending number in E.164 (+15017122661) or a short code (12345).
 	// Exactly one of From and MessagingServiceSID is set.
-	From                string     `json:"from,omitempty"`
-	MessagingServiceSID string     `json:"messaging_service_sid,omitempty"` // MG…: Twilio picks the number from the service's pool
-	Type                SenderType `json:"type"`                            // long_code, toll_free or short_code
+	From                string
+	MessagingServiceSID string     // MG…: Twilio picks the number from the service's pool
+	Type                SenderType // long_code, toll_free or short_code (default long_code)
 	// Rate is the sender's throughput at Twilio in segments per second (default
 	// DefaultRate(Type)). Herald's governor paces dispatcher.Sender.Rate in messages per
 	// second: set that at most Rate divided by the campaign's segments per message.
-	Rate float64 `json:"rate,omitempty"`
+	Rate float64
 	// ValidityPeriod, when set, is sent with every message: Twilio fails a message still
 	// queued after it (30036) instead of sending it late. 1 s to 10 h; 0 leaves Twilio's
 	// default (10 h).
-	ValidityPeriod time.Duration `json:"validity_period,omitempty"`
+	ValidityPeriod time.Duration
+}
+
+// senderJSON is SenderConfig's JSON shape (validity_period in seconds).
+type senderJSON struct {
+	AccountSID          string     `json:"account_sid"`
+	AuthToken           string     `json:"auth_token,omitempty"`
+	From                string     `json:"from,omitempty"`
+	MessagingServiceSID string     `json:"messaging_service_sid,omitempty"`
+	Type                SenderType `json:"type,omitempty"`
+	Rate                float64    `json:"rate,omitempty"`
+	ValidityPeriod      int64      `json:"validity_period,omitempty"`
+}
+
+// MarshalJSON writes the configuration without the auth token.
+func (c SenderConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(senderJSON{AccountSID: c.AccountSID, From: c.From, MessagingServiceSID: c.MessagingServiceSID,
+		Type: c.Type, Rate: c.Rate, ValidityPeriod: int64(c.ValidityPeriod / time.Second)})
+}
+
+// UnmarshalJSON reads a configuration, auth_token included (see ParseSenders).
+func (c *SenderConfig) UnmarshalJSON(b []byte) error {
+	var j senderJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&j); err != nil {
+		return err
+	}
+	*c = SenderConfig{AccountSID: j.AccountSID, AuthToken: j.AuthToken, From: j.From, MessagingServiceSID: j.MessagingServiceSID,
+		Type: j.Type, Rate: j.Rate, ValidityPeriod: time.Duration(j.ValidityPeriod) * time.Second}
+	return nil
+}
+
+// String describes the sender without its auth token.
+func (c SenderConfig) String() string {
+	return fmt.Sprintf("sms sender %s (%s, account %s)", c.Ref(), c.Type, c.AccountSID)
+}
+
+// ParseSenders reads the SMS configuration of Herald's senders (Config.Senders) from
+// JSON keyed by Herald sender id, and checks each:
+//
+//	{"sms-us-1": {"account_sid": "AC…", "auth_token": "…", "from": "+14155550100",
+//	              "type": "long_code", "rate": 1, "validity_period": 3600},
+//	 "sms-us-2": {"account_sid": "AC…", "auth_token": "…", "messaging_service_sid": "MG…"}}
+//
+// type is long_code (default), toll_free or short_code; rate is segments per second
+// (default by type); validity_period is in seconds (optional). Marshalling a
+// SenderConfig never writes the token back.
+func ParseSenders(data []byte) (map[string]SenderConfig, error) {
+	var m map[string]SenderConfig
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&m); err != nil {
+		return nil, fmt.Errorf("sms senders: %w", err)
+	}
+	for id, c := range m {
+		if err := c.Validate(id); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // Ref is the provider-side sender: the From number, else the Messaging Service SID.
