@@ -120,13 +120,13 @@ func queueCode(code int) bool { return code == 21611 || code == 30001 || code ==
 // reactions says, for people, what Herald does about each action an SMS code can ask
 // for (the provider reference).
 var reactions = []struct{ action, reaction string }{
-	{dispatcher.ActionRetry, "the job waits in the delayed set and is sent again with back-off (the Retry-After header when Twilio sends one; a minute for a full sender queue; else 1 s doubling up to 5 min); codes marked slow-sender also ask the governor to slow the sender"},
+	{dispatcher.ActionRetry, "the job waits in the delayed set and is sent again with back-off (the Retry-After header when Twilio sends one; a minute for a full sender queue; else 1 s doubling up to 5 min); the code goes to the sender's governor (`Pushback.Sender`), which slows the sender for the pace codes it knows (the slow-sender column)"},
 	{dispatcher.ActionOptOut, "a consent revoke for (sms, marketing) is written to the ledger (source `provider`, proof: the code and message SID) and an `opted_out` event is recorded; the job fails; later campaigns skip the contact as `opted_out` until a START or a new grant"},
 	{dispatcher.ActionUndeliverable, "the contact is suppressed on SMS as `undeliverable` for 30 days (`HERALD_UNDELIVERABLE_FOR`); the job fails; meanwhile later jobs are skipped `undeliverable`"},
 	{dispatcher.ActionSkipCountry, "the contact is skipped as `country_restricted`, and the campaign stops trying that country on that sender"},
 	{dispatcher.ActionDrop, "the job is skipped as `provider_dropped` with the code, never retried"},
 	{dispatcher.ActionFailJob, "the job fails with the code (an empty or oversized body, a bad validity period: a bug to fix)"},
-	{dispatcher.ActionPauseSender, "the sender is held by the governor and the job is deferred `sender_paused` (the number needs registration, verification or fixing)"},
+	{dispatcher.ActionPauseSender, "the code goes to the sender's governor (`Pushback.Sender`) to hold the sender while the number is registered, verified or fixed, and the job is deferred `sender_paused`"},
 	{dispatcher.ActionPauseAccount, "the campaign is paused (`provider:<code>`) until someone fixes the account (credentials, suspension, a sender missing from the SMS configuration) and resumes it"},
 	{dispatcher.ActionTransport, "no Twilio code (network error, timeout, an HTTP 5xx page): retried with back-off like `retry`; the message may or may not have been accepted, so the status callback settles it"},
 }

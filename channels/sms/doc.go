@@ -8,15 +8,15 @@
 //
 // Wiring:
 //
-//   - New(Config{PublicURL, Senders}) — Senders maps each Herald sender id
-//     (dispatcher.Sender.ID) to its SenderConfig (Twilio account, auth token, From number
-//     or Messaging Service, sender type and rate); dispatcher.Sender's WhatsApp fields
-//     are not used.
+//   - New(Config{PublicURL, Senders}): Senders maps each Herald sender id
+//     (dispatcher.Sender.ID) to its SenderConfig (Twilio account and auth token, From
+//     number or Messaging Service, sender type and rate), read with ParseSenders;
+//     dispatcher.Sender's WhatsApp fields are not used.
 //   - Every send sets StatusCallback = PublicURL + StatusPath + "?cb=<callback data>".
 //   - The HTTP server serves POST StatusPath and POST InboundPath: ReadForm the body,
-//     Channel.Verify (or VerifySignature) against FullURL(PublicURL, r.URL.RequestURI()),
-//     then DecodeStatus(form, r.URL.Query().Get("cb")) or DecodeInbound(form) and
-//     Keyword(in.Text).
+//     Channel.Verify it against FullURL(PublicURL, r.URL.RequestURI()) — the URL as
+//     Twilio requested it, not as a proxy forwarded it — then DecodeStatus(form,
+//     r.URL.Query().Get("cb")) or DecodeInbound(form) and Keyword(in.Text).
 //
 // Start with Channel.Send, DecodeStatus and the Codes table.
 package sms
