@@ -124,7 +124,7 @@ type Record struct {
 	CallbackData        string         `json:"callback_data,omitempty"` // the StatusCallback's cb parameter
 	ValidityPeriod      int            `json:"validity_period,omitempty"`
 	AcceptedAt          time.Time      `json:"accepted_at"`
-	SentAt              time.Time      `json:"sent_at"` // when its last segment left the queue; zero if it never did
+	SentAt              time.Time      `json:"sent_at"` // when its last segment leaves the queue (decided on acceptance); zero if it never does
 	Final               string         `json:"final"`   // delivered, undelivered or failed
 	ErrorCode           int            `json:"error_code,omitempty"`
 }
