@@ -49,6 +49,7 @@ type Channel struct {
 	hc      *http.Client
 	base    string // BaseURL + "/2010-04-01/Accounts/"
 	public  string
+	mu      sync.RWMutex
 	senders map[string]*sender
 	tokens  map[string]string // account SID → auth token, for webhook verification
 	bufs    sync.Pool
@@ -88,30 +89,43 @@ func New(cfg Config) (*Channel, error) {
 		bufs:    sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
 	for id, sc := range cfg.Senders {
-		if err := sc.Validate(id); err != nil {
+		if err := c.SetSender(id, sc); err != nil {
 			return nil, err
 		}
-		if tok, ok := c.tokens[sc.AccountSID]; ok && tok != sc.AuthToken {
-			return nil, fmt.Errorf("sms sender %s: account %s is configured with two different auth tokens", id, sc.AccountSID)
-		}
-		c.tokens[sc.AccountSID] = sc.AuthToken
-		sc = sc.withDefaults()
-		s := &sender{
-			cfg:  sc,
-			url:  c.base + url.PathEscape(sc.AccountSID) + "/Messages.json",
-			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(sc.AccountSID+":"+sc.AuthToken)),
-		}
-		if sc.From != "" {
-			s.fromPart = "&From=" + url.QueryEscape(sc.From)
-		} else {
-			s.fromPart = "&MessagingServiceSid=" + url.QueryEscape(sc.MessagingServiceSID)
-		}
-		if sc.ValidityPeriod > 0 {
-			s.validity = "&ValidityPeriod=" + strconv.FormatInt(int64(sc.ValidityPeriod/time.Second), 10)
-		}
-		c.senders[id] = s
 	}
 	return c, nil
+}
+
+// SetSender adds or replaces the configuration of Herald sender id (senders are added
+// while workers run: the registry in Redis is the source).
+func (c *Channel) SetSender(id string, sc SenderConfig) error {
+	if err := sc.Validate(id); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok, ok := c.tokens[sc.AccountSID]; ok && tok != sc.AuthToken {
+		if old, had := c.senders[id]; !had || old.cfg.AccountSID != sc.AccountSID {
+			return fmt.Errorf("sms sender %s: account %s is configured with two different auth tokens", id, sc.AccountSID)
+		}
+	}
+	c.tokens[sc.AccountSID] = sc.AuthToken
+	sc = sc.withDefaults()
+	s := &sender{
+		cfg:  sc,
+		url:  c.base + url.PathEscape(sc.AccountSID) + "/Messages.json",
+		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(sc.AccountSID+":"+sc.AuthToken)),
+	}
+	if sc.From != "" {
+		s.fromPart = "&From=" + url.QueryEscape(sc.From)
+	} else {
+		s.fromPart = "&MessagingServiceSid=" + url.QueryEscape(sc.MessagingServiceSID)
+	}
+	if sc.ValidityPeriod > 0 {
+		s.validity = "&ValidityPeriod=" + strconv.FormatInt(int64(sc.ValidityPeriod/time.Second), 10)
+	}
+	c.senders[id] = s
+	return nil
 }
 
 // DefaultHTTPClient returns the client New uses when none is given: keep-alive, up to
@@ -137,7 +151,9 @@ func DefaultHTTPClient() *http.Client {
 
 // SenderConfig returns the configuration of Herald sender id, with defaults filled.
 func (c *Channel) SenderConfig(id string) (SenderConfig, bool) {
+	c.mu.RLock()
 	s, ok := c.senders[id]
+	c.mu.RUnlock()
 	if !ok {
 		return SenderConfig{}, false
 	}
@@ -147,7 +163,9 @@ func (c *Channel) SenderConfig(id string) (SenderConfig, bool) {
 // AuthToken returns the auth token of a configured Twilio account: the key its webhooks
 // are signed with.
 func (c *Channel) AuthToken(accountSID string) (string, bool) {
+	c.mu.RLock()
 	tok, ok := c.tokens[accountSID]
+	c.mu.RUnlock()
 	return tok, ok
 }
 
@@ -155,7 +173,7 @@ func (c *Channel) AuthToken(accountSID string) (string, bool) {
 // the account it names (its AccountSid parameter): see VerifySignature. fullURL is the
 // URL as Twilio requested it (FullURL).
 func (c *Channel) Verify(fullURL string, form url.Values, header string) error {
-	tok, ok := c.tokens[form.Get("AccountSid")]
+	tok, ok := c.AuthToken(form.Get("AccountSid"))
 	if !ok {
 		return fmt.Errorf("verify webhook signature: %w: AccountSid %q is not a configured account", ErrSignatureMismatch, form.Get("AccountSid"))
 	}
@@ -299,7 +317,9 @@ func retryAfterOf(err error) time.Duration {
 // (Twilio refused it; see Classify), *TransportError (retryable, in doubt), or wrap
 // ErrUnknownSender.
 func (c *Channel) SendMessage(ctx context.Context, senderID string, req Request) (Result, error) {
+	c.mu.RLock()
 	s, ok := c.senders[senderID]
+	c.mu.RUnlock()
 	if !ok {
 		return Result{}, fmt.Errorf("sms send from sender %q: %w", senderID, ErrUnknownSender)
 	}

@@ -44,6 +44,8 @@ type Config struct {
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures
 	VerifyToken string // HERALD_WHATSAPP_VERIFY_TOKEN: webhook subscription challenge
 	WhatsAppURL string // HERALD_WHATSAPP_API_URL: Cloud API base (the sandbox in dev)
+	SMSAPIURL   string // HERALD_SMS_API_URL: the Twilio-style Messages API base (the sandbox in dev)
+	PublicURL   string // HERALD_PUBLIC_URL: serve's public origin as providers reach it (SMS status callbacks; default HERALD_CLICK_BASE_URL)
 	APIVersion  string // Graph API version, e.g. v21.0
 
 	ClickKey     string // HERALD_CLICK_KEY: signs tracked links (same on serve and worker; ≥ 16 bytes)

@@ -34,6 +34,10 @@ type Deps struct {
 	rdb     *redis.Client
 	ch      driver.Conn
 	writers map[string]*kafka.Writer
+
+	smsOnce sync.Once
+	sms     *smsSenders
+	smsErr  error
 }
 
 // NewDeps returns lazily-connecting dependencies for cfg.

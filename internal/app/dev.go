@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herald-dev/herald/channels/sms"
+	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/localstack"
@@ -38,11 +40,15 @@ type Stack struct {
 	Sandbox    *sandbox.Sandbox
 	SandboxURL string
 	ServeURL   string
+	// SMSSandbox speaks the Twilio-style Messages API (account DevSMSAccount, auth token
+	// DevSMSToken) at SMSSandboxURL, and posts signed callbacks to serve.
+	SMSSandbox    *smssandbox.Sandbox
+	SMSSandboxURL string
 	// NoWorker leaves the worker role out of Run (a benchmark runs it as its own process).
 	NoWorker bool
 
-	sandboxL, serveL net.Listener
-	stops            []func()
+	sandboxL, serveL, smsL net.Listener
+	stops                  []func()
 }
 
 // NewStack listens for the sandbox and serve (serveAddr "" picks a free loopback port),
@@ -62,9 +68,16 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 		sbl.Close()
 		return nil, fmt.Errorf("serve: listen %s: %w", serveAddr, err)
 	}
-	s.sandboxL, s.serveL = sbl, svl
-	s.stops = append(s.stops, func() { sbl.Close(); svl.Close() })
+	sml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		sbl.Close()
+		svl.Close()
+		return nil, err
+	}
+	s.sandboxL, s.serveL, s.smsL = sbl, svl, sml
+	s.stops = append(s.stops, func() { sbl.Close(); svl.Close(); sml.Close() })
 	s.SandboxURL = "http://" + sbl.Addr().String()
+	s.SMSSandboxURL = "http://" + sml.Addr().String()
 	s.ServeURL = "http://" + svl.Addr().String()
 	if cfg.AppSecret == "" {
 		cfg.AppSecret = "dev-app-secret"
@@ -79,6 +92,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 		cfg.ClickKey, cfg.ClickBaseURL = "dev-click-key-not-secret", s.ServeURL
 	}
 	cfg.WhatsAppURL = s.SandboxURL
+	cfg.SMSAPIURL = s.SMSSandboxURL
 	cfg.HTTPAddr = svl.Addr().String()
 	s.Deps = NewDeps(cfg)
 	s.stops = append(s.stops, func() { _ = s.Deps.Close() })
@@ -92,6 +106,9 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	sc.AppSecret = cfg.AppSecret
 	sc.WebhookURL = s.ServeURL + "/webhooks/whatsapp"
 	s.Sandbox = sandbox.New(sc, cfg.Logger)
+	s.SMSSandbox = smssandbox.New(smssandbox.Config{AccountSID: DevSMSAccount, AuthToken: DevSMSToken,
+		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
+		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
 	return s, nil
 }
 
@@ -108,6 +125,8 @@ func (s *Stack) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Sandbox.Run(ctx) })
 	g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
+	g.Go(func() error { return s.SMSSandbox.Run(ctx) })
+	g.Go(func() error { return ServeHTTP(ctx, s.smsL, s.SMSSandbox.Handler()) })
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })

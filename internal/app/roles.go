@@ -85,8 +85,15 @@ func ServeHandler(d *Deps) (http.Handler, error) {
 		track = &server.TrackConfig{Token: d.Cfg.TrackToken, Contacts: c.Contacts, Attribution: analytics.NewAttributor(conn, 0),
 			Events: d.Writer(d.Topics.Events), Logger: d.Cfg.Logger}
 	}
+	var smsHooks *server.SMSConfig
+	if smsCh, err := d.SMS(); err == nil {
+		smsHooks = &server.SMSConfig{Channel: smsCh.ch, PublicURL: d.Cfg.publicURL(),
+			Refresh: func(ctx context.Context) error { return smsCh.refresh(ctx, c.Senders) }}
+	} else {
+		d.Cfg.Logger.Warn("SMS webhooks off", "err", err)
+	}
 	s := server.New(server.Config{
-		Clicks: codec, Track: track,
+		Clicks: codec, Track: track, SMS: smsHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
@@ -139,11 +146,15 @@ func Worker(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
+	channels, err := d.Channels()
+	if err != nil {
+		return err
+	}
 	w := dispatcher.NewWorker(dispatcher.WorkerConfig{
 		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
-		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Links: tracker,
+		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Channels: channels, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,

@@ -104,6 +104,8 @@ func globalFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "claim-lease", Value: 20 * time.Second, Usage: "how long a job claimed by a worker that died before sending stays held", EnvVars: []string{"HERALD_CLAIM_LEASE"}},
 		&cli.DurationFlag{Name: "stale-send-after", Value: 10 * time.Minute, Usage: "re-queue a send started this long ago that has neither an outcome nor a status webhook (its worker died before the provider got it)", EnvVars: []string{"HERALD_STALE_SEND_AFTER"}},
 		&cli.DurationFlag{Name: "fanout-lease", Value: 30 * time.Second, Usage: "how long a campaign's fan-out whose process died (a launch killed half-way) waits before the scheduler finishes it from its checkpoint", EnvVars: []string{"HERALD_FANOUT_LEASE"}},
+		&cli.StringFlag{Name: "sms-api-url", Usage: "the Twilio-style Messages API base URL", EnvVars: []string{"HERALD_SMS_API_URL"}},
+		&cli.StringFlag{Name: "public-url", Usage: "serve's public origin as providers reach it, e.g. https://herald.example.com (SMS status callbacks are signed over it; default HERALD_CLICK_BASE_URL)", EnvVars: []string{"HERALD_PUBLIC_URL"}},
 		&cli.DurationFlag{Name: "undeliverable-for", Value: 30 * 24 * time.Hour, Usage: "how long a contact the provider cannot reach (WhatsApp 131026) is skipped as undeliverable on that channel", EnvVars: []string{"HERALD_UNDELIVERABLE_FOR"}},
 		&cli.IntFlag{Name: "max-in-flight", Value: 1024, Usage: "a worker's concurrent provider requests, at most (it keeps twice each active sender's rate × latency, from 64 up to this)", EnvVars: []string{"HERALD_MAX_IN_FLIGHT"}},
 		&cli.StringFlag{Name: "quiet-hours", Usage: "default quiet period in each recipient's local time, e.g. 21:00-08:00 (campaigns may set their own)", EnvVars: []string{"HERALD_QUIET_HOURS"}},
@@ -161,6 +163,7 @@ func config(c *cli.Context) (app.Config, error) {
 		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),
 		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"), MaxInFlight: c.Int("max-in-flight"),
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
+		SMSAPIURL: c.String("sms-api-url"), PublicURL: c.String("public-url"),
 		Logger: slog.New(h),
 	}
 	if err := ledgerConfig(c, &cfg); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/channels/sms"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
@@ -55,6 +56,7 @@ type Config struct {
 	StartKeywords []string     // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
 	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
+	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -125,6 +127,10 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /c/", NewClickHandler(ClickConfig{Codec: s.cfg.Clicks, Events: s.cfg.Events, Logger: s.log}))
 		mux.HandleFunc("GET /u/{token}", s.unsubscribe)
 		mux.HandleFunc("POST /u/{token}", s.unsubscribe)
+	}
+	if s.cfg.SMS != nil {
+		mux.HandleFunc("POST "+sms.StatusPath, s.smsWebhook(false))
+		mux.HandleFunc("POST "+sms.InboundPath, s.smsWebhook(true))
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))

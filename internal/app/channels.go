@@ -1,0 +1,121 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/dispatcher"
+)
+
+// Dev SMS account of the stack's sandbox.
+const (
+	DevSMSAccount = "ACdev00000000000000000000000000000"
+	DevSMSToken   = "dev-sms-auth-token"
+)
+
+// smsConfig is an SMS sender's provider configuration, from its registry entry.
+func smsConfig(s dispatcher.Sender) (sms.SenderConfig, error) {
+	sc := sms.SenderConfig{AccountSID: s.Settings["account_sid"], AuthToken: s.Token, From: s.Settings["from"],
+		MessagingServiceSID: s.Settings["messaging_service_sid"], Type: sms.SenderType(s.Settings["sender_type"])}
+	if v := s.Settings["validity_period"]; v != "" {
+		sec, err := strconv.Atoi(v)
+		if err != nil {
+			return sc, fmt.Errorf("sender %s: validity_period %q: want seconds", s.ID, v)
+		}
+		sc.ValidityPeriod = time.Duration(sec) * time.Second
+	}
+	return sc, sc.Validate(s.ID)
+}
+
+// smsSenders sends through the SMS adapter, handing it each sender's configuration
+// from the registry before its first send and again when it changes.
+type smsSenders struct {
+	ch   *sms.Channel
+	mu   sync.Mutex
+	seen map[string]sms.SenderConfig
+}
+
+var _ dispatcher.Channel = (*smsSenders)(nil)
+
+func (a *smsSenders) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Message) (string, error) {
+	if err := a.ensure(s); err != nil {
+		return "", &dispatcher.SendError{Action: dispatcher.ActionPauseAccount, Err: err}
+	}
+	return a.ch.Send(ctx, s, m)
+}
+
+func (a *smsSenders) ensure(s dispatcher.Sender) error {
+	sc, err := smsConfig(s)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old, ok := a.seen[s.ID]; ok && old == sc {
+		return nil
+	}
+	if err := a.ch.SetSender(s.ID, sc); err != nil {
+		return err
+	}
+	a.seen[s.ID] = sc
+	return nil
+}
+
+// refresh hands the adapter every SMS sender of the registry (serve does it when a
+// webhook names an account it has not seen).
+func (a *smsSenders) refresh(ctx context.Context, senders *dispatcher.Senders) error {
+	all, err := senders.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range all {
+		if s.Channel == "sms" {
+			if err := a.ensure(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SMS returns the process's SMS adapter (one per Deps).
+func (d *Deps) SMS() (*smsSenders, error) {
+	d.smsOnce.Do(func() {
+		var ch *sms.Channel
+		ch, d.smsErr = sms.New(sms.Config{BaseURL: d.Cfg.SMSAPIURL, PublicURL: d.Cfg.publicURL()})
+		if d.smsErr == nil {
+			d.sms = &smsSenders{ch: ch, seen: map[string]sms.SenderConfig{}}
+		}
+	})
+	return d.sms, d.smsErr
+}
+
+// Channels are the adapters of every channel this process sends on, by name.
+func (d *Deps) Channels() (map[string]dispatcher.Channel, error) {
+	out := map[string]dispatcher.Channel{"whatsapp": &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}}
+	if s, err := d.SMS(); err == nil {
+		out["sms"] = s
+	} else {
+		d.Cfg.Logger.Warn("SMS channel off: its campaigns fail channel_unconfigured", "err", err)
+	}
+	return out, nil
+}
+
+// publicURL is serve's public origin as providers reach it.
+func (c Config) publicURL() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	if c.ClickBaseURL != "" {
+		return c.ClickBaseURL
+	}
+	if strings.HasPrefix(c.HTTPAddr, ":") {
+		return "http://localhost" + c.HTTPAddr
+	}
+	return "http://" + c.HTTPAddr
+}
