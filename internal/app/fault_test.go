@@ -39,6 +39,8 @@ type childConfig struct {
 	Prefix       string
 	TopicPrefix  string
 	WhatsAppURL  string
+	SMSAPIURL    string
+	PublicURL    string
 	ClickKey     string
 	ClickBaseURL string
 	ClaimLease   time.Duration
@@ -55,7 +57,7 @@ func runChild() int {
 		return 2
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
-		WhatsAppURL: cc.WhatsAppURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
+		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
 		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
