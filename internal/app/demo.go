@@ -16,10 +16,13 @@ import (
 	"golang.org/x/term"
 
 	"github.com/herald-dev/herald/analytics"
+	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // DemoOptions configure `herald demo`.
@@ -143,10 +146,20 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 		return err
 	}
 	truth := SandboxTruth(dev.Sandbox.Records(), cp.ID)
+	smsRes, err := demoSMS(ctx, dev, segment, say)
+	if err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth}))
+		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes})); err != nil {
+			return err
+		}
+		if err := truth.Check(f); err != nil {
+			return fmt.Errorf("the funnel does not match the sandbox: %w", err)
+		}
+		return smsRes.Sandbox.Check(smsRes.Funnel)
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
@@ -159,8 +172,114 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if n := stats.Rejected[130429]; n > 0 {
 		return fmt.Errorf("the sandbox refused %d requests for exceeding the sender's throughput (130429)", n)
 	}
-	fmt.Fprintf(o.Out, "The funnel matches the sandbox's record. Query it yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
+	fmt.Fprintf(o.Out, "\nFunnel of SMS campaign %s (the same segment, contacts who opted in to SMS), from ClickHouse:\n", smsRes.CampaignID)
+	PrintFunnel(o.Out, smsRes.Funnel)
+	fmt.Fprintf(o.Out, "\nSMS sandbox ground truth: accepted %d, delivered %d, undelivered %d\n", smsRes.Sandbox.Accepted, smsRes.Sandbox.Delivered, smsRes.Sandbox.Failed)
+	if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
+		return fmt.Errorf("the SMS funnel does not match the SMS sandbox: %w", err)
+	}
+	fmt.Fprintf(o.Out, "Both funnels match their sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
+}
+
+// DemoSMSSender is the demo's SMS short code.
+const DemoSMSSender = "demo-sms"
+
+const demoSMSTemplate = "name: spring_sale_sms\nchannel: sms\nlocale: en_US\nkind: text\nbody: \"Hi {{ name | default: 'there' }}, our spring sale starts today: 20% off. Reply STOP to opt out.\"\nvariables:\n  name: {type: string, default: \"\"}\n"
+
+// demoSMS runs the same segment on SMS: the contacts with SMS consent (about four in
+// five of those opted in to WhatsApp, as an SMS opt-in checkbox would give) get a text
+// through the SMS sandbox, whose signed status callbacks come back to serve.
+func demoSMS(ctx context.Context, dev *Dev, segment string, say func(string, ...any)) (*ChannelResult, error) {
+	d := dev.Deps
+	comp, err := d.Components()
+	if err != nil {
+		return nil, err
+	}
+	bm, err := comp.Contacts.Evaluate(ctx, segment)
+	if err != nil {
+		return nil, err
+	}
+	ids := bm.ToArray()
+	wa, err := comp.Policy.Consent(ctx, "whatsapp", "marketing", ids)
+	if err != nil {
+		return nil, err
+	}
+	var changes []throttle.Change
+	for i, id := range ids {
+		if wa[i].Granted && id%5 != 0 {
+			changes = append(changes, throttle.Change{ContactID: id, Channel: "sms", Purpose: "marketing", Action: events.Grant,
+				Source: "web_form", Wording: "Text me offers", Proof: "demo: SMS opt-in checkbox"})
+		}
+	}
+	if _, err := comp.Ledger.Apply(ctx, changes, false); err != nil {
+		return nil, err
+	}
+	t, err := templates.ParseFile([]byte(demoSMSTemplate), "spring_sale_sms.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := comp.Templates.Save(ctx, t, []byte(demoSMSTemplate)); err != nil {
+		return nil, err
+	}
+	sender := dispatcher.Sender{ID: DemoSMSSender, Channel: "sms", Token: DevSMSToken, Rate: 200, Name: "Demo Shop SMS",
+		Settings: map[string]string{"account_sid": DevSMSAccount, "from": "12345", "sender_type": "short_code"}}
+	if err := comp.Senders.Put(ctx, sender); err != nil {
+		return nil, err
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Name: "Spring sale (SMS)", Segment: segment, Template: "spring_sale_sms", Senders: []string{sender.ID}}, comp.Senders)
+	if err != nil {
+		return nil, err
+	}
+	say("SMS campaign %s: the same segment on SMS (%d contacts opted in to SMS), short code at %v msg/s", cp.ID, len(changes), sender.Rate)
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		return nil, err
+	}
+	if err := WatchCampaign(ctx, comp.Campaigns, cp.ID, io.Discard); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := dev.SMSSandbox.WaitIdle(wctx); err != nil {
+		return nil, fmt.Errorf("sms sandbox callbacks: %w", err)
+	}
+	if err := waitSink(wctx, d); err != nil {
+		return nil, err
+	}
+	conn, err := d.ClickHouse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := analytics.Funnel(ctx, conn, cp.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &ChannelResult{CampaignID: cp.ID, Funnel: f, Sandbox: SMSTruth(dev.SMSSandbox.Records(), cp.ID)}, nil
+}
+
+// ChannelResult is a campaign's funnel on one channel and that channel's sandbox record.
+type ChannelResult struct {
+	CampaignID string                 `json:"campaign_id"`
+	Funnel     analytics.FunnelReport `json:"funnel"`
+	Sandbox    Truth                  `json:"sandbox"`
+}
+
+// SMSTruth counts the SMS sandbox's records of campaign.
+func SMSTruth(recs []smssandbox.Record, campaign string) Truth {
+	var t Truth
+	for _, r := range recs {
+		if !strings.HasPrefix(r.CallbackData, campaign+":") {
+			continue
+		}
+		t.Accepted++
+		switch r.Final {
+		case "delivered":
+			t.Delivered++
+		case "undelivered", "failed":
+			t.Failed++
+		}
+	}
+	return t
 }
 
 // DemoResult is what `herald -o json demo` prints: the campaign's funnel from
@@ -169,6 +288,7 @@ type DemoResult struct {
 	CampaignID string                 `json:"campaign_id"`
 	Funnel     analytics.FunnelReport `json:"funnel"`
 	Sandbox    Truth                  `json:"sandbox"`
+	SMS        *ChannelResult         `json:"sms,omitempty"` // the same segment on SMS
 }
 
 func sum(m map[int]int64) int64 {
