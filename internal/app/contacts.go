@@ -70,3 +70,45 @@ func (c importConsent) ImportConsent(ctx context.Context, rows []segments.Consen
 	_, err := c.ledger.Apply(ctx, changes, false)
 	return err
 }
+
+// Channels are the channels consent and suppression are kept for.
+var Channels = []string{"whatsapp", "sms", "email"}
+
+// EraseContact erases a contact found by phone or email: its tombstone goes to the
+// consent ledger first (a revoke of each purpose on every channel, by contact id),
+// then the contact leaves Redis (profile, identities, bits) and its suppressions are
+// lifted. It returns an error wrapping segments.ErrNotFound for an unknown contact.
+func EraseContact(ctx context.Context, comp *Components, phoneOrEmail string, purposes []string) (segments.Erased, error) {
+	er, err := comp.Contacts.EraseContact(ctx, phoneOrEmail, ledgerErasure{ledger: comp.Ledger, purposes: purposes})
+	if err != nil {
+		return er, err
+	}
+	for _, ch := range Channels {
+		if err := comp.Policy.Unsuppress(ctx, ch, []uint32{er.ContactID}); err != nil {
+			return er, err
+		}
+	}
+	return er, nil
+}
+
+// ledgerErasure writes an erased contact's tombstone to the consent ledger: a revoke of
+// each purpose on every channel, by contact id.
+type ledgerErasure struct {
+	ledger   *throttle.Ledger
+	purposes []string
+}
+
+func (l ledgerErasure) RecordErasure(ctx context.Context, id uint32) error {
+	if l.ledger == nil {
+		return errors.New("no consent ledger (Kafka is not configured)")
+	}
+	var ch []throttle.Change
+	for _, channel := range Channels {
+		for _, p := range l.purposes {
+			ch = append(ch, throttle.Change{ContactID: id, Channel: channel, Purpose: p, Action: events.Revoke,
+				Source: "erasure", Actor: "herald contacts erase", Proof: "contact erased"})
+		}
+	}
+	_, err := l.ledger.Apply(ctx, ch, true)
+	return err
+}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/segments"
-	"github.com/herald-dev/herald/throttle"
 )
 
 func contactsCommand() *cli.Command {
@@ -103,7 +100,7 @@ func contactsCommand() *cli.Command {
 			Name:      "erase",
 			Usage:     "erase a contact: profile, identities (phone and email), tag and attribute bits (the consent ledger keeps a tombstone)",
 			ArgsUsage: "PHONE or EMAIL",
-			Description: "Records a revoke for every purpose given with --purpose in the consent ledger first (herald.consent: the\n" +
+			Description: "Records a revoke for every purpose given with --purpose on every channel (WhatsApp, SMS, email) in the consent ledger first (herald.consent: the\n" +
 				"contact id, never the phone or email), then removes the contact from Redis. Importing the number or address\n" +
 				"again creates a new contact.",
 			Flags: []cli.Flag{
@@ -118,7 +115,7 @@ func contactsCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				er, err := comp.Contacts.EraseContact(c.Context, c.Args().First(), ledgerErasure{ledger: comp.Ledger, purposes: c.StringSlice("purpose")})
+				er, err := app.EraseContact(c.Context, comp, c.Args().First(), c.StringSlice("purpose"))
 				if errors.Is(err, segments.ErrNotFound) {
 					return usage("%w", err)
 				}
@@ -133,26 +130,6 @@ func contactsCommand() *cli.Command {
 			},
 		}},
 	}
-}
-
-// ledgerErasure writes an erased contact's tombstone to the consent ledger: a revoke
-// of each purpose on WhatsApp, by contact id.
-type ledgerErasure struct {
-	ledger   *throttle.Ledger
-	purposes []string
-}
-
-func (l ledgerErasure) RecordErasure(ctx context.Context, id uint32) error {
-	if l.ledger == nil {
-		return errors.New("no consent ledger (Kafka is not configured)")
-	}
-	var ch []throttle.Change
-	for _, p := range l.purposes {
-		ch = append(ch, throttle.Change{ContactID: id, Channel: "whatsapp", Purpose: p, Action: events.Revoke,
-			Source: "erasure", Actor: "herald contacts erase", Proof: "contact erased"})
-	}
-	_, err := l.ledger.Apply(ctx, ch, true)
-	return err
 }
 
 func printImport(c *cli.Context, rep segments.ImportReport) error {
