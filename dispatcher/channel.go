@@ -7,6 +7,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // The channel contract: what the core asks of a provider adapter (WhatsApp, email, SMS…)
@@ -33,10 +34,11 @@ type Channel interface {
 
 // SendError is a provider's refusal, classified by the channel adapter.
 type SendError struct {
-	Code       int           // provider error code (0 for transport errors)
-	Retryable  bool          // try again later
-	RetryAfter time.Duration // suggested wait; 0: the worker's backoff
-	Action     string        // what the provider's code asks for: one of the Action… constants (bounded: a metric label)
+	Code       int             // provider error code (0 for transport errors)
+	Retryable  bool            // try again later
+	RetryAfter time.Duration   // suggested wait; 0: the worker's backoff
+	Action     string          // what the provider's code asks for: one of the Action… constants (bounded: a metric label)
+	Signal     throttle.Signal // what it asks of the pace of the sender or the recipient (the throttle's terms)
 	Err        error
 }
 
@@ -51,14 +53,15 @@ func (e *SendError) Unwrap() error { return e.Err }
 // Read or Failed (with Code and Action).
 type Report struct {
 	Kind      events.Kind
-	Key                 // campaign and contact, from the callback data
-	Variant   string    // from the callback data, when it carried one
-	Channel   string    // whatsapp, email, sms…
-	SenderRef string    // the provider-side sender: phone-number id, From number, sending domain
-	MessageID string    // the provider's message id
-	Time      time.Time // when the provider says it happened
-	Code      int       // Failed: the provider's error code
-	Action    string    // Failed: what the code asks for (an Action… constant)
+	Key                       // campaign and contact, from the callback data
+	Variant   string          // from the callback data, when it carried one
+	Channel   string          // whatsapp, email, sms…
+	SenderRef string          // the provider-side sender: phone-number id, From number, sending domain
+	MessageID string          // the provider's message id
+	Time      time.Time       // when the provider says it happened
+	Code      int             // Failed: the provider's error code
+	Action    string          // Failed: what the code asks for (an Action… constant)
+	Signal    throttle.Signal // Failed: what it asks of the pace of the sender or the recipient
 }
 
 // Inbound is a message a contact sent on a channel. Its text is matched against the

@@ -31,7 +31,7 @@ func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string
 		return "", err
 	}
 	cl := whatsapp.Classify(err)
-	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Err: err}
+	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Signal: cl.Signal, Err: err}
 	if cl.Retryable {
 		se.RetryAfter = whatsapp.RetryAfter(cl.Code, 0)
 	}

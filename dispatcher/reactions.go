@@ -57,9 +57,10 @@ type Refusal struct {
 	Channel       string
 	Country       string // the contact's country; looked up when empty and needed
 	Code          int
-	Action        string    // the classification's action name
-	MessageID     string    // the provider's message id, when the refusal names one
-	At            time.Time // when the provider said it
+	Action        string          // the classification's action name
+	Signal        throttle.Signal // what it asks of the pace of the sender or the recipient
+	MessageID     string          // the provider's message id, when the refusal names one
+	At            time.Time       // when the provider said it
 }
 
 func (r Refusal) proof() string {
@@ -130,25 +131,14 @@ func (r *Reactor) React(ctx context.Context, refusals []Refusal) error {
 		if f.At.IsZero() {
 			f.At = time.Now()
 		}
+		if err := r.pushback(ctx, f); err != nil {
+			return err
+		}
 		switch f.Action {
-		case ActionNone, ActionDrop, ActionFailJob:
-			// Only the job's own record (skipped provider_dropped, or failed with the code).
-		case ActionRetry, ActionTransport:
-			// The governor knows which codes are about the sender's pace (130429 slows it,
-			// 131057 holds it briefly) and ignores the rest.
-			if err := r.senderPushback(ctx, f); err != nil {
-				return err
-			}
-		case ActionPauseSender:
-			if err := r.senderPushback(ctx, f); err != nil {
-				return err
-			}
-		case ActionBackoffRecipient, ActionHoldMarketing:
-			if r.cfg.Pushback != nil {
-				if err := r.cfg.Pushback.Recipient(ctx, f.PhoneNumberID, f.Contact, f.Code, f.At); err != nil {
-					return err
-				}
-			}
+		case ActionNone, ActionDrop, ActionFailJob, ActionRetry, ActionTransport, ActionPauseSender,
+			ActionBackoffRecipient, ActionHoldMarketing:
+			// Only the job's own record (skipped provider_dropped, failed with the code,
+			// retried or deferred), and the pace its signal asks for.
 		case ActionOptOut:
 			changes = append(changes, throttle.Change{ContactID: f.Contact, Channel: f.Channel, Purpose: "marketing",
 				Action: events.Revoke, Source: "provider", Actor: "herald", Proof: f.proof(), Time: f.At})
@@ -219,11 +209,20 @@ func (r *Reactor) React(ctx context.Context, refusals []Refusal) error {
 	return nil
 }
 
-func (r *Reactor) senderPushback(ctx context.Context, f Refusal) error {
-	if r.cfg.Pushback == nil || f.Sender == "" {
+// pushback hands the refusal's signal to the throttle: the governor for the sender's
+// (the governor knows it by Herald's id: a webhook that names only the provider's id
+// cannot slow it), the policy for the recipient's.
+func (r *Reactor) pushback(ctx context.Context, f Refusal) error {
+	if r.cfg.Pushback == nil || f.Signal == throttle.SignalNone {
 		return nil
 	}
-	return r.cfg.Pushback.Sender(ctx, f.Sender, f.Code)
+	if f.Signal.AboutSender() {
+		if f.Sender == "" {
+			return nil
+		}
+		return r.cfg.Pushback.Sender(ctx, f.Sender, f.Signal)
+	}
+	return r.cfg.Pushback.Recipient(ctx, f.PhoneNumberID, f.Contact, f.Signal, f.At)
 }
 
 func (r *Reactor) restrictCountry(ctx context.Context, f Refusal) error {

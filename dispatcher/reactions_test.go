@@ -18,22 +18,22 @@ import (
 // recPushback is a fake of our Pushback interface that records what it was told.
 type recPushback struct {
 	mu         sync.Mutex
-	recipients map[uint32][]int
-	senders    map[string][]int
+	recipients map[uint32][]throttle.Signal
+	senders    map[string][]throttle.Signal
 }
 
 func newRecPushback() *recPushback {
-	return &recPushback{recipients: map[uint32][]int{}, senders: map[string][]int{}}
+	return &recPushback{recipients: map[uint32][]throttle.Signal{}, senders: map[string][]throttle.Signal{}}
 }
 
-func (p *recPushback) Recipient(_ context.Context, _ string, contact uint32, code int, _ time.Time) error {
+func (p *recPushback) Recipient(_ context.Context, _ string, contact uint32, code throttle.Signal, _ time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.recipients[contact] = append(p.recipients[contact], code)
 	return nil
 }
 
-func (p *recPushback) Sender(_ context.Context, sender string, code int) error {
+func (p *recPushback) Sender(_ context.Context, sender string, code throttle.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.senders[sender] = append(p.senders[sender], code)
@@ -166,9 +166,10 @@ func TestRecipientAndSenderPushback(t *testing.T) {
 			return nil
 		}
 		if m.To[len(m.To)-1]%2 == 0 {
-			return &SendError{Code: 131056, Retryable: true, RetryAfter: 50 * time.Millisecond, Action: "backoff_recipient", Err: errors.New("(#131056) pair rate limit hit")}
+			return &SendError{Code: 131056, Retryable: true, RetryAfter: 50 * time.Millisecond, Action: "backoff_recipient",
+				Signal: throttle.SignalBackoffRecipient, Err: errors.New("(#131056) pair rate limit hit")}
 		}
-		return &SendError{Code: 131048, Action: "pause_sender", Err: errors.New("(#131048) Spam rate limit hit")}
+		return &SendError{Code: 131048, Action: "pause_sender", Signal: throttle.SignalHoldSender, Err: errors.New("(#131048) Spam rate limit hit")}
 	}
 	r.startWorker(t, ctx, r.rdb, ch)
 	cp := r.launch(t)

@@ -83,7 +83,7 @@ func newReactorRig(t *testing.T) *reactorRig {
 
 func (r *reactorRig) refusal(code int) Refusal {
 	return Refusal{Campaign: "c1", Contact: r.contact, Sender: "s1", PhoneNumberID: reactPNID, Channel: "whatsapp",
-		Code: code, Action: whatsapp.ClassifyCode(code).Action.String(), MessageID: "wamid.X1", At: r.at}
+		Code: code, Action: whatsapp.ClassifyCode(code).Action.String(), Signal: whatsapp.ClassifyCode(code).Signal, MessageID: "wamid.X1", At: r.at}
 }
 
 // policyAt decides a marketing template and a free-form text to the contact at now.
@@ -153,26 +153,26 @@ func TestEveryProviderActionHasAReaction(t *testing.T) {
 		ActionDrop:    {130472, func(t *testing.T, r *reactorRig) { r.assertUntouched(t) }},
 		ActionFailJob: {131009, func(t *testing.T, r *reactorRig) { r.assertUntouched(t) }},
 		ActionRetry: {130429, func(t *testing.T, r *reactorRig) {
-			if got := r.pushback.senders["s1"]; len(got) != 1 || got[0] != 130429 {
-				t.Errorf("sender pushback %v, want [130429]", got)
+			if got := r.pushback.senders["s1"]; len(got) != 1 || got[0] != throttle.SignalSlowSender {
+				t.Errorf("sender pushback %v, want [SignalSlowSender]", got)
 			}
 			r.assertUntouched(t, "sender")
 		}},
 		ActionPauseSender: {131048, func(t *testing.T, r *reactorRig) {
-			if got := r.pushback.senders["s1"]; len(got) != 1 || got[0] != 131048 {
-				t.Errorf("sender pushback %v, want [131048]", got)
+			if got := r.pushback.senders["s1"]; len(got) != 1 || got[0] != throttle.SignalHoldSender {
+				t.Errorf("sender pushback %v, want [SignalHoldSender]", got)
 			}
 			r.assertUntouched(t, "sender")
 		}},
 		ActionBackoffRecipient: {131056, func(t *testing.T, r *reactorRig) {
-			if got := r.pushback.recipients[r.contact]; len(got) != 1 || got[0] != 131056 {
-				t.Errorf("recipient pushback %v, want [131056]", got)
+			if got := r.pushback.recipients[r.contact]; len(got) != 1 || got[0] != throttle.SignalBackoffRecipient {
+				t.Errorf("recipient pushback %v, want [SignalBackoffRecipient]", got)
 			}
 			r.assertUntouched(t, "recipient")
 		}},
 		ActionHoldMarketing: {131049, func(t *testing.T, r *reactorRig) {
-			if got := r.pushback.recipients[r.contact]; len(got) != 1 || got[0] != 131049 {
-				t.Errorf("recipient pushback %v, want [131049]", got)
+			if got := r.pushback.recipients[r.contact]; len(got) != 1 || got[0] != throttle.SignalHoldMarketing {
+				t.Errorf("recipient pushback %v, want [SignalHoldMarketing]", got)
 			}
 			r.assertUntouched(t, "recipient")
 		}},

@@ -91,12 +91,12 @@ type WorkerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Pushback is told of provider refusals that change how a recipient or sender is paced:
-// Recipient of pair-rate and marketing-health refusals, Sender of the others (it ignores
-// the codes that are not about the sender).
+// Pushback is told of provider signals that change how a recipient or a sender is paced:
+// Recipient of the recipient's (back-off, marketing hold), Sender of the sender's (slow,
+// hold, maintenance).
 type Pushback interface {
-	Recipient(ctx context.Context, sender string, contact uint32, code int, at time.Time) error
-	Sender(ctx context.Context, sender string, code int) error
+	Recipient(ctx context.Context, sender string, contact uint32, sig throttle.Signal, at time.Time) error
+	Sender(ctx context.Context, sender string, sig throttle.Signal) error
 }
 
 // Worker consumes herald.outbound and sends.
@@ -218,6 +218,7 @@ type item struct {
 	delayed       bool      // stored in the delayed set
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
+	signal        throttle.Signal
 	quiet         *throttle.QuietHours
 	restricted    map[string]bool // its campaign's "sender:country" pairs not to try (130497)
 	fallback      bool            // rendered with the campaign's fallback template (outside the window)
@@ -903,7 +904,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		se = &SendError{Retryable: true, Action: "transport", Err: err}
 	}
 	w.m.sendErrs.WithLabelValues(se.Action).Inc()
-	it.code, it.retryable, it.action = se.Code, se.Retryable, se.Action
+	it.code, it.retryable, it.action, it.signal = se.Code, se.Retryable, se.Action, se.Signal
 	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
 		d := se.RetryAfter
 		if d == 0 {
@@ -1048,7 +1049,7 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 		todo = append(todo, it)
 		refusals = append(refusals, Refusal{Campaign: it.job.Campaign, Contact: it.job.Contact, Sender: it.job.Sender,
 			PhoneNumberID: it.sender.Ref(), Channel: it.cp.Channel, Country: it.contact.Country,
-			Code: it.code, Action: it.action, At: now})
+			Code: it.code, Action: it.action, Signal: it.signal, At: now})
 	}
 	if len(todo) == 0 {
 		return nil

@@ -480,14 +480,7 @@ func parseReply(v []any) (reply, error) {
 	return r, nil
 }
 
-// Provider codes the governor reacts to (see Pushback).
-const (
-	CodeThroughput  = 130429 // Cloud API throughput reached: slow the sender
-	CodeSpamLimit   = 131048 // spam rate limit (quality): hold the sender
-	CodeMaintenance = 131057 // number in maintenance or upgrading: hold briefly
-)
-
-// slowScript: 130429. KEYS: tat, st. ARGV: 1 factor multiplier, 2 min factor, 3 recovery
+// slowScript: SignalSlowSender. KEYS: tat, st. ARGV: 1 factor multiplier, 2 min factor, 3 recovery
 // µs, 4 debounce µs, 5 backoff µs. Returns {now, factor ppm}.
 var slowScript = redis.NewScript(`
 local t = redis.call('TIME')
@@ -534,35 +527,37 @@ if redis.call('PTTL', KEYS[1]) < need then redis.call('PEXPIRE', KEYS[1], need) 
 return {now, until_}
 `)
 
-// Pushback applies a provider's refusal to the sender:
+// Pushback applies a provider's signal about the sender:
 //
-//   - 130429 (throughput exceeded) multiplies the sender's rate factor by SlowBy
+//   - SignalSlowSender (WhatsApp's 130429: throughput exceeded) multiplies the sender's rate factor by SlowBy
 //     (default: halves its effective rate, down to MinFactor), pushes its next free slot
 //     Backoff later, and lets the factor climb back linearly to 1 over Recovery (default
 //     60 s). More 130429s within Debounce of a slowdown (sends that were in flight
 //     together) do not slow it again. The factor applies to reservations made after it.
-//   - 131048 (spam rate limit: quality) holds the sender for HoldFor (default 1 h): no
-//     slots until then or Resume. A hold is only ever lengthened by pushback.
-//   - 131057 (maintenance) holds it for MaintenanceHold (default 60 s).
+//   - SignalHoldSender (WhatsApp's 131048: spam rate limit, quality) holds the sender
+//     for HoldFor (default 1 h): no slots until then or Resume. A hold is only ever
+//     lengthened by pushback.
+//   - SignalSenderMaintenance (WhatsApp's 131057) holds it for MaintenanceHold
+//     (default 60 s).
 //
-// Other codes are not the sender's (pair rate and per-user limits are the recipient's):
-// Pushback ignores them and returns nil.
-func (g *Governor) Pushback(ctx context.Context, sender string, code int) error {
+// Other signals are not the sender's (pair rate and per-user limits are the
+// recipient's): Pushback ignores them and returns nil.
+func (g *Governor) Pushback(ctx context.Context, sender string, sig Signal) error {
 	keys := g.keys(sender)
 	var err error
-	switch code {
-	case CodeThroughput:
+	switch sig {
+	case SignalSlowSender:
 		err = g.run(ctx, slowScript, keys[:2], g.cfg.SlowBy, g.cfg.MinFactor, g.cfg.Recovery.Microseconds(),
 			g.cfg.Debounce.Microseconds(), g.cfg.Backoff.Microseconds())
-	case CodeSpamLimit:
+	case SignalHoldSender:
 		err = g.run(ctx, holdScript, keys[1:2], g.cfg.HoldFor.Microseconds(), "extend")
-	case CodeMaintenance:
+	case SignalSenderMaintenance:
 		err = g.run(ctx, holdScript, keys[1:2], g.cfg.MaintenanceHold.Microseconds(), "extend")
 	default:
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("governor pushback %d for %s: %w", code, sender, err)
+		return fmt.Errorf("governor pushback %s for %s: %w", sig, sender, err)
 	}
 	return nil
 }

@@ -338,7 +338,7 @@ func TestHoldAndResume(t *testing.T) {
 
 	// 131048 holds for HoldFor; pushback never shortens a longer hold; Hold in the past resumes.
 	g.WithConfig(GovernorConfig{HoldFor: 30 * time.Minute})
-	if err := g.Pushback(ctx, "s", CodeSpamLimit); err != nil {
+	if err := g.Pushback(ctx, "s", SignalHoldSender); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = g.State(ctx, "s")
@@ -348,7 +348,7 @@ func TestHoldAndResume(t *testing.T) {
 	if err := g.Hold(ctx, "s", time.Now().Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	_ = g.Pushback(ctx, "s", CodeSpamLimit)
+	_ = g.Pushback(ctx, "s", SignalHoldSender)
 	if st, _ = g.State(ctx, "s"); time.Until(st.HeldUntil) < 119*time.Minute {
 		t.Fatalf("pushback shortened a 2h hold to %v", time.Until(st.HeldUntil))
 	}
@@ -358,12 +358,12 @@ func TestHoldAndResume(t *testing.T) {
 	if r, err := g.ReserveWithin(ctx, "s", lim, 1, time.Second); err != nil || r.N != 1 {
 		t.Fatalf("after a hold in the past: %+v, %v", r, err)
 	}
-	// Codes that are not the sender's change nothing.
-	if err := g.Pushback(ctx, "s", 131056); err != nil {
+	// Signals that are not the sender's change nothing.
+	if err := g.Pushback(ctx, "s", SignalBackoffRecipient); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := g.State(ctx, "s"); st.Factor != 1 || !st.HeldUntil.IsZero() {
-		t.Fatalf("131056 changed the sender: %+v", st)
+		t.Fatalf("a recipient back-off changed the sender: %+v", st)
 	}
 }
 
@@ -382,10 +382,10 @@ func TestPushbackSlowsThenRecovers(t *testing.T) {
 	base := time.Duration(lim.interval()) * time.Microsecond
 
 	before := time.Now()
-	if err := g.Pushback(ctx, "s", CodeThroughput); err != nil {
+	if err := g.Pushback(ctx, "s", SignalSlowSender); err != nil {
 		t.Fatal(err)
 	}
-	_ = other.Pushback(ctx, "s", CodeThroughput) // in flight together: debounced
+	_ = other.Pushback(ctx, "s", SignalSlowSender) // in flight together: debounced
 	st, err := other.State(ctx, "s")
 	if err != nil {
 		t.Fatal(err)
@@ -419,7 +419,7 @@ func TestPushbackSlowsThenRecovers(t *testing.T) {
 	// Without a debounce, repeated 130429s floor at MinFactor.
 	g.WithConfig(GovernorConfig{Recovery: time.Hour, Debounce: time.Nanosecond, MinFactor: 0.125, Backoff: -1})
 	for range 6 {
-		if err := g.Pushback(ctx, "u", CodeThroughput); err != nil {
+		if err := g.Pushback(ctx, "u", SignalSlowSender); err != nil {
 			t.Fatal(err)
 		}
 	}

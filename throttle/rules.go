@@ -20,12 +20,6 @@ const (
 	ReasonDailyTier        = "daily_tier"        // the sender reached its unique recipients of the last 24h
 )
 
-// Provider error codes the policy reacts to (see Pushback).
-const (
-	CodePairRate        = 131056 // too many messages from the sender to one recipient
-	CodeMarketingHealth = 131049 // marketing not delivered to keep the ecosystem healthy
-)
-
 // Defaults of the per-recipient rules.
 const (
 	DefaultPairInterval = 6 * time.Second // WhatsApp's pair rate: about one message per 6 s to one user
@@ -268,28 +262,28 @@ if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) 
 return 1
 `)
 
-// Pushback records a provider refusal of a message from sender to contact that changes
-// how the contact is paced: 131056 (pair rate) backs the pair off 4^n seconds (4 s,
-// 16 s, 64 s … at most the back-off maximum; n counts the consecutive 131056s and starts
-// over after a quiet period); 131049 (marketing held for the ecosystem's health) holds
-// the contact's marketing messages, from every sender, for MarketingHold. Other codes
-// are ignored. at is when the refusal happened (zero: now); holds never shorten.
-func (p *Policy) Pushback(ctx context.Context, sender string, contact uint32, code int, at time.Time) error {
+// Pushback records a provider's signal about a message from sender to contact that
+// changes how the contact is paced: SignalBackoffRecipient (WhatsApp's 131056, pair
+// rate) backs the pair off 4^n seconds (4 s, 16 s, 64 s … at most the back-off maximum;
+// n counts the consecutive back-offs and starts over after a quiet period);
+// SignalHoldMarketing (WhatsApp's 131049) holds the contact's marketing messages, from
+// every sender, for MarketingHold. Other signals are ignored. at is when the refusal happened (zero: now); holds never shorten.
+func (p *Policy) Pushback(ctx context.Context, sender string, contact uint32, sig Signal, at time.Time) error {
 	if at.IsZero() {
 		at = p.now()
 	}
 	var args []any
-	switch code {
-	case CodeMarketingHealth:
+	switch sig {
+	case SignalHoldMarketing:
 		args = []any{"h", sender, at.UnixMilli(), MarketingHold.Milliseconds(), 0, (MarketingHold + time.Hour).Milliseconds()}
-	case CodePairRate:
+	case SignalBackoffRecipient:
 		args = []any{"b", sender, at.UnixMilli(), p.backoffMax.Milliseconds(), p.backoffReset.Milliseconds(),
 			(p.backoffMax + p.backoffReset + time.Hour).Milliseconds()}
 	default:
 		return nil
 	}
 	if err := pushbackScript.Run(ctx, p.rdb, []string{p.rulesKey(contact)}, args...).Err(); err != nil {
-		return fmt.Errorf("pushback %d for contact %d: %w", code, contact, err)
+		return fmt.Errorf("pushback %s for contact %d: %w", sig, contact, err)
 	}
 	return nil
 }

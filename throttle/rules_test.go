@@ -234,7 +234,7 @@ func TestPushbackBacksOffTheRecipient(t *testing.T) {
 	e.p.WithRecipientBackoff(100*time.Second, time.Hour).WithPairInterval(0)
 	hit := func(at time.Time) {
 		t.Helper()
-		if err := e.p.Pushback(ctx, "s1", 1, CodePairRate, at); err != nil {
+		if err := e.p.Pushback(ctx, "s1", 1, SignalBackoffRecipient, at); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -267,16 +267,16 @@ func TestPushbackBacksOffTheRecipient(t *testing.T) {
 func TestMarketingHold(t *testing.T) {
 	ctx := context.Background()
 	e := newRulesEnv(t, 2, "marketing", "utility")
-	for _, code := range []int{131026, 130429, 0} {
+	for _, code := range []Signal{SignalSlowSender, SignalHoldSender, SignalNone} {
 		if err := e.p.Pushback(ctx, "s1", 1, code, rulesT0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n, _ := e.rdb.Exists(ctx, e.p.rulesKey(1)).Result(); n != 0 {
-		t.Fatal("a code the rules do not react to left state")
+		t.Fatal("a signal the rules do not react to left state")
 	}
 	at := rulesT0.Add(-time.Hour) // the status webhook reports it late
-	if err := e.p.Pushback(ctx, "s1", 1, CodeMarketingHealth, at); err != nil {
+	if err := e.p.Pushback(ctx, "s1", 1, SignalHoldMarketing, at); err != nil {
 		t.Fatal(err)
 	}
 	utility := rulesJob("U", 1, "s1")
@@ -358,7 +358,7 @@ func TestDeferredJobKeepsNothing(t *testing.T) {
 	before := snapshot()
 	e.expect(tiered("B", 2), Defer, ReasonDailyTier, rulesT0.Add(TierWindow))
 	e.expect(tiered("B", 1), Defer, ReasonPairRate, rulesT0.Add(DefaultPairInterval))
-	if err := e.p.Pushback(ctx, "s1", 3, CodePairRate, rulesT0); err != nil {
+	if err := e.p.Pushback(ctx, "s1", 3, SignalBackoffRecipient, rulesT0); err != nil {
 		t.Fatal(err)
 	}
 	before3 := e.state(3, "s1")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // DefaultBaseURL is Twilio's REST API.
@@ -201,6 +202,9 @@ func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Me
 	}
 	cl := Classify(err)
 	se := &dispatcher.SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action, Err: err}
+	if cl.SlowSender {
+		se.Signal = throttle.SignalSlowSender // the governor lowers the sender's pace
+	}
 	switch {
 	case !cl.Retryable:
 	case retryAfterOf(err) > 0: // Twilio's hint wins

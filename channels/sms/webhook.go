@@ -18,6 +18,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // ChannelName is the channel name SMS reports and inbound messages carry.
@@ -222,7 +223,11 @@ func DecodeStatus(form url.Values, cb string) (rep dispatcher.Report, ok bool, e
 		}
 	}
 	if rep.Kind == events.Failed {
-		rep.Action = ClassifyCode(rep.Code).Action
+		cl := ClassifyCode(rep.Code)
+		rep.Action = cl.Action
+		if cl.SlowSender {
+			rep.Signal = throttle.SignalSlowSender
+		}
 	}
 	if d := form.Get("RawDlrDoneDate"); d != "" {
 		if t, err := parseDlrDate(d); err == nil {

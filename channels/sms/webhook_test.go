@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // twilioExample is the request of Twilio's security documentation
@@ -175,7 +176,7 @@ func TestDecodeStatus(t *testing.T) {
 			r.Kind, r.Code, r.Action = events.Failed, 30007, dispatcher.ActionDrop
 		}), true},
 		{"failed 30001", statusForm("failed", "ErrorCode", "30001"), "42:9", with(func(r *dispatcher.Report) {
-			r.Kind, r.Code, r.Action = events.Failed, 30001, dispatcher.ActionRetry
+			r.Kind, r.Code, r.Action, r.Signal = events.Failed, 30001, dispatcher.ActionRetry, throttle.SignalSlowSender // the queue overflowed: slow the sender
 		}), true},
 		{"failed 21610", statusForm("failed", "ErrorCode", "21610"), "42:9", with(func(r *dispatcher.Report) {
 			r.Kind, r.Code, r.Action = events.Failed, 21610, dispatcher.ActionOptOut

@@ -2,7 +2,9 @@ package whatsapp
 
 import (
 	"context"
+
 	"errors"
+	"github.com/herald-dev/herald/throttle"
 	"net"
 	"time"
 )
@@ -54,9 +56,10 @@ func (a Action) String() string {
 // Class is the classification of a send error.
 type Class struct {
 	Action     Action
-	Retryable  bool // the same request may be sent again later (see RetryAfter)
-	SlowSender bool // the sender's pace caused it (130429): lower the sender's rate, too
-	Code       int  // the Graph error code, or CodeTransport when the error was not an *APIError
+	Retryable  bool            // the same request may be sent again later (see RetryAfter)
+	SlowSender bool            // the sender's pace caused it (130429): lower the sender's rate, too
+	Signal     throttle.Signal // what it asks of the pace of the sender or the recipient
+	Code       int             // the Graph error code, or CodeTransport when the error was not an *APIError
 }
 
 // CodeTransport is Class.Code for errors that carry no Graph code (transport, context and
@@ -91,7 +94,7 @@ func Classify(err error) Class {
 // the job, except permission errors (200–299), which pause the account.
 func ClassifyCode(code int) Class {
 	if info, ok := codeIndex[code]; ok {
-		return Class{Action: info.Action, Retryable: info.Retryable, SlowSender: info.SlowSender, Code: code}
+		return Class{Action: info.Action, Retryable: info.Retryable, SlowSender: info.SlowSender, Signal: info.Signal, Code: code}
 	}
 	if code >= 200 && code <= 299 { // permission errors
 		return Class{Action: ActionPauseAccount, Code: code}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/throttle"
 )
 
 // TestClassifyCodes covers every code of the provider reference (docs/providers/whatsapp.md), spelled out.
@@ -61,7 +63,7 @@ func TestClassifyCodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.code), func(t *testing.T) {
-			want := Class{Action: c.action, Retryable: c.retryable, SlowSender: c.slowSender, Code: c.code}
+			want := Class{Action: c.action, Retryable: c.retryable, SlowSender: c.slowSender, Code: c.code, Signal: signals[c.code]}
 			if got := ClassifyCode(c.code); got != want {
 				t.Errorf("ClassifyCode = %+v, want %+v", got, want)
 			}
@@ -73,6 +75,10 @@ func TestClassifyCodes(t *testing.T) {
 		})
 	}
 }
+
+// signals are the pace signals of the codes that have one.
+var signals = map[int]throttle.Signal{130429: throttle.SignalSlowSender, 131056: throttle.SignalBackoffRecipient,
+	131057: throttle.SignalSenderMaintenance, 131049: throttle.SignalHoldMarketing, 131048: throttle.SignalHoldSender}
 
 func TestClassifyErrors(t *testing.T) {
 	retry := Class{Action: ActionRetry, Retryable: true, Code: CodeTransport}

@@ -1,30 +1,33 @@
 package whatsapp
 
+import "github.com/herald-dev/herald/throttle"
+
 // CodeInfo is one Graph error code Herald knows: what it means and what Herald does.
 type CodeInfo struct {
 	Code       int
 	Meaning    string
 	Action     Action
-	Retryable  bool // the same request may be sent again later
-	SlowSender bool // the sender's pace caused it
+	Retryable  bool            // the same request may be sent again later
+	SlowSender bool            // the sender's pace caused it
+	Signal     throttle.Signal // what it asks of the pace of the sender or the recipient
 }
 
 // Codes is every WhatsApp Cloud API error code Herald classifies: the one source of
 // ClassifyCode and of docs/providers/whatsapp.md (TestProviderReference keeps the two
 // equal). Codes not listed fail the job, except 200–299 (permissions: pause the account).
 var Codes = []CodeInfo{
-	{Code: 130429, Meaning: "sender throughput exceeded (Cloud API message throughput)", Action: ActionRetry, Retryable: true, SlowSender: true},
-	{Code: 131056, Meaning: "pair rate: too many messages from this number to the same user", Action: ActionBackoffRecipient, Retryable: true},
+	{Code: 130429, Meaning: "sender throughput exceeded (Cloud API message throughput)", Action: ActionRetry, Retryable: true, SlowSender: true, Signal: throttle.SignalSlowSender},
+	{Code: 131056, Meaning: "pair rate: too many messages from this number to the same user", Action: ActionBackoffRecipient, Retryable: true, Signal: throttle.SignalBackoffRecipient},
 	{Code: 4, Meaning: "app API call rate", Action: ActionRetry, Retryable: true},
 	{Code: 80007, Meaning: "WhatsApp Business Account rate limit", Action: ActionRetry, Retryable: true},
-	{Code: 131057, Meaning: "business account in maintenance mode (throughput upgrade)", Action: ActionRetry, Retryable: true},
+	{Code: 131057, Meaning: "business account in maintenance mode (throughput upgrade)", Action: ActionRetry, Retryable: true, Signal: throttle.SignalSenderMaintenance},
 	{Code: 131000, Meaning: "something went wrong (unknown error)", Action: ActionRetry, Retryable: true},
 	{Code: 131016, Meaning: "service unavailable", Action: ActionRetry, Retryable: true},
 	{Code: 133004, Meaning: "server temporarily unavailable", Action: ActionRetry, Retryable: true},
 	{Code: 1, Meaning: "API unknown error", Action: ActionRetry, Retryable: true},
 	{Code: 2, Meaning: "API service temporarily unavailable", Action: ActionRetry, Retryable: true},
 	{Code: 131047, Meaning: "re-engagement message: more than 24 hours since the user's last message", Action: ActionConvertToTemplate},
-	{Code: 131049, Meaning: "not delivered to keep a healthy ecosystem (per-user marketing limit)", Action: ActionHoldMarketing},
+	{Code: 131049, Meaning: "not delivered to keep a healthy ecosystem (per-user marketing limit)", Action: ActionHoldMarketing, Signal: throttle.SignalHoldMarketing},
 	{Code: 131050, Meaning: "the user stopped marketing messages from this business", Action: ActionOptOut},
 	{Code: 131026, Meaning: "message undeliverable (not on WhatsApp, old app, terms not accepted)", Action: ActionUndeliverable},
 	{Code: 130403, Meaning: "the business blocked this user", Action: ActionDrop},
@@ -38,7 +41,7 @@ var Codes = []CodeInfo{
 	{Code: 132001, Meaning: "template does not exist in that language", Action: ActionPauseCampaign},
 	{Code: 132015, Meaning: "template paused for low quality", Action: ActionPauseCampaign},
 	{Code: 132016, Meaning: "template disabled", Action: ActionPauseCampaign},
-	{Code: 131048, Meaning: "spam rate limit: the number's quality is at stake", Action: ActionPauseSender},
+	{Code: 131048, Meaning: "spam rate limit: the number's quality is at stake", Action: ActionPauseSender, Signal: throttle.SignalHoldSender},
 	{Code: 131064, Meaning: "template category violation", Action: ActionPauseAccount},
 	{Code: 190, Meaning: "access token expired", Action: ActionPauseAccount},
 	{Code: 0, Meaning: "authentication failed (AuthException)", Action: ActionPauseAccount},

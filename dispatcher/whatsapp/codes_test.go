@@ -25,7 +25,7 @@ func TestProviderReference(t *testing.T) {
 		if c.Meaning == "" {
 			t.Errorf("code %d has no meaning", c.Code)
 		}
-		if got := ClassifyCode(c.Code); got.Action != c.Action || got.Retryable != c.Retryable || got.SlowSender != c.SlowSender {
+		if got := ClassifyCode(c.Code); got.Action != c.Action || got.Retryable != c.Retryable || got.SlowSender != c.SlowSender || got.Signal != c.Signal {
 			t.Errorf("ClassifyCode(%d) = %+v, table says %+v", c.Code, got, c)
 		}
 	}
@@ -56,18 +56,23 @@ func renderReference() string {
 Generated from ` + "`dispatcher/whatsapp/codes.go`" + ` (the table the classifier reads) by
 ` + "`go test ./dispatcher/whatsapp -run TestProviderReference -update`" + `; a test fails when the two differ.
 A code arrives either as the error of a send request or in the ` + "`errors`" + ` of a ` + "`failed`" + ` status
-webhook; both go through the same classification and the same reaction (` + "`dispatcher.Reactor`" + `).
+webhook; both go through the same classification and the same reaction (` + "`dispatcher.Reactor`" + `);
+the pace signal goes to the throttle (the sender's governor, or the recipient's rules).
 Codes not listed fail the job, except 200–299 (permission errors), which pause like 190.
 
-| code | meaning | retried | action |
-| --- | --- | --- | --- |
+| code | meaning | retried | action | pace signal |
+| --- | --- | --- | --- | --- |
 `)
 	for _, c := range Codes {
 		retry := "no"
 		if c.Retryable {
 			retry = "yes"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | `%s` |\n", c.Code, c.Meaning, retry, c.Action)
+		sig := ""
+		if c.Signal != 0 {
+			sig = "`" + c.Signal.String() + "`"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | `%s` | %s |\n", c.Code, c.Meaning, retry, c.Action, sig)
 	}
 	b.WriteString("\n## What Herald does for each action\n\n| action | reaction |\n| --- | --- |\n")
 	for _, a := range Actions() {

@@ -227,10 +227,10 @@ type pushback struct {
 	governor *throttle.Governor
 }
 
-func (p pushback) Recipient(ctx context.Context, sender string, contact uint32, code int, at time.Time) error {
-	return p.policy.Pushback(ctx, sender, contact, code, at)
+func (p pushback) Recipient(ctx context.Context, sender string, contact uint32, sig throttle.Signal, at time.Time) error {
+	return p.policy.Pushback(ctx, sender, contact, sig, at)
 }
 
-func (p pushback) Sender(ctx context.Context, sender string, code int) error {
-	return p.governor.Pushback(ctx, sender, code)
+func (p pushback) Sender(ctx context.Context, sender string, sig throttle.Signal) error {
+	return p.governor.Pushback(ctx, sender, sig)
 }

@@ -350,7 +350,7 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	res.AchievedRate = float64(len(accepted)) / o.Duration.Seconds()
 	res.PercentOfCap = 100 * float64(len(accepted)) / throttle.IdealSends(lim, o.Duration)
 	st := sb.Stats()
-	res.Throughput429 = st.Rejected[throttle.CodeThroughput]
+	res.Throughput429 = st.Rejected[130429] // the Cloud API's throughput refusal
 	res.Refused = []CodeRequests{}
 	for code, n := range st.Rejected {
 		res.Refused = append(res.Refused, CodeRequests{Code: code, Requests: n})
@@ -423,7 +423,7 @@ func benchThrottleWorkerCommand() *cli.Command {
 					mu.Lock()
 					codes[ae.Code]++
 					mu.Unlock()
-					_ = gov.Pushback(ctx, benchSender, ae.Code) // 130429 slows the sender, as the worker does
+					_ = gov.Pushback(ctx, benchSender, whatsapp.ClassifyCode(ae.Code).Signal) // 130429 slows the sender, as the worker does
 				default:
 					transport.Add(1)
 				}

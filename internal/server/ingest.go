@@ -68,7 +68,7 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			// Recorded as of now, when Herald learns it: the send it refused was made under
 			// the consent on record then (providers' timestamps have whole seconds).
 			refusals = append(refusals, dispatcher.Refusal{Campaign: r.Campaign, Contact: r.Contact, PhoneNumberID: r.SenderRef,
-				Channel: r.Channel, Code: r.Code, Action: r.Action,
+				Channel: r.Channel, Code: r.Code, Action: r.Action, Signal: r.Signal,
 				MessageID: r.MessageID + " (failed status of " + r.Time.UTC().Format(time.RFC3339) + ")", At: time.Now()})
 		}
 		b, _ := ev.Marshal()

@@ -216,7 +216,8 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 					Channel: "whatsapp", SenderRef: phoneID, MessageID: st.ID, Time: at}
 				if kind == events.Failed && len(st.Errors) > 0 {
 					r.Code = st.Errors[0].Code
-					r.Action = whatsapp.ClassifyCode(r.Code).Action.String()
+					cl := whatsapp.ClassifyCode(r.Code)
+					r.Action, r.Signal = cl.Action.String(), cl.Signal
 				}
 				b.Reports = append(b.Reports, r)
 			}
