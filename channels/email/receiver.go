@@ -95,7 +95,8 @@ func (r *Receiver) Addr() string { return r.ln.Addr().String() }
 // Run serves until ctx ends, then closes every connection.
 func (r *Receiver) Run(ctx context.Context) error {
 	r.ctx.Store(&ctx)
-	stop := context.AfterFunc(ctx, func() { _ = r.srv.Close() })
+	// The listener too: Serve may not have registered it with the server yet.
+	stop := context.AfterFunc(ctx, func() { _ = r.srv.Close(); _ = r.ln.Close() })
 	defer stop()
 	err := r.srv.Serve(r.ln)
 	if errors.Is(err, smtp.ErrServerClosed) || ctx.Err() != nil {

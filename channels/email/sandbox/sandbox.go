@@ -242,7 +242,7 @@ func (s *Sandbox) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.deliverNotices(ctx)
 	}()
-	context.AfterFunc(ctx, func() { _ = s.srv.Close() })
+	context.AfterFunc(ctx, func() { _ = s.srv.Close(); _ = ln.Close() })
 	return nil
 }
 
@@ -255,6 +255,9 @@ func (s *Sandbox) Close() error {
 		s.cancel()
 	}
 	err := s.srv.Close()
+	if s.ln != nil {
+		_ = s.ln.Close() // Serve may not have registered it with the server yet
+	}
 	s.wg.Wait()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
