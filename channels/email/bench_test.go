@@ -32,15 +32,16 @@ func BenchmarkSend(b *testing.B) {
 		msgs[i].Unsubscribe = "https://shop.example/u/42/" + strconv.Itoa(i)
 	}
 	ctx := context.Background()
-	// Warm the pool: every connection is dialled before the clock starts.
+	// Warm the pool: connections are dialled before the clock starts (up to benchConns;
+	// a worker may find another's connection idle and use it instead).
 	runWorkers(b, benchConns, benchConns, func(i int) error { _, err := ch.Send(ctx, s1, msgs[i%len(msgs)]); return err })
 	b.ReportAllocs()
 	b.ResetTimer()
 	runWorkers(b, b.N, benchConns, func(i int) error { _, err := ch.Send(ctx, s1, msgs[i%len(msgs)]); return err })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	if d := ch.Dials("s1"); d != benchConns {
-		b.Fatalf("%d dials, want %d", d, benchConns)
+	if d := ch.Dials("s1"); d > benchConns {
+		b.Fatalf("%d dials, want at most %d", d, benchConns)
 	}
 }
 
