@@ -2,12 +2,16 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/herald-dev/herald/channels/email"
 	"github.com/herald-dev/herald/channels/sms"
 	"github.com/herald-dev/herald/dispatcher"
 )
@@ -98,6 +102,11 @@ func (d *Deps) SMS() (*smsSenders, error) {
 // Channels are the adapters of every channel this process sends on, by name.
 func (d *Deps) Channels() (map[string]dispatcher.Channel, error) {
 	out := map[string]dispatcher.Channel{"whatsapp": &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}}
+	if e, err := d.Email(); err == nil {
+		out["email"] = e
+	} else {
+		d.Cfg.Logger.Warn("email channel off: its campaigns fail channel_unconfigured", "err", err)
+	}
 	if s, err := d.SMS(); err == nil {
 		out["sms"] = s
 	} else {
@@ -118,4 +127,83 @@ func (c Config) publicURL() string {
 		return "http://localhost" + c.HTTPAddr
 	}
 	return "http://" + c.HTTPAddr
+}
+
+// emailConfig is an email sender's SMTP configuration, from its registry entry.
+func emailConfig(s dispatcher.Sender) (email.SenderConfig, error) {
+	host, port, err := net.SplitHostPort(s.Settings["smtp_addr"])
+	if err != nil {
+		return email.SenderConfig{}, fmt.Errorf("sender %s: smtp_addr %q: want host:port", s.ID, s.Settings["smtp_addr"])
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return email.SenderConfig{}, fmt.Errorf("sender %s: smtp_addr %q: bad port", s.ID, s.Settings["smtp_addr"])
+	}
+	sc := email.SenderConfig{Host: host, Port: p, TLS: email.TLSPolicy(s.Settings["tls"]), User: s.Settings["username"], Password: s.Token,
+		From: s.Settings["from"], FromName: s.Settings["from_name"], ReturnPath: s.Settings["return_path"],
+		DKIMDomain: s.Settings["dkim_domain"], DKIMSelector: s.Settings["dkim_selector"]}
+	if sc.User != "" {
+		sc.Auth = email.AuthMechanism(strings.ToUpper(s.Settings["auth"]))
+		if sc.Auth == "" {
+			sc.Auth = "PLAIN"
+		}
+	}
+	if f := s.Settings["dkim_key_file"]; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return sc, fmt.Errorf("sender %s: dkim_key_file: %w", s.ID, err)
+		}
+		if sc.DKIMKey, err = email.ParseDKIMKey(pem); err != nil {
+			return sc, fmt.Errorf("sender %s: dkim_key_file %s: %w", s.ID, f, err)
+		}
+	}
+	return sc, nil
+}
+
+// emailSenders sends through the email adapter, handing it each sender's SMTP
+// configuration from the registry before its first send and again when it changes.
+type emailSenders struct {
+	ch   *email.Channel
+	mu   sync.Mutex
+	seen map[string]string // sender id → its settings and secret, as last handed over
+}
+
+var _ dispatcher.Channel = (*emailSenders)(nil)
+
+func (a *emailSenders) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Message) (string, error) {
+	if err := a.ensure(s); err != nil {
+		return "", &dispatcher.SendError{Action: dispatcher.ActionPauseAccount, Err: err}
+	}
+	return a.ch.Send(ctx, s, m)
+}
+
+func (a *emailSenders) ensure(s dispatcher.Sender) error {
+	b, _ := json.Marshal(s.Settings)
+	key := string(b) + "\x00" + s.Token
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen[s.ID] == key {
+		return nil
+	}
+	sc, err := emailConfig(s)
+	if err != nil {
+		return err
+	}
+	if err := a.ch.SetSender(s.ID, sc); err != nil {
+		return err
+	}
+	a.seen[s.ID] = key
+	return nil
+}
+
+// Email returns the process's email adapter (one per Deps).
+func (d *Deps) Email() (*emailSenders, error) {
+	d.emailOnce.Do(func() {
+		var ch *email.Channel
+		ch, d.emailErr = email.New(email.Config{MaxRetryAfter: d.Cfg.EmailMaxRetryAfter, Logger: d.Cfg.Logger})
+		if d.emailErr == nil {
+			d.email = &emailSenders{ch: ch, seen: map[string]string{}}
+		}
+	})
+	return d.email, d.emailErr
 }

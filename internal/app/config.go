@@ -45,8 +45,14 @@ type Config struct {
 	VerifyToken string // HERALD_WHATSAPP_VERIFY_TOKEN: webhook subscription challenge
 	WhatsAppURL string // HERALD_WHATSAPP_API_URL: Cloud API base (the sandbox in dev)
 	SMSAPIURL   string // HERALD_SMS_API_URL: the Twilio-style Messages API base (the sandbox in dev)
-	PublicURL   string // HERALD_PUBLIC_URL: serve's public origin as providers reach it (SMS status callbacks; default HERALD_CLICK_BASE_URL)
-	APIVersion  string // Graph API version, e.g. v21.0
+	// HERALD_BOUNCE_LISTEN: serve's SMTP listener for email bounces (DSN) and complaints
+	// (ARF): point the MX of the senders' return-path domain at it ("": off)
+	BounceListen string
+	// EmailMaxRetryAfter caps how long a greylisted or full-mailbox email waits before
+	// its retry (0: the code table's, up to 30 min); dev and the demo set seconds
+	EmailMaxRetryAfter time.Duration
+	PublicURL          string // HERALD_PUBLIC_URL: serve's public origin as providers reach it (SMS status callbacks; default HERALD_CLICK_BASE_URL)
+	APIVersion         string // Graph API version, e.g. v21.0
 
 	ClickKey     string // HERALD_CLICK_KEY: signs tracked links (same on serve and worker; ≥ 16 bytes)
 	ClickBaseURL string // HERALD_CLICK_BASE_URL: public origin of serve, e.g. https://t.example.com

@@ -38,6 +38,10 @@ type Deps struct {
 	smsOnce sync.Once
 	sms     *smsSenders
 	smsErr  error
+
+	emailOnce sync.Once
+	email     *emailSenders
+	emailErr  error
 }
 
 // NewDeps returns lazily-connecting dependencies for cfg.
@@ -101,6 +105,9 @@ func (d *Deps) Writer(topic string) *kafka.Writer {
 
 // Close flushes the Kafka writers and closes connections.
 func (d *Deps) Close() error {
+	if d.email != nil {
+		_ = d.email.ch.Close()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error

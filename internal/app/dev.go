@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
 	"github.com/herald-dev/herald/channels/sms"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
@@ -44,6 +45,11 @@ type Stack struct {
 	// DevSMSToken) at SMSSandboxURL, and posts signed callbacks to serve.
 	SMSSandbox    *smssandbox.Sandbox
 	SMSSandboxURL string
+	// EmailSandbox is an SMTP server (started by Run, at EmailSandboxAddr, no AUTH, no
+	// TLS) whose bounces and complaints go to serve's receiver (HERALD_BOUNCE_LISTEN).
+	// Replace it before Run for other behaviour (keep Addr and SinkAddr).
+	EmailSandbox     *emailsandbox.Sandbox
+	EmailSandboxAddr string
 	// NoWorker leaves the worker role out of Run (a benchmark runs it as its own process).
 	NoWorker bool
 
@@ -93,6 +99,19 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	}
 	cfg.WhatsAppURL = s.SandboxURL
 	cfg.SMSAPIURL = s.SMSSandboxURL
+	if cfg.BounceListen == "" {
+		if cfg.BounceListen, err = freeAddr(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if s.EmailSandboxAddr, err = freeAddr(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if cfg.EmailMaxRetryAfter == 0 {
+		cfg.EmailMaxRetryAfter = 2 * time.Second
+	}
 	cfg.HTTPAddr = svl.Addr().String()
 	s.Deps = NewDeps(cfg)
 	s.stops = append(s.stops, func() { _ = s.Deps.Close() })
@@ -109,7 +128,19 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	s.SMSSandbox = smssandbox.New(smssandbox.Config{AccountSID: DevSMSAccount, AuthToken: DevSMSToken,
 		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
 		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
+	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, SinkAddr: cfg.BounceListen,
+		BounceRate: sc.UndeliverableRate, Logger: cfg.Logger})
 	return s, nil
+}
+
+// freeAddr returns a loopback address free a moment ago, for a server that listens later.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // Close releases what the stack holds, in reverse order.
@@ -126,6 +157,13 @@ func (s *Stack) Run(ctx context.Context) error {
 	g.Go(func() error { return s.Sandbox.Run(ctx) })
 	g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
 	g.Go(func() error { return s.SMSSandbox.Run(ctx) })
+	if err := s.EmailSandbox.Start(ctx); err != nil {
+		return err
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		return s.EmailSandbox.Close()
+	})
 	g.Go(func() error { return ServeHTTP(ctx, s.smsL, s.SMSSandbox.Handler()) })
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/email"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/server"
@@ -67,6 +68,15 @@ func ensureDatabase(ctx context.Context, dsn string) error {
 
 // ServeHandler builds the webhook server's handler.
 func ServeHandler(d *Deps) (http.Handler, error) {
+	s, err := newServer(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.Handler(), nil
+}
+
+// newServer builds the webhook server.
+func newServer(d *Deps) (*server.Server, error) {
 	c, err := d.Components()
 	if err != nil {
 		return nil, err
@@ -105,16 +115,27 @@ func ServeHandler(d *Deps) (http.Handler, error) {
 		},
 		Logger: d.Cfg.Logger, Registry: d.Cfg.Registry,
 	})
-	return s.Handler(), nil
+	return s, nil
 }
 
-// Serve runs the HTTP server (webhooks, metrics, health) on l until ctx is cancelled.
+// Serve runs the HTTP server (webhooks, metrics, health) on l until ctx is cancelled,
+// and the SMTP receiver of email bounces and complaints when HERALD_BOUNCE_LISTEN is set.
 func Serve(ctx context.Context, d *Deps, l net.Listener) error {
-	h, err := ServeHandler(d)
+	s, err := newServer(d)
 	if err != nil {
 		return err
 	}
-	return ServeHTTP(ctx, l, h)
+	if d.Cfg.BounceListen == "" {
+		return ServeHTTP(ctx, l, s.Handler())
+	}
+	rcv, err := email.NewReceiver(email.ReceiverConfig{Addr: d.Cfg.BounceListen, Handle: s.IngestReports, Logger: d.Cfg.Logger})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ServeHTTP(gctx, l, s.Handler()) })
+	g.Go(func() error { return rcv.Run(gctx) })
+	return g.Wait()
 }
 
 // ServeHTTP serves h on l and shuts down gracefully (bounded) when ctx ends.

@@ -22,6 +22,16 @@ type Batch struct {
 	Preferences []dispatcher.Preference
 }
 
+// IngestReports carries out reports that did not come through an HTTP webhook (email
+// bounces and complaints received by SMTP). Like a webhook, an error means nothing may
+// have been recorded: the sender must deliver them again.
+func (s *Server) IngestReports(ctx context.Context, reports []dispatcher.Report) error {
+	for _, r := range reports {
+		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
+	}
+	return s.ingest(ctx, Batch{Reports: reports})
+}
+
 // lookup finds the contact with an address on a channel (0 when there is none).
 func (s *Server) lookup(ctx context.Context, channel, address string) (uint32, error) {
 	var id uint32
@@ -55,6 +65,13 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	}
 	var windows []window
 	for _, r := range b.Reports {
+		if r.Kind == events.OptedOut {
+			// A complaint (an email marked as spam): the message was delivered; the
+			// Reactor records the opt-out and its event.
+			refusals = append(refusals, dispatcher.Refusal{Campaign: r.Campaign, Contact: r.Contact, PhoneNumberID: r.SenderRef,
+				Channel: r.Channel, Code: r.Code, Action: r.Action, Signal: r.Signal, MessageID: r.MessageID + " (complaint)", At: time.Now()})
+			continue
+		}
 		statuses = append(statuses, dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant})
 		if r.Kind == events.Sent {
 			continue // the worker's sent event (with its consent proof) is the record
