@@ -15,6 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
 )
 
 // Delayed holds send jobs that may not go yet — deferred by the policy (quiet hours, pair
@@ -327,6 +330,48 @@ func (s *Scheduler) moveDue(ctx context.Context, lock, token string) (int, error
 	return len(due), nil
 }
 
+// ReasonSendInDoubt fails a send whose worker died while it was under way, on a channel
+// whose provider never confirms acceptance (email): it may or may not have been sent,
+// and sending it again could send it twice.
+const ReasonSendInDoubt = "send_in_doubt"
+
+// ProviderSettles reports whether a channel's provider confirms each accepted message
+// with a status webhook that settles a send left in doubt (WhatsApp, SMS); email's
+// SMTP acceptance leaves no such trace.
+func ProviderSettles(channel string) bool { return channel != "email" }
+
+// failInDoubt records the stale in-doubt sends of a campaign on a channel that does not
+// settle them as failed (send_in_doubt): its event first, then the outcome.
+func (s *Scheduler) failInDoubt(ctx context.Context, cp Campaign, cutoff time.Time, log *slog.Logger) error {
+	stale, err := s.Tracker.StaleInDoubt(ctx, cp.ID, cutoff)
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	if s.Campaigns.events == nil {
+		return fmt.Errorf("campaign %s: sends in doubt, but no events writer to record them", cp.ID)
+	}
+	now := time.Now()
+	msgs := make([]kafka.Message, len(stale))
+	keys := make([]Key, len(stale))
+	outcomes := make([]string, len(stale))
+	for i, c := range stale {
+		ev := events.New(events.Failed, cp.ID, c, now)
+		ev.Channel, ev.Template, ev.Reason = cp.Channel, cp.Template, ReasonSendInDoubt
+		b, _ := ev.Marshal()
+		msgs[i] = kafka.Message{Key: kafkax.ContactKey(c), Value: b}
+		keys[i], outcomes[i] = Key{cp.ID, c}, OutcomeFailed
+	}
+	if err := s.Campaigns.events.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("record sends in doubt of campaign %s: %w", cp.ID, err)
+	}
+	if _, err := s.Tracker.Finish(ctx, keys, outcomes); err != nil {
+		return err
+	}
+	log.Warn("sends in doubt past the stale limit recorded as failed (their worker died mid-send; the channel cannot tell whether they left)",
+		"campaign", cp.ID, "contacts", len(stale), "stale_after", s.StaleAfter)
+	return nil
+}
+
 // sweepStale re-queues the stale in-doubt sends of running campaigns.
 func (s *Scheduler) sweepStale(ctx context.Context, log *slog.Logger) error {
 	list, err := s.Campaigns.List(ctx, 500)
@@ -336,6 +381,12 @@ func (s *Scheduler) sweepStale(ctx context.Context, log *slog.Logger) error {
 	cutoff := time.Now().Add(-s.StaleAfter)
 	for _, st := range list {
 		if st.State != Running && st.State != Paused {
+			continue
+		}
+		if !ProviderSettles(st.Channel) {
+			if err := s.failInDoubt(ctx, st.Campaign, cutoff, log); err != nil {
+				return err
+			}
 			continue
 		}
 		stale, err := s.Tracker.StaleSends(ctx, st.ID, cutoff)

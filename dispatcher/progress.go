@@ -411,14 +411,10 @@ end
 return out
 `)
 
-// StaleSends returns the contacts of campaign whose send started before cutoff and still
-// has no outcome (no worker recorded it, no status webhook settled it), and reopens their
-// claims so that a new copy of the job is sent. It is meant for sends whose worker died
-// between marking the send and the provider accepting it; pick a cutoff far beyond the
-// provider's webhook delay, since a send that did reach the provider would go twice.
-func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.Time) ([]uint32, error) {
-	keys := t.keys(campaign)
-	leases, err := t.rdb.HGetAll(ctx, keys[3]).Result()
+// staleCandidates lists the contacts of campaign whose lease says a send started (any
+// time): the scripts decide which are stale.
+func (t *Tracker) staleCandidates(ctx context.Context, campaign string) ([]Key, error) {
+	leases, err := t.rdb.HGetAll(ctx, t.keys(campaign)[3]).Result()
 	if err != nil {
 		return nil, fmt.Errorf("campaign %s: leases: %w", campaign, err)
 	}
@@ -433,6 +429,19 @@ func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.T
 		}
 		cand = append(cand, Key{campaign, uint32(id)})
 	}
+	return cand, nil
+}
+
+// StaleSends returns the contacts of campaign whose send started before cutoff and still
+// has no outcome (no worker recorded it, no status webhook settled it), and reopens their
+// claims so that a new copy of the job is sent. It is meant for sends whose worker died
+// between marking the send and the provider accepting it; pick a cutoff far beyond the
+// provider's webhook delay, since a send that did reach the provider would go twice.
+func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.Time) ([]uint32, error) {
+	cand, err := t.staleCandidates(ctx, campaign)
+	if err != nil {
+		return nil, err
+	}
 	res, err := t.run(ctx, staleScript, cand, []any{cutoff.UnixMilli()}, nil)
 	if err != nil {
 		return nil, err
@@ -440,6 +449,28 @@ func (t *Tracker) StaleSends(ctx context.Context, campaign string, cutoff time.T
 	var out []uint32
 	for i, r := range res {
 		if r == 1 {
+			out = append(out, cand[i].Contact)
+		}
+	}
+	return out, nil
+}
+
+// StaleInDoubt returns, without changing them, the contacts of campaign whose send
+// started before cutoff and still has no outcome: for a channel whose provider never
+// confirms acceptance (email), they are recorded as failed in doubt rather than sent
+// again (at most one message per contact).
+func (t *Tracker) StaleInDoubt(ctx context.Context, campaign string, cutoff time.Time) ([]uint32, error) {
+	cand, err := t.staleCandidates(ctx, campaign)
+	if err != nil {
+		return nil, err
+	}
+	doubt, err := t.InDoubt(ctx, cand)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for i, d := range doubt {
+		if d.InDoubt && !d.Started.IsZero() && d.Started.Before(cutoff) {
 			out = append(out, cand[i].Contact)
 		}
 	}

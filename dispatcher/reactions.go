@@ -140,8 +140,10 @@ func (r *Reactor) React(ctx context.Context, refusals []Refusal) error {
 			// Only the job's own record (skipped provider_dropped, failed with the code,
 			// retried or deferred), and the pace its signal asks for.
 		case ActionOptOut:
+			// Dated at least a millisecond after now: the send it answers started earlier, and
+			// the audit compares them at millisecond precision.
 			changes = append(changes, throttle.Change{ContactID: f.Contact, Channel: f.Channel, Purpose: "marketing",
-				Action: events.Revoke, Source: "provider", Actor: "herald", Proof: f.proof(), Time: f.At})
+				Action: events.Revoke, Source: "provider", Actor: "herald", Proof: f.proof(), Time: f.At.Truncate(time.Millisecond).Add(time.Millisecond)})
 			optOuts[f.Contact] = f
 		case ActionUndeliverable:
 			suppress[f.Channel] = append(suppress[f.Channel], f.Contact)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,10 @@ func TestEmailCampaignEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 80
+	n := 80
+	if v := os.Getenv("HERALD_EMAIL_N"); v != "" {
+		fmt.Sscan(v, &n)
+	}
 	var csv strings.Builder
 	csv.WriteString("email,name,tags\n")
 	for i := range n {
@@ -98,7 +102,7 @@ func TestEmailCampaignEndToEnd(t *testing.T) {
 	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	if st := waitCompleted(t, ctx, comp.Campaigns, cp.ID); st.Sent != n {
+	if st := waitCompleted(t, ctx, comp.Campaigns, cp.ID); st.Sent != int64(n) {
 		t.Fatalf("status %+v: want all %d sent", st, n)
 	}
 	recs := s.EmailSandbox.Records()
@@ -178,11 +182,11 @@ func TestEmailCampaignEndToEnd(t *testing.T) {
 	for _, c := range f.Failed {
 		failed += c.Contacts
 	}
-	if f.Steps[1].Contacts != n || failed != uint64(len(bounced)) {
+	if f.Steps[1].Contacts != uint64(n) || failed != uint64(len(bounced)) {
 		t.Fatalf("funnel %+v failed %v: want %d sent and %d bounced", f.Steps, f.Failed, n, len(bounced))
 	}
 	audit, err := analytics.AuditCampaign(ctx, conn, cp.ID, "marketing")
-	if err != nil || len(audit.Violations) != 0 || audit.Sent != n {
+	if err != nil || len(audit.Violations) != 0 || audit.Sent != uint64(n) {
 		t.Fatalf("audit: %+v, %v", audit, err)
 	}
 	// A second campaign skips the bounced (undeliverable), the complainers and the

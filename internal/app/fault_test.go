@@ -87,18 +87,30 @@ type workerProcs struct {
 	env  []string
 	mu   sync.Mutex
 	cmds []*exec.Cmd
+	outs []*bytes.Buffer
+}
+
+// logs writes the last lines the worker processes printed to stderr (on a failure).
+func (w *workerProcs) logs() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, b := range w.outs {
+		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+		w.t.Logf("worker process %d, last lines:\n%s", i, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+	}
 }
 
 func (w *workerProcs) start() *exec.Cmd {
 	w.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = w.env
-	var out bytes.Buffer
-	cmd.Stderr = &out
+	out := &bytes.Buffer{}
+	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
 	w.mu.Lock()
+	w.outs = append(w.outs, out)
 	w.cmds = append(w.cmds, cmd)
 	w.mu.Unlock()
 	return cmd
