@@ -19,10 +19,12 @@ import (
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/templates"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // childRoleEnv makes the test binary run a Herald role instead of the tests: the fault
@@ -452,4 +454,74 @@ func TestKilledLauncherFanoutIsFinished(t *testing.T) {
 	st = waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 2*time.Minute)
 	waitSettled(t, ctx, s, cp.ID, time.Minute)
 	assertOnceEach(t, s, cp.ID, n, st)
+}
+
+// channelAudience imports n contacts tagged customer whose addresses addr(i) gives
+// (column is the CSV column: phone or email), grants them marketing consent on channel,
+// and saves tplText.
+func channelAudience(t *testing.T, ctx context.Context, d *Deps, comp *Components, n int, column string, addr func(int) string, channel, tplText string) {
+	t.Helper()
+	var csv strings.Builder
+	csv.WriteString(column + ",tags\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "%s,customer\n", addr(i))
+	}
+	if _, err := ImportContacts(ctx, d, strings.NewReader(csv.String()), ImportOptions{Source: channel + ".csv"}); err != nil {
+		t.Fatal(err)
+	}
+	var changes []throttle.Change
+	for i := range n {
+		id, err := comp.Contacts.Lookup(ctx, addr(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, throttle.Change{ContactID: id, Channel: channel, Purpose: "marketing", Action: events.Grant, Source: "web_form"})
+	}
+	if _, err := comp.Ledger.Apply(ctx, changes, false); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(tplText), channel+".yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(tplText)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// campaignUnderKills runs a campaign of the segment customer from sender on three worker
+// processes, SIGKILLing one at a random moment five times, and returns its final status.
+func campaignUnderKills(t *testing.T, ctx context.Context, s *Stack, comp *Components, sender dispatcher.Sender, template string, seed uint64) dispatcher.Status {
+	t.Helper()
+	d := s.Deps
+	cc, _ := json.Marshal(childConfig{KafkaBrokers: d.Cfg.KafkaBrokers, RedisURL: d.Cfg.RedisURL, Prefix: d.Cfg.Prefix, TopicPrefix: d.Cfg.TopicPrefix,
+		WhatsAppURL: d.Cfg.WhatsAppURL, SMSAPIURL: d.Cfg.SMSAPIURL, PublicURL: d.Cfg.publicURL(), ClickKey: d.Cfg.ClickKey,
+		ClickBaseURL: d.Cfg.ClickBaseURL, ClaimLease: d.Cfg.ClaimLease})
+	procs := &workerProcs{t: t, env: append(os.Environ(), childRoleEnv+"=worker", childConfigEnv+"="+string(cc))}
+	defer procs.stopAll()
+	defer func() {
+		if t.Failed() {
+			procs.logs()
+		}
+	}()
+	live := []*exec.Cmd{procs.start(), procs.start(), procs.start()}
+	if err := comp.Senders.Put(ctx, sender); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := comp.Campaigns.Create(ctx, dispatcher.Campaign{Segment: "customer", Template: template, Senders: []string{sender.ID}}, comp.Senders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Campaigns.Launch(ctx, cp.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	for range 5 {
+		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		i := rng.IntN(len(live))
+		_ = live[i].Process.Kill()
+		_ = live[i].Wait()
+		live[i] = procs.start()
+	}
+	return waitCompletedWithin(t, ctx, comp.Campaigns, cp.ID, 6*time.Minute)
 }
