@@ -266,20 +266,7 @@ type ChannelResult struct {
 
 // SMSTruth counts the SMS sandbox's records of campaign.
 func SMSTruth(recs []smssandbox.Record, campaign string) Truth {
-	var t Truth
-	for _, r := range recs {
-		if !strings.HasPrefix(r.CallbackData, campaign+":") {
-			continue
-		}
-		t.Accepted++
-		switch r.Final {
-		case "delivered":
-			t.Delivered++
-		case "undelivered", "failed":
-			t.Failed++
-		}
-	}
-	return t
+	return countTruth(campaign, len(recs), func(i int) (string, string) { return recs[i].CallbackData, recs[i].Final })
 }
 
 // DemoResult is what `herald -o json demo` prints: the campaign's funnel from
@@ -317,19 +304,27 @@ type Truth struct {
 
 // SandboxTruth counts the sandbox's records of campaign (by callback data).
 func SandboxTruth(recs []sandbox.Record, campaign string) Truth {
+	return countTruth(campaign, len(recs), func(i int) (string, string) { return recs[i].CallbackData, recs[i].Final })
+}
+
+// countTruth counts n records of a sandbox, each with its callback data and final
+// status, that belong to campaign: a read message was delivered too; undelivered (SMS)
+// and failed both count as failed.
+func countTruth(campaign string, n int, rec func(i int) (callback, final string)) Truth {
 	var t Truth
-	for _, r := range recs {
-		if !strings.HasPrefix(r.CallbackData, campaign+":") {
+	for i := range n {
+		cb, final := rec(i)
+		if !strings.HasPrefix(cb, campaign+":") {
 			continue
 		}
 		t.Accepted++
-		switch r.Final {
+		switch final {
 		case "read":
 			t.Read++
 			t.Delivered++
 		case "delivered":
 			t.Delivered++
-		case "failed":
+		case "failed", "undelivered":
 			t.Failed++
 		}
 	}
