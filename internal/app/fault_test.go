@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,7 +62,9 @@ func runChild() int {
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
 		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
-		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk}
+		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk,
+		// What a worker logs reaches the test's stderr buffer, printed when a test fails.
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	d := NewDeps(cfg)
@@ -89,16 +93,49 @@ type workerProcs struct {
 	env  []string
 	mu   sync.Mutex
 	cmds []*exec.Cmd
-	outs []*bytes.Buffer
+	outs []*lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer that os/exec's copying goroutine and the test may use
+// at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // logs writes the last lines the worker processes printed to stderr (on a failure).
+// Live workers are first asked for their goroutines (SIGQUIT), written whole to
+// HERALD_FAULT_DUMP_DIR when it is set.
 func (w *workerProcs) logs() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for _, c := range w.cmds {
+		if c.ProcessState == nil {
+			_ = c.Process.Signal(syscall.SIGQUIT)
+			_ = c.Wait()
+		}
+	}
 	for i, b := range w.outs {
+		if dir := os.Getenv("HERALD_FAULT_DUMP_DIR"); dir != "" {
+			f := filepath.Join(dir, fmt.Sprintf("%s-worker-%d.txt", w.t.Name(), i))
+			if err := os.WriteFile(f, []byte(b.String()), 0o644); err == nil {
+				w.t.Logf("worker process %d wrote %s", i, f)
+			}
+		}
 		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-		w.t.Logf("worker process %d, last lines:\n%s", i, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+		w.t.Logf("worker process %d, last lines:\n%s", i, strings.Join(lines[max(0, len(lines)-20):], "\n"))
 	}
 }
 
@@ -106,7 +143,7 @@ func (w *workerProcs) start() *exec.Cmd {
 	w.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = w.env
-	out := &bytes.Buffer{}
+	out := &lockedBuffer{}
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -265,13 +302,17 @@ var welcomeSandbox = []sandbox.ApprovedTemplate{{Name: "welcome_offer", Language
 func waitCompletedWithin(t *testing.T, ctx context.Context, c *dispatcher.Campaigns, id string, d time.Duration) dispatcher.Status {
 	t.Helper()
 	deadline := time.Now().Add(d)
+	var last dispatcher.Status // the last status read: what a failure reports
 	for {
 		st, err := c.Status(ctx, id) // errors while a server restarts are retried
-		if err == nil && st.State == dispatcher.Completed {
-			return st
+		if err == nil {
+			if last = st; st.State == dispatcher.Completed {
+				return st
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("campaign %s did not complete: %+v (%v)", id, st, err)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("campaign %s did not complete: state %s, audience %d, queued %d, sent %d, skipped %d, failed %d, done %d, fan-out done %v, pause reason %q (%v)",
+				id, last.State, last.Audience, last.Queued, last.Sent, last.Skipped, last.Failed, last.Done, last.FanoutDone, last.PauseReason, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

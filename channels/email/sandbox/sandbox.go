@@ -156,6 +156,9 @@ type Sandbox struct {
 	srv *smtp.Server
 	ln  net.Listener
 
+	stopOnce sync.Once
+	stopErr  error
+
 	global *rate.Limiter
 
 	connSeq  atomic.Int64
@@ -242,8 +245,20 @@ func (s *Sandbox) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.deliverNotices(ctx)
 	}()
-	context.AfterFunc(ctx, func() { _ = s.srv.Close(); _ = ln.Close() })
+	context.AfterFunc(ctx, func() { _ = s.stop() })
 	return nil
+}
+
+// stop closes the server and its listener once: go-smtp's Server.Close panics when two
+// calls race (the context's end and Close).
+func (s *Sandbox) stop() error {
+	s.stopOnce.Do(func() {
+		s.stopErr = s.srv.Close()
+		if s.ln != nil {
+			_ = s.ln.Close() // Serve may not have registered it with the server yet
+		}
+	})
+	return s.stopErr
 }
 
 // Addr is the address the sandbox listens on (after Start).
@@ -254,10 +269,7 @@ func (s *Sandbox) Close() error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	err := s.srv.Close()
-	if s.ln != nil {
-		_ = s.ln.Close() // Serve may not have registered it with the server yet
-	}
+	err := s.stop()
 	s.wg.Wait()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
