@@ -101,7 +101,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.Reactor == nil && w.cfg.Ledger == nil {
 		return errors.New("worker: a consent ledger is required (provider opt-outs are recorded in it)")
 	}
-	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{})
+	r := kafkax.NewGroupReader(w.cfg.Brokers, w.cfg.Group, w.cfg.Topics.Outbound, kafkax.ReaderOptions{Logger: w.log})
 	defer r.Close()
 	defer w.stopSenders() // runs once every batch has returned
 

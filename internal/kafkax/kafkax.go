@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -132,6 +133,15 @@ func NewWriter(brokers []string, topic string) *kafka.Writer {
 // ReaderOptions tune a consumer-group reader.
 type ReaderOptions struct {
 	SessionTimeout time.Duration // default 6s: a dead member's partitions move after this
+	// RebalanceTimeout is how long the coordinator waits for members to rejoin in a
+	// rebalance (default 3s; members notice a rebalance at their next heartbeat, every
+	// SessionTimeout/6, and kafka-go rejoins without waiting for the application).
+	// kafka-go gives up on a JoinGroup after 5s plus this. It must stay short: kfake
+	// restarts its wait on every join, so a member that gives up and joins again restarts
+	// it for everyone, and with several members and a long wait those restarts never
+	// leave a quiet gap long enough for the rebalance to finish (seen as workers stuck in
+	// JoinGroup for minutes after some were killed).
+	RebalanceTimeout time.Duration
 	// MaxWait is how long the broker holds a fetch that finds nothing new (default 1s).
 	// A fetch returns as soon as a record arrives, so it costs no latency; short waits
 	// only make every idle partition's loop ask again (and kfake answer) 10 times a second.
@@ -140,6 +150,9 @@ type ReaderOptions struct {
 	// at once). Consumers that batch anyway (the sink) fetch fewer, larger batches with
 	// more: every fetch is a request for the broker and a wakeup for the reader.
 	MinBytes int
+	// Logger, when set, receives the reader's errors (failed joins, fetches, commits)
+	// as warnings: kafka-go otherwise keeps them to itself and retries.
+	Logger *slog.Logger
 }
 
 // NewGroupReader returns a consumer-group reader that commits only when told
@@ -151,7 +164,17 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 	if o.MaxWait == 0 {
 		o.MaxWait = time.Second
 	}
+	if o.RebalanceTimeout == 0 {
+		o.RebalanceTimeout = 3 * time.Second
+	}
+	var errLog kafka.Logger
+	if o.Logger != nil {
+		errLog = kafka.LoggerFunc(func(msg string, args ...any) {
+			o.Logger.Warn("kafka reader: "+fmt.Sprintf(msg, args...), "group", group, "topic", topic)
+		})
+	}
 	return kafka.NewReader(kafka.ReaderConfig{
+		ErrorLogger: errLog,
 		Brokers:  brokers,
 		GroupID:  group,
 		Topic:    topic,
@@ -163,7 +186,7 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 		ReadBatchTimeout:  o.MaxWait + 10*time.Second,
 		SessionTimeout:    o.SessionTimeout,
 		HeartbeatInterval: o.SessionTimeout / 6,
-		RebalanceTimeout:  o.SessionTimeout,
+		RebalanceTimeout:  o.RebalanceTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		CommitInterval:    0, // synchronous commits: committed means committed
 		StartOffset:       kafka.FirstOffset,
