@@ -175,12 +175,12 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
 		ErrorLogger: errLog,
-		Brokers:  brokers,
-		GroupID:  group,
-		Topic:    topic,
-		MinBytes: 1,
-		MaxBytes: 16 << 20,
-		MaxWait:  o.MaxWait,
+		Brokers:     brokers,
+		GroupID:     group,
+		Topic:       topic,
+		MinBytes:    1,
+		MaxBytes:    16 << 20,
+		MaxWait:     o.MaxWait,
 		// Past this the reader drops its connection and dials again: leave room for a
 		// busy broker (a timeout costs a reconnect, a metadata lookup and a seek).
 		ReadBatchTimeout:  o.MaxWait + 10*time.Second,
