@@ -868,7 +868,7 @@ const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
 	msg := Message{To: Address(it.cp.Channel, it.contact), Rendered: it.rendered, Unsubscribe: it.unsubscribe,
-		CallbackData: whatsapp.CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
+		CallbackData: CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -914,11 +914,6 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		return
 	}
 	it.outcome, it.reason = OutcomeFailed, se.Action
-}
-
-// CallbackData names a (campaign, contact) as the provider echoes it back on statuses.
-func CallbackData(campaign string, contact uint32) string {
-	return whatsapp.CallbackData(campaign, contact)
 }
 
 // publish writes deferrals and retries to the delayed set, then events for decided and

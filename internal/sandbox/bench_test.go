@@ -37,7 +37,7 @@ func BenchmarkSend(b *testing.B) {
 					{Type: "text", ParameterName: "first_name", Text: "Jessica"},
 					{Type: "text", ParameterName: "order_number", Text: "SKBUP2-4CPIG9"},
 				}}},
-			}, BizOpaqueCallbackData: whatsapp.CallbackData("1", i)}
+			}, BizOpaqueCallbackData: fmt.Sprintf("1:%d", i)}
 			if _, err := c.Send(ctx, pnid, testToken, req); err != nil {
 				b.Error(err)
 				return

@@ -317,11 +317,11 @@ func TestWebhooks(t *testing.T) {
 	ids := map[string]int{} // message id → contact
 	for i := 0; i < n; i++ {
 		to := fmt.Sprintf("+4477009%05d", i)
-		body := templateBody(to, whatsapp.CallbackData("42", uint32(i)))
+		body := templateBody(to, fmt.Sprintf("42:%d", i))
 		if i%2 == 1 {
 			body = `{"messaging_product":"whatsapp","to":"` + to + `","type":"template","template":{"name":"sale","language":{"code":"en_US"},
 			"components":[{"type":"header","parameters":[{"type":"image","image":{"link":"https://x/y.png"}}]},{"type":"body","parameters":[{"type":"text","text":"20%"}]}]},
-			"biz_opaque_callback_data":"` + whatsapp.CallbackData("42", uint32(i)) + `"}`
+			"biz_opaque_callback_data":"` + fmt.Sprintf("42:%d", i) + `"}`
 		}
 		r := e.send(t, body)
 		if r.status != 200 || len(r.ok.Messages) != 1 || len(r.ok.Contacts) != 1 {
@@ -352,7 +352,7 @@ func TestWebhooks(t *testing.T) {
 		if ids[r.MessageID] != i || r.PhoneNumberID != pnid || r.Type != "template" || !r.AcceptedAt.Equal(clk.Now()) {
 			t.Errorf("record %d %+v", i, r)
 		}
-		if camp, contact, ok := whatsapp.ParseCallbackData(r.CallbackData); !ok || camp != "42" || contact != uint32(i) {
+		if r.CallbackData != fmt.Sprintf("42:%d", i) {
 			t.Errorf("record %d callback %q", i, r.CallbackData)
 		}
 		wantFinal := "delivered"
@@ -663,7 +663,7 @@ func TestRecordsAndStatsEndpoints(t *testing.T) {
 	clk := newClock()
 	e := newEnv(t, Config{Now: clk.Now, Throughput: 1e6, Templates: []ApprovedTemplate{orderConfirmation}})
 	for i := 0; i < 5; i++ {
-		e.send(t, templateBody(fmt.Sprintf("+6281234%05d", i), whatsapp.CallbackData("c1", uint32(i))))
+		e.send(t, templateBody(fmt.Sprintf("+6281234%05d", i), fmt.Sprintf("c1:%d", i)))
 	}
 	e.send(t, templateBody("bad", ""))
 	get := func(path string, v any) {

@@ -204,7 +204,7 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 			for _, st := range v.Statuses {
 				s.m.statuses.WithLabelValues(st.Status).Inc()
 				kind, ok := statusKinds[st.Status]
-				campaign, contact, variant, ours := whatsapp.ParseCallbackVariant(st.BizOpaqueCallbackData)
+				campaign, contact, variant, ours := dispatcher.ParseCallbackVariant(st.BizOpaqueCallbackData)
 				if !ok || !ours {
 					continue // not a Herald campaign message (or a status we do not track)
 				}
