@@ -32,8 +32,8 @@ func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string
 	}
 	cl := whatsapp.Classify(err)
 	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Signal: cl.Signal, Err: err}
-	if cl.Retryable {
-		se.RetryAfter = whatsapp.RetryAfter(cl.Code, 0)
+	if cl.Retryable || cl.Action == whatsapp.ActionHoldMarketing {
+		se.RetryAfter = whatsapp.RetryAfter(cl.Code, 0) // 131049: the 24 h hold
 	}
 	return "", se
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
@@ -219,6 +218,7 @@ type item struct {
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
 	signal        throttle.Signal
+	wait          time.Duration // the refusal's suggested wait (SendError.RetryAfter)
 	quiet         *throttle.QuietHours
 	restricted    map[string]bool // its campaign's "sender:country" pairs not to try (130497)
 	fallback      bool            // rendered with the campaign's fallback template (outside the window)
@@ -904,7 +904,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		se = &SendError{Retryable: true, Action: "transport", Err: err}
 	}
 	w.m.sendErrs.WithLabelValues(se.Action).Inc()
-	it.code, it.retryable, it.action, it.signal = se.Code, se.Retryable, se.Action, se.Signal
+	it.code, it.retryable, it.action, it.signal, it.wait = se.Code, se.Retryable, se.Action, se.Signal, se.RetryAfter
 	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
 		d := se.RetryAfter
 		if d == 0 {
@@ -1057,9 +1057,15 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 		switch it.action {
 		case ActionHoldMarketing:
 			if it.cp.Purpose == "marketing" {
-				// Not a failure: Meta holds the contact's marketing for a day; try then.
+				// Not a failure: the provider holds the contact's marketing (WhatsApp for a
+				// day); try when the hold ends: after the refusal's RetryAfter, else after
+				// throttle.MarketingHold (how long its signal holds the contact).
+				hold := it.wait
+				if hold <= 0 {
+					hold = throttle.MarketingHold
+				}
 				it.outcome, it.reason, it.retry = "", "", false
-				it.deferUntil, it.deferReason = now.Add(whatsapp.RetryAfter(it.code, 1)), "marketing_hold"
+				it.deferUntil, it.deferReason = now.Add(hold), "marketing_hold"
 			}
 		case ActionPauseSender:
 			it.outcome, it.reason, it.retry = "", "", false
