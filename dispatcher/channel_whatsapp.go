@@ -4,24 +4,24 @@ import (
 	"context"
 	"errors"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // WhatsAppChannel sends through the WhatsApp Cloud API (or the sandbox, which speaks it).
 type WhatsAppChannel struct {
-	Client *whatsapp.Client
+	Client *graph.Client
 }
 
 var _ Channel = (*WhatsAppChannel)(nil)
 
 // Send sends one rendered message and classifies a refusal by its error code.
 func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string, error) {
-	req := whatsapp.SendRequest{To: m.To, BizOpaqueCallbackData: m.CallbackData}
+	req := graph.SendRequest{To: m.To, BizOpaqueCallbackData: m.CallbackData}
 	switch {
 	case m.Rendered.WhatsApp != nil:
 		req.Type, req.Template = "template", m.Rendered.WhatsApp
 	default:
-		req.Type, req.Text = "text", &whatsapp.Text{Body: m.Rendered.Text, PreviewURL: true}
+		req.Type, req.Text = "text", &graph.Text{Body: m.Rendered.Text, PreviewURL: true}
 	}
 	res, err := c.Client.Send(ctx, s.PhoneNumberID, s.Token, req)
 	if err == nil {
@@ -30,10 +30,10 @@ func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return "", err
 	}
-	cl := whatsapp.Classify(err)
+	cl := graph.Classify(err)
 	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Signal: cl.Signal, Err: err}
-	if cl.Retryable || cl.Action == whatsapp.ActionHoldMarketing {
-		se.RetryAfter = whatsapp.RetryAfter(cl.Code, 0) // 131049: the 24 h hold
+	if cl.Retryable || cl.Action == graph.ActionHoldMarketing {
+		se.RetryAfter = graph.RetryAfter(cl.Code, 0) // 131049: the 24 h hold
 	}
 	return "", se
 }

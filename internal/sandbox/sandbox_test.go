@@ -14,7 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 func TestSendErrors(t *testing.T) {
@@ -140,7 +140,7 @@ func TestThroughputLimit(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.err.Error.Code != 130429 {
 		t.Fatalf("11th send in the same instant: HTTP %d %s", r.status, r.raw)
 	}
-	if got := whatsapp.ClassifyCode(r.err.Error.Code); !got.SlowSender || got.Action != whatsapp.ActionRetry {
+	if got := graph.ClassifyCode(r.err.Error.Code); !got.SlowSender || got.Action != graph.ActionRetry {
 		t.Errorf("class %+v", got)
 	}
 	if r := sendFrom("999"); r.status != 200 { // other numbers have their own bucket
@@ -180,7 +180,7 @@ func TestPairRate(t *testing.T) {
 	if r.err.Error.Code != 131056 {
 		t.Fatalf("second message within 6s: %s", r.raw)
 	}
-	if got := whatsapp.ClassifyCode(131056).Action; got != whatsapp.ActionBackoffRecipient {
+	if got := graph.ClassifyCode(131056).Action; got != graph.ActionBackoffRecipient {
 		t.Errorf("class %v", got)
 	}
 	if r := e.send(t, templateBody("+16505550000", "")); r.status != 200 {
@@ -274,7 +274,7 @@ func TestWindowAndInbound(t *testing.T) {
 	}
 
 	e.waitIdle(t)
-	var inbound []whatsapp.InboundMessage
+	var inbound []graph.InboundMessage
 	for _, n := range e.recv.notifications() {
 		v := n.Entry[0].Changes[0].Value
 		if len(v.Messages) > 0 {
@@ -285,7 +285,7 @@ func TestWindowAndInbound(t *testing.T) {
 		}
 	}
 	// Posters run concurrently, so POSTs may arrive in any order.
-	slices.SortFunc(inbound, func(a, b whatsapp.InboundMessage) int { return strings.Compare(a.Timestamp, b.Timestamp) })
+	slices.SortFunc(inbound, func(a, b graph.InboundMessage) int { return strings.Compare(a.Timestamp, b.Timestamp) })
 	if len(inbound) != 2 || inbound[0].Text == nil || inbound[0].Text.Body != "STOP" || inbound[0].From != "16505551234" ||
 		inbound[0].Type != "text" || inbound[1].Text.Body != "Hi again" || inbound[0].Timestamp != "1750000000" {
 		t.Errorf("inbound messages %+v", inbound)
@@ -702,11 +702,11 @@ func TestRecordsAndStatsEndpoints(t *testing.T) {
 func TestClientAgainstSandbox(t *testing.T) {
 	clk := newClock()
 	e := newEnv(t, Config{Now: clk.Now, Throughput: 1, Templates: []ApprovedTemplate{orderConfirmation}})
-	c := whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: e.api.URL})
+	c := graph.NewClient(graph.ClientConfig{BaseURL: e.api.URL})
 	ctx := context.Background()
-	tmpl := whatsapp.SendRequest{To: "+16505551234", Type: "template", Template: &whatsapp.Template{
-		Name: "order_confirmation", Language: whatsapp.Language{Code: "en_US"},
-		Components: []whatsapp.Component{{Type: "body", Parameters: []whatsapp.Parameter{
+	tmpl := graph.SendRequest{To: "+16505551234", Type: "template", Template: &graph.Template{
+		Name: "order_confirmation", Language: graph.Language{Code: "en_US"},
+		Components: []graph.Component{{Type: "body", Parameters: []graph.Parameter{
 			{Type: "text", ParameterName: "first_name", Text: "Jessica"},
 			{Type: "text", ParameterName: "order_number", Text: "SKBUP2-4CPIG9"},
 		}}},
@@ -718,22 +718,22 @@ func TestClientAgainstSandbox(t *testing.T) {
 	cases := []struct {
 		name    string
 		token   string
-		req     whatsapp.SendRequest
+		req     graph.SendRequest
 		advance time.Duration
-		action  whatsapp.Action
+		action  graph.Action
 	}{
-		{"throughput", testToken, tmpl, 0, whatsapp.ActionRetry},
-		{"pair rate", testToken, tmpl, time.Second, whatsapp.ActionBackoffRecipient},
-		{"window", testToken, whatsapp.SendRequest{To: "+16505550000", Type: "text", Text: &whatsapp.Text{Body: "hi"}}, time.Second, whatsapp.ActionConvertToTemplate},
-		{"template", testToken, whatsapp.SendRequest{To: "+16505550000", Type: "template", Template: &whatsapp.Template{Name: "gone", Language: whatsapp.Language{Code: "en"}}}, time.Second, whatsapp.ActionPauseCampaign},
-		{"token", "expired", tmpl, time.Second, whatsapp.ActionPauseAccount},
+		{"throughput", testToken, tmpl, 0, graph.ActionRetry},
+		{"pair rate", testToken, tmpl, time.Second, graph.ActionBackoffRecipient},
+		{"window", testToken, graph.SendRequest{To: "+16505550000", Type: "text", Text: &graph.Text{Body: "hi"}}, time.Second, graph.ActionConvertToTemplate},
+		{"template", testToken, graph.SendRequest{To: "+16505550000", Type: "template", Template: &graph.Template{Name: "gone", Language: graph.Language{Code: "en"}}}, time.Second, graph.ActionPauseCampaign},
+		{"token", "expired", tmpl, time.Second, graph.ActionPauseAccount},
 	}
 	for _, tc := range cases {
 		clk.Advance(tc.advance)
 		_, err := c.Send(ctx, pnid, tc.token, tc.req)
-		var ae *whatsapp.APIError
-		if !errors.As(err, &ae) || whatsapp.Classify(err).Action != tc.action {
-			t.Errorf("%s: %v → %v, want %v", tc.name, err, whatsapp.Classify(err).Action, tc.action)
+		var ae *graph.APIError
+		if !errors.As(err, &ae) || graph.Classify(err).Action != tc.action {
+			t.Errorf("%s: %v → %v, want %v", tc.name, err, graph.Classify(err).Action, tc.action)
 		}
 	}
 }

@@ -20,8 +20,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
@@ -142,7 +142,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
-	c, ok := whatsapp.VerifyChallenge(r.URL.Query(), s.cfg.VerifyToken)
+	c, ok := graph.VerifyChallenge(r.URL.Query(), s.cfg.VerifyToken)
 	if !ok {
 		s.m.webhooks.WithLabelValues("bad_challenge").Inc()
 		http.Error(w, "verification failed", http.StatusForbidden)
@@ -161,13 +161,13 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if err := whatsapp.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
+	if err := graph.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
 		s.m.webhooks.WithLabelValues("bad_signature").Inc()
 		s.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
 	}
-	n, err := whatsapp.ParseNotification(body)
+	n, err := graph.ParseNotification(body)
 	if err != nil {
 		// Signed but malformed: retrying will not help, and nothing was changed.
 		s.m.webhooks.WithLabelValues("bad_payload").Inc()
@@ -190,12 +190,12 @@ var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": event
 
 // handle decodes a WhatsApp notification into the provider-neutral batch and ingests
 // it. Everything is idempotent: Meta redelivers and duplicates.
-func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
+func (s *Server) handle(ctx context.Context, n *graph.Notification) error {
 	return s.ingest(ctx, s.decodeWhatsApp(n))
 }
 
 // decodeWhatsApp turns a notification into Reports, Inbound messages and Preferences.
-func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
+func (s *Server) decodeWhatsApp(n *graph.Notification) Batch {
 	var b Batch
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
@@ -208,7 +208,7 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 				if !ok || !ours {
 					continue // not a Herald campaign message (or a status we do not track)
 				}
-				at, err := whatsapp.ParseTimestamp(st.Timestamp)
+				at, err := graph.ParseTimestamp(st.Timestamp)
 				if err != nil {
 					at = time.Now()
 				}
@@ -216,7 +216,7 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 					Channel: "whatsapp", SenderRef: phoneID, MessageID: st.ID, Time: at}
 				if kind == events.Failed && len(st.Errors) > 0 {
 					r.Code = st.Errors[0].Code
-					cl := whatsapp.ClassifyCode(r.Code)
+					cl := graph.ClassifyCode(r.Code)
 					r.Action, r.Signal = cl.Action.String(), cl.Signal
 				}
 				b.Reports = append(b.Reports, r)
@@ -235,7 +235,7 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 					SenderRef: phoneID, OptIn: up.Value == "resume", ID: "user_preferences:" + strconv.FormatInt(up.Timestamp, 10), Proof: proof})
 			}
 			for _, m := range v.Messages {
-				at, err := whatsapp.ParseTimestamp(m.Timestamp)
+				at, err := graph.ParseTimestamp(m.Timestamp)
 				if err != nil {
 					at = time.Now()
 				}
@@ -251,7 +251,7 @@ func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
 	return b
 }
 
-func inboundText(m whatsapp.InboundMessage) string {
+func inboundText(m graph.InboundMessage) string {
 	switch {
 	case m.Text != nil:
 		return m.Text.Body
