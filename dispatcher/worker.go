@@ -50,8 +50,7 @@ type WorkerConfig struct {
 	Templates  Templates
 	Policy     *throttle.Policy
 	Governor   Governor
-	Channel    Channel            // WhatsApp's adapter
-	Channels   map[string]Channel // adapters by channel name (email, sms…); whatsapp may be here instead of Channel
+	Channels   map[string]Channel // adapters by channel name (whatsapp, email, sms…)
 	Links      *links.Tracker     // click tracking for campaigns that ask for it; nil: not configured
 	Events     Publisher          // herald.events
 	Delayed    *Delayed           // deferred jobs and retries wait here (the Scheduler moves them back)
@@ -746,14 +745,12 @@ func Address(channel string, c segments.Contact) string {
 }
 
 // channel returns the adapter that sends a campaign's channel (nil: not configured here).
+// A campaign stored without a channel is on WhatsApp, as Create defaults it.
 func (w *Worker) channel(name string) Channel {
-	if ch, ok := w.cfg.Channels[name]; ok {
-		return ch
+	if name == "" {
+		name = "whatsapp"
 	}
-	if name == "" || name == "whatsapp" {
-		return w.cfg.Channel
-	}
-	return nil
+	return w.cfg.Channels[name]
 }
 
 // ReasonSenderRate defers a job its sender's limits cannot start within the horizon, and

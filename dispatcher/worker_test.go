@@ -166,7 +166,7 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 		Senders: NewSenders(rdb, r.prefix), Contacts: segments.NewStore(rdb, r.prefix),
 		Templates: templates.NewCache(templates.NewStore(rdb, r.prefix), templates.CacheConfig{}),
 		Policy:    throttle.NewPolicy(rdb, r.prefix, nil).WithCaps(r.caps), Governor: throttle.NewGovernor(rdb, r.prefix),
-		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
+		Channels: map[string]Channel{"whatsapp": ch}, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
 		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25, Pushback: r.pushback,
 		Ledger: throttle.NewLedger(rdb, r.prefix, kafkax.NewWriter(r.brokers, r.topics.Consent)),
 	}

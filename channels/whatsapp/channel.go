@@ -1,21 +1,28 @@
-package dispatcher
+package whatsapp
 
 import (
 	"context"
 	"errors"
 
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/dispatcher"
 )
 
-// WhatsAppChannel sends through the WhatsApp Cloud API (or the sandbox, which speaks it).
-type WhatsAppChannel struct {
+// ChannelName is the channel's name in campaigns, senders, consent and events.
+const ChannelName = "whatsapp"
+
+// Channel sends through the WhatsApp Cloud API (or the sandbox, which speaks it).
+type Channel struct {
 	Client *graph.Client
 }
 
-var _ Channel = (*WhatsAppChannel)(nil)
+var _ dispatcher.Channel = (*Channel)(nil)
+
+// New returns the adapter sending with client.
+func New(client *graph.Client) *Channel { return &Channel{Client: client} }
 
 // Send sends one rendered message and classifies a refusal by its error code.
-func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string, error) {
+func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Message) (string, error) {
 	req := graph.SendRequest{To: m.To, BizOpaqueCallbackData: m.CallbackData}
 	switch {
 	case m.Rendered.WhatsApp != nil:
@@ -31,7 +38,7 @@ func (c *WhatsAppChannel) Send(ctx context.Context, s Sender, m Message) (string
 		return "", err
 	}
 	cl := graph.Classify(err)
-	se := &SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Signal: cl.Signal, Err: err}
+	se := &dispatcher.SendError{Code: cl.Code, Retryable: cl.Retryable, Action: cl.Action.String(), Signal: cl.Signal, Err: err}
 	if cl.Retryable || cl.Action == graph.ActionHoldMarketing {
 		se.RetryAfter = graph.RetryAfter(cl.Code, 0) // 131049: the 24 h hold
 	}
