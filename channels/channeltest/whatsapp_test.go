@@ -8,8 +8,8 @@ import (
 	"github.com/herald-dev/herald/channels/channeltest"
 	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 )
 

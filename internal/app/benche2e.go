@@ -21,10 +21,10 @@ import (
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/procstat"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"

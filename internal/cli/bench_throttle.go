@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/throttle"
 )
 

@@ -6,7 +6,7 @@
 // It records what it accepted and what it decided, so tests, `herald dev`/`demo` and
 // benchmarks can compare Herald's figures with the truth.
 //
-// It owns only this simulation; the shapes come from dispatcher/whatsapp. It does not
+// It owns only this simulation; the shapes come from channels/whatsapp/graph. It does not
 // simulate clicks or replies by itself: callers drive inbound messages with Inbound or
 // POST /_sandbox/inbound.
 //
