@@ -36,7 +36,7 @@ type Channel interface {
 type SendError struct {
 	Code       int             // provider error code (0 for transport errors)
 	Retryable  bool            // try again later
-	RetryAfter time.Duration   // suggested wait; 0: the worker's backoff
+	RetryAfter time.Duration   // suggested wait (of a retry, or of a marketing hold); 0: the worker's backoff, or throttle.MarketingHold
 	Action     string          // what the provider's code asks for: one of the Action… constants (bounded: a metric label)
 	Signal     throttle.Signal // what it asks of the pace of the sender or the recipient (the throttle's terms)
 	Err        error

@@ -2,7 +2,7 @@
 // (draft → running → completed), the audience snapshot taken at launch, the checkpointed
 // fan-out of one send job per (campaign, contact) to herald.outbound (keyed by sender),
 // and the worker that consumes those jobs: claim → policy (throttle) → render (templates)
-// → pace (governor) → send (channel adapter, e.g. dispatcher/whatsapp) → events.
+// → pace (governor) → send (a channel adapter: channels/whatsapp, sms, email) → events.
 //
 // Exactly-once per (campaign, contact) rests on two Redis bitmaps per campaign: a job is
 // claimed (bit set atomically) before anything is sent and marked done when its outcome

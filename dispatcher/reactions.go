@@ -14,8 +14,9 @@ import (
 	"github.com/herald-dev/herald/throttle"
 )
 
-// Provider actions (whatsapp.Action names): what a refusal asks Herald to do beyond the
-// job itself. Every one has a reaction in Reactor.React.
+// Provider actions: what a refusal asks Herald to do beyond the job itself, as a
+// channel's code table classifies its provider's codes. Every one has a reaction in
+// Reactor.React.
 const (
 	ActionNone              = "none"
 	ActionRetry             = "retry"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +19,13 @@ import (
 // outcomes reads the rig's events topic up to its end and returns, for campaign, each
 // contact's decided outcome event (skipped, sent or failed).
 func (r *rig) outcomes(t *testing.T, campaign string) map[uint32]events.Event {
+	t.Helper()
+	return r.eventsOf(t, campaign, events.Skipped, events.Sent, events.Failed)
+}
+
+// eventsOf reads the rig's events topic up to its end and returns, for campaign, each
+// contact's last event of one of kinds.
+func (r *rig) eventsOf(t *testing.T, campaign string, kinds ...events.Kind) map[uint32]events.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -43,7 +51,7 @@ func (r *rig) outcomes(t *testing.T, campaign string) map[uint32]events.Event {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e.CampaignID == campaign && (e.Kind == events.Skipped || e.Kind == events.Sent || e.Kind == events.Failed) {
+			if e.CampaignID == campaign && slices.Contains(kinds, e.Kind) {
 				out[e.ContactID] = e
 			}
 		}
@@ -85,6 +93,44 @@ func refuse(ch *fakeChannel, campaign string, ids []uint32, code int, action str
 			return &SendError{Code: code, Action: action, Err: fmt.Errorf("(#%d) refused", code)}
 		}
 		return nil
+	}
+}
+
+// A marketing hold (131049) is not a failure: the job waits, deferred marketing_hold, as
+// long as the refusal says (SendError.RetryAfter), else throttle.MarketingHold.
+func TestMarketingHoldWaitsAsTheRefusalSays(t *testing.T) {
+	r := newRig(t, 10)
+	_, ch := r.run(t)
+	said, unsaid := r.ids[2], r.ids[5]
+	ch.fail = func(_ int, m Message) error {
+		hold := &SendError{Code: 131049, Action: ActionHoldMarketing, Signal: throttle.SignalHoldMarketing, Err: errors.New("(#131049) held")}
+		switch m.CallbackData {
+		case CallbackData("1", said):
+			hold.RetryAfter = 3 * time.Hour
+			return hold
+		case CallbackData("1", unsaid):
+			return hold
+		}
+		return nil
+	}
+	start := time.Now()
+	cp := r.create(t, Campaign{})
+	var held map[uint32]events.Event
+	for deadline := time.Now().Add(30 * time.Second); len(held) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("deferred events %+v, want the two held contacts'", held)
+		}
+		held = r.eventsOf(t, cp.ID, events.Deferred)
+	}
+	end := time.Now()
+	for id, want := range map[uint32]time.Duration{said: 3 * time.Hour, unsaid: throttle.MarketingHold} {
+		e := held[id]
+		if e.Reason != "marketing_hold" || e.ErrorCode != 131049 || e.Until.Before(start.Add(want).Truncate(time.Millisecond)) || e.Until.After(end.Add(want)) {
+			t.Errorf("contact %d: deferred %q (code %d) until %v, want marketing_hold until %v after the refusal", id, e.Reason, e.ErrorCode, e.Until, want)
+		}
+	}
+	if _, attempts := ch.counts(); attempts[CallbackData(cp.ID, said)] != 1 || attempts[CallbackData(cp.ID, unsaid)] != 1 {
+		t.Errorf("held contacts tried %d and %d times, want once each", attempts[CallbackData(cp.ID, said)], attempts[CallbackData(cp.ID, unsaid)])
 	}
 }
 

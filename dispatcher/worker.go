@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
@@ -51,8 +50,7 @@ type WorkerConfig struct {
 	Templates  Templates
 	Policy     *throttle.Policy
 	Governor   Governor
-	Channel    Channel            // WhatsApp's adapter
-	Channels   map[string]Channel // adapters by channel name (email, sms…); whatsapp may be here instead of Channel
+	Channels   map[string]Channel // adapters by channel name (whatsapp, email, sms…)
 	Links      *links.Tracker     // click tracking for campaigns that ask for it; nil: not configured
 	Events     Publisher          // herald.events
 	Delayed    *Delayed           // deferred jobs and retries wait here (the Scheduler moves them back)
@@ -219,6 +217,7 @@ type item struct {
 	judged        bool      // counted by judgeErrors
 	action        string    // the provider refusal's action
 	signal        throttle.Signal
+	wait          time.Duration // the refusal's suggested wait (SendError.RetryAfter)
 	quiet         *throttle.QuietHours
 	restricted    map[string]bool // its campaign's "sender:country" pairs not to try (130497)
 	fallback      bool            // rendered with the campaign's fallback template (outside the window)
@@ -746,14 +745,12 @@ func Address(channel string, c segments.Contact) string {
 }
 
 // channel returns the adapter that sends a campaign's channel (nil: not configured here).
+// A campaign stored without a channel is on WhatsApp, as Create defaults it.
 func (w *Worker) channel(name string) Channel {
-	if ch, ok := w.cfg.Channels[name]; ok {
-		return ch
+	if name == "" {
+		name = "whatsapp"
 	}
-	if name == "" || name == "whatsapp" {
-		return w.cfg.Channel
-	}
-	return nil
+	return w.cfg.Channels[name]
 }
 
 // ReasonSenderRate defers a job its sender's limits cannot start within the horizon, and
@@ -868,7 +865,7 @@ const pending = "\x00pending"
 
 func (w *Worker) sendOne(ctx context.Context, it *item) {
 	msg := Message{To: Address(it.cp.Channel, it.contact), Rendered: it.rendered, Unsubscribe: it.unsubscribe,
-		CallbackData: whatsapp.CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
+		CallbackData: CallbackDataVariant(it.job.Campaign, it.job.Contact, it.rendered.Variant)}
 	// The request is not cancelled with ctx: once started, a send finishes and is recorded.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -904,7 +901,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		se = &SendError{Retryable: true, Action: "transport", Err: err}
 	}
 	w.m.sendErrs.WithLabelValues(se.Action).Inc()
-	it.code, it.retryable, it.action, it.signal = se.Code, se.Retryable, se.Action, se.Signal
+	it.code, it.retryable, it.action, it.signal, it.wait = se.Code, se.Retryable, se.Action, se.Signal, se.RetryAfter
 	if se.Retryable && int(it.job.Attempt)+1 < w.cfg.MaxAttempts {
 		d := se.RetryAfter
 		if d == 0 {
@@ -914,11 +911,6 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 		return
 	}
 	it.outcome, it.reason = OutcomeFailed, se.Action
-}
-
-// CallbackData names a (campaign, contact) as the provider echoes it back on statuses.
-func CallbackData(campaign string, contact uint32) string {
-	return whatsapp.CallbackData(campaign, contact)
 }
 
 // publish writes deferrals and retries to the delayed set, then events for decided and
@@ -1062,9 +1054,15 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 		switch it.action {
 		case ActionHoldMarketing:
 			if it.cp.Purpose == "marketing" {
-				// Not a failure: Meta holds the contact's marketing for a day; try then.
+				// Not a failure: the provider holds the contact's marketing (WhatsApp for a
+				// day); try when the hold ends: after the refusal's RetryAfter, else after
+				// throttle.MarketingHold (how long its signal holds the contact).
+				hold := it.wait
+				if hold <= 0 {
+					hold = throttle.MarketingHold
+				}
 				it.outcome, it.reason, it.retry = "", "", false
-				it.deferUntil, it.deferReason = now.Add(whatsapp.RetryAfter(it.code, 1)), "marketing_hold"
+				it.deferUntil, it.deferReason = now.Add(hold), "marketing_hold"
 			}
 		case ActionPauseSender:
 			it.outcome, it.reason, it.retry = "", "", false

@@ -12,7 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -42,7 +41,7 @@ func (c *fakeChannel) Send(_ context.Context, s Sender, m Message) (string, erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Keyed by (campaign, contact); the variant suffix is checked where it matters.
-	if cp, contact, _, ok := whatsapp.ParseCallbackVariant(m.CallbackData); ok {
+	if cp, contact, _, ok := ParseCallbackVariant(m.CallbackData); ok {
 		m.CallbackData = CallbackData(cp, contact)
 	}
 	c.attempts[m.CallbackData]++
@@ -167,7 +166,7 @@ func (r *rig) startWorker(t *testing.T, ctx context.Context, rdb redis.Universal
 		Senders: NewSenders(rdb, r.prefix), Contacts: segments.NewStore(rdb, r.prefix),
 		Templates: templates.NewCache(templates.NewStore(rdb, r.prefix), templates.CacheConfig{}),
 		Policy:    throttle.NewPolicy(rdb, r.prefix, nil).WithCaps(r.caps), Governor: throttle.NewGovernor(rdb, r.prefix),
-		Channel: ch, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
+		Channels: map[string]Channel{"whatsapp": ch}, Events: kafkax.NewWriter(r.brokers, r.topics.Events), Delayed: NewDelayed(rdb, r.prefix),
 		DLQ: kafkax.NewWriter(r.brokers, r.topics.DLQ), BatchSize: 25, Pushback: r.pushback,
 		Ledger: throttle.NewLedger(rdb, r.prefix, kafkax.NewWriter(r.brokers, r.topics.Consent)),
 	}

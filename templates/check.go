@@ -6,19 +6,19 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/templates/links"
 )
 
 // WhatsAppRequest is the exact Cloud API request body that sends r to the phone number
 // to (E.164), with biz_opaque_callback_data set to callbackData when not empty: a
 // template message, or a free-form text (with link previews) for KindText.
-func (r Rendered) WhatsAppRequest(to, callbackData string) whatsapp.SendRequest {
-	req := whatsapp.SendRequest{MessagingProduct: "whatsapp", RecipientType: "individual", To: to, BizOpaqueCallbackData: callbackData}
+func (r Rendered) WhatsAppRequest(to, callbackData string) graph.SendRequest {
+	req := graph.SendRequest{MessagingProduct: "whatsapp", RecipientType: "individual", To: to, BizOpaqueCallbackData: callbackData}
 	if r.WhatsApp != nil {
 		req.Type, req.Template = "template", r.WhatsApp
 	} else {
-		req.Type, req.Text = "text", &whatsapp.Text{PreviewURL: true, Body: r.Text}
+		req.Type, req.Text = "text", &graph.Text{PreviewURL: true, Body: r.Text}
 	}
 	return req
 }

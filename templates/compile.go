@@ -20,7 +20,7 @@ import (
 	"github.com/osteele/liquid/parser"
 	"github.com/osteele/liquid/render"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // Render errors wrap one of these; RenderError.Reason names them for metrics.
@@ -95,7 +95,7 @@ type Rendered struct {
 	// Text is the body of a KindText message.
 	Text string `json:"text,omitempty"`
 	// WhatsApp is the Cloud API template object of a KindWhatsAppTemplate message.
-	WhatsApp *whatsapp.Template `json:"whatsapp,omitempty"`
+	WhatsApp *graph.Template `json:"whatsapp,omitempty"`
 	// FreeForm is true for WhatsApp text: it may only be sent inside the 24h window.
 	FreeForm bool `json:"free_form"`
 	// Channel is the template's channel: whatsapp, sms or email.
@@ -671,7 +671,7 @@ func describeVars(names []string, vals map[string]any) string {
 
 // checkPreview checks that preview's placeholders are the template's parameters and
 // that the body, filled with the example render, fits MaxTemplateBody.
-func (c *Compiled) checkPreview(wa *compiledWhatsApp, r *whatsapp.Template, p *problems) {
+func (c *Compiled) checkPreview(wa *compiledWhatsApp, r *graph.Template, p *problems) {
 	path, line := wa.previewPath, c.t.line(wa.previewPath)
 	var got []string
 	for _, m := range previewRE.FindAllStringSubmatch(wa.preview, -1) {
@@ -826,7 +826,7 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 	}
 	wa := v.wa
 	r.Category = wa.category
-	tpl := &whatsapp.Template{Name: wa.name, Language: whatsapp.Language{Code: wa.language}}
+	tpl := &graph.Template{Name: wa.name, Language: graph.Language{Code: wa.language}}
 	n := len(wa.buttons)
 	if len(wa.params) > 0 {
 		n++
@@ -835,29 +835,29 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 		n++
 	}
 	if n > 0 {
-		tpl.Components = make([]whatsapp.Component, 0, n)
+		tpl.Components = make([]graph.Component, 0, n)
 	}
 	if h := wa.header; h != nil {
 		prm, err := c.renderHeader(v, h, b, bindings)
 		if err != nil {
 			return Rendered{}, err
 		}
-		tpl.Components = append(tpl.Components, whatsapp.Component{Type: "header", Parameters: []whatsapp.Parameter{prm}})
+		tpl.Components = append(tpl.Components, graph.Component{Type: "header", Parameters: []graph.Parameter{prm}})
 	}
 	if len(wa.params) > 0 {
-		params := make([]whatsapp.Parameter, len(wa.params))
+		params := make([]graph.Parameter, len(wa.params))
 		for i, prm := range wa.params {
 			s, err := c.renderField(v, prm.f, b, bindings)
 			if err != nil {
 				return Rendered{}, err
 			}
-			params[i] = whatsapp.Parameter{Type: "text", ParameterName: prm.name, Text: s}
+			params[i] = graph.Parameter{Type: "text", ParameterName: prm.name, Text: s}
 		}
-		tpl.Components = append(tpl.Components, whatsapp.Component{Type: "body", Parameters: params})
+		tpl.Components = append(tpl.Components, graph.Component{Type: "body", Parameters: params})
 	}
 	if len(wa.buttons) > 0 {
 		indexes := make([]int, len(wa.buttons))
-		params := make([]whatsapp.Parameter, len(wa.buttons))
+		params := make([]graph.Parameter, len(wa.buttons))
 		for i, btn := range wa.buttons {
 			s, err := c.renderField(v, btn.f, b, bindings)
 			if err != nil {
@@ -865,11 +865,11 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 			}
 			indexes[i] = btn.index
 			if btn.subType == ButtonQuickReply {
-				params[i] = whatsapp.Parameter{Type: "payload", Payload: s}
+				params[i] = graph.Parameter{Type: "payload", Payload: s}
 			} else {
-				params[i] = whatsapp.Parameter{Type: "text", Text: s}
+				params[i] = graph.Parameter{Type: "text", Text: s}
 			}
-			tpl.Components = append(tpl.Components, whatsapp.Component{
+			tpl.Components = append(tpl.Components, graph.Component{
 				Type: "button", SubType: btn.subType, Index: &indexes[i], Parameters: params[i : i+1 : i+1],
 			})
 		}
@@ -878,27 +878,27 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 	return r, nil
 }
 
-func (c *Compiled) renderHeader(v *compiledVariant, h *compiledHeader, b *boundedBuffer, bindings *lazyBindings) (whatsapp.Parameter, error) {
+func (c *Compiled) renderHeader(v *compiledVariant, h *compiledHeader, b *boundedBuffer, bindings *lazyBindings) (graph.Parameter, error) {
 	if h.typ == HeaderText {
 		s, err := c.renderField(v, h.f, b, bindings)
-		return whatsapp.Parameter{Type: "text", Text: s}, err
+		return graph.Parameter{Type: "text", Text: s}, err
 	}
-	m := &whatsapp.Media{ID: h.id}
+	m := &graph.Media{ID: h.id}
 	if h.f != nil {
 		link, err := c.renderField(v, h.f, b, bindings)
 		if err != nil {
-			return whatsapp.Parameter{}, err
+			return graph.Parameter{}, err
 		}
 		m.Link = link
 	}
 	if h.filename != nil {
 		name, err := c.renderField(v, h.filename, b, bindings)
 		if err != nil {
-			return whatsapp.Parameter{}, err
+			return graph.Parameter{}, err
 		}
 		m.Filename = name
 	}
-	prm := whatsapp.Parameter{Type: h.typ}
+	prm := graph.Parameter{Type: h.typ}
 	switch h.typ {
 	case HeaderImage:
 		prm.Image = m

@@ -6,9 +6,10 @@ import (
 	"testing"
 
 	"github.com/herald-dev/herald/channels/channeltest"
+	"github.com/herald-dev/herald/channels/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 )
 
@@ -18,16 +19,16 @@ func TestWhatsAppConformance(t *testing.T) {
 		Templates: []sandbox.ApprovedTemplate{{Name: "promo", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}}, nil)
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
-	ch := &dispatcher.WhatsAppChannel{Client: whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: srv.URL})}
+	ch := whatsapp.New(graph.NewClient(graph.ClientConfig{BaseURL: srv.URL}))
 	template := func(name string) func(to, cb string) dispatcher.Message {
 		return func(to, cb string) dispatcher.Message {
 			return dispatcher.Message{To: to, CallbackData: cb, Rendered: templates.Rendered{Channel: "whatsapp", Kind: templates.KindWhatsAppTemplate,
-				WhatsApp: &whatsapp.Template{Name: name, Language: whatsapp.Language{Code: "en_US"},
-					Components: []whatsapp.Component{{Type: "body", Parameters: []whatsapp.Parameter{{Type: "text", ParameterName: "first_name", Text: "Ana"}}}}}}}
+				WhatsApp: &graph.Template{Name: name, Language: graph.Language{Code: "en_US"},
+					Components: []graph.Component{{Type: "body", Parameters: []graph.Parameter{{Type: "text", ParameterName: "first_name", Text: "Ana"}}}}}}}
 		}
 	}
 	var actions []string
-	for _, a := range whatsapp.Actions() {
+	for _, a := range graph.Actions() {
 		actions = append(actions, a.String())
 	}
 	channeltest.Run(t, channeltest.Harness{
@@ -52,7 +53,7 @@ func TestWhatsAppConformance(t *testing.T) {
 			{Name: "not a phone number (100)", To: "12", Action: dispatcher.ActionFailJob},
 		},
 	})
-	wrong := &dispatcher.WhatsAppChannel{Client: whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: srv.URL})}
+	wrong := whatsapp.New(graph.NewClient(graph.ClientConfig{BaseURL: srv.URL}))
 	t.Run("a bad token pauses the account", func(t *testing.T) {
 		channeltest.Run(t, channeltest.Harness{Channel: wrong, Sender: dispatcher.Sender{ID: "x", Channel: "whatsapp", PhoneNumberID: "x", Token: "wrong", Rate: 1},
 			Message: template("promo"), Recipient: func(i int) string { return "+66810000003" }, Accepted: func() []string { return nil },

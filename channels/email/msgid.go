@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 )
 
 // Message-IDs name the (campaign, contact) a message was sent for, so that a bounce or a
@@ -92,7 +91,7 @@ func ParseMessageID(id string) (key dispatcher.Key, variant string, ok bool) {
 // parseCallback reads the X-Herald-Callback header's value ("campaign:contact[:v.variant]",
 // the dispatcher's callback data).
 func parseCallback(s string) (key dispatcher.Key, variant string, ok bool) {
-	campaign, contact, variant, ok := whatsapp.ParseCallbackVariant(strings.TrimSpace(s))
+	campaign, contact, variant, ok := dispatcher.ParseCallbackVariant(strings.TrimSpace(s))
 	return dispatcher.Key{Campaign: campaign, Contact: contact}, variant, ok
 }
 

@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
@@ -206,7 +205,7 @@ func DecodeStatus(form url.Values, cb string) (rep dispatcher.Report, ok bool, e
 	default:
 		return rep, false, fmt.Errorf("%w: status callback for %s: unknown MessageStatus %q", ErrBadWebhook, sid, status)
 	}
-	campaign, contact, variant, valid := whatsapp.ParseCallbackVariant(cb)
+	campaign, contact, variant, valid := dispatcher.ParseCallbackVariant(cb)
 	if !valid {
 		return dispatcher.Report{}, false, fmt.Errorf("%w: status callback for %s: cb %q is not campaign:contact callback data", ErrBadWebhook, sid, cb)
 	}

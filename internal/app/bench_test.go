@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/internal/sandbox"
 )
 
 // BenchmarkCampaign runs whole campaigns of 5,000 consented contacts through every part

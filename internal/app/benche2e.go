@@ -20,11 +20,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/procstat"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
@@ -352,7 +352,7 @@ func rawRequestRate(ctx context.Context, n int) (perSec, cpuMs float64, err erro
 	defer srv.Close()
 	d := NewDeps(Config{WhatsAppURL: "http://" + l.Addr().String()})
 	client := d.WhatsAppClient()
-	req := whatsapp.SendRequest{Type: "template", Template: &whatsapp.Template{Name: "raw", Language: whatsapp.Language{Code: "en_US"}}}
+	req := graph.SendRequest{Type: "template", Template: &graph.Template{Name: "raw", Language: graph.Language{Code: "en_US"}}}
 	// Warm the connection pool, then measure.
 	for i := 0; i < 256; i++ {
 		r := req
@@ -402,7 +402,7 @@ func rawRequestRate(ctx context.Context, n int) (perSec, cpuMs float64, err erro
 // isTransportError reports whether err is a failure to exchange the request at all (no
 // answer from the provider), which the worker treats as retryable too.
 func isTransportError(err error) bool {
-	var te *whatsapp.TransportError
+	var te *graph.TransportError
 	return errors.As(err, &te) && te.HTTPStatus == 0
 }
 

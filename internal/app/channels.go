@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-dev/herald/channels/email"
 	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/dispatcher"
 )
 
@@ -101,7 +102,7 @@ func (d *Deps) SMS() (*smsSenders, error) {
 
 // Channels are the adapters of every channel this process sends on, by name.
 func (d *Deps) Channels() (map[string]dispatcher.Channel, error) {
-	out := map[string]dispatcher.Channel{"whatsapp": &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}}
+	out := map[string]dispatcher.Channel{whatsapp.ChannelName: whatsapp.New(d.WhatsAppClient())}
 	if e, err := d.Email(); err == nil {
 		out["email"] = e
 	} else {

@@ -17,10 +17,10 @@ import (
 
 	"github.com/herald-dev/herald/analytics"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/jsonx"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
 )

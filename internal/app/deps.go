@@ -15,8 +15,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -183,13 +183,13 @@ func (d *Deps) Components() (*Components, error) {
 // as many idle connections as a worker may have requests in flight (MaxInFlight; the
 // worker sizes those from its senders' rate × latency), so connections are reused, not
 // dialled again after every burst.
-func (d *Deps) WhatsAppClient() *whatsapp.Client {
+func (d *Deps) WhatsAppClient() *graph.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	idle := max(d.Cfg.MaxInFlight, 256)
 	tr.MaxIdleConns = idle
 	tr.MaxIdleConnsPerHost = idle
 	tr.IdleConnTimeout = 90 * time.Second
-	return whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
+	return graph.NewClient(graph.ClientConfig{BaseURL: d.Cfg.WhatsAppURL, APIVersion: d.Cfg.APIVersion,
 		HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
 }
 

@@ -17,10 +17,10 @@ import (
 	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
 	"github.com/herald-dev/herald/channels/sms"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/localstack"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
 )

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/templates"
 )

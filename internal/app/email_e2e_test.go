@@ -11,9 +11,9 @@ import (
 
 	"github.com/herald-dev/herald/analytics"
 	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
 )

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/internal/sandbox"
 )
 
 // SMS workers killed with SIGKILL at random moments, five times, while three of them run

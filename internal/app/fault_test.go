@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/localstack"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"

@@ -175,7 +175,7 @@ func Worker(ctx context.Context, d *Deps) error {
 		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
 		Contacts: c.Contacts, Templates: templatesCache(c), Policy: c.Policy, Governor: c.Governor,
-		Channel: &dispatcher.WhatsAppChannel{Client: d.WhatsAppClient()}, Channels: channels, Links: tracker,
+		Channels: channels, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,

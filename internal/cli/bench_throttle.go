@@ -21,9 +21,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/sandbox"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -405,25 +405,25 @@ func benchThrottleWorkerCommand() *cli.Command {
 			rdb := redis.NewClient(&redis.Options{Addr: c.String("redis-addr"), PoolSize: 4})
 			defer rdb.Close()
 			gov := throttle.NewGovernor(rdb, c.String("prefix"))
-			wa := whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: c.String("sandbox-url")})
+			wa := graph.NewClient(graph.ClientConfig{BaseURL: c.String("sandbox-url")})
 			id := c.Int("id")
 			var mu sync.Mutex
 			codes := map[int]int64{}
 			var transport atomic.Int64
 			send := func(ctx context.Context, job int) {
-				_, err := wa.Send(ctx, benchPNID, benchToken, whatsapp.SendRequest{
+				_, err := wa.Send(ctx, benchPNID, benchToken, graph.SendRequest{
 					To: fmt.Sprintf("+1555%03d%06d", id, job), Type: "template",
-					Template:              &whatsapp.Template{Name: benchTemplate, Language: whatsapp.Language{Code: "en_US"}},
+					Template:              &graph.Template{Name: benchTemplate, Language: graph.Language{Code: "en_US"}},
 					BizOpaqueCallbackData: benchCallback(id, job),
 				})
-				var ae *whatsapp.APIError
+				var ae *graph.APIError
 				switch {
 				case err == nil:
 				case errors.As(err, &ae):
 					mu.Lock()
 					codes[ae.Code]++
 					mu.Unlock()
-					_ = gov.Pushback(ctx, benchSender, whatsapp.ClassifyCode(ae.Code).Signal) // 130429 slows the sender, as the worker does
+					_ = gov.Pushback(ctx, benchSender, graph.ClassifyCode(ae.Code).Signal) // 130429 slows the sender, as the worker does
 				default:
 					transport.Add(1)
 				}

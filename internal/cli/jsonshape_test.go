@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/server"
@@ -82,8 +82,8 @@ var jsonOutputs = []struct {
 // checked by TestJSONOutputs).
 var wireTypes = map[reflect.Type]string{
 	reflect.TypeFor[events.ConsentRecord](): "the consent ledger's record as herald.consent and consent_log hold it (contact, ts)",
-	reflect.TypeFor[whatsapp.SendRequest](): "the Cloud API's request body, Meta's keys",
-	reflect.TypeFor[whatsapp.Template]():    "the Cloud API's template object, Meta's keys",
+	reflect.TypeFor[graph.SendRequest]():    "the Cloud API's request body, Meta's keys",
+	reflect.TypeFor[graph.Template]():       "the Cloud API's template object, Meta's keys",
 }
 
 var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)

@@ -8,8 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/sandbox"
 )
 
 func dataDirFlag() cli.Flag {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -143,11 +143,11 @@ type templateShow struct {
 // templatePreview is the JSON output of templates preview: the rendered message and,
 // for WhatsApp, the Cloud API request body as it would be sent (Meta's keys).
 type templatePreview struct {
-	ContactID uint32                `json:"contact_id"`
-	Phone     string                `json:"phone"`
-	Email     string                `json:"email,omitempty"`
-	Rendered  templates.Rendered    `json:"rendered"`
-	Request   *whatsapp.SendRequest `json:"request,omitempty"`
+	ContactID uint32             `json:"contact_id"`
+	Phone     string             `json:"phone"`
+	Email     string             `json:"email,omitempty"`
+	Rendered  templates.Rendered `json:"rendered"`
+	Request   *graph.SendRequest `json:"request,omitempty"`
 }
 
 // validateReport is the JSON output of templates validate.

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +19,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/channels/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
@@ -142,7 +142,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
-	c, ok := whatsapp.VerifyChallenge(r.URL.Query(), s.cfg.VerifyToken)
+	c, ok := graph.VerifyChallenge(r.URL.Query(), s.cfg.VerifyToken)
 	if !ok {
 		s.m.webhooks.WithLabelValues("bad_challenge").Inc()
 		http.Error(w, "verification failed", http.StatusForbidden)
@@ -161,13 +161,13 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
 		return
 	}
-	if err := whatsapp.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
+	if err := graph.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
 		s.m.webhooks.WithLabelValues("bad_signature").Inc()
 		s.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
 	}
-	n, err := whatsapp.ParseNotification(body)
+	n, err := graph.ParseNotification(body)
 	if err != nil {
 		// Signed but malformed: retrying will not help, and nothing was changed.
 		s.m.webhooks.WithLabelValues("bad_payload").Inc()
@@ -186,83 +186,19 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok")
 }
 
-var statusKinds = map[string]events.Kind{"sent": events.Sent, "delivered": events.Delivered, "read": events.Read, "played": events.Read, "failed": events.Failed}
-
 // handle decodes a WhatsApp notification into the provider-neutral batch and ingests
 // it. Everything is idempotent: Meta redelivers and duplicates.
-func (s *Server) handle(ctx context.Context, n *whatsapp.Notification) error {
-	return s.ingest(ctx, s.decodeWhatsApp(n))
-}
-
-// decodeWhatsApp turns a notification into Reports, Inbound messages and Preferences.
-func (s *Server) decodeWhatsApp(n *whatsapp.Notification) Batch {
-	var b Batch
+func (s *Server) handle(ctx context.Context, n *graph.Notification) error {
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
-			v := ch.Value
-			phoneID := v.Metadata.PhoneNumberID
-			for _, st := range v.Statuses {
+			for _, st := range ch.Value.Statuses {
 				s.m.statuses.WithLabelValues(st.Status).Inc()
-				kind, ok := statusKinds[st.Status]
-				campaign, contact, variant, ours := whatsapp.ParseCallbackVariant(st.BizOpaqueCallbackData)
-				if !ok || !ours {
-					continue // not a Herald campaign message (or a status we do not track)
-				}
-				at, err := whatsapp.ParseTimestamp(st.Timestamp)
-				if err != nil {
-					at = time.Now()
-				}
-				r := dispatcher.Report{Kind: kind, Key: dispatcher.Key{Campaign: campaign, Contact: contact}, Variant: variant,
-					Channel: "whatsapp", SenderRef: phoneID, MessageID: st.ID, Time: at}
-				if kind == events.Failed && len(st.Errors) > 0 {
-					r.Code = st.Errors[0].Code
-					cl := whatsapp.ClassifyCode(r.Code)
-					r.Action, r.Signal = cl.Action.String(), cl.Signal
-				}
-				b.Reports = append(b.Reports, r)
-			}
-			// A user who taps "Stop promotions" (or resumes them) in WhatsApp: Meta tells the
-			// business, and Herald records it in the ledger like a STOP or START keyword.
-			for _, up := range v.UserPreferences {
-				if up.Category != "marketing_messages" || (up.Value != "stop" && up.Value != "resume") {
-					continue
-				}
-				proof := "whatsapp user_preferences " + up.Value + " at " + strconv.FormatInt(up.Timestamp, 10)
-				if up.Detail != "" {
-					proof += ": " + up.Detail
-				}
-				b.Preferences = append(b.Preferences, dispatcher.Preference{Channel: "whatsapp", From: "+" + strings.TrimPrefix(up.WaID, "+"),
-					SenderRef: phoneID, OptIn: up.Value == "resume", ID: "user_preferences:" + strconv.FormatInt(up.Timestamp, 10), Proof: proof})
-			}
-			for _, m := range v.Messages {
-				at, err := whatsapp.ParseTimestamp(m.Timestamp)
-				if err != nil {
-					at = time.Now()
-				}
-				in := dispatcher.Inbound{Channel: "whatsapp", From: "+" + strings.TrimPrefix(m.From, "+"), SenderRef: phoneID,
-					MessageID: m.ID, Type: m.Type, Text: inboundText(m), Time: at}
-				if m.Context != nil {
-					in.ReplyTo = m.Context.ID
-				}
-				b.Inbound = append(b.Inbound, in)
 			}
 		}
 	}
-	return b
-}
-
-func inboundText(m whatsapp.InboundMessage) string {
-	switch {
-	case m.Text != nil:
-		return m.Text.Body
-	case m.Button != nil:
-		return m.Button.Text
-	case m.Interactive != nil && m.Interactive.ButtonReply != nil:
-		return m.Interactive.ButtonReply.Title
-	case m.Interactive != nil && m.Interactive.ListReply != nil:
-		return m.Interactive.ListReply.Title
-	}
-	return ""
+	var b Batch
+	b.Reports, b.Inbound, b.Preferences = whatsapp.Decode(n)
+	return s.ingest(ctx, b)
 }
 
 var (

@@ -15,8 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
@@ -153,10 +153,10 @@ func TestForgedAndMalformedWebhooksChangeNothing(t *testing.T) {
 		code      int
 	}{
 		"no signature":        {body, "", 401},
-		"wrong secret":        {body, whatsapp.Sign("not-the-secret", []byte(body)), 401},
-		"tampered body":       {strings.Replace(body, "read", "sent", 1), whatsapp.Sign(secret, []byte(body)), 401},
-		"signed, not JSON":    {"{not json", whatsapp.Sign(secret, []byte("{not json")), 400},
-		"signed, wrong shape": {`{"object":"page","entry":[]}`, whatsapp.Sign(secret, []byte(`{"object":"page","entry":[]}`)), 400},
+		"wrong secret":        {body, graph.Sign("not-the-secret", []byte(body)), 401},
+		"tampered body":       {strings.Replace(body, "read", "sent", 1), graph.Sign(secret, []byte(body)), 401},
+		"signed, not JSON":    {"{not json", graph.Sign(secret, []byte("{not json")), 400},
+		"signed, wrong shape": {`{"object":"page","entry":[]}`, graph.Sign(secret, []byte(`{"object":"page","entry":[]}`)), 400},
 	} {
 		code, _ := f.post(t, tc.body, tc.sig)
 		if code != tc.code {
@@ -180,7 +180,7 @@ func TestStatusesBecomeEventsIdempotently(t *testing.T) {
 	}
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
 	for i := 0; i < 2; i++ { // Meta redelivers: the second POST must change no figure
-		if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 			t.Fatalf("post %d: %d %s", i, code, msg)
 		}
 	}
@@ -214,7 +214,7 @@ func TestStatusesBecomeEventsIdempotently(t *testing.T) {
 func TestStatusesOfRecordedSendsSettleNothing(t *testing.T) {
 	f := setup(t)
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
-	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, _ := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatal(code)
 	}
 	for _, e := range f.evs.events(t) {
@@ -233,7 +233,7 @@ func TestInboundStopRevokesConsentAndOpensWindow(t *testing.T) {
  "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
  "contacts":[{"profile":{"name":"Sheena"},"wa_id":"16505551234"}],
  "messages":[{"from":"16505551234","id":"wamid.IN1","timestamp":"` + nowUnix() + `","type":"text","text":{"body":" Stop. "}}]}}]}]}`
-	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("%d %s", code, msg)
 	}
 	ds, err := f.policy.Check(context.Background(), []throttle.Job{
@@ -263,14 +263,14 @@ func TestKafkaDownMeansRetryLater(t *testing.T) {
 	}
 	f.evs.fail = true
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
-	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 503 {
+	if code, _ := f.post(t, body, graph.Sign(secret, []byte(body))); code != 503 {
 		t.Fatalf("status %d, want 503 so that Meta retries", code)
 	}
 	if doubt, err := f.tracker.InDoubt(ctx, key); err != nil || !doubt[0].InDoubt {
 		t.Fatalf("a webhook whose events were not published settled the send (in doubt: %v, %v)", doubt, err)
 	}
 	f.evs.fail = false
-	if code, _ := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, _ := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("retry: status %d", code)
 	}
 	if doubt, _ := f.tracker.InDoubt(ctx, key); doubt[0].InDoubt {
@@ -284,7 +284,7 @@ func TestInboundStartRegrantsAfterStop(t *testing.T) {
 		body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
  "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
  "messages":[{"from":"16505551234","id":"` + id + `","timestamp":"` + nowUnix() + `","type":"text","text":{"body":"` + text + `"}}]}}]}]}`
-		if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+		if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 			t.Fatalf("%d %s", code, msg)
 		}
 	}
@@ -330,7 +330,7 @@ func TestWebhookSettlesManySends(t *testing.T) {
  "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
  "statuses":[` + status(unclaimed, "wamid.U", "sent") + `,` + status(noConsent, "wamid.N", "sent") + `,` + status(f.contact, "wamid.G", "sent") +
 		`,` + status(noConsent, "wamid.N", "delivered") + `]}}]}]}`
-	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("post: %d %s", code, msg)
 	}
 	sent := map[uint32]events.Event{}
@@ -376,7 +376,7 @@ func TestUserPreferencesStopAndResume(t *testing.T) {
 	now := time.Now().Unix()
 	b := body("stop", now-10)
 	for range 2 { // Meta redelivers: one revoke
-		if code, msg := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 {
+		if code, msg := f.post(t, b, graph.Sign(secret, []byte(b))); code != 200 {
 			t.Fatalf("%d %s", code, msg)
 		}
 	}
@@ -390,7 +390,7 @@ func TestUserPreferencesStopAndResume(t *testing.T) {
 		t.Fatalf("revoke record %+v, %v", rec, err)
 	}
 	b = body("resume", now)
-	if code, msg := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 {
+	if code, msg := f.post(t, b, graph.Sign(secret, []byte(b))); code != 200 {
 		t.Fatalf("%d %s", code, msg)
 	}
 	check(throttle.Allow, "")
@@ -403,7 +403,7 @@ func TestUserPreferencesStopAndResume(t *testing.T) {
 	}
 	// A preference of someone who is not a contact changes nothing and is still a 200.
 	b = strings.ReplaceAll(body("stop", now), "16505551234", "4915100000000")
-	if code, _ := f.post(t, b, whatsapp.Sign(secret, []byte(b))); code != 200 || len(f.cons.msgs) != 3 {
+	if code, _ := f.post(t, b, graph.Sign(secret, []byte(b))); code != 200 || len(f.cons.msgs) != 3 {
 		t.Fatalf("stranger's preference: %d, %d consent records", code, len(f.cons.msgs))
 	}
 }
@@ -425,7 +425,7 @@ func TestFailedStatusesAreActedOn(t *testing.T) {
 	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
  "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
  "statuses":[` + failed(f.contact, "wamid.F1", 131050) + `,` + failed(gone, "wamid.F2", 131026) + `]}}]}]}`
-	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("%d %s", code, msg)
 	}
 	ledger := throttle.NewLedger(f.policyRedis(t), f.prefix, f.cons)
@@ -473,7 +473,7 @@ func TestSettledSendsCarryTheConsentOfTheirSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := strings.ReplaceAll(statusBody, "CONTACT", itoa(f.contact))
-	if code, msg := f.post(t, body, whatsapp.Sign(secret, []byte(body))); code != 200 {
+	if code, msg := f.post(t, body, graph.Sign(secret, []byte(body))); code != 200 {
 		t.Fatalf("%d %s", code, msg)
 	}
 	var sent []events.Event

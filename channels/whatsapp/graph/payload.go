@@ -1,8 +1,16 @@
-// Package whatsapp is the WhatsApp Business Cloud API channel: the request and response
-// shapes of POST /{version}/{phone-number-id}/messages, the error codes and what Herald
-// does about each, and the webhook payloads (statuses, inbound messages) with their
-// signature. The sandbox (internal/sandbox) speaks the same shapes from the other side.
-package whatsapp
+// Package graph is the wire of the WhatsApp Business Cloud API (Meta's Graph API): the
+// client of POST /{version}/{phone-number-id}/messages and its request and response
+// shapes, the error code table (Codes, rendered to docs/providers/whatsapp.md) and its
+// classifier, and the webhook payloads (statuses, inbound messages, user preferences)
+// with their signature and a fast decoder of status batches.
+//
+// It imports nothing of Herald's but throttle (the pace signals its codes ask for), so
+// templates can build its payloads. It does not know campaigns or the dispatcher: the
+// dispatcher.Channel adapter is channels/whatsapp, and the sandbox that speaks the same
+// shapes from the other side is channels/whatsapp/sandbox.
+//
+// Start with Client.Send, Classify and ParseNotification.
+package graph
 
 // SendRequest is the JSON body of POST /{version}/{phone-number-id}/messages.
 type SendRequest struct {

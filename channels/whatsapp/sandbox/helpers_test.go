@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 const (
@@ -47,7 +47,7 @@ type receiver struct {
 	srv   *httptest.Server
 	fail  atomic.Int64 // answer 500 to this many more POSTs
 	mu    sync.Mutex
-	posts []*whatsapp.Notification
+	posts []*graph.Notification
 }
 
 func newReceiver(t testing.TB) *receiver {
@@ -58,7 +58,7 @@ func newReceiver(t testing.TB) *receiver {
 			t.Errorf("read webhook: %v", err)
 			return
 		}
-		if err := whatsapp.VerifySignature(testSecret, body, req.Header.Get(whatsapp.SignatureHeader)); err != nil {
+		if err := graph.VerifySignature(testSecret, body, req.Header.Get(graph.SignatureHeader)); err != nil {
 			t.Errorf("webhook signature: %v", err)
 			w.WriteHeader(http.StatusForbidden)
 			return
@@ -67,7 +67,7 @@ func newReceiver(t testing.TB) *receiver {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		n, err := whatsapp.ParseNotification(body)
+		n, err := graph.ParseNotification(body)
 		if err != nil {
 			t.Errorf("webhook body: %v\n%s", err, body)
 			w.WriteHeader(http.StatusBadRequest)
@@ -81,14 +81,14 @@ func newReceiver(t testing.TB) *receiver {
 	return r
 }
 
-func (r *receiver) notifications() []*whatsapp.Notification {
+func (r *receiver) notifications() []*graph.Notification {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*whatsapp.Notification(nil), r.posts...)
+	return append([]*graph.Notification(nil), r.posts...)
 }
 
 // statuses returns every status received, in order, with the index of its POST.
-func (r *receiver) statuses() (out []whatsapp.Status, post []int) {
+func (r *receiver) statuses() (out []graph.Status, post []int) {
 	for i, n := range r.notifications() {
 		for _, e := range n.Entry {
 			for _, c := range e.Changes {
@@ -158,8 +158,8 @@ func (e *env) waitIdle(t testing.TB) {
 
 type reply struct {
 	status int
-	ok     whatsapp.SendResponse
-	err    whatsapp.ErrorBody
+	ok     graph.SendResponse
+	err    graph.ErrorBody
 	raw    string
 }
 

@@ -1,4 +1,4 @@
-package whatsapp
+package graph
 
 import (
 	"errors"
@@ -55,9 +55,8 @@ func TestParseNotificationStatuses(t *testing.T) {
 	if got := ClassifyCode(failed.Errors[0].Code).Action; got != ActionHoldMarketing {
 		t.Errorf("classify 131049 from webhook: %v", got)
 	}
-	camp, contact, ok := ParseCallbackData(failed.BizOpaqueCallbackData)
-	if !ok || camp != "42" || contact != 9 {
-		t.Errorf("callback data %q -> %q %d %v", failed.BizOpaqueCallbackData, camp, contact, ok)
+	if failed.BizOpaqueCallbackData != "42:9" {
+		t.Errorf("callback data %q, want 42:9", failed.BizOpaqueCallbackData)
 	}
 	ts, err := ParseTimestamp(failed.Timestamp)
 	if err != nil || !ts.Equal(time.Unix(1750030073, 0)) {
@@ -270,42 +269,6 @@ func TestParseTimestamp(t *testing.T) {
 		}
 		if c.ok && got.Location() != time.UTC {
 			t.Errorf("ParseTimestamp(%q) not UTC", c.in)
-		}
-	}
-}
-
-func TestCallbackData(t *testing.T) {
-	if got := CallbackData("42", 9); got != "42:9" {
-		t.Errorf("CallbackData = %q", got)
-	}
-	for _, c := range []struct {
-		in       string
-		campaign string
-		contact  uint32
-		ok       bool
-	}{
-		{"42:9", "42", 9, true},
-		{"spring-sale:4294967295", "spring-sale", 4294967295, true},
-		{"a:b:0", "a:b", 0, true},
-		{"42:4294967296", "", 0, false},
-		{"42:", "", 0, false},
-		{":9", "", 0, false},
-		{"42", "", 0, false},
-		{"42:09", "", 0, false},
-		{"42:+9", "", 0, false},
-		{"42:-9", "", 0, false},
-		{"campaign-42:contact-9", "", 0, false},
-		{"", "", 0, false},
-		{strings.Repeat("x", 600) + ":1", "", 0, false},
-	} {
-		camp, contact, ok := ParseCallbackData(c.in)
-		if camp != c.campaign || contact != c.contact || ok != c.ok {
-			t.Errorf("ParseCallbackData(%q) = %q %d %v, want %q %d %v", c.in, camp, contact, ok, c.campaign, c.contact, c.ok)
-		}
-		if ok {
-			if back := CallbackData(camp, contact); back != c.in {
-				t.Errorf("round trip %q -> %q", c.in, back)
-			}
 		}
 	}
 }

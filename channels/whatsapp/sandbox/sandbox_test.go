@@ -14,7 +14,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 func TestSendErrors(t *testing.T) {
@@ -140,7 +140,7 @@ func TestThroughputLimit(t *testing.T) {
 	if r.status != http.StatusTooManyRequests || r.err.Error.Code != 130429 {
 		t.Fatalf("11th send in the same instant: HTTP %d %s", r.status, r.raw)
 	}
-	if got := whatsapp.ClassifyCode(r.err.Error.Code); !got.SlowSender || got.Action != whatsapp.ActionRetry {
+	if got := graph.ClassifyCode(r.err.Error.Code); !got.SlowSender || got.Action != graph.ActionRetry {
 		t.Errorf("class %+v", got)
 	}
 	if r := sendFrom("999"); r.status != 200 { // other numbers have their own bucket
@@ -180,7 +180,7 @@ func TestPairRate(t *testing.T) {
 	if r.err.Error.Code != 131056 {
 		t.Fatalf("second message within 6s: %s", r.raw)
 	}
-	if got := whatsapp.ClassifyCode(131056).Action; got != whatsapp.ActionBackoffRecipient {
+	if got := graph.ClassifyCode(131056).Action; got != graph.ActionBackoffRecipient {
 		t.Errorf("class %v", got)
 	}
 	if r := e.send(t, templateBody("+16505550000", "")); r.status != 200 {
@@ -274,7 +274,7 @@ func TestWindowAndInbound(t *testing.T) {
 	}
 
 	e.waitIdle(t)
-	var inbound []whatsapp.InboundMessage
+	var inbound []graph.InboundMessage
 	for _, n := range e.recv.notifications() {
 		v := n.Entry[0].Changes[0].Value
 		if len(v.Messages) > 0 {
@@ -285,7 +285,7 @@ func TestWindowAndInbound(t *testing.T) {
 		}
 	}
 	// Posters run concurrently, so POSTs may arrive in any order.
-	slices.SortFunc(inbound, func(a, b whatsapp.InboundMessage) int { return strings.Compare(a.Timestamp, b.Timestamp) })
+	slices.SortFunc(inbound, func(a, b graph.InboundMessage) int { return strings.Compare(a.Timestamp, b.Timestamp) })
 	if len(inbound) != 2 || inbound[0].Text == nil || inbound[0].Text.Body != "STOP" || inbound[0].From != "16505551234" ||
 		inbound[0].Type != "text" || inbound[1].Text.Body != "Hi again" || inbound[0].Timestamp != "1750000000" {
 		t.Errorf("inbound messages %+v", inbound)
@@ -317,11 +317,11 @@ func TestWebhooks(t *testing.T) {
 	ids := map[string]int{} // message id → contact
 	for i := 0; i < n; i++ {
 		to := fmt.Sprintf("+4477009%05d", i)
-		body := templateBody(to, whatsapp.CallbackData("42", uint32(i)))
+		body := templateBody(to, fmt.Sprintf("42:%d", i))
 		if i%2 == 1 {
 			body = `{"messaging_product":"whatsapp","to":"` + to + `","type":"template","template":{"name":"sale","language":{"code":"en_US"},
 			"components":[{"type":"header","parameters":[{"type":"image","image":{"link":"https://x/y.png"}}]},{"type":"body","parameters":[{"type":"text","text":"20%"}]}]},
-			"biz_opaque_callback_data":"` + whatsapp.CallbackData("42", uint32(i)) + `"}`
+			"biz_opaque_callback_data":"` + fmt.Sprintf("42:%d", i) + `"}`
 		}
 		r := e.send(t, body)
 		if r.status != 200 || len(r.ok.Messages) != 1 || len(r.ok.Contacts) != 1 {
@@ -352,7 +352,7 @@ func TestWebhooks(t *testing.T) {
 		if ids[r.MessageID] != i || r.PhoneNumberID != pnid || r.Type != "template" || !r.AcceptedAt.Equal(clk.Now()) {
 			t.Errorf("record %d %+v", i, r)
 		}
-		if camp, contact, ok := whatsapp.ParseCallbackData(r.CallbackData); !ok || camp != "42" || contact != uint32(i) {
+		if r.CallbackData != fmt.Sprintf("42:%d", i) {
 			t.Errorf("record %d callback %q", i, r.CallbackData)
 		}
 		wantFinal := "delivered"
@@ -663,7 +663,7 @@ func TestRecordsAndStatsEndpoints(t *testing.T) {
 	clk := newClock()
 	e := newEnv(t, Config{Now: clk.Now, Throughput: 1e6, Templates: []ApprovedTemplate{orderConfirmation}})
 	for i := 0; i < 5; i++ {
-		e.send(t, templateBody(fmt.Sprintf("+6281234%05d", i), whatsapp.CallbackData("c1", uint32(i))))
+		e.send(t, templateBody(fmt.Sprintf("+6281234%05d", i), fmt.Sprintf("c1:%d", i)))
 	}
 	e.send(t, templateBody("bad", ""))
 	get := func(path string, v any) {
@@ -702,11 +702,11 @@ func TestRecordsAndStatsEndpoints(t *testing.T) {
 func TestClientAgainstSandbox(t *testing.T) {
 	clk := newClock()
 	e := newEnv(t, Config{Now: clk.Now, Throughput: 1, Templates: []ApprovedTemplate{orderConfirmation}})
-	c := whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: e.api.URL})
+	c := graph.NewClient(graph.ClientConfig{BaseURL: e.api.URL})
 	ctx := context.Background()
-	tmpl := whatsapp.SendRequest{To: "+16505551234", Type: "template", Template: &whatsapp.Template{
-		Name: "order_confirmation", Language: whatsapp.Language{Code: "en_US"},
-		Components: []whatsapp.Component{{Type: "body", Parameters: []whatsapp.Parameter{
+	tmpl := graph.SendRequest{To: "+16505551234", Type: "template", Template: &graph.Template{
+		Name: "order_confirmation", Language: graph.Language{Code: "en_US"},
+		Components: []graph.Component{{Type: "body", Parameters: []graph.Parameter{
 			{Type: "text", ParameterName: "first_name", Text: "Jessica"},
 			{Type: "text", ParameterName: "order_number", Text: "SKBUP2-4CPIG9"},
 		}}},
@@ -718,22 +718,22 @@ func TestClientAgainstSandbox(t *testing.T) {
 	cases := []struct {
 		name    string
 		token   string
-		req     whatsapp.SendRequest
+		req     graph.SendRequest
 		advance time.Duration
-		action  whatsapp.Action
+		action  graph.Action
 	}{
-		{"throughput", testToken, tmpl, 0, whatsapp.ActionRetry},
-		{"pair rate", testToken, tmpl, time.Second, whatsapp.ActionBackoffRecipient},
-		{"window", testToken, whatsapp.SendRequest{To: "+16505550000", Type: "text", Text: &whatsapp.Text{Body: "hi"}}, time.Second, whatsapp.ActionConvertToTemplate},
-		{"template", testToken, whatsapp.SendRequest{To: "+16505550000", Type: "template", Template: &whatsapp.Template{Name: "gone", Language: whatsapp.Language{Code: "en"}}}, time.Second, whatsapp.ActionPauseCampaign},
-		{"token", "expired", tmpl, time.Second, whatsapp.ActionPauseAccount},
+		{"throughput", testToken, tmpl, 0, graph.ActionRetry},
+		{"pair rate", testToken, tmpl, time.Second, graph.ActionBackoffRecipient},
+		{"window", testToken, graph.SendRequest{To: "+16505550000", Type: "text", Text: &graph.Text{Body: "hi"}}, time.Second, graph.ActionConvertToTemplate},
+		{"template", testToken, graph.SendRequest{To: "+16505550000", Type: "template", Template: &graph.Template{Name: "gone", Language: graph.Language{Code: "en"}}}, time.Second, graph.ActionPauseCampaign},
+		{"token", "expired", tmpl, time.Second, graph.ActionPauseAccount},
 	}
 	for _, tc := range cases {
 		clk.Advance(tc.advance)
 		_, err := c.Send(ctx, pnid, tc.token, tc.req)
-		var ae *whatsapp.APIError
-		if !errors.As(err, &ae) || whatsapp.Classify(err).Action != tc.action {
-			t.Errorf("%s: %v → %v, want %v", tc.name, err, whatsapp.Classify(err).Action, tc.action)
+		var ae *graph.APIError
+		if !errors.As(err, &ae) || graph.Classify(err).Action != tc.action {
+			t.Errorf("%s: %v → %v, want %v", tc.name, err, graph.Classify(err).Action, tc.action)
 		}
 	}
 }

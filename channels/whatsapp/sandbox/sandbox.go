@@ -6,7 +6,7 @@
 // It records what it accepted and what it decided, so tests, `herald dev`/`demo` and
 // benchmarks can compare Herald's figures with the truth.
 //
-// It owns only this simulation; the shapes come from dispatcher/whatsapp. It does not
+// It owns only this simulation; the shapes come from channels/whatsapp/graph. It does not
 // simulate clicks or replies by itself: callers drive inbound messages with Inbound or
 // POST /_sandbox/inbound.
 //
@@ -48,7 +48,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // ApprovedTemplate is a template the sandbox accepts sends for.
@@ -166,7 +166,7 @@ type Sandbox struct {
 	running atomic.Bool
 }
 
-var statusNames = [...]string{whatsapp.StatusSent, whatsapp.StatusDelivered, whatsapp.StatusRead, whatsapp.StatusFailed}
+var statusNames = [...]string{graph.StatusSent, graph.StatusDelivered, graph.StatusRead, graph.StatusFailed}
 
 type tmplEntry struct {
 	t  ApprovedTemplate
@@ -309,13 +309,13 @@ func (s *Sandbox) Inbound(ctx context.Context, phoneNumberID, from, text string)
 	ev := &event{
 		pnid: phoneNumberID,
 		in: &inboundItem{
-			contact: whatsapp.WebhookContact{WaID: digits},
-			msg: whatsapp.InboundMessage{
+			contact: graph.WebhookContact{WaID: digits},
+			msg: graph.InboundMessage{
 				From:      digits,
 				ID:        s.newID(),
 				Timestamp: strconv.FormatInt(now.Unix(), 10),
 				Type:      "text",
-				Text:      &whatsapp.InboundText{Body: text},
+				Text:      &graph.InboundText{Body: text},
 			},
 		},
 	}

@@ -1,4 +1,4 @@
-package whatsapp
+package graph
 
 import (
 	"encoding/json"

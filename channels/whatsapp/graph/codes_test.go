@@ -1,4 +1,4 @@
-package whatsapp
+package graph
 
 import (
 	"flag"
@@ -10,7 +10,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite docs/providers/whatsapp.md from the Codes table")
 
-const referencePath = "../../docs/providers/whatsapp.md"
+const referencePath = "../../../docs/providers/whatsapp.md"
 
 // TestProviderReference keeps the repository's provider reference equal to the table the
 // classifier reads: a code added, removed or reclassified without the docs fails here
@@ -42,10 +42,10 @@ func TestProviderReference(t *testing.T) {
 	}
 	got, err := os.ReadFile(referencePath)
 	if err != nil {
-		t.Fatalf("%v (run go test ./dispatcher/whatsapp -run TestProviderReference -update)", err)
+		t.Fatalf("%v (run go test ./channels/whatsapp/graph -run TestProviderReference -update)", err)
 	}
 	if string(got) != want {
-		t.Errorf("%s differs from the Codes table; run go test ./dispatcher/whatsapp -run TestProviderReference -update and review the diff", referencePath)
+		t.Errorf("%s differs from the Codes table; run go test ./channels/whatsapp/graph -run TestProviderReference -update and review the diff", referencePath)
 	}
 }
 
@@ -53,8 +53,8 @@ func renderReference() string {
 	var b strings.Builder
 	b.WriteString(`# WhatsApp Cloud API: error codes and Herald's reactions
 
-Generated from ` + "`dispatcher/whatsapp/codes.go`" + ` (the table the classifier reads) by
-` + "`go test ./dispatcher/whatsapp -run TestProviderReference -update`" + `; a test fails when the two differ.
+Generated from ` + "`channels/whatsapp/graph/codes.go`" + ` (the table the classifier reads) by
+` + "`go test ./channels/whatsapp/graph -run TestProviderReference -update`" + `; a test fails when the two differ.
 A code arrives either as the error of a send request or in the ` + "`errors`" + ` of a ` + "`failed`" + ` status
 webhook; both go through the same classification and the same reaction (` + "`dispatcher.Reactor`" + `);
 the pace signal goes to the throttle (the sender's governor, or the recipient's rules).

@@ -1,4 +1,4 @@
-package whatsapp
+package graph
 
 import "github.com/herald-dev/herald/throttle"
 

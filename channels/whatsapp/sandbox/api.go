@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // maxRequestBody bounds a request body.
@@ -66,11 +66,11 @@ var (
 )
 
 func writeGraphError(w http.ResponseWriter, e *graphError) {
-	body := whatsapp.ErrorBody{Error: whatsapp.ErrorObject{
+	body := graph.ErrorBody{Error: graph.ErrorObject{
 		Message:   e.message,
 		Type:      "OAuthException",
 		Code:      e.code,
-		ErrorData: &whatsapp.ErrorData{MessagingProduct: "whatsapp", Details: e.details},
+		ErrorData: &graph.ErrorData{MessagingProduct: "whatsapp", Details: e.details},
 		FBTraceID: "Asandbox" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36),
 	}}
 	b, _ := json.Marshal(body)
@@ -169,7 +169,7 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var (
-		req    whatsapp.SendRequest
+		req    graph.SendRequest
 		digits string
 		gerr   *graphError
 	)
@@ -191,7 +191,7 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 		CallbackData:  req.BizOpaqueCallbackData,
 		AcceptedAt:    now,
 	}
-	price := whatsapp.Pricing{PricingModel: "PMP"}
+	price := graph.Pricing{PricingModel: "PMP"}
 	window := s.windowOpen(pnid, digits, now)
 	switch req.Type {
 	case "text":
@@ -232,14 +232,14 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 
 	seq := s.seq.Add(1)
 	rec.MessageID = s.idFor(seq)
-	rec.Final = whatsapp.StatusDelivered
+	rec.Final = graph.StatusDelivered
 	switch {
 	case Undeliverable(digits, s.cfg.UndeliverableRate):
-		rec.Final, rec.ErrorCode = whatsapp.StatusFailed, 131026
+		rec.Final, rec.ErrorCode = graph.StatusFailed, 131026
 	case price.Category == "marketing" && MarketingStopped(digits, s.cfg.MarketingStopRate):
-		rec.Final, rec.ErrorCode = whatsapp.StatusFailed, 131050
+		rec.Final, rec.ErrorCode = graph.StatusFailed, 131050
 	case WillRead(digits, s.cfg.ReadRate):
-		rec.Final = whatsapp.StatusRead
+		rec.Final = graph.StatusRead
 	}
 	s.recMu.Lock()
 	s.records = append(s.records, rec)
@@ -261,7 +261,7 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 
 // decodeSend decodes and checks a send request independent of state: the shape, the
 // recipient, the type, the text length and the template's presence.
-func decodeSend(body []byte) (req whatsapp.SendRequest, digits string, gerr *graphError) {
+func decodeSend(body []byte) (req graph.SendRequest, digits string, gerr *graphError) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return req, "", errParam("the request body is not a valid send request: %v", err)
 	}
@@ -305,8 +305,8 @@ func decodeSend(body []byte) (req whatsapp.SendRequest, digits string, gerr *gra
 
 // matchParams checks the body parameters of a template send against the approved
 // template and returns their values in the template's order.
-func matchParams(t *ApprovedTemplate, comps []whatsapp.Component) ([]string, *graphError) {
-	var ps []whatsapp.Parameter
+func matchParams(t *ApprovedTemplate, comps []graph.Component) ([]string, *graphError) {
+	var ps []graph.Parameter
 	for _, c := range comps {
 		if strings.EqualFold(c.Type, "body") {
 			ps = append(ps, c.Parameters...)

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/internal/jsonx"
 )
 
@@ -12,7 +12,7 @@ import (
 // for the common batch: statuses only (no inbound messages, contacts, preferences or
 // value errors), which encoding/json encodes instead. FuzzEncodeNotification holds it
 // to encoding/json byte for byte.
-func encodeNotification(n *whatsapp.Notification) ([]byte, error) {
+func encodeNotification(n *graph.Notification) ([]byte, error) {
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
 			v := &ch.Value
@@ -55,7 +55,7 @@ func encodeNotification(n *whatsapp.Notification) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func statusCount(n *whatsapp.Notification) int {
+func statusCount(n *graph.Notification) int {
 	c := 0
 	for _, e := range n.Entry {
 		for _, ch := range e.Changes {
@@ -65,7 +65,7 @@ func statusCount(n *whatsapp.Notification) int {
 	return c
 }
 
-func appendChange(b []byte, ch *whatsapp.Change) []byte {
+func appendChange(b []byte, ch *graph.Change) []byte {
 	v := &ch.Value
 	b = append(b, `{"field":`...)
 	b = jsonx.AppendString(b, ch.Field)
@@ -89,7 +89,7 @@ func appendChange(b []byte, ch *whatsapp.Change) []byte {
 	return append(b, '}', '}')
 }
 
-func appendStatus(b []byte, s *whatsapp.Status) []byte {
+func appendStatus(b []byte, s *graph.Status) []byte {
 	b = append(b, `{"id":`...)
 	b = jsonx.AppendString(b, s.ID)
 	b = append(b, `,"status":`...)

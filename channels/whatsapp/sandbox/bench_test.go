@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // BenchmarkSend measures the send path over loopback with Herald's client, statuses
@@ -24,20 +24,20 @@ func BenchmarkSend(b *testing.B) {
 	go func() { done <- sb.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	c := whatsapp.NewClient(whatsapp.ClientConfig{BaseURL: srv.URL, HTTPClient: srv.Client()})
+	c := graph.NewClient(graph.ClientConfig{BaseURL: srv.URL, HTTPClient: srv.Client()})
 	var n atomic.Uint32
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			req := whatsapp.SendRequest{To: fmt.Sprintf("+1650%07d", i), Type: "template", Template: &whatsapp.Template{
-				Name: "order_confirmation", Language: whatsapp.Language{Code: "en_US"},
-				Components: []whatsapp.Component{{Type: "body", Parameters: []whatsapp.Parameter{
+			req := graph.SendRequest{To: fmt.Sprintf("+1650%07d", i), Type: "template", Template: &graph.Template{
+				Name: "order_confirmation", Language: graph.Language{Code: "en_US"},
+				Components: []graph.Component{{Type: "body", Parameters: []graph.Parameter{
 					{Type: "text", ParameterName: "first_name", Text: "Jessica"},
 					{Type: "text", ParameterName: "order_number", Text: "SKBUP2-4CPIG9"},
 				}}},
-			}, BizOpaqueCallbackData: whatsapp.CallbackData("1", i)}
+			}, BizOpaqueCallbackData: fmt.Sprintf("1:%d", i)}
 			if _, err := c.Send(ctx, pnid, testToken, req); err != nil {
 				b.Error(err)
 				return

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herald-dev/herald/dispatcher/whatsapp"
+	"github.com/herald-dev/herald/channels/whatsapp/graph"
 )
 
 // event is one scheduled webhook item: statuses of one message (usually one status; two
@@ -22,15 +22,15 @@ type event struct {
 	due      time.Time // on the real (monotonic) clock
 	seq      uint64    // FIFO among equal due times
 	pnid     string
-	statuses []whatsapp.Status
+	statuses []graph.Status
 	in       *inboundItem
 	dup      bool // a duplicate of another event: not counted as a unique status
 	attempt  int  // failed POSTs so far
 }
 
 type inboundItem struct {
-	contact whatsapp.WebhookContact
-	msg     whatsapp.InboundMessage
+	contact graph.WebhookContact
+	msg     graph.InboundMessage
 }
 
 func (e *event) units() int64 {
@@ -166,20 +166,20 @@ const (
 )
 
 // failure is the error of a failed status, as Meta words it.
-func failure(code int) whatsapp.WebhookError {
+func failure(code int) graph.WebhookError {
 	if code == 131050 {
-		return whatsapp.WebhookError{Code: code, Title: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+		return graph.WebhookError{Code: code, Title: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
 			Message:   "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
-			ErrorData: &whatsapp.ErrorData{Details: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}}
+			ErrorData: &graph.ErrorData{Details: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}}
 	}
-	return whatsapp.WebhookError{Code: 131026, Title: "Message undeliverable", Message: "Message undeliverable",
-		ErrorData: &whatsapp.ErrorData{Details: "Message Undeliverable."}}
+	return graph.WebhookError{Code: 131026, Title: "Message undeliverable", Message: "Message undeliverable",
+		ErrorData: &graph.ErrorData{Details: "Message Undeliverable."}}
 }
 
 // schedule queues the statuses of an accepted message: sent (with pricing), then failed
 // (131026 or 131050) or delivered, then read; some read before delivered in one POST,
 // some twice.
-func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
+func (s *Sandbox) schedule(rec *Record, price *graph.Pricing, seq uint64) {
 	r := newRNG(s.cfg.Seed, seq)
 	scale := s.cfg.DelayScale
 	delay := func(lo, hi float64) time.Duration {
@@ -188,8 +188,8 @@ func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 		}
 		return time.Duration((lo + (hi-lo)*r.float()) * scale * float64(time.Second))
 	}
-	status := func(name string, at time.Duration) whatsapp.Status {
-		return whatsapp.Status{
+	status := func(name string, at time.Duration) graph.Status {
+		return graph.Status{
 			ID:                    rec.MessageID,
 			Status:                name,
 			Timestamp:             strconv.FormatInt(rec.AcceptedAt.Add(at).Unix(), 10),
@@ -199,14 +199,14 @@ func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 	}
 	start := time.Now()
 	evs := make([]*event, 0, 6)
-	add := func(at time.Duration, sts ...whatsapp.Status) {
+	add := func(at time.Duration, sts ...graph.Status) {
 		evs = append(evs, &event{due: start.Add(at), pnid: rec.PhoneNumberID, statuses: sts})
 	}
 
 	sentAt := delay(sentMin, sentMax)
-	sent := status(whatsapp.StatusSent, sentAt)
+	sent := status(graph.StatusSent, sentAt)
 	sent.Pricing = price
-	if rec.Final == whatsapp.StatusFailed && price.Billable {
+	if rec.Final == graph.StatusFailed && price.Billable {
 		p := *price // templates are charged when delivered: a failed one is not
 		p.Billable = false
 		sent.Pricing = &p
@@ -214,23 +214,23 @@ func (s *Sandbox) schedule(rec *Record, price *whatsapp.Pricing, seq uint64) {
 	add(sentAt, sent)
 	next := sentAt + delay(deliveredMin, deliveredMax)
 	switch rec.Final {
-	case whatsapp.StatusFailed:
-		f := status(whatsapp.StatusFailed, next)
-		f.Errors = []whatsapp.WebhookError{failure(rec.ErrorCode)}
+	case graph.StatusFailed:
+		f := status(graph.StatusFailed, next)
+		f.Errors = []graph.WebhookError{failure(rec.ErrorCode)}
 		add(next, f)
-	case whatsapp.StatusDelivered:
-		d := status(whatsapp.StatusDelivered, next)
+	case graph.StatusDelivered:
+		d := status(graph.StatusDelivered, next)
 		d.Pricing = price
 		add(next, d)
-	case whatsapp.StatusRead:
-		d := status(whatsapp.StatusDelivered, next)
+	case graph.StatusRead:
+		d := status(graph.StatusDelivered, next)
 		d.Pricing = price
 		if s.cfg.ReorderRate > 0 && s.cfg.MaxStatusesPerPost >= 2 && r.float() < s.cfg.ReorderRate {
-			add(next, status(whatsapp.StatusRead, next), d) // read and delivered together, read first
+			add(next, status(graph.StatusRead, next), d) // read and delivered together, read first
 		} else {
 			add(next, d)
 			readAt := next + delay(readMin, readMax)
-			add(readAt, status(whatsapp.StatusRead, readAt))
+			add(readAt, status(graph.StatusRead, readAt))
 		}
 	}
 	if s.cfg.DuplicateRate > 0 {
@@ -401,10 +401,10 @@ func (s *Sandbox) retryDelay(attempt int) time.Duration {
 }
 
 // notification builds the Meta envelope of a batch.
-func (s *Sandbox) notification(b *batch) *whatsapp.Notification {
-	v := whatsapp.Value{
+func (s *Sandbox) notification(b *batch) *graph.Notification {
+	v := graph.Value{
 		MessagingProduct: "whatsapp",
-		Metadata:         whatsapp.Metadata{DisplayPhoneNumber: displayNumber(b.pnid), PhoneNumberID: b.pnid},
+		Metadata:         graph.Metadata{DisplayPhoneNumber: displayNumber(b.pnid), PhoneNumberID: b.pnid},
 	}
 	for _, e := range b.events {
 		if e.in == nil {
@@ -420,9 +420,9 @@ func (s *Sandbox) notification(b *batch) *whatsapp.Notification {
 			v.Contacts = append(v.Contacts, e.in.contact)
 		}
 	}
-	return &whatsapp.Notification{
-		Object: whatsapp.ObjectWhatsApp,
-		Entry:  []whatsapp.Entry{{ID: s.cfg.WABAID, Changes: []whatsapp.Change{{Field: "messages", Value: v}}}},
+	return &graph.Notification{
+		Object: graph.ObjectWhatsApp,
+		Entry:  []graph.Entry{{ID: s.cfg.WABAID, Changes: []graph.Change{{Field: "messages", Value: v}}}},
 	}
 }
 
@@ -445,7 +445,7 @@ func (s *Sandbox) post(ctx context.Context, b *batch) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "facebookexternalua")
 	if s.cfg.AppSecret != "" {
-		req.Header.Set(whatsapp.SignatureHeader, whatsapp.Sign(s.cfg.AppSecret, body))
+		req.Header.Set(graph.SignatureHeader, graph.Sign(s.cfg.AppSecret, body))
 	}
 	resp, err := s.hc.Do(req)
 	if err != nil {

@@ -1,4 +1,4 @@
-package whatsapp
+package graph
 
 import (
 	"context"
@@ -46,7 +46,7 @@ func templateRequest() SendRequest {
 				{Type: "text", ParameterName: "order_number", Text: "SKBUP2-4CPIG9"},
 			}}},
 		},
-		BizOpaqueCallbackData: CallbackData("42", 9),
+		BizOpaqueCallbackData: "42:9",
 	}
 }
 
@@ -314,7 +314,7 @@ func TestSendConcurrent(t *testing.T) {
 			for i := 0; i < 25; i++ {
 				to := fmt.Sprintf("+1650555%04d", g*100+i)
 				req := SendRequest{To: to, Type: "text", Text: &Text{Body: strings.Repeat("y", g*50)},
-					BizOpaqueCallbackData: CallbackData("c", uint32(g*100+i))}
+					BizOpaqueCallbackData: fmt.Sprintf("c:%d", g*100+i)}
 				res, err := c.Send(context.Background(), "1", "t", req)
 				if err != nil {
 					t.Error(err)
