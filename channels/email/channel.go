@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/herald-dev/herald/dispatcher"
 )
@@ -112,10 +114,11 @@ func (c *Channel) Dials(id string) int64 {
 // has a key. It returns the Message-ID (without angle brackets); a refusal is a
 // *dispatcher.SendError classified by the Codes table.
 //
-// A message whose connection broke before its data went out (an idle connection the
-// server had closed, a 421) is sent again at once on a fresh connection. Once the data
-// was sent, an error leaves the outcome unknown (the server may have accepted it): the
-// SendError is retryable, as for any transport error.
+// A message over the size limit the server advertises (SIZE) is refused before it is
+// sent (552 5.3.4, ActionFailJob). A message whose connection broke before its data went
+// out (an idle connection the server had closed, a 421) is sent again at once on a fresh
+// connection. Once the data was sent, an error leaves the outcome unknown (the server
+// may have accepted it): the SendError is retryable, as for any transport error.
 func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Message) (string, error) {
 	c.mu.RLock()
 	p := c.senders[s.ID]
@@ -181,6 +184,12 @@ func (p *pool) transact(ctx context.Context, cn *conn, to string, msg []byte) (d
 			}
 		}()
 	}
+	if limit := sizeLimit(cn.cl); limit > 0 && int64(len(msg)) > limit {
+		// RFC 1870: a message over the server's advertised SIZE is refused before MAIL,
+		// rather than uploaded only to be answered 552 at the end of its data.
+		return false, &ReplyError{Reply: 552, Enhanced: "5.3.4", Command: "SIZE",
+			Text: fmt.Sprintf("message of %d bytes is over the server's SIZE limit of %d bytes; not sent", len(msg), limit)}
+	}
 	cn.sent++
 	if err := cn.cl.Mail(p.sc.ReturnPath); err != nil {
 		return false, p.resetAfter("MAIL", cn, err)
@@ -200,6 +209,20 @@ func (p *pool) transact(ctx context.Context, cn *conn, to string, msg []byte) (d
 		return true, replyError("DATA", err)
 	}
 	return true, nil
+}
+
+// sizeLimit returns the message size limit the server advertised in its EHLO reply
+// (SIZE n, RFC 1870), or 0 when it gave none.
+func sizeLimit(cl *smtp.Client) int64 {
+	ok, param := cl.Extension("SIZE")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(param), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // resetAfter classifies err and, when the server refused the command but the connection

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -231,8 +233,9 @@ type Result struct {
 	From        string
 }
 
-// APIError is a Twilio error body ({"code","message","more_info","status"}). Branch on
-// Code (see Classify).
+// APIError is a Twilio error body ({"code","message","more_info","status"}), or a
+// refusal Herald makes before sending under the code Twilio would answer (HTTPStatus 0).
+// Branch on Code (see Classify).
 type APIError struct {
 	HTTPStatus int
 	Code       int
@@ -243,7 +246,10 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sms: twilio error %d (HTTP %d)", e.Code, e.HTTPStatus)
+	fmt.Fprintf(&b, "sms: twilio error %d", e.Code)
+	if e.HTTPStatus != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.HTTPStatus)
+	}
 	if e.Message != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
@@ -327,6 +333,9 @@ func (c *Channel) SendMessage(ctx context.Context, senderID string, req Request)
 	if !ok {
 		return Result{}, fmt.Errorf("sms send from sender %q: %w", senderID, ErrUnknownSender)
 	}
+	if err := checkBody(req.Body); err != nil {
+		return Result{}, err
+	}
 	body := c.getBuf()
 	body.WriteString("To=")
 	body.WriteString(url.QueryEscape(req.To))
@@ -363,6 +372,21 @@ func (c *Channel) SendMessage(ctx context.Context, senderID string, req Request)
 		return Result{}, &TransportError{HTTPStatus: resp.StatusCode, Err: rerr}
 	}
 	return decodeReply(resp.StatusCode, resp.Header.Get("Retry-After"), out.Bytes(), time.Now())
+}
+
+// checkBody refuses, before any request, a body Twilio would refuse: empty or not UTF-8
+// (21602), or longer than templates.MaxSMSChars characters (21617). The *APIError
+// carries Twilio's code and no HTTP status.
+func checkBody(body string) error {
+	switch n := utf8.RuneCountInString(body); {
+	case body == "":
+		return &APIError{Code: 21602, Message: "Message body is required (refused before sending)"}
+	case !utf8.ValidString(body):
+		return &APIError{Code: 21602, Message: "Message body is not valid UTF-8 (refused before sending)"}
+	case n > templates.MaxSMSChars:
+		return &APIError{Code: 21617, Message: fmt.Sprintf("The message body has %d characters, more than the %d a concatenated SMS may hold (refused before sending)", n, templates.MaxSMSChars)}
+	}
+	return nil
 }
 
 // messageReply holds the fields of a Message resource or a Twilio error body that

@@ -134,10 +134,9 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			windows = append(windows, window{m.SenderRef, contact, m.Time})
 		}
 		// STOP revokes and START re-grants marketing on that channel, with the message as proof.
-		kw := events.NormalizeKeyword(m.Text)
-		if s.stop[kw] || s.start[kw] {
+		if optOut, optIn := s.Keyword(m.Text); optOut || optIn {
 			action, kind := events.Revoke, events.OptedOut
-			if s.start[kw] {
+			if optIn {
 				action, kind = events.Grant, events.OptedIn
 			}
 			changes = append(changes, throttle.Change{ContactID: contact, Channel: m.Channel, Purpose: "marketing",

@@ -7,9 +7,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +54,7 @@ type Config struct {
 	Ledger        *throttle.Ledger
 	Reactor       *dispatcher.Reactor // what failed statuses ask for (opt-outs, suppressions…)
 	Contacts      Contacts
-	StopKeywords  []string     // default STOP, UNSUBSCRIBE, END, QUIT, CANCEL, OPTOUT, STOPALL
+	StopKeywords  []string     // default STOP, STOPALL, UNSUBSCRIBE, END, QUIT, REVOKE, OPTOUT, CANCEL (the carriers' SMS keywords) and STOP ALL
 	StartKeywords []string     // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
 	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
@@ -83,14 +85,14 @@ func New(cfg Config) *Server {
 	s.log = s.log.With("component", "serve")
 	kw := cfg.StopKeywords
 	if len(kw) == 0 {
-		kw = []string{"STOP", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "OPTOUT", "STOPALL", "STOP ALL"}
+		kw = append(slices.Clone(sms.OptOutKeywords), "STOP ALL")
 	}
 	for _, k := range kw {
 		s.stop[events.NormalizeKeyword(k)] = true
 	}
 	kw = cfg.StartKeywords
 	if len(kw) == 0 {
-		kw = []string{"START", "UNSTOP", "SUBSCRIBE"}
+		kw = append(slices.Clone(sms.OptInKeywords), "SUBSCRIBE")
 	}
 	for _, k := range kw {
 		s.start[events.NormalizeKeyword(k)] = true
@@ -104,6 +106,14 @@ func New(cfg Config) *Server {
 	s.m.statuses = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_statuses_total", Help: "Statuses received by status."}, []string{"status"})
 	s.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_seconds", Help: "Webhook handling time.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
 	return s
+}
+
+// Keyword reports whether an inbound message's text is an opt-out (StopKeywords) or an
+// opt-in (StartKeywords) keyword: the whole message, any case, surrounding whitespace
+// and punctuation ignored ("stop", " Stop!\n"), never a word within a sentence.
+func (s *Server) Keyword(text string) (optOut, optIn bool) {
+	kw := events.NormalizeKeyword(text)
+	return s.stop[kw], s.start[kw]
 }
 
 // Handler returns the HTTP routes.
@@ -155,27 +165,29 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	defer func() { s.m.latency.Observe(time.Since(start).Seconds()) }()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	b, err := ReadWhatsApp(r, s.cfg.AppSecret)
+	switch {
+	case errors.Is(err, ErrTooLarge):
 		s.m.webhooks.WithLabelValues("too_large").Inc()
 		http.Error(w, "body too large or unreadable", http.StatusRequestEntityTooLarge)
 		return
-	}
-	if err := graph.VerifySignature(s.cfg.AppSecret, body, r.Header.Get("X-Hub-Signature-256")); err != nil {
+	case errors.Is(err, ErrBadSignature):
 		s.m.webhooks.WithLabelValues("bad_signature").Inc()
 		s.log.Warn("webhook rejected: bad signature", "err", err, "remote", r.RemoteAddr)
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return
-	}
-	n, err := graph.ParseNotification(body)
-	if err != nil {
+	case err != nil:
 		// Signed but malformed: retrying will not help, and nothing was changed.
 		s.m.webhooks.WithLabelValues("bad_payload").Inc()
 		s.log.Warn("webhook rejected: malformed payload", "err", err)
 		http.Error(w, "malformed payload: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err := s.handle(r.Context(), n); err != nil {
+	for _, r := range b.Reports {
+		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
+	}
+	if err := s.ingest(r.Context(), b); err != nil {
 		// Meta retries non-200 responses: nothing is lost.
 		s.m.webhooks.WithLabelValues("error").Inc()
 		s.log.Error("webhook not processed; the provider will retry", "err", err)
@@ -186,19 +198,36 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok")
 }
 
-// handle decodes a WhatsApp notification into the provider-neutral batch and ingests
-// it. Everything is idempotent: Meta redelivers and duplicates.
-func (s *Server) handle(ctx context.Context, n *graph.Notification) error {
-	for _, e := range n.Entry {
-		for _, ch := range e.Changes {
-			for _, st := range ch.Value.Statuses {
-				s.m.statuses.WithLabelValues(st.Status).Inc()
-			}
-		}
+// Why a webhook request was refused: ReadWhatsApp and ReadSMS wrap one of these. A
+// refused request decodes to nothing.
+var (
+	ErrTooLarge     = errors.New("webhook body too large or unreadable")
+	ErrBadSignature = errors.New("webhook signature invalid")
+	ErrBadPayload   = errors.New("webhook payload malformed")
+	ErrUnavailable  = errors.New("webhook cannot be checked now") // the provider should retry
+)
+
+// ReadWhatsApp reads a WhatsApp webhook POST (at most MaxBody bytes), verifies its
+// X-Hub-Signature-256 under appSecret over the raw bytes, then parses and decodes it
+// into the core's terms (whatsapp.Decode). Nothing is parsed before the signature holds.
+func ReadWhatsApp(r *http.Request, appSecret string) (Batch, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		return Batch{}, fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	if len(body) > MaxBody {
+		return Batch{}, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxBody)
+	}
+	if err := graph.VerifySignature(appSecret, body, r.Header.Get(graph.SignatureHeader)); err != nil {
+		return Batch{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	n, err := graph.ParseNotification(body)
+	if err != nil {
+		return Batch{}, fmt.Errorf("%w: %w", ErrBadPayload, err)
 	}
 	var b Batch
 	b.Reports, b.Inbound, b.Preferences = whatsapp.Decode(n)
-	return s.ingest(ctx, b)
+	return b, nil
 }
 
 var (

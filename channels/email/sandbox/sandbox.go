@@ -7,8 +7,8 @@
 // bounced (an RFC 3464 DSN) and recipients who complain (an RFC 5965 ARF report); the
 // DSNs and ARF reports go to a sink (a callback, or an SMTP server such as Herald's
 // report receiver). Rate limits (global and per connection: 451 4.7.0), a cap of
-// messages per connection (421 4.7.0, then the connection closes) and a size limit
-// (552 5.3.4) round it off.
+// concurrent connections (421 4.7.0 as the greeting), a cap of messages per connection
+// (421 4.7.0, then the connection closes) and a size limit (552 5.3.4) round it off.
 //
 // It records every accepted message (Records) and counts what it did (Stats), so tests
 // and benchmarks compare Herald's figures with the truth. It owns only this simulation;
@@ -59,6 +59,9 @@ type Config struct {
 	GreylistRate  float64
 	GreylistDelay time.Duration
 
+	// MaxConnections bounds concurrent client connections (0: no limit): one more is
+	// greeted with 421 4.7.0 and closed, as providers answer a client that opens too many.
+	MaxConnections     int
 	Rate               float64 // accepted messages per second, all connections (0: no limit); above: 451 4.7.0
 	ConnRate           float64 // messages per second on one connection (0: no limit); above: 451 4.7.0
 	MaxMessagesPerConn int     // then 421 4.7.0 and the connection closes (0: no limit)
@@ -290,6 +293,13 @@ func (s *Sandbox) CloseConnections() int {
 	return n
 }
 
+// OpenConnections returns how many client connections are open now.
+func (s *Sandbox) OpenConnections() int {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return len(s.conns)
+}
+
 // Records returns a copy of what the sandbox accepted, in order.
 func (s *Sandbox) Records() []Record {
 	s.recMu.Lock()
@@ -325,18 +335,32 @@ type trackingListener struct {
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		s := l.s
+		s.connsMu.Lock()
+		full := s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections
+		var tc *trackedConn
+		if !full {
+			tc = &trackedConn{Conn: c, id: s.connSeq.Add(1), s: s}
+			if s.cfg.ConnRate > 0 {
+				tc.lim = rate.NewLimiter(rate.Limit(s.cfg.ConnRate), max(1, int(s.cfg.ConnRate)))
+			}
+			s.conns[c.RemoteAddr().String()] = tc
+		}
+		s.connsMu.Unlock()
+		if tc != nil {
+			return tc, nil
+		}
+		// Too many connections: the greeting is the refusal.
+		_ = s.refuse(421, smtp.EnhancedCode{4, 7, 0}, "")
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = fmt.Fprintf(c, "421 4.7.0 %s Too many concurrent SMTP connections; try again later\r\n", s.cfg.Domain)
+		_ = c.Close()
 	}
-	tc := &trackedConn{Conn: c, id: l.s.connSeq.Add(1), s: l.s}
-	if l.s.cfg.ConnRate > 0 {
-		tc.lim = rate.NewLimiter(rate.Limit(l.s.cfg.ConnRate), max(1, int(l.s.cfg.ConnRate)))
-	}
-	l.s.connsMu.Lock()
-	l.s.conns[c.RemoteAddr().String()] = tc
-	l.s.connsMu.Unlock()
-	return tc, nil
 }
 
 type trackedConn struct {

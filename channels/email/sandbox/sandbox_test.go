@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"mime"
+	"net"
 	"net/mail"
 	"strings"
 	"sync"
@@ -107,4 +109,48 @@ func TestSessionWithGoSMTPClient(t *testing.T) {
 	if !bytes.Contains(n.Raw, []byte("Message-ID: <m1@shop.example>")) || !bytes.Contains(n.Raw, []byte("Action: failed")) {
 		t.Fatalf("DSN does not quote the original:\n%s", n.Raw)
 	}
+}
+
+// TestMaxConnections: one connection too many is greeted with 421 4.7.0 and closed; once
+// a connection closes, a new one is served.
+func TestMaxConnections(t *testing.T) {
+	sb := New(Config{MaxConnections: 1})
+	if err := sb.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	first, err := smtp.Dial(sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := net.Dial("tcp", sb.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	greeting, _ := io.ReadAll(second) // the sandbox closes it after the greeting
+	second.Close()
+	if !strings.HasPrefix(string(greeting), "421 4.7.0 ") {
+		t.Fatalf("a second connection was greeted %q, want 421 4.7.0", greeting)
+	}
+	if st := sb.Stats(); st.Refused["421 4.7.0"] != 1 || sb.OpenConnections() != 1 {
+		t.Fatalf("stats %+v, %d open", st, sb.OpenConnections())
+	}
+	if err := first.Quit(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sb.OpenConnections() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the closed connection is still counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c, err := smtp.Dial(sb.Addr())
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	c.Close()
 }
