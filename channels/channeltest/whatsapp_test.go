@@ -227,9 +227,16 @@ func TestWhatsAppConformance(t *testing.T) {
 				{Name: "free-form text inside the 24h window", Message: freeText(chatting, "Yes, until Sunday!"), Parts: 1},
 				{Name: "free-form text outside the window needs a template (131047)", Message: freeText(ok[81], "hi"),
 					Action: dispatcher.ActionConvertToTemplate},
-				// Meta refuses it (100); the adapter does not yet refuse it before sending.
+				// Meta would refuse them (100): the adapter refuses them before sending.
 				{Name: "free-form text over 4096 characters (100)", Message: freeText(chatting, strings.Repeat("a", 4097)),
-					Action: dispatcher.ActionFailJob},
+					Action: dispatcher.ActionFailJob, Before: true},
+				{Name: "free-form text of 4096 characters", Message: freeText(chatting, strings.Repeat("é", 4096)), Parts: 1},
+				{Name: "an empty text body (100)", Message: freeText(chatting, ""), Action: dispatcher.ActionFailJob, Before: true},
+				{Name: "callback data over 512 characters (100)", Message: func(cb string) dispatcher.Message {
+					m := freeText(chatting, "hi")(cb)
+					m.CallbackData += ":" + strings.Repeat("x", 512)
+					return m
+				}, Action: dispatcher.ActionFailJob, Before: true},
 			},
 			Attempts: func() int64 { return sb.Stats().Requests + busy.Stats().Requests },
 		},
