@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -64,6 +65,15 @@ type Config struct {
 	LedgerKey             ed25519.PrivateKey
 	LedgerCheckpointEvery time.Duration
 
+	// API builds the /v1 HTTP API that serve mounts (the CLI sets internal/api's
+	// constructor; nil: serve has no API). A function, because the API is built on these
+	// Deps and calls this package's use cases.
+	API func(*Deps) (http.Handler, error)
+	// APIRate and APIBurst (HERALD_API_RATE, HERALD_API_BURST) limit each API key's
+	// requests per second, across every serve process (a key may have its own rate).
+	APIRate  float64
+	APIBurst int
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -93,6 +103,12 @@ func (c *Config) Defaults() {
 	}
 	if c.APIVersion == "" {
 		c.APIVersion = "v21.0"
+	}
+	if c.APIRate <= 0 {
+		c.APIRate = 20
+	}
+	if c.APIBurst <= 0 {
+		c.APIBurst = 40
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

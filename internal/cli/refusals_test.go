@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/throttle"
@@ -49,10 +50,10 @@ func TestFallbackTemplateAndSuppressionShown(t *testing.T) {
 	}
 
 	// consent show: no suppression, then one in force, then one run out.
-	showJSON := func() []consentRow {
+	showJSON := func() []app.ConsentRow {
 		t.Helper()
 		code, out, errOut := cmd("consent", "show", "+66812345678", "-o", "json")
-		var rows []consentRow
+		var rows []app.ConsentRow
 		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 {
 			t.Fatalf("consent show: exit %d, %s%s", code, out, errOut)
 		}
