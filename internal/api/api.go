@@ -417,12 +417,21 @@ func (a *API) run(c *call) (err error) {
 // BodyTimeout (408), JSON when there is one (415).
 func (a *API) readBody(c *call) error {
 	if c.r.ContentLength > a.cfg.MaxBody {
+		c.w.Header().Set("Connection", "close")
+		_ = c.r.Body.Close()
 		return problem("body-too-large", fmt.Sprintf("the body has %d bytes; at most %d are accepted", c.r.ContentLength, a.cfg.MaxBody))
 	}
 	rc := http.NewResponseController(c.w.(*buffer).under)
 	_ = rc.SetReadDeadline(time.Now().Add(a.cfg.BodyTimeout))
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	body, err := io.ReadAll(io.LimitReader(c.r.Body, a.cfg.MaxBody+1))
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+	} else {
+		// The rest of the body will not be read: close the connection after the answer
+		// rather than wait for it.
+		c.w.Header().Set("Connection", "close")
+		_ = c.r.Body.Close()
+	}
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -431,6 +440,8 @@ func (a *API) readBody(c *call) error {
 		return problem("invalid-body", "the body could not be read: "+err.Error())
 	}
 	if int64(len(body)) > a.cfg.MaxBody {
+		c.w.Header().Set("Connection", "close")
+		_ = c.r.Body.Close()
 		return problem("body-too-large", fmt.Sprintf("the body is larger than %d bytes", a.cfg.MaxBody))
 	}
 	if len(body) > 0 {
