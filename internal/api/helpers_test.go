@@ -62,7 +62,7 @@ type env struct {
 	d      *app.Deps
 	comp   *app.Components
 	api    *API
-	srv    *httptest.Server
+	base   string // the API's origin
 	router routers.Router
 	keys   map[string]string // role name (and marketer+launch, revoked) → secret
 	ids    map[string]string // the same → key id
@@ -100,8 +100,16 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	}
 	e := &env{t: t, ctx: ctx, d: d, comp: comp, api: a, keys: map[string]string{}, ids: map[string]string{}}
 	_, e.router = loadSpec(t)
-	e.srv = httptest.NewServer(a)
-	t.Cleanup(e.srv.Close)
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	e.base = srv.URL
+	e.addKeys()
+	return e
+}
+
+// addKeys makes a key per role, a marketer's that may launch, and a revoked one.
+func (e *env) addKeys() {
+	e.t.Helper()
 	for _, k := range []struct {
 		name   string
 		role   apikeys.Role
@@ -110,10 +118,9 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		{"analyst", apikeys.Analyst, false}, {"auditor", apikeys.Auditor, false}, {"revoked", apikeys.Admin, false}} {
 		e.addKey(k.name, k.role, k.launch, 0)
 	}
-	if _, err := comp.Keys.Revoke(ctx, "revoked"); err != nil {
-		t.Fatal(err)
+	if _, err := e.comp.Keys.Revoke(e.ctx, "revoked"); err != nil {
+		e.t.Fatal(err)
 	}
-	return e
 }
 
 func (e *env) addKey(name string, role apikeys.Role, launch bool, rate float64) string {
@@ -177,7 +184,7 @@ func (e *env) do(q req) resp {
 			e.t.Fatal(err)
 		}
 	}
-	hr, err := http.NewRequestWithContext(e.ctx, q.method, e.srv.URL+q.path, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(e.ctx, q.method, e.base+q.path, bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}

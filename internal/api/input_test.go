@@ -99,7 +99,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestSlowBody(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.BodyTimeout = 300 * time.Millisecond })
 	before := e.storeDigest()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
