@@ -69,26 +69,26 @@ func CreateCampaign(ctx context.Context, d *Deps, comp *Components, cp dispatche
 	}
 	if _, err := comp.Templates.Get(ctx, cp.Template); err != nil {
 		if errors.Is(err, templates.ErrNotFound) {
-			return cp, fieldErr("template", "template %q: %w (add it with `herald templates add FILE`)", cp.Template, err)
+			return cp, fieldErr("template", "%q: %w (add it with `herald templates add FILE`)", cp.Template, err)
 		}
 		return cp, err
 	}
 	if fb := cp.FallbackTemplate; fb != "" {
 		t, err := comp.Templates.Get(ctx, fb)
 		if errors.Is(err, templates.ErrNotFound) {
-			return cp, fieldErr("fallback_template", "fallback template %q: %w (add it with `herald templates add FILE`)", fb, err)
+			return cp, fieldErr("fallback_template", "%q: %w (add it with `herald templates add FILE`)", fb, err)
 		}
 		if err != nil {
 			return cp, err
 		}
 		if t.Kind != templates.KindWhatsAppTemplate {
-			return cp, fieldErr("fallback_template", "fallback template %q is a %s template: it must be an approved WhatsApp template (kind whatsapp_template), which may be sent outside the 24h window", fb, t.Kind)
+			return cp, fieldErr("fallback_template", "%q is a %s template: it must be an approved WhatsApp template (kind whatsapp_template), which may be sent outside the 24h window", fb, t.Kind)
 		}
 	}
 	for _, id := range cp.Senders {
 		s, err := comp.Senders.Get(ctx, id)
 		if errors.Is(err, dispatcher.ErrNotFound) {
-			return cp, fieldErr("senders", "sender %q: %w (add it with `herald senders add`)", id, err)
+			return cp, fieldErr("senders", "%q: %w (add it with `herald senders add`)", id, err)
 		}
 		if err != nil {
 			return cp, err

@@ -37,10 +37,10 @@ func TestFallbackTemplateAndSuppressionShown(t *testing.T) {
 	}
 	create := []string{"campaigns", "create", "--segment", "vip", "--template", "thanks", "--sender", "1065"}
 	code, _, errOut := cmd(append(create, "--fallback-template", "thanks")...)
-	if code != 2 || !strings.Contains(errOut, `--fallback-template "thanks" is a text template`) {
+	if code != 2 || !strings.Contains(errOut, `--fallback-template: "thanks" is a text template`) {
 		t.Fatalf("a free-form fallback: exit %d, %s", code, errOut)
 	}
-	if code, _, errOut := cmd(append(create, "--fallback-template", "nope")...); code != 2 || !strings.Contains(errOut, `--fallback-template "nope"`) {
+	if code, _, errOut := cmd(append(create, "--fallback-template", "nope")...); code != 2 || !strings.Contains(errOut, `--fallback-template: "nope"`) {
 		t.Fatalf("a missing fallback: exit %d, %s", code, errOut)
 	}
 	code, out, errOut := cmd(append(create, "--fallback-template", "promo", "-o", "json")...)
