@@ -16,6 +16,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -226,14 +227,25 @@ type call struct {
 
 // json answers v (in the shape the CLI prints it: jsonx.Output) with status.
 func (c *call) json(status int, v any) error {
-	b, err := json.Marshal(jsonx.Output(v))
+	b, err := marshal(jsonx.Output(v))
 	if err != nil {
 		return err
 	}
 	c.w.Header().Set("Content-Type", "application/json")
 	c.w.WriteHeader(status)
-	_, err = c.w.Write(append(b, '\n'))
+	_, err = c.w.Write(b)
 	return err
+}
+
+// marshal encodes v as the CLI prints it: without escaping <, > and &; with a newline.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // decode reads the body into dst strictly (decodeStrict), or returns the 400 problem.

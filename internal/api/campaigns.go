@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -168,12 +167,12 @@ func (a *API) progress(c *call) error {
 	rc := http.NewResponseController(c.w)
 	seq, last := 0, time.Now()
 	send := func(event string, st dispatcher.Status) error {
-		b, err := json.Marshal(jsonx.Output(st))
+		b, err := marshal(jsonx.Output(st))
 		if err != nil {
 			return err
 		}
 		seq++
-		if _, err := fmt.Fprintf(c.w, "id: %d\nevent: %s\ndata: %s\n\n", seq, event, b); err != nil {
+		if _, err := fmt.Fprintf(c.w, "id: %d\nevent: %s\ndata: %s\n", seq, event, b); err != nil {
 			return err
 		}
 		last = time.Now()

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -117,7 +116,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	if q.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="herald"`)
 	}
-	b, _ := json.Marshal(q)
+	b, _ := marshal(q)
 	w.WriteHeader(q.Status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
