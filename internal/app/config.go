@@ -4,7 +4,7 @@
 // campaign): each takes typed input, returns a typed result and refuses input with a
 // *FieldError naming the field, so the CLI names the flag and the API points at the
 // JSON. It turns a typed Config into connections and components; the rules themselves
-// stay in the domain packages, and nothing here prints.
+// stay in the domain packages.
 package app
 
 import (
