@@ -18,6 +18,10 @@
 // every checkpoint (signature, digest, chain of checkpoints) and every contact's chain
 // in consent_log against them; AuditContact says how one contact's chain stands.
 //
+// The /v1 HTTP API's audit records (events.APICall, one per mutating call) arrive on
+// herald.audit and land in api_audit (migration 0012); ListAPICalls pages through them,
+// newest first.
+//
 // Migration 0005 creates views for analysts: v_message_outcomes, v_funnel,
 // v_funnel_by_variant, v_sent_consent (see views.go for their columns); migration 0010
 // adds to v_message_outcomes what deferrals did to each message: deferred (0/1),

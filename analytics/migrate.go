@@ -148,6 +148,9 @@ ORDER BY contact_id`}
 	{version: 11, name: "create_ledger_checkpoints", ddl: func(schemaFeatures) []string {
 		return []string{createLedgerCheckpoints, createLedgerHeads}
 	}},
+	{version: 12, name: "create_api_audit", ddl: func(f schemaFeatures) []string {
+		return []string{createAPIAudit(f)}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

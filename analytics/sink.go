@@ -18,7 +18,7 @@ import (
 // SinkConfig configures a Sink.
 type SinkConfig struct {
 	Brokers []string
-	Topics  kafkax.Topics // Events, Consent and Inbound are consumed
+	Topics  kafkax.Topics // Events, Consent, Inbound and Audit are consumed
 	Group   string        // Kafka consumer group; default "herald-sink"
 	Conn    driver.Conn   // its current database holds the migrated schema
 
@@ -35,8 +35,8 @@ type SinkConfig struct {
 // DefaultSinkGroup is the consumer group of the sink when SinkConfig.Group is empty.
 const DefaultSinkGroup = "herald-sink"
 
-// Sink moves herald.events, herald.consent and herald.inbound into the ClickHouse
-// tables events, consent_log and inbound. Each topic has its own consumer-group reader
+// Sink moves herald.events, herald.consent, herald.inbound and herald.audit into the ClickHouse
+// tables events, consent_log, inbound and api_audit. Each topic has its own consumer-group reader
 // and batch. A batch is inserted when it is full or old enough, and its offsets are
 // committed only after ClickHouse accepted it, so a crash loses nothing (what was not
 // committed is redelivered, and duplicates never change a report). Undecodable messages
@@ -81,11 +81,11 @@ func NewSink(cfg SinkConfig) *Sink {
 	}
 }
 
-// Topics returns the topics the sink consumes, in the order events, consent, inbound
-// (an empty name in SinkConfig.Topics leaves that topic out).
+// Topics returns the topics the sink consumes, in the order events, consent, inbound,
+// audit (an empty name in SinkConfig.Topics leaves that topic out).
 func (s *Sink) Topics() []string {
 	var out []string
-	for _, t := range []string{s.cfg.Topics.Events, s.cfg.Topics.Consent, s.cfg.Topics.Inbound} {
+	for _, t := range []string{s.cfg.Topics.Events, s.cfg.Topics.Consent, s.cfg.Topics.Inbound, s.cfg.Topics.Audit} {
 		if t != "" {
 			out = append(out, t)
 		}
@@ -120,6 +120,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		s.newPipeline(s.cfg.Topics.Events, func() buffer { return &eventsBuffer{} }),
 		s.newPipeline(s.cfg.Topics.Consent, func() buffer { return &consentBuffer{} }),
 		s.newPipeline(s.cfg.Topics.Inbound, func() buffer { return &inboundBuffer{} }),
+		s.newPipeline(s.cfg.Topics.Audit, func() buffer { return &apiAuditBuffer{} }),
 	} {
 		if p.topic == "" {
 			continue

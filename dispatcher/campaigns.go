@@ -253,6 +253,76 @@ func (c *Campaigns) List(ctx context.Context, limit int64) ([]Status, error) {
 	return out, nil
 }
 
+// StateError is a lifecycle change the campaign's state does not allow (pausing a
+// draft, resuming a completed campaign).
+type StateError struct {
+	ID    string
+	State State  // the campaign's state
+	Want  string // what the change needs
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("campaign %s is %s: %s", e.ID, e.State, e.Want)
+}
+
+// PageKey is where a page of List stops: the listing continues after it. The zero
+// PageKey starts at the newest campaign.
+type PageKey struct {
+	CreatedMS int64
+	ID        string
+}
+
+// ListPage returns up to limit campaigns created before after (newest first; the zero
+// PageKey starts at the newest), and the key of the last one returned, to pass as after
+// for the next page (zero when there are no more). Campaigns created meanwhile never
+// shift a page: the listing is by creation time, then id.
+func (c *Campaigns) ListPage(ctx context.Context, after PageKey, limit int64) ([]Status, PageKey, error) {
+	if limit <= 0 {
+		return []Status{}, PageKey{}, nil
+	}
+	max := "+inf"
+	if after.ID != "" {
+		max = strconv.FormatInt(after.CreatedMS, 10)
+	}
+	var ids []redis.Z
+	for offset := int64(0); int64(len(ids)) <= limit; {
+		zs, err := c.rdb.ZRevRangeByScoreWithScores(ctx, c.prefix+"campaigns", &redis.ZRangeBy{Max: max, Min: "-inf", Offset: offset, Count: limit + 1}).Result()
+		if err != nil {
+			return nil, PageKey{}, fmt.Errorf("list campaigns: %w", err)
+		}
+		for _, z := range zs {
+			id, _ := z.Member.(string)
+			// Equal scores list in reverse lexical order of the id: skip those up to after.
+			if after.ID != "" && int64(z.Score) == after.CreatedMS && id >= after.ID {
+				continue
+			}
+			ids = append(ids, z)
+		}
+		if int64(len(zs)) < limit+1 {
+			break
+		}
+		offset += int64(len(zs))
+	}
+	more := int64(len(ids)) > limit
+	if more {
+		ids = ids[:limit]
+	}
+	out := make([]Status, 0, len(ids))
+	for _, z := range ids {
+		st, err := c.Status(ctx, z.Member.(string))
+		if err != nil {
+			return nil, PageKey{}, err
+		}
+		out = append(out, st)
+	}
+	var next PageKey
+	if more {
+		last := ids[len(ids)-1]
+		next = PageKey{CreatedMS: int64(last.Score), ID: last.Member.(string)}
+	}
+	return out, next, nil
+}
+
 // startScript moves draft or scheduled → running. Returns the state after the call.
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
@@ -355,7 +425,7 @@ func (c *Campaigns) Cancel(ctx context.Context, id string) (Status, error) {
 	case Cancelled:
 		return c.Status(ctx, id)
 	default:
-		return Status{}, fmt.Errorf("campaign %s is %s: only draft or running campaigns can be cancelled", id, st)
+		return Status{}, &StateError{ID: id, State: State(st), Want: "only draft or running campaigns can be cancelled"}
 	}
 }
 
@@ -399,7 +469,7 @@ func (c *Campaigns) PauseFor(ctx context.Context, id, reason string) (Status, er
 	case Paused:
 		return c.Status(ctx, id)
 	default:
-		return Status{}, fmt.Errorf("campaign %s is %s: only a running campaign can be paused", id, st)
+		return Status{}, &StateError{ID: id, State: State(st), Want: "only a running campaign can be paused"}
 	}
 }
 
@@ -416,7 +486,7 @@ func (c *Campaigns) Resume(ctx context.Context, id string) (Status, error) {
 		return Status{}, fmt.Errorf("campaign %s: %w", id, ErrNotFound)
 	case Running:
 	default:
-		return Status{}, fmt.Errorf("campaign %s is %s: only a paused campaign can be resumed", id, st)
+		return Status{}, &StateError{ID: id, State: State(st), Want: "only a paused campaign can be resumed"}
 	}
 	if err := c.unpark(ctx, id); err != nil {
 		return Status{}, err

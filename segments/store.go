@@ -296,18 +296,41 @@ func (c Contact) idents() string {
 // belong to two different contacts.
 var ErrIdentityConflict = errors.New("the phone and the email belong to two different contacts")
 
+// ContactError is a contact field that Upsert (or Validate) refuses: Field names it as
+// the JSON does (phone, email, country, locale, timezone, tags, attributes), Index is
+// its position in a list field (tags), -1 otherwise, and Key the attribute's name.
+type ContactError struct {
+	Field string
+	Index int
+	Key   string
+	Err   error
+}
+
+func (e *ContactError) Error() string { return e.Err.Error() }
+func (e *ContactError) Unwrap() error { return e.Err }
+
+func contactErr(field string, err error) error {
+	return &ContactError{Field: field, Index: -1, Err: err}
+}
+
+// Validate reports what Upsert would refuse in c, as a *ContactError, without writing.
+func (c Contact) Validate() error {
+	_, err := rowFromContact(c, &zoneCache{})
+	return err
+}
+
 func rowFromContact(c Contact, zones *zoneCache) (row, error) {
 	r := row{optIn: -1, name: strings.TrimSpace(c.Name)}
 	region := strings.ToUpper(strings.TrimSpace(c.Country))
 	if region != "" && !knownRegion(region) {
-		return r, fmt.Errorf("country %q is not a two-letter ISO 3166 code such as TH", c.Country)
+		return r, contactErr("country", fmt.Errorf("country %q is not a two-letter ISO 3166 code such as TH", c.Country))
 	}
 	r.country = region
 	var err error
 	if strings.TrimSpace(c.Phone) != "" {
 		p, err := parsePhone(c.Phone, region)
 		if err != nil {
-			return r, fmt.Errorf("invalid phone: %s", phoneHint(err, region))
+			return r, contactErr("phone", fmt.Errorf("invalid phone: %s", phoneHint(err, region)))
 		}
 		r.phone = p
 		if p.Region != "" {
@@ -316,34 +339,34 @@ func rowFromContact(c Contact, zones *zoneCache) (row, error) {
 	}
 	if strings.TrimSpace(c.Email) != "" {
 		if r.email, err = normEmail(c.Email); err != nil {
-			return r, err
+			return r, contactErr("email", err)
 		}
 	}
 	if r.phone.E164 == "" && r.email == "" {
-		return r, errors.New("phone is missing: contacts are identified by phone number or email address")
+		return r, contactErr("phone", errors.New("phone is missing: contacts are identified by phone number or email address"))
 	}
 	if c.Locale != "" {
 		if r.locale, r.lang, err = normLocale(c.Locale); err != nil {
-			return r, err
+			return r, contactErr("locale", err)
 		}
 	}
 	if c.TimeZone != "" {
 		if !zones.valid(strings.TrimSpace(c.TimeZone)) {
-			return r, fmt.Errorf("unknown time zone %q: use an IANA name such as Asia/Bangkok", c.TimeZone)
+			return r, contactErr("timezone", fmt.Errorf("unknown time zone %q: use an IANA name such as Asia/Bangkok", c.TimeZone))
 		}
 		r.tz = strings.TrimSpace(c.TimeZone)
 	}
-	for _, t := range c.Tags {
+	for i, t := range c.Tags {
 		n, err := normTag(t)
 		if err != nil {
-			return r, err
+			return r, &ContactError{Field: "tags", Index: i, Err: err}
 		}
 		r.tags = append(r.tags, n)
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Attrs)) {
 		n := normName(k)
 		if !validAttrName(n) {
-			return r, fmt.Errorf("attribute name %q: use letters a-z, digits and _", k)
+			return r, &ContactError{Field: "attributes", Index: -1, Key: k, Err: fmt.Errorf("attribute name %q: use letters a-z, digits and _", k)}
 		}
 		if v := strings.TrimSpace(c.Attrs[k]); v != "" {
 			r.attrs = append(r.attrs, [2]string{n, v})

@@ -1,6 +1,10 @@
 // Package app wires Herald's parts into the roles the binary runs (serve, worker, sink,
-// sandbox, dev, demo) and the one-shot commands behind the CLI. It turns a typed Config
-// into connections and components; it holds no business rules of its own.
+// sandbox, dev, demo) and holds the use cases the CLI and the /v1 API share (import,
+// erase, campaign creation, consent changes and state, contact upserts, following a
+// campaign): each takes typed input, returns a typed result and refuses input with a
+// *FieldError naming the field, so the CLI names the flag and the API points at the
+// JSON. It turns a typed Config into connections and components; the rules themselves
+// stay in the domain packages.
 package app
 
 import (
@@ -8,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -64,6 +69,15 @@ type Config struct {
 	LedgerKey             ed25519.PrivateKey
 	LedgerCheckpointEvery time.Duration
 
+	// API builds the /v1 HTTP API that serve mounts (the CLI sets internal/api's
+	// constructor; nil: serve has no API). A function, because the API is built on these
+	// Deps and calls this package's use cases.
+	API func(*Deps) (http.Handler, error)
+	// APIRate and APIBurst (HERALD_API_RATE, HERALD_API_BURST) limit each API key's
+	// requests per second, across every serve process (a key may have its own rate).
+	APIRate  float64
+	APIBurst int
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 }
@@ -93,6 +107,12 @@ func (c *Config) Defaults() {
 	}
 	if c.APIVersion == "" {
 		c.APIVersion = "v21.0"
+	}
+	if c.APIRate <= 0 {
+		c.APIRate = 20
+	}
+	if c.APIBurst <= 0 {
+		c.APIBurst = 40
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

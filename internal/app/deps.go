@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/apikeys"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -135,6 +136,7 @@ type Components struct {
 	Governor  *throttle.Governor
 	Delayed   *dispatcher.Delayed
 	Reactor   *dispatcher.Reactor // carries out provider refusals (workers' and failed statuses')
+	Keys      *apikeys.Store      // the /v1 API's keys
 }
 
 // Components builds the domain objects (Redis must be configured).
@@ -169,6 +171,7 @@ func (d *Deps) Components() (*Components, error) {
 		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps).WithQuietHours(d.Cfg.QuietHours),
 		Governor:  throttle.NewGovernor(rdb, p),
 		Delayed:   dispatcher.NewDelayed(rdb, p),
+		Keys:      apikeys.NewStore(rdb, p),
 	}
 	rc := dispatcher.ReactorConfig{Ledger: ledger, Policy: c.Policy, Campaigns: c.Campaigns, Contacts: contacts,
 		Pushback: pushback{c.Policy, c.Governor}, UndeliverableFor: d.Cfg.UndeliverableFor, Logger: d.Cfg.Logger}

@@ -19,6 +19,7 @@ import (
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/apikeys"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/templates"
@@ -281,13 +282,27 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	if keyFile != "" {
 		dev.Env["HERALD_LEDGER_SIGNING_KEY"] = keyFile
 	}
+	if c.API != nil {
+		// An admin key of the /v1 API for the second shell's curl (a fresh one each run:
+		// the store starts empty).
+		comp, err := dev.Deps.Components()
+		if err != nil {
+			return nil, err
+		}
+		k, err := comp.Keys.Create(ctx, apikeys.Spec{Name: "dev", Role: apikeys.Admin})
+		if err != nil {
+			return nil, err
+		}
+		dev.Env["HERALD_API_URL"] = dev.ServeURL
+		dev.Env["HERALD_API_KEY"] = k.Secret
+	}
 	dev.EnvFile = filepath.Join(dir, "env")
 	if err := os.WriteFile(dev.EnvFile, []byte(dev.envText()), 0o600); err != nil {
 		return nil, err
 	}
 	if o.Out != nil {
-		fmt.Fprintf(o.Out, "Herald dev stack is up.\n  webhooks  %s/webhooks/whatsapp\n  metrics   %s/metrics\n  sandbox   %s (token %q)\n\nIn another shell:  source %s   (or set these)\n%s\n",
-			dev.ServeURL, dev.ServeURL, dev.SandboxURL, DevSandboxToken, dev.EnvFile, dev.envText())
+		fmt.Fprintf(o.Out, "Herald dev stack is up.\n  webhooks  %s/webhooks/whatsapp\n  API       %s/v1 (OpenAPI at /v1/openapi.json; an admin key is HERALD_API_KEY below)\n  metrics   %s/metrics\n  sandbox   %s (token %q)\n\nIn another shell:  source %s   (or set these)\n%s\n",
+			dev.ServeURL, dev.ServeURL, dev.ServeURL, dev.SandboxURL, DevSandboxToken, dev.EnvFile, dev.envText())
 	}
 	ok = true
 	return dev, nil

@@ -102,8 +102,14 @@ func newServer(d *Deps) (*server.Server, error) {
 	} else {
 		d.Cfg.Logger.Warn("SMS webhooks off", "err", err)
 	}
+	var api http.Handler
+	if d.Cfg.API != nil {
+		if api, err = d.Cfg.API(d); err != nil {
+			return nil, fmt.Errorf("/v1 API: %w", err)
+		}
+	}
 	s := server.New(server.Config{
-		Clicks: codec, Track: track, SMS: smsHooks,
+		API: api, Clicks: codec, Track: track, SMS: smsHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,

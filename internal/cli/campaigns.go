@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 )
 
@@ -49,33 +49,12 @@ func campaignsCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				if _, err := segments.Parse(c.String("segment")); err != nil {
-					return usage("--segment: %w", err)
-				}
-				if r := c.Float64("max-error-rate"); r > 1 || (r < 0 && r != -1) {
-					return usage("--max-error-rate %v: want a share between 0 and 1, or -1", r)
-				}
-				if _, tracker, err := d.Links(); err != nil || (c.Bool("track-links") && tracker == nil) {
-					return usage("--track-links needs HERALD_CLICK_KEY and HERALD_CLICK_BASE_URL (the same on serve and the workers): %v", err)
-				}
-				if _, err := comp.Templates.Get(c.Context, c.String("template")); err != nil {
-					return usage("--template %q: %w (add it with `herald templates add FILE`)", c.String("template"), err)
-				}
-				if fb := c.String("fallback-template"); fb != "" {
-					t, err := comp.Templates.Get(c.Context, fb)
-					if err != nil {
-						return usage("--fallback-template %q: %w (add it with `herald templates add FILE`)", fb, err)
-					}
-					if t.Kind != templates.KindWhatsAppTemplate {
-						return usage("--fallback-template %q is a %s template: it must be an approved WhatsApp template (kind whatsapp_template), which may be sent outside the 24h window", fb, t.Kind)
-					}
-				}
-				cp, err := comp.Campaigns.Create(c.Context, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
+				cp, err := app.CreateCampaign(c.Context, d, comp, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
 					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Channel: c.String("channel"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
 					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
-					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")}, comp.Senders)
+					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")})
 				if err != nil {
-					return usage("%w", err)
+					return flagError(err, map[string]string{"senders": "sender"})
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, cp)
@@ -315,4 +294,18 @@ func campaignTransition(c *cli.Context, idArg func(*cli.Context) (string, error)
 		return err
 	}
 	return printStatus(c, st)
+}
+
+// flagError turns a use case's *app.FieldError into a usage error naming the flag
+// (the field's name with dashes, or as renamed); other errors pass as they are.
+func flagError(err error, rename map[string]string) error {
+	var fe *app.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	name, _, _ := strings.Cut(fe.Field, "/")
+	if r, ok := rename[name]; ok {
+		name = r
+	}
+	return usage("--%s: %w", strings.ReplaceAll(name, "_", "-"), fe.Err)
 }

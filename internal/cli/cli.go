@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/internal/api"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/throttle"
@@ -50,7 +51,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
-			auditCommand(), trackCommand(), ledgerCommand(),
+			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 		Before: func(c *cli.Context) error {
@@ -111,6 +112,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "quiet-hours", Usage: "default quiet period in each recipient's local time, e.g. 21:00-08:00 (campaigns may set their own)", EnvVars: []string{"HERALD_QUIET_HOURS"}},
 		&cli.StringFlag{Name: "allowed-days", Usage: "default days sends are allowed on, in the recipient's week, e.g. mon-sat", EnvVars: []string{"HERALD_ALLOWED_DAYS"}},
 		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
+		&cli.Float64Flag{Name: "api-rate", Value: 20, Usage: "requests per second each API key may make to the /v1 API, across every serve process (a key may have its own --rate)", EnvVars: []string{"HERALD_API_RATE"}},
+		&cli.IntFlag{Name: "api-burst", Value: 40, Usage: "requests an API key may make at once before its rate applies", EnvVars: []string{"HERALD_API_BURST"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or csv (csv where a command has rows)", EnvVars: []string{"HERALD_OUTPUT"}},
@@ -164,6 +167,7 @@ func config(c *cli.Context) (app.Config, error) {
 		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"), MaxInFlight: c.Int("max-in-flight"),
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
 		SMSAPIURL: c.String("sms-api-url"), PublicURL: c.String("public-url"),
+		API: api.Handler, APIRate: c.Float64("api-rate"), APIBurst: c.Int("api-burst"),
 		Logger: slog.New(h),
 	}
 	if err := ledgerConfig(c, &cfg); err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -41,25 +42,29 @@ func consentCommand() *cli.Command {
 				if comp.Ledger == nil {
 					return usage("consent %s: the ledger is a Kafka topic: set --kafka-brokers or HERALD_KAFKA_BROKERS", action)
 				}
-				id, err := comp.Contacts.LookupPhone(c.Context, c.Args().First())
-				if err != nil {
-					return usage("%s: %w (import the contact first)", c.Args().First(), err)
-				}
-				ch := throttle.Change{ContactID: id, Channel: c.String("channel"), Purpose: c.String("purpose"), Action: action,
+				ch := throttle.Change{Channel: c.String("channel"), Purpose: c.String("purpose"), Action: action,
 					Source: c.String("source"), Wording: c.String("wording"), WordingVersion: c.String("wording-version"),
 					IP: c.String("ip"), UserAgent: c.String("user-agent"), Actor: c.String("actor"), Proof: c.String("proof")}
 				if t := c.Timestamp("at"); t != nil {
 					ch.Time = *t
 				}
-				recs, err := comp.Ledger.Apply(c.Context, []throttle.Change{ch}, false)
+				recs, err := app.ChangeConsent(c.Context, comp, app.ContactRef{Phone: c.Args().First()}, ch)
+				var fe *app.FieldError
+				if errors.As(err, &fe) && fe.Field == "phone" {
+					return usage("%s: %w", c.Args().First(), fe.Err)
+				}
 				if err != nil {
-					return err
+					return flagError(err, nil)
+				}
+				id := uint32(0)
+				if len(recs) > 0 {
+					id = recs[0].ContactID
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, recs)
 				}
 				if len(recs) == 0 {
-					fmt.Fprintf(c.App.Writer, "no change: contact %d already has that consent state for %s/%s\n", id, ch.Channel, ch.Purpose)
+					fmt.Fprintf(c.App.Writer, "no change: %s already has that consent state for %s/%s\n", c.Args().First(), ch.Channel, ch.Purpose)
 					return nil
 				}
 				fmt.Fprintf(c.App.Writer, "recorded %s for contact %d (%s/%s): record %s, hash %s\n", action, id, ch.Channel, ch.Purpose, recs[0].ID, recs[0].Hash[:16])
@@ -91,21 +96,13 @@ func consentCommand() *cli.Command {
 				if err != nil {
 					return usage("%s: %w", c.Args().First(), err)
 				}
-				sups, err := comp.Policy.Suppressions(c.Context, c.String("channel"), []uint32{id})
+				rows, err := app.ContactConsent(c.Context, comp, id, []string{c.String("channel")}, c.StringSlice("purpose"))
 				if err != nil {
-					return err
+					return flagError(err, nil)
 				}
 				var sup *throttle.Suppression
-				if sups[0].Active(time.Now()) {
-					sup = &sups[0]
-				}
-				var rows []consentRow
-				for _, p := range c.StringSlice("purpose") {
-					st, err := comp.Policy.Consent(c.Context, c.String("channel"), p, []uint32{id})
-					if err != nil {
-						return err
-					}
-					rows = append(rows, consentRow{ContactID: id, Channel: c.String("channel"), Purpose: p, Granted: st[0].Granted, RecordID: st[0].RecordID, Suppression: sup})
+				if len(rows) > 0 {
+					sup = rows[0].Suppression
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, rows)
@@ -149,17 +146,4 @@ func consentCommand() *cli.Command {
 			},
 		}},
 	}
-}
-
-// consentRow is one row of consent show: a contact's consent for a channel and
-// purpose, and the ledger record it rests on (none: never granted nor revoked).
-type consentRow struct {
-	ContactID uint32 `json:"contact_id"`
-	Channel   string `json:"channel"`
-	Purpose   string `json:"purpose"`
-	Granted   bool   `json:"granted"`
-	RecordID  string `json:"record_id,omitempty"`
-	// Suppression keeps the contact off the channel for a while whatever its consent
-	// (the provider could not reach it: undeliverable); absent when none is in force.
-	Suppression *throttle.Suppression `json:"suppression,omitempty"`
 }

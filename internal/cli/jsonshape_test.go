@@ -13,6 +13,7 @@ import (
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/apikeys"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/server"
@@ -50,7 +51,7 @@ var jsonOutputs = []struct {
 	{"campaigns launch, status, pause, resume, cancel", out((*dispatcher.Campaigns).Status)},
 	{"campaigns list", out((*dispatcher.Campaigns).List)},
 	{"consent grant, consent revoke", out((*throttle.Ledger).Apply)},
-	{"consent show", typ[[]consentRow]()},
+	{"consent show", out(app.ContactConsent)},
 	{"consent rebuild", out((*throttle.Ledger).Rebuild)},
 	{"senders add", typ[dispatcher.Sender]()},
 	{"senders list", out((*dispatcher.Senders).List)},
@@ -71,6 +72,9 @@ var jsonOutputs = []struct {
 	{"ledger checkpoint", out((*throttle.Checkpointer).Checkpoint)},
 	{"track conversion", out(server.Track)},
 	{"migrate", typ[migrateResult]()},
+	{"keys create", out((*apikeys.Store).Create)},
+	{"keys list", out((*apikeys.Store).List)},
+	{"keys revoke", out((*apikeys.Store).Revoke)},
 	{"demo", typ[app.DemoResult]()},
 	{"bench segments", out(segments.RunBench)},
 	{"bench e2e", out(app.BenchE2E)},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/throttle"
@@ -36,10 +37,10 @@ func TestFallbackTemplateAndSuppressionShown(t *testing.T) {
 	}
 	create := []string{"campaigns", "create", "--segment", "vip", "--template", "thanks", "--sender", "1065"}
 	code, _, errOut := cmd(append(create, "--fallback-template", "thanks")...)
-	if code != 2 || !strings.Contains(errOut, `--fallback-template "thanks" is a text template`) {
+	if code != 2 || !strings.Contains(errOut, `--fallback-template: "thanks" is a text template`) {
 		t.Fatalf("a free-form fallback: exit %d, %s", code, errOut)
 	}
-	if code, _, errOut := cmd(append(create, "--fallback-template", "nope")...); code != 2 || !strings.Contains(errOut, `--fallback-template "nope"`) {
+	if code, _, errOut := cmd(append(create, "--fallback-template", "nope")...); code != 2 || !strings.Contains(errOut, `--fallback-template: "nope"`) {
 		t.Fatalf("a missing fallback: exit %d, %s", code, errOut)
 	}
 	code, out, errOut := cmd(append(create, "--fallback-template", "promo", "-o", "json")...)
@@ -49,10 +50,10 @@ func TestFallbackTemplateAndSuppressionShown(t *testing.T) {
 	}
 
 	// consent show: no suppression, then one in force, then one run out.
-	showJSON := func() []consentRow {
+	showJSON := func() []app.ConsentRow {
 		t.Helper()
 		code, out, errOut := cmd("consent", "show", "+66812345678", "-o", "json")
-		var rows []consentRow
+		var rows []app.ConsentRow
 		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 2 {
 			t.Fatalf("consent show: exit %d, %s%s", code, out, errOut)
 		}

@@ -25,6 +25,7 @@ type Topics struct {
 	Consent  string // key = contact id: the consent ledger's source of truth
 	Inbound  string // key = contact id: inbound messages
 	DLQ      string // key = sender id: jobs that cannot be sent
+	Audit    string // key = API key id: the /v1 API's audit records of mutating calls
 }
 
 // NewTopics returns the topic names under prefix ("herald." in production).
@@ -38,12 +39,13 @@ func NewTopics(prefix string) Topics {
 		Consent:  prefix + "consent",
 		Inbound:  prefix + "inbound",
 		DLQ:      prefix + "dlq",
+		Audit:    prefix + "audit",
 	}
 }
 
 // All lists the topics.
 func (t Topics) All() []string {
-	return []string{t.Outbound, t.Events, t.Consent, t.Inbound, t.DLQ}
+	return []string{t.Outbound, t.Events, t.Consent, t.Inbound, t.DLQ, t.Audit}
 }
 
 // Embedded is an in-process Kafka (kfake): a real wire-protocol server held in memory.

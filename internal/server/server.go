@@ -1,5 +1,6 @@
 // Package server is the HTTP face of `herald serve`: the WhatsApp webhook (GET challenge,
-// signed POSTs of statuses and inbound messages), /metrics, /healthz and /readyz. It
+// signed POSTs of statuses and inbound messages), /metrics, /healthz and /readyz, and
+// the mount point of the /v1 API (internal/api). It
 // verifies and translates; what a status or an inbound message means is decided by the
 // dispatcher (progress), throttle (window, consent) and the event contract.
 package server
@@ -59,6 +60,7 @@ type Config struct {
 	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
+	API           http.Handler // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -144,6 +146,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
+	}
+	if s.cfg.API != nil {
+		mux.Handle("/v1/", s.cfg.API)
 	}
 	if s.cfg.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))

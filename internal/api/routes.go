@@ -1,0 +1,37 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/herald-dev/herald/internal/apikeys"
+)
+
+// routeTable lists every operation of the API. Its paths and permissions are the
+// spec's (openapi.yaml, x-permission): TestRoutesMatchSpec holds them equal.
+func (a *API) routeTable() []route {
+	get, post, put := http.MethodGet, http.MethodPost, http.MethodPut
+	return []route{
+		{get, "/v1/openapi.json", "", a.openAPI},
+
+		{get, "/v1/contacts/{id}", apikeys.ContactsRead, a.getContact},
+		{put, "/v1/contacts/{id}", apikeys.ContactsWrite, a.putContact},
+		{post, "/v1/contacts", apikeys.ContactsWrite, a.postContact},
+		{post, "/v1/contacts:bulk", apikeys.ContactsWrite, a.bulkContacts},
+		{get, "/v1/contacts/{id}/consent", apikeys.ConsentRead, a.getConsent},
+		{post, "/v1/consent", apikeys.ConsentWrite, a.postConsent},
+
+		{get, "/v1/campaigns", apikeys.CampaignsRead, a.listCampaigns},
+		{post, "/v1/campaigns", apikeys.CampaignsWrite, a.createCampaign},
+		{get, "/v1/campaigns/{id}", apikeys.CampaignsRead, a.getCampaign},
+		{post, "/v1/campaigns/{id}/launch", apikeys.CampaignsLaunch, a.launchCampaign},
+		{post, "/v1/campaigns/{id}/pause", apikeys.CampaignsWrite, a.transition("pause")},
+		{post, "/v1/campaigns/{id}/resume", apikeys.CampaignsWrite, a.transition("resume")},
+		{post, "/v1/campaigns/{id}/cancel", apikeys.CampaignsWrite, a.transition("cancel")},
+		{get, "/v1/campaigns/{id}/progress", apikeys.CampaignsRead, a.progress},
+
+		{get, "/v1/reports/funnel", apikeys.ReportsRead, a.funnel},
+		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
+		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
+		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},
+	}
+}
