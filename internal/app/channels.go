@@ -142,6 +142,18 @@ func emailConfig(s dispatcher.Sender) (email.SenderConfig, error) {
 	sc := email.SenderConfig{Host: host, Port: p, TLS: email.TLSPolicy(s.Settings["tls"]), User: s.Settings["username"], Password: s.Token,
 		From: s.Settings["from"], FromName: s.Settings["from_name"], ReturnPath: s.Settings["return_path"],
 		DKIMDomain: s.Settings["dkim_domain"], DKIMSelector: s.Settings["dkim_selector"]}
+	for _, f := range []struct {
+		key string
+		to  *int
+	}{{"pool_size", &sc.PoolSize}, {"max_per_conn", &sc.MaxPerConn}} {
+		if v := s.Settings[f.key]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || f.key == "pool_size" && (n < 1 || n > 100) {
+				return sc, fmt.Errorf("sender %s: %s %q: want a whole number (pool_size 1 to 100, max_per_conn -1 for no limit)", s.ID, f.key, v)
+			}
+			*f.to = n
+		}
+	}
 	if sc.User != "" {
 		sc.Auth = email.AuthMechanism(strings.ToUpper(s.Settings["auth"]))
 		if sc.Auth == "" {
