@@ -33,6 +33,11 @@ type conn struct {
 	raw      net.Conn // under any TLS: deadlines set here reach the TLS layer too
 	sent     int
 	lastUsed time.Time
+	// pipelining: the server offers PIPELINING (RFC 2920), so MAIL, RCPT and DATA go in
+	// one write and their replies are read together. mailParams are the MAIL parameters
+	// go-mail's Mail would add for the server's extensions.
+	pipelining bool
+	mailParams string
 }
 
 // dialHolder carries the raw connection out of go-mail's dialer, and a cancellation in.
@@ -175,7 +180,15 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, fmt.Errorf("connect to %s: %w", p.addr(), dialError(err))
 	}
-	return &conn{cl: cl, raw: h.conn, lastUsed: time.Now()}, nil
+	c := &conn{cl: cl, raw: h.conn, lastUsed: time.Now()}
+	c.pipelining, _ = cl.Extension("PIPELINING")
+	if ok, _ := cl.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := cl.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
+	}
+	return c, nil
 }
 
 func (p *pool) addr() string { return net.JoinHostPort(p.sc.Host, strconv.Itoa(p.sc.Port)) }
