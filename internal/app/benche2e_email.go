@@ -455,6 +455,9 @@ func (b *emailBench) ceiling(ctx context.Context, round int, mails []benchMail) 
 		return r, err
 	}
 	st := sb.Stats()
+	if err := refusedNone(st); err != nil {
+		return r, err
+	}
 	recs := sb.TakeRecords()
 	r.Messages, r.Connections = st.Accepted-st0.Accepted, st.Connections-st0.Connections
 	if r.Messages != int64(len(mails)) || len(recs) != len(mails) {
@@ -567,6 +570,9 @@ func (b *emailBench) herald(ctx context.Context, round int, campaign string, pro
 	b.progress(fmt.Sprintf("herald %d: events into ClickHouse", round), 1, 1)
 
 	st1 := sb.Stats()
+	if err := refusedNone(st1); err != nil {
+		return r, err
+	}
 	recs := sb.TakeRecords()
 	seen := make(map[uint32]bool, len(recs))
 	for _, rec := range recs {
@@ -589,6 +595,17 @@ func (b *emailBench) herald(ctx context.Context, round int, campaign string, pro
 		r.CPUMSPerMsg = per(cpu) + r.WorkerCPUMSPerMsg + r.RedisCPUMSPerMsg + r.CHCPUMSPerMsg
 	}
 	return r, nil
+}
+
+// refusedNone checks that the sandbox refused nothing: both sides measure SMTP work, not
+// retries.
+func refusedNone(st emailsandbox.Stats) error {
+	for reply, n := range st.Refused {
+		if n > 0 {
+			return fmt.Errorf("the SMTP sandbox refused %d commands with %s: the bench wants a sandbox that takes everything", n, reply)
+		}
+	}
+	return nil
 }
 
 // splitHostPort splits a host:port address.

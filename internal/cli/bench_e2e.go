@@ -53,7 +53,7 @@ func benchE2ECommand() *cli.Command {
 			case "email":
 				return benchE2EEmail(c)
 			default:
-				return usage("bench e2e: --channel %q: want whatsapp or email", ch)
+				return usage("bench e2e: --channel %q: want whatsapp or email (sms has no bench yet)", ch)
 			}
 			n, s, r := c.Int("contacts"), c.Int("senders"), c.Float64("rate")
 			switch {
