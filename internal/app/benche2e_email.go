@@ -397,7 +397,9 @@ func (b *emailBench) mails(campaign string, cs []benchContact) ([]benchMail, err
 // ceiling sends mails with go-mail alone (no Herald code) over Senders × Conns
 // connections into the sandbox: one client per connection, dialled once, each driven
 // by a goroutine taking the next message, without the NOOP and RSET go-mail adds by
-// default (Herald's adapter sends neither). The clock runs from the first dial to the
+// default (Herald's adapter sends neither). go-mail waits for each command's reply where
+// Herald's adapter pipelines MAIL, RCPT and DATA: where round trips rather than CPU are
+// the limit, Herald can pass this ceiling. The clock runs from the first dial to the
 // last message; this process's CPU (the client and the sandbox) is its cost.
 func (b *emailBench) ceiling(ctx context.Context, round int, mails []benchMail) (E2ERound, error) {
 	stage := fmt.Sprintf("ceiling %d: go-mail alone", round)

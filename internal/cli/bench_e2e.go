@@ -27,7 +27,8 @@ func benchE2ECommand() *cli.Command {
 			"SMTP senders (default 4) of --connections pooled connections each into the SMTP sandbox (no\n" +
 			"greylisting, refusals or limits), and alternates them with the ceiling for the same SMTP work:\n" +
 			"go-mail alone (no Herald code) sending the same rendered messages over senders × connections\n" +
-			"connections into the same sandbox. Order: ceiling, Herald, ceiling, Herald … ceiling; each Herald\n" +
+			"connections into the same sandbox (go-mail waits for each reply; Herald pipelines MAIL, RCPT and\n" +
+			"DATA). Order: ceiling, Herald, ceiling, Herald … ceiling; each Herald\n" +
 			"round is compared with the mean of the ceilings around it, and the ratio's median and spread are\n" +
 			"reported. --output csv prints one row per round.",
 		Flags: []cli.Flag{
