@@ -135,7 +135,7 @@ func (c *Channel) Send(ctx context.Context, s dispatcher.Sender, m dispatcher.Me
 		}
 	}()
 	out.Reset()
-	id, to, err := c.compose(p.sc, m, out)
+	id, to, err := c.compose(p, m, out)
 	if err != nil {
 		return "", err
 	}
@@ -306,7 +306,8 @@ var dkimHeaders = []string{"From", "To", "Subject", "Date", "Message-ID", "MIME-
 
 // compose writes the message (signed when the sender has a DKIM key) to out and returns
 // its Message-ID and the recipient's address.
-func (c *Channel) compose(sc SenderConfig, m dispatcher.Message, out *bytes.Buffer) (id, to string, err error) {
+func (c *Channel) compose(p *pool, m dispatcher.Message, out *bytes.Buffer) (id, to string, err error) {
+	sc := p.sc
 	e := m.Rendered.Email
 	if e == nil {
 		return "", "", &dispatcher.SendError{Action: dispatcher.ActionFailJob,
@@ -325,17 +326,10 @@ func (c *Channel) compose(sc SenderConfig, m dispatcher.Message, out *bytes.Buff
 		id = randomMessageID(sc.MessageIDDomain) // not a campaign message: nothing to name
 	}
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	if sc.FromName != "" {
-		err = msg.FromFormat(sc.FromName, sc.From)
-	} else {
-		err = msg.From(sc.From)
-	}
-	if err == nil {
-		err = msg.To(to)
-	}
-	if err != nil {
-		return "", "", &dispatcher.SendError{Action: dispatcher.ActionFailJob, Err: fmt.Errorf("email: addresses: %w", err)}
-	}
+	// The addresses as parsed already (the sender's once, in newPool): go-mail would
+	// parse each again for every message.
+	msg.FromMailAddress(p.from)
+	msg.ToMailAddress(&mail.Address{Address: to})
 	msg.Subject(e.Subject)
 	msg.SetMessageIDWithValue(id)
 	msg.SetDateWithValue(c.now())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	netmail "net/mail"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,9 @@ import (
 // sends one message at a time, many in its life; a broken one is closed and replaced.
 type pool struct {
 	sc     SenderConfig
-	mc     *mail.Client  // dials, says EHLO, STARTTLS and AUTH; shared by the pool's connections
-	slots  chan struct{} // a token per open connection
+	from   *netmail.Address // sc's From and FromName
+	mc     *mail.Client     // dials, says EHLO, STARTTLS and AUTH; shared by the pool's connections
+	slots  chan struct{}    // a token per open connection
 	idle   chan *conn
 	closed atomic.Bool
 	dials  atomic.Int64
@@ -61,7 +63,8 @@ func (h *dialHolder) kill() {
 }
 
 func newPool(sc SenderConfig) (*pool, error) {
-	p := &pool{sc: sc, slots: make(chan struct{}, sc.PoolSize), idle: make(chan *conn, sc.PoolSize)}
+	p := &pool{sc: sc, from: &netmail.Address{Name: sc.FromName, Address: sc.From},
+		slots: make(chan struct{}, sc.PoolSize), idle: make(chan *conn, sc.PoolSize)}
 	tlsConf := &tls.Config{ServerName: sc.Host, MinVersion: tls.VersionTLS12}
 	if sc.TLSConfig != nil {
 		tlsConf = sc.TLSConfig.Clone()
