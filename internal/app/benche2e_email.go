@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -202,6 +204,9 @@ type emailBench struct {
 	senders  []string
 	rounds   [][]benchContact
 	worker   *exec.Cmd
+	// workerExited is closed once the worker process has exited, with workerErr.
+	workerExited chan struct{}
+	workerErr    error
 }
 
 func newEmailBench(ctx context.Context, dev *Dev, o EmailE2EOptions, progress func(string, int64, int64)) (*emailBench, error) {
@@ -275,10 +280,17 @@ func (b *emailBench) run(ctx context.Context, res *EmailE2EResult) error {
 		if err := b.worker.Start(); err != nil {
 			return fmt.Errorf("start the worker process: %w", err)
 		}
+		b.workerExited = make(chan struct{})
+		go func() {
+			b.workerErr = b.worker.Wait()
+			close(b.workerExited)
+		}()
 		defer func() {
-			if b.worker.ProcessState == nil {
+			select {
+			case <-b.workerExited:
+			default:
 				_ = b.worker.Process.Kill()
-				_ = b.worker.Wait()
+				<-b.workerExited
 			}
 		}()
 	}
@@ -320,7 +332,7 @@ func (b *emailBench) run(ctx context.Context, res *EmailE2EResult) error {
 	if b.worker != nil {
 		res.WorkerRSSMB = procstat.PeakRSSMB(b.worker.Process.Pid)
 		_ = b.worker.Process.Signal(syscall.SIGTERM)
-		_ = b.worker.Wait()
+		<-b.workerExited
 	} else {
 		res.WorkerRSSMB = procstat.PeakRSSMB(os.Getpid())
 	}
@@ -532,10 +544,10 @@ func (b *emailBench) herald(ctx context.Context, round int, campaign string, pro
 		if st.State == dispatcher.Completed {
 			break
 		}
-		if b.worker != nil && b.worker.ProcessState != nil {
-			return r, errors.New("the worker process exited")
-		}
 		select {
+		case <-b.workerExited: // nil (never ready) when the worker runs in this process
+			return r, fmt.Errorf("herald %d: the worker process exited (its output is in %s unless that directory was temporary): %w",
+				round, filepath.Join(b.o.DataDir, "worker.log"), cmp.Or(b.workerErr, errors.New("exit status 0")))
 		case err := <-launched:
 			if err != nil {
 				return r, fmt.Errorf("launch: %w", err)
