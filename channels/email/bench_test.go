@@ -47,7 +47,8 @@ func BenchmarkSend(b *testing.B) {
 
 // BenchmarkRawSMTP sends the same messages with go-mail alone (no Herald code) over the
 // same number of connections: one go-mail Client per connection, dialled once, sending
-// one message after another without NOOP or RSET (the round trips Herald makes).
+// one message after another without NOOP or RSET (Herald sends neither). go-mail waits
+// for each command's reply; Herald's adapter pipelines MAIL, RCPT and DATA (RFC 2920).
 func BenchmarkRawSMTP(b *testing.B) {
 	sb := startSandbox(b, sandbox.Config{})
 	sc := senderFor(b, sb.Addr())

@@ -73,6 +73,9 @@ func TestSendTextAndHTML(t *testing.T) {
 		if got := r.Header.Get("From"); got != `"Shop News" <news@shop.example>` {
 			t.Errorf("message %d: From %q", i, got)
 		}
+		if got := r.Header.Get("To"); got != "<ann@mail.example>" {
+			t.Errorf("message %d: To %q", i, got)
+		}
 		if want := "42:9"; !strings.HasPrefix(r.Callback, want) {
 			t.Errorf("message %d: X-Herald-Callback %q", i, r.Callback)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	netmail "net/mail"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,8 +22,9 @@ import (
 // sends one message at a time, many in its life; a broken one is closed and replaced.
 type pool struct {
 	sc     SenderConfig
-	mc     *mail.Client  // dials, says EHLO, STARTTLS and AUTH; shared by the pool's connections
-	slots  chan struct{} // a token per open connection
+	from   *netmail.Address // sc's From and FromName
+	mc     *mail.Client     // dials, says EHLO, STARTTLS and AUTH; shared by the pool's connections
+	slots  chan struct{}    // a token per open connection
 	idle   chan *conn
 	closed atomic.Bool
 	dials  atomic.Int64
@@ -33,6 +35,11 @@ type conn struct {
 	raw      net.Conn // under any TLS: deadlines set here reach the TLS layer too
 	sent     int
 	lastUsed time.Time
+	// pipelining: the server offers PIPELINING (RFC 2920), so MAIL, RCPT and DATA go in
+	// one write and their replies are read together. mailParams are the MAIL parameters
+	// go-mail's Mail would add for the server's extensions.
+	pipelining bool
+	mailParams string
 }
 
 // dialHolder carries the raw connection out of go-mail's dialer, and a cancellation in.
@@ -56,7 +63,8 @@ func (h *dialHolder) kill() {
 }
 
 func newPool(sc SenderConfig) (*pool, error) {
-	p := &pool{sc: sc, slots: make(chan struct{}, sc.PoolSize), idle: make(chan *conn, sc.PoolSize)}
+	p := &pool{sc: sc, from: &netmail.Address{Name: sc.FromName, Address: sc.From},
+		slots: make(chan struct{}, sc.PoolSize), idle: make(chan *conn, sc.PoolSize)}
 	tlsConf := &tls.Config{ServerName: sc.Host, MinVersion: tls.VersionTLS12}
 	if sc.TLSConfig != nil {
 		tlsConf = sc.TLSConfig.Clone()
@@ -175,7 +183,15 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, fmt.Errorf("connect to %s: %w", p.addr(), dialError(err))
 	}
-	return &conn{cl: cl, raw: h.conn, lastUsed: time.Now()}, nil
+	c := &conn{cl: cl, raw: h.conn, lastUsed: time.Now()}
+	c.pipelining, _ = cl.Extension("PIPELINING")
+	if ok, _ := cl.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := cl.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
+	}
+	return c, nil
 }
 
 func (p *pool) addr() string { return net.JoinHostPort(p.sc.Host, strconv.Itoa(p.sc.Port)) }

@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -143,6 +143,18 @@ func emailConfig(s dispatcher.Sender) (email.SenderConfig, error) {
 	sc := email.SenderConfig{Host: host, Port: p, TLS: email.TLSPolicy(s.Settings["tls"]), User: s.Settings["username"], Password: s.Token,
 		From: s.Settings["from"], FromName: s.Settings["from_name"], ReturnPath: s.Settings["return_path"],
 		DKIMDomain: s.Settings["dkim_domain"], DKIMSelector: s.Settings["dkim_selector"]}
+	for _, f := range []struct {
+		key string
+		to  *int
+	}{{"pool_size", &sc.PoolSize}, {"max_per_conn", &sc.MaxPerConn}} {
+		if v := s.Settings[f.key]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || f.key == "pool_size" && (n < 1 || n > 100) {
+				return sc, fmt.Errorf("sender %s: %s %q: want a whole number (pool_size 1 to 100, max_per_conn -1 for no limit)", s.ID, f.key, v)
+			}
+			*f.to = n
+		}
+	}
 	if sc.User != "" {
 		sc.Auth = email.AuthMechanism(strings.ToUpper(s.Settings["auth"]))
 		if sc.Auth == "" {
@@ -165,8 +177,14 @@ func emailConfig(s dispatcher.Sender) (email.SenderConfig, error) {
 // configuration from the registry before its first send and again when it changes.
 type emailSenders struct {
 	ch   *email.Channel
-	mu   sync.Mutex
-	seen map[string]string // sender id → its settings and secret, as last handed over
+	mu   sync.RWMutex
+	seen map[string]handedOver // by sender id
+}
+
+// handedOver is a sender's settings and secret as last handed to the adapter.
+type handedOver struct {
+	settings map[string]string
+	token    string
 }
 
 var _ dispatcher.Channel = (*emailSenders)(nil)
@@ -178,12 +196,18 @@ func (a *emailSenders) Send(ctx context.Context, s dispatcher.Sender, m dispatch
 	return a.ch.Send(ctx, s, m)
 }
 
+// ensure hands s's configuration over unless it is the one handed over last: a
+// comparison of a few strings per send, under a read lock.
 func (a *emailSenders) ensure(s dispatcher.Sender) error {
-	b, _ := json.Marshal(s.Settings)
-	key := string(b) + "\x00" + s.Token
+	a.mu.RLock()
+	h, ok := a.seen[s.ID]
+	a.mu.RUnlock()
+	if ok && h.token == s.Token && maps.Equal(h.settings, s.Settings) {
+		return nil
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.seen[s.ID] == key {
+	if h, ok := a.seen[s.ID]; ok && h.token == s.Token && maps.Equal(h.settings, s.Settings) {
 		return nil
 	}
 	sc, err := emailConfig(s)
@@ -193,7 +217,7 @@ func (a *emailSenders) ensure(s dispatcher.Sender) error {
 	if err := a.ch.SetSender(s.ID, sc); err != nil {
 		return err
 	}
-	a.seen[s.ID] = key
+	a.seen[s.ID] = handedOver{settings: maps.Clone(s.Settings), token: s.Token}
 	return nil
 }
 
@@ -203,7 +227,7 @@ func (d *Deps) Email() (*emailSenders, error) {
 		var ch *email.Channel
 		ch, d.emailErr = email.New(email.Config{MaxRetryAfter: d.Cfg.EmailMaxRetryAfter, Logger: d.Cfg.Logger})
 		if d.emailErr == nil {
-			d.email = &emailSenders{ch: ch, seen: map[string]string{}}
+			d.email = &emailSenders{ch: ch, seen: map[string]handedOver{}}
 		}
 	})
 	return d.email, d.emailErr

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,7 +14,7 @@ import (
 func benchE2ECommand() *cli.Command {
 	return &cli.Command{
 		Name:  "e2e",
-		Usage: "the whole pipeline in one run, against the HTTP ceiling of the same machine",
+		Usage: "the whole pipeline in one run, against the ceiling of the same machine (HTTP for WhatsApp, SMTP for email)",
 		Description: "Starts private Redis and ClickHouse, embedded Kafka, the WhatsApp sandbox (throughput limited\n" +
 			"to --rate per number, like Meta), serve, sink and a scheduler in this process and the worker as\n" +
 			"its own process, then sends one campaign of --contacts opted-in contacts over --senders senders\n" +
@@ -21,17 +22,40 @@ func benchE2ECommand() *cli.Command {
 			"It reports messages/s, CPU seconds per 1,000 messages, the worker's peak RSS, p50/p99 from launch\n" +
 			"to the provider accepting the send, and in the same run the ceiling for the same HTTP work: the\n" +
 			"raw requests/s a Go client gets from the sandbox alone, divided by the HTTP requests one message\n" +
-			"cost in the pipeline (its send plus its share of webhook POSTs). ratio = messages/s ÷ ceiling.",
+			"cost in the pipeline (its send plus its share of webhook POSTs). ratio = messages/s ÷ ceiling.\n\n" +
+			"--channel email sends --rounds email campaigns of --contacts each (default 20,000) over --senders\n" +
+			"SMTP senders (default 4) of --connections pooled connections each into the SMTP sandbox (no\n" +
+			"greylisting, refusals or limits), and alternates them with the ceiling for the same SMTP work:\n" +
+			"go-mail alone (no Herald code) sending the same rendered messages over senders × connections\n" +
+			"connections into the same sandbox (go-mail waits for each reply; Herald pipelines MAIL, RCPT and\n" +
+			"DATA). Order: ceiling, Herald, ceiling, Herald … ceiling; each Herald\n" +
+			"round is compared with the mean of the ceilings around it, and the ratio's median and spread are\n" +
+			"reported. --output csv prints one row per round.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "contacts", Value: 100_000, Usage: "audience size"},
-			&cli.IntFlag{Name: "senders", Value: 20, Usage: "senders (phone numbers) the campaign spreads over"},
-			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "msg/s per sender (the sandbox refuses more with 130429)"},
+			&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "whatsapp or email"},
+			&cli.IntFlag{Name: "contacts", Value: 100_000, Usage: "audience size (email: per round, default 20,000)"},
+			&cli.IntFlag{Name: "senders", Value: 20, Usage: "senders (phone numbers; email: SMTP senders, default 4) the campaign spreads over"},
+			&cli.Float64Flag{Name: "rate", Value: 1000, Usage: "msg/s per sender (the WhatsApp sandbox refuses more with 130429; email default 10,000: not the limit)"},
+			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "email: Herald rounds, each between two ceiling rounds"},
+			&cli.IntFlag{Name: "connections", Value: 4, Usage: "email: SMTP connections per sender (its pool_size), for Herald and the ceiling alike"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run the worker inside this process instead of its own"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
 		},
 		Action: func(c *cli.Context) error {
+			switch ch := c.String("channel"); ch {
+			case "whatsapp":
+				for _, f := range []string{"rounds", "connections"} {
+					if c.IsSet(f) {
+						return usage("bench e2e: --%s applies to --channel email", f)
+					}
+				}
+			case "email":
+				return benchE2EEmail(c)
+			default:
+				return usage("bench e2e: --channel %q: want whatsapp or email (sms has no bench yet)", ch)
+			}
 			n, s, r := c.Int("contacts"), c.Int("senders"), c.Float64("rate")
 			switch {
 			case n <= 0 || n > 50_000_000:
@@ -45,31 +69,15 @@ func benchE2ECommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			dir := c.String("data-dir")
-			if dir == "" {
-				if dir, err = os.MkdirTemp("", "herald-e2e-"); err != nil {
-					return err
-				}
-				defer os.RemoveAll(dir)
+			dir, cleanup, err := benchDataDir(c)
+			if err != nil {
+				return err
 			}
+			defer cleanup()
 			o := app.E2EOptions{DataDir: dir, Contacts: n, Senders: s, Rate: r}
 			if !c.Bool("in-process") {
-				exe, err := os.Executable()
-				if err != nil {
+				if o.WorkerCmd, err = benchWorkerProcess(c, dir); err != nil {
 					return err
-				}
-				logPath := filepath.Join(dir, "worker.log")
-				o.WorkerCmd = func(env []string) *exec.Cmd {
-					args := []string{"worker"}
-					if p := c.String("worker-cpu-profile"); p != "" {
-						args = append([]string{"--cpu-profile", p}, args...)
-					}
-					cmd := exec.Command(exe, args...)
-					cmd.Env = env
-					if f, err := os.Create(logPath); err == nil {
-						cmd.Stdout, cmd.Stderr = f, f
-					}
-					return cmd
 				}
 			}
 			if p := c.String("campaign-cpu-profile"); p != "" {
@@ -94,4 +102,107 @@ func benchE2ECommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// benchE2EEmail runs `herald bench e2e --channel email`.
+func benchE2EEmail(c *cli.Context) error {
+	o := app.EmailE2EOptions{Contacts: 20_000, Senders: 4, Conns: c.Int("connections"), Rate: 10_000, Rounds: c.Int("rounds")}
+	if c.IsSet("contacts") {
+		o.Contacts = c.Int("contacts")
+	}
+	if c.IsSet("senders") {
+		o.Senders = c.Int("senders")
+	}
+	if c.IsSet("rate") {
+		o.Rate = c.Float64("rate")
+	}
+	switch {
+	case o.Contacts <= 0 || o.Contacts > 10_000_000:
+		return usage("bench e2e: --contacts %d: want 1 to 10,000,000 per round", o.Contacts)
+	case o.Senders <= 0 || o.Senders > 100:
+		return usage("bench e2e: --senders %d: want 1 to 100 for email", o.Senders)
+	case o.Conns <= 0 || o.Conns > 100:
+		return usage("bench e2e: --connections %d: want 1 to 100", o.Conns)
+	case !(o.Rate > 0 && o.Rate <= 100_000):
+		return usage("bench e2e: --rate %v: want (0, 100000] msg/s", o.Rate)
+	case o.Rounds <= 0 || o.Rounds > 50:
+		return usage("bench e2e: --rounds %d: want 1 to 50", o.Rounds)
+	case int64(o.Contacts)*int64(o.Rounds) > 20_000_000:
+		return usage("bench e2e: --contacts × --rounds is %d: want at most 20,000,000", int64(o.Contacts)*int64(o.Rounds))
+	}
+	format, err := outputFormat(c)
+	if err != nil {
+		return err
+	}
+	cfg, err := config(c)
+	if err != nil {
+		return err
+	}
+	dir, cleanup, err := benchDataDir(c)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	o.DataDir = dir
+	if !c.Bool("in-process") {
+		if o.WorkerCmd, err = benchWorkerProcess(c, dir); err != nil {
+			return err
+		}
+	}
+	if p := c.String("campaign-cpu-profile"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.CampaignProfile = f
+	}
+	var finish func()
+	o.Progress, finish = stageProgress(c, "bench e2e")
+	res, err := app.BenchE2EEmail(c.Context, cfg, o)
+	finish()
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "json":
+		return printJSON(c.App.Writer, res)
+	case "csv":
+		return app.WriteE2ERoundsCSV(c.App.Writer, res.Rounds)
+	}
+	app.PrintEmailE2E(c.App.Writer, res)
+	return nil
+}
+
+// benchDataDir is --data-dir, or a temporary directory removed by cleanup.
+func benchDataDir(c *cli.Context) (dir string, cleanup func(), err error) {
+	if dir = c.String("data-dir"); dir != "" {
+		return dir, func() {}, nil
+	}
+	if dir, err = os.MkdirTemp("", "herald-e2e-"); err != nil {
+		return "", nil, err
+	}
+	return dir, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// benchWorkerProcess returns how to start the worker as its own process (this binary's
+// `worker`), logging to dir/worker.log.
+func benchWorkerProcess(c *cli.Context, dir string) (func(env []string) *exec.Cmd, error) {
+	args := []string{"worker"}
+	if p := c.String("worker-cpu-profile"); p != "" {
+		args = append([]string{"--cpu-profile", p}, args...)
+	}
+	proto, err := benchWorkerCommand(c.Context, args...)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "worker.log")
+	return func(env []string) *exec.Cmd {
+		cmd := exec.Command(proto.Path, proto.Args[1:]...)
+		cmd.Env = append(slices.Clip(proto.Env), env...)
+		if f, err := os.Create(logPath); err == nil {
+			cmd.Stdout, cmd.Stderr = f, f
+		}
+		return cmd
+	}, nil
 }

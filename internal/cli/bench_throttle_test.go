@@ -9,16 +9,28 @@ import (
 	"testing"
 )
 
-const benchWorkerEnv = "HERALD_TEST_BENCH_THROTTLE_WORKER"
+const benchWorkerEnv = "HERALD_TEST_BENCH_WORKER"
 
-// TestBenchThrottleWorkerProcess is not a test: it is the worker process of
-// TestBenchThrottle, this test binary re-run as `herald bench throttle-worker …`.
-func TestBenchThrottleWorkerProcess(t *testing.T) {
+// TestBenchWorkerProcess is not a test: it is a worker process of the bench tests, this
+// test binary re-run as `herald ARGS…` (see workerProcessesFromTestBinary).
+func TestBenchWorkerProcess(t *testing.T) {
 	if os.Getenv(benchWorkerEnv) != "1" {
-		t.Skip("the worker process of TestBenchThrottle")
+		t.Skip("a worker process of the bench tests")
 	}
 	i := slices.Index(os.Args, "--")
 	os.Exit(Run(context.Background(), append([]string{"herald"}, os.Args[i+1:]...), os.Stdin, os.Stdout, os.Stderr))
+}
+
+// workerProcessesFromTestBinary makes the bench commands start their worker processes
+// from this test binary (a test binary is not herald) until the test ends.
+func workerProcessesFromTestBinary(t *testing.T) {
+	prev := benchWorkerCommand
+	benchWorkerCommand = func(ctx context.Context, args ...string) (*exec.Cmd, error) {
+		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"-test.run=^TestBenchWorkerProcess$", "--"}, args...)...)
+		cmd.Env = append(os.Environ(), benchWorkerEnv+"=1")
+		return cmd, nil
+	}
+	t.Cleanup(func() { benchWorkerCommand = prev })
 }
 
 // The command wiring end to end, briefly: two worker processes, a private Redis, the
@@ -28,13 +40,7 @@ func TestBenchThrottle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server and worker processes")
 	}
-	prev := benchWorkerCommand
-	benchWorkerCommand = func(ctx context.Context, args ...string) (*exec.Cmd, error) {
-		cmd := exec.CommandContext(ctx, os.Args[0], append([]string{"-test.run=^TestBenchThrottleWorkerProcess$", "--"}, args...)...)
-		cmd.Env = append(os.Environ(), benchWorkerEnv+"=1")
-		return cmd, nil
-	}
-	t.Cleanup(func() { benchWorkerCommand = prev })
+	workerProcessesFromTestBinary(t)
 
 	code, out, errOut := run("bench", "throttle", "--processes", "2", "--rate", "50", "--duration", "2s",
 		"--policy-contacts", "2000", "--policy-duration", "200ms", "-o", "json")

@@ -78,6 +78,7 @@ var jsonOutputs = []struct {
 	{"demo", typ[app.DemoResult]()},
 	{"bench segments", out(segments.RunBench)},
 	{"bench e2e", out(app.BenchE2E)},
+	{"bench e2e --channel email", out(app.BenchE2EEmail)},
 	{"bench throttle", typ[ThrottleBenchResult]()},
 }
 

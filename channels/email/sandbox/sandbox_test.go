@@ -81,6 +81,9 @@ func TestSessionWithGoSMTPClient(t *testing.T) {
 		recs[0].User != "u" || recs[0].Fate != FateBounce || recs[0].From != "bounces@shop.example" {
 		t.Fatalf("records %+v", recs)
 	}
+	if taken := sb.TakeRecords(); len(taken) != 1 || taken[0].MessageID != "m1@shop.example" || len(sb.Records()) != 0 || sb.Stats().Accepted != 1 {
+		t.Fatalf("TakeRecords %+v, then Records %+v, Stats %+v", taken, sb.Records(), sb.Stats())
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
