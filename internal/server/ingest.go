@@ -29,7 +29,7 @@ func (s *Server) IngestReports(ctx context.Context, reports []dispatcher.Report)
 	for _, r := range reports {
 		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
 	}
-	return s.ingest(ctx, Batch{Reports: reports})
+	return s.commit.Submit(Batch{Reports: reports})
 }
 
 // lookup finds the contact with an address on a channel (0 when there is none).
@@ -178,6 +178,15 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	// recording it (claimed, never finished) is settled here: its sent event, with the
 	// consent its policy check relied on, goes out before the outcome is recorded, so a
 	// failed publish leaves it in doubt for the provider's retry of this webhook.
+	keys := make([]dispatcher.Key, len(statuses))
+	for i, st := range statuses {
+		keys[i] = st.Key
+	}
+	release, err := s.settling.acquire(ctx, keys)
+	if err != nil {
+		return err
+	}
+	defer release()
 	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
 	if err != nil {
 		return err

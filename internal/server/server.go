@@ -59,6 +59,7 @@ type Config struct {
 	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
+	Group         GroupConfig  // group commit of concurrent webhook requests
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -69,10 +70,13 @@ type Server struct {
 	cfg         Config
 	log         *slog.Logger
 	stop, start map[string]bool
+	commit      *committer
+	settling    keyLocks
 	m           struct {
 		webhooks *prometheus.CounterVec
 		statuses *prometheus.CounterVec
 		latency  prometheus.Histogram
+		group    prometheus.Histogram
 	}
 }
 
@@ -105,6 +109,9 @@ func New(cfg Config) *Server {
 	s.m.webhooks = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhooks_total", Help: "Webhook requests by result."}, []string{"result"})
 	s.m.statuses = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_statuses_total", Help: "Statuses received by status."}, []string{"status"})
 	s.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_seconds", Help: "Webhook handling time.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	s.m.group = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_group_requests", Help: "Webhook requests carried out together by one group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	s.commit = newCommitter(cfg.Group, s.ingest)
+	s.commit.observe = func(requests, _ int) { s.m.group.Observe(float64(requests)) }
 	return s
 }
 
@@ -187,15 +194,27 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	for _, r := range b.Reports {
 		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
 	}
-	if err := s.ingest(r.Context(), b); err != nil {
-		// Meta retries non-200 responses: nothing is lost.
-		s.m.webhooks.WithLabelValues("error").Inc()
-		s.log.Error("webhook not processed; the provider will retry", "err", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+	if err := s.commit.Submit(b); err != nil {
+		s.unavailable(w, err)
 		return
 	}
 	s.m.webhooks.WithLabelValues("ok").Inc()
 	io.WriteString(w, "ok")
+}
+
+// unavailable answers 503 to a request whose batch was not carried out: Meta (and the
+// other providers) retry non-200 responses, and ingestion is idempotent, so nothing is
+// lost and nothing counts twice.
+func (s *Server) unavailable(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrOverloaded) {
+		s.m.webhooks.WithLabelValues("overloaded").Inc()
+		s.log.Warn("webhook refused: queue full; the provider will retry")
+	} else {
+		s.m.webhooks.WithLabelValues("error").Inc()
+		s.log.Error("webhook not processed; the provider will retry", "err", err)
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 }
 
 // Why a webhook request was refused: ReadWhatsApp and ReadSMS wrap one of these. A
