@@ -74,6 +74,7 @@ var jsonOutputs = []struct {
 	{"demo", typ[app.DemoResult]()},
 	{"bench segments", out(segments.RunBench)},
 	{"bench e2e", out(app.BenchE2E)},
+	{"bench webhooks", out(app.BenchWebhooks)},
 	{"bench throttle", typ[ThrottleBenchResult]()},
 }
 
