@@ -174,11 +174,18 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 	}
 	for _, conc := range o.Concurrency {
 		idx := take(o.Posts)
-		progress(fmt.Sprintf("serve, %d connections", conc), 0, int64(len(idx)))
+		progress(fmt.Sprintf("serve and ceiling, %d connections", conc), 0, int64(len(idx)))
 		st := WebhookBenchStep{Concurrency: conc, Posts: len(idx)}
-		r := closedLoop(ctx, serveURL, bodies, idx, conc)
+		// Serve and the ceiling take turns on slices of the same POSTs, so that other load
+		// on the machine weighs on both alike.
+		var sr, cr loopResult
+		for part := range benchRounds {
+			lo, hi := part*len(idx)/benchRounds, (part+1)*len(idx)/benchRounds
+			sr.add(closedLoop(ctx, serveURL, bodies, idx[lo:hi], conc))
+			cr.add(closedLoop(ctx, rawURL, bodies, idx[lo:hi], conc))
+		}
 		accMu.Lock()
-		for i, ok := range r.ok {
+		for i, ok := range sr.ok {
 			if ok {
 				accepted[idx[i]] = true
 				st.Accepted++
@@ -186,12 +193,10 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		}
 		accMu.Unlock()
 		st.Refused = st.Posts - st.Accepted
-		st.PostsPerSecond = float64(st.Accepted) / r.elapsed.Seconds()
-		st.LatencyP50Ms, st.LatencyP99Ms = quantileMs(r.lat, 0.50), quantileMs(r.lat, 0.99)
-		progress(fmt.Sprintf("ceiling, %d connections", conc), 0, int64(len(idx)))
-		c := closedLoop(ctx, rawURL, bodies, idx, conc)
-		st.CeilingPerSecond = float64(len(idx)) / c.elapsed.Seconds()
-		st.CeilingLatencyP50Ms, st.CeilingLatencyP99Ms = quantileMs(c.lat, 0.50), quantileMs(c.lat, 0.99)
+		st.PostsPerSecond = float64(st.Accepted) / sr.elapsed.Seconds()
+		st.LatencyP50Ms, st.LatencyP99Ms = quantileMs(sr.lat, 0.50), quantileMs(sr.lat, 0.99)
+		st.CeilingPerSecond = float64(len(idx)) / cr.elapsed.Seconds()
+		st.CeilingLatencyP50Ms, st.CeilingLatencyP99Ms = quantileMs(cr.lat, 0.50), quantileMs(cr.lat, 0.99)
 		if st.CeilingPerSecond > 0 {
 			st.Ratio = st.PostsPerSecond / st.CeilingPerSecond
 		}
@@ -206,7 +211,7 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		n := max(1, int(rate*o.OpenFor.Seconds()))
 		idx := take(n)
 		progress(fmt.Sprintf("open loop at %.0f POSTs/s", rate), 0, int64(n))
-		r := openLoop(ctx, serveURL, bodies, idx, rate)
+		r := openLoop(ctx, serveURL, bodies, idx, rate, slices.Max(o.Concurrency))
 		ol := WebhookBenchOpen{TargetPerSecond: rate, Posts: n}
 		for i, ok := range r.ok {
 			if ok {
@@ -383,6 +388,15 @@ type loopResult struct {
 	elapsed time.Duration
 }
 
+// benchRounds is how many turns serve and the ceiling take within a step.
+const benchRounds = 4
+
+func (r *loopResult) add(o loopResult) {
+	r.ok = append(r.ok, o.ok...)
+	r.lat = append(r.lat, o.lat...)
+	r.elapsed += o.elapsed
+}
+
 func postSigned(ctx context.Context, hc *http.Client, url string, b signedBody) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b.body))
 	if err != nil {
@@ -427,12 +441,14 @@ func closedLoop(ctx context.Context, url string, bodies []signedBody, idx []int,
 	return r
 }
 
-// openLoop starts POST i at start + i/rate whatever became of the others (up to 1,024
-// in flight), and counts each one's latency from when it was due, so that a stall shows
-// in the latency of everything queued behind it.
-func openLoop(ctx context.Context, url string, bodies []signedBody, idx []int, rate float64) loopResult {
-	const maxInFlight = 1024
-	hc := benchClient(256)
+// openLoop starts POST i at start + i/rate whatever became of the others, over at most
+// conns connections (as a provider posts over a bounded pool; a POST waits for a free
+// one), and counts each one's latency from when it was due, so that a stall shows in
+// the latency of everything queued behind it.
+func openLoop(ctx context.Context, url string, bodies []signedBody, idx []int, rate float64, conns int) loopResult {
+	const maxInFlight = 4096
+	hc := benchClient(conns)
+	hc.Transport.(*http.Transport).MaxConnsPerHost = conns
 	defer hc.CloseIdleConnections()
 	r := loopResult{ok: make([]bool, len(idx)), lat: make([]time.Duration, len(idx))}
 	sem := make(chan struct{}, maxInFlight)
