@@ -15,9 +15,9 @@ import (
 // per kind of work), and every request is answered with the shared outcome. A request
 // that finds no flush running starts one at once, so a lone request waits for nobody;
 // under load, requests gather while the flushes in flight finish, and a group grows with
-// the load (up to MaxItems). 200 means the request's events are in Kafka; any error
-// answers every request of the group 503, and the provider's retry is harmless because
-// ingestion is idempotent.
+// the load (up to MaxItems). 200 means the request's events are in Kafka; when a group
+// fails, its requests are tried one by one in the time left, and each that still fails
+// is answered 503: the provider's retry is harmless because ingestion is idempotent.
 
 // GroupConfig tunes the group commit of webhook requests. Zero values take the defaults.
 type GroupConfig struct {
@@ -29,8 +29,8 @@ type GroupConfig struct {
 	// MaxQueue bounds the items waiting or being carried out (default 20000): a request
 	// that would pass it is answered 503 at once, so memory stays bounded whatever the load.
 	MaxQueue int
-	// Timeout is the longest a request waits for its outcome (default 2 s, well under the
-	// provider's own timeout): when Kafka or Redis is down, the request gets 503 by then.
+	// Timeout is the longest a request waits for its outcome (default 2 s): when Kafka or
+	// Redis is down, the request gets 503 by then rather than hang.
 	Timeout time.Duration
 	// Pause is how long requests are refused at once (503) after a group failed
 	// (default 250 ms; negative: never): while Kafka or Redis is down, the provider's
@@ -191,9 +191,23 @@ func (c *committer) lead(g *group) {
 		c.observe(len(ws), items(all))
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), g.deadline)
+	defer cancel()
 	err := c.flush(ctx, all)
-	cancel()
-	c.release(ws, err)
+	if err == nil || len(ws) == 1 || ctx.Err() != nil {
+		c.release(ws, err)
+		return
+	}
+	// One request may carry what fails every time (a batch the Reactor refuses…): carry
+	// the requests out one by one, in the time left, so that it fails alone rather than
+	// taking every group it joins down with it. While Kafka or Redis is down they all
+	// fail again, fast.
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		if errs[i] = ctx.Err(); errs[i] == nil {
+			errs[i] = c.flush(ctx, w.b)
+		}
+	}
+	c.releaseEach(ws, errs)
 }
 
 // take closes g to joiners and returns its waiters.
@@ -208,18 +222,31 @@ func (c *committer) take(g *group) []*waiter {
 }
 
 func (c *committer) release(ws []*waiter, err error) {
-	n := 0
-	for _, w := range ws {
+	errs := make([]error, len(ws))
+	for i := range errs {
+		errs[i] = err
+	}
+	c.releaseEach(ws, errs)
+}
+
+// releaseEach answers each waiter with its outcome; when all failed, new requests are
+// refused for Pause.
+func (c *committer) releaseEach(ws []*waiter, errs []error) {
+	n, failed := 0, 0
+	for i, w := range ws {
 		n += items(w.b)
+		if errs[i] != nil {
+			failed++
+		}
 	}
 	c.mu.Lock()
 	c.queued -= n
-	if err != nil && c.cfg.Pause > 0 {
+	if failed == len(ws) && c.cfg.Pause > 0 {
 		c.failUntil = time.Now().Add(c.cfg.Pause)
 	}
 	c.mu.Unlock()
-	for _, w := range ws {
-		w.err = err
+	for i, w := range ws {
+		w.err = errs[i]
 		close(w.done)
 	}
 }

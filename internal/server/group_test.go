@@ -435,3 +435,37 @@ func randomBatch(t *testing.T, r *rand.Rand, contacts []uint32) Batch {
 	b.Reports, b.Inbound, b.Preferences = whatsapp.Decode(n)
 	return b
 }
+
+// TestGroupIsolatesAFailingRequest: a request whose batch fails every time (here a
+// failed status while no Reactor is configured) is answered 503 alone; the requests
+// grouped with it are carried out.
+func TestGroupIsolatesAFailingRequest(t *testing.T) {
+	f := setupWith(t, func(c *Config) { c.Reactor, c.Group.Window = nil, 20*time.Millisecond })
+	ids := inDoubtContacts(t, f, 6)
+	bad := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{` +
+		`"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},` +
+		`"statuses":[{"id":"wamid.X","status":"failed","timestamp":"1750030073","recipient_id":"1650555",` +
+		`"biz_opaque_callback_data":"5:` + itoa(ids[0]) + `","errors":[{"code":131026,"title":"Message undeliverable"}]}]}}]}]}`
+	bodies := []string{bad}
+	for _, c := range ids[1:] {
+		bodies = append(bodies, statusPost(c, "delivered"))
+	}
+	codes, _ := postAll(t, f.srv.URL, bodies, len(bodies))
+	if codes[0] != http.StatusServiceUnavailable {
+		t.Errorf("the failing request: status %d, want 503", codes[0])
+	}
+	for i, c := range codes[1:] {
+		if c != 200 {
+			t.Errorf("request %d grouped with the failing one: status %d", i+1, c)
+		}
+	}
+	got := map[string]bool{}
+	for _, e := range f.evs.events(t) {
+		got[e.ID] = true
+	}
+	for _, c := range ids[1:] {
+		if !got[events.ID("5", c, events.Delivered, "")] {
+			t.Errorf("delivered of contact %d not published", c)
+		}
+	}
+}
