@@ -1,7 +1,12 @@
 // Package server is the HTTP face of `herald serve`: the WhatsApp webhook (GET challenge,
 // signed POSTs of statuses and inbound messages), /metrics, /healthz and /readyz. It
 // verifies and translates; what a status or an inbound message means is decided by the
-// dispatcher (progress), throttle (window, consent) and the event contract.
+// dispatcher (progress), throttle (window, consent) and the event contract. Concurrent
+// webhook requests are carried out together by a group commit (group.go): one Kafka
+// write and one settlement round trip per group, 200 once a request's events are in
+// Kafka, 503 within GroupConfig.Timeout otherwise. Metrics: herald_webhooks_total
+// (by result), herald_webhook_statuses_total, herald_webhook_seconds and
+// herald_webhook_group_requests.
 package server
 
 import (
