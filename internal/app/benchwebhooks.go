@@ -42,7 +42,7 @@ type WebhookBenchOptions struct {
 type WebhookBenchResult struct {
 	Messages        int                `json:"messages"`
 	StatusesPerPost int                `json:"statuses_per_post"`
-	Statuses        int                `json:"statuses"` // distinct status POST bodies (sent, delivered, read)
+	Statuses        int                `json:"statuses"` // distinct POST bodies: statuses (sent, delivered, read, failed) and inbound replies
 	Steps           []WebhookBenchStep `json:"steps"`
 	// CapacityPerSecond is the best accepted POSTs/s of the steps; the open loop runs at
 	// 80% of it.
@@ -52,6 +52,10 @@ type WebhookBenchResult struct {
 	// read, and the settlement of each in-doubt send); EventsMissing of them are not there.
 	EventsExpected int `json:"events_expected"`
 	EventsMissing  int `json:"events_missing"`
+	// InboundExpected are the inbound replies the accepted POSTs carried (herald.inbound);
+	// InboundMissing of them are not there.
+	InboundExpected int `json:"inbound_expected"`
+	InboundMissing  int `json:"inbound_missing"`
 }
 
 // WebhookBenchStep is one closed-loop step: serve, then the raw loopback ceiling, with
@@ -225,13 +229,18 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 	}
 
 	// Every accepted POST's events must be in Kafka.
-	want := map[string]bool{}
+	want, wantIn := map[string]bool{}, map[string]bool{}
 	for i, ok := range accepted {
 		if !ok {
 			continue
 		}
 		k := keys[i]
 		switch {
+		case k.inbound != "":
+			wantIn[k.inbound] = true
+			if k.kind == events.OptedOut {
+				want[events.ID("", k.contact, events.OptedOut, k.inbound)] = true
+			}
 		case k.kind != events.Sent:
 			want[events.ID(benchCampaign, k.contact, k.kind, "")] = true
 		case doubt[k.contact]:
@@ -245,6 +254,10 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		return res, err
 	}
 	res.EventsMissing = missing
+	res.InboundExpected = len(wantIn)
+	if res.InboundMissing, err = missingEvents(ctx, kf.Brokers, d.Topics.Inbound, wantIn); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
@@ -307,10 +320,12 @@ func seedWebhookCampaign(ctx context.Context, d *Deps, o WebhookBenchOptions) ([
 type webhookKey struct {
 	contact uint32
 	kind    events.Kind
+	inbound string // an inbound message's id
 }
 
 // webhookBodies builds one signed POST per status: sent and delivered of every message
-// (2% failed with 131026 instead of delivered), read of 60%, shuffled the way concurrent
+// (2% failed with 131026 instead of delivered), read of 60%; and one per inbound reply
+// (3% of the contacts answer, one in six of them "STOP"); shuffled the way concurrent
 // deliveries interleave.
 func webhookBodies(secret string, contacts []uint32) ([]signedBody, []webhookKey) {
 	r := rand.New(rand.NewPCG(3, 5))
@@ -318,7 +333,7 @@ func webhookBodies(secret string, contacts []uint32) ([]signedBody, []webhookKey
 	var keys []webhookKey
 	const pnid = "106540352242922"
 	price := &graph.Pricing{Billable: true, PricingModel: "PMP", Type: "regular", Category: "marketing"}
-	for _, c := range contacts {
+	for ci, c := range contacts {
 		st := func(status string) graph.Status {
 			return graph.Status{ID: "wamid.BENCH" + strconv.FormatUint(uint64(c), 10), Status: status,
 				Timestamp: strconv.FormatInt(time.Now().Unix(), 10), RecipientID: "6681" + strconv.FormatUint(uint64(c), 10),
@@ -340,6 +355,24 @@ func webhookBodies(secret string, contacts []uint32) ([]signedBody, []webhookKey
 				sts, kinds = append(sts, st(graph.StatusRead)), append(kinds, events.Read)
 			}
 		}
+		if r.Float64() < 0.03 {
+			text, kind := "thanks!", events.Kind("")
+			if r.IntN(6) == 0 {
+				text, kind = "STOP", events.OptedOut
+			}
+			from := fmt.Sprintf("6681%07d", ci)
+			msg := graph.InboundMessage{From: from, ID: "wamid.IN" + strconv.Itoa(ci), Timestamp: strconv.FormatInt(time.Now().Unix(), 10),
+				Type: "text", Text: &graph.InboundText{Body: text}}
+			wc := graph.WebhookContact{WaID: from}
+			wc.Profile.Name = "N" + strconv.Itoa(ci)
+			n := graph.Notification{Object: graph.ObjectWhatsApp, Entry: []graph.Entry{{ID: "100000000000001", Changes: []graph.Change{{
+				Field: "messages", Value: graph.Value{MessagingProduct: "whatsapp",
+					Metadata: graph.Metadata{DisplayPhoneNumber: "15550783881", PhoneNumberID: pnid},
+					Contacts: []graph.WebhookContact{wc}, Messages: []graph.InboundMessage{msg}}}}}}}
+			b, _ := json.Marshal(n)
+			out = append(out, signedBody{body: b, sig: graph.Sign(secret, b)})
+			keys = append(keys, webhookKey{contact: c, kind: kind, inbound: msg.ID})
+		}
 		for i, s := range sts {
 			n := graph.Notification{Object: graph.ObjectWhatsApp, Entry: []graph.Entry{{ID: "100000000000001", Changes: []graph.Change{{
 				Field: "messages", Value: graph.Value{MessagingProduct: "whatsapp",
@@ -347,7 +380,7 @@ func webhookBodies(secret string, contacts []uint32) ([]signedBody, []webhookKey
 					Statuses: []graph.Status{s}}}}}}}
 			b, _ := json.Marshal(n)
 			out = append(out, signedBody{body: b, sig: graph.Sign(secret, b)})
-			keys = append(keys, webhookKey{c, kinds[i]})
+			keys = append(keys, webhookKey{contact: c, kind: kinds[i]})
 		}
 	}
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i]; keys[i], keys[j] = keys[j], keys[i] })
@@ -538,7 +571,7 @@ func missingEvents(ctx context.Context, brokers []string, topic string, want map
 
 // PrintWebhookBench prints the result as a table.
 func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
-	fmt.Fprintf(w, "webhook ingestion: %d messages of a seeded campaign, %d status POSTs (%d status each)\n", r.Messages, r.Statuses, r.StatusesPerPost)
+	fmt.Fprintf(w, "webhook ingestion: %d messages of a seeded campaign, %d POSTs (%d status or reply each)\n", r.Messages, r.Statuses, r.StatusesPerPost)
 	fmt.Fprintf(w, "  %11s %8s %8s %10s %10s %6s %8s %8s %8s %8s\n", "connections", "posts", "refused", "posts/s", "ceiling/s", "ratio", "p50 ms", "p99 ms", "raw p50", "raw p99")
 	for _, s := range r.Steps {
 		fmt.Fprintf(w, "  %11d %8d %8d %10.0f %10.0f %6.2f %8.2f %8.2f %8.2f %8.2f\n", s.Concurrency, s.Posts, s.Refused,
@@ -547,7 +580,7 @@ func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
 	o := r.OpenLoop
 	fmt.Fprintf(w, "  open loop at 80%% of %.0f POSTs/s: %.0f POSTs/s target, %.0f accepted/s (%d of %d), p50 %.2f ms, p99 %.2f ms\n",
 		r.CapacityPerSecond, o.TargetPerSecond, o.PostsPerSecond, o.Accepted, o.Posts, o.LatencyP50Ms, o.LatencyP99Ms)
-	fmt.Fprintf(w, "  events in Kafka: %d expected, %d missing\n", r.EventsExpected, r.EventsMissing)
+	fmt.Fprintf(w, "  in Kafka: %d events expected, %d missing; %d inbound replies expected, %d missing\n", r.EventsExpected, r.EventsMissing, r.InboundExpected, r.InboundMissing)
 }
 
 // WebhookBenchCSV returns the steps as CSV rows (a header first), the open loop as a

@@ -37,8 +37,8 @@ func TestBenchWebhooks(t *testing.T) {
 	if o := r.OpenLoop; o.Posts == 0 || o.Accepted == 0 || o.TargetPerSecond <= 0 {
 		t.Errorf("open loop %+v", o)
 	}
-	if r.EventsExpected < 150 || r.EventsMissing != 0 {
-		t.Errorf("%d events expected in Kafka, %d missing", r.EventsExpected, r.EventsMissing)
+	if r.EventsExpected < 150 || r.EventsMissing != 0 || r.InboundMissing != 0 {
+		t.Errorf("%d events expected in Kafka, %d missing; %d inbound, %d missing", r.EventsExpected, r.EventsMissing, r.InboundExpected, r.InboundMissing)
 	}
 
 	code, out, errOut = run("bench", "webhooks", "--messages", "20", "--concurrency", "2", "--open-for", "100ms",
