@@ -169,10 +169,27 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			return err
 		}
 	}
-	if len(inbound) > 0 {
-		if err := s.cfg.Inbound.WriteMessages(ctx, inbound...); err != nil {
-			return err
+	// The inbound messages and the events known so far (statuses, consent changes) go to
+	// Kafka while the settlement is looked up in Redis: round trips at once, not in turn.
+	writes := make(chan error, 2)
+	pending := 0
+	wait := func() error {
+		var errs []error
+		for ; pending > 0; pending-- {
+			if err := <-writes; err != nil {
+				errs = append(errs, err)
+			}
 		}
+		return errors.Join(errs...)
+	}
+	defer wait() // no write outlives the call, whatever it returns
+	if len(inbound) > 0 {
+		pending++
+		go func() { writes <- s.cfg.Inbound.WriteMessages(ctx, inbound...) }()
+	}
+	if len(evs) > 0 {
+		pending++
+		go func() { writes <- s.cfg.Events.WriteMessages(ctx, evs...) }()
 	}
 	// Any status proves the provider accepted the message. A send whose worker died before
 	// recording it (claimed, never finished) is settled here: its sent event, with the
@@ -191,7 +208,6 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	if err != nil {
 		return err
 	}
-	evs = append(evs, settledEvs...)
 	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
 	// marketing holds…), carried out before the 200 so that a retry redoes it.
 	if len(refusals) > 0 {
@@ -202,8 +218,11 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			return err
 		}
 	}
-	if len(evs) > 0 {
-		if err := s.cfg.Events.WriteMessages(ctx, evs...); err != nil {
+	if err := wait(); err != nil {
+		return err
+	}
+	if len(settledEvs) > 0 {
+		if err := s.cfg.Events.WriteMessages(ctx, settledEvs...); err != nil {
 			return err
 		}
 	}
