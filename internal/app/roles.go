@@ -111,7 +111,7 @@ func newServer(d *Deps) (*server.Server, error) {
 	s := server.New(server.Config{
 		API: api, Clicks: codec, Track: track, SMS: smsHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
-		Events: d.Writer(d.Topics.Events), Inbound: d.Writer(d.Topics.Inbound),
+		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
 		Ready: func(ctx context.Context) error {
 			if err := rdb.Ping(ctx).Err(); err != nil {

@@ -43,7 +43,7 @@ func benchCommand() *cli.Command {
 				}
 				return benchSegments(c, cfg)
 			},
-		}, benchE2ECommand()},
+		}, benchE2ECommand(), benchWebhooksCommand()},
 	}
 }
 

@@ -79,6 +79,7 @@ var jsonOutputs = []struct {
 	{"bench segments", out(segments.RunBench)},
 	{"bench e2e", out(app.BenchE2E)},
 	{"bench e2e --channel email", out(app.BenchE2EEmail)},
+	{"bench webhooks", out(app.BenchWebhooks)},
 	{"bench throttle", typ[ThrottleBenchResult]()},
 }
 

@@ -85,6 +85,8 @@ func sandboxCommand() *cli.Command {
 			&cli.Float64Flag{Name: "undeliverable", Value: 0.02, Usage: "share of recipients not on WhatsApp (131026)"},
 			&cli.Float64Flag{Name: "read-rate", Value: 0.6, Usage: "share of delivered messages that are read"},
 			&cli.Float64Flag{Name: "delay-scale", Value: 1, Usage: "scales the realistic status delays (0.05: twenty times faster)"},
+			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "most statuses in one webhook POST (1: as Meta mostly sends them)"},
+			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -93,7 +95,8 @@ func sandboxCommand() *cli.Command {
 				return err
 			}
 			sc := sandbox.Config{Token: c.String("token"), AppSecret: cfg.AppSecret, WebhookURL: c.String("webhook-url"),
-				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale")}
+				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale"),
+				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
 			for _, t := range c.StringSlice("template") {
 				name, lang, ok := cutColon(t)
 				if !ok {

@@ -29,7 +29,7 @@ func (s *Server) IngestReports(ctx context.Context, reports []dispatcher.Report)
 	for _, r := range reports {
 		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
 	}
-	return s.ingest(ctx, Batch{Reports: reports})
+	return s.commit.Submit(Batch{Reports: reports})
 }
 
 // lookup finds the contact with an address on a channel (0 when there is none).
@@ -169,20 +169,45 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			return err
 		}
 	}
-	if len(inbound) > 0 {
-		if err := s.cfg.Inbound.WriteMessages(ctx, inbound...); err != nil {
-			return err
+	// The inbound messages and the events known so far (statuses, consent changes) go to
+	// Kafka while the settlement is looked up in Redis: round trips at once, not in turn.
+	writes := make(chan error, 2)
+	pending := 0
+	wait := func() error {
+		var errs []error
+		for ; pending > 0; pending-- {
+			if err := <-writes; err != nil {
+				errs = append(errs, err)
+			}
 		}
+		return errors.Join(errs...)
+	}
+	defer wait() // no write outlives the call, whatever it returns
+	if len(inbound) > 0 {
+		pending++
+		go func() { writes <- s.cfg.Inbound.WriteMessages(ctx, inbound...) }()
+	}
+	if len(evs) > 0 {
+		pending++
+		go func() { writes <- s.cfg.Events.WriteMessages(ctx, evs...) }()
 	}
 	// Any status proves the provider accepted the message. A send whose worker died before
 	// recording it (claimed, never finished) is settled here: its sent event, with the
 	// consent its policy check relied on, goes out before the outcome is recorded, so a
 	// failed publish leaves it in doubt for the provider's retry of this webhook.
+	keys := make([]dispatcher.Key, len(statuses))
+	for i, st := range statuses {
+		keys[i] = st.Key
+	}
+	release, err := s.settling.acquire(ctx, keys)
+	if err != nil {
+		return err
+	}
+	defer release()
 	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
 	if err != nil {
 		return err
 	}
-	evs = append(evs, settledEvs...)
 	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
 	// marketing holds…), carried out before the 200 so that a retry redoes it.
 	if len(refusals) > 0 {
@@ -193,8 +218,11 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			return err
 		}
 	}
-	if len(evs) > 0 {
-		if err := s.cfg.Events.WriteMessages(ctx, evs...); err != nil {
+	if err := wait(); err != nil {
+		return err
+	}
+	if len(settledEvs) > 0 {
+		if err := s.cfg.Events.WriteMessages(ctx, settledEvs...); err != nil {
 			return err
 		}
 	}

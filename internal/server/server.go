@@ -1,8 +1,13 @@
 // Package server is the HTTP face of `herald serve`: the WhatsApp webhook (GET challenge,
 // signed POSTs of statuses and inbound messages), /metrics, /healthz and /readyz, and
-// the mount point of the /v1 API (internal/api). It
-// verifies and translates; what a status or an inbound message means is decided by the
-// dispatcher (progress), throttle (window, consent) and the event contract.
+// the mount point of the /v1 API (internal/api). It verifies and translates; what a
+// status or an inbound message means is decided by the dispatcher (progress), throttle
+// (window, consent) and the event contract. Concurrent
+// webhook requests are carried out together by a group commit (group.go): one Kafka
+// write and one settlement round trip per group, 200 once a request's events are in
+// Kafka, 503 within GroupConfig.Timeout otherwise. Metrics: herald_webhooks_total
+// (by result), herald_webhook_statuses_total, herald_webhook_seconds and
+// herald_webhook_group_requests.
 package server
 
 import (
@@ -61,6 +66,7 @@ type Config struct {
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
 	API           http.Handler // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
+	Group         GroupConfig  // group commit of concurrent webhook requests
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -71,10 +77,13 @@ type Server struct {
 	cfg         Config
 	log         *slog.Logger
 	stop, start map[string]bool
+	commit      *committer
+	settling    keyLocks
 	m           struct {
 		webhooks *prometheus.CounterVec
 		statuses *prometheus.CounterVec
 		latency  prometheus.Histogram
+		group    prometheus.Histogram
 	}
 }
 
@@ -107,6 +116,9 @@ func New(cfg Config) *Server {
 	s.m.webhooks = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhooks_total", Help: "Webhook requests by result."}, []string{"result"})
 	s.m.statuses = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_statuses_total", Help: "Statuses received by status."}, []string{"status"})
 	s.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_seconds", Help: "Webhook handling time.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	s.m.group = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_group_requests", Help: "Webhook requests carried out together by one group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	s.commit = newCommitter(cfg.Group, s.ingest)
+	s.commit.observe = func(requests, _ int) { s.m.group.Observe(float64(requests)) }
 	return s
 }
 
@@ -192,15 +204,27 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 	for _, r := range b.Reports {
 		s.m.statuses.WithLabelValues(string(r.Kind)).Inc()
 	}
-	if err := s.ingest(r.Context(), b); err != nil {
-		// Meta retries non-200 responses: nothing is lost.
-		s.m.webhooks.WithLabelValues("error").Inc()
-		s.log.Error("webhook not processed; the provider will retry", "err", err)
-		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+	if err := s.commit.Submit(b); err != nil {
+		s.unavailable(w, err)
 		return
 	}
 	s.m.webhooks.WithLabelValues("ok").Inc()
 	io.WriteString(w, "ok")
+}
+
+// unavailable answers 503 to a request whose batch was not carried out: Meta (and the
+// other providers) retry non-200 responses, and ingestion is idempotent, so nothing is
+// lost and nothing counts twice.
+func (s *Server) unavailable(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrOverloaded) {
+		s.m.webhooks.WithLabelValues("overloaded").Inc()
+		s.log.Warn("webhook refused: queue full; the provider will retry")
+	} else {
+		s.m.webhooks.WithLabelValues("error").Inc()
+		s.log.Error("webhook not processed; the provider will retry", "err", err)
+	}
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 }
 
 // Why a webhook request was refused: ReadWhatsApp and ReadSMS wrap one of these. A

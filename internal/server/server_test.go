@@ -58,6 +58,7 @@ func (p *memPublisher) events(t *testing.T) []events.Event {
 
 type fixture struct {
 	srv                *httptest.Server
+	server             *Server
 	evs, inbound, cons *memPublisher
 	tracker            *dispatcher.Tracker
 	policy             *throttle.Policy
@@ -71,7 +72,11 @@ func (f *fixture) policyRedis(testing.TB) *redis.Client { return f.rdb }
 
 const secret = "app-secret"
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { t.Helper(); return setupWith(t, nil) }
+
+// setupWith builds the fixture; tune, when not nil, adjusts the server's Config (real
+// Kafka writers, group commit settings…) before the server is built.
+func setupWith(t *testing.T, tune func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testenv.Redis(t)
@@ -91,9 +96,13 @@ func setup(t *testing.T) *fixture {
 	rdb.HSet(ctx, prefix+"{cmp:5}", "state", "running", "audience", 1, "fanout_done", "1")
 	reactor := dispatcher.NewReactor(dispatcher.ReactorConfig{Ledger: ledger, Policy: f.policy, Contacts: store, Events: f.evs,
 		Campaigns: dispatcher.NewCampaigns(dispatcher.CampaignsConfig{Redis: rdb, Prefix: prefix})})
-	s := New(Config{AppSecret: secret, VerifyToken: "vt", Events: f.evs, Inbound: f.inbound, Tracker: f.tracker,
-		Policy: f.policy, Ledger: ledger, Reactor: reactor, Contacts: store})
-	f.srv = httptest.NewServer(s.Handler())
+	cfg := Config{AppSecret: secret, VerifyToken: "vt", Events: f.evs, Inbound: f.inbound, Tracker: f.tracker,
+		Policy: f.policy, Ledger: ledger, Reactor: reactor, Contacts: store}
+	if tune != nil {
+		tune(&cfg)
+	}
+	f.server = New(cfg)
+	f.srv = httptest.NewServer(f.server.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -255,7 +264,7 @@ func TestInboundStopRevokesConsentAndOpensWindow(t *testing.T) {
 }
 
 func TestKafkaDownMeansRetryLater(t *testing.T) {
-	f := setup(t)
+	f := setupWith(t, func(c *Config) { c.Group.Pause = -1 }) // the retry comes at once
 	ctx := context.Background()
 	key := []dispatcher.Key{{Campaign: "5", Contact: f.contact}}
 	if _, err := f.tracker.Claim(ctx, key); err != nil { // an in-doubt send the webhook would settle

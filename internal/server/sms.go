@@ -46,10 +46,8 @@ func (s *Server) smsWebhook(inbound bool) http.HandlerFunc {
 		for _, rep := range b.Reports {
 			s.m.statuses.WithLabelValues(string(rep.Kind)).Inc()
 		}
-		if err := s.ingest(r.Context(), b); err != nil {
-			s.m.webhooks.WithLabelValues("error").Inc()
-			s.log.Error("sms webhook not processed; the provider will retry", "err", err)
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		if err := s.commit.Submit(b); err != nil {
+			s.unavailable(w, err)
 			return
 		}
 		s.m.webhooks.WithLabelValues("ok").Inc()

@@ -63,6 +63,10 @@ type ApprovedTemplate struct {
 	Body string `json:"body,omitempty"`
 }
 
+// DefaultWebhookConcurrency is how many webhook POSTs the sandbox has in flight at once
+// unless told otherwise: Meta delivers a busy number's webhooks over dozens of connections.
+const DefaultWebhookConcurrency = 32
+
 // Config configures a Sandbox. Zero values take the defaults noted.
 type Config struct {
 	Token             string        // accepted bearer token; "" accepts any request
@@ -75,13 +79,16 @@ type Config struct {
 	// MarketingStopRate is the share of recipients who stopped marketing messages from the
 	// business (see MarketingStopped): a MARKETING template to them is accepted, then
 	// failed with 131050, as Meta does.
-	MarketingStopRate  float64
-	ReadRate           float64       // share of delivered messages that get read (see WillRead)
-	DelayScale         float64       // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
-	DuplicateRate      float64       // share of webhook statuses delivered twice
-	ReorderRate        float64       // share of read messages whose "read" precedes "delivered" in one POST (default 0.05; <0 disables)
-	MaxStatusesPerPost int           // statuses per webhook POST (default 50)
-	Latency            time.Duration // added to every send request
+	MarketingStopRate float64
+	ReadRate          float64 // share of delivered messages that get read (see WillRead)
+	DelayScale        float64 // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
+	DuplicateRate     float64 // share of webhook statuses delivered twice
+	ReorderRate       float64 // share of read messages whose "read" precedes "delivered" in one POST (default 0.05; <0 disables)
+	// StatusesPerPost is the most statuses one webhook POST carries (default 1, as Meta
+	// mostly sends: sent, delivered and read of a message arrive as separate POSTs);
+	// more packs due statuses of one phone number together, as Meta sometimes does.
+	StatusesPerPost int
+	Latency         time.Duration // added to every send request
 	// Fault, when set, is asked before each send request: a non-zero status answers it
 	// with that HTTP status and, if code is not 0, a Graph error with that code (e.g. 400
 	// and 130429, or 503 and 0 for a bare server error). Tests inject bursts with it.
@@ -90,7 +97,7 @@ type Config struct {
 	Now       func() time.Time // default time.Now
 	Seed      int64            // seeds delays, duplicates and reordering
 
-	WebhookConcurrency int           // concurrent webhook posters (default 4)
+	WebhookConcurrency int           // concurrent webhook posters, one connection each (default 32, like Meta's)
 	RetryBase          time.Duration // first webhook retry delay after a failed POST (default 1s), doubling
 	RetryMax           time.Duration // longest webhook retry delay (default 1 min)
 	WebhookClient      *http.Client  // default: a keep-alive client with a 10 s timeout
@@ -193,11 +200,11 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 	if cfg.ReorderRate == 0 {
 		cfg.ReorderRate = 0.05
 	}
-	if cfg.MaxStatusesPerPost <= 0 {
-		cfg.MaxStatusesPerPost = 50
+	if cfg.StatusesPerPost <= 0 {
+		cfg.StatusesPerPost = 1
 	}
 	if cfg.WebhookConcurrency <= 0 {
-		cfg.WebhookConcurrency = 4
+		cfg.WebhookConcurrency = DefaultWebhookConcurrency
 	}
 	if cfg.RetryBase <= 0 {
 		cfg.RetryBase = time.Second

@@ -310,7 +310,7 @@ func TestWebhooks(t *testing.T) {
 	clk := newClock()
 	e := newEnv(t, Config{
 		Now: clk.Now, Throughput: 1e6, WABAID: "555000111", DelayScale: -1,
-		UndeliverableRate: 0.2, ReadRate: 0.5, ReorderRate: -1, MaxStatusesPerPost: 7,
+		UndeliverableRate: 0.2, ReadRate: 0.5, ReorderRate: -1, StatusesPerPost: 7,
 		Templates: []ApprovedTemplate{orderConfirmation, {Name: "sale", Language: "en_US", Category: "marketing", PositionalParams: 1}},
 	})
 	const n = 60
@@ -485,6 +485,33 @@ func TestWebhookRetries(t *testing.T) {
 	}
 }
 
+// TestWebhooksOnePerPost: by default every POST carries one status, as Meta mostly
+// sends them (sent, delivered and read separately), even when they are due together and
+// "read" overtakes "delivered".
+func TestWebhooksOnePerPost(t *testing.T) {
+	e := newEnv(t, Config{Throughput: 1e6, DelayScale: -1, ReadRate: 1, ReorderRate: 0.5, Templates: []ApprovedTemplate{orderConfirmation}})
+	const n = 40
+	for i := 0; i < n; i++ {
+		if r := e.send(t, templateBody(fmt.Sprintf("+3361235%04d", i), "")); r.status != 200 {
+			t.Fatal(r.raw)
+		}
+	}
+	e.run(t)
+	e.waitIdle(t)
+	sts, post := e.recv.statuses()
+	if len(sts) != 3*n || len(e.recv.notifications()) != 3*n {
+		t.Fatalf("%d statuses in %d POSTs, want %d in as many", len(sts), len(e.recv.notifications()), 3*n)
+	}
+	for i := range post {
+		if post[i] != i {
+			t.Fatalf("POST %d carries more than one status", post[i])
+		}
+	}
+	if st := e.sb.Stats(); st.WebhookPosts != 3*n || st.Statuses["read"] != n {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 // TestNeverDrops stops Run while the receiver is down: the statuses stay pending and a
 // later Run delivers them.
 func TestNeverDrops(t *testing.T) {
@@ -537,7 +564,8 @@ func TestDuplicatesAndOrder(t *testing.T) {
 	e := newEnv(t, Config{
 		Throughput: 1e6, PairInterval: -1, DelayScale: 0.002, Seed: 7,
 		ReadRate: 1, DuplicateRate: 0.1, ReorderRate: 0.2,
-		Templates: []ApprovedTemplate{orderConfirmation},
+		StatusesPerPost: 50, // Meta's occasional batching: read and delivered in one POST
+		Templates:       []ApprovedTemplate{orderConfirmation},
 	})
 	const n = 400
 	for i := 0; i < n; i++ {

@@ -225,8 +225,13 @@ func (s *Sandbox) schedule(rec *Record, price *graph.Pricing, seq uint64) {
 	case graph.StatusRead:
 		d := status(graph.StatusDelivered, next)
 		d.Pricing = price
-		if s.cfg.ReorderRate > 0 && s.cfg.MaxStatusesPerPost >= 2 && r.float() < s.cfg.ReorderRate {
-			add(next, status(graph.StatusRead, next), d) // read and delivered together, read first
+		if s.cfg.ReorderRate > 0 && r.float() < s.cfg.ReorderRate {
+			if s.cfg.StatusesPerPost >= 2 {
+				add(next, status(graph.StatusRead, next), d) // read and delivered together, read first
+			} else {
+				add(next, status(graph.StatusRead, next)) // two POSTs at once, read first
+				add(next, d)
+			}
 		} else {
 			add(next, d)
 			readAt := next + delay(readMin, readMax)
@@ -253,7 +258,7 @@ type batch struct {
 const popLimit = 4096
 
 // Run delivers scheduled webhooks until ctx is done: due statuses are grouped by phone
-// number into POSTs of up to MaxStatusesPerPost, signed with AppSecret and sent by a few
+// number into POSTs of up to StatusesPerPost, signed with AppSecret and sent by a few
 // concurrent posters; failed POSTs are retried with backoff, never dropped. Items not
 // delivered when ctx ends stay pending for a later Run. It returns nil when ctx ends.
 func (s *Sandbox) Run(ctx context.Context) error {
@@ -323,7 +328,7 @@ func (s *Sandbox) batches(evs []*event) []*batch {
 	open := make(map[key]*batch, 4)
 	units := make(map[*batch]int64, 4)
 	var out []*batch
-	limit := int64(s.cfg.MaxStatusesPerPost)
+	limit := int64(s.cfg.StatusesPerPost)
 	for _, e := range evs {
 		k := key{e.pnid, e.in != nil}
 		b := open[k]
