@@ -344,7 +344,7 @@ func (c *Channel) compose(p *pool, m dispatcher.Message, out *bytes.Buffer) (id,
 	to = rcpt.Address
 	key, variant, ok := parseCallback(m.CallbackData)
 	if ok {
-		id = NewMessageID(key.Campaign, key.Contact, variant, sc.MessageIDDomain)
+		id = NewMessageID(key.Campaign, key.Contact, variant, sc.MessageIDDomain, c.cfg.MessageKey)
 	} else {
 		id = randomMessageID(sc.MessageIDDomain) // not a campaign message: nothing to name
 	}

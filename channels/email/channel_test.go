@@ -28,7 +28,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 )
 
-var msgIDShape = regexp.MustCompile(`^herald\.42\.9\.[a-z2-7]{16}@shop\.example$`)
+var msgIDShape = regexp.MustCompile(`^herald\.42\.9\.[a-z2-7]{24}@shop\.example$`)
 
 // TestSendTextAndHTML sends a text and a text+HTML message through the adapter into the
 // sandbox and checks what the server received: headers, MIME structure, Message-ID,
@@ -63,7 +63,7 @@ func TestSendTextAndHTML(t *testing.T) {
 		if r.MessageID != tc.id || !msgIDShape.MatchString(strings.Replace(tc.id, ".b.", ".", 1)) {
 			t.Errorf("message %d: Message-ID %q (returned %q)", i, r.MessageID, tc.id)
 		}
-		key, variant, ok := ParseMessageID(r.MessageID)
+		key, variant, ok := VerifyMessageID(r.MessageID, nil) // the adapter's key: this process's
 		if !ok || key != (dispatcher.Key{Campaign: "42", Contact: 9}) || variant != tc.variant {
 			t.Errorf("message %d: Message-ID names %+v %q %v", i, key, variant, ok)
 		}

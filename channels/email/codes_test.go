@@ -116,8 +116,11 @@ receiving MTA already gave up, so there is nothing left to retry.
 | ARF, ` + "`Feedback-Type: abuse`" + ` or ` + "`fraud`" + ` | ` + "`opted_out`" + `, action ` + "`opt_out`" + ` |
 | ARF, any other feedback type (not-spam, auth-failure, virus, other) | nothing |
 
-The (campaign, contact) comes from the original message quoted in the report (its
-` + "`X-Herald-Callback`" + ` or its Message-ID, ` + "`<herald.{campaign}.{contact}[.{variant}].{random}@{domain}>`" + `).
+The (campaign, contact) comes from the original message's Message-ID quoted in the report,
+` + "`<herald.{campaign}.{contact}[.{variant}].{random}@{domain}>`" + `, whose random part is a nonce and an
+HMAC-SHA256 of the rest under a key Herald keeps in Redis: a report quoting an id that does
+not verify (forged for a guessed contact, or made by another Herald) is ignored, since anyone
+can mail a bounce or a complaint.
 
 ## What Herald does for each action
 

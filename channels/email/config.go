@@ -95,8 +95,11 @@ type Config struct {
 	// MaxRetryAfter caps the RetryAfter of refusals (0: the table's waits, up to 30 min
 	// for a full mailbox); dev and demo set a few seconds.
 	MaxRetryAfter time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time // the Date header (default time.Now)
+	// MessageKey signs the Message-IDs of campaign messages; the report reader (serve's
+	// Receiver) must have the same one. Empty: this process's own random key.
+	MessageKey MessageKey
+	Logger     *slog.Logger
+	Now        func() time.Time // the Date header (default time.Now)
 }
 
 // ErrUnknownSender is the error of a send for a sender the Channel has no SMTP

@@ -20,13 +20,14 @@ func FuzzParseReport(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
+		b = ResignMessageIDs(b, testKey)
 		f.Add(b)
 		f.Add([]byte(strings.ReplaceAll(string(b), "\n", "\r\n")))
 	}
 	f.Add([]byte("Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n\r\n--B--"))
 	actions := Actions()
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		reports, err := ParseReport(raw)
+		reports, err := ParseReport(raw, testKey)
 		if err != nil && len(reports) > 0 {
 			t.Fatalf("reports %+v with error %v", reports, err)
 		}
@@ -41,7 +42,8 @@ func FuzzParseReport(f *testing.F) {
 	})
 }
 
-// FuzzMessageID holds ParseMessageID to NewMessageID: every id it makes parses back.
+// FuzzMessageID holds VerifyMessageID to NewMessageID: every id it makes verifies back
+// under its key, and under no other.
 func FuzzMessageID(f *testing.F) {
 	f.Add("42", uint32(9), "", "shop.example")
 	f.Add("a.b=c", uint32(0), "v.1", "x")
@@ -49,10 +51,13 @@ func FuzzMessageID(f *testing.F) {
 		if campaign == "" || strings.ContainsAny(domain, "@<> \r\n") {
 			return
 		}
-		id := NewMessageID(campaign, contact, variant, domain)
-		key, v, ok := ParseMessageID(id)
+		id := NewMessageID(campaign, contact, variant, domain, testKey)
+		key, v, ok := VerifyMessageID(id, testKey)
 		if len(id) <= 1024 && (!ok || key.Campaign != campaign || key.Contact != contact || v != variant) {
 			t.Fatalf("%q → %+v %q %v", id, key, v, ok)
+		}
+		if _, _, ok := VerifyMessageID(id, MessageKey("another key, of another Herald!")); ok {
+			t.Fatalf("%q verifies under another key", id)
 		}
 	})
 }

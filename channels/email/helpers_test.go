@@ -110,3 +110,9 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
 }
+
+// testKey signs the Message-IDs of the tests' messages and samples.
+var testKey = MessageKey("herald's test key for Message-IDs")
+
+// resigned is the id ResignMessageIDs writes for id under testKey.
+func resigned(id string) string { return string(ResignMessageIDs([]byte(id), testKey)) }

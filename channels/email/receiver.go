@@ -26,7 +26,10 @@ type ReceiverConfig struct {
 	// provider retries a non-200): Handle must be idempotent.
 	Handle          func(ctx context.Context, reports []dispatcher.Report) error
 	MaxMessageBytes int64 // default MaxReportBytes
-	Logger          *slog.Logger
+	// MessageKey verifies the Message-IDs reports quote: the senders' key (see
+	// Config.MessageKey). Empty: this process's own random key.
+	MessageKey MessageKey
+	Logger     *slog.Logger
 }
 
 // ReceiverStats are a Receiver's counters.
@@ -124,7 +127,7 @@ func (r *Receiver) receive(rd io.Reader) error {
 		return err // too large: go-smtp answers 552 5.3.4
 	}
 	r.msgs.Add(1)
-	reports, err := ParseReport(raw)
+	reports, err := ParseReport(raw, r.cfg.MessageKey)
 	switch {
 	case errors.Is(err, ErrNotReport), errors.Is(err, ErrUnknownMessage):
 		r.ignore.Add(1)

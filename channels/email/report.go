@@ -31,7 +31,7 @@ var (
 	// out-of-office reply, a human answer): nothing to record.
 	ErrNotReport = errors.New("not a delivery status or feedback report")
 	// ErrUnknownMessage: a report about a message Herald cannot name (no Herald
-	// Message-ID or X-Herald-Callback in it).
+	// Message-ID in it that the MessageKey verifies).
 	ErrUnknownMessage = errors.New("report names no Herald message")
 )
 
@@ -48,12 +48,13 @@ var (
 //   - an ARF report with Feedback-Type abuse or fraud: Kind events.OptedOut, Action
 //     ActionOptOut (other feedback types, such as not-spam or auth-failure, give none).
 //
-// The (campaign, contact) comes from the original message's X-Herald-Callback or
-// Message-ID, found in the report's third part (the original message or its headers),
-// or from an Original-Message-ID field, or from a Herald Message-ID quoted anywhere in
-// the report. It returns ErrNotReport for other messages and ErrUnknownMessage when no
-// Herald message can be named.
-func ParseReport(raw []byte) ([]dispatcher.Report, error) {
+// The (campaign, contact) comes from the original message's Message-ID, found in the
+// report's third part (the original message or its headers), or from an
+// Original-Message-ID field, or from a Herald Message-ID quoted anywhere in the report;
+// only a Message-ID that mk verifies counts (VerifyMessageID), never the
+// X-Herald-Callback header alone: anyone can mail a report. It returns ErrNotReport for
+// other messages and ErrUnknownMessage when no Herald message can be named.
+func ParseReport(raw []byte, mk MessageKey) ([]dispatcher.Report, error) {
 	if len(raw) > MaxReportBytes {
 		return nil, fmt.Errorf("report of %d bytes: over the %d-byte limit", len(raw), MaxReportBytes)
 	}
@@ -117,7 +118,7 @@ func ParseReport(raw []byte) ([]dispatcher.Report, error) {
 	if len(groups) == 0 {
 		return nil, errors.New("read report: empty status part")
 	}
-	key, variant, msgID, ok := findOriginal(original, groups, human, raw)
+	key, variant, msgID, ok := findOriginal(mk, original, groups, human, raw)
 	if !ok {
 		return nil, ErrUnknownMessage
 	}
@@ -182,15 +183,12 @@ func fieldGroups(b []byte) ([]textproto.MIMEHeader, error) {
 var heraldMsgID = regexp.MustCompile(`<?herald\.[A-Za-z0-9_=.-]{1,600}@[A-Za-z0-9.-]{1,253}>?`)
 
 // findOriginal names the message a report is about.
-func findOriginal(original []byte, groups []textproto.MIMEHeader, human, raw []byte) (dispatcher.Key, string, string, bool) {
+func findOriginal(mk MessageKey, original []byte, groups []textproto.MIMEHeader, human, raw []byte) (dispatcher.Key, string, string, bool) {
 	if len(original) > 0 {
 		// A malformed field ends the header early: what was read before still counts.
 		if h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(original))).ReadMIMEHeader(); len(h) > 0 {
 			id := strings.TrimSpace(h.Get("Message-Id"))
-			if key, variant, ok := parseCallback(h.Get("X-Herald-Callback")); ok {
-				return key, variant, strings.Trim(id, "<>"), true
-			}
-			if key, variant, ok := ParseMessageID(id); ok {
+			if key, variant, ok := VerifyMessageID(id, mk); ok {
 				return key, variant, strings.Trim(id, "<>"), true
 			}
 		}
@@ -198,7 +196,7 @@ func findOriginal(original []byte, groups []textproto.MIMEHeader, human, raw []b
 	for _, g := range groups {
 		for _, f := range []string{"Original-Message-Id", "X-Original-Message-Id"} {
 			if id := g.Get(f); id != "" {
-				if key, variant, ok := ParseMessageID(id); ok {
+				if key, variant, ok := VerifyMessageID(id, mk); ok {
 					return key, variant, strings.Trim(strings.TrimSpace(id), "<>"), true
 				}
 			}
@@ -206,7 +204,7 @@ func findOriginal(original []byte, groups []textproto.MIMEHeader, human, raw []b
 	}
 	for _, text := range [][]byte{original, human, raw} {
 		for _, m := range heraldMsgID.FindAll(text, 8) {
-			if key, variant, ok := ParseMessageID(string(m)); ok {
+			if key, variant, ok := VerifyMessageID(string(m), mk); ok {
 				return key, variant, strings.Trim(string(m), "<>"), true
 			}
 		}

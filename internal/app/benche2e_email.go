@@ -393,7 +393,7 @@ func (b *emailBench) mails(campaign string, cs []benchContact) ([]benchMail, err
 			return nil, errors.New("bench template rendered no email")
 		}
 		m := benchMail{to: c.email, subject: r.Email.Subject, text: r.Email.Text, html: r.Email.HTML,
-			messageID: email.NewMessageID(campaign, c.id, r.Variant, "shop.example"),
+			messageID: email.NewMessageID(campaign, c.id, r.Variant, "shop.example", nil),
 			callback:  dispatcher.CallbackDataVariant(campaign, c.id, r.Variant)}
 		if tracker != nil {
 			if m.unsubscribe, err = tracker.UnsubscribeURL(campaign, c.id, "email"); err != nil {

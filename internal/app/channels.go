@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"maps"
 	"net"
@@ -224,11 +225,41 @@ func (a *emailSenders) ensure(s dispatcher.Sender) error {
 // Email returns the process's email adapter (one per Deps).
 func (d *Deps) Email() (*emailSenders, error) {
 	d.emailOnce.Do(func() {
+		var key email.MessageKey
+		if key, d.emailErr = d.MessageKey(context.Background()); d.emailErr != nil {
+			return
+		}
 		var ch *email.Channel
-		ch, d.emailErr = email.New(email.Config{MaxRetryAfter: d.Cfg.EmailMaxRetryAfter, Logger: d.Cfg.Logger})
+		ch, d.emailErr = email.New(email.Config{MaxRetryAfter: d.Cfg.EmailMaxRetryAfter, MessageKey: key, Logger: d.Cfg.Logger})
 		if d.emailErr == nil {
 			d.email = &emailSenders{ch: ch, seen: map[string]handedOver{}}
 		}
 	})
 	return d.email, d.emailErr
+}
+
+// MessageKey returns the key that signs email Message-IDs and verifies the ones bounces
+// and complaints quote. Workers and serve share it through Redis: the first process to
+// need it stores a random one (SETNX), and every process reads the same.
+func (d *Deps) MessageKey(ctx context.Context) (email.MessageKey, error) {
+	rdb, err := d.Redis()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	k := d.Cfg.Prefix + "keys:email_message_id"
+	fresh := make([]byte, 32)
+	_, _ = rand.Read(fresh)
+	if err := rdb.SetNX(ctx, k, fresh, 0).Err(); err != nil {
+		return nil, fmt.Errorf("email message key: %w", err)
+	}
+	key, err := rdb.Get(ctx, k).Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("email message key: %w", err)
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("email message key %s in Redis is %d bytes; want at least 16", k, len(key))
+	}
+	return key, nil
 }

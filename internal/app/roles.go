@@ -134,7 +134,11 @@ func Serve(ctx context.Context, d *Deps, l net.Listener) error {
 	if d.Cfg.BounceListen == "" {
 		return ServeHTTP(ctx, l, s.Handler())
 	}
-	rcv, err := email.NewReceiver(email.ReceiverConfig{Addr: d.Cfg.BounceListen, Handle: s.IngestReports, Logger: d.Cfg.Logger})
+	key, err := d.MessageKey(ctx)
+	if err != nil {
+		return err
+	}
+	rcv, err := email.NewReceiver(email.ReceiverConfig{Addr: d.Cfg.BounceListen, Handle: s.IngestReports, MessageKey: key, Logger: d.Cfg.Logger})
 	if err != nil {
 		return err
 	}
