@@ -29,6 +29,9 @@ type Sender struct {
 	Countries []string `json:"countries"`
 	// PerMinute caps sends in any 60 s window (0: only Rate).
 	PerMinute int `json:"per_minute,omitempty"`
+	// PerHour caps sends in any sliding hour (0: none): an email provider's hourly quota.
+	// A sender takes a per-minute or a per-hour cap, not both.
+	PerHour int `json:"per_hour,omitempty"`
 	// Tier is the number's daily unique-recipient limit from Meta's messaging tiers
 	// (250, 2000, 10000, 100000; 0: unlimited).
 	Tier int `json:"tier,omitempty"`
@@ -54,7 +57,7 @@ func (s Sender) Ref() string {
 
 // Limits are the sender's pacing limits for the governor.
 func (s Sender) Limits() throttle.Limits {
-	l := throttle.Limits{Rate: s.Rate, PerMinute: s.PerMinute}
+	l := throttle.Limits{Rate: s.Rate, PerMinute: s.PerMinute, PerHour: s.PerHour}
 	if s.WarmUpBurst > 0 && s.WarmUpPause > 0 {
 		l.WarmUp = throttle.WarmUp{Burst: s.WarmUpBurst, Pause: s.WarmUpPause, Jitter: s.WarmUpPause / 4}
 	}
@@ -92,8 +95,8 @@ func (s Sender) Validate() error {
 	case !(s.Rate > 0 && s.Rate <= 10000):
 		return fmt.Errorf("sender %s: rate must be between 0 and 10000 msg/s, got %v", s.ID, s.Rate)
 	}
-	if s.PerMinute < 0 || s.Tier < 0 || s.WarmUpBurst < 0 || s.WarmUpPause < 0 {
-		return fmt.Errorf("sender %s: per-minute cap, tier and warm-up must not be negative", s.ID)
+	if s.PerMinute < 0 || s.PerHour < 0 || s.Tier < 0 || s.WarmUpBurst < 0 || s.WarmUpPause < 0 {
+		return fmt.Errorf("sender %s: per-minute and per-hour caps, tier and warm-up must not be negative", s.ID)
 	}
 	if err := s.Limits().Validate(); err != nil {
 		return fmt.Errorf("sender %s: %w", s.ID, err)
@@ -144,7 +147,7 @@ func (r *Senders) Put(ctx context.Context, s Sender) error {
 	pipe := r.rdb.TxPipeline()
 	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
 		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","),
-		"per_minute", s.PerMinute, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds(),
+		"per_minute", s.PerMinute, "per_hour", s.PerHour, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds(),
 		"settings", settingsJSON(s.Settings))
 	pipe.SAdd(ctx, r.prefix+"senders", s.ID)
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -165,6 +168,7 @@ func (r *Senders) Get(ctx context.Context, id string) (Sender, error) {
 	rate, _ := strconv.ParseFloat(m["rate"], 64)
 	s := Sender{ID: id, Channel: m["channel"], PhoneNumberID: m["phone_number_id"], Token: m["token"], Rate: rate, Name: m["name"]}
 	s.PerMinute, _ = strconv.Atoi(m["per_minute"])
+	s.PerHour, _ = strconv.Atoi(m["per_hour"])
 	s.Tier, _ = strconv.Atoi(m["tier"])
 	s.WarmUpBurst, _ = strconv.Atoi(m["warm_up_burst"])
 	if ms, err := strconv.ParseInt(m["warm_up_pause_ms"], 10, 64); err == nil {

@@ -23,12 +23,12 @@ import (
 // Governor maps them to its own clock (see Reservation), so process clocks may differ.
 //
 // On top of the rate (see Limits): an exact per-minute cap over every sliding 60 s
-// window, warm-up pacing (bursts, then pauses with jitter), and provider pushback:
+// window (or a per-hour cap over every sliding hour, for email quotas), warm-up pacing (bursts, then pauses with jitter), and provider pushback:
 // 130429 slows the sender and lets it recover, 131048 holds it (see Pushback).
 //
-// All callers of one sender must pass the same Limits: the per-minute log is written
-// only by reservations that carry a per-minute cap (one that starts on a busy sender
-// assumes its last minute was full at the rate).
+// All callers of one sender must pass the same Limits: the cap's log is written only by
+// reservations that carry a cap (one that starts on a busy sender assumes its last
+// window was full at the rate).
 //
 // Redis keys (P is the prefix; the hash tag keeps a sender's keys in one Cluster slot):
 //
@@ -36,9 +36,9 @@ import (
 //	P{gov:<sender>}:st   HASH    hold (µs; on hold until then), f and ft (the rate
 //	                             factor a 130429 set, and when), wb (slots of the
 //	                             current warm-up burst)
-//	P{gov:<sender>}:log  ZSET    the sender's last slots (µs): at most the per-minute
-//	                             cap's worth within the last minute, only with a cap
-//	                             below 60 × Rate
+//	P{gov:<sender>}:log  ZSET    the sender's last slots (µs): at most the cap's worth
+//	                             within its window (a minute or an hour), only with a
+//	                             cap below what the rate fits in the window
 //
 // Every key expires soon after it stops mattering.
 type Governor struct {
@@ -122,6 +122,10 @@ type Limits struct {
 	// the oldest slot of the window is 60 s old. Exact: the slots of the last minute are
 	// logged in Redis.
 	PerMinute int
+	// PerHour caps the slots in every sliding hour (0: none), for providers that count
+	// by the hour (email quotas). Exact the same way: the hour's slots are logged, so a
+	// sender keeps one log, and PerMinute and PerHour are not both set.
+	PerHour int
 	// WarmUp paces a new number in bursts (zero: off).
 	WarmUp WarmUp
 	// Slack widens the windows the limits are kept over: the rate holds over every
@@ -152,6 +156,10 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("rate %v msg/s is below one message an hour", l.Rate)
 	case l.PerMinute < 0:
 		return fmt.Errorf("per-minute cap must not be negative, got %d", l.PerMinute)
+	case l.PerHour < 0:
+		return fmt.Errorf("per-hour cap must not be negative, got %d", l.PerHour)
+	case l.PerMinute > 0 && l.PerHour > 0:
+		return errors.New("a sender takes a per-minute or a per-hour cap, not both")
 	case l.Slack < 0 || l.Slack >= time.Second:
 		return fmt.Errorf("slack must be in [0, 1s), got %v", l.Slack)
 	case l.WarmUp.Burst < 0:
@@ -162,6 +170,20 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("warm-up: jitter must be in [0, pause %v], got %v", l.WarmUp.Pause, l.WarmUp.Jitter)
 	}
 	return nil
+}
+
+// window returns the cap the governor logs slots for and its window: the per-hour cap
+// and an hour, else the per-minute cap and a minute; a cap of 0 when there is none or
+// the rate alone keeps every window under it (no log needed).
+func (l Limits) window() (int, time.Duration) {
+	n, w := l.PerMinute, time.Minute
+	if l.PerHour > 0 {
+		n, w = l.PerHour, time.Hour
+	}
+	if float64(n) >= w.Seconds()*l.Rate {
+		n = 0
+	}
+	return n, w
 }
 
 // interval is the base slot spacing in µs: (1 s + Slack) / Rate, rounded up.
@@ -412,14 +434,11 @@ func (g *Governor) reserve(ctx context.Context, sender string, lim Limits, n int
 	if w.Burst <= 0 {
 		w = WarmUp{}
 	}
-	perMinute := lim.PerMinute
-	if float64(perMinute) >= 60*lim.Rate {
-		perMinute = 0 // the rate alone keeps every minute under it: no log needed
-	}
+	capN, window := lim.window()
 	lead := g.clock.lead()
 	t0 := time.Now()
 	v, err := governScript.Run(ctx, g.rdb, g.keys(sender),
-		lim.interval(), n, horizonUS, perMinute, (time.Minute + lim.Slack).Microseconds(),
+		lim.interval(), n, horizonUS, capN, (window + lim.Slack).Microseconds(),
 		w.Burst, w.Pause.Microseconds(), w.Jitter.Microseconds(), 1+rand.Int64N(2147483646),
 		g.cfg.Recovery.Microseconds(), lead.Microseconds()).Slice()
 	t1 := time.Now()
@@ -605,6 +624,9 @@ type GovernorState struct {
 	Burst int `json:"burst,omitempty"`
 	// LastMinute counts the slots in the last 60 s, when a per-minute cap is set.
 	LastMinute int `json:"last_minute,omitempty"`
+	// LastHour counts the logged slots of the last hour: with a per-hour cap, the
+	// hour's sends (a per-minute cap logs only about its last minute).
+	LastHour int `json:"last_hour,omitempty"`
 }
 
 var stateScript = redis.NewScript(`
@@ -615,7 +637,8 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local f = -1
 if st[2] then f = math.floor(tonumber(st[2]) * 1e6) end
 local n = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now - 60000000), '+inf')
-return {now, tat, tonumber(st[1]) or 0, f, tonumber(st[3]) or 0, tonumber(st[4]) or 0, n}
+local h = redis.call('ZCOUNT', KEYS[3], string.format('(%d', now - 3600000000), '+inf')
+return {now, tat, tonumber(st[1]) or 0, f, tonumber(st[3]) or 0, tonumber(st[4]) or 0, n, h}
 `)
 
 // State reports the sender's governor state (for status commands and the CLI).
@@ -626,8 +649,9 @@ func (g *Governor) State(ctx context.Context, sender string) (GovernorState, err
 		return GovernorState{}, fmt.Errorf("governor state %s: %w", sender, err)
 	}
 	g.clock.observe(t0, time.Now(), v[0])
-	now, tat, hold, fppm, ft, wb, n := v[0], v[1], v[2], v[3], v[4], v[5], v[6]
+	now, tat, hold, fppm, ft, wb, n, h := v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
 	s := GovernorState{Factor: 1, Burst: int(wb), LastMinute: int(n), NextFree: g.clock.local(max(now, tat))}
+	s.LastHour = int(h)
 	if fppm >= 0 {
 		f0 := float64(fppm) / 1e6
 		f := f0 + (1-f0)*float64(now-ft)/float64(g.cfg.Recovery.Microseconds())

@@ -486,3 +486,34 @@ func BenchmarkReserveWithin(b *testing.B) {
 		})
 	}
 }
+
+// A per-hour cap (email quotas) is exact like the per-minute one: the cap's slots go at
+// the rate, and the next is placed an hour after the first of them, whatever process asks.
+func TestPerHourCap(t *testing.T) {
+	gs, _ := governors(t, 2)
+	ctx := context.Background()
+	lim := Limits{Rate: 100, PerHour: 30}
+	r, err := gs[0].ReserveWithin(ctx, "mail", lim, 20, time.Minute)
+	if err != nil || r.N != 20 {
+		t.Fatal(r, err)
+	}
+	first := r.srvStart
+	r, err = gs[1].ReserveWithin(ctx, "mail", lim, 20, time.Minute)
+	if err != nil || r.N != 10 {
+		t.Fatalf("the second process got %+v, %v; want the 10 slots left of the hour's 30", r, err)
+	}
+	if wait := time.Duration(r.srvNext-first) * time.Microsecond; wait < time.Hour {
+		t.Fatalf("the hour's 31st slot is %v after its first; want at least an hour", wait)
+	}
+	r, err = gs[0].ReserveWithin(ctx, "mail", lim, 1, 2*time.Hour)
+	if err != nil || r.N != 1 || time.Duration(r.srvStart-first)*time.Microsecond < time.Hour {
+		t.Fatalf("a slot past the cap = %+v, %v; want one an hour after the first", r, err)
+	}
+	st, err := gs[1].State(ctx, "mail")
+	if err != nil || st.LastHour != 30 {
+		t.Fatalf("state %+v, %v; want 30 slots in the last hour", st, err)
+	}
+	if err := (Limits{Rate: 1, PerMinute: 10, PerHour: 100}).Validate(); err == nil {
+		t.Fatal("a per-minute and a per-hour cap together were accepted")
+	}
+}

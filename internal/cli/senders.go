@@ -30,6 +30,7 @@ func sendersCommand() *cli.Command {
 				&cli.Float64Flag{Name: "rate", Value: 80, Usage: "messages per second (Cloud API default 80)"},
 				&cli.StringFlag{Name: "name", Usage: "display name"},
 				&cli.IntFlag{Name: "per-minute", Usage: "at most this many sends in any 60 s (0: only --rate)"},
+				&cli.IntFlag{Name: "per-hour", Usage: "at most this many sends in any hour, e.g. an email provider's hourly quota (0: none; not with --per-minute)"},
 				&cli.IntFlag{Name: "tier", Usage: "Meta messaging tier: unique recipients per rolling 24 h (250, 2000, 10000, 100000; 0: unlimited)"},
 				&cli.StringFlag{Name: "warm-up", Usage: "pace a new number in bursts: BURST/PAUSE, e.g. 50/30s (pauses vary by ±25%)"},
 				&cli.StringSliceFlag{Name: "country", Usage: "a country this sender serves when a campaign routes by country (ISO code, repeatable or comma-separated)"},
@@ -49,7 +50,7 @@ func sendersCommand() *cli.Command {
 					}
 					s.Settings[strings.TrimSpace(k)] = v
 				}
-				s.PerMinute, s.Tier = c.Int("per-minute"), c.Int("tier")
+				s.PerMinute, s.PerHour, s.Tier = c.Int("per-minute"), c.Int("per-hour"), c.Int("tier")
 				if v := c.String("warm-up"); v != "" {
 					b, p, ok := strings.Cut(v, "/")
 					burst, err1 := strconv.Atoi(b)
@@ -179,6 +180,9 @@ func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, st
 	fmt.Fprintf(w, "sender %s (phone-number id %s): %v msg/s", s.ID, s.PhoneNumberID, s.Rate)
 	if s.PerMinute > 0 {
 		fmt.Fprintf(w, ", at most %d a minute", s.PerMinute)
+	}
+	if s.PerHour > 0 {
+		fmt.Fprintf(w, ", at most %d an hour", s.PerHour)
 	}
 	if s.Tier > 0 {
 		fmt.Fprintf(w, ", tier %d recipients a day", s.Tier)

@@ -32,4 +32,17 @@ func TestSendersHoldAndResume(t *testing.T) {
 	if code, _, errOut := run(append(append([]string{}, g...), "senders", "add", "--phone-number-id", "1066", "--token", "t", "--warm-up", "fifty")...); code != 2 || !strings.Contains(errOut, "--warm-up") {
 		t.Fatalf("bad --warm-up: exit %d: %s", code, errOut)
 	}
+	// An email sender with its provider's hourly quota; a per-minute cap with it is refused.
+	sh("senders", "add", "--id", "news", "--channel", "email", "--rate", "20", "--per-hour", "500",
+		"--setting", "smtp_addr=127.0.0.1:2525", "--setting", "from=news@shop.example")
+	if out := sh("senders", "show", "news"); !strings.Contains(out, "20 msg/s, at most 500 an hour") {
+		t.Fatalf("show: %s", out)
+	}
+	if out := sh("senders", "show", "news", "-o", "json"); !strings.Contains(out, `"per_hour": 500`) && !strings.Contains(out, `"per_hour":500`) {
+		t.Fatalf("show -o json: %s", out)
+	}
+	if code, _, errOut := run(append(append([]string{}, g...), "senders", "add", "--id", "news2", "--channel", "email", "--rate", "20",
+		"--per-hour", "500", "--per-minute", "10", "--setting", "smtp_addr=127.0.0.1:2525", "--setting", "from=news@shop.example")...); code == 0 || !strings.Contains(errOut, "not both") {
+		t.Fatalf("--per-minute with --per-hour: exit %d: %s", code, errOut)
+	}
 }
