@@ -117,6 +117,13 @@ func TestWhatsAppConformance(t *testing.T) {
 			`"user_preferences":[{"wa_id":"`+waID+`","detail":"User requested to `+value+` marketing messages","category":"marketing_messages","value":"`+value+`","timestamp":1750030073}]`)
 	}
 	sample := preference("16505551234", "resume")
+	tapped := func(from, value string) func(t *testing.T) {
+		return func(t *testing.T) {
+			if err := sb.Preference(context.Background(), pnid, from, value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	texted := func(from, text string) func(t *testing.T) {
 		return func(t *testing.T) {
 			if err := sb.Inbound(context.Background(), pnid, from, text); err != nil {
@@ -137,10 +144,12 @@ func TestWhatsAppConformance(t *testing.T) {
 		consent = append(consent, channeltest.ConsentCase{Name: fmt.Sprintf("texted %q", c.text), Subject: from, Provoke: texted(from, c.text), Want: c.want})
 	}
 	consent = append(consent,
-		channeltest.ConsentCase{Name: "user_preferences stop (sent by hand: the sandbox sends none)", Subject: "+16505550001",
-			Payload: preference("16505550001", "stop"), Want: channeltest.OptOut},
-		channeltest.ConsentCase{Name: "user_preferences resume (sent by hand: the sandbox sends none)", Subject: "+16505550002",
-			Payload: preference("16505550002", "resume"), Want: channeltest.OptIn},
+		channeltest.ConsentCase{Name: "user_preferences stop (the user taps Stop promotions)", Subject: "+16505550001",
+			Provoke: tapped("+16505550001", "stop"), Want: channeltest.OptOut},
+		channeltest.ConsentCase{Name: "user_preferences resume", Subject: "+16505550002",
+			Provoke: tapped("+16505550002", "resume"), Want: channeltest.OptIn},
+		channeltest.ConsentCase{Name: "user_preferences stop, as Meta shaped it in its docs (by hand)", Subject: "+16505550003",
+			Payload: preference("16505550003", "stop"), Want: channeltest.OptOut},
 		channeltest.ConsentCase{Name: "marketing stopped by the user (failed 131050)", Subject: "consent:1",
 			Provoke: func(t *testing.T) { send(t, sender, template("promo")(stoppedMarketing, "consent:1")) }, Want: channeltest.OptOut},
 		channeltest.ConsentCase{Name: "not on WhatsApp (failed 131026)", Subject: "consent:2",

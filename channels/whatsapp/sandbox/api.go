@@ -26,6 +26,7 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("GET /_sandbox/records", s.handleRecords)
 	m.HandleFunc("GET /_sandbox/stats", s.handleStats)
 	m.HandleFunc("POST /_sandbox/inbound", s.handleInbound)
+	m.HandleFunc("POST /_sandbox/preference", s.handlePreference)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeGraphError(w, &graphError{status: http.StatusBadRequest, code: 100,
 			message: fmt.Sprintf("Unsupported %s request.", strings.ToLower(r.Method)),
@@ -236,7 +237,7 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case Undeliverable(digits, s.cfg.UndeliverableRate):
 		rec.Final, rec.ErrorCode = graph.StatusFailed, 131026
-	case price.Category == "marketing" && MarketingStopped(digits, s.cfg.MarketingStopRate):
+	case price.Category == "marketing" && s.marketingStopped(digits):
 		rec.Final, rec.ErrorCode = graph.StatusFailed, 131050
 	case WillRead(digits, s.cfg.ReadRate):
 		rec.Final = graph.StatusRead
@@ -507,6 +508,29 @@ func (s *Sandbox) handleInbound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Inbound(r.Context(), in.PhoneNumberID, in.From, in.Text); err != nil {
+		writeGraphError(w, errParam("%v", err))
+		return
+	}
+	writeJSON(w, map[string]bool{"success": true})
+}
+
+// handlePreference is Preference over HTTP: {"phone_number_id","from","value":"stop"|"resume"}.
+func (s *Sandbox) handlePreference(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		PhoneNumberID string `json:"phone_number_id"`
+		From          string `json:"from"`
+		Value         string `json:"value"`
+	}
+	var buf bytes.Buffer
+	if err := readBody(w, r, &buf); err != nil {
+		writeGraphError(w, errParam("reading the request body: %v", err))
+		return
+	}
+	if err := json.Unmarshal(buf.Bytes(), &in); err != nil {
+		writeGraphError(w, errParam("want {\"phone_number_id\",\"from\",\"value\"}: %v", err))
+		return
+	}
+	if err := s.Preference(r.Context(), in.PhoneNumberID, in.From, in.Value); err != nil {
 		writeGraphError(w, errParam("%v", err))
 		return
 	}

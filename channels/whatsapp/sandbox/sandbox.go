@@ -80,6 +80,11 @@ type Config struct {
 	// business (see MarketingStopped): a MARKETING template to them is accepted, then
 	// failed with 131050, as Meta does.
 	MarketingStopRate float64
+	// PromotionsStopRate is the share of recipients (see StopsPromotions) who tap "Stop
+	// promotions" when a MARKETING template reaches them: Meta posts a user_preferences
+	// webhook (value stop), and later marketing templates to them fail with 131050 until
+	// they resume (Preference).
+	PromotionsStopRate float64
 	ReadRate          float64 // share of delivered messages that get read (see WillRead)
 	DelayScale        float64 // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
 	DuplicateRate     float64 // share of webhook statuses delivered twice
@@ -158,6 +163,8 @@ type Sandbox struct {
 
 	winMu   sync.RWMutex
 	windows map[string]time.Time // phone-number id + "\x00" + wa id → last inbound
+	stopMu  sync.Mutex
+	stopped map[string]bool // wa ids who stopped marketing (Preference, PromotionsStopRate)
 
 	recMu   sync.Mutex
 	records []Record
@@ -239,6 +246,7 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 		templates: make(map[string]*tmplEntry, len(cfg.Templates)+16),
 		limiters:  make(map[string]*rate.Limiter, 16),
 		windows:   make(map[string]time.Time, 1024),
+		stopped:   make(map[string]bool),
 		records:   make([]Record, 0, 4096),
 		rejected:  make(map[int]int64, 16),
 	}
@@ -425,6 +433,64 @@ func Undeliverable(to string, rate float64) bool {
 func MarketingStopped(to string, rate float64) bool {
 	d, _ := waID(to)
 	return rate > 0 && unit(hashString('m', d)) < rate
+}
+
+// StopsPromotions reports whether recipient to taps "Stop promotions" when a marketing
+// template reaches it under rate: a deterministic function of its digits.
+func StopsPromotions(to string, rate float64) bool {
+	d, _ := waID(to)
+	return rate > 0 && unit(hashString('p', d)) < rate
+}
+
+// marketingStopped reports whether the user with wa id digits stopped the business's
+// marketing: one of MarketingStopRate's, or by a Preference not resumed since.
+func (s *Sandbox) marketingStopped(digits string) bool {
+	if MarketingStopped(digits, s.cfg.MarketingStopRate) {
+		return true
+	}
+	s.stopMu.Lock()
+	defer s.stopMu.Unlock()
+	return s.stopped[digits]
+}
+
+// Preference simulates the user with number from tapping "Stop promotions" (value
+// "stop") or resuming them ("resume") in a chat with phoneNumberID: marketing templates
+// to them fail with 131050 from now on (or again go out), and a user_preferences webhook
+// is queued, delivered by Run.
+func (s *Sandbox) Preference(ctx context.Context, phoneNumberID, from, value string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sandbox preference: %w", err)
+	}
+	digits, ok := waID(from)
+	if !ok {
+		return fmt.Errorf("sandbox preference: from %q: want 8-15 digits with an optional leading '+'", from)
+	}
+	if value != "stop" && value != "resume" {
+		return fmt.Errorf("sandbox preference: value %q: want stop or resume", value)
+	}
+	if phoneNumberID == "" {
+		return errors.New("sandbox preference: phone_number_id is required")
+	}
+	s.q.push(time.Now(), s.preferenceEvent(phoneNumberID, digits, value, s.now()))
+	return nil
+}
+
+// preferenceEvent records a stop or resume and returns its webhook.
+func (s *Sandbox) preferenceEvent(phoneNumberID, digits, value string, at time.Time) *event {
+	s.stopMu.Lock()
+	if value == "stop" {
+		s.stopped[digits] = true
+	} else {
+		delete(s.stopped, digits)
+	}
+	s.stopMu.Unlock()
+	ev := &event{pnid: phoneNumberID, pref: &preferenceItem{
+		contact: graph.WebhookContact{WaID: digits},
+		pref: graph.UserPreference{WaID: digits, Detail: "User requested to " + value + " marketing messages",
+			Category: "marketing_messages", Value: value, Timestamp: at.Unix()},
+	}}
+	ev.pref.contact.Profile.Name = "Sandbox User " + digits[len(digits)-4:]
+	return ev
 }
 
 // WillRead reports whether a delivered message to recipient to gets read under rate:

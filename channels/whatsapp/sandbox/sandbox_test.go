@@ -893,3 +893,78 @@ func TestPlaceholders(t *testing.T) {
 		t.Errorf("render positional: %q", got)
 	}
 }
+
+// A user who taps "Stop promotions" after a marketing template: a user_preferences
+// webhook (value stop) follows, marketing templates to them fail with 131050 (utility
+// ones still go), and a resume lifts it with its own webhook.
+func TestStopPromotions(t *testing.T) {
+	e := newEnv(t, Config{Throughput: 1e6, PairInterval: -1, DelayScale: -1, PromotionsStopRate: 1,
+		Templates: []ApprovedTemplate{orderConfirmation, {Name: "plain", Language: "en_US", Category: "MARKETING"}}})
+	e.run(t)
+	const user = "16505551234"
+	promo := `{"messaging_product":"whatsapp","to":"+` + user + `","type":"template","template":{"name":"plain","language":{"code":"en_US"}}}`
+	if r := e.send(t, promo); r.status != 200 {
+		t.Fatalf("the first marketing template: %s", r.raw)
+	}
+	e.waitIdle(t)
+	prefs := func() []graph.UserPreference {
+		var out []graph.UserPreference
+		for _, n := range e.recv.notifications() {
+			for _, ch := range n.Entry[0].Changes {
+				if len(ch.Value.UserPreferences) > 0 && (ch.Field != "user_preferences" || len(ch.Value.Statuses) > 0 || len(ch.Value.Contacts) != 1) {
+					t.Fatalf("a preference in change %+v", ch)
+				}
+				out = append(out, ch.Value.UserPreferences...)
+			}
+		}
+		return out
+	}
+	if p := prefs(); len(p) != 1 || p[0].WaID != user || p[0].Value != "stop" || p[0].Category != "marketing_messages" || p[0].Timestamp == 0 {
+		t.Fatalf("preferences %+v, want one stop of %s", p, user)
+	}
+	if r := e.send(t, promo); r.status != 200 {
+		t.Fatalf("accepted, then failed, as Meta does: %s", r.raw)
+	}
+	e.waitIdle(t)
+	failed := 0
+	sts, _ := e.recv.statuses()
+	for _, s := range sts {
+		if s.Status == "failed" && len(s.Errors) == 1 && s.Errors[0].Code == 131050 {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d marketing templates failed with 131050 after the stop; want 1 (statuses %+v)", failed, sts)
+	}
+	if r := e.send(t, templateBody("+"+user, "9:1")); r.status != 200 {
+		t.Fatalf("a utility template after the stop: %s", r.raw)
+	}
+	resp, err := http.Post(e.api.URL+"/_sandbox/preference", "application/json",
+		strings.NewReader(`{"phone_number_id":"`+pnid+`","from":"`+user+`","value":"resume"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("preference endpoint: HTTP %d", resp.StatusCode)
+	}
+	if err := e.sb.Preference(context.Background(), pnid, "+"+user, "maybe"); err == nil {
+		t.Fatal("a preference of value maybe was taken")
+	}
+	e.waitIdle(t)
+	if p := prefs(); len(p) != 2 || p[1].Value != "resume" {
+		t.Fatalf("preferences %+v, want the stop, then the resume (the refused template brings none)", p)
+	}
+	// Resumed: the next marketing template is delivered (and this user taps stop again).
+	if r := e.send(t, promo); r.status != 200 {
+		t.Fatalf("a marketing template after the resume: %s", r.raw)
+	}
+	e.waitIdle(t)
+	sts, _ = e.recv.statuses()
+	if last := sts[len(sts)-1]; last.Status == "failed" {
+		t.Fatalf("a marketing template after the resume failed: %+v", last)
+	}
+	if p := prefs(); len(p) != 3 || p[2].Value != "stop" {
+		t.Fatalf("preferences %+v, want a second stop", p)
+	}
+}

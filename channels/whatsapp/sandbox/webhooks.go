@@ -24,6 +24,7 @@ type event struct {
 	pnid     string
 	statuses []graph.Status
 	in       *inboundItem
+	pref     *preferenceItem
 	dup      bool // a duplicate of another event: not counted as a unique status
 	attempt  int  // failed POSTs so far
 }
@@ -33,8 +34,26 @@ type inboundItem struct {
 	msg     graph.InboundMessage
 }
 
+// preferenceItem is a user's stop or resume of marketing (a user_preferences webhook).
+type preferenceItem struct {
+	contact graph.WebhookContact
+	pref    graph.UserPreference
+}
+
+// kind is what a webhook POST carries: statuses, inbound messages or preferences (one
+// kind a POST, as Meta sends them).
+func (e *event) kind() int {
+	switch {
+	case e.in != nil:
+		return 1
+	case e.pref != nil:
+		return 2
+	}
+	return 0
+}
+
 func (e *event) units() int64 {
-	if e.in != nil {
+	if e.in != nil || e.pref != nil {
 		return 1
 	}
 	return int64(len(e.statuses))
@@ -245,6 +264,13 @@ func (s *Sandbox) schedule(rec *Record, price *graph.Pricing, seq uint64) {
 			}
 		}
 	}
+	if price.Category == "marketing" && rec.Final != graph.StatusFailed && StopsPromotions(rec.WaID, s.cfg.PromotionsStopRate) {
+		// The user taps "Stop promotions" a little after the template reaches them (never
+		// duplicated: Meta sends a preference once).
+		tapAt := next + delay(readMin, readMax)
+		evs = append(evs, s.preferenceEvent(rec.PhoneNumberID, rec.WaID, "stop", rec.AcceptedAt.Add(tapAt)))
+		evs[len(evs)-1].due = start.Add(tapAt)
+	}
 	s.q.add(evs, true)
 }
 
@@ -322,15 +348,15 @@ func (s *Sandbox) Run(ctx context.Context) error {
 // POST-sized batches, keeping their order.
 func (s *Sandbox) batches(evs []*event) []*batch {
 	type key struct {
-		pnid    string
-		inbound bool
+		pnid string
+		kind int
 	}
 	open := make(map[key]*batch, 4)
 	units := make(map[*batch]int64, 4)
 	var out []*batch
 	limit := int64(s.cfg.StatusesPerPost)
 	for _, e := range evs {
-		k := key{e.pnid, e.in != nil}
+		k := key{e.pnid, e.kind()}
 		b := open[k]
 		if b == nil || units[b]+e.units() > limit {
 			b = &batch{pnid: e.pnid}
@@ -348,7 +374,7 @@ func (s *Sandbox) delivered(b *batch) {
 	var n int64
 	for _, e := range b.events {
 		n += e.units()
-		if e.in != nil {
+		if e.in != nil || e.pref != nil {
 			continue
 		}
 		if e.dup {
@@ -411,23 +437,29 @@ func (s *Sandbox) notification(b *batch) *graph.Notification {
 		MessagingProduct: "whatsapp",
 		Metadata:         graph.Metadata{DisplayPhoneNumber: displayNumber(b.pnid), PhoneNumberID: b.pnid},
 	}
+	field := "messages"
 	for _, e := range b.events {
-		if e.in == nil {
+		var contact graph.WebhookContact
+		switch {
+		case e.in != nil:
+			v.Messages, contact = append(v.Messages, e.in.msg), e.in.contact
+		case e.pref != nil:
+			v.UserPreferences, contact, field = append(v.UserPreferences, e.pref.pref), e.pref.contact, "user_preferences"
+		default:
 			v.Statuses = append(v.Statuses, e.statuses...)
 			continue
 		}
-		v.Messages = append(v.Messages, e.in.msg)
 		known := false
 		for _, c := range v.Contacts {
-			known = known || c.WaID == e.in.contact.WaID
+			known = known || c.WaID == contact.WaID
 		}
 		if !known {
-			v.Contacts = append(v.Contacts, e.in.contact)
+			v.Contacts = append(v.Contacts, contact)
 		}
 	}
 	return &graph.Notification{
 		Object: graph.ObjectWhatsApp,
-		Entry:  []graph.Entry{{ID: s.cfg.WABAID, Changes: []graph.Change{{Field: "messages", Value: v}}}},
+		Entry:  []graph.Entry{{ID: s.cfg.WABAID, Changes: []graph.Change{{Field: field, Value: v}}}},
 	}
 }
 
