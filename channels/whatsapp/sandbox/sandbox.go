@@ -85,10 +85,10 @@ type Config struct {
 	// webhook (value stop), and later marketing templates to them fail with 131050 until
 	// they resume (Preference).
 	PromotionsStopRate float64
-	ReadRate          float64 // share of delivered messages that get read (see WillRead)
-	DelayScale        float64 // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
-	DuplicateRate     float64 // share of webhook statuses delivered twice
-	ReorderRate       float64 // share of read messages whose "read" precedes "delivered" in one POST (default 0.05; <0 disables)
+	ReadRate           float64 // share of delivered messages that get read (see WillRead)
+	DelayScale         float64 // scales realistic status delays (default 1; 0.05 for demos; <0: no delay)
+	DuplicateRate      float64 // share of webhook statuses delivered twice
+	ReorderRate        float64 // share of read messages whose "read" precedes "delivered" in one POST (default 0.05; <0 disables)
 	// StatusesPerPost is the most statuses one webhook POST carries (default 1, as Meta
 	// mostly sends: sent, delivered and read of a message arrive as separate POSTs);
 	// more packs due statuses of one phone number together, as Meta sometimes does.
