@@ -514,13 +514,21 @@ func (s *Store) Deliveries(ctx context.Context, sub string, f DeliveryFilter, be
 	}
 	out := []Delivery{}
 	var offset int64
-	for len(out) < limit {
+	// One more than a page is gathered: a cursor only when there is a next page.
+	page := func() ([]Delivery, int64, string, error) {
+		if len(out) <= limit {
+			return out, 0, "", nil
+		}
+		last := out[limit-1]
+		return out[:limit], last.Created.UnixMilli(), last.ID, nil
+	}
+	for len(out) <= limit {
 		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, s.logKey(sub), &redis.ZRangeBy{Min: min, Max: max, Offset: offset, Count: int64(limit) * 2}).Result()
 		if err != nil {
 			return nil, 0, "", fmt.Errorf("list webhook deliveries: %w", err)
 		}
 		if len(zs) == 0 {
-			return out, 0, "", nil
+			return page()
 		}
 		offset += int64(len(zs))
 		cmds := make([]*redis.MapStringStringCmd, len(zs))
@@ -549,12 +557,12 @@ func (s *Store) Deliveries(ctx context.Context, sub string, f DeliveryFilter, be
 				continue
 			}
 			out = append(out, d)
-			if len(out) == limit {
-				return out, ms, id, nil
+			if len(out) > limit {
+				return page()
 			}
 		}
 	}
-	return out, 0, "", nil
+	return page()
 }
 
 // ReplaySpec names what to replay: delivery ids, or a creation time range.
