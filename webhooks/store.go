@@ -73,7 +73,7 @@ type Subscription struct {
 	Campaigns   []string      `json:"campaigns"` // empty: every campaign (and events of none, such as opt-outs)
 	Description string        `json:"description,omitempty"`
 	Active      bool          `json:"active"`
-	Created     time.Time     `json:"created_at"`
+	Created     time.Time     `json:"created_at,omitzero"`
 	Secret      string        `json:"-"`
 }
 
@@ -328,7 +328,7 @@ type Delivery struct {
 	StatusCode   int         `json:"status_code,omitempty"` // of the last attempt (0: no answer)
 	Error        string      `json:"error,omitempty"`       // of the last attempt
 	LatencyMS    float64     `json:"latency_ms,omitempty"`  // of the last attempt
-	Created      time.Time   `json:"created_at"`
+	Created      time.Time   `json:"created_at,omitzero"`
 	LastAttempt  time.Time   `json:"last_attempt_at,omitzero"`
 	NextAttempt  time.Time   `json:"next_attempt_at,omitzero"` // pending only
 	DeliveredAt  time.Time   `json:"delivered_at,omitzero"`

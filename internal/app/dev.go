@@ -173,6 +173,7 @@ func (s *Stack) Run(ctx context.Context) error {
 		g.Go(func() error { return Worker(ctx, s.Deps) })
 	}
 	g.Go(func() error { return Sink(ctx, s.Deps) })
+	g.Go(func() error { return Deliver(ctx, s.Deps) })
 	return g.Wait()
 }
 

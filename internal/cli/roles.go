@@ -224,6 +224,22 @@ func sinkCommand() *cli.Command {
 	}
 }
 
+func deliverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "deliver",
+		Usage: "consume herald.events and POST signed outbound webhooks to subscriptions, retrying for 72 h (run as many as you like)",
+		Flags: []cli.Flag{metricsFlag()},
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return withMetrics(c, d, app.Deliver)
+		},
+	}
+}
+
 func migrateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "migrate",
