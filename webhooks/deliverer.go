@@ -133,6 +133,7 @@ type Deliverer struct {
 
 	mu       sync.Mutex
 	inflight map[string]int
+	records  chan recordReq
 
 	m struct {
 		outcomes *prometheus.CounterVec
@@ -188,7 +189,8 @@ func New(cfg Config) (*Deliverer, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Deliverer{cfg: cfg, log: log.With("component", "webhooks"), now: cfg.Store.now, subs: subCache{store: cfg.Store},
-		wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.MaxInFlight), inflight: map[string]int{}}
+		wake: make(chan struct{}, 1), sem: make(chan struct{}, cfg.MaxInFlight), inflight: map[string]int{},
+		records: make(chan recordReq, cfg.MaxInFlight)}
 	var reg prometheus.Registerer = prometheus.NewRegistry()
 	if cfg.Registerer != nil {
 		reg = cfg.Registerer
@@ -351,9 +353,49 @@ func (d *Deliverer) storeOnce(ctx context.Context, batch []kafka.Message) error 
 	return nil
 }
 
+// recordReq is an attempt waiting for the recorder.
+type recordReq struct {
+	o    outcome
+	done chan error
+}
+
+// recorder stores attempts in batches (one Redis round trip for all that finished
+// meanwhile) until ctx ends.
+func (d *Deliverer) recorder(ctx context.Context) {
+	for {
+		var batch []recordReq
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-d.records:
+			batch = append(batch, r)
+		}
+	more:
+		for len(batch) < 512 {
+			select {
+			case r := <-d.records:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		os := make([]outcome, len(batch))
+		for i, r := range batch {
+			os[i] = r.o
+		}
+		err := d.cfg.Store.record(ctx, os)
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
 // send claims due deliveries of every subscription with room and posts them.
 func (d *Deliverer) send(ctx context.Context) error {
 	postCtx, cancelPosts := context.WithCancel(context.WithoutCancel(ctx))
+	recDone := make(chan struct{})
+	go func() { defer close(recDone); d.recorder(postCtx) }()
+	defer func() { cancelPosts(); <-recDone }()
 	var wg sync.WaitGroup
 	defer func() {
 		if d.cfg.Drain < 0 {
@@ -398,9 +440,12 @@ func (d *Deliverer) claimRound(ctx, postCtx context.Context, wg *sync.WaitGroup)
 			continue
 		}
 		d.mu.Lock()
-		room := min(d.cfg.Concurrency-d.inflight[sub.ID], cap(d.sem)-len(d.sem))
+		busyN := d.inflight[sub.ID]
+		room := min(d.cfg.Concurrency-busyN, cap(d.sem)-len(d.sem))
 		d.mu.Unlock()
-		if room <= 0 {
+		// Claim in batches: when half the subscription's slots are free (or it has none
+		// in flight), not one by one as each request ends.
+		if room <= 0 || (busyN > 0 && room < (d.cfg.Concurrency+1)/2) {
 			continue
 		}
 		list, err := d.cfg.Store.claim(ctx, sub.ID, room, d.cfg.Lease)
@@ -449,19 +494,25 @@ func (d *Deliverer) deliver(ctx context.Context, sub Subscription, del Delivery)
 		return
 	}
 	var next time.Time
-	outcome := "delivered"
+	label := "delivered"
 	if a.status < 200 || a.status > 299 {
 		next = a.at.Add(d.backoff(del.Attempts+1, a))
-		outcome = "retry"
+		label = "retry"
 		if next.After(del.deadline) {
-			next, outcome = time.Time{}, "failed"
+			next, label = time.Time{}, "failed"
 		}
 	}
-	d.m.outcomes.WithLabelValues(outcome).Inc()
-	if err := d.cfg.Store.record(ctx, del, a, next); err != nil {
-		d.log.Warn("webhook attempt not recorded (the delivery comes due again after its lease)", "err", err, "delivery", del.ID)
+	d.m.outcomes.WithLabelValues(label).Inc()
+	done := make(chan error, 1)
+	select {
+	case d.records <- recordReq{outcome{del, a, next}, done}:
+		if err := <-done; err != nil {
+			d.log.Warn("webhook attempt not recorded (the delivery comes due again after its lease)", "err", err, "delivery", del.ID)
+		}
+	case <-ctx.Done():
+		return
 	}
-	if outcome == "failed" {
+	if label == "failed" {
 		d.log.Warn("webhook delivery failed for good", "subscription", sub.ID, "delivery", del.ID, "attempts", del.Attempts+1, "status", a.status, "err", a.err)
 	}
 }

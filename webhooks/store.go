@@ -408,41 +408,42 @@ func (s *Store) enqueue(ctx context.Context, ps []pending) (int, error) {
 	return n, nil
 }
 
-// claim takes up to n due deliveries of sub and pushes them a lease ahead: KEYS due;
-// ARGV now, lease until, n.
+// claim takes up to n due deliveries of sub, pushes them a lease ahead and returns
+// each id with its fields (an id whose delivery is gone or settled is dropped): KEYS due;
+// ARGV now, lease until, n, the delivery key prefix.
 var claimScript = redis.NewScript(`
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
-return ids
+local out = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HGETALL', ARGV[4] .. id)
+  if #f == 0 or redis.call('HGET', ARGV[4] .. id, 'state') ~= 'pending' then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    out[#out + 1] = id
+    out[#out + 1] = f
+  end
+end
+return out
 `)
 
 func (s *Store) claim(ctx context.Context, sub string, n int, lease time.Duration) ([]Delivery, error) {
 	now := s.now()
-	ids, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(sub)}, now.UnixMilli(), now.Add(lease).UnixMilli(), n).StringSlice()
-	if err != nil || len(ids) == 0 {
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(sub)}, now.UnixMilli(), now.Add(lease).UnixMilli(), n, s.delKey("")).Slice()
+	if err != nil || len(res) == 0 {
 		return nil, err
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, s.delKey(id))
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	out := make([]Delivery, 0, len(ids))
-	var gone []any
-	for i, id := range ids {
-		m := cmds[i].Val()
-		if len(m) == 0 || m["state"] != StatePending {
-			gone = append(gone, id)
-			continue
+	out := make([]Delivery, 0, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		fields, _ := res[i+1].([]any)
+		m := make(map[string]string, len(fields)/2)
+		for j := 0; j+1 < len(fields); j += 2 {
+			k, _ := fields[j].(string)
+			v, _ := fields[j+1].(string)
+			m[k] = v
 		}
 		out = append(out, deliveryFrom(id, m))
-	}
-	if len(gone) > 0 {
-		s.rdb.ZRem(ctx, s.dueKey(sub), gone...)
 	}
 	return out, nil
 }
@@ -456,34 +457,53 @@ type attempt struct {
 	retryAfter time.Duration // the receiver's Retry-After, if any
 }
 
-// record stores an attempt: delivered, or rescheduled at next, or failed for good
-// when next is zero.
-func (s *Store) record(ctx context.Context, d Delivery, a attempt, next time.Time) error {
-	state := StatePending
+// outcome is an attempt to record: delivered, or due again at next, or failed for
+// good when next is zero.
+type outcome struct {
+	d    Delivery
+	a    attempt
+	next time.Time
+}
+
+func (o outcome) state() string {
 	switch {
-	case a.status >= 200 && a.status < 300:
-		state = StateDelivered
-	case next.IsZero():
-		state = StateFailed
+	case o.a.status >= 200 && o.a.status < 300:
+		return StateDelivered
+	case o.next.IsZero():
+		return StateFailed
 	}
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		k := s.delKey(d.ID)
-		p.HIncrBy(ctx, k, "attempts", 1)
-		p.HSet(ctx, k, "state", state, "status", a.status, "error", a.err, "latency_us", a.latency.Microseconds(), "last", a.at.UnixMilli())
-		switch state {
-		case StateDelivered:
-			p.HSet(ctx, k, "delivered", a.at.UnixMilli())
-			p.ZRem(ctx, s.dueKey(d.Subscription), d.ID)
-		case StateFailed:
-			p.ZRem(ctx, s.dueKey(d.Subscription), d.ID)
-		default:
-			p.HSet(ctx, k, "next", next.UnixMilli())
-			p.ZAdd(ctx, s.dueKey(d.Subscription), redis.Z{Score: float64(next.UnixMilli()), Member: d.ID})
+	return StatePending
+}
+
+// recordScript stores an attempt: KEYS d, due, sub; ARGV id, state, status, error,
+// latency us, at ms, next ms. A delivery of a deleted subscription is not queued again.
+var recordScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'status', ARGV[3], 'error', ARGV[4], 'latency_us', ARGV[5], 'last', ARGV[6])
+if ARGV[2] == 'delivered' then
+  redis.call('HSET', KEYS[1], 'delivered', ARGV[6])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+elseif ARGV[2] == 'failed' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], 'next', ARGV[7])
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1]) end
+end
+return 1
+`)
+
+// record stores attempts in one round trip.
+func (s *Store) record(ctx context.Context, os []outcome) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, o := range os {
+			recordScript.Eval(ctx, p, []string{s.delKey(o.d.ID), s.dueKey(o.d.Subscription), s.subKey(o.d.Subscription)},
+				o.d.ID, o.state(), o.a.status, o.a.err, o.a.latency.Microseconds(), o.a.at.UnixMilli(), o.next.UnixMilli())
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record webhook attempt: %w", err)
+		return fmt.Errorf("record webhook attempts: %w", err)
 	}
 	return nil
 }
