@@ -295,7 +295,9 @@ func (d *Deliverer) consume(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("webhooks: commit: %w", err)
+			// Not fatal: what is not committed is read again (after a rebalance or a
+			// restart) and stored once, as deliveries' ids are deterministic.
+			d.log.Warn("webhooks: commit failed", "err", err)
 		}
 		select {
 		case d.wake <- struct{}{}:
@@ -326,6 +328,9 @@ func (d *Deliverer) storeOnce(ctx context.Context, batch []kafka.Message) error 
 	subs, err := d.subs.get(ctx)
 	if err != nil {
 		return err
+	}
+	if len(subs) == 0 {
+		return nil // nothing to match: the batch is committed undecoded
 	}
 	var ps []pending
 	for _, m := range batch {
