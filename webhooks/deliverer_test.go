@@ -634,3 +634,48 @@ func TestBackoff(t *testing.T) {
 		t.Fatalf("Retry-After 48h: waited %s, want MaxBackoff", w)
 	}
 }
+
+// A replay while the delivery is in flight is not undone by that attempt's outcome:
+// the delivery stays due and is sent again.
+func TestReplayWhileInFlight(t *testing.T) {
+	e := newEnv(t)
+	sub, err := e.store.Create(e.ctx, Spec{URL: "https://x.example.com/in", Kinds: Kinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events.New(events.Sent, "c1", 1, time.Now())
+	if n, err := e.store.enqueue(e.ctx, []pending{{sub: sub.ID, event: ev, body: []byte(`{}`)}}); n != 1 || err != nil {
+		t.Fatalf("enqueue: %d %v", n, err)
+	}
+	if n, err := e.store.enqueue(e.ctx, []pending{{sub: sub.ID, event: ev, body: []byte(`{}`)}}); n != 0 || err != nil {
+		t.Fatalf("enqueue of a redelivered event: %d %v, want 0", n, err)
+	}
+	claimed, err := e.store.claim(e.ctx, sub.ID, 10, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %d %v", len(claimed), err)
+	}
+	if again, _ := e.store.claim(e.ctx, sub.ID, 10, time.Minute); len(again) != 0 {
+		t.Fatalf("a claimed delivery was claimed again within its lease")
+	}
+	if n, err := e.store.Replay(e.ctx, sub.ID, ReplaySpec{DeliveryIDs: []string{claimed[0].ID}}); n != 1 || err != nil {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	if err := e.store.record(e.ctx, []outcome{{d: claimed[0], a: attempt{status: 200, at: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	list, _, _, err := e.store.Deliveries(e.ctx, sub.ID, DeliveryFilter{}, 0, "", 10)
+	if err != nil || len(list) != 1 || list[0].State != StatePending || list[0].Attempts != 1 {
+		t.Fatalf("after the in-flight attempt: %+v %v, want pending with 1 attempt", list, err)
+	}
+	next, err := e.store.claim(e.ctx, sub.ID, 10, time.Minute)
+	if err != nil || len(next) != 1 {
+		t.Fatalf("the replayed delivery is not due: %d %v", len(next), err)
+	}
+	if err := e.store.record(e.ctx, []outcome{{d: next[0], a: attempt{status: 200, at: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	list, _, _, _ = e.store.Deliveries(e.ctx, sub.ID, DeliveryFilter{}, 0, "", 10)
+	if list[0].State != StateDelivered || list[0].Attempts != 2 {
+		t.Fatalf("after the replay's attempt: %+v", list[0])
+	}
+}

@@ -16,7 +16,8 @@
 //	P{webhooks}:subs        ZSET: subscription ids by creation time
 //	P{webhooks}:version     STRING: bumped on every subscription change (deliverers reload)
 //	P{webhooks}:d:DID       HASH: one delivery (sub, event, kind, body, created, deadline,
-//	                        attempts, state, status, latency_us, error, next, delivered); expires
+//	                        attempts, state, status, latency_us, error, next, delivered,
+//	                        replays); expires
 //	                        MaxAge + Retention after creation
 //	P{webhooks}:due:ID      ZSET: a subscription's pending deliveries by due time (unix ms);
 //	                        a claimed one is pushed a lease ahead, so a dead deliverer's claim
@@ -334,6 +335,7 @@ type Delivery struct {
 	DeliveredAt  time.Time   `json:"delivered_at,omitzero"`
 	body         []byte
 	deadline     time.Time
+	replays      string // the replay count when claimed: a replay meanwhile keeps the delivery due
 }
 
 func deliveryFrom(id string, m map[string]string) Delivery {
@@ -345,7 +347,7 @@ func deliveryFrom(id string, m map[string]string) Delivery {
 		return time.UnixMilli(n).UTC()
 	}
 	d := Delivery{ID: id, Subscription: m["sub"], EventID: m["event"], Kind: events.Kind(m["kind"]), State: m["state"], Error: m["error"],
-		Created: t("created"), LastAttempt: t("last"), DeliveredAt: t("delivered"), body: []byte(m["body"]), deadline: t("deadline")}
+		Created: t("created"), LastAttempt: t("last"), DeliveredAt: t("delivered"), body: []byte(m["body"]), deadline: t("deadline"), replays: m["replays"]}
 	d.Attempts, _ = strconv.Atoi(m["attempts"])
 	d.StatusCode, _ = strconv.Atoi(m["status"])
 	us, _ := strconv.ParseInt(m["latency_us"], 10, 64)
@@ -476,11 +478,15 @@ func (o outcome) state() string {
 }
 
 // recordScript stores an attempt: KEYS d, due, sub; ARGV id, state, status, error,
-// latency us, at ms, next ms. A delivery of a deleted subscription is not queued again.
+// latency us, at ms, next ms, the replay count when claimed. A delivery of a deleted
+// subscription is not queued again; one replayed while in flight stays due (the
+// replay wins over the attempt's outcome).
 var recordScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'state', ARGV[2], 'status', ARGV[3], 'error', ARGV[4], 'latency_us', ARGV[5], 'last', ARGV[6])
+redis.call('HSET', KEYS[1], 'status', ARGV[3], 'error', ARGV[4], 'latency_us', ARGV[5], 'last', ARGV[6])
+if (redis.call('HGET', KEYS[1], 'replays') or '') ~= ARGV[8] then return 2 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
 if ARGV[2] == 'delivered' then
   redis.call('HSET', KEYS[1], 'delivered', ARGV[6])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -498,7 +504,7 @@ func (s *Store) record(ctx context.Context, os []outcome) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, o := range os {
 			recordScript.Eval(ctx, p, []string{s.delKey(o.d.ID), s.dueKey(o.d.Subscription), s.subKey(o.d.Subscription)},
-				o.d.ID, o.state(), o.a.status, o.a.err, o.a.latency.Microseconds(), o.a.at.UnixMilli(), o.next.UnixMilli())
+				o.d.ID, o.state(), o.a.status, o.a.err, o.a.latency.Microseconds(), o.a.at.UnixMilli(), o.next.UnixMilli(), o.d.replays)
 		}
 		return nil
 	})
@@ -645,6 +651,7 @@ var replayScript = redis.NewScript(`
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) == false then return 0 end
 if redis.call('HGET', KEYS[1], 'sub') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'next', ARGV[3], 'deadline', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'replays', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 return 1
