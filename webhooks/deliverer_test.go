@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/analytics"
@@ -677,5 +678,40 @@ func TestReplayWhileInFlight(t *testing.T) {
 	list, _, _, _ = e.store.Deliveries(e.ctx, sub.ID, DeliveryFilter{}, 0, "", 10)
 	if list[0].State != StateDelivered || list[0].Attempts != 2 {
 		t.Fatalf("after the replay's attempt: %+v", list[0])
+	}
+}
+
+// Redis away while events arrive: nothing is committed until the deliveries are
+// stored, so every event is delivered once Redis is back.
+func TestRedisAwayNothingLost(t *testing.T) {
+	e := newEnv(t)
+	proxy := testenv.NewProxy(t, testenv.RedisAddr(t))
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
+	defer rdb.Close()
+	e.store = NewStore(rdb, e.store.prefix)
+	r := newReceiver(t)
+	srv := httptest.NewServer(r)
+	defer srv.Close()
+	sub, err := e.store.Create(e.ctx, Spec{URL: srv.URL, Kinds: []events.Kind{events.Delivered}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.secret.Store(sub.Secret)
+	e.start(e.config())
+	e.publish(stream(5))
+	waitFor(t, 30*time.Second, "the first deliveries", func() bool { return r.count() == 10 })
+	proxy.Down()
+	e.publish(stream(30)) // contacts 1-5 again (stored once: same ids) and 25 more
+	time.Sleep(500 * time.Millisecond)
+	if lag, err := analytics.Lag(e.ctx, e.brokers, e.group, e.topics.Events); err != nil || lag == 0 {
+		t.Fatalf("lag %d (%v): events were committed while Redis was away", lag, err)
+	}
+	proxy.Up(t)
+	waitFor(t, 60*time.Second, "every delivery after Redis is back", func() bool { return r.count() == 60 })
+	e.settled(sub.ID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) != 60 || len(r.bad) > 0 {
+		t.Fatalf("got %d distinct deliveries (bad %v), want 60", len(r.got), r.bad)
 	}
 }
