@@ -9,21 +9,20 @@
 // lost or the deliverer died mid-POST) and dedupes by Herald-Webhook-Id, the delivery's
 // id, which is the same for every attempt and replay of one event to one subscription.
 //
-// Redis keys (P is the prefix; the hash tag keeps them in one cluster slot, as the Lua
-// scripts touch several at once):
+// Redis keys (P is the prefix; {webhooks} holds the registry, {wh:ID} one subscription's
+// deliveries, so a Redis Cluster spreads subscriptions over its shards):
 //
-//	P{webhooks}:sub:ID      HASH: url, kinds, campaigns (comma-separated), secret, created (unix ms), active
-//	P{webhooks}:subs        ZSET: subscription ids by creation time
-//	P{webhooks}:version     STRING: bumped on every subscription change (deliverers reload)
-//	P{webhooks}:d:DID       HASH: one delivery (sub, event, kind, body, created, deadline,
-//	                        attempts, state, status, latency_us, error, next, delivered,
-//	                        replays); expires
-//	                        MaxAge + Retention after creation
-//	P{webhooks}:due:ID      ZSET: a subscription's pending deliveries by due time (unix ms);
-//	                        a claimed one is pushed a lease ahead, so a dead deliverer's claim
-//	                        comes due again
-//	P{webhooks}:log:ID      ZSET: a subscription's deliveries by creation time (the log),
-//	                        trimmed to Retention and LogLimit entries
+//	P{webhooks}:sub:ID   HASH: url, kinds, campaigns (comma-separated), secret, created (unix ms), active
+//	P{webhooks}:subs     ZSET: subscription ids by creation time
+//	P{webhooks}:version  STRING: bumped on every subscription change (deliverers reload)
+//	P{wh:ID}:alive       STRING: present while the subscription exists
+//	P{wh:ID}:d:DID       HASH: one delivery (sub, event, kind, body, created, deadline, attempts,
+//	                     state, status, latency_us, error, next, delivered, replays); expires
+//	                     MaxAge + Retention after creation
+//	P{wh:ID}:due         ZSET: pending deliveries by due time (unix ms); a claimed one is
+//	                     pushed a lease ahead, so a dead deliverer's claim comes due again
+//	P{wh:ID}:log         ZSET: deliveries by creation time (the log), trimmed to Retention
+//	                     and LogLimit entries
 //
 // Start with Store (subscriptions, log, replay) and Deliverer (Run).
 package webhooks
@@ -180,11 +179,14 @@ func (s *Store) WithClock(now func() time.Time) *Store { s.now = now; return s }
 func (s *Store) subKey(id string) string { return s.prefix + "{webhooks}:sub:" + id }
 func (s *Store) subsKey() string         { return s.prefix + "{webhooks}:subs" }
 func (s *Store) versionKey() string      { return s.prefix + "{webhooks}:version" }
-func (s *Store) delKey(id string) string { return s.prefix + "{webhooks}:d:" + id }
-func (s *Store) dueKey(sub string) string {
-	return s.prefix + "{webhooks}:due:" + sub
-}
-func (s *Store) logKey(sub string) string { return s.prefix + "{webhooks}:log:" + sub }
+
+// A subscription's deliveries share its own hash tag, so a Redis Cluster spreads
+// subscriptions over its shards.
+func (s *Store) tag(sub string) string        { return s.prefix + "{wh:" + sub + "}:" }
+func (s *Store) aliveKey(sub string) string   { return s.tag(sub) + "alive" }
+func (s *Store) delKey(sub, id string) string { return s.tag(sub) + "d:" + id }
+func (s *Store) dueKey(sub string) string     { return s.tag(sub) + "due" }
+func (s *Store) logKey(sub string) string     { return s.tag(sub) + "log" }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -208,6 +210,9 @@ func (s *Store) Create(ctx context.Context, spec Spec) (Created, error) {
 	kinds := make([]string, len(sub.Kinds))
 	for i, k := range sub.Kinds {
 		kinds[i] = string(k)
+	}
+	if err := s.rdb.Set(ctx, s.aliveKey(sub.ID), "1", 0).Err(); err != nil {
+		return Created{}, fmt.Errorf("store webhook subscription: %w", err)
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.subKey(sub.ID), "url", sub.URL, "kinds", strings.Join(kinds, ","), "campaigns", strings.Join(sub.Campaigns, ","),
@@ -292,12 +297,20 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if _, err := s.Get(ctx, id); err != nil {
 		return err
 	}
+	// The marker first: from then on no attempt in flight queues its delivery again.
+	// Delivery hashes expire on their own (MaxAge + Retention).
+	if err := s.rdb.Del(ctx, s.aliveKey(id)).Err(); err != nil {
+		return fmt.Errorf("delete webhook subscription: %w", err)
+	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.subKey(id), s.dueKey(id), s.logKey(id))
+		p.Del(ctx, s.subKey(id))
 		p.ZRem(ctx, s.subsKey(), id)
 		p.Incr(ctx, s.versionKey())
 		return nil
 	})
+	if err == nil {
+		err = s.rdb.Del(ctx, s.dueKey(id), s.logKey(id)).Err()
+	}
 	if err != nil {
 		return fmt.Errorf("delete webhook subscription: %w", err)
 	}
@@ -393,7 +406,7 @@ func (s *Store) enqueue(ctx context.Context, ps []pending) (int, error) {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, x := range ps {
 			id := DeliveryID(x.sub, x.event.ID)
-			cmds[i] = enqueueScript.Eval(ctx, p, []string{s.delKey(id), s.dueKey(x.sub), s.logKey(x.sub)},
+			cmds[i] = enqueueScript.Eval(ctx, p, []string{s.delKey(x.sub, id), s.dueKey(x.sub), s.logKey(x.sub)},
 				id, x.sub, x.event.ID, string(x.event.Kind), x.body, now.UnixMilli(), now.Add(s.MaxAge).UnixMilli(), ttl, s.LogLimit, minLog)
 		}
 		return nil
@@ -412,7 +425,8 @@ func (s *Store) enqueue(ctx context.Context, ps []pending) (int, error) {
 
 // claim takes up to n due deliveries of sub, pushes them a lease ahead and returns
 // each id with its fields (an id whose delivery is gone or settled is dropped): KEYS due;
-// ARGV now, lease until, n, the delivery key prefix.
+// ARGV now, lease until, n, the delivery key prefix (the same hash tag as due, so the
+// delivery keys it builds are in due's cluster slot).
 var claimScript = redis.NewScript(`
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -431,7 +445,7 @@ return out
 
 func (s *Store) claim(ctx context.Context, sub string, n int, lease time.Duration) ([]Delivery, error) {
 	now := s.now()
-	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(sub)}, now.UnixMilli(), now.Add(lease).UnixMilli(), n, s.delKey("")).Slice()
+	res, err := claimScript.Run(ctx, s.rdb, []string{s.dueKey(sub)}, now.UnixMilli(), now.Add(lease).UnixMilli(), n, s.delKey(sub, "")).Slice()
 	if err != nil || len(res) == 0 {
 		return nil, err
 	}
@@ -477,7 +491,7 @@ func (o outcome) state() string {
 	return StatePending
 }
 
-// recordScript stores an attempt: KEYS d, due, sub; ARGV id, state, status, error,
+// recordScript stores an attempt: KEYS d, due, alive; ARGV id, state, status, error,
 // latency us, at ms, next ms, the replay count when claimed. A delivery of a deleted
 // subscription is not queued again; one replayed while in flight stays due (the
 // replay wins over the attempt's outcome).
@@ -503,7 +517,7 @@ return 1
 func (s *Store) record(ctx context.Context, os []outcome) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, o := range os {
-			recordScript.Eval(ctx, p, []string{s.delKey(o.d.ID), s.dueKey(o.d.Subscription), s.subKey(o.d.Subscription)},
+			recordScript.Eval(ctx, p, []string{s.delKey(o.d.Subscription, o.d.ID), s.dueKey(o.d.Subscription), s.aliveKey(o.d.Subscription)},
 				o.d.ID, o.state(), o.a.status, o.a.err, o.a.latency.Microseconds(), o.a.at.UnixMilli(), o.next.UnixMilli(), o.d.replays)
 		}
 		return nil
@@ -560,7 +574,7 @@ func (s *Store) Deliveries(ctx context.Context, sub string, f DeliveryFilter, be
 		cmds := make([]*redis.MapStringStringCmd, len(zs))
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, z := range zs {
-				cmds[i] = p.HGetAll(ctx, s.delKey(z.Member.(string)))
+				cmds[i] = p.HGetAll(ctx, s.delKey(sub, z.Member.(string)))
 			}
 			return nil
 		}); err != nil {
@@ -629,7 +643,7 @@ func (s *Store) Replay(ctx context.Context, sub string, r ReplaySpec) (int, erro
 		cmds := make([]*redis.Cmd, len(chunk))
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range chunk {
-				cmds[i] = replayScript.Eval(ctx, p, []string{s.delKey(id), s.dueKey(sub), s.logKey(sub)}, id, sub, now.UnixMilli(),
+				cmds[i] = replayScript.Eval(ctx, p, []string{s.delKey(sub, id), s.dueKey(sub), s.logKey(sub)}, id, sub, now.UnixMilli(),
 					now.Add(s.MaxAge).UnixMilli(), (s.MaxAge + s.Retention).Milliseconds())
 			}
 			return nil
