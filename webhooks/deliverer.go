@@ -121,8 +121,8 @@ const DefaultGroup = "herald-webhooks"
 // 72 h (Store.MaxAge) have passed. Several deliverers may run: they share the group's
 // partitions and claim deliveries with a lease.
 //
-// Metrics: herald_webhook_deliveries_total{outcome="delivered|retry|failed"},
-// herald_webhook_attempt_seconds, herald_webhook_enqueued_total.
+// Metrics: herald_outbound_webhook_attempts_total{outcome="delivered|retry|failed"},
+// herald_outbound_webhook_attempt_seconds, herald_outbound_webhook_enqueued_total.
 type Deliverer struct {
 	cfg  Config
 	log  *slog.Logger
@@ -196,9 +196,9 @@ func New(cfg Config) (*Deliverer, error) {
 		reg = cfg.Registerer
 	}
 	f := promauto.With(reg)
-	d.m.outcomes = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_deliveries_total", Help: "Webhook delivery attempts by outcome (delivered, retry, failed)."}, []string{"outcome"})
-	d.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_attempt_seconds", Help: "Time of one webhook POST.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)})
-	d.m.enqueued = f.NewCounter(prometheus.CounterOpts{Name: "herald_webhook_enqueued_total", Help: "Webhook deliveries stored from herald.events."})
+	d.m.outcomes = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_outbound_webhook_attempts_total", Help: "Webhook delivery attempts by outcome (delivered, retry, failed)."}, []string{"outcome"})
+	d.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_outbound_webhook_attempt_seconds", Help: "Time of one webhook POST.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)})
+	d.m.enqueued = f.NewCounter(prometheus.CounterOpts{Name: "herald_outbound_webhook_enqueued_total", Help: "Webhook deliveries stored from herald.events."})
 	return d, nil
 }
 
