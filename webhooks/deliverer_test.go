@@ -715,3 +715,53 @@ func TestRedisAwayNothingLost(t *testing.T) {
 		t.Fatalf("got %d distinct deliveries (bad %v), want 60", len(r.got), r.bad)
 	}
 }
+
+// A receiver that hangs holds up no other: the fast subscription gets every event while
+// the slow one has at most Concurrency requests open, and the slow one gets its events
+// once it answers.
+func TestSlowReceiverHoldsUpNoOther(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	var open, maxOpen atomic.Int64
+	slow := newReceiver(t)
+	slow.answer = func(int64) int {
+		n := open.Add(1)
+		for {
+			m := maxOpen.Load()
+			if n <= m || maxOpen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-release
+		open.Add(-1)
+		return http.StatusOK
+	}
+	fast := newReceiver(t)
+	ss, fs := httptest.NewServer(slow), httptest.NewServer(fast)
+	defer fs.Close()
+	a, err := e.store.Create(e.ctx, Spec{URL: ss.URL, Kinds: []events.Kind{events.Sent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.store.Create(e.ctx, Spec{URL: fs.URL, Kinds: []events.Kind{events.Sent}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.secret.Store(a.Secret)
+	fast.secret.Store(b.Secret)
+	cfg := e.config()
+	cfg.Concurrency = 3
+	cfg.Timeout = time.Minute
+	e.start(cfg)
+	e.publish(stream(50)) // 100 sent events
+	waitFor(t, 30*time.Second, "the fast receiver's deliveries", func() bool { return fast.count() == 100 })
+	if slow.count() != 0 || maxOpen.Load() > 3 {
+		t.Fatalf("slow receiver: %d delivered, %d requests open at most (want 0 and ≤ 3)", slow.count(), maxOpen.Load())
+	}
+	close(release)
+	waitFor(t, 60*time.Second, "the slow receiver's deliveries", func() bool { return slow.count() == 100 })
+	ss.Close()
+	if m := maxOpen.Load(); m > 3 {
+		t.Fatalf("%d requests open at once to one subscription, want ≤ 3", m)
+	}
+}
