@@ -9,7 +9,7 @@ import (
 // routeTable lists every operation of the API. Its paths and permissions are the
 // spec's (openapi.yaml, x-permission): TestRoutesMatchSpec holds them equal.
 func (a *API) routeTable() []route {
-	get, post, put := http.MethodGet, http.MethodPost, http.MethodPut
+	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	return []route{
 		{get, "/v1/openapi.json", "", a.openAPI},
 
@@ -33,5 +33,12 @@ func (a *API) routeTable() []route {
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
 		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},
+
+		{get, "/v1/webhooks", apikeys.WebhooksRead, a.listWebhooks},
+		{post, "/v1/webhooks", apikeys.WebhooksWrite, a.createWebhook},
+		{get, "/v1/webhooks/{id}", apikeys.WebhooksRead, a.getWebhook},
+		{del, "/v1/webhooks/{id}", apikeys.WebhooksWrite, a.deleteWebhook},
+		{post, "/v1/webhooks/{id}/replay", apikeys.WebhooksWrite, a.replayWebhook},
+		{get, "/v1/webhooks/{id}/deliveries", apikeys.WebhooksRead, a.listDeliveries},
 	}
 }

@@ -30,7 +30,7 @@ type Role string
 // The roles.
 const (
 	Admin    Role = "admin"    // everything
-	Marketer Role = "marketer" // contacts, consent, templates, campaigns; launch only with CampaignsLaunch
+	Marketer Role = "marketer" // contacts, consent, templates, campaigns, reading webhooks; launch only with CampaignsLaunch
 	Analyst  Role = "analyst"  // reports, and the campaigns, senders and templates they are about
 	Auditor  Role = "auditor"  // the API's audit, consent, and campaigns
 )
@@ -55,18 +55,23 @@ const (
 	SendersRead     Permission = "senders:read"
 	ReportsRead     Permission = "reports:read"
 	AuditRead       Permission = "audit:read"
+	// WebhooksRead lists outbound webhook subscriptions and their delivery logs (never
+	// their secrets); WebhooksWrite creates, deletes and replays them. A subscription
+	// sends contact ids and message events to any URL, so only an admin may make one.
+	WebhooksRead  Permission = "webhooks:read"
+	WebhooksWrite Permission = "webhooks:write"
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
-	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead}
+	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead, WebhooksRead, WebhooksWrite}
 
 // rolePermissions is the role → permission table, the only one. A marketer's key gets
 // CampaignsLaunch only when created with it (--can-launch); an admin's always has it.
 var rolePermissions = map[Role][]Permission{
 	Admin: Permissions,
 	Marketer: {ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
-		TemplatesRead, TemplatesWrite, SendersRead, ReportsRead},
+		TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, WebhooksRead},
 	Analyst: {ReportsRead, CampaignsRead, SendersRead, TemplatesRead},
 	Auditor: {AuditRead, ConsentRead, CampaignsRead},
 }

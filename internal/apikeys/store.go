@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -158,6 +159,11 @@ func keyFrom(id string, m map[string]string) Key {
 		if p != "" {
 			k.Permissions = append(k.Permissions, Permission(p))
 		}
+	}
+	if k.Role == Admin {
+		// An admin may do everything, including what was added after its key was made.
+		k.Permissions = slices.Clone(Permissions)
+		slices.Sort(k.Permissions)
 	}
 	return k
 }

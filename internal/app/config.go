@@ -78,8 +78,21 @@ type Config struct {
 	APIRate  float64
 	APIBurst int
 
+	// Webhooks tunes the outbound webhook deliverer (herald deliver, and dev).
+	Webhooks WebhookConfig
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+}
+
+// WebhookConfig tunes the outbound webhook deliverer; zero values take the webhooks
+// package's defaults.
+type WebhookConfig struct {
+	Timeout     time.Duration // HERALD_WEBHOOK_TIMEOUT: one POST's limit (10s)
+	Concurrency int           // HERALD_WEBHOOK_CONCURRENCY: POSTs at once per subscription (8)
+	MaxInFlight int           // HERALD_WEBHOOK_MAX_IN_FLIGHT: POSTs at once per process (256)
+	MinBackoff  time.Duration // HERALD_WEBHOOK_MIN_BACKOFF: the wait after a first failure (5s), doubling
+	MaxBackoff  time.Duration // HERALD_WEBHOOK_MAX_BACKOFF: the longest wait between attempts (1h)
 }
 
 // Defaults fills what is unset.

@@ -23,6 +23,7 @@ import (
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // Deps holds the connections and components one process shares between its roles.
@@ -158,6 +159,7 @@ type Components struct {
 	Delayed   *dispatcher.Delayed
 	Reactor   *dispatcher.Reactor // carries out provider refusals (workers' and failed statuses')
 	Keys      *apikeys.Store      // the /v1 API's keys
+	Webhooks  *webhooks.Store     // outbound webhook subscriptions and deliveries
 }
 
 // Components builds the domain objects (Redis must be configured).
@@ -193,6 +195,7 @@ func (d *Deps) Components() (*Components, error) {
 		Governor:  throttle.NewGovernor(rdb, p),
 		Delayed:   dispatcher.NewDelayed(rdb, p),
 		Keys:      apikeys.NewStore(rdb, p),
+		Webhooks:  webhooks.NewStore(rdb, p),
 	}
 	rc := dispatcher.ReactorConfig{Ledger: ledger, Policy: c.Policy, Campaigns: c.Campaigns, Contacts: contacts,
 		Pushback: pushback{c.Policy, c.Governor}, UndeliverableFor: d.Cfg.UndeliverableFor, Logger: d.Cfg.Logger}

@@ -152,7 +152,7 @@ func (s *Stack) Close() {
 	s.stops = nil
 }
 
-// Run runs the sandbox, serve, worker and sink until ctx is cancelled.
+// Run runs the sandbox, serve, worker, sink and webhook deliverer until ctx is cancelled.
 func (s *Stack) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Sandbox.Run(ctx) })
@@ -173,6 +173,7 @@ func (s *Stack) Run(ctx context.Context) error {
 		g.Go(func() error { return Worker(ctx, s.Deps) })
 	}
 	g.Go(func() error { return Sink(ctx, s.Deps) })
+	g.Go(func() error { return Deliver(ctx, s.Deps) })
 	return g.Wait()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/server"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // Migrate creates the Kafka topics and the ClickHouse database and schema. Idempotent.
@@ -241,6 +242,24 @@ func Sink(ctx context.Context, d *Deps) error {
 	s := analytics.NewSink(analytics.SinkConfig{Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics, Conn: conn,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry})
 	return s.Run(ctx)
+}
+
+// Deliver runs the outbound webhook deliverer until ctx is cancelled: it consumes
+// herald.events (group herald-webhooks) and POSTs signed events to subscriptions. Run
+// as many as you like: they share the partitions and the due deliveries.
+func Deliver(ctx context.Context, d *Deps) error {
+	c, err := d.Components()
+	if err != nil {
+		return err
+	}
+	w := d.Cfg.Webhooks
+	dl, err := webhooks.New(webhooks.Config{Brokers: d.Cfg.KafkaBrokers, Topic: d.Topics.Events, Store: c.Webhooks,
+		Timeout: w.Timeout, Concurrency: w.Concurrency, MaxInFlight: w.MaxInFlight, MinBackoff: w.MinBackoff, MaxBackoff: w.MaxBackoff,
+		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry})
+	if err != nil {
+		return err
+	}
+	return dl.Run(ctx)
 }
 
 // MetricsHandler serves /metrics from reg and a /healthz, for roles without the serve HTTP.

@@ -49,9 +49,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ExitErrHandler:       func(*cli.Context, error) {}, // we map errors to codes below
 		Commands: []*cli.Command{
 			demoCommand(), devCommand(), sandboxCommand(),
-			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), migrateCommand(),
+			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), deliverCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
-			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(),
+			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(), webhooksCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 		Before: func(c *cli.Context) error {
@@ -114,6 +114,11 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "frequency-caps", Usage: "per-contact caps by category, e.g. marketing:1/72h,marketing:3/168h", EnvVars: []string{"HERALD_FREQUENCY_CAPS"}},
 		&cli.Float64Flag{Name: "api-rate", Value: 20, Usage: "requests per second each API key may make to the /v1 API, across every serve process (a key may have its own --rate)", EnvVars: []string{"HERALD_API_RATE"}},
 		&cli.IntFlag{Name: "api-burst", Value: 40, Usage: "requests an API key may make at once before its rate applies", EnvVars: []string{"HERALD_API_BURST"}},
+		&cli.DurationFlag{Name: "webhook-timeout", Value: 10 * time.Second, Usage: "deliver: one outbound webhook POST's time limit", EnvVars: []string{"HERALD_WEBHOOK_TIMEOUT"}},
+		&cli.IntFlag{Name: "webhook-concurrency", Value: 8, Usage: "deliver: POSTs at once to one webhook subscription", EnvVars: []string{"HERALD_WEBHOOK_CONCURRENCY"}},
+		&cli.IntFlag{Name: "webhook-max-in-flight", Value: 256, Usage: "deliver: POSTs at once in one process", EnvVars: []string{"HERALD_WEBHOOK_MAX_IN_FLIGHT"}},
+		&cli.DurationFlag{Name: "webhook-min-backoff", Value: 5 * time.Second, Usage: "deliver: the wait after a webhook's first failed attempt (doubling, with jitter)", EnvVars: []string{"HERALD_WEBHOOK_MIN_BACKOFF"}},
+		&cli.DurationFlag{Name: "webhook-max-backoff", Value: time.Hour, Usage: "deliver: the longest wait between a webhook's attempts (retries end 72 h after the event)", EnvVars: []string{"HERALD_WEBHOOK_MAX_BACKOFF"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"HERALD_LOG_LEVEL"}},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"HERALD_LOG_FORMAT"}},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "table, json or csv (csv where a command has rows)", EnvVars: []string{"HERALD_OUTPUT"}},
@@ -168,6 +173,8 @@ func config(c *cli.Context) (app.Config, error) {
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
 		SMSAPIURL: c.String("sms-api-url"), PublicURL: c.String("public-url"),
 		API: api.Handler, APIRate: c.Float64("api-rate"), APIBurst: c.Int("api-burst"),
+		Webhooks: app.WebhookConfig{Timeout: c.Duration("webhook-timeout"), Concurrency: c.Int("webhook-concurrency"),
+			MaxInFlight: c.Int("webhook-max-in-flight"), MinBackoff: c.Duration("webhook-min-backoff"), MaxBackoff: c.Duration("webhook-max-backoff")},
 		Logger: slog.New(h),
 	}
 	if err := ledgerConfig(c, &cfg); err != nil {

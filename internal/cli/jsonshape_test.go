@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // out is the type of f's first result: the registry names what a command prints by the
@@ -75,6 +76,10 @@ var jsonOutputs = []struct {
 	{"keys create", out((*apikeys.Store).Create)},
 	{"keys list", out((*apikeys.Store).List)},
 	{"keys revoke", out((*apikeys.Store).Revoke)},
+	{"webhooks create", out((*webhooks.Store).Create)},
+	{"webhooks list", out((*webhooks.Store).List)},
+	{"webhooks replay", typ[replayResult]()},
+	{"webhooks deliveries", out((*webhooks.Store).Deliveries)},
 	{"demo", typ[app.DemoResult]()},
 	{"bench segments", out(segments.RunBench)},
 	{"bench e2e", out(app.BenchE2E)},

@@ -22,7 +22,7 @@ func devCommand() *cli.Command {
 		Usage: "run every role in one process with a local Redis, ClickHouse, embedded Kafka and the WhatsApp sandbox",
 		Description: "Installs redis-server and clickhouse-server from Debian packages when missing, starts private\n" +
 			"instances on free loopback ports (data under --data-dir), embedded Kafka (kfake), the WhatsApp\n" +
-			"Cloud API sandbox, and the serve, worker and sink roles. Prints the HERALD_* values other shells\n" +
+			"Cloud API sandbox, and the serve, worker, sink and deliver roles. Prints the HERALD_* values other shells\n" +
 			"need and writes them to DATA_DIR/env. Stops on Ctrl-C.",
 		Flags: []cli.Flag{dataDirFlag(),
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "serve's listen address (webhooks, /metrics)", EnvVars: []string{"HERALD_LISTEN"}},
@@ -223,6 +223,22 @@ func sinkCommand() *cli.Command {
 			}
 			defer d.Close()
 			return withMetrics(c, d, app.Sink)
+		},
+	}
+}
+
+func deliverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "deliver",
+		Usage: "consume herald.events and POST signed outbound webhooks to subscriptions, retrying for 72 h (run as many as you like)",
+		Flags: []cli.Flag{metricsFlag()},
+		Action: func(c *cli.Context) error {
+			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return withMetrics(c, d, app.Deliver)
 		},
 	}
 }
