@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,29 +70,15 @@ func benchE2ECommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			dir, cleanup, err := benchDataDir(c)
+			env, err := newBenchRun(c)
 			if err != nil {
 				return err
 			}
-			defer cleanup()
-			o := app.E2EOptions{DataDir: dir, Contacts: n, Senders: s, Rate: r}
-			if !c.Bool("in-process") {
-				if o.WorkerCmd, err = benchWorkerProcess(c, dir); err != nil {
-					return err
-				}
-			}
-			if p := c.String("campaign-cpu-profile"); p != "" {
-				f, err := os.Create(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				o.CampaignProfile = f
-			}
-			var finish func()
-			o.Progress, finish = stageProgress(c, "bench e2e")
+			defer env.close()
+			o := app.E2EOptions{DataDir: env.dir, Contacts: n, Senders: s, Rate: r,
+				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress}
 			res, err := app.BenchE2E(c.Context, cfg, o)
-			finish()
+			env.finish()
 			if err != nil {
 				return err
 			}
@@ -138,29 +125,14 @@ func benchE2EEmail(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dir, cleanup, err := benchDataDir(c)
+	env, err := newBenchRun(c)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	o.DataDir = dir
-	if !c.Bool("in-process") {
-		if o.WorkerCmd, err = benchWorkerProcess(c, dir); err != nil {
-			return err
-		}
-	}
-	if p := c.String("campaign-cpu-profile"); p != "" {
-		f, err := os.Create(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		o.CampaignProfile = f
-	}
-	var finish func()
-	o.Progress, finish = stageProgress(c, "bench e2e")
+	defer env.close()
+	o.DataDir, o.WorkerCmd, o.CampaignProfile, o.Progress = env.dir, env.worker, env.profile, env.progress
 	res, err := app.BenchE2EEmail(c.Context, cfg, o)
-	finish()
+	env.finish()
 	if err != nil {
 		return err
 	}
@@ -175,6 +147,48 @@ func benchE2EEmail(c *cli.Context) error {
 }
 
 // benchDataDir is --data-dir, or a temporary directory removed by cleanup.
+// benchRun is what both e2e benches take from the flags besides their sizes: a data
+// directory, the worker process (none with --in-process), the campaign's CPU profile
+// (--campaign-cpu-profile) and the progress bar (finish ends it); close releases them.
+type benchRun struct {
+	dir      string
+	worker   func(env []string) *exec.Cmd
+	profile  io.Writer
+	progress func(stage string, done, total int64)
+	finish   func()
+	closers  []func()
+}
+
+func newBenchRun(c *cli.Context) (*benchRun, error) {
+	dir, cleanup, err := benchDataDir(c)
+	if err != nil {
+		return nil, err
+	}
+	b := &benchRun{dir: dir, closers: []func(){cleanup}}
+	if !c.Bool("in-process") {
+		if b.worker, err = benchWorkerProcess(c, dir); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	if p := c.String("campaign-cpu-profile"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.profile, b.closers = f, append(b.closers, func() { f.Close() })
+	}
+	b.progress, b.finish = stageProgress(c, "bench e2e")
+	return b, nil
+}
+
+func (b *benchRun) close() {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		b.closers[i]()
+	}
+}
+
 func benchDataDir(c *cli.Context) (dir string, cleanup func(), err error) {
 	if dir = c.String("data-dir"); dir != "" {
 		return dir, func() {}, nil
