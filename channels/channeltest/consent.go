@@ -77,6 +77,11 @@ func consent(t *testing.T, h Harness) {
 				if !found {
 					return fmt.Errorf("nothing about %s among %d deliveries", c.Subject, len(ds))
 				}
+				if c.Want != NoEffect && len(effs) == 0 {
+					// Providers post a message's statuses separately (sent, then failed):
+					// what came first may say nothing yet.
+					return fmt.Errorf("no effect on %s yet among %d deliveries", c.Subject, len(ds))
+				}
 				return nil
 			})
 			checkEffects(t, effs, c.Want)
