@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
@@ -37,6 +38,9 @@ var Version = "dev"
 
 // Run runs the command line and returns the process exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Logs (from the roles' goroutines) and progress bars write stderr at once: a writer
+	// that is not a file gets its writes one at a time.
+	stdout, stderr = serialized(stdout), serialized(stderr)
 	a := &cli.App{
 		Name:                 "herald",
 		Usage:                "high-throughput campaign and broadcast dispatcher (WhatsApp Cloud API first)",
@@ -230,4 +234,24 @@ func openFile(name string) (io.ReadCloser, error) {
 		return nil, usage("%w", err)
 	}
 	return f, nil
+}
+
+// serialized returns w, or for a writer other than an *os.File (whose writes the kernel
+// orders), one that lets one Write through at a time.
+func serialized(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); ok || w == nil {
+		return w
+	}
+	return &lockedWriter{w: w}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
