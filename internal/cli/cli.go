@@ -11,9 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
