@@ -1,9 +1,12 @@
 package api
 
 import (
+	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -61,4 +64,19 @@ func pageByID[T any](items []T, id func(T) string, limit int, after cursor, list
 		p.NextCursor = cursor{List: list, ID: id(items[end-1])}.encode()
 	}
 	return p
+}
+
+// listByID answers a GET of a whole list (load) in pages: sorted by id, at most maxLimit
+// a page, after the request's cursor.
+func listByID[T any](c *call, list string, maxLimit int, load func(context.Context) ([]T, error), id func(T) string) error {
+	limit, cur, err := pageParams(c.r, list, maxLimit)
+	if err != nil {
+		return err
+	}
+	items, err := load(c.r.Context())
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(items, func(x, y T) int { return cmp.Compare(id(x), id(y)) })
+	return c.json(http.StatusOK, pageByID(items, id, limit, cur, list))
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"cmp"
 	"net/http"
 	"slices"
 	"time"
@@ -45,29 +44,11 @@ func (a *API) funnel(c *call) error {
 }
 
 func (a *API) listSenders(c *call) error {
-	limit, cur, err := pageParams(c.r, "senders", 500)
-	if err != nil {
-		return err
-	}
-	list, err := a.cfg.Components.Senders.List(c.r.Context())
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(list, func(x, y dispatcher.Sender) int { return cmp.Compare(x.ID, y.ID) })
-	return c.json(http.StatusOK, pageByID(list, func(s dispatcher.Sender) string { return s.ID }, limit, cur, "senders"))
+	return listByID(c, "senders", 500, a.cfg.Components.Senders.List, func(s dispatcher.Sender) string { return s.ID })
 }
 
 func (a *API) listTemplates(c *call) error {
-	limit, cur, err := pageParams(c.r, "templates", 500)
-	if err != nil {
-		return err
-	}
-	list, err := a.cfg.Components.Templates.List(c.r.Context())
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(list, func(x, y templates.Summary) int { return cmp.Compare(x.Name, y.Name) })
-	return c.json(http.StatusOK, pageByID(list, func(s templates.Summary) string { return s.Name }, limit, cur, "templates"))
+	return listByID(c, "templates", 500, a.cfg.Components.Templates.List, func(s templates.Summary) string { return s.Name })
 }
 
 func (a *API) listAPICalls(c *call) error {

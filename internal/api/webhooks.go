@@ -1,7 +1,6 @@
 package api
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,16 +58,7 @@ func (a *API) createWebhook(c *call) error {
 }
 
 func (a *API) listWebhooks(c *call) error {
-	limit, cur, err := pageParams(c.r, "webhooks", 500)
-	if err != nil {
-		return err
-	}
-	list, err := a.cfg.Components.Webhooks.List(c.r.Context())
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(list, func(x, y webhooks.Subscription) int { return cmp.Compare(x.ID, y.ID) })
-	return c.json(http.StatusOK, pageByID(list, func(s webhooks.Subscription) string { return s.ID }, limit, cur, "webhooks"))
+	return listByID(c, "webhooks", 500, a.cfg.Components.Webhooks.List, func(s webhooks.Subscription) string { return s.ID })
 }
 
 func (a *API) getWebhook(c *call) error {

@@ -498,20 +498,9 @@ func (s *Sandbox) handleInbound(w http.ResponseWriter, r *http.Request) {
 		From          string `json:"from"`
 		Text          string `json:"text"`
 	}
-	var buf bytes.Buffer
-	if err := readBody(w, r, &buf); err != nil {
-		writeGraphError(w, errParam("reading the request body: %v", err))
-		return
-	}
-	if err := json.Unmarshal(buf.Bytes(), &in); err != nil {
-		writeGraphError(w, errParam("want {\"phone_number_id\",\"from\",\"text\"}: %v", err))
-		return
-	}
-	if err := s.Inbound(r.Context(), in.PhoneNumberID, in.From, in.Text); err != nil {
-		writeGraphError(w, errParam("%v", err))
-		return
-	}
-	writeJSON(w, map[string]bool{"success": true})
+	simulate(w, r, &in, `{"phone_number_id","from","text"}`, func() error {
+		return s.Inbound(r.Context(), in.PhoneNumberID, in.From, in.Text)
+	})
 }
 
 // handlePreference is Preference over HTTP: {"phone_number_id","from","value":"stop"|"resume"}.
@@ -521,16 +510,24 @@ func (s *Sandbox) handlePreference(w http.ResponseWriter, r *http.Request) {
 		From          string `json:"from"`
 		Value         string `json:"value"`
 	}
+	simulate(w, r, &in, `{"phone_number_id","from","value"}`, func() error {
+		return s.Preference(r.Context(), in.PhoneNumberID, in.From, in.Value)
+	})
+}
+
+// simulate serves a /_sandbox/ request: the JSON body (shaped as want says) into in,
+// then act, answered {"success":true} or a Graph error.
+func simulate(w http.ResponseWriter, r *http.Request, in any, want string, act func() error) {
 	var buf bytes.Buffer
 	if err := readBody(w, r, &buf); err != nil {
 		writeGraphError(w, errParam("reading the request body: %v", err))
 		return
 	}
-	if err := json.Unmarshal(buf.Bytes(), &in); err != nil {
-		writeGraphError(w, errParam("want {\"phone_number_id\",\"from\",\"value\"}: %v", err))
+	if err := json.Unmarshal(buf.Bytes(), in); err != nil {
+		writeGraphError(w, errParam("want %s: %v", want, err))
 		return
 	}
-	if err := s.Preference(r.Context(), in.PhoneNumberID, in.From, in.Value); err != nil {
+	if err := act(); err != nil {
 		writeGraphError(w, errParam("%v", err))
 		return
 	}
