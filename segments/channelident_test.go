@@ -523,3 +523,36 @@ func TestRecordChannelIdentities(t *testing.T) {
 		}
 	}
 }
+
+// Any string: normTelegram and normLine accept only what they give back unchanged,
+// and what they give is stored in the record's compact form.
+func FuzzChannelIdentity(f *testing.F) {
+	for _, s := range []string{"123456789", " -1001234567890 ", "1.23457E+11", "+1", "0", "-0", "007", "9223372036854775808",
+		lineA, strings.ToUpper(lineA), "u" + lineB[1:], "C" + lineA[1:], "", "U"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v, err := normTelegram(s); err == nil {
+			if again, err := normTelegram(v); err != nil || again != v || v != strings.TrimSpace(v) {
+				t.Fatalf("normTelegram(%q) = %q, then %q, %v", s, v, again, err)
+			}
+			rec := encodeRecord(&profile{f: []field{{hTelegram, v}}})
+			if p := mustDecode(t, rec); rec[1] != recTelegram || p.get(hTelegram) != v {
+				t.Fatalf("chat id %q: record %q", v, rec)
+			}
+		} else if !errors.Is(err, errTelegramID) {
+			t.Fatalf("normTelegram(%q): %v", s, err)
+		}
+		if v, err := normLine(s); err == nil {
+			if again, err := normLine(v); err != nil || again != v || !strings.EqualFold(v, strings.TrimSpace(s)) {
+				t.Fatalf("normLine(%q) = %q, then %q, %v", s, v, again, err)
+			}
+			rec := encodeRecord(&profile{f: []field{{hLine, v}}})
+			if p := mustDecode(t, rec); rec[1] != recLine || len(rec) != 18 || p.get(hLine) != v {
+				t.Fatalf("LINE id %q: record %q", v, rec)
+			}
+		} else if !errors.Is(err, errLineID) {
+			t.Fatalf("normLine(%q): %v", s, err)
+		}
+	})
+}
