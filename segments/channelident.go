@@ -109,7 +109,11 @@ func normIdentity(kind int, v string) (string, error) {
 	case idEmail:
 		return normEmail(v)
 	}
-	p, err := parsePhone(v, "")
+	cands, err := waPhone(v) // E.164, or digits as WhatsApp's wa_id
+	if err != nil {
+		return "", err
+	}
+	p, err := parsePhone(cands[0], "")
 	return p.E164, err
 }
 
@@ -234,7 +238,9 @@ func (s *Store) LinkIdentity(ctx context.Context, contact uint32, channel, id st
 	for range maxLinkAttempts {
 		if !cw.before.exists() {
 			// Erased meanwhile: the new entry must not find a contact that is gone.
-			s.rdb.Eval(ctx, unlinkScript, []string{s.kIdent(kind, v)}, v, contact)
+			if err := s.rdb.Eval(ctx, unlinkScript, []string{s.kIdent(kind, v)}, v, contact).Err(); err != nil {
+				return fmt.Errorf("link %s to contact %d (erased meanwhile): unlink %s: %w", channel, contact, v, err)
+			}
 			return fmt.Errorf("link %s to contact %d: %w", channel, contact, ErrUnknownContact)
 		}
 		cur := cw.before.get(field)
@@ -250,7 +256,9 @@ func (s *Store) LinkIdentity(ctx context.Context, contact uint32, channel, id st
 		}
 		if len(failed) == 0 {
 			if cw.old {
-				s.rdb.Del(ctx, s.kContactOld(contact))
+				if err := s.rdb.Del(ctx, s.kContactOld(contact)).Err(); err != nil {
+					return fmt.Errorf("link %s to contact %d: %w", channel, contact, err)
+				}
 			}
 			if cur != "" && cur != v && cur != prev {
 				// Another writer gave the contact an id meanwhile, replaced now.

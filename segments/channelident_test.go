@@ -379,6 +379,11 @@ func TestCreateWithIdentity(t *testing.T) {
 	if err != nil || tg == id || mustIdentity(t, s, "telegram", "424242") != tg {
 		t.Fatalf("telegram: %d, %v", tg, err)
 	}
+	// A phone as WhatsApp reports it (wa_id): the contact is found by it after.
+	wa, err := s.CreateWithIdentity(ctx, "whatsapp", "66817600001", Contact{})
+	if err != nil || mustLookup(t, s, "+66817600001") != wa {
+		t.Fatalf("whatsapp: %d, %v", wa, err)
+	}
 	if _, err := s.CreateWithIdentity(ctx, "telegram", "1", Contact{TelegramChatID: "2"}); err == nil {
 		t.Fatal("a contact with another chat id was taken")
 	}
@@ -555,4 +560,17 @@ func FuzzChannelIdentity(f *testing.F) {
 			t.Fatalf("normLine(%q): %v", s, err)
 		}
 	})
+}
+
+func TestPhoneIDsTakeChannelIdentities(t *testing.T) {
+	s, _, _ := newStore(t)
+	importString(t, s, "telegram,line\n111,\n,"+lineA+"\n", ImportOptions{})
+	ids, rejects, err := s.PhoneIDs(context.Background(), []string{"telegram:111", "LINE:" + strings.ToUpper(lineA), "telegram:222", "telegram:1e5", "line:Cabc"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids.GetCardinality() != 2 || len(rejects) != 3 || rejects[0].Reason != "no such contact" || rejects[0].Value != "222" ||
+		rejects[1].Reason != "invalid telegram chat id" || rejects[2].Reason != "invalid LINE user id" {
+		t.Fatalf("PhoneIDs = %v, %+v", ids.ToArray(), rejects)
+	}
 }

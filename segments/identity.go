@@ -431,17 +431,17 @@ func (s *Store) link(ctx context.Context, ids []identity) ([]int64, error) {
 // identBucketsOf returns the index buckets of identities' values, per kind, sorted.
 func identBucketsOf(ids []identity) (out [idKinds][]uint32) {
 	var used [idKinds][identBuckets]bool
-	var any [idKinds]bool
+	var seen [idKinds]bool
 	for _, x := range ids {
 		for k := range idKinds {
 			if v := x.at(k); v != "" {
 				used[k][identBucket(v)] = true
-				any[k] = true
+				seen[k] = true
 			}
 		}
 	}
 	for k := range idKinds {
-		if !any[k] {
+		if !seen[k] {
 			continue
 		}
 		for b := range uint32(identBuckets) {

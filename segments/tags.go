@@ -91,7 +91,8 @@ func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roarin
 }
 
 // PhoneIDs returns the ids of the contacts with the given phone numbers (E.164, or
-// national in region) or email addresses (an entry with "@"), and the entries that are
+// national in region), email addresses (an entry with "@"), Telegram chat ids
+// ("telegram:<chat id>") or LINE user ids ("line:<user id>"), and the entries that are
 // invalid or belong to no contact, as Rejects with Line the position in phones
 // (1-based).
 func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*roaring.Bitmap, []Reject, error) {
@@ -109,7 +110,16 @@ func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*
 		var idents []identity
 		var lines []int
 		for i, ph := range part {
-			if strings.Contains(ph, "@") {
+			if kind, v, ok := prefixedIdentity(ph); ok {
+				if v == "" {
+					reason := map[int]string{idTelegram: "invalid telegram chat id", idLine: "invalid LINE user id"}[kind]
+					rejects = append(rejects, Reject{Line: start + i + 1, Reason: reason, Value: clip(ph), Hint: "write telegram:<chat id> or line:<user id>"})
+					continue
+				}
+				var x identity
+				x.set(kind, v)
+				idents = append(idents, x)
+			} else if strings.Contains(ph, "@") {
 				e, err := normEmail(ph)
 				if err != nil {
 					rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid email", Value: clip(ph), Hint: "write a bare address such as name@example.com"})
@@ -134,12 +144,14 @@ func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*
 			return nil, nil, err
 		}
 		for i, x := range idents {
-			id := known.by[idPhone][x.phone]
-			if x.email != "" {
-				id = known.by[idEmail][x.email]
+			var id uint32
+			for k := range idKinds {
+				if v := x.at(k); v != "" {
+					id = known.by[k][v]
+				}
 			}
 			if id == 0 {
-				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: x.phone + x.email, Hint: "import the contact first"})
+				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: x.phone + x.email + x.telegram + x.line, Hint: "import the contact first"})
 				continue
 			}
 			ids.Add(id)
@@ -172,6 +184,18 @@ func ReadPhoneList(r io.Reader) (phones []string, lines []int, err error) {
 		return nil, nil, fmt.Errorf("read phone list at line %d: %w", n+1, err)
 	}
 	return phones, lines, nil
+}
+
+// prefixedIdentity reads "telegram:<chat id>" or "line:<user id>": the kind and the
+// normalized id ("" when invalid); ok is false for neither prefix.
+func prefixedIdentity(x string) (kind int, v string, ok bool) {
+	for _, k := range []int{idTelegram, idLine} {
+		if rest, found := cutPrefixFold(strings.TrimSpace(x), identKindNames[k]+":"); found {
+			v, _ := normIdentity(k, rest)
+			return k, v, true
+		}
+	}
+	return 0, "", false
 }
 
 // erasureKey is the identity EraseContact is asked to erase by: its kind and the
