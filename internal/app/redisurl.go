@@ -27,7 +27,9 @@ func IsRedisCluster(u string) bool {
 }
 
 // RedisClusterURL returns the HERALD_REDIS_URL of a cluster with these seed nodes.
-func RedisClusterURL(addrs []string) string { return schemeCluster + "://" + strings.Join(addrs, ",") + "/" }
+func RedisClusterURL(addrs []string) string {
+	return schemeCluster + "://" + strings.Join(addrs, ",") + "/"
+}
 
 // parseRedisURL checks u and returns the options of one server or of a cluster (one of
 // the two is nil).
