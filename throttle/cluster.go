@@ -27,10 +27,15 @@ func consentBase(prefix string, rdb redis.UniversalClient) string {
 	return prefix + "consent:"
 }
 
-// consentKey maps a key name "consent:…" to the layout of rdb (other names are prefix + name).
+// consentKey maps a key name "consent:…" to the layout of rdb, and the checkpoint's
+// "ledger:lock" (one script checks it and moves consent:dirty:taken) to P {consent}:ledger:lock
+// on a cluster; other names are prefix + name.
 func consentKey(prefix string, rdb redis.UniversalClient, name string) string {
 	if rest, ok := strings.CutPrefix(name, "consent:"); ok {
 		return consentBase(prefix, rdb) + rest
+	}
+	if name == "ledger:lock" && onCluster(rdb) {
+		return consentBase(prefix, rdb) + name
 	}
 	return prefix + name
 }

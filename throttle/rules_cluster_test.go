@@ -56,6 +56,9 @@ func TestRulesOnRedisCluster(t *testing.T) {
 		{"DeferredJobKeepsNothing", TestDeferredJobKeepsNothing},
 		{"QuietHoursInCheck", TestQuietHoursInCheck},
 		{"PreviewReservesNothing", TestPreviewReservesNothing},
+		{"CheckpointerListsTheHeadsThatMoved", TestCheckpointerListsTheHeadsThatMoved},
+		{"RebuildRestoresStateFromTheLedger", TestRebuildRestoresStateFromTheLedger},
+		{"RebuildCountsChainsForCheckpoints", TestRebuildCountsChainsForCheckpoints},
 		{"SplitTierConcurrentPair", testSplitTierConcurrentPair},
 		{"SplitTierLeakIsBounded", testSplitTierLeakIsBounded},
 	} {

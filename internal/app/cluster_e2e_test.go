@@ -147,7 +147,7 @@ func startClusterLayout(t *testing.T, sc sandbox.Config) *clusterLayout {
 	g.Go(func() error { return ServeHTTP(gctx, s.serveL, L.front()) })
 	g.Go(func() error { return Scheduler(gctx, s.Deps) })
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("HERALD_TEST_CHILD_LOGS") != "" {
 			for _, p := range all {
 				p.logs()
 			}
