@@ -337,4 +337,3 @@ func TestClusterLayoutKilledWorkerAndServe(t *testing.T) {
 	L.serves[0].start()
 	L.assertClusterRun(t, cp, n, rate, perMinute, tier)
 }
-
