@@ -1,11 +1,9 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,7 +11,6 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,7 +141,7 @@ func startClusterLayout(t *testing.T, sc sandbox.Config) *clusterLayout {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Sandbox.Run(gctx) })
 	g.Go(func() error { return ServeHTTP(gctx, s.sandboxL, s.Sandbox.Handler()) })
-	g.Go(func() error { return ServeHTTP(gctx, s.serveL, L.front()) })
+	g.Go(func() error { return ServeHTTP(gctx, s.serveL, RoundRobin(L.serveAt)) })
 	g.Go(func() error { return Scheduler(gctx, s.Deps) })
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("HERALD_TEST_CHILD_LOGS") != "" {
@@ -177,38 +174,6 @@ func startClusterLayout(t *testing.T, sc sandbox.Config) *clusterLayout {
 		}
 	}
 	return L
-}
-
-// front is the round-robin in front of the serve processes: each request goes to the
-// next serve, and to the one after when a serve does not answer (a killed one).
-func (L *clusterLayout) front() http.Handler {
-	var next atomic.Uint64
-	client := &http.Client{Timeout: 10 * time.Second}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		first := next.Add(1)
-		for k := range uint64(len(L.serveAt)) {
-			u := L.serveAt[(first+k)%uint64(len(L.serveAt))] + r.URL.RequestURI()
-			req, _ := http.NewRequestWithContext(r.Context(), r.Method, u, bytes.NewReader(body))
-			req.Header = r.Header.Clone()
-			resp, err := client.Do(req)
-			if err != nil {
-				continue
-			}
-			for k, v := range resp.Header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(resp.StatusCode)
-			_, _ = io.Copy(w, resp.Body)
-			resp.Body.Close()
-			return
-		}
-		http.Error(w, "no serve answered", http.StatusServiceUnavailable)
-	})
 }
 
 // clusterCampaign seeds n contacts and launches a campaign to senders, each at rate
