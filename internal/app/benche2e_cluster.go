@@ -81,6 +81,7 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	cfg.Registry = nil // a registry of its own: the single layout's run registered its metrics
 	cfg.Defaults()
 	dir, err := filepath.Abs(o.DataDir)
 	if err != nil {
@@ -195,7 +196,15 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	if res.RawBefore, cpuBefore, err = rawRequestRate(gctx, rawN); err != nil {
 		return res, errors.Join(err, stop())
 	}
+	nodesCPU := func() (d time.Duration) {
+		for _, n := range rc.Nodes {
+			d += procstat.ProcessCPU(n.Pid())
+		}
+		return d
+	}
+	redis0 := nodesCPU()
 	err = e2eRun(gctx, dev, o, &res, progress)
+	redisCPU := nodesCPU() - redis0
 	children := stopProcs()
 	if err != nil {
 		return res, errors.Join(err, stop())
@@ -211,6 +220,7 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	if res.Sent > 0 {
 		// Every herald process of the layout counts as "worker" CPU here.
 		res.WorkerCPUMSPerMsg = children.Seconds() / float64(res.Sent) * 1000
+		res.RedisCPUMSPerMsg = redisCPU.Seconds() / float64(res.Sent) * 1000 // every node (includes the campaign's drain)
 	}
 	res.RawRequestsPerSec = (res.RawBefore + res.RawAfter) / 2
 	res.CeilingMsgPerSec = res.RawRequestsPerSec / res.RequestsPerMsg
@@ -285,5 +295,6 @@ func PrintE2ECluster(w io.Writer, r E2EClusterResult) {
 	PrintE2E(w, r.Single)
 	fmt.Fprintf(w, "\ncluster layout (Redis Cluster of %d masters; %d serve, %d worker and %d sink processes):\n", r.RedisNodes, r.Serves, r.Workers, r.Sinks)
 	PrintE2E(w, r.Cluster)
+	fmt.Fprintf(w, "  (cluster: \"worker CPU\" is every herald process's, \"redis\" every node's; peak RSS is the bench process's)\n")
 	fmt.Fprintf(w, "\ndrained messages/s, cluster ÷ single: %.2f (same machine, same run)\n", r.DrainedToSingle)
 }
