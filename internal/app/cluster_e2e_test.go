@@ -231,6 +231,7 @@ func (L *clusterLayout) assertClusterRun(t *testing.T, cp dispatcher.Campaign, n
 		slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 		for _, w := range []time.Duration{time.Second, 5 * time.Second} {
 			most := maxInWindow(ts, w)
+			t.Logf("sender %s: %d unique recipients; at most %d sends in %v (rate %.0f/s)", phone, len(unique[phone]), most, w, rate)
 			if limit := int(float64(w+jitter)/float64(time.Second)*rate) + 1; most > limit {
 				t.Errorf("sender %s: %d sends in %v, over its rate %.0f/s (at most %d with %v of jitter)", phone, most, w, rate, limit, jitter)
 			}
