@@ -117,7 +117,8 @@ func NewPolicy(rdb redis.UniversalClient, prefix string, now func() time.Time) *
 // quiet hours → marketing hold → recipient back-off → pair rate → the sender's daily tier. An allowed job holds a reservation of
 // its cap slot, pair slot and tier place (give them back with ReleaseCaps if it is not
 // sent); a skipped or deferred job holds none. Two pipelined round trips per batch,
-// whatever its size. An error means nothing may be sent: the caller must not treat a
+// whatever its size (on a Redis Cluster, one more when some job counts against a daily
+// tier, and another when tier places must be given back: see tiersplit.go). An error means nothing may be sent: the caller must not treat a
 // failed check as permission (fail closed).
 func (p *Policy) Check(ctx context.Context, jobs []Job) ([]Decision, error) {
 	return p.decide(ctx, jobs, true)
