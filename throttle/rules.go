@@ -530,7 +530,10 @@ func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
 		return fmt.Errorf("release reservations: %w", err)
 	}
 	if p.splitTier {
-		// The tier places the released records held, on the senders' slots.
+		// The tier places the released records held, on the senders' slots. If this
+		// round trip fails the records are released already and a second ReleaseCaps
+		// finds nothing: the places stay, holding the senders back (never over) until
+		// they leave the tier window.
 		var undo []tierPlace
 		for i, c := range cmds {
 			if vals, e := c.Slice(); e == nil && len(vals) == 3 {
