@@ -157,7 +157,7 @@ func (r *Senders) Put(ctx context.Context, s Sender) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	pipe := r.rdb.TxPipeline()
+	pipe := txPipeline(r.rdb)
 	pipe.HSet(ctx, r.key(s.ID), "channel", s.Channel, "phone_number_id", s.PhoneNumberID, "token", s.Token,
 		"rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "name", s.Name, "countries", strings.Join(s.Countries, ","),
 		"per_minute", s.PerMinute, "per_hour", s.PerHour, "tier", s.Tier, "warm_up_burst", s.WarmUpBurst, "warm_up_pause_ms", s.WarmUpPause.Milliseconds(),
