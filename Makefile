@@ -12,6 +12,7 @@ demo:
 ## test: the whole test suite against real redis-server, clickhouse-server and kfake
 test:
 	./deploy/local-stack.sh install
+	./deploy/local-stack.sh install-browser
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
 
