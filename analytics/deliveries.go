@@ -60,10 +60,10 @@ var deliveryRank = func() string {
 var deliveryKinds = "'" + strings.Join(DeliveryStatuses, "', '") + "'"
 
 // Deliveries returns a page of a campaign's recipients by contact id, and whether more
-// follow. It pages by keyset (contact_id > After), never by offset: the first query
-// reads the page's contact ids from the primary key range (campaign_id, kind,
-// contact_id), the second only those contacts' events, so a deep page costs about what
-// the first does.
+// follow. It pages by keyset (contact_id > After), never by offset: pageIDs reads the
+// page's contact ids from a window of the primary key (campaign_id, kind, contact_id),
+// the second query only those contacts' events, so any page costs about what the first
+// does, whatever the campaign's size.
 func Deliveries(ctx context.Context, conn driver.Conn, q DeliveryQuery) ([]Delivery, bool, error) {
 	kind := q.Status
 	if kind == "" {
@@ -75,36 +75,12 @@ func Deliveries(ctx context.Context, conn driver.Conn, q DeliveryQuery) ([]Deliv
 	if q.Limit <= 0 {
 		q.Limit = 50
 	}
-	cmp, order := ">", "ASC"
+	order := "ASC"
 	if q.Desc {
-		cmp, order = "<", "DESC"
+		order = "DESC"
 	}
-	where := "campaign_id = ? AND kind = ?"
-	args := []any{q.Campaign, kind}
-	if q.After > 0 || q.Desc {
-		after := uint64(q.After)
-		if q.Desc && q.After == 0 {
-			after = 1 << 32
-		}
-		where += " AND contact_id " + cmp + " ?"
-		args = append(args, after)
-	}
-	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT contact_id FROM events WHERE %s GROUP BY contact_id ORDER BY contact_id %s LIMIT %d",
-		where, order, q.Limit+1), args...)
+	ids, err := pageIDs(ctx, conn, q, kind)
 	if err != nil {
-		return nil, false, fmt.Errorf("deliveries of %s: %w", q.Campaign, err)
-	}
-	var ids []uint32
-	for rows.Next() {
-		var id uint32
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, false, fmt.Errorf("deliveries of %s: %w", q.Campaign, err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("deliveries of %s: %w", q.Campaign, err)
 	}
 	more := len(ids) > q.Limit
@@ -140,7 +116,7 @@ FROM events
 WHERE campaign_id = ? AND contact_id >= ? AND contact_id <= ? AND contact_id IN (` + list.String() + `) AND kind IN (` + deliveryKinds + `)
 GROUP BY contact_id
 ORDER BY contact_id ` + order
-	rows, err = conn.Query(ctx, sql, q.Campaign, lo, hi)
+	rows, err := conn.Query(ctx, sql, q.Campaign, lo, hi)
 	if err != nil {
 		return nil, false, fmt.Errorf("deliveries of %s: %w", q.Campaign, err)
 	}
@@ -162,4 +138,103 @@ ORDER BY contact_id ` + order
 		return nil, false, fmt.Errorf("deliveries of %s: %w", q.Campaign, err)
 	}
 	return out, more, nil
+}
+
+// maxContactID bounds contact ids (UInt32).
+const maxContactID = 1<<32 - 1
+
+// pageIDs finds the contact ids of a page: up to Limit+1 distinct ids of recipients with
+// an event of kind, after (or, with Desc, before) the cursor. It reads growing windows
+// of ids from the cursor on, a few granules of the primary key each, rather than every
+// id after the cursor: with dense ids (as Herald assigns them) the first window fills
+// the page. The campaign's lowest or highest id, read once when a window comes back
+// short, says when the list has ended.
+func pageIDs(ctx context.Context, conn driver.Conn, q DeliveryQuery, kind string) ([]uint32, error) {
+	want := q.Limit + 1
+	var ids []uint32
+	var edge *uint64 // the campaign's last id in the order of the page
+	readEdge := func() (uint64, error) {
+		if edge == nil {
+			var v uint32
+			f := "max"
+			if q.Desc {
+				f = "min"
+			}
+			if err := conn.QueryRow(ctx, "SELECT "+f+"(contact_id) FROM events WHERE campaign_id = ? AND kind = ?", q.Campaign, kind).Scan(&v); err != nil {
+				return 0, err
+			}
+			e := uint64(v)
+			edge = &e
+		}
+		return *edge, nil
+	}
+	// pos is the cursor: ids strictly after it (before it with Desc) are wanted.
+	pos := uint64(q.After)
+	if q.Desc && q.After == 0 {
+		// From the top: the campaign's highest id.
+		var top uint32
+		if err := conn.QueryRow(ctx, "SELECT max(contact_id) FROM events WHERE campaign_id = ? AND kind = ?", q.Campaign, kind).Scan(&top); err != nil {
+			return nil, err
+		}
+		pos = uint64(top) + 1
+	}
+	w := uint64(want) * 2
+	for len(ids) < want {
+		var lo, hi uint64 // inclusive
+		if q.Desc {
+			if pos == 0 {
+				break
+			}
+			hi = pos - 1
+			lo = hi - min(hi, w-1)
+		} else {
+			if pos >= maxContactID {
+				break
+			}
+			lo = pos + 1
+			hi = min(pos+w, maxContactID)
+		}
+		order := "ASC"
+		if q.Desc {
+			order = "DESC"
+		}
+		rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT contact_id FROM events
+WHERE campaign_id = ? AND kind = ? AND contact_id >= ? AND contact_id <= ?
+GROUP BY contact_id ORDER BY contact_id %s LIMIT %d`, order, want-len(ids)), q.Campaign, kind, uint32(lo), uint32(hi))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id uint32
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if len(ids) >= want {
+			break
+		}
+		e, err := readEdge()
+		if err != nil {
+			return nil, err
+		}
+		if q.Desc {
+			if lo <= e {
+				break
+			}
+			pos = lo
+		} else {
+			if hi >= e {
+				break
+			}
+			pos = hi
+		}
+		w *= 4
+	}
+	return ids, nil
 }

@@ -27,7 +27,7 @@ func BenchmarkCampaignPage(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	insertEvents(b, ctx, e, "1", n)
+	insertEvents(b, ctx, e, "1", n, 1)
 	b.Logf("inserted the events of %d recipients in %v", n, time.Since(start).Round(time.Millisecond))
 	deep := cursor{List: "deliveries", ID: "900000"}.encode()
 	get := func(b *testing.B, path string) {
