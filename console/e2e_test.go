@@ -352,6 +352,12 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Logf("GET /v1/segments/count answers %d: the live count is not checked, only that the form says it is missing", code)
 		br.do(t, "the form says the live count is missing", poll(`document.body.textContent.includes("no live count")`, 30*time.Second))
 	}
+	if code, body := s.call(t, "launcher", "POST", "/v1/templates/welcome/preview", map[string]any{"sample": 1}); code == 200 {
+		br.do(t, "the template's preview", chromedp.WaitVisible(chromedp.CSS("#template-preview")))
+	} else {
+		t.Logf("POST /v1/templates/{name}/preview answers %d (%.80s): the preview is not checked, only that the form says it is missing", code, body)
+		br.do(t, "the form says the preview is missing", poll(`document.body.textContent.includes("no template preview")`, 30*time.Second))
+	}
 	br.do(t, "create and dry-run", poll(`!document.getElementById("create").disabled`, 10*time.Second), chromedp.Click(chromedp.CSS("#create")),
 		chromedp.WaitVisible(chromedp.CSS("#dry-run")), chromedp.WaitVisible(chromedp.CSS("#launch")))
 	br.shot(t, "new-campaign")

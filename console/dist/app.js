@@ -10,16 +10,14 @@
       <${xt} error=${s} />
       <p><button class="primary" id="login" type="submit" disabled=${o||!t}>Log in</button></p>
     </form>
-  </div>`}function ua(i,t){let[e,s]=P(i),[n,o]=P(0),a=Gt(null);return j(()=>s(i),[i&&i.id]),j(()=>{if(!(!i||!t))return mn(i.id,r=>{let l=performance.now(),c=a.current;if(c&&l>c.t&&r.done>=c.done){let h=(r.done-c.done)*1e3/(l-c.t);o(d=>d?d*.6+h*.4:h)}a.current={t:l,done:r.done},s(r)})},[i&&i.id,t]),[e,n,s]}function Bs(i){return i&&(i.state==="running"||i.state==="paused"||i.state==="scheduled")}function fa({st:i,rate:t}){let e=Math.max(i.audience||0,1),s=r=>(100*r/e).toFixed(2)+"%",n=Math.min(100,Math.floor(100*(i.done||0)/e)),o=Math.max((i.audience||0)-(i.done||0),0),a=t>0?_n(o/t):i.state==="completed"?"done":"\u2013";return y`<div class="progress" data-campaign=${i.id} data-done=${i.done} data-audience=${i.audience} data-percent=${n} data-state=${i.state}>
+  </div>`}function ua(i,t){let[e,s]=P(i),[n,o]=P(0),a=Gt(null);return j(()=>s(i),[i&&i.id]),j(()=>{if(!(!i||!t))return mn(i.id,r=>{let l=performance.now(),c=a.current;if(c&&l>c.t&&r.done>=c.done){let h=(r.done-c.done)*1e3/(l-c.t);o(d=>d?d*.6+h*.4:h)}a.current={t:l,done:r.done},s(r)})},[i&&i.id,t]),[e,n,s]}function Bs(i){return i&&(i.state==="running"||i.state==="paused"||i.state==="scheduled")}function fa({st:i,rate:t}){let e=t,s=Math.max(i.audience||0,1),n=l=>(100*l/s).toFixed(2)+"%",o=Math.min(100,Math.floor(100*(i.done||0)/s)),a=Math.max((i.audience||0)-(i.done||0),0);if(!(e>0)&&i.launched_at&&i.completed_at){let l=(new Date(i.completed_at)-new Date(i.launched_at))/1e3;l>0&&(e=(i.done||0)/l)}let r=i.state==="completed"?"done":e>0?_n(a/e):"\u2013";return y`<div class="progress" data-campaign=${i.id} data-done=${i.done} data-audience=${i.audience} data-percent=${o} data-state=${i.state}>
     <div class="bar" title=${`${q.format(i.done)} of ${q.format(i.audience)}`}>
-      <span class="sent" style=${{width:s(i.sent||0)}}></span>
-      <span class="skipped" style=${{width:s(i.skipped||0)}}></span>
-      <span class="failed" style=${{width:s(i.failed||0)}}></span>
+      <span class="sent" style=${{width:n(i.sent||0)}}></span>
+      <span class="skipped" style=${{width:n(i.skipped||0)}}></span>
+      <span class="failed" style=${{width:n(i.failed||0)}}></span>
     </div>
     <div class="figures">
-      <span class="percent">${n}%</span> · ${q.format(i.done||0)}/${q.format(i.audience||0)} ·
-      <span class="ok">sent ${q.format(i.sent||0)}</span> · skipped ${q.format(i.skipped||0)} · failed ${q.format(i.failed||0)}
-      · ${t>0?q.format(Math.round(t))+"/s":"\u2013/s"} · ETA ${a}
+      ${[y`<span class="percent">${o}%</span>`,`${q.format(i.done||0)}/${q.format(i.audience||0)}`,y`<span class="ok">sent ${q.format(i.sent||0)}</span>`,`skipped ${q.format(i.skipped||0)}`,`failed ${q.format(i.failed||0)}`,e>0?q.format(Math.round(e))+"/s":"\u2013/s","ETA "+r].map((l,c)=>c?[" \xB7 ",l]:l)}
     </div>
   </div>`}var Wc=4;function jc({c:i,live:t}){let[e,s]=ua(i,t);return y`<tr data-id=${e.id}>
     <td><a href=${"#/campaigns/"+encodeURIComponent(e.id)}>${e.name}</a><div class="muted">${e.id}</div></td>
@@ -126,7 +124,7 @@
     </select>
     <${xt} error=${o} />
     ${s&&y`<div id="template-preview"><${pa} obj=${s} /></div>`}
-  </div>`}function Qc({session:i}){let[t,e]=P([]),[s,n]=P([]),[o,a]=P({name:"",segment:"",template:"",senders:[],quiet_hours:"",holdout:""}),[r,l]=P(null),[c,h]=P(null),[d,u]=P(null),[f,m]=P(!1);j(()=>{U("GET","/v1/templates?limit=500").then(x=>e(x.items),u),U("GET","/v1/senders?limit=500").then(x=>n(x.items),u)},[]);let p=x=>v=>a(w=>({...w,[x]:v})),g=x=>a(v=>({...v,senders:v.senders.includes(x)?v.senders.filter(w=>w!==x):v.senders.concat(x)})),_=x=>async()=>{m(!0),u(null);try{await x()}catch(v){u(v)}finally{m(!1)}},b=_(async()=>{let x={name:o.name,segment:o.segment,template:o.template,senders:o.senders};o.quiet_hours&&(x.quiet_hours=o.quiet_hours),o.holdout&&(x.holdout=Number(o.holdout));let v=await U("POST","/v1/campaigns",x);l(v);try{h(await U("POST","/v1/campaigns/"+encodeURIComponent(v.id)+"/dry-run"))}catch(w){if(!w.missingRoute)throw w;h({note:"this server has no dry run (POST /v1/campaigns/{id}/dry-run)"})}}),k=_(async()=>{await U("POST","/v1/campaigns/"+encodeURIComponent(r.id)+"/launch"),location.hash="#/campaigns/"+encodeURIComponent(r.id)});return y`<div>
+  </div>`}function Qc({session:i}){let[t,e]=P([]),[s,n]=P([]),[o,a]=P({name:"",segment:"",template:"",senders:[],quiet_hours:"",holdout:""}),[r,l]=P(null),[c,h]=P(null),[d,u]=P(null),[f,m]=P(!1);j(()=>{U("GET","/v1/templates?limit=500").then(x=>e(x.items),u),U("GET","/v1/senders?limit=500").then(x=>n(x.items),u)},[]);let p=x=>v=>a(w=>({...w,[x]:v})),g=x=>a(v=>({...v,senders:v.senders.includes(x)?v.senders.filter(w=>w!==x):v.senders.concat(x)})),_=x=>async()=>{m(!0),u(null);try{await x()}catch(v){u(v)}finally{m(!1)}},b=_(async()=>{let x={name:o.name,segment:o.segment,template:o.template,senders:o.senders};o.quiet_hours&&(x.quiet_hours=o.quiet_hours),o.holdout&&(x.holdout=Number(o.holdout));let v=await U("POST","/v1/campaigns",x);l(v);try{h(await U("POST","/v1/campaigns/"+encodeURIComponent(v.id)+"/dry-run",{}))}catch(w){if(!w.missingRoute)throw w;h({note:"this server has no dry run (POST /v1/campaigns/{id}/dry-run)"})}}),k=_(async()=>{await U("POST","/v1/campaigns/"+encodeURIComponent(r.id)+"/launch"),location.hash="#/campaigns/"+encodeURIComponent(r.id)});return y`<div>
     <h1>New campaign</h1>
     <div class="card">
       <label for="name">Name</label>

@@ -83,12 +83,18 @@ function isLive(st) {
   return st && (st.state === "running" || st.state === "paused" || st.state === "scheduled");
 }
 
-function ProgressBar({ st, rate }) {
+function ProgressBar({ st, rate: liveRate }) {
+  let rate = liveRate;
   const total = Math.max(st.audience || 0, 1);
   const pct = (n) => ((100 * n) / total).toFixed(2) + "%";
   const done = Math.min(100, Math.floor((100 * (st.done || 0)) / total));
   const left = Math.max((st.audience || 0) - (st.done || 0), 0);
-  const eta = rate > 0 ? duration(left / rate) : st.state === "completed" ? "done" : "–";
+  if (!(rate > 0) && st.launched_at && st.completed_at) {
+    // A finished campaign: its average rate.
+    const secs = (new Date(st.completed_at) - new Date(st.launched_at)) / 1000;
+    if (secs > 0) rate = (st.done || 0) / secs;
+  }
+  const eta = st.state === "completed" ? "done" : rate > 0 ? duration(left / rate) : "–";
   return html`<div class="progress" data-campaign=${st.id} data-done=${st.done} data-audience=${st.audience} data-percent=${done} data-state=${st.state}>
     <div class="bar" title=${`${fmt.format(st.done)} of ${fmt.format(st.audience)}`}>
       <span class="sent" style=${{ width: pct(st.sent || 0) }}></span>
@@ -96,9 +102,15 @@ function ProgressBar({ st, rate }) {
       <span class="failed" style=${{ width: pct(st.failed || 0) }}></span>
     </div>
     <div class="figures">
-      <span class="percent">${done}%</span> · ${fmt.format(st.done || 0)}/${fmt.format(st.audience || 0)} ·
-      <span class="ok">sent ${fmt.format(st.sent || 0)}</span> · skipped ${fmt.format(st.skipped || 0)} · failed ${fmt.format(st.failed || 0)}
-      · ${rate > 0 ? fmt.format(Math.round(rate)) + "/s" : "–/s"} · ETA ${eta}
+      ${[
+        html`<span class="percent">${done}%</span>`,
+        `${fmt.format(st.done || 0)}/${fmt.format(st.audience || 0)}`,
+        html`<span class="ok">sent ${fmt.format(st.sent || 0)}</span>`,
+        `skipped ${fmt.format(st.skipped || 0)}`,
+        `failed ${fmt.format(st.failed || 0)}`,
+        rate > 0 ? fmt.format(Math.round(rate)) + "/s" : "–/s",
+        "ETA " + eta,
+      ].map((part, i) => (i ? [" · ", part] : part))}
     </div>
   </div>`;
 }
@@ -424,7 +436,7 @@ function NewCampaign({ session }) {
     const cp = await api("POST", "/v1/campaigns", body);
     setDraft(cp);
     try {
-      setDry(await api("POST", "/v1/campaigns/" + encodeURIComponent(cp.id) + "/dry-run"));
+      setDry(await api("POST", "/v1/campaigns/" + encodeURIComponent(cp.id) + "/dry-run", {}));
     } catch (err) {
       if (!err.missingRoute) throw err;
       setDry({ note: "this server has no dry run (POST /v1/campaigns/{id}/dry-run)" });
