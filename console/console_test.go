@@ -76,6 +76,11 @@ func TestBundleReproducible(t *testing.T) {
 	ci := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
 	ci.Dir = work
 	if out, err := ci.CombinedOutput(); err != nil {
+		for _, e := range []string{"ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET"} {
+			if bytes.Contains(out, []byte(e)) {
+				t.Skipf("npm ci could not reach the registry (%s): the bundle's reproducibility is not checked here (TestBundleMatchesSources is)", e)
+			}
+		}
 		t.Fatalf("npm ci: %v\n%s", err, out)
 	}
 	out := filepath.Join(work, "dist")
