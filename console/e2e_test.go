@@ -403,6 +403,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if f.Steps[0].Contacts != 30 || f.Steps[1].Contacts != 20 {
 		t.Fatalf("funnel %+v", f.Steps)
 	}
+	br.do(t, "the breakdown by sender", chromedp.WaitVisible(chromedp.CSS(`#breakdown[data-by="sender"] tr[data-key="`+senderID+`"]`)))
+	br.do(t, "the breakdown by country", setSelect("#breakdown-by", "country"), chromedp.WaitVisible(chromedp.CSS(`#breakdown[data-by="country"]`)))
 	skipped := eval[string](t, br, `document.getElementById("skip-reasons").textContent`)
 	if !strings.Contains(skipped, "10") {
 		t.Errorf("skip reasons %q: want the 10 contacts without consent", skipped)

@@ -171,13 +171,43 @@ function can(session, perm) {
   return session && session.permissions.includes(perm);
 }
 
+// Breakdown is the funnel split by a dimension (one query at a time: at a million
+// recipients each one groups every recipient's events).
+function Breakdown({ id, refresh }) {
+  const [by, setBy] = useState("sender");
+  const [rep, setRep] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    setRep(null);
+    setError(null);
+    api("GET", "/v1/reports/funnel?campaign=" + encodeURIComponent(id) + "&by=" + by).then(setRep, setError);
+  }, [id, by, refresh]);
+  return html`<div class="card">
+    <div class="row">
+      <h2 style="margin:0">By</h2>
+      <select id="breakdown-by" value=${by} onChange=${(e) => setBy(e.target.value)}>
+        ${["sender", "country", "variant", "channel"].map((b) => html`<option value=${b}>${b}</option>`)}
+      </select>
+    </div>
+    <${ErrorBox} error=${error} />
+    ${!rep && !error && html`<p class="muted">Loading…</p>`}
+    ${rep && rep.groups.length === 0 && html`<p class="muted">Nothing yet.</p>`}
+    ${rep &&
+    rep.groups.length > 0 &&
+    html`<table id="breakdown" data-by=${rep.by}>
+      <thead><tr><th>${rep.by}</th>${rep.groups[0].steps.map((s) => html`<th class="num">${s.name}</th>`)}</tr></thead>
+      <tbody>${rep.groups.map(
+        (g) => html`<tr data-key=${g.key}><td>${g.key || "–"}</td>${g.steps.map((s) => html`<td class="num">${fmt.format(s.contacts)}</td>`)}</tr>`
+      )}</tbody>
+    </table>`}
+  </div>`;
+}
+
 function FunnelCard({ id, refresh }) {
   const [f, setF] = useState(null);
-  const [by, setBy] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
     api("GET", "/v1/reports/funnel?campaign=" + encodeURIComponent(id)).then(setF, setError);
-    api("GET", "/v1/reports/funnel?campaign=" + encodeURIComponent(id) + "&by=sender").then(setBy, () => {});
   }, [id, refresh]);
   if (error) return html`<${ErrorBox} error=${error} />`;
   if (!f) return html`<p class="muted">Loading the funnel…</p>`;
@@ -216,17 +246,7 @@ function FunnelCard({ id, refresh }) {
             )}</tbody></table>`}
       </div>
     </div>
-    ${by &&
-    by.groups.length > 0 &&
-    html`<div class="card">
-      <h2>By sender</h2>
-      <table id="by-sender">
-        <thead><tr><th>Sender</th>${by.groups[0].steps.map((s) => html`<th class="num">${s.name}</th>`)}</tr></thead>
-        <tbody>${by.groups.map(
-          (g) => html`<tr data-sender=${g.key}><td>${g.key}</td>${g.steps.map((s) => html`<td class="num">${fmt.format(s.contacts)}</td>`)}</tr>`
-        )}</tbody>
-      </table>
-    </div>`}
+    <${Breakdown} id=${id} refresh=${refresh} />
   </div>`;
 }
 
