@@ -86,6 +86,7 @@ type loginRequest struct {
 
 // login exchanges an API key for a session cookie (POST /v1/session).
 func (a *API) login(c *call) error {
+	start := time.Now()
 	body, err := io.ReadAll(io.LimitReader(c.r.Body, 64<<10))
 	if err != nil {
 		return problem("invalid-body", "the body could not be read: "+err.Error())
@@ -118,6 +119,7 @@ func (a *API) login(c *call) error {
 	c.key, c.resource = k, k.ID
 	setSessionCookie(c.w, c.r, id, int(SessionTTL/time.Second))
 	c.w.Header().Set("Cache-Control", "no-store")
+	a.audit(c, &buffer{under: c.w, status: http.StatusCreated}, start) // a session is a change: audited like one
 	a.log.Info("console session opened", "key_id", k.ID, "role", k.Role, "request_id", c.w.Header().Get(requestIDHeader))
 	return c.json(http.StatusCreated, session{KeyID: k.ID, KeyName: k.Name, Role: k.Role, Permissions: k.Permissions, CSRFToken: csrf, ExpiresAt: exp})
 }
@@ -148,6 +150,12 @@ func (a *API) authenticateSession(r *http.Request) (apikeys.Key, *Problem) {
 	if p != nil {
 		return apikeys.Key{}, p
 	}
+	return a.sessionKeyOf(r, m)
+}
+
+// sessionKeyOf checks a session's CSRF token (for mutating methods) and returns its
+// key, unless the key was revoked.
+func (a *API) sessionKeyOf(r *http.Request, m map[string]string) (apikeys.Key, *Problem) {
 	if p := checkCSRF(r, m["csrf"]); p != nil {
 		return apikeys.Key{}, p
 	}
@@ -193,7 +201,7 @@ func (a *API) getSession(c *call) error {
 	if p != nil {
 		return p
 	}
-	k, kp := a.authenticateSession(c.r)
+	k, kp := a.sessionKeyOf(c.r, m)
 	if kp != nil {
 		return kp
 	}
@@ -214,10 +222,17 @@ func (a *API) logout(c *call) error {
 	if p := checkCSRF(c.r, m["csrf"]); p != nil {
 		return p
 	}
+	start := time.Now()
 	if err := a.cfg.Redis.Del(c.r.Context(), rkey).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
 	setSessionCookie(c.w, c.r, "", -1)
+	c.key = apikeys.Key{ID: m["key_id"]}
+	if k, err := a.cfg.Components.Keys.Get(c.r.Context(), m["key_id"]); err == nil {
+		c.key = k
+	}
+	c.resource = c.key.ID
+	a.audit(c, &buffer{under: c.w, status: http.StatusNoContent}, start)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
