@@ -496,5 +496,10 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if st, err := s.comp.Campaigns.Status(context.Background(), draft.ID); err != nil || st.State != dispatcher.Draft {
 		t.Errorf("the draft after the analyst's launch: %v %v", st.State, err)
 	}
+	// Revoking the analyst's key ends the session: the next request brings back the login.
+	if _, err := s.comp.Keys.Revoke(context.Background(), "analyst"); err != nil {
+		t.Fatal(err)
+	}
+	br.do(t, "back to the login after the key's revocation", chromedp.Navigate(base+"#/templates"), chromedp.WaitVisible(chromedp.CSS("#api-key")))
 	br.checkNoErrors(t)
 }

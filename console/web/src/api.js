@@ -32,6 +32,10 @@ export async function api(method, path, body) {
   if (res.status === 204) return null;
   const ct = res.headers.get("Content-Type") || "";
   const data = ct.includes("json") ? await res.json() : await res.text();
+  if (res.status === 401 && path !== "/v1/session") {
+    // The session expired, was closed or its key revoked: back to the login.
+    dispatchEvent(new Event("herald:unauthorized"));
+  }
   if (!res.ok) throw new APIError(res.status, typeof data === "object" ? data : { detail: String(data) });
   return data;
 }

@@ -555,6 +555,9 @@ function App() {
       (s) => (setCSRF(s.csrf_token), setSession(s)),
       () => setSession(null)
     );
+    const out = () => (setCSRF(""), setSession(null));
+    addEventListener("herald:unauthorized", out);
+    return () => removeEventListener("herald:unauthorized", out);
   }, []);
   if (session === undefined) return html`<p class="muted" style="padding:20px">Loading…</p>`;
   if (!session)
