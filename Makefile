@@ -2,7 +2,7 @@
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: demo test build vet fmt bench clean
+.PHONY: demo test build vet fmt bench clean console
 
 ## demo: run a real campaign end to end on a local stack (installs what is missing)
 demo:
@@ -12,8 +12,13 @@ demo:
 ## test: the whole test suite against real redis-server, clickhouse-server and kfake
 test:
 	./deploy/local-stack.sh install
+	./deploy/local-stack.sh install-browser
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
+
+## console: rebuild the web console's bundle (console/dist, embedded in the binary) from console/web's lock
+console:
+	cd console/web && npm ci --no-audit --no-fund --ignore-scripts && node build.mjs
 
 build:
 	$(GO) build -o bin/herald ./cmd/herald

@@ -2,6 +2,7 @@
 # Installs and runs the servers Herald needs on a development machine, without Docker.
 #
 #   deploy/local-stack.sh install      install redis-server and clickhouse-server (Debian packages) if missing
+#   deploy/local-stack.sh install-browser  install Debian's chromium if missing (the console's browser tests)
 #   deploy/local-stack.sh start [DIR]  start private instances on free loopback ports, data under DIR
 #                                      (default .herald/stack); prints the HERALD_* values and writes DIR/env
 #   deploy/local-stack.sh stop [DIR]   stop the instances started in DIR
@@ -23,6 +24,15 @@ install() {
   echo "local-stack: installing redis-server and clickhouse-server from Debian packages" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server clickhouse-server >&2
+}
+
+install_browser() {
+  if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then return 0; fi
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo -n"; fi
+  echo "local-stack: installing chromium from Debian packages (the console's browser tests)" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
 }
 
 free_port() {
@@ -88,7 +98,8 @@ stop() {
 
 case "${1:-install}" in
   install) install ;;
+  install-browser) install_browser ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) echo "usage: $0 install|start [DIR]|stop [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-browser|start [DIR]|stop [DIR]" >&2; exit 2 ;;
 esac

@@ -329,6 +329,11 @@ func (a *API) count(rt route, status int, start time.Time) {
 // logged or echoed: the problem says only that it is missing or invalid.
 func (a *API) authenticate(r *http.Request) (apikeys.Key, *Problem) {
 	h := r.Header.Get("Authorization")
+	if h == "" {
+		if _, err := r.Cookie(SessionCookie); err == nil {
+			return a.authenticateSession(r) // a console session (session.go)
+		}
+	}
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return apikeys.Key{}, problem("unauthorized", "send the API key as Authorization: Bearer <key> (herald keys create makes one)")

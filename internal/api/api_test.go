@@ -122,6 +122,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 	for _, path := range paths {
 		for method, op := range doc.Paths.Find(path).Operations() {
 			perm, _ := op.Extensions["x-permission"].(string)
+			if path == "/v1/session" {
+				continue // its own authentication (an API key in the body, or the cookie): session_test.go
+			}
 			url := strings.ReplaceAll(path, "{id}", "1")
 			if strings.HasSuffix(path, "/progress") {
 				url = strings.ReplaceAll(path, "{id}", "2")

@@ -41,6 +41,7 @@ var problemKinds = map[string]struct {
 	"method-not-allowed":     {http.StatusMethodNotAllowed, "Method not allowed"},
 	"unauthorized":           {http.StatusUnauthorized, "Missing or invalid API key"},
 	"forbidden":              {http.StatusForbidden, "The API key's role does not allow this"},
+	"csrf":                   {http.StatusForbidden, "The session's CSRF token is missing or wrong, or the request came from another origin"},
 	"rate-limited":           {http.StatusTooManyRequests, "Too many requests for this API key"},
 	"invalid-body":           {http.StatusBadRequest, "The request body is not valid"},
 	"invalid-parameter":      {http.StatusBadRequest, "A parameter is not valid"},

@@ -12,6 +12,9 @@ func (a *API) routeTable() []route {
 	get, post, put, del := http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete
 	return []route{
 		{get, "/v1/openapi.json", "", a.openAPI},
+		{post, "/v1/session", "", a.login},
+		{get, "/v1/session", "", a.getSession},
+		{del, "/v1/session", "", a.logout},
 
 		{get, "/v1/contacts/{id}", apikeys.ContactsRead, a.getContact},
 		{put, "/v1/contacts/{id}", apikeys.ContactsWrite, a.putContact},
@@ -28,6 +31,7 @@ func (a *API) routeTable() []route {
 		{post, "/v1/campaigns/{id}/resume", apikeys.CampaignsWrite, a.transition("resume")},
 		{post, "/v1/campaigns/{id}/cancel", apikeys.CampaignsWrite, a.transition("cancel")},
 		{get, "/v1/campaigns/{id}/progress", apikeys.CampaignsRead, a.progress},
+		{get, "/v1/campaigns/{id}/deliveries", apikeys.ReportsRead, a.deliveries},
 
 		{get, "/v1/reports/funnel", apikeys.ReportsRead, a.funnel},
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},

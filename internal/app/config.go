@@ -76,6 +76,9 @@ type Config struct {
 	// requests per second, across every serve process (a key may have its own rate).
 	APIRate  float64
 	APIBurst int
+	// Console is the web console serve mounts at /console/ (the CLI sets package
+	// console's handler; nil: none). It talks to the API only, so it needs API too.
+	Console http.Handler
 
 	// Webhooks tunes the outbound webhook deliverer (herald deliver, and dev).
 	Webhooks WebhookConfig
@@ -162,4 +165,12 @@ func (c Config) Validate(n Needs) error {
 		errs = append(errs, fmt.Errorf("redis prefix %q must not contain spaces", c.Prefix))
 	}
 	return errors.Join(errs...)
+}
+
+// consoleHandler is the console to mount: none without the API it talks to.
+func (c Config) consoleHandler(api http.Handler) http.Handler {
+	if api == nil {
+		return nil
+	}
+	return c.Console
 }

@@ -67,6 +67,9 @@ func Demo(ctx context.Context, cfg Config, o DemoOptions) error {
 		return err
 	}
 	defer dev.Close()
+	if cfg.API != nil && cfg.Console != nil {
+		say("web console at %s/console/ while the demo runs (log in with HERALD_API_KEY from %s)", dev.ServeURL, dev.EnvFile)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dev.Run(gctx) })
 	err = demoScenario(gctx, dev, o, say)

@@ -304,6 +304,9 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 	if o.Out != nil {
 		fmt.Fprintf(o.Out, "Herald dev stack is up.\n  webhooks  %s/webhooks/whatsapp\n  API       %s/v1 (OpenAPI at /v1/openapi.json; an admin key is HERALD_API_KEY below)\n  metrics   %s/metrics\n  sandbox   %s (token %q)\n\nIn another shell:  source %s   (or set these)\n%s\n",
 			dev.ServeURL, dev.ServeURL, dev.ServeURL, dev.SandboxURL, DevSandboxToken, dev.EnvFile, dev.envText())
+		if c.API != nil && c.Console != nil {
+			fmt.Fprintf(o.Out, "Web console: %s/console/ (log in with HERALD_API_KEY above)\n", dev.ServeURL)
+		}
 	}
 	ok = true
 	return dev, nil

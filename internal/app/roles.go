@@ -110,7 +110,7 @@ func newServer(d *Deps) (*server.Server, error) {
 		}
 	}
 	s := server.New(server.Config{
-		API: api, Clicks: codec, Track: track, SMS: smsHooks,
+		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/console"
 	"github.com/herald-dev/herald/internal/api"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/jsonx"
@@ -176,7 +177,7 @@ func config(c *cli.Context) (app.Config, error) {
 		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"), MaxInFlight: c.Int("max-in-flight"),
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
 		SMSAPIURL: c.String("sms-api-url"), PublicURL: c.String("public-url"),
-		API: api.Handler, APIRate: c.Float64("api-rate"), APIBurst: c.Int("api-burst"),
+		API: api.Handler, Console: console.Handler(), APIRate: c.Float64("api-rate"), APIBurst: c.Int("api-burst"),
 		Webhooks: app.WebhookConfig{Timeout: c.Duration("webhook-timeout"), Concurrency: c.Int("webhook-concurrency"),
 			MaxInFlight: c.Int("webhook-max-in-flight"), MinBackoff: c.Duration("webhook-min-backoff"), MaxBackoff: c.Duration("webhook-max-backoff")},
 		Logger: slog.New(h),

@@ -66,6 +66,7 @@ type Config struct {
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
 	API           http.Handler // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
+	Console       http.Handler // the web console (package console), mounted at / (it serves /console/); nil: off
 	Group         GroupConfig  // group commit of concurrent webhook requests
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
@@ -161,6 +162,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.cfg.API != nil {
 		mux.Handle("/v1/", s.cfg.API)
+	}
+	if s.cfg.Console != nil {
+		mux.Handle("GET /console/", s.cfg.Console)
+		mux.Handle("GET /console", s.cfg.Console)
+		mux.Handle("GET /{$}", s.cfg.Console)
 	}
 	if s.cfg.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
