@@ -222,6 +222,13 @@ func (f *Firer) launch(ctx context.Context, id string, at int64) (string, error)
 	if !found || run.Status != RunPending {
 		return "", f.Store.rdb.ZRem(ctx, f.Store.pendingKey(), member).Err()
 	}
+	// One launcher at a time (the others move on); the lock outlives a dead launcher by
+	// a minute at most. Launching twice would still launch one campaign.
+	lock := f.Store.lockKey(member)
+	if ok, err := f.Store.rdb.SetNX(ctx, lock, "1", time.Minute).Result(); err != nil || !ok {
+		return "", err
+	}
+	defer f.Store.rdb.Del(context.WithoutCancel(ctx), lock)
 	w, err := sch.parseWhen()
 	if err != nil {
 		return "", err
@@ -243,7 +250,8 @@ func (f *Firer) launch(ctx context.Context, id string, at int64) (string, error)
 		if err != nil {
 			// A segment that no longer parses will not parse at the next tick either.
 			run.Status, run.Reason, run.Detail = RunSkipped, ReasonFailed, err.Error()
-			return "", f.finishRun(ctx, id, at, run)
+			_, err := f.finishRun(ctx, id, at, run)
+			return "", err
 		}
 		total := members.GetCardinality()
 		if sch.ExcludeReachedWithin > 0 {
@@ -263,20 +271,21 @@ func (f *Firer) launch(ctx context.Context, id string, at int64) (string, error)
 		return "", fmt.Errorf("launch run %s: %w", run.ID, err)
 	}
 	run.Status, run.LaunchedAt, run.Audience = RunLaunched, f.now().UTC(), int64(aud.GetCardinality())
-	if err := f.finishRun(ctx, id, at, run); err != nil {
+	if ok, err := f.finishRun(ctx, id, at, run); err != nil || !ok {
 		return "", err
 	}
 	f.log().Info("schedule run launched", "schedule", id, "run", run.ID, "audience", run.Audience, "excluded", run.Excluded, "state", st.State)
 	return run.ID, nil
 }
 
-func (f *Firer) finishRun(ctx context.Context, id string, at int64, run Run) error {
+// finishRun records a pending run's outcome; false when it was not pending any more.
+func (f *Firer) finishRun(ctx context.Context, id string, at int64, run Run) (bool, error) {
 	b, _ := json.Marshal(run)
-	err := finishRunScript.Run(ctx, f.Store.rdb, []string{f.Store.runsKey(id), f.Store.pendingKey()}, at, string(b), pendingMember(id, at)).Err()
+	n, err := finishRunScript.Run(ctx, f.Store.rdb, []string{f.Store.runsKey(id), f.Store.pendingKey()}, at, string(b), pendingMember(id, at)).Int()
 	if err != nil {
-		return fmt.Errorf("run %s: record: %w", run.ID, err)
+		return false, fmt.Errorf("run %s: record: %w", run.ID, err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // reached returns the contacts this schedule's earlier runs sent a message to within

@@ -31,10 +31,10 @@ type Spec struct {
 	Days      string `json:"days,omitempty"`
 	// ExcludeReachedWithin leaves out of a run the contacts an earlier run of this
 	// schedule sent a message to within that long before the run (0: nobody left out).
-	ExcludeReachedWithin Duration `json:"exclude_reached_within,omitempty"`
-	MaxRuns              int      `json:"max_runs,omitempty"`        // runs after which the schedule ends (0: no limit)
-	Until                time.Time `json:"until,omitzero"`           // no run after this instant
-	CatchUp              Duration  `json:"catch_up,omitempty"`       // how late a missed run may still start (default 1h)
+	ExcludeReachedWithin Duration  `json:"exclude_reached_within,omitempty"`
+	MaxRuns              int       `json:"max_runs,omitempty"` // runs after which the schedule ends (0: no limit)
+	Until                time.Time `json:"until,omitzero"`     // no run after this instant
+	CatchUp              Duration  `json:"catch_up,omitempty"` // how late a missed run may still start (default 1h)
 	Created              time.Time `json:"created_at,omitzero"`
 }
 
@@ -55,7 +55,7 @@ const (
 type Schedule struct {
 	Spec
 	State     State     `json:"state"`
-	Runs      int       `json:"runs"`                // runs started so far
+	Runs      int       `json:"runs"`                 // runs started so far
 	NextRunAt time.Time `json:"next_run_at,omitzero"` // the next instant (active schedules)
 	EndReason string    `json:"end_reason,omitempty"` // max_runs or until, when ended
 }

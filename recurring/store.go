@@ -22,6 +22,7 @@ import (
 //	P{P sched}:s:ID         HASH: spec (JSON), state, next (ms), runs, end_reason
 //	P{P sched}:runs:ID      HASH: instant ms → the run's record (JSON)
 //	P{P sched}:runidx:ID    ZSET: instant ms by instant (the runs in order)
+//	P{P sched}:launching:M  STRING: a process launching pending run M (a lock with a TTL)
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -36,13 +37,14 @@ func NewStore(rdb redis.UniversalClient, prefix string, now func() time.Time) *S
 	return &Store{rdb: rdb, prefix: prefix + "{" + prefix + "sched}:", now: now}
 }
 
-func (s *Store) seqKey() string             { return s.prefix + "seq" }
-func (s *Store) allKey() string             { return s.prefix + "all" }
-func (s *Store) dueKey() string             { return s.prefix + "due" }
-func (s *Store) pendingKey() string         { return s.prefix + "pending" }
-func (s *Store) key(id string) string       { return s.prefix + "s:" + id }
-func (s *Store) runsKey(id string) string   { return s.prefix + "runs:" + id }
-func (s *Store) runIdxKey(id string) string { return s.prefix + "runidx:" + id }
+func (s *Store) seqKey() string               { return s.prefix + "seq" }
+func (s *Store) allKey() string               { return s.prefix + "all" }
+func (s *Store) dueKey() string               { return s.prefix + "due" }
+func (s *Store) pendingKey() string           { return s.prefix + "pending" }
+func (s *Store) key(id string) string         { return s.prefix + "s:" + id }
+func (s *Store) runsKey(id string) string     { return s.prefix + "runs:" + id }
+func (s *Store) runIdxKey(id string) string   { return s.prefix + "runidx:" + id }
+func (s *Store) lockKey(member string) string { return s.prefix + "launching:" + member }
 
 // RunStatus is where a run stands.
 type RunStatus string
@@ -172,7 +174,9 @@ type StateError struct {
 	Want  string
 }
 
-func (e *StateError) Error() string { return fmt.Sprintf("schedule %s is %s: %s", e.ID, e.State, e.Want) }
+func (e *StateError) Error() string {
+	return fmt.Sprintf("schedule %s is %s: %s", e.ID, e.State, e.Want)
+}
 
 // pauseScript: KEYS schedule, due. Active → paused.
 var pauseScript = redis.NewScript(`
@@ -343,9 +347,10 @@ return 1
 
 // finishRunScript records a run's final record and takes it off the pending list.
 // KEYS runs, pending; ARGV instant ms, record, pending member.
+// Answers 1 when the run was pending (this call finished it), else 0.
 var finishRunScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[3])
 return 1
 `)
 
