@@ -1,7 +1,6 @@
 package recurring
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -321,5 +320,5 @@ func (s Spec) runCampaign(w when, runID string, at time.Time) (dispatcher.Campai
 	return cp, nil
 }
 
-// ErrNotFound is a schedule that does not exist.
-var ErrNotFound = errors.New("schedule not found")
+// ErrNotFound is a schedule that does not exist (it is a dispatcher.ErrNotFound too).
+var ErrNotFound = fmt.Errorf("schedule %w", dispatcher.ErrNotFound)

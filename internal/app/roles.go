@@ -230,6 +230,16 @@ func Scheduler(ctx context.Context, d *Deps) error {
 			return err
 		}})
 	}
+	// Recurring campaigns: the leader fires due schedule instants (each claimed once,
+	// whatever process fires it).
+	firer, err := Firer(d, c)
+	if err != nil {
+		return err
+	}
+	s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
+		_, err := firer.Tick(ctx)
+		return err
+	}})
 	return s.Run(ctx)
 }
 
