@@ -105,10 +105,7 @@ func (f *Firer) claim(ctx context.Context, id string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("schedule %s: %w", id, err)
 	}
-	catchUp := time.Duration(sch.CatchUp)
-	if catchUp <= 0 {
-		catchUp = DefaultCatchUp
-	}
+	catchUp := sch.CatchUpWindow()
 	// The instants due: the stored next one and those after it up to now.
 	due := []time.Time{sch.NextRunAt}
 	skippedOlder := 0
@@ -254,7 +251,7 @@ func (f *Firer) launch(ctx context.Context, id string, at int64) (string, error)
 			return "", err
 		}
 		total := members.GetCardinality()
-		if sch.ExcludeReachedWithin > 0 {
+		if sch.ExcludeWindow() > 0 {
 			excl, err := f.reached(ctx, sch, run, instant)
 			if err != nil {
 				return "", fmt.Errorf("run %s: contacts reached lately: %w", run.ID, err)
@@ -301,7 +298,7 @@ func (f *Firer) reached(ctx context.Context, sch Schedule, run Run, instant time
 	if f.Reached == nil {
 		return nil, errors.New("this process has no ClickHouse to tell who earlier runs reached (set HERALD_CLICKHOUSE_DSN on the scheduler)")
 	}
-	since := instant.Add(-time.Duration(sch.ExcludeReachedWithin))
+	since := instant.Add(-sch.ExcludeWindow())
 	// Earlier runs that may have sent within the window: launched ones whose campaign
 	// had not completed before since.
 	ids, err := f.Store.rdb.ZRevRange(ctx, f.Store.runIdxKey(sch.ID), 0, -1).Result()

@@ -247,7 +247,7 @@ func TestCatchUpWindow(t *testing.T) {
 	loc := mustZone(t, "Europe/Berlin")
 	r := newRig(t, time.Date(2026, 12, 7, 8, 30, 0, 0, loc))
 	sp := r.spec("hourly", "0 * * * *")
-	sp.CatchUp = Duration(45 * time.Minute)
+	sp.CatchUpMS = (45 * time.Minute).Milliseconds()
 	if _, err := r.store.Create(ctx, sp, false); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestCatchUpWindow(t *testing.T) {
 
 	// Superseded: a 2h window, down over two instants.
 	sp2 := r.spec("often", "0 * * * *")
-	sp2.CatchUp = Duration(2 * time.Hour)
+	sp2.CatchUpMS = (2 * time.Hour).Milliseconds()
 	if _, err := r.store.Create(ctx, sp2, false); err != nil {
 		t.Fatal(err)
 	}

@@ -28,17 +28,30 @@ type Spec struct {
 	// "" every day).
 	LocalTime string `json:"local_time,omitempty"`
 	Days      string `json:"days,omitempty"`
-	// ExcludeReachedWithin leaves out of a run the contacts an earlier run of this
+	// ExcludeReachedWithinMS leaves out of a run the contacts an earlier run of this
 	// schedule sent a message to within that long before the run (0: nobody left out).
-	ExcludeReachedWithin Duration  `json:"exclude_reached_within,omitempty"`
-	MaxRuns              int       `json:"max_runs,omitempty"` // runs after which the schedule ends (0: no limit)
-	Until                time.Time `json:"until,omitzero"`     // no run after this instant
-	CatchUp              Duration  `json:"catch_up,omitempty"` // how late a missed run may still start (default 1h)
-	Created              time.Time `json:"created_at,omitzero"`
+	ExcludeReachedWithinMS int64     `json:"exclude_reached_within_ms,omitempty"`
+	MaxRuns                int       `json:"max_runs,omitempty"`    // runs after which the schedule ends (0: no limit)
+	Until                  time.Time `json:"until,omitzero"`        // no run after this instant
+	CatchUpMS              int64     `json:"catch_up_ms,omitempty"` // how late a missed run may still start (0: DefaultCatchUp, 1h)
+	Created                time.Time `json:"created_at,omitzero"`
 }
 
 // DefaultCatchUp is how late a missed instant still runs when the schedule sets none.
 const DefaultCatchUp = time.Hour
+
+// ExcludeWindow is ExcludeReachedWithinMS as a duration.
+func (s Spec) ExcludeWindow() time.Duration {
+	return time.Duration(s.ExcludeReachedWithinMS) * time.Millisecond
+}
+
+// CatchUpWindow is how late a missed instant may still run.
+func (s Spec) CatchUpWindow() time.Duration {
+	if s.CatchUpMS <= 0 {
+		return DefaultCatchUp
+	}
+	return time.Duration(s.CatchUpMS) * time.Millisecond
+}
 
 // State is a schedule's state.
 type State string
@@ -203,11 +216,11 @@ func (s Spec) Validate() error {
 	if s.MaxRuns < 0 {
 		return fieldErr("max_runs", "max runs %d: want 0 (no limit) or more", s.MaxRuns)
 	}
-	if s.ExcludeReachedWithin < 0 {
-		return fieldErr("exclude_reached_within", "exclude-reached-within must not be negative")
+	if s.ExcludeReachedWithinMS < 0 {
+		return fieldErr("exclude_reached_within_ms", "exclude-reached-within must not be negative")
 	}
-	if s.CatchUp < 0 {
-		return fieldErr("catch_up", "catch-up window must not be negative")
+	if s.CatchUpMS < 0 {
+		return fieldErr("catch_up_ms", "catch-up window must not be negative")
 	}
 	if w.local != nil {
 		if _, _, err := s.localQuiet(w.local, time.Monday); err != nil {

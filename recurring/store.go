@@ -68,7 +68,7 @@ const (
 type Run struct {
 	ID          string    `json:"id"` // the run's campaign id, <schedule>-<yyyymmddThhmm>
 	Schedule    string    `json:"schedule_id"`
-	ScheduledAt time.Time `json:"scheduled_at"`
+	ScheduledAt time.Time `json:"scheduled_at,omitzero"`
 	Status      RunStatus `json:"status"`
 	Reason      string    `json:"reason,omitempty"`
 	Detail      string    `json:"detail,omitempty"`

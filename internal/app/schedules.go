@@ -39,8 +39,8 @@ func CreateSchedule(ctx context.Context, d *Deps, comp *Components, sp recurring
 	}
 	cp.ID, cp.Created = "", time.Time{}
 	sp.Campaign = cp
-	if sp.ExcludeReachedWithin > 0 && d.Cfg.ClickHouseDSN == "" {
-		return recurring.Schedule{}, fieldErr("exclude_reached_within", "excluding reached contacts reads the sends from ClickHouse: set HERALD_CLICKHOUSE_DSN (on the scheduler too)")
+	if sp.ExcludeReachedWithinMS > 0 && d.Cfg.ClickHouseDSN == "" {
+		return recurring.Schedule{}, fieldErr("exclude_reached_within_ms", "excluding reached contacts reads the sends from ClickHouse: set HERALD_CLICKHOUSE_DSN (on the scheduler too)")
 	}
 	store, err := d.Schedules()
 	if err != nil {
@@ -68,7 +68,7 @@ type RunSummary struct {
 	Sent   int64                  `json:"sent"`
 	Failed int64                  `json:"failed"`
 	Skip   int64                  `json:"skipped"`
-	Funnel []analytics.FunnelStep `json:"funnel,omitempty"` // from ClickHouse (absent without it)
+	Funnel []analytics.FunnelStep `json:"funnel"` // from ClickHouse (empty without it)
 }
 
 // ScheduleRuns lists up to limit runs of a schedule, newest first, each with its
@@ -84,7 +84,7 @@ func ScheduleRuns(ctx context.Context, d *Deps, comp *Components, id string, lim
 	}
 	out := make([]RunSummary, len(runs))
 	for i, r := range runs {
-		out[i].Run = r
+		out[i].Run, out[i].Funnel = r, []analytics.FunnelStep{}
 		if r.Status != recurring.RunLaunched {
 			continue
 		}
