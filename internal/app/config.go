@@ -83,6 +83,10 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+
+	// Now is the clock of the policy, the scheduler and recurring campaigns (nil:
+	// time.Now); tests inject one to move time by hand.
+	Now func() time.Time
 }
 
 // WebhookConfig tunes the outbound webhook deliverer; zero values take the webhooks

@@ -213,7 +213,7 @@ func Scheduler(ctx context.Context, d *Deps) error {
 		return err
 	}
 	s := &dispatcher.Scheduler{Delayed: c.Delayed, Outbound: d.Writer(d.Topics.Outbound), Redis: rdb, Prefix: d.Cfg.Prefix, Logger: d.Cfg.Logger,
-		Campaigns: c.Campaigns, Tracker: c.Tracker, StaleAfter: d.Cfg.StaleSendAfter}
+		Campaigns: c.Campaigns, Tracker: c.Tracker, StaleAfter: d.Cfg.StaleSendAfter, Now: d.Cfg.Now}
 	if d.Cfg.Registry != nil {
 		s.RegisterMetrics(d.Cfg.Registry)
 	}

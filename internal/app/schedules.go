@@ -18,7 +18,7 @@ func (d *Deps) Schedules() (*recurring.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return recurring.NewStore(rdb, d.Cfg.Prefix, nil), nil
+	return recurring.NewStore(rdb, d.Cfg.Prefix, d.Cfg.Now), nil
 }
 
 // CreateSchedule checks a recurring campaign — its timing, and its campaign template as
@@ -122,7 +122,7 @@ func Firer(d *Deps, comp *Components) (*recurring.Firer, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &recurring.Firer{Store: store, Campaigns: comp.Campaigns, Segments: comp.Contacts, Logger: d.Cfg.Logger}
+	f := &recurring.Firer{Store: store, Campaigns: comp.Campaigns, Segments: comp.Contacts, Logger: d.Cfg.Logger, Now: d.Cfg.Now}
 	if d.Cfg.ClickHouseDSN != "" {
 		f.Reached = lazyReached{d}
 	}
