@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/RoaringBitmap/roaring/v2"
 )
@@ -23,7 +24,7 @@ func (r Reached) SentSince(ctx context.Context, campaigns []string, since time.T
 		return out, nil
 	}
 	rows, err := r.Conn.Query(ctx, `SELECT DISTINCT contact_id FROM events
-WHERE campaign_id IN ? AND kind = 'sent' AND ts_ms >= ?`, campaigns, uint64(max(since.UnixMilli(), 0)))
+WHERE campaign_id IN ? AND kind = 'sent' AND ts_ms >= ?`, inSet(campaigns), uint64(max(since.UnixMilli(), 0)))
 	if err != nil {
 		return nil, fmt.Errorf("contacts reached: %w", err)
 	}
@@ -49,7 +50,7 @@ func (r Reached) SentCounts(ctx context.Context, campaigns []string) (map[string
 		return out, nil
 	}
 	rows, err := r.Conn.Query(ctx, `SELECT campaign_id, uniqExact(contact_id) FROM events
-WHERE campaign_id IN ? AND kind = 'sent' GROUP BY campaign_id`, campaigns)
+WHERE campaign_id IN ? AND kind = 'sent' GROUP BY campaign_id`, inSet(campaigns))
 	if err != nil {
 		return nil, fmt.Errorf("sends per campaign: %w", err)
 	}
@@ -63,4 +64,13 @@ WHERE campaign_id IN ? AND kind = 'sent' GROUP BY campaign_id`, campaigns)
 		out[id] = n
 	}
 	return out, rows.Err()
+}
+
+// inSet binds a list of strings to "IN ?".
+func inSet(ss []string) clickhouse.GroupSet {
+	set := clickhouse.GroupSet{Value: make([]any, len(ss))}
+	for i, s := range ss {
+		set.Value[i] = s
+	}
+	return set
 }

@@ -193,6 +193,7 @@ func (f *Firer) LaunchPending(ctx context.Context) ([]string, error) {
 		runID, err := f.launch(ctx, id, at)
 		if err != nil {
 			errs = append(errs, err)
+			f.giveUp(ctx, id, at, err)
 			continue
 		}
 		if runID != "" {
@@ -393,4 +394,26 @@ func (f *Firer) reached(ctx context.Context, sch Schedule, run Run, instant time
 		}
 	}
 	return out, nil
+}
+
+// giveUp records a pending run that still fails to launch once its instant is older than
+// the schedule's catch-up window as skipped (launch_failed), unless its campaign was
+// launched already (then the next tick finishes it): a run is never started later than
+// a missed one would be.
+func (f *Firer) giveUp(ctx context.Context, id string, at int64, cause error) {
+	sch, err := f.Store.Get(ctx, id)
+	if err != nil || f.now().Sub(time.UnixMilli(at)) <= sch.CatchUpWindow() {
+		return
+	}
+	run, ok, err := f.Store.run(ctx, id, at)
+	if err != nil || !ok || run.Status != RunPending {
+		return
+	}
+	if st, err := f.Campaigns.Status(ctx, run.ID); err == nil && st.State != dispatcher.Draft {
+		return
+	}
+	run.Status, run.Reason, run.Detail = RunSkipped, ReasonFailed, cause.Error()
+	if ok, _ := f.finishRun(ctx, id, at, run); ok {
+		f.log().Warn("schedule run given up: it could not be launched within the catch-up window", "schedule", id, "run", run.ID, "err", cause)
+	}
 }
