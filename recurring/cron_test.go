@@ -247,3 +247,57 @@ func TestDuration(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDuration: what ParseDuration accepts prints back to itself.
+func FuzzDuration(f *testing.F) {
+	for _, s := range []string{"7d", "36h", "1d12h", "90m", "0", "", "-1d", "99999999999d", "1d-1h", "d1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q: negative %v", s, time.Duration(d))
+		}
+		back, err := ParseDuration(d.String())
+		if err != nil || back != d {
+			t.Fatalf("%q → %v → %q → %v, %v", s, time.Duration(d), d.String(), time.Duration(back), err)
+		}
+	})
+}
+
+// FuzzLocalSpec: a local-time spec is refused or gives run instants that increase, each
+// run's campaign carrying quiet hours and a day the throttle reads.
+func FuzzLocalSpec(f *testing.F) {
+	for _, s := range [][3]string{{"10:00", "mon-fri", "21:00-08:00"}, {"0:00", "", ""}, {"23:59", "sun", "00:00-06:00"}, {"24:00", "", ""}, {"10:0", "x", ""}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, local, days, quiet string) {
+		sp := Spec{LocalTime: local, Days: days}
+		sp.Campaign.QuietHours = quiet
+		if sp.Validate() != nil {
+			return
+		}
+		w, err := sp.parseWhen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+		for i := 0; i < 10; i++ {
+			next := w.next(at)
+			if !next.After(at) {
+				t.Fatalf("%q %q: next after %v is %v", local, days, at, next)
+			}
+			cp, err := sp.runCampaign(w, "x", next)
+			if err != nil {
+				t.Fatalf("run campaign: %v", err)
+			}
+			if _, err := cp.Quiet(); err != nil {
+				t.Fatalf("%q %q %q: run quiet hours %q days %q: %v", local, days, quiet, cp.QuietHours, cp.AllowedDays, err)
+			}
+			at = next
+		}
+	})
+}
