@@ -393,3 +393,73 @@ func TestScheduleLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Two scheduler processes, each ticking a firer as a leader job: every instant runs once,
+// also across a change of leader (the first one stops half-way).
+func TestSchedulersFireEachInstantOnceAcrossLeaderChange(t *testing.T) {
+	ctx := context.Background()
+	loc := mustZone(t, "America/New_York")
+	r := newRig(t, time.Date(2026, 3, 7, 23, 50, 0, 0, loc)) // over the spring-forward night
+	sp := r.spec("q", "*/15 * * * *")
+	sp.Zone = "America/New_York"
+	if _, err := r.store.Create(ctx, sp, false); err != nil {
+		t.Fatal(err)
+	}
+	rdb := r.store.rdb
+	prefix := r.store.prefix // any prefix of this test's own serves for the lock
+	start := func() (stop func()) {
+		f := r.firer()
+		s := &dispatcher.Scheduler{Delayed: dispatcher.NewDelayed(rdb, prefix), Outbound: discard{}, Redis: rdb, Prefix: prefix,
+			Poll: 5 * time.Millisecond, TTL: 300 * time.Millisecond, Now: r.clk.Now,
+			Jobs: []dispatcher.LeaderJob{{Name: "recurring", Every: 5 * time.Millisecond, Run: func(ctx context.Context) error {
+				_, err := f.Tick(ctx)
+				return err
+			}}}}
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(cctx) }()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stopA := start()
+	start()
+	// 4 hours of quarter hours; the 02:00-02:45 instants fall in the gap and run once at 03:00.
+	want := 0
+	for step := 0; step < 16; step++ {
+		if step == 8 {
+			stopA()
+		}
+		next, err := r.store.Get(ctx, "q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.clk.Set(next.NextRunAt.Add(time.Second))
+		want++
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			runs, _ := r.store.Runs(ctx, "q", 100)
+			if len(runs) == want && runs[0].Status == RunLaunched {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("step %d: runs %+v", step, runs)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	runs, _ := r.store.Runs(ctx, "q", 100)
+	seen := map[string]bool{}
+	for _, run := range runs {
+		if seen[run.ID] || run.Status != RunLaunched {
+			t.Fatalf("run %+v twice or not launched", run)
+		}
+		seen[run.ID] = true
+		r.launchedOnce(t, run.ID)
+	}
+	// After 01:45 EST comes 03:00 EDT (02:00-02:45 do not exist), once.
+	if !seen["q-20260308T0145"] || !seen["q-20260308T0300"] || seen["q-20260308T0200"] {
+		t.Fatalf("runs over the gap: %v", seen)
+	}
+}
