@@ -47,7 +47,7 @@ func schedulesCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			d, _, err := components(c)
+			d, _, err := componentsFor(c, app.Needs{Redis: true})
 			if err != nil {
 				return err
 			}
@@ -148,7 +148,7 @@ func schedulesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, _, err := components(c)
+				d, _, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
@@ -201,7 +201,7 @@ func schedulesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, _, err := components(c)
+				d, _, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
@@ -233,7 +233,7 @@ func schedulesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, comp, err := components(c)
+				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
