@@ -1,7 +1,7 @@
 // Package app wires Herald's parts into the roles the binary runs (serve, worker, sink,
 // sandbox, dev, demo) and holds the use cases the CLI and the /v1 API share (import,
-// erase, campaign creation, consent changes and state, contact upserts, following a
-// campaign): each takes typed input, returns a typed result and refuses input with a
+// erase, campaign and schedule creation, consent changes and state, contact upserts,
+// following a campaign): each takes typed input, returns a typed result and refuses input with a
 // *FieldError naming the field, so the CLI names the flag and the API points at the
 // JSON. It turns a typed Config into connections and components; the rules themselves
 // stay in the domain packages.
