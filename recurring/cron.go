@@ -105,6 +105,11 @@ func (c *Cron) Next(t time.Time) time.Time {
 			if c.spec.Hour&(1<<uint(h)) == 0 {
 				continue
 			}
+			// Wall times map to instants in order: when the hour's last minute fires at
+			// or before t, so do all of its minutes.
+			if i < 3 && !Resolve(d.Year(), d.Month(), d.Day(), h, 59, c.loc).After(t) {
+				continue
+			}
 			for m := 0; m < 60; m++ {
 				if c.spec.Minute&(1<<uint(m)) == 0 {
 					continue

@@ -301,3 +301,19 @@ func FuzzLocalSpec(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCronNext: the next firing of a minutely and of a weekly schedule over a DST zone.
+func BenchmarkCronNext(b *testing.B) {
+	for _, expr := range []string{"* * * * *", "0 10 * * mon"} {
+		c, err := ParseCron(expr, "America/New_York")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(expr, func(b *testing.B) {
+			t := time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC)
+			for i := 0; i < b.N; i++ {
+				t = c.Next(t)
+			}
+		})
+	}
+}
