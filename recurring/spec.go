@@ -223,6 +223,14 @@ func (s Spec) Validate() error {
 		return fieldErr("catch_up_ms", "catch-up window must not be negative")
 	}
 	if w.local != nil {
+		// The campaign's own quiet hours and days bound a local-time run's sends: read them
+		// first, so a bad one is named as the campaign's.
+		if _, err := throttle.ParseQuietHours(s.Campaign.QuietHours); err != nil {
+			return &FieldError{Field: "campaign/quiet_hours", Err: err}
+		}
+		if _, err := throttle.ParseDays(s.Campaign.AllowedDays); err != nil {
+			return &FieldError{Field: "campaign/allowed_days", Err: err}
+		}
 		if _, _, err := s.localQuiet(w.local, time.Monday); err != nil {
 			return &FieldError{Field: "local_time", Err: err}
 		}

@@ -40,6 +40,8 @@ func TestSchedulesCommands(t *testing.T) {
 		{[]string{"--local-time", "10:00", "--until", "someday"}, "--until"},
 		{[]string{"--local-time", "10:00", "--id", "Bad Id"}, "--id"},
 		{[]string{}, "--cron"},
+		{[]string{"--local-time", "10:00", "--quiet-hours", "nightly"}, "--quiet-hours"},
+		{[]string{"--local-time", "22:00", "--quiet-hours", "21:00-08:00"}, "--local-time"},
 	} {
 		code, _, errOut := cmd(append(append([]string{}, base...), tc.args...)...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
