@@ -26,7 +26,11 @@ type testClock struct {
 
 func newTestClock(t time.Time) *testClock { return &testClock{offset: time.Until(t)} }
 
-func (c *testClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
 func (c *testClock) Set(t time.Time) { c.mu.Lock(); c.offset = time.Until(t); c.mu.Unlock() }
 
 // pollUntil waits for cond (a guard against hangs, not a timing assertion).
