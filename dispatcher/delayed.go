@@ -117,6 +117,8 @@ type Scheduler struct {
 	AdoptEvery time.Duration
 	// Jobs are periodic work only the leader does (the consent ledger's checkpoints).
 	Jobs []LeaderJob
+	// Now is the clock that says which delayed jobs are due (nil: time.Now).
+	Now func() time.Time
 
 	moved, requeued, adopted prometheus.Counter
 	lastSweep, lastAdopt     time.Time
@@ -299,7 +301,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // moveDue publishes one batch of due jobs and removes them from the set.
 func (s *Scheduler) moveDue(ctx context.Context, lock, token string) (int, error) {
-	due, err := s.Delayed.Due(ctx, time.Now(), s.Batch)
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	due, err := s.Delayed.Due(ctx, now(), s.Batch)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}

@@ -16,7 +16,9 @@
 // the fan-out from its checkpoint once the lease has run out (30 s by default).
 //
 // The scheduler's leader also runs the periodic jobs it is given (LeaderJob): the
-// consent ledger's signed checkpoints, wired by internal/app.
+// consent ledger's signed checkpoints and the firing of recurring campaigns (package
+// recurring), wired by internal/app. A recurring campaign's runs are campaigns with ids
+// the schedule picks and audiences it computes (CreateRun, StoreAudience in runs.go).
 //
 // Redis keys (P is the configured prefix; {cmp:ID} is a hash tag, so one campaign's keys
 // share a Redis Cluster slot):

@@ -33,6 +33,14 @@ func (a *API) routeTable() []route {
 		{get, "/v1/campaigns/{id}/progress", apikeys.CampaignsRead, a.progress},
 		{get, "/v1/campaigns/{id}/deliveries", apikeys.ReportsRead, a.deliveries},
 
+		{get, "/v1/schedules", apikeys.CampaignsRead, a.listSchedules},
+		{post, "/v1/schedules", apikeys.CampaignsWrite, a.createSchedule},
+		{get, "/v1/schedules/{id}", apikeys.CampaignsRead, a.getSchedule},
+		{del, "/v1/schedules/{id}", apikeys.CampaignsWrite, a.deleteSchedule},
+		{post, "/v1/schedules/{id}/pause", apikeys.CampaignsWrite, a.scheduleTransition("pause")},
+		{post, "/v1/schedules/{id}/resume", apikeys.CampaignsLaunch, a.scheduleTransition("resume")},
+		{get, "/v1/schedules/{id}/runs", apikeys.CampaignsRead, a.listScheduleRuns},
+
 		{get, "/v1/reports/funnel", apikeys.ReportsRead, a.funnel},
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},

@@ -31,6 +31,17 @@ func fieldErr(field, format string, a ...any) error {
 // its templates and senders exist, a fallback is an approved WhatsApp template,
 // tracked links have their key) and stores it. Refused input is a *FieldError.
 func CreateCampaign(ctx context.Context, d *Deps, comp *Components, cp dispatcher.Campaign) (dispatcher.Campaign, error) {
+	cp, err := CheckCampaign(ctx, d, comp, cp)
+	if err != nil {
+		return cp, err
+	}
+	return comp.Campaigns.Create(ctx, cp, comp.Senders)
+}
+
+// CheckCampaign makes CreateCampaign's checks without storing anything, and returns the
+// campaign with its channel filled in from its senders (a schedule's runs are checked
+// once, when the schedule is created).
+func CheckCampaign(ctx context.Context, d *Deps, comp *Components, cp dispatcher.Campaign) (dispatcher.Campaign, error) {
 	if cp.Segment == "" {
 		return cp, fieldErr("segment", "a segment expression is required, e.g. 'vip and not churned'")
 	}
@@ -100,7 +111,7 @@ func CreateCampaign(ctx context.Context, d *Deps, comp *Components, cp dispatche
 			cp.Channel = s.Channel
 		}
 	}
-	return comp.Campaigns.Create(ctx, cp, comp.Senders)
+	return cp, nil
 }
 
 // Finished reports whether a campaign will change no more (completed or cancelled).

@@ -1,7 +1,7 @@
 // Package app wires Herald's parts into the roles the binary runs (serve, worker, sink,
 // sandbox, dev, demo) and holds the use cases the CLI and the /v1 API share (import,
-// erase, campaign creation, consent changes and state, contact upserts, following a
-// campaign): each takes typed input, returns a typed result and refuses input with a
+// erase, campaign and schedule creation, consent changes and state, contact upserts,
+// following a campaign): each takes typed input, returns a typed result and refuses input with a
 // *FieldError naming the field, so the CLI names the flag and the API points at the
 // JSON. It turns a typed Config into connections and components; the rules themselves
 // stay in the domain packages.
@@ -85,6 +85,10 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+
+	// Now is the clock of the policy, the scheduler and recurring campaigns (nil:
+	// time.Now); tests inject one to move time by hand.
+	Now func() time.Time
 }
 
 // WebhookConfig tunes the outbound webhook deliverer; zero values take the webhooks

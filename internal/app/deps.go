@@ -190,7 +190,7 @@ func (d *Deps) Components() (*Components, error) {
 		Campaigns: dispatcher.NewCampaigns(cc),
 		Tracker:   tracker,
 		Ledger:    ledger,
-		Policy:    throttle.NewPolicy(rdb, p, nil).WithCaps(d.Cfg.FrequencyCaps).WithQuietHours(d.Cfg.QuietHours),
+		Policy:    throttle.NewPolicy(rdb, p, d.Cfg.Now).WithCaps(d.Cfg.FrequencyCaps).WithQuietHours(d.Cfg.QuietHours),
 		Governor:  throttle.NewGovernor(rdb, p),
 		Delayed:   dispatcher.NewDelayed(rdb, p),
 		Keys:      apikeys.NewStore(rdb, p),

@@ -213,7 +213,7 @@ func Scheduler(ctx context.Context, d *Deps) error {
 		return err
 	}
 	s := &dispatcher.Scheduler{Delayed: c.Delayed, Outbound: d.Writer(d.Topics.Outbound), Redis: rdb, Prefix: d.Cfg.Prefix, Logger: d.Cfg.Logger,
-		Campaigns: c.Campaigns, Tracker: c.Tracker, StaleAfter: d.Cfg.StaleSendAfter}
+		Campaigns: c.Campaigns, Tracker: c.Tracker, StaleAfter: d.Cfg.StaleSendAfter, Now: d.Cfg.Now}
 	if d.Cfg.Registry != nil {
 		s.RegisterMetrics(d.Cfg.Registry)
 	}
@@ -230,6 +230,16 @@ func Scheduler(ctx context.Context, d *Deps) error {
 			return err
 		}})
 	}
+	// Recurring campaigns: the leader fires due schedule instants (each claimed once,
+	// whatever process fires it).
+	firer, err := Firer(d, c)
+	if err != nil {
+		return err
+	}
+	s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
+		_, err := firer.Tick(ctx)
+		return err
+	}})
 	return s.Run(ctx)
 }
 

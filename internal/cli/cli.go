@@ -55,7 +55,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Commands: []*cli.Command{
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), deliverCommand(), migrateCommand(),
-			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
+			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), schedulesCommand(), reportCommand(), benchCommand(), tagsCommand(),
 			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(), webhooksCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },

@@ -47,7 +47,7 @@ func TestHelpEverywhere(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []string{"demo", "dev", "sandbox", "serve", "worker", "sink", "migrate", "contacts", "segments", "senders", "templates", "campaigns", "report", "keys"} {
+	for _, c := range []string{"demo", "dev", "sandbox", "serve", "worker", "sink", "migrate", "contacts", "segments", "senders", "templates", "campaigns", "schedules", "report", "keys"} {
 		walk([]string{c})
 	}
 	if n < 20 {

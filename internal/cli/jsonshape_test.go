@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/server"
+	"github.com/herald-dev/herald/recurring"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
@@ -52,6 +53,10 @@ var jsonOutputs = []struct {
 	{"campaigns dry-run", out((*dispatcher.Campaigns).DryRun)},
 	{"campaigns launch, status, pause, resume, cancel", out((*dispatcher.Campaigns).Status)},
 	{"campaigns list", out((*dispatcher.Campaigns).List)},
+	{"schedules create, show, pause, resume", out((*recurring.Store).Get)},
+	{"schedules list", out((*recurring.Store).List)},
+	{"schedules delete", typ[scheduleDeleted]()},
+	{"schedules runs", out(app.ScheduleRuns)},
 	{"consent grant, consent revoke", out((*throttle.Ledger).Apply)},
 	{"consent show", out(app.ContactConsent)},
 	{"consent rebuild", out((*throttle.Ledger).Rebuild)},
