@@ -366,6 +366,11 @@ func (c *Compiled) compileVariants(p *problems) {
 				if t.Telegram.Photo != "" || t.Telegram.Document != "" {
 					limit = MaxTelegramCaption
 				}
+				if t.Telegram.ParseMode != "" {
+					// Telegram counts the text once its entities are parsed: markup and
+					// escapes are free. Bound the source generously; Telegram refuses the rest.
+					limit *= markupFactor
+				}
 			}
 			cv.text = c.field(fields, path, body, fieldText, limit, p)
 		case KindEmail:

@@ -26,6 +26,9 @@ const (
 	MaxTelegramButtons = 20
 	// MaxTelegramButtonText is the longest button label.
 	MaxTelegramButtonText = 64
+	// markupFactor bounds the source of a text with a parse mode: markup and escapes do
+	// not count towards Telegram's limits, so the text may be this many times longer.
+	markupFactor = 4
 )
 
 // Telegram is a telegram template's message options, shared by its variants.

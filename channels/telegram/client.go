@@ -222,7 +222,8 @@ func Classify(err error) Class {
 }
 
 // check refuses, before any request, what Telegram would refuse for the message itself:
-// an empty or non-UTF-8 text, or a text (caption) longer than Telegram takes.
+// an empty or non-UTF-8 text, or a plain text (caption) longer than Telegram takes (with
+// a parse mode Telegram counts the parsed text, and answers "message is too long").
 func check(req Request) error {
 	text, limit := req.Text, templates.MaxTelegramText
 	if req.Method() != "sendMessage" {
@@ -233,7 +234,7 @@ func check(req Request) error {
 		return &APIError{Code: 400, Description: "Bad Request: message text is empty", Before: true}
 	case !utf8.ValidString(text):
 		return &APIError{Code: 400, Description: "Bad Request: text must be encoded in UTF-8", Before: true}
-	case n > limit:
+	case n > limit && req.ParseMode == "":
 		what := "message is too long"
 		if req.Method() != "sendMessage" {
 			what = "message caption is too long"
