@@ -197,3 +197,31 @@ func payloadSum(key, id []byte) []byte {
 func DeepLink(botUsername, payload string) string {
 	return "https://t.me/" + strings.TrimPrefix(botUsername, "@") + "?start=" + payload
 }
+
+// Webhook secrets: Herald gives setWebhook the secret_token "<bot id>_<mac>", the mac
+// being base64url(HMAC-SHA256(key, "telegram-webhook:" + bot id))[:32]. One route serves
+// every bot: the header names the bot and proves the update came from Telegram, with no
+// lookup.
+
+// WebhookSecret is the secret_token Herald sets for bot botID.
+func WebhookSecret(key []byte, botID string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("telegram-webhook:" + botID))
+	return botID + "_" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))[:32]
+}
+
+// VerifyWebhookSecret checks an X-Telegram-Bot-Api-Secret-Token header against key, in
+// constant time, and returns the bot it names.
+func VerifyWebhookSecret(key []byte, header string) (string, error) {
+	bot, _, ok := strings.Cut(header, "_")
+	if !ok || len(key) == 0 || bot == "" {
+		return "", ErrSecretMismatch
+	}
+	if _, err := strconv.ParseUint(bot, 10, 64); err != nil {
+		return "", ErrSecretMismatch
+	}
+	if err := VerifySecret(WebhookSecret(key, bot), header); err != nil {
+		return "", err
+	}
+	return bot, nil
+}
