@@ -351,3 +351,26 @@ func snippet(b []byte) string {
 	}
 	return string(b)
 }
+
+// SetWebhook points the bot's updates at url with the secret token Telegram will send in
+// SecretHeader (setWebhook; Herald's secret is WebhookSecret).
+func (c *Channel) SetWebhook(ctx context.Context, token, url, secret string) error {
+	body, err := json.Marshal(map[string]any{"url": url, "secret_token": secret, "allowed_updates": []string{"message"}})
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, token, "setWebhook", body, nil)
+}
+
+// Me is the bot getMe describes.
+type Me struct {
+	ID       int64  `json:"id"`
+	Username string `json:"username"`
+}
+
+// GetMe returns the bot's id and username.
+func (c *Channel) GetMe(ctx context.Context, token string) (Me, error) {
+	var me Me
+	err := c.Call(ctx, token, "getMe", nil, &me)
+	return me, err
+}

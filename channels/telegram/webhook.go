@@ -91,6 +91,9 @@ func DecodeUpdate(body []byte, botRef string) (Decoded, error) {
 	if len(body) > MaxWebhookBody {
 		return out, fmt.Errorf("telegram update: %d bytes, more than %d", len(body), MaxWebhookBody)
 	}
+	if !utf8.Valid(body) {
+		return out, errors.New("telegram update: the body is not UTF-8")
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	var u Update
 	if err := d.Decode(&u); err != nil {
