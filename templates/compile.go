@@ -125,7 +125,7 @@ type Compiled struct {
 	declared []string
 	variants []compiledVariant
 	total    uint64
-	slowOnly bool // tests: render every field through osteele
+	slowOnly bool              // tests: render every field through osteele
 	tg       *compiledTelegram // channel telegram
 }
 

@@ -21,8 +21,8 @@ const (
 // rendered already.
 const (
 	ChannelWhatsApp = "whatsapp"
-	ChannelSMS      = "sms"   // kind text: the body, counted in GSM-7 / UCS-2 segments
-	ChannelEmail    = "email" // kind email
+	ChannelSMS      = "sms"      // kind text: the body, counted in GSM-7 / UCS-2 segments
+	ChannelEmail    = "email"    // kind email
 	ChannelTelegram = "telegram" // kind text: the body, with the options of Template.Telegram
 )
 

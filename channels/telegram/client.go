@@ -90,10 +90,10 @@ type LinkPreviewOptions struct {
 // Request is one sendMessage, sendPhoto or sendDocument call's JSON body.
 type Request struct {
 	ChatID             string              `json:"chat_id"`
-	Text               string              `json:"text,omitempty"`    // sendMessage
-	Photo              string              `json:"photo,omitempty"`   // sendPhoto: an https URL
+	Text               string              `json:"text,omitempty"`     // sendMessage
+	Photo              string              `json:"photo,omitempty"`    // sendPhoto: an https URL
 	Document           string              `json:"document,omitempty"` // sendDocument: an https URL
-	Caption            string              `json:"caption,omitempty"` // sendPhoto, sendDocument
+	Caption            string              `json:"caption,omitempty"`  // sendPhoto, sendDocument
 	ParseMode          string              `json:"parse_mode,omitempty"`
 	ReplyMarkup        *ReplyMarkup        `json:"reply_markup,omitempty"`
 	LinkPreviewOptions *LinkPreviewOptions `json:"link_preview_options,omitempty"`

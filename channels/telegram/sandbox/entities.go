@@ -13,7 +13,9 @@ type ParseError struct{ Reason string }
 
 func (e *ParseError) Error() string { return "Bad Request: can't parse entities: " + e.Reason }
 
-func parseErr(format string, args ...any) error { return &ParseError{Reason: fmt.Sprintf(format, args...)} }
+func parseErr(format string, args ...any) error {
+	return &ParseError{Reason: fmt.Sprintf(format, args...)}
+}
 
 // Parse returns the visible text of a message in parse mode mode ("" for plain text):
 // what a Telegram user reads, with markup removed and escapes resolved, or the Bot API's
@@ -344,7 +346,9 @@ func ParseHTML(text string) (string, error) {
 	return out.String(), nil
 }
 
-func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
 
 // htmlEntity decodes the entity at the start of s (&lt; &gt; &amp; &quot; &#N; &#xN;):
 // its text and length, or 0 when s does not start with one.
