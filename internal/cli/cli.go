@@ -55,7 +55,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			demoCommand(), devCommand(), sandboxCommand(),
 			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), deliverCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), reportCommand(), benchCommand(), tagsCommand(),
-			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(), webhooksCommand(),
+			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(), webhooksCommand(), telegramCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 		Before: func(c *cli.Context) error {
