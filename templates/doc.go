@@ -50,8 +50,7 @@
 // with a parse mode every output is escaped for where it lands (see EscapeMarkdownV2,
 // EscapeHTML), so variables never add markup.
 //
-// A
-// whatsapp_template variant inherits what it does not set from the top-level whatsapp
+// A whatsapp_template variant inherits what it does not set from the top-level whatsapp
 // section (body and buttons are replaced whole).
 //
 // ParseFile rejects unknown keys and reports every problem as file:line: field: message.
