@@ -47,14 +47,14 @@ type Telegram struct {
 
 // TelegramButton is an inline URL button: a label (plain text) and an https URL, both Liquid.
 type TelegramButton struct {
-	Text string
-	URL  string
+	Text string `json:"text"`
+	URL  string `json:"url"`
 }
 
 // RenderedTelegram is a rendered telegram message's options beyond Rendered.Text.
 type RenderedTelegram struct {
 	ParseMode     string           `json:"parse_mode,omitempty"`
-	Buttons       []TelegramButton `json:"buttons,omitempty"`
+	Buttons       []TelegramButton `json:"buttons"`
 	Photo         string           `json:"photo,omitempty"`
 	Document      string           `json:"document,omitempty"`
 	NoLinkPreview bool             `json:"no_link_preview,omitempty"`
@@ -273,7 +273,7 @@ func (c *Compiled) renderTelegram(v *compiledVariant, b *boundedBuffer, bindings
 	if ct == nil {
 		return nil, nil
 	}
-	out := &RenderedTelegram{ParseMode: ct.parseMode, NoLinkPreview: ct.noLinkPreview}
+	out := &RenderedTelegram{ParseMode: ct.parseMode, NoLinkPreview: ct.noLinkPreview, Buttons: []TelegramButton{}}
 	var err error
 	for _, bt := range ct.buttons {
 		var rb TelegramButton
