@@ -182,7 +182,7 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 		cp.Name = "campaign " + cp.ID
 	}
 	spec, _ := json.Marshal(cp)
-	pipe := c.rdb.TxPipeline()
+	pipe := txPipeline(c.rdb)
 	pipe.HSet(ctx, c.key(cp.ID), "spec", spec, "state", string(Draft))
 	pipe.ZAdd(ctx, c.prefix+"campaigns", redis.Z{Score: float64(cp.Created.UnixMilli()), Member: cp.ID})
 	if _, err := pipe.Exec(ctx); err != nil {

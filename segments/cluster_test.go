@@ -3,18 +3,13 @@ package segments
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/herald-dev/herald/internal/localstack"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // hashTag is the part of a key Redis Cluster hashes: the first {…} with something
@@ -50,74 +45,7 @@ func TestIdentityKeysShareASlot(t *testing.T) {
 // startCluster starts a Redis Cluster of three masters on free ports, or skips.
 func startCluster(t *testing.T) *redis.ClusterClient {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a Redis Cluster")
-	}
-	if _, err := exec.LookPath("redis-cli"); err != nil {
-		t.Skip("redis-cli is not installed")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	dir := t.TempDir()
-	var addrs []string
-	for i := range 3 {
-		port, err := localstack.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := filepath.Join(dir, strconv.Itoa(i))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-			"--protected-mode", "no", "--logfile", filepath.Join(d, "log"))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
-	}
-	for _, a := range addrs {
-		deadline := time.Now().Add(10 * time.Second)
-		for exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strings.TrimPrefix(a, "127.0.0.1:"), "ping").Run() != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("redis-server on %s did not start", a)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	t.Cleanup(func() { rdb.Close() })
-	ctx := context.Background()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, err := rdb.ClusterInfo(ctx).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			// Every node must know the whole map before writes route reliably.
-			ok := true
-			for _, a := range addrs {
-				c := redis.NewClient(&redis.Options{Addr: a})
-				i, err := c.ClusterInfo(ctx).Result()
-				c.Close()
-				ok = ok && err == nil && strings.Contains(i, "cluster_state:ok")
-			}
-			if ok {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ready: %v %s", err, info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	rdb.ReloadState(ctx)
-	return rdb
+	return testenv.RedisClusterClient(t)
 }
 
 // The store on a real three-node Redis Cluster: imports (transaction and script

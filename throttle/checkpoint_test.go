@@ -219,7 +219,7 @@ func (m *memCheckpoints) verify(t *testing.T, pub ed25519.PublicKey) (Checkpoint
 
 func TestCheckpointerListsTheHeadsThatMoved(t *testing.T) {
 	ctx := context.Background()
-	rdb, prefix := testenv.Redis(t)
+	rdb, prefix := rulesRedis(t)
 	l := NewLedger(rdb, prefix, &memPublisher{})
 	now := time.Date(2025, 3, 10, 10, 0, 0, 0, time.UTC)
 	store := &memCheckpoints{}
@@ -245,12 +245,12 @@ func TestCheckpointerListsTheHeadsThatMoved(t *testing.T) {
 		t.Fatalf("first tick: %+v, %v, %v", rep, took, err)
 	}
 	cp, heads := store.verify(t, pub)
-	redisHeads, _ := rdb.HGetAll(ctx, prefix+"consent:head").Result()
+	redisHeads, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:head")).Result()
 	want := []CheckpointHead{{1, redisHeads["1"], 1}, {2, redisHeads["2"], 3}, {3, redisHeads["3"], 1}}
 	if !slices.Equal(heads, want) {
 		t.Fatalf("checkpoint heads %v, want %v", heads, want)
 	}
-	if n, _ := rdb.Exists(ctx, prefix+"consent:dirty", prefix+"consent:dirty:taken").Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, consentKey(prefix, rdb, "consent:dirty"), consentKey(prefix, rdb, "consent:dirty:taken")).Result(); n != 0 {
 		t.Fatal("marks left after the checkpoint was stored")
 	}
 
@@ -274,7 +274,7 @@ func TestCheckpointerListsTheHeadsThatMoved(t *testing.T) {
 		t.Fatalf("third checkpoint %+v, %v", rep, err)
 	}
 	_, heads = store.verify(t, pub)
-	h3, _ := rdb.HGet(ctx, prefix+"consent:head", "3").Result()
+	h3, _ := rdb.HGet(ctx, consentKey(prefix, rdb, "consent:head"), "3").Result()
 	if !slices.Equal(heads, []CheckpointHead{{3, h3, 2}}) {
 		t.Fatalf("third checkpoint heads %v", heads)
 	}
@@ -296,20 +296,20 @@ func TestCheckpointerListsTheHeadsThatMoved(t *testing.T) {
 	}
 
 	// One checkpoint at a time.
-	rdb.Set(ctx, prefix+"ledger:lock", "someone", time.Minute)
+	rdb.Set(ctx, consentKey(prefix, rdb, "ledger:lock"), "someone", time.Minute)
 	if _, err := cpr.Checkpoint(ctx); !errors.Is(err, ErrCheckpointBusy) {
 		t.Fatalf("checkpoint while another is taken: %v", err)
 	}
-	rdb.Del(ctx, prefix+"ledger:lock")
+	rdb.Del(ctx, consentKey(prefix, rdb, "ledger:lock"))
 
 	// A chain from before lengths were counted is left out until a rebuild counts it.
-	rdb.HSet(ctx, prefix+"consent:head", "9", hashOf("old"))
-	rdb.SAdd(ctx, prefix+"consent:dirty", "9")
+	rdb.HSet(ctx, consentKey(prefix, rdb, "consent:head"), "9", hashOf("old"))
+	rdb.SAdd(ctx, consentKey(prefix, rdb, "consent:dirty"), "9")
 	if rep, err = cpr.Checkpoint(ctx); err != nil || rep.Heads != 0 || rep.Skipped != 1 {
 		t.Fatalf("checkpoint with a chain of unknown length: %+v, %v", rep, err)
 	}
 	apply(mk(9, events.Grant))
-	if n, _ := rdb.HExists(ctx, prefix+"consent:len", "9").Result(); n {
+	if n, _ := rdb.HExists(ctx, consentKey(prefix, rdb, "consent:len"), "9").Result(); n {
 		t.Fatal("a chain of unknown length got a length from one new record")
 	}
 }
@@ -318,7 +318,7 @@ func TestCheckpointerListsTheHeadsThatMoved(t *testing.T) {
 // and marks every chain for the next checkpoint.
 func TestRebuildCountsChainsForCheckpoints(t *testing.T) {
 	ctx := context.Background()
-	rdb, prefix := testenv.Redis(t)
+	rdb, prefix := rulesRedis(t)
 	brokers, topics := testenv.Kafka(t, 2)
 	w := kafkax.NewWriter(brokers, topics.Consent)
 	defer w.Close()
@@ -338,11 +338,11 @@ func TestRebuildCountsChainsForCheckpoints(t *testing.T) {
 		}
 		all = append(all, recs...)
 	}
-	lens, _ := rdb.HGetAll(ctx, prefix+"consent:len").Result()
+	lens, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:len")).Result()
 	if lens["1"] != "3" || lens["2"] != "2" || lens["5"] != "1" {
 		t.Fatalf("chain lengths kept by the ledger: %v", lens)
 	}
-	heads, _ := rdb.HGetAll(ctx, prefix+"consent:head").Result()
+	heads, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:head")).Result()
 	// A retried write: the first two records of contact 1 again, after the rest.
 	var copies []kafka.Message
 	for _, r := range all {
@@ -354,19 +354,19 @@ func TestRebuildCountsChainsForCheckpoints(t *testing.T) {
 	if err := w.WriteMessages(ctx, copies...); err != nil {
 		t.Fatal(err)
 	}
-	rdb.Del(ctx, prefix+"consent:len", prefix+"consent:dirty")
+	rdb.Del(ctx, consentKey(prefix, rdb, "consent:len"), consentKey(prefix, rdb, "consent:dirty"))
 	rep, err := l.Rebuild(ctx, brokers, topics.Consent)
 	if err != nil || rep.Copies != 2 || rep.UnknownLength != 0 {
 		t.Fatalf("rebuild %+v, %v", rep, err)
 	}
-	got, _ := rdb.HGetAll(ctx, prefix+"consent:len").Result()
+	got, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:len")).Result()
 	if fmt.Sprint(got) != fmt.Sprint(lens) || len(got) != 5 {
 		t.Fatalf("chain lengths after rebuild %v, want %v", got, lens)
 	}
-	if h, _ := rdb.HGetAll(ctx, prefix+"consent:head").Result(); fmt.Sprint(h) != fmt.Sprint(heads) {
+	if h, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:head")).Result(); fmt.Sprint(h) != fmt.Sprint(heads) {
 		t.Fatalf("heads after rebuild %v, want %v", h, heads)
 	}
-	if n, _ := rdb.SCard(ctx, prefix+"consent:dirty").Result(); n != 5 {
+	if n, _ := rdb.SCard(ctx, consentKey(prefix, rdb, "consent:dirty")).Result(); n != 5 {
 		t.Fatalf("%d chains marked for the next checkpoint, want 5", n)
 	}
 }

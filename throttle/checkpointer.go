@@ -115,7 +115,7 @@ func (c *Checkpointer) Tick(ctx context.Context) (CheckpointReport, bool, error)
 	return rep, err == nil, err
 }
 
-func (c *Checkpointer) key(name string) string { return c.cfg.Prefix + name }
+func (c *Checkpointer) key(name string) string { return consentKey(c.cfg.Prefix, c.cfg.Redis, name) }
 
 // takeScript adds the contacts marked since the last checkpoint (KEYS[1]) to those the
 // checkpoint lists (KEYS[2], left there by a checkpoint that failed) and returns how many.

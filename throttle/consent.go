@@ -65,15 +65,15 @@ func (c Change) validate() error {
 }
 
 func (l *Ledger) stateKey(channel, purpose string) string {
-	return l.prefix + "consent:" + channel + ":" + purpose
+	return consentBase(l.prefix, l.rdb) + channel + ":" + purpose
 }
 
-func (l *Ledger) headKey() string { return l.prefix + "consent:head" }
+func (l *Ledger) headKey() string { return consentBase(l.prefix, l.rdb) + "head" }
 
 // lenKey holds each chain's length (records up to its head); dirtyKey the contacts whose
 // head moved since the last checkpoint (see Checkpointer).
-func (l *Ledger) lenKey() string   { return l.prefix + "consent:len" }
-func (l *Ledger) dirtyKey() string { return l.prefix + "consent:dirty" }
+func (l *Ledger) lenKey() string   { return consentBase(l.prefix, l.rdb) + "len" }
+func (l *Ledger) dirtyKey() string { return consentBase(l.prefix, l.rdb) + "dirty" }
 
 func newRecordID() string {
 	b := make([]byte, 12)

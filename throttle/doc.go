@@ -53,9 +53,29 @@
 //	                                 b:<sender>    131056 back-off: "n:until ms"
 //	                                 hold          131049 marketing hold: until ms
 //	P {s:<sender>}:tier            ZSET contact id -> ms of the sender's last message to it, for
-//	                               the daily tier; trimmed to 24 h as it grows, no expiry
+//	                               the daily tier; trimmed to 24 h as it grows, no expiry (on a
+//	                               cluster a score may carry a fraction of a ms: see below)
 //
-// The keys one script touches share a hash tag (one Cluster slot), except that a job of a
-// sender with a tier touches its contact's {c:…} and its sender's {s:…}: Redis Cluster
-// refuses that script (CROSSSLOT), so tiers need a single Redis primary, as deploy/ runs.
+// Redis Cluster. The keys one script or transaction touches share a hash tag (one
+// slot). On a cluster (the policy is given a *redis.ClusterClient) two things change:
+//
+//   - The consent ledger's keys are P {consent}:… instead of P consent:… (the ledger's
+//     script moves a chain's head, length, mark and state at once; a checkpoint reads
+//     heads and lengths in one transaction, and its lock moves the marks): P {consent}:head,
+//     P {consent}:len, P {consent}:dirty, P {consent}:dirty:taken, P {consent}:{channel}:{purpose},
+//     P {consent}:ledger:lock. Each of them is one hash or set, so one slot spreads nothing
+//     less. A deployment chooses its layout once: switching a running one between a
+//     single Redis and a cluster means moving the data (`consent rebuild` rewrites the
+//     consent state from the ledger).
+//   - The daily tier, whose job touches its contact's {c:…} and its sender's {s:…}, is
+//     decided in two scripts: the tier place is taken on the sender's slot first, then
+//     the rules run on the contact's with the tier's answer, and a place the rules did
+//     not take is given back. It stays exact: every place taken writes a score no other
+//     pending place of the contact has (the clock's ms, or the last score + 1/1024 ms),
+//     and a place is given back only while the score is still its own, to the score it
+//     replaced; so the set may count a contact longer than needed, never shorter, and
+//     never lets a sender over its tier. A worker dying between the two scripts leaks
+//     at most one place per job in flight, for at most TierWindow; the job's retry
+//     reuses it (a contact counts once). See tiersplit.go. On a single primary the one
+//     script does it all, as before.
 package throttle

@@ -87,6 +87,9 @@ type Policy struct {
 	pair         time.Duration
 	backoffMax   time.Duration
 	backoffReset time.Duration
+	// splitTier decides the daily tier in its own script on the sender's slot (a Redis
+	// Cluster: see tiersplit.go) instead of inside the rules script.
+	splitTier bool
 }
 
 // WithCaps sets the frequency caps; jobs of categories without caps are not limited.
@@ -106,7 +109,7 @@ func NewPolicy(rdb redis.UniversalClient, prefix string, now func() time.Time) *
 		now = time.Now
 	}
 	return &Policy{rdb: rdb, prefix: prefix, now: now, fallback: time.UTC, pair: DefaultPairInterval,
-		backoffMax: DefaultBackoffMax, backoffReset: DefaultBackoffReset}
+		backoffMax: DefaultBackoffMax, backoffReset: DefaultBackoffReset, splitTier: onCluster(rdb)}
 }
 
 // Check decides every job, in order: consent for the channel and purpose → suppression
@@ -114,7 +117,8 @@ func NewPolicy(rdb redis.UniversalClient, prefix string, now func() time.Time) *
 // quiet hours → marketing hold → recipient back-off → pair rate → the sender's daily tier. An allowed job holds a reservation of
 // its cap slot, pair slot and tier place (give them back with ReleaseCaps if it is not
 // sent); a skipped or deferred job holds none. Two pipelined round trips per batch,
-// whatever its size. An error means nothing may be sent: the caller must not treat a
+// whatever its size (on a Redis Cluster, one more when some job counts against a daily
+// tier, and another when tier places must be given back: see tiersplit.go). An error means nothing may be sent: the caller must not treat a
 // failed check as permission (fail closed).
 func (p *Policy) Check(ctx context.Context, jobs []Job) ([]Decision, error) {
 	return p.decide(ctx, jobs, true)
@@ -171,7 +175,7 @@ func (p *Policy) checkConsent(ctx context.Context, jobs []Job, out []Decision, n
 	for i := range jobs {
 		j := &jobs[i]
 		id := strconv.FormatUint(uint64(j.ContactID), 10)
-		key := p.prefix + "consent:" + j.Channel + ":" + j.Purpose
+		key := consentBase(p.prefix, p.rdb) + j.Channel + ":" + j.Purpose
 		pos[i].ci = add(key, id)
 		pos[i].consent = byKey[key]
 		key = p.suppressKey(j.Channel)
@@ -246,5 +250,5 @@ return 1
 
 // Consent returns contacts' consent state for channel and purpose (one round trip).
 func (p *Policy) Consent(ctx context.Context, channel, purpose string, contacts []uint32) ([]State, error) {
-	return readConsent(ctx, p.rdb, p.prefix+"consent:"+channel+":"+purpose, contacts)
+	return readConsent(ctx, p.rdb, consentBase(p.prefix, p.rdb)+channel+":"+purpose, contacts)
 }

@@ -89,12 +89,8 @@ func (l *Ledger) Rebuild(ctx context.Context, brokers []string, topic string) (R
 		r.Close()
 	}
 	// Replace the state: drop the old keys, write the rebuilt ones in pipelined chunks.
-	var old []string
-	iter := l.rdb.Scan(ctx, 0, l.prefix+"consent:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		old = append(old, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
+	old, err := scanKeys(ctx, l.rdb, consentBase(l.prefix, l.rdb)+"*")
+	if err != nil {
 		return rep, fmt.Errorf("consent rebuild: scan: %w", err)
 	}
 	pipe := l.rdb.Pipeline()

@@ -13,7 +13,7 @@ import (
 // the topic exactly as the ledger says.
 func TestRebuildRestoresStateFromTheLedger(t *testing.T) {
 	ctx := context.Background()
-	rdb, prefix := testenv.Redis(t)
+	rdb, prefix := rulesRedis(t)
 	brokers, topics := testenv.Kafka(t, 3)
 	w := kafkax.NewWriter(brokers, topics.Consent)
 	defer w.Close()
@@ -41,11 +41,11 @@ func TestRebuildRestoresStateFromTheLedger(t *testing.T) {
 	}
 	before, _ := l.States(ctx, "whatsapp", "marketing", ids)
 	beforeU, _ := l.States(ctx, "whatsapp", "utility", ids)
-	heads, _ := rdb.HGetAll(ctx, prefix+"consent:head").Result()
+	heads, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:head")).Result()
 
 	// Tamper: grant a revoked contact, drop another's state, and add a stray contact 31.
-	rdb.HSet(ctx, prefix+"consent:whatsapp:marketing", "1", "g|forged", "31", "g|forged")
-	rdb.HDel(ctx, prefix+"consent:whatsapp:marketing", "2")
+	rdb.HSet(ctx, consentKey(prefix, rdb, "consent:whatsapp:marketing"), "1", "g|forged", "31", "g|forged")
+	rdb.HDel(ctx, consentKey(prefix, rdb, "consent:whatsapp:marketing"), "2")
 
 	rep, err := l.Rebuild(ctx, brokers, topics.Consent)
 	if err != nil {
@@ -64,7 +64,7 @@ func TestRebuildRestoresStateFromTheLedger(t *testing.T) {
 	if after[0].Granted || after[30].Granted {
 		t.Fatal("forged grants survived the rebuild")
 	}
-	got, _ := rdb.HGetAll(ctx, prefix+"consent:head").Result()
+	got, _ := rdb.HGetAll(ctx, consentKey(prefix, rdb, "consent:head")).Result()
 	if len(got) != len(heads) {
 		t.Fatalf("%d chain heads after rebuild, %d before", len(got), len(heads))
 	}

@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -317,8 +318,16 @@ func (p *Policy) keep() time.Duration {
 
 // scriptCall is one run of a script in a pipeline.
 type scriptCall struct {
-	keys []string
-	args []any
+	keys   []string
+	args   []any
+	script *redis.Script // nil: runScripts' script
+}
+
+func (c scriptCall) run(def *redis.Script) *redis.Script {
+	if c.script != nil {
+		return c.script
+	}
+	return def
 }
 
 // runScripts runs script once per call, in one pipelined round trip, and returns the
@@ -335,7 +344,7 @@ func runScripts(ctx context.Context, rdb redis.UniversalClient, script *redis.Sc
 	}
 	pipe := rdb.Pipeline()
 	for i, c := range calls {
-		cmds[i] = script.EvalSha(ctx, pipe, c.keys, c.args...)
+		cmds[i] = c.run(script).EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, err := pipe.Exec(ctx)
 	if err == nil {
@@ -356,7 +365,7 @@ func runScripts(ctx context.Context, rdb redis.UniversalClient, script *redis.Sc
 	}
 	pipe = rdb.Pipeline()
 	for _, i := range again {
-		cmds[i] = script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+		cmds[i] = calls[i].run(script).Eval(ctx, pipe, calls[i].keys, calls[i].args...)
 	}
 	_, err = pipe.Exec(ctx)
 	return cmds, err
@@ -374,6 +383,7 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 	calls := make([]scriptCall, 0, len(jobs))
 	idx := make([]int, 0, len(jobs)) // the job of each call
 	quietUntil := make([]time.Time, len(jobs))
+	var tiered, tieredCall []int // split tier: the jobs counting against a tier, and their call
 	for i := range jobs {
 		j := &jobs[i]
 		if out[i].Verdict != Allow {
@@ -406,10 +416,50 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 		for _, c := range caps {
 			args = append(args, c.Max, c.Window.Milliseconds())
 		}
-		calls = append(calls, scriptCall{keys, args})
+		if p.splitTier && tier > 0 {
+			tiered, tieredCall = append(tiered, i), append(tieredCall, len(calls))
+			calls = append(calls, scriptCall{keys: keys[:1], args: args, script: ruleSplitScript})
+		} else {
+			calls = append(calls, scriptCall{keys: keys, args: args})
+		}
 		idx = append(idx, i)
 	}
+	var places []tierPlace
+	if len(tiered) > 0 {
+		var err error
+		if places, err = p.reserveTier(ctx, jobs, tiered, nowMs, res); err != nil {
+			return fmt.Errorf("policy check: daily tier: %w", err)
+		}
+		// ruleSplitScript's ARGV: the tier's answer at 13–15, the caps after.
+		for k, ci := range tieredCall {
+			c := &calls[ci]
+			t := places[k]
+			args := make([]any, 0, len(c.args)+3)
+			args = append(append(append(args, c.args[:12]...), t.state, t.a, t.b), c.args[12:]...)
+			c.args = args
+		}
+	}
 	cmds, err := runScripts(ctx, p.rdb, ruleScript, calls)
+	if len(tiered) > 0 {
+		// Give back the tier places the rules did not take: refused jobs', and those of
+		// jobs that held a reservation already. A rules call whose reply is lost keeps its
+		// place (it may have taken it).
+		var undo []tierPlace
+		for k, ci := range tieredCall {
+			if places[k].state != 1 {
+				continue
+			}
+			r, e := cmds[ci].Int64Slice()
+			var rerr redis.Error
+			switch {
+			case e == nil && len(r) == 3 && r[2] == 0:
+				undo = append(undo, places[k])
+			case e != nil && errors.As(e, &rerr):
+				undo = append(undo, places[k]) // the script did not run or wrote nothing
+			}
+		}
+		p.undoTier(ctx, undo)
+	}
 	if err != nil {
 		// Fail closed, and give back the fresh reservations of the scripts known to have
 		// run. A job that held a reservation before (decided again) keeps it: its message
@@ -417,7 +467,7 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 		// reservation nothing uses, which holds a contact or a sender back, never over.
 		var taken []Job
 		for k, c := range cmds {
-			if r, e := c.Int64Slice(); reserve && e == nil && len(r) == 2 && r[0] == ruleAllow && r[1] == 1 {
+			if r, e := c.Int64Slice(); reserve && e == nil && len(r) >= 2 && r[0] == ruleAllow && r[1] == 1 {
 				taken = append(taken, jobs[idx[k]])
 			}
 		}
@@ -431,7 +481,7 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 	for k, c := range cmds {
 		i := idx[k]
 		r, err := c.Int64Slice()
-		if err != nil || len(r) != 2 {
+		if err != nil || len(r) < 2 {
 			return fmt.Errorf("policy check: per-recipient rules: unexpected reply %v (%v)", c.Val(), err)
 		}
 		until := time.UnixMilli(r[1])
@@ -465,15 +515,42 @@ func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
 	calls := make([]scriptCall, len(jobs))
 	for i := range jobs {
 		j := &jobs[i]
-		keys, caps, _ := p.ruleKeys(j)
+		keys, caps, tier := p.ruleKeys(j)
 		category := ""
 		if len(caps) > 0 {
 			category = j.Purpose
 		}
-		calls[i] = scriptCall{keys, []any{campaignOf(j), j.SenderID, j.ContactID, category}}
+		calls[i] = scriptCall{keys: keys, args: []any{campaignOf(j), j.SenderID, j.ContactID, category}}
+		if p.splitTier && tier > 0 {
+			calls[i].keys, calls[i].script = keys[:1], releaseSplitScript
+		}
 	}
-	if _, err := runScripts(ctx, p.rdb, releaseScript, calls); err != nil {
+	cmds, err := runScripts(ctx, p.rdb, releaseScript, calls)
+	if err != nil {
 		return fmt.Errorf("release reservations: %w", err)
+	}
+	if p.splitTier {
+		// The tier places the released records held, on the senders' slots. If this
+		// round trip fails the records are released already and a second ReleaseCaps
+		// finds nothing: the places stay, holding the senders back (never over) until
+		// they leave the tier window.
+		var undo []tierPlace
+		for i, c := range cmds {
+			if vals, e := c.Slice(); e == nil && len(vals) == 3 {
+				a, _ := vals[1].(string)
+				b, _ := vals[2].(string)
+				undo = append(undo, tierPlace{state: 1, a: a, b: b, contact: jobs[i].ContactID, sender: jobs[i].SenderID})
+			}
+		}
+		if len(undo) > 0 {
+			calls := make([]scriptCall, len(undo))
+			for k, t := range undo {
+				calls[k] = scriptCall{keys: []string{p.tierKey(t.sender)}, args: []any{t.contact, t.a, t.b}}
+			}
+			if _, err := runScripts(ctx, p.rdb, tierUndoScript, calls); err != nil {
+				return fmt.Errorf("release reservations: tier places: %w", err)
+			}
+		}
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ import (
 // rulesEnv is a policy on the test Redis with a settable clock and granted contacts.
 type rulesEnv struct {
 	t      *testing.T
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	now    time.Time
 	p      *Policy
@@ -30,7 +30,7 @@ var rulesT0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func newRulesEnv(t *testing.T, contacts uint32, purposes ...string) *rulesEnv {
 	t.Helper()
-	rdb, prefix := testenv.Redis(t)
+	rdb, prefix := rulesRedis(t)
 	e := &rulesEnv{t: t, rdb: rdb, prefix: prefix, now: rulesT0}
 	e.p = NewPolicy(rdb, prefix, func() time.Time { return e.now })
 	rulesGrant(t, rdb, prefix, contacts, purposes...)
@@ -38,7 +38,7 @@ func newRulesEnv(t *testing.T, contacts uint32, purposes ...string) *rulesEnv {
 }
 
 // rulesGrant grants consent to contacts 1…n for each purpose (marketing by default).
-func rulesGrant(t testing.TB, rdb *redis.Client, prefix string, n uint32, purposes ...string) {
+func rulesGrant(t testing.TB, rdb redis.UniversalClient, prefix string, n uint32, purposes ...string) {
 	t.Helper()
 	if len(purposes) == 0 {
 		purposes = []string{"marketing"}
@@ -131,7 +131,7 @@ func TestDailyTierIsExactAcrossWorkers(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+				rdb := rulesClient(t)
 				defer rdb.Close()
 				p := NewPolicy(rdb, e.prefix, now).WithPairInterval(0)
 				// Each worker sees every contact, in its own order, in batches of 7.
@@ -447,7 +447,7 @@ func TestPreviewReservesNothing(t *testing.T) {
 			t.Fatalf("preview of job %d: %+v", i, d[i])
 		}
 	}
-	if keys, _ := e.rdb.Keys(ctx, e.prefix+"{*").Result(); len(keys) != 0 {
+	if keys, _ := scanKeys(ctx, e.rdb, e.prefix+"{[cs]:*"); len(keys) != 0 {
 		t.Fatalf("a preview wrote %v", keys)
 	}
 	if d := e.check(jobs...); d[0].Verdict != Allow || d[1].Reason != ReasonDailyTier {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -27,7 +26,7 @@ import (
 // flags and HERALD_* environment variables.
 type Config struct {
 	KafkaBrokers  []string // HERALD_KAFKA_BROKERS
-	RedisURL      string   // HERALD_REDIS_URL, redis://host:port/db
+	RedisURL      string   // HERALD_REDIS_URL, redis://host:port/db, or redis+cluster://host1:port1,host2:port2,…/ (see parseRedisURL)
 	ClickHouseDSN string   // HERALD_CLICKHOUSE_DSN, clickhouse://host:9000/db
 	Prefix        string   // HERALD_REDIS_PREFIX: every Redis key starts with it
 	TopicPrefix   string   // HERALD_TOPIC_PREFIX: topic names are prefix + outbound, events, ...
@@ -151,8 +150,8 @@ func (c Config) Validate(n Needs) error {
 	if n.Redis {
 		if c.RedisURL == "" {
 			errs = append(errs, errors.New("no Redis: set --redis-url or HERALD_REDIS_URL"))
-		} else if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			errs = append(errs, fmt.Errorf("HERALD_REDIS_URL %q: want redis://host:port/db", c.RedisURL))
+		} else if _, _, err := parseRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("HERALD_REDIS_URL %q: %w", c.RedisURL, err))
 		}
 	}
 	if n.ClickHouse {

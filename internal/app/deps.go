@@ -34,7 +34,7 @@ type Deps struct {
 	Topics kafkax.Topics
 
 	mu      sync.Mutex
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	ch      driver.Conn
 	writers map[string]*kafka.Writer
 
@@ -57,20 +57,19 @@ func NewDeps(cfg Config) *Deps {
 	return &Deps{Cfg: cfg, Topics: kafkax.NewTopics(cfg.TopicPrefix), writers: map[string]*kafka.Writer{}}
 }
 
-// Redis returns the shared Redis client.
-func (d *Deps) Redis() (*redis.Client, error) {
+// Redis returns the shared Redis client: a *redis.ClusterClient when HERALD_REDIS_URL
+// names a Redis Cluster (redis+cluster://…), else a *redis.Client.
+func (d *Deps) Redis() (redis.UniversalClient, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.rdb != nil {
 		return d.rdb, nil
 	}
-	opt, err := redis.ParseURL(d.Cfg.RedisURL)
+	rdb, err := newRedisClient(d.Cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("HERALD_REDIS_URL: %w", err)
+		return nil, err
 	}
-	opt.PoolSize = 64
-	opt.ReadTimeout = 5 * time.Second
-	d.rdb = redis.NewClient(opt)
+	d.rdb = rdb
 	return d.rdb, nil
 }
 

@@ -56,6 +56,9 @@ type childConfig struct {
 }
 
 func runChild() int {
+	if f := extraChildRoles[os.Getenv(childRoleEnv)]; f != nil {
+		return f()
+	}
 	var cc childConfig
 	if err := json.Unmarshal([]byte(os.Getenv(childConfigEnv)), &cc); err != nil {
 		fmt.Fprintln(os.Stderr, "child config:", err)

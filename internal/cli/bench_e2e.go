@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -43,6 +44,11 @@ func benchE2ECommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
+			&cli.BoolFlag{Name: "redis-cluster", Usage: "whatsapp: run the campaign twice, on today's layout and then on a Redis Cluster (--redis-nodes masters) with --serves, --workers and --sinks herald processes, and compare the drained rates"},
+			&cli.IntFlag{Name: "redis-nodes", Value: 3, Usage: "--redis-cluster: Redis Cluster masters"},
+			&cli.IntFlag{Name: "serves", Value: 2, Usage: "--redis-cluster: herald serve processes (the sandbox's webhooks go round-robin)"},
+			&cli.IntFlag{Name: "workers", Value: 3, Usage: "--redis-cluster: herald worker processes"},
+			&cli.IntFlag{Name: "sinks", Value: 2, Usage: "--redis-cluster: herald sink processes"},
 		},
 		Action: func(c *cli.Context) error {
 			switch ch := c.String("channel"); ch {
@@ -77,6 +83,15 @@ func benchE2ECommand() *cli.Command {
 			defer env.close()
 			o := app.E2EOptions{DataDir: env.dir, Contacts: n, Senders: s, Rate: r,
 				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress}
+			if c.Bool("redis-cluster") {
+				return benchE2ECluster(c, cfg, o, env)
+			}
+			for _, f := range []string{"redis-nodes", "serves", "workers", "sinks"} {
+				if c.IsSet(f) {
+					env.finish()
+					return usage("bench e2e: --%s applies to --redis-cluster", f)
+				}
+			}
 			res, err := app.BenchE2E(c.Context, cfg, o)
 			env.finish()
 			if err != nil {
@@ -219,4 +234,46 @@ func benchWorkerProcess(c *cli.Context, dir string) (func(env []string) *exec.Cm
 		}
 		return cmd
 	}, nil
+}
+
+// benchE2ECluster runs `herald bench e2e --redis-cluster`: today's layout, then the
+// cluster layout, each herald process of it this executable (`serve`, `worker`,
+// `sink`) logging to the data directory.
+func benchE2ECluster(c *cli.Context, cfg app.Config, o app.E2EOptions, env *benchRun) error {
+	l := app.E2ELayout{RedisNodes: c.Int("redis-nodes"), Serves: c.Int("serves"), Workers: c.Int("workers"), Sinks: c.Int("sinks")}
+	switch {
+	case l.RedisNodes < 1 || l.RedisNodes > 16:
+		env.finish()
+		return usage("bench e2e: --redis-nodes %d: want 1 to 16", l.RedisNodes)
+	case l.Serves < 1 || l.Serves > 16 || l.Workers < 1 || l.Workers > 16 || l.Sinks < 1 || l.Sinks > 16:
+		env.finish()
+		return usage("bench e2e: --serves, --workers and --sinks: want 1 to 16 each")
+	}
+	var protoErr error
+	l.Cmd = func(role string, i int, envv []string) *exec.Cmd {
+		proto, err := benchWorkerCommand(c.Context, role)
+		if err != nil {
+			protoErr = err
+			return exec.Command("false")
+		}
+		cmd := exec.Command(proto.Path, proto.Args[1:]...)
+		cmd.Env = append(slices.Clip(proto.Env), envv...)
+		if f, err := os.Create(filepath.Join(o.DataDir, fmt.Sprintf("%s-%d.log", role, i))); err == nil {
+			cmd.Stdout, cmd.Stderr = f, f
+		}
+		return cmd
+	}
+	res, err := app.BenchE2ECluster(c.Context, cfg, o, l)
+	env.finish()
+	if err == nil {
+		err = protoErr
+	}
+	if err != nil {
+		return err
+	}
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, res)
+	}
+	app.PrintE2ECluster(c.App.Writer, res)
+	return nil
 }
