@@ -343,8 +343,8 @@ const ReasonSendInDoubt = "send_in_doubt"
 
 // ProviderSettles reports whether a channel's provider confirms each accepted message
 // with a status webhook that settles a send left in doubt (WhatsApp, SMS); email's
-// SMTP acceptance leaves no such trace.
-func ProviderSettles(channel string) bool { return channel != "email" }
+// SMTP acceptance and Telegram's Bot API (no receipts for bots) leave no such trace.
+func ProviderSettles(channel string) bool { return channel != "email" && channel != "telegram" }
 
 // failInDoubt records the stale in-doubt sends of a campaign on a channel that does not
 // settle them as failed (send_in_doubt): its event first, then the outcome.

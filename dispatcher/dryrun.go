@@ -62,7 +62,8 @@ func (c *Campaigns) DryRun(ctx context.Context, id string, tpls Templates, polic
 	if err != nil {
 		return dr, fmt.Errorf("campaign %s: template %q: %w", id, cp.Template, err)
 	}
-	dr.FreeForm = tpl.Template().Kind == templates.KindText
+	// Only WhatsApp text needs the 24h window (as the rendered message says: FreeForm).
+	dr.FreeForm = tpl.Template().Kind == templates.KindText && tpl.Template().Channel == templates.ChannelWhatsApp
 	audience, err := c.loadSnapshot(ctx, id)
 	if err != nil {
 		return dr, err

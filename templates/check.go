@@ -156,6 +156,22 @@ func (r *Rendered) TrackLinks(t *links.Tracker, campaign string, contact uint32)
 				Err: fmt.Errorf("%w: %d %s segments with tracked links; the limit is %d", ErrTooLong, r.SMSSegments, r.SMSEncoding, MaxSMSSegments)}
 		}
 		return nil
+	case r.Channel == ChannelTelegram:
+		// MarkdownV2 text reserves characters every URL has (. - _): its links are
+		// tracked in the inline buttons only. Plain and HTML text are rewritten.
+		if r.Telegram == nil || r.Telegram.ParseMode != ParseModeMarkdownV2 {
+			if r.Text, err = rewrite(r.Text, MaxTelegramText, "body"); err != nil {
+				return err
+			}
+		}
+		if r.Telegram != nil {
+			for i := range r.Telegram.Buttons {
+				if r.Telegram.Buttons[i].URL, err = rewrite(r.Telegram.Buttons[i].URL, MaxMediaLink, fmt.Sprintf("telegram.buttons.%d.url", i)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	case r.WhatsApp == nil:
 		r.Text, err = rewrite(r.Text, MaxTextBody, "body")
 		return err

@@ -105,6 +105,8 @@ type Rendered struct {
 	SMSEncoding string `json:"sms_encoding,omitempty"`
 	// Email is the rendered email (kind email).
 	Email *RenderedEmail `json:"email,omitempty"`
+	// Telegram is a telegram message's parse mode, buttons and media (channel telegram).
+	Telegram *RenderedTelegram `json:"telegram,omitempty"`
 }
 
 // RenderedEmail is a rendered email.
@@ -123,7 +125,8 @@ type Compiled struct {
 	declared []string
 	variants []compiledVariant
 	total    uint64
-	slowOnly bool // tests: render every field through osteele
+	slowOnly bool              // tests: render every field through osteele
+	tg       *compiledTelegram // channel telegram
 }
 
 type compiledVar struct {
@@ -217,6 +220,7 @@ func compile(t *Template, p *problems) (*Compiled, error) {
 	c.checkHead(p)
 	c.compileVars(p)
 	c.compileVariants(p)
+	c.compileTelegram(p)
 	if len(p.errs) > 0 {
 		return nil, p.err()
 	}
@@ -239,12 +243,13 @@ func (c *Compiled) checkHead(p *problems) {
 	}
 	switch {
 	case t.Channel == "":
-		p.add(t.line("channel"), "channel", "required: whatsapp, sms or email")
-	case t.Channel != ChannelWhatsApp && t.Channel != ChannelSMS && t.Channel != ChannelEmail:
-		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp, sms, email)", t.Channel)
+		p.add(t.line("channel"), "channel", "required: whatsapp, sms, email or telegram")
+	case t.Channel != ChannelWhatsApp && t.Channel != ChannelSMS && t.Channel != ChannelEmail && t.Channel != ChannelTelegram:
+		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp, sms, email, telegram)", t.Channel)
 	case t.Kind == KindWhatsAppTemplate && t.Channel != ChannelWhatsApp,
 		t.Kind == KindEmail && t.Channel != ChannelEmail,
-		t.Kind == KindText && t.Channel == ChannelEmail:
+		t.Kind == KindText && t.Channel == ChannelEmail,
+		t.Kind != KindText && t.Channel == ChannelTelegram:
 		want := map[Kind]string{KindWhatsAppTemplate: "whatsapp", KindEmail: "email", KindText: "whatsapp or sms"}[t.Kind]
 		p.add(t.line("kind"), "kind", "kind %s is for channel %s, not %s", t.Kind, want, t.Channel)
 	}
@@ -355,7 +360,19 @@ func (c *Compiled) compileVariants(p *problems) {
 			if t.Channel == ChannelSMS {
 				limit = MaxSMSChars
 			}
-			cv.text = c.field(fields, path, v.Body, fieldText, limit, p)
+			body := v.Body
+			if t.Channel == ChannelTelegram && t.Telegram != nil {
+				body = escapeOutputs(body, t.Telegram.ParseMode)
+				if t.Telegram.Photo != "" || t.Telegram.Document != "" {
+					limit = MaxTelegramCaption
+				}
+				if t.Telegram.ParseMode != "" {
+					// Telegram counts the text once its entities are parsed: markup and
+					// escapes are free. Bound the source generously; Telegram refuses the rest.
+					limit *= markupFactor
+				}
+			}
+			cv.text = c.field(fields, path, body, fieldText, limit, p)
 		case KindEmail:
 			if v.Email == nil {
 				p.add(t.line("email"), "email", "required for kind email: subject and text (the plain-text part), html optional")
@@ -802,6 +819,12 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 			if r.SMSSegments > MaxSMSSegments {
 				return Rendered{}, c.fail(v, v.text, "", fmt.Errorf("%w: %d %s segments; the limit is %d (%s)",
 					ErrTooLong, r.SMSSegments, r.SMSEncoding, MaxSMSSegments, smsHint(r.SMSEncoding)))
+			}
+			return r, nil
+		}
+		if c.t.Channel == ChannelTelegram {
+			if r.Telegram, err = c.renderTelegram(v, b, bindings); err != nil {
+				return Rendered{}, err
 			}
 			return r, nil
 		}

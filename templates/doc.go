@@ -45,8 +45,12 @@
 //	    ...
 //	  html: "<p>...</p>"                                   # optional
 //
-// Sending on sms and email comes later; their templates are validated and rendered. A
-// whatsapp_template variant inherits what it does not set from the top-level whatsapp
+// A template for channel telegram is kind text with an optional telegram section
+// (parse_mode MarkdownV2 or HTML, buttons [{text, url}], photo or document, link_preview);
+// with a parse mode every output is escaped for where it lands (see EscapeMarkdownV2,
+// EscapeHTML), so variables never add markup.
+//
+// A whatsapp_template variant inherits what it does not set from the top-level whatsapp
 // section (body and buttons are replaced whole).
 //
 // ParseFile rejects unknown keys and reports every problem as file:line: field: message.

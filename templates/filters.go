@@ -160,6 +160,11 @@ var filterTable = map[string]filterSpec{
 	"url_decode":  {0, 0, func(in any, _ []any) (any, error) { return url.QueryUnescape(toString(in)) }, nil},
 	"escape":      {0, 0, func(in any, _ []any) (any, error) { return htmlEscaper.Replace(toString(in)), nil }, nil},
 	"escape_once": {0, 0, func(in any, _ []any) (any, error) { return escapeOnce(toString(in)), nil }, nil},
+	// telegram (telegram.go): the escaping a telegram body's outputs get
+	filterTgMarkdown:     {0, 0, func(in any, _ []any) (any, error) { return EscapeMarkdownV2(toString(in)), nil }, nil},
+	filterTgMarkdownCode: {0, 0, func(in any, _ []any) (any, error) { return EscapeMarkdownV2Code(toString(in)), nil }, nil},
+	filterTgMarkdownURL:  {0, 0, func(in any, _ []any) (any, error) { return EscapeMarkdownV2URL(toString(in)), nil }, nil},
+	filterTgHTML:         {0, 0, func(in any, _ []any) (any, error) { return EscapeHTML(toString(in)), nil }, nil},
 
 	// numbers (numbers.go): as Shopify's Liquid computes them
 	"plus":       {1, 1, plusFilter, nil},

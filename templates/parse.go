@@ -176,6 +176,7 @@ type fileDoc struct {
 	Body        scalar       `yaml:"body"`
 	WhatsApp    *waDoc       `yaml:"whatsapp"`
 	Email       *emailDoc    `yaml:"email"`
+	Telegram    *telegramDoc `yaml:"telegram"`
 	Preview     scalar       `yaml:"preview"`
 	Variables   varsDoc      `yaml:"variables"`
 	Variants    []variantDoc `yaml:"variants"`
@@ -499,6 +500,9 @@ func (d *fileDoc) build(p *problems) *Template {
 	}
 	if d.Email != nil && t.Kind != KindEmail {
 		p.add(d.Email.line, "email", "only for kind email")
+	}
+	if d.Telegram != nil {
+		d.Telegram.build(t, p)
 	}
 	return t
 }

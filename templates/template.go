@@ -21,8 +21,9 @@ const (
 // rendered already.
 const (
 	ChannelWhatsApp = "whatsapp"
-	ChannelSMS      = "sms"   // kind text: the body, counted in GSM-7 / UCS-2 segments
-	ChannelEmail    = "email" // kind email
+	ChannelSMS      = "sms"      // kind text: the body, counted in GSM-7 / UCS-2 segments
+	ChannelEmail    = "email"    // kind email
+	ChannelTelegram = "telegram" // kind text: the body, with the options of Template.Telegram
 )
 
 // WhatsApp template categories.
@@ -103,6 +104,8 @@ type Template struct {
 	// Variants has at least one entry. A file without variants yields one named
 	// "default" with weight 1; its content is the top-level body or whatsapp section.
 	Variants []Variant
+	// Telegram holds a telegram template's parse mode, buttons and media (nil: plain text).
+	Telegram *Telegram
 	// Version is set by the Store (Save, Get); 0 for a template only parsed.
 	Version int
 

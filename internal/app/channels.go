@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-dev/herald/channels/email"
 	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/channels/telegram"
 	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/dispatcher"
 )
@@ -113,6 +114,11 @@ func (d *Deps) Channels() (map[string]dispatcher.Channel, error) {
 		out["sms"] = s
 	} else {
 		d.Cfg.Logger.Warn("SMS channel off: its campaigns fail channel_unconfigured", "err", err)
+	}
+	if tg, err := d.Telegram(); err == nil {
+		out[telegram.ChannelName] = tg
+	} else {
+		d.Cfg.Logger.Warn("Telegram channel off: its campaigns fail channel_unconfigured", "err", err)
 	}
 	return out, nil
 }

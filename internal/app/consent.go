@@ -61,7 +61,7 @@ func ChangeConsent(ctx context.Context, comp *Components, ref ContactRef, ch thr
 		return nil, errors.New("the consent ledger is a Kafka topic: set --kafka-brokers or HERALD_KAFKA_BROKERS")
 	}
 	if !slices.Contains(Channels, ch.Channel) {
-		return nil, fieldErr("channel", "channel %q: want whatsapp, sms or email", ch.Channel)
+		return nil, fieldErr("channel", "channel %q: want whatsapp, sms, email or telegram", ch.Channel)
 	}
 	if !purposeRE.MatchString(ch.Purpose) {
 		return nil, fieldErr("purpose", "purpose %q: want a lower-case word such as marketing or utility", ch.Purpose)
@@ -109,7 +109,7 @@ func ContactConsent(ctx context.Context, comp *Components, id uint32, channels, 
 	rows := []ConsentRow{}
 	for _, ch := range channels {
 		if !slices.Contains(Channels, ch) {
-			return nil, fieldErr("channel", "channel %q: want whatsapp, sms or email", ch)
+			return nil, fieldErr("channel", "channel %q: want whatsapp, sms, email or telegram", ch)
 		}
 		sups, err := comp.Policy.Suppressions(ctx, ch, []uint32{id})
 		if err != nil {

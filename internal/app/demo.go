@@ -153,16 +153,23 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err != nil {
 		return err
 	}
+	tgRes, err := demoTelegram(ctx, dev, segment, say)
+	if err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes})); err != nil {
+		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, Telegram: tgRes})); err != nil {
 			return err
 		}
 		if err := truth.Check(f); err != nil {
 			return fmt.Errorf("the funnel does not match the sandbox: %w", err)
 		}
-		return smsRes.Sandbox.Check(smsRes.Funnel)
+		if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
+			return err
+		}
+		return tgRes.Sandbox.Check(tgRes.Funnel)
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
@@ -181,7 +188,18 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
 		return fmt.Errorf("the SMS funnel does not match the SMS sandbox: %w", err)
 	}
-	fmt.Fprintf(o.Out, "Both funnels match their sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
+	fmt.Fprintf(o.Out, "\nFunnel of Telegram campaign %s (the same segment, contacts who started the bot), from ClickHouse:\n", tgRes.CampaignID)
+	PrintFunnel(o.Out, tgRes.Funnel)
+	tgLimited := len(dev.TelegramSandbox.Limited())
+	fmt.Fprintf(o.Out, "\nTelegram sandbox ground truth: accepted %d (Telegram has no delivery or read receipts for bots: sent is the funnel); 429s %d\n",
+		tgRes.Sandbox.Accepted, tgLimited)
+	if err := tgRes.Sandbox.Check(tgRes.Funnel); err != nil {
+		return fmt.Errorf("the Telegram funnel does not match the Telegram sandbox: %w", err)
+	}
+	if tgLimited > 0 {
+		return fmt.Errorf("the Telegram sandbox answered %d requests with 429", tgLimited)
+	}
+	fmt.Fprintf(o.Out, "All three funnels match their sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
 }
 
@@ -278,7 +296,8 @@ type DemoResult struct {
 	CampaignID string                 `json:"campaign_id"`
 	Funnel     analytics.FunnelReport `json:"funnel"`
 	Sandbox    Truth                  `json:"sandbox"`
-	SMS        *ChannelResult         `json:"sms,omitempty"` // the same segment on SMS
+	SMS        *ChannelResult         `json:"sms,omitempty"`      // the same segment on SMS
+	Telegram   *ChannelResult         `json:"telegram,omitempty"` // the same segment on Telegram
 }
 
 func sum(m map[int]int64) int64 {

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/analytics"
+	"github.com/herald-dev/herald/channels/telegram"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/apikeys"
@@ -44,6 +45,10 @@ type Deps struct {
 	emailOnce sync.Once
 	email     *emailSenders
 	emailErr  error
+
+	tgOnce sync.Once
+	tg     *telegram.Channel
+	tgErr  error
 }
 
 // NewDeps returns lazily-connecting dependencies for cfg.

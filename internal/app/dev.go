@@ -17,6 +17,8 @@ import (
 	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
 	"github.com/herald-dev/herald/channels/sms"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
+	"github.com/herald-dev/herald/channels/telegram"
+	tgsandbox "github.com/herald-dev/herald/channels/telegram/sandbox"
 	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/apikeys"
@@ -51,10 +53,15 @@ type Stack struct {
 	// Replace it before Run for other behaviour (keep Addr and SinkAddr).
 	EmailSandbox     *emailsandbox.Sandbox
 	EmailSandboxAddr string
+	// TelegramSandbox speaks the Bot API (bot DevTelegramToken, @DevTelegramBot) at
+	// TelegramSandboxURL; Run points its webhook at serve with the bot's secret token.
+	TelegramSandbox    *tgsandbox.Sandbox
+	TelegramSandboxURL string
 	// NoWorker leaves the worker role out of Run (a benchmark runs it as its own process).
 	NoWorker bool
 
 	sandboxL, serveL, smsL net.Listener
+	tgL                    net.Listener
 	stops                  []func()
 }
 
@@ -81,8 +88,16 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 		svl.Close()
 		return nil, err
 	}
-	s.sandboxL, s.serveL, s.smsL = sbl, svl, sml
-	s.stops = append(s.stops, func() { sbl.Close(); svl.Close(); sml.Close() })
+	tgl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		sbl.Close()
+		svl.Close()
+		sml.Close()
+		return nil, err
+	}
+	s.sandboxL, s.serveL, s.smsL, s.tgL = sbl, svl, sml, tgl
+	s.stops = append(s.stops, func() { sbl.Close(); svl.Close(); sml.Close(); tgl.Close() })
+	s.TelegramSandboxURL = "http://" + tgl.Addr().String()
 	s.SandboxURL = "http://" + sbl.Addr().String()
 	s.SMSSandboxURL = "http://" + sml.Addr().String()
 	s.ServeURL = "http://" + svl.Addr().String()
@@ -100,6 +115,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	}
 	cfg.WhatsAppURL = s.SandboxURL
 	cfg.SMSAPIURL = s.SMSSandboxURL
+	cfg.TelegramAPIURL = s.TelegramSandboxURL
 	if cfg.BounceListen == "" {
 		if cfg.BounceListen, err = freeAddr(); err != nil {
 			s.Close()
@@ -129,6 +145,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	s.SMSSandbox = smssandbox.New(smssandbox.Config{AccountSID: DevSMSAccount, AuthToken: DevSMSToken,
 		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
 		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
+	s.TelegramSandbox = tgsandbox.New(tgsandbox.Config{Bots: map[string]string{DevTelegramToken: DevTelegramBot}})
 	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, SinkAddr: cfg.BounceListen,
 		BounceRate: sc.UndeliverableRate, Logger: cfg.Logger})
 	return s, nil
@@ -166,6 +183,12 @@ func (s *Stack) Run(ctx context.Context) error {
 		return s.EmailSandbox.Close()
 	})
 	g.Go(func() error { return ServeHTTP(ctx, s.smsL, s.SMSSandbox.Handler()) })
+	g.Go(func() error { return ServeHTTP(ctx, s.tgL, s.TelegramSandbox.Handler()) })
+	if key, err := s.Deps.TelegramKey(ctx); err == nil {
+		s.TelegramSandbox.SetWebhook(DevTelegramToken, s.ServeURL+telegram.WebhookPath, telegram.WebhookSecret(key, telegram.BotID(DevTelegramToken)))
+	} else {
+		s.Deps.Cfg.Logger.Warn("telegram sandbox: no webhook", "err", err)
+	}
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })
@@ -271,6 +294,7 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 		"HERALD_REDIS_URL":             c.RedisURL,
 		"HERALD_CLICKHOUSE_DSN":        c.ClickHouseDSN,
 		"HERALD_WHATSAPP_API_URL":      c.WhatsAppURL,
+		"HERALD_TELEGRAM_API_URL":      c.TelegramAPIURL,
 		"HERALD_WHATSAPP_APP_SECRET":   c.AppSecret,
 		"HERALD_WHATSAPP_VERIFY_TOKEN": c.VerifyToken,
 		"HERALD_REDIS_PREFIX":          c.Prefix,

@@ -103,6 +103,10 @@ func newServer(d *Deps) (*server.Server, error) {
 	} else {
 		d.Cfg.Logger.Warn("SMS webhooks off", "err", err)
 	}
+	tgHooks, err := telegramHooks(context.Background(), d, c)
+	if err != nil {
+		return nil, fmt.Errorf("telegram webhook: %w", err)
+	}
 	var api http.Handler
 	if d.Cfg.API != nil {
 		if api, err = d.Cfg.API(d); err != nil {
@@ -110,7 +114,7 @@ func newServer(d *Deps) (*server.Server, error) {
 		}
 	}
 	s := server.New(server.Config{
-		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks,
+		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks, Telegram: tgHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,

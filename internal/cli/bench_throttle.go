@@ -22,7 +22,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
-	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/throttle"
 )
@@ -57,10 +56,15 @@ func benchThrottleCommand() *cli.Command {
 			&cli.IntFlag{Name: "policy-contacts", Value: 1_000_000, Usage: "contacts with consent state for the policy scenario (a pass over them is one campaign)"},
 			&cli.DurationFlag{Name: "policy-duration", Value: 5 * time.Second, Usage: "each policy measurement (baseline, policy)"},
 			&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, governor or policy"},
+			&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "the provider sandbox the governor scenario sends to: whatsapp (Cloud API) or telegram (Bot API: --rate defaults to the bot's 30/s; above it, paid broadcast)"},
 		},
 		Action: func(c *cli.Context) error {
-			o := throttleBenchOptions{
-				Processes: c.Int("processes"), Rate: c.Float64("rate"), PerMinute: c.Int("per-minute"),
+			rate := c.Float64("rate")
+			if c.String("channel") == "telegram" && !c.IsSet("rate") {
+				rate = 30
+			}
+			o := throttleBenchOptions{Channel: c.String("channel"),
+				Processes: c.Int("processes"), Rate: rate, PerMinute: c.Int("per-minute"),
 				Duration: c.Duration("duration"), Backlog: c.Int("backlog"), Slack: c.Duration("slack"),
 				Horizon: c.Duration("horizon"), Batch: c.Int("batch"), PolicyContacts: c.Int("policy-contacts"),
 				PolicyDuration: c.Duration("policy-duration"), Scenario: c.String("scenario"),
@@ -78,6 +82,7 @@ func benchThrottleCommand() *cli.Command {
 }
 
 type throttleBenchOptions struct {
+	Channel        string
 	Processes      int
 	Rate           float64
 	PerMinute      int
@@ -113,6 +118,10 @@ func (o throttleBenchOptions) Validate() error {
 		return fmt.Errorf("--policy-duration must be positive")
 	case o.Scenario != "all" && o.Scenario != "governor" && o.Scenario != "policy":
 		return fmt.Errorf("--scenario %q: want all, governor or policy", o.Scenario)
+	case o.Channel != "whatsapp" && o.Channel != "telegram":
+		return fmt.Errorf("--channel %q: want whatsapp or telegram", o.Channel)
+	case o.Channel == "telegram" && o.Rate > 1000:
+		return fmt.Errorf("--rate %v: a Telegram bot sends at most 1000 msg/s (paid broadcast)", o.Rate)
 	}
 	if err := o.limits().Validate(); err != nil {
 		return err
@@ -128,6 +137,7 @@ type ThrottleBenchResult struct {
 
 // GovernorBenchResult is the governor scenario's outcome. Durations are in milliseconds.
 type GovernorBenchResult struct {
+	Channel       string               `json:"channel"`
 	Processes     int                  `json:"processes"`
 	Rate          float64              `json:"rate"`
 	Cap1s         int                  `json:"cap_1s"`
@@ -231,10 +241,9 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	lim := o.limits()
 	cap1, cap60 := lim.Caps()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	res := GovernorBenchResult{Processes: o.Processes, Rate: o.Rate, Cap1s: cap1, Cap60s: cap60, DurationMS: ms(o.Duration),
+	res := GovernorBenchResult{Channel: o.Channel, Processes: o.Processes, Rate: o.Rate, Cap1s: cap1, Cap60s: cap60, DurationMS: ms(o.Duration),
 		SlackMS: ms(max(o.Slack, throttle.PaceSlack))} // Pace never reserves with less
-	sb := sandbox.New(sandbox.Config{Token: benchToken, Throughput: o.Rate, DelayScale: -1, PairInterval: -1,
-		Templates: []sandbox.ApprovedTemplate{{Name: benchTemplate, Language: "en_US", Category: "UTILITY"}}}, nil)
+	sb := newBenchSandbox(o)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return res, err
@@ -266,7 +275,7 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 		jobs := min(per, backlog-i*per)
 		cmd, err := benchWorkerCommand(wctx, "bench", "throttle-worker",
 			"--redis-addr", redisAddr, "--prefix", prefix, "--sandbox-url", "http://"+l.Addr().String(),
-			"--id", strconv.Itoa(i), "--jobs", strconv.Itoa(max(jobs, 0)),
+			"--id", strconv.Itoa(i), "--jobs", strconv.Itoa(max(jobs, 0)), "--channel", o.Channel,
 			"--rate", strconv.FormatFloat(o.Rate, 'f', -1, 64), "--per-minute", strconv.Itoa(o.PerMinute),
 			"--slack", o.Slack.String(), "--horizon", o.Horizon.String(), "--batch", strconv.Itoa(o.Batch),
 			"--start", strconv.FormatInt(start.UnixNano(), 10), "--stop", strconv.FormatInt(stop.UnixNano(), 10))
@@ -298,7 +307,7 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 			case <-done:
 				return
 			case <-tk.C:
-				pr.set("governor", sb.Stats().Accepted, total)
+				pr.set("governor", sb.acceptedCount(), total)
 			}
 		}
 	})
@@ -332,13 +341,10 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	}
 	var accepted []int64
 	var lat []time.Duration
-	for _, r := range sb.Records() {
-		if r.PhoneNumberID != benchPNID {
-			continue
-		}
-		at := r.AcceptedAt.UnixNano()
+	for _, r := range sb.accepted() {
+		at := r.at.UnixNano()
 		accepted = append(accepted, at)
-		if s, ok := startAt[r.CallbackData]; ok {
+		if s, ok := startAt[r.cb]; ok {
 			lat = append(lat, time.Duration(at-s))
 		}
 	}
@@ -349,11 +355,10 @@ func benchGovernor(ctx context.Context, redisAddr string, o throttleBenchOptions
 	res.AtAcceptance = throttle.Windows(accepted, cap1, cap60)
 	res.AchievedRate = float64(len(accepted)) / o.Duration.Seconds()
 	res.PercentOfCap = 100 * float64(len(accepted)) / throttle.IdealSends(lim, o.Duration)
-	st := sb.Stats()
-	res.Throughput429 = st.Rejected[130429] // the Cloud API's throughput refusal
-	res.Refused = []CodeRequests{}
-	for code, n := range st.Rejected {
-		res.Refused = append(res.Refused, CodeRequests{Code: code, Requests: n})
+	// The provider's throughput refusal: the Cloud API's 130429, the Bot API's 429.
+	res.Throughput429, res.Refused = sb.refusals()
+	if res.Refused == nil {
+		res.Refused = []CodeRequests{}
 	}
 	slices.SortFunc(res.Refused, func(a, b CodeRequests) int { return a.Code - b.Code })
 	ps := throttle.Percentiles(lat, 0.5, 0.99, 1)
@@ -399,6 +404,7 @@ func benchThrottleWorkerCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch", Value: 500},
 			&cli.Int64Flag{Name: "start", Usage: "unix ns"},
 			&cli.Int64Flag{Name: "stop", Usage: "unix ns"},
+			&cli.StringFlag{Name: "channel", Value: "whatsapp"},
 		},
 		Action: func(c *cli.Context) error {
 			ctx := c.Context
@@ -410,7 +416,20 @@ func benchThrottleWorkerCommand() *cli.Command {
 			var mu sync.Mutex
 			codes := map[int]int64{}
 			var transport atomic.Int64
+			tgSend := benchTelegramSend(c.String("sandbox-url"), c.Float64("rate"))
 			send := func(ctx context.Context, job int) {
+				if c.String("channel") == "telegram" {
+					switch code, refused := tgSend(ctx, id, job); {
+					case !refused:
+					case code == 0:
+						transport.Add(1)
+					default:
+						mu.Lock()
+						codes[code]++
+						mu.Unlock()
+					}
+					return
+				}
 				_, err := wa.Send(ctx, benchPNID, benchToken, graph.SendRequest{
 					To: fmt.Sprintf("+1555%03d%06d", id, job), Type: "template",
 					Template:              &graph.Template{Name: benchTemplate, Language: graph.Language{Code: "en_US"}},
@@ -504,6 +523,10 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 			slices.Sort(parts)
 			refused = strings.Join(parts, ", ")
 		}
+		throughputLabel := "130429 from the sandbox"
+		if g.Channel == "telegram" {
+			throughputLabel = "429 from the Bot API sandbox"
+		}
 		rows = append(rows,
 			[]string{"governor: achieved rate", fmt.Sprintf("%.2f msg/s", g.AchievedRate),
 				fmt.Sprintf("%.2f%% of the cap (target ≥ 98%%); %d accepted in %s by %d processes sharing one sender (backlog %d)", g.PercentOfCap, g.Accepted, o.Duration, g.Processes, g.Backlog)},
@@ -511,7 +534,7 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 			[]string{"max in 60 s, at start", strconv.Itoa(g.AtStart.Max60s), fmt.Sprintf("cap %d: %s", g.Cap60s, verdict(g.AtStart.Over60))},
 			[]string{"max in 1 s, at the sandbox", strconv.Itoa(g.AtAcceptance.Max1s), fmt.Sprintf("cap %d: %s", g.Cap1s, verdict(g.AtAcceptance.Over1s))},
 			[]string{"max in 60 s, at the sandbox", strconv.Itoa(g.AtAcceptance.Max60s), fmt.Sprintf("cap %d: %s", g.Cap60s, verdict(g.AtAcceptance.Over60))},
-			[]string{"130429 from the sandbox", strconv.FormatInt(g.Throughput429, 10), "refusals: " + refused + fmt.Sprintf("; transport errors %d", g.Transport)},
+			[]string{throughputLabel, strconv.FormatInt(g.Throughput429, 10), "refusals: " + refused + fmt.Sprintf("; transport errors %d", g.Transport)},
 			[]string{"forfeited slots", strconv.Itoa(g.Forfeited), fmt.Sprintf("%.2f%% of starts; %d slots unused, %d Pace calls", 100*float64(g.Forfeited)/float64(max(g.Started, 1)), g.Unused, g.Paces)},
 			[]string{"slack", (time.Duration(g.SlackMS * float64(time.Millisecond))).String(), fmt.Sprintf("costs %.2f%% of the cap", 100*max(o.Slack, throttle.PaceSlack).Seconds())},
 			[]string{"start → accepted", fmt.Sprintf("%.2f ms", g.LatencyP50MS), fmt.Sprintf("median; p99 %.2f ms, max %.2f ms", g.LatencyP99MS, g.LatencyMaxMS)},

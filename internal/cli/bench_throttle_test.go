@@ -70,3 +70,29 @@ func TestBenchThrottle(t *testing.T) {
 		t.Fatalf("--processes 0: exit %d, want 2", code)
 	}
 }
+
+// --channel telegram: the processes pace real Bot API sends to the Telegram sandbox,
+// which counts the bot's messages per second and answers 429 over 30. Asserted: sends
+// land, start times hold the cap (one spill allowed under the race detector, as above),
+// and no 429 unless such a spill caused it.
+func TestBenchThrottleTelegram(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and worker processes")
+	}
+	workerProcessesFromTestBinary(t)
+	code, out, errOut := run("bench", "throttle", "--channel", "telegram", "--processes", "2", "--duration", "2s", "--scenario", "governor", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var r ThrottleBenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	g := r.Governor
+	if g == nil || g.Channel != "telegram" || g.Rate != 30 || g.Accepted == 0 || g.AtStart.Max1s > g.Cap1s+1 || (g.Throughput429 > 0 && g.AtStart.Max1s <= g.Cap1s) {
+		t.Fatalf("governor scenario: %+v", g)
+	}
+	if code, _, _ := run("bench", "throttle", "--channel", "line"); code != 2 {
+		t.Fatalf("--channel line: exit %d, want 2", code)
+	}
+}

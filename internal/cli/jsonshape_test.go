@@ -64,6 +64,7 @@ var jsonOutputs = []struct {
 	{"senders list", out((*dispatcher.Senders).List)},
 	{"senders show, hold, resume", typ[senderState]()},
 	{"report funnel", out(analytics.Funnel)},
+	{"telegram link", out(app.TelegramLink)},
 	{"report funnel --by", out(analytics.FunnelBy)},
 	{"report retention", out(analytics.Retention)},
 	{"report retention --by campaign", out(analytics.RetentionByCampaign)},

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	tgsandbox "github.com/herald-dev/herald/channels/telegram/sandbox"
 	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
 )
@@ -88,6 +89,7 @@ func sandboxCommand() *cli.Command {
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "most statuses in one webhook POST (1: as Meta mostly sends them)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
+			&cli.StringFlag{Name: "telegram-listen", Usage: "also serve the Telegram Bot API sandbox here (bot token " + app.DevTelegramToken + "; POST /bot<token>/sendMessage…)", EnvVars: []string{"HERALD_SANDBOX_TELEGRAM_LISTEN"}},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := config(c)
@@ -113,6 +115,15 @@ func sandboxCommand() *cli.Command {
 			g, ctx := errgroup.WithContext(c.Context)
 			g.Go(func() error { return sb.Run(ctx) })
 			g.Go(func() error { return app.ServeHTTP(ctx, l, sb.Handler()) })
+			if addr := c.String("telegram-listen"); addr != "" {
+				tl, err := net.Listen("tcp", addr)
+				if err != nil {
+					return err
+				}
+				tg := tgsandbox.New(tgsandbox.Config{Bots: map[string]string{app.DevTelegramToken: app.DevTelegramBot}})
+				fmt.Fprintf(c.App.Writer, "Telegram Bot API sandbox on http://%s (bot token %q)\n", tl.Addr(), app.DevTelegramToken)
+				g.Go(func() error { return app.ServeHTTP(ctx, tl, tg.Handler()) })
+			}
 			return g.Wait()
 		},
 	}

@@ -36,9 +36,15 @@ func (s *Server) IngestReports(ctx context.Context, reports []dispatcher.Report)
 func (s *Server) lookup(ctx context.Context, channel, address string) (uint32, error) {
 	var id uint32
 	var err error
-	if channel == "email" {
+	switch {
+	case channel == "email":
 		id, err = s.cfg.Contacts.LookupEmail(ctx, address)
-	} else {
+	case channel == "telegram":
+		if s.cfg.Telegram == nil || s.cfg.Telegram.Lookup == nil {
+			return 0, nil
+		}
+		return s.cfg.Telegram.Lookup(ctx, address)
+	default:
 		id, err = s.cfg.Contacts.LookupPhone(ctx, address)
 	}
 	if errors.Is(err, segments.ErrNotFound) {

@@ -27,6 +27,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/channels/sms"
+	"github.com/herald-dev/herald/channels/telegram"
 	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
@@ -60,14 +61,15 @@ type Config struct {
 	Ledger        *throttle.Ledger
 	Reactor       *dispatcher.Reactor // what failed statuses ask for (opt-outs, suppressions…)
 	Contacts      Contacts
-	StopKeywords  []string     // default STOP, STOPALL, UNSUBSCRIBE, END, QUIT, REVOKE, OPTOUT, CANCEL (the carriers' SMS keywords) and STOP ALL
-	StartKeywords []string     // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
-	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
-	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
-	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
-	API           http.Handler // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
-	Console       http.Handler // the web console (package console), mounted at / (it serves /console/); nil: off
-	Group         GroupConfig  // group commit of concurrent webhook requests
+	StopKeywords  []string        // default STOP, STOPALL, UNSUBSCRIBE, END, QUIT, REVOKE, OPTOUT, CANCEL (the carriers' SMS keywords) and STOP ALL
+	StartKeywords []string        // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
+	Clicks        *links.Codec    // click-tracking redirector at GET /c/{token}; nil: off
+	Track         *TrackConfig    // conversions at POST /track/conversion; nil: off
+	SMS           *SMSConfig      // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
+	Telegram      *TelegramConfig // Telegram bot updates at /webhooks/telegram; nil: off
+	API           http.Handler    // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
+	Console       http.Handler    // the web console (package console), mounted at / (it serves /console/); nil: off
+	Group         GroupConfig     // group commit of concurrent webhook requests
 	Ready         func(ctx context.Context) error
 	Logger        *slog.Logger
 	Registry      *prometheus.Registry // /metrics; may be nil
@@ -156,6 +158,9 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.SMS != nil {
 		mux.HandleFunc("POST "+sms.StatusPath, s.smsWebhook(false))
 		mux.HandleFunc("POST "+sms.InboundPath, s.smsWebhook(true))
+	}
+	if s.cfg.Telegram != nil {
+		mux.HandleFunc("POST "+telegram.WebhookPath, s.telegramWebhook)
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
