@@ -1,0 +1,169 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
+	"github.com/herald-dev/herald/dispatcher"
+	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/journeys"
+	"github.com/herald-dev/herald/templates"
+)
+
+const followUpTemplate = `name: follow_up
+channel: whatsapp
+locale: en_US
+kind: whatsapp_template
+whatsapp:
+  name: follow_up
+  language: en_US
+  category: MARKETING
+  body:
+    first_name: "{{ name | default: 'friend' }}"
+variables:
+  name: {type: string, default: ""}
+`
+
+// The "read but no reply within 30 minutes" recipe, driven by events on Kafka against
+// the WhatsApp sandbox on an injected clock: of three contacts who read a message, the
+// one who replies gets nothing, the two who stay silent get one follow-up each, only
+// once the clock passes 30 minutes, and exactly one however often their read is
+// redelivered. A reply while waiting leaves the journey within a second.
+func TestJourneyRecipeReadNoReply(t *testing.T) {
+	var clk atomic.Int64
+	clk.Store(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clk.Load()).UTC() }
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 3,
+		Templates: []sandbox.ApprovedTemplate{{Name: "follow_up", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
+	}, func(c *Config, _ *Stack) { c.JourneyClock = now })
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000001,Ann,yes\n+66810000002,Bee,yes\n+66810000003,Cat,yes\n")
+	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "journey.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "106540352242922", Channel: "whatsapp", PhoneNumberID: "106540352242922", Token: DevSandboxToken, Rate: 100}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../../journeys/examples/read-no-reply.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddJourney(ctx, d, src); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]uint32{}
+	for _, p := range []string{"+66810000001", "+66810000002", "+66810000003"} {
+		if ids[p], err = comp.Contacts.Lookup(ctx, p); err != nil || ids[p] == 0 {
+			t.Fatalf("lookup %s: %d %v", p, ids[p], err)
+		}
+	}
+	eng, err := JourneyEngine(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evw, inw := d.Writer(d.Topics.Events), d.Writer(d.Topics.Inbound)
+	publish := func(w *kafka.Writer, contact uint32, v any) {
+		b, _ := json.Marshal(v)
+		if err := w.WriteMessages(ctx, kafka.Message{Key: kafkax.ContactKey(contact), Value: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Reads of campaign 1's message (sent to them earlier); repeated until the engine,
+	// which reloads journeys every second, has taken each contact in.
+	poll(t, 30*time.Second, func() bool {
+		all := true
+		for _, c := range ids {
+			if _, ok, _ := eng.Get(ctx, "read-no-reply", c); !ok {
+				all = false
+				ev := events.New(events.Read, "1", c, now())
+				publish(evw, c, ev)
+			}
+		}
+		return all
+	})
+	// Bee replies 10 minutes later: she leaves within a second.
+	clk.Add(int64(10 * time.Minute))
+	bee := ids["+66810000002"]
+	publish(inw, bee, events.Inbound{ID: "wamid.reply1", ContactID: bee, From: "+66810000002", SenderID: "106540352242922", Channel: "whatsapp", Type: "text", Text: "yes please", Time: now()})
+	start := time.Now()
+	poll(t, 10*time.Second, func() bool { _, ok, _ := eng.Get(ctx, "read-no-reply", bee); return !ok })
+	t.Logf("exit on reply took %v", time.Since(start))
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("exit on reply took %v", time.Since(start))
+	}
+	// Nothing goes before the 30 minutes are up.
+	if n := len(s.Sandbox.Records()); n != 0 {
+		t.Fatalf("%d messages before the timeout", n)
+	}
+	// A redelivered read (same event id) does not enter anyone again.
+	publish(evw, ids["+66810000001"], events.New(events.Read, "1", ids["+66810000001"], now()))
+	clk.Add(int64(21 * time.Minute))
+	poll(t, 60*time.Second, func() bool { return len(s.Sandbox.Records()) >= 2 })
+	// Give any duplicate time to show up: the instances leave once their sends queued.
+	poll(t, 30*time.Second, func() bool {
+		_, a, _ := eng.Get(ctx, "read-no-reply", ids["+66810000001"])
+		_, c, _ := eng.Get(ctx, "read-no-reply", ids["+66810000003"])
+		return !a && !c
+	})
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range s.Sandbox.Records() {
+		got[r.To]++
+		if r.TemplateName != "follow_up" || !strings.HasPrefix(r.CallbackData, journeys.CampaignPrefix("read-no-reply")) {
+			t.Errorf("record %+v", r)
+		}
+	}
+	if got["+66810000001"] != 1 || got["+66810000003"] != 1 || got["+66810000002"] != 0 || len(got) != 2 {
+		t.Fatalf("who got what: %v", got)
+	}
+	if err := waitSink(wctx, d); err != nil {
+		t.Fatal(err)
+	}
+	var rep JourneyReport
+	poll(t, 30*time.Second, func() bool {
+		rep, err = ReportJourney(ctx, d, "read-no-reply")
+		return err == nil && rep.Entered == 3 && rep.Exits["replied"] == 1 && rep.Exits["completed"] == 2 && len(rep.Steps) == 3 && rep.Steps[1].Sent == 2
+	})
+	if rep.Steps[0].Reached != 3 || rep.Steps[1].Reached != 2 || rep.AvgSecondsIn <= 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	t.Logf("report %s", fmt.Sprint(rep))
+}
+
+// poll waits for cond, failing the test after limit.
+func poll(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
