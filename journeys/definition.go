@@ -54,6 +54,10 @@ type Definition struct {
 	Channel string   `json:"channel"`           // default whatsapp
 	Senders []string `json:"senders,omitempty"` // the journey's senders (round robin)
 	Purpose string   `json:"purpose"`           // consent purpose of its sends (default marketing)
+	// CapCategory is the frequency-cap category of its sends (default "automated": a
+	// cap such as automated:3/24h in HERALD_FREQUENCY_CAPS limits every journey's sends
+	// to a contact together).
+	CapCategory string `json:"cap_category"`
 	Entry   Trigger  `json:"entry"`
 	// EntryKey names the event property whose value deduplicates entries ("" : the
 	// event's id, so a redelivered event never enters twice).
@@ -231,7 +235,7 @@ func (p *parser) duration(n *yaml.Node, field string) time.Duration {
 }
 
 func (p *parser) definition(n *yaml.Node) *Definition {
-	d := &Definition{Channel: "whatsapp", Purpose: "marketing", Reentry: ReentryOnce}
+	d := &Definition{Channel: "whatsapp", Purpose: "marketing", CapCategory: "automated", Reentry: ReentryOnce}
 	var stepsNode *yaml.Node
 	seenEntry := false
 	for _, kv := range pairs(n) {
@@ -248,6 +252,8 @@ func (p *parser) definition(n *yaml.Node) *Definition {
 			d.Channel = p.scalar(v, "channel")
 		case "purpose":
 			d.Purpose = p.scalar(v, "purpose")
+		case "cap_category":
+			d.CapCategory = p.scalar(v, "cap_category")
 		case "sender", "senders":
 			if v.Kind == yaml.SequenceNode {
 				for _, s := range v.Content {
@@ -803,11 +809,6 @@ func (d *Definition) next(s *Step) string {
 	return ""
 }
 
-// Templates tells whether a template exists (templates.Store).
-type TemplateChecker interface {
-	Exists(name string) bool
-}
-
 // CheckTemplates refuses sends of unknown templates, with the step's line.
 func (d *Definition) CheckTemplates(exists func(name string) bool) error {
 	var errs Errors
@@ -822,7 +823,7 @@ func (d *Definition) CheckTemplates(exists func(name string) bool) error {
 	return nil
 }
 
-// Waits reports whether the journey has a wait or wait_for (used by benchmarks).
+// exits reports whether the journey lists exit condition kind.
 func (d *Definition) exits(kind string) bool {
 	for _, e := range d.Exits {
 		if e == kind {

@@ -675,7 +675,7 @@ func (e *Engine) run(ctx context.Context, d *Definition, in Instance) error {
 				ch = d.Channel
 			}
 			cp := dispatcher.Campaign{ID: cid, Name: "journey " + in.Journey + " step " + s.ID, Segment: "journey:" + in.Journey,
-				Template: s.Template, Senders: d.Senders, Channel: ch, Purpose: d.Purpose}
+				Template: s.Template, Senders: d.Senders, Channel: ch, Purpose: d.Purpose, CapCategory: d.CapCategory}
 			if err := e.ensure(ctx, cp); err != nil {
 				return err
 			}

@@ -169,6 +169,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })
+		g.Go(func() error { return Journeys(ctx, s.Deps) })
 	} else {
 		g.Go(func() error { return Worker(ctx, s.Deps) })
 	}
