@@ -57,8 +57,8 @@ type Definition struct {
 	// CapCategory is the frequency-cap category of its sends (default "automated": a
 	// cap such as automated:3/24h in HERALD_FREQUENCY_CAPS limits every journey's sends
 	// to a contact together).
-	CapCategory string `json:"cap_category"`
-	Entry   Trigger  `json:"entry"`
+	CapCategory string  `json:"cap_category"`
+	Entry       Trigger `json:"entry"`
 	// EntryKey names the event property whose value deduplicates entries ("" : the
 	// event's id, so a redelivered event never enters twice).
 	EntryKey  string        `json:"entry_key,omitempty"`
