@@ -104,6 +104,7 @@ type Step struct {
 	// send
 	Template string `json:"template,omitempty"`
 	Channel  string `json:"channel,omitempty"`
+	sendLine int
 	// wait
 	Wait *Wait `json:"wait,omitempty"`
 	// wait_for
@@ -433,6 +434,7 @@ func (p *parser) step(n *yaml.Node) *Step {
 			s.Next = p.ref(v, "next")
 		case KindSend:
 			setKind(KindSend)
+			s.sendLine = v.Line
 			if v.Kind == yaml.ScalarNode {
 				s.Template = v.Value
 				break
@@ -814,7 +816,7 @@ func (d *Definition) CheckTemplates(exists func(name string) bool) error {
 	var errs Errors
 	for _, s := range d.Steps {
 		if s.Kind == KindSend && !exists(s.Template) {
-			errs = append(errs, &LineError{Line: s.Line, Msg: fmt.Sprintf("step %q sends unknown template %q (add it with `herald templates add`)", s.ID, s.Template)})
+			errs = append(errs, &LineError{Line: max(s.sendLine, s.Line), Msg: fmt.Sprintf("step %q sends unknown template %q (add it with `herald templates add`)", s.ID, s.Template)})
 		}
 	}
 	if len(errs) > 0 {

@@ -101,7 +101,7 @@ func TestParseRefusesWithLine(t *testing.T) {
 	// Unknown templates are refused with the step's line.
 	d, _ := Parse([]byte(head + "  - id: a\n    wait: 1h\n  - id: b\n    send: nope\n"))
 	err := d.CheckTemplates(func(n string) bool { return n == "t" })
-	if err == nil || !strings.Contains(err.Error(), "line 7") || !strings.Contains(err.Error(), `unknown template "nope"`) {
+	if err == nil || !strings.Contains(err.Error(), "line 8") || !strings.Contains(err.Error(), `unknown template "nope"`) {
 		t.Fatalf("%v", err)
 	}
 	for _, bad := range []string{"", "[1, 2]", "id: x", "id: x\nentry: read\nsteps: []\n", "id: X!\nentry: read\nsteps: [{id: a, exit: true}]",
