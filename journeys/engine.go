@@ -221,24 +221,28 @@ func member(in Instance) string {
 }
 
 // enterScript: KEYS inst bucket, hist bucket, timers, entry key. ARGV contact, instance
-// (without entry and seq: "version,", then ",step,r,now,now[,props]"), now ms, due ms,
-// reentry, period ms, entry key TTL ms. Answers the entry number, or 0 (not entered).
+// head ("version,"), instance tail (",step,r,now,now[,props]"), now ms, due ms, reentry,
+// period ms, entry key TTL ms, entry key, "1" to keep the entry key in a key of its own
+// (an entry_key property, or every_time: many entries to tell apart) rather than only as
+// the history's last. The history is "entries,last entry ms,last entry key". Answers
+// the entry number, or 0 (not entered).
 var enterScript = redis.NewScript(`
 local c = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], c) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
+if ARGV[10] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local h = redis.call('HGET', KEYS[2], c)
-local n, last = 0, 0
+local n, last, lastKey = 0, 0, ''
 if h then
-  local a, b = string.match(h, '^(%d+),(%d+)$')
-  n, last = tonumber(a), tonumber(b)
+  local a, b, k = string.match(h, '^(%d+),(%d+),?(.*)$')
+  n, last, lastKey = tonumber(a), tonumber(b), k
 end
+if n > 0 and lastKey == ARGV[9] then return 0 end
 local now = tonumber(ARGV[4])
 if n > 0 and ARGV[6] == 'once' then return 0 end
 if n > 0 and ARGV[6] == 'once_per' and now - last < tonumber(ARGV[7]) then return 0 end
 n = n + 1
-redis.call('HSET', KEYS[2], c, n .. ',' .. now)
-redis.call('SET', KEYS[4], '1', 'PX', ARGV[8])
+redis.call('HSET', KEYS[2], c, n .. ',' .. now .. ',' .. ARGV[9])
+if ARGV[10] == '1' then redis.call('SET', KEYS[4], '1', 'PX', ARGV[8]) end
 redis.call('HSET', KEYS[1], c, ARGV[2] .. n .. ',1' .. ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[5], c .. '|' .. n .. '|1')
 return n
@@ -272,12 +276,22 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 return cur
 `)
 
-// claimScript: KEYS timers. ARGV now ms, lease-until ms, limit. Re-scores up to limit
-// due timers to the lease's end and answers them with their due times.
+// claimScript: KEYS timers. ARGV now ms, lease-until ms, limit, the instance buckets'
+// key prefix. Re-scores up to limit due timers to the lease's end and answers each
+// with its due time and its instance's value ("" : none), one round trip for all.
 var claimScript = redis.NewScript(`
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
-for i = 1, #due, 2 do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], due[i]) end
-return due
+local out = {}
+for i = 1, #due, 2 do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[2], due[i])
+  local c = tonumber(string.match(due[i], '^(%d+)|'))
+  local v = false
+  if c then v = redis.call('HGET', ARGV[4] .. math.floor(c / 128), tostring(c)) end
+  out[#out + 1] = due[i]
+  out[#out + 1] = due[i + 1]
+  out[#out + 1] = v or ''
+end
+return out
 `)
 
 // definition returns journey id's version (cached: versions never change).
@@ -525,13 +539,17 @@ func (e *Engine) enter(ctx context.Context, id string, r *runnable, t Event) err
 	now := e.cfg.Now()
 	in := Instance{Journey: id, Contact: t.Contact, Version: r.version, Step: d.Steps[0].ID, Entered: now, Since: now, Props: t.Props}
 	tail := strings.SplitN(in.encode(), ",", 4)[3] // step,r,entered,since[,props]
-	ttl := 90 * 24 * time.Hour
-	if d.Reentry == ReentryOncePer && d.ReentryIn > ttl {
-		ttl = d.ReentryIn
+	ttl := 7 * 24 * time.Hour // how long a redelivered event stays recognised
+	own := "0"
+	if d.EntryKey != "" || d.Reentry == ReentryEveryTime {
+		own = "1"
+	}
+	if d.EntryKey != "" {
+		ttl = 365 * 24 * time.Hour // an order id enters once
 	}
 	n, err := enterScript.Run(ctx, e.cfg.Redis, []string{e.instKey(id, t.Contact), e.histKey(id, t.Contact), e.timersKey(id), e.entryKey(id, t.Contact, key)},
 		t.Contact, strconv.Itoa(r.version)+",", ","+tail, now.UnixMilli(), now.Add(e.cfg.Lease).UnixMilli(),
-		d.Reentry, d.ReentryIn.Milliseconds(), ttl.Milliseconds()).Int()
+		d.Reentry, d.ReentryIn.Milliseconds(), ttl.Milliseconds(), key, own).Int()
 	if err != nil {
 		return fmt.Errorf("enter journey %s: %w", id, err)
 	}
@@ -617,8 +635,14 @@ func (e *Engine) finish(ctx context.Context, d *Definition, in Instance, reason 
 // and commits the state reached. Every effect is idempotent, so a run repeated after a
 // crash (the state's timer fires again) does each at most once.
 func (e *Engine) run(ctx context.Context, d *Definition, in Instance) error {
+	return e.runFrom(ctx, d, in, in)
+}
+
+// runFrom runs from start's step; in is the state stored, which the run's commit
+// replaces (a wait that ends runs its next step without storing the move first).
+func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance) error {
 	now := e.cfg.Now()
-	cur := in
+	cur := start
 	var jobs, evs []kafka.Message
 	flush := func() error {
 		if len(jobs) > 0 {
@@ -812,18 +836,15 @@ func (e *Engine) waitUntil(w *Wait, c segments.Contact, now time.Time) time.Time
 }
 
 // fire handles one due timer: a wait ends, a wait_for times out, or a run whose runner
-// died (its lease ran out) is run again.
-func (e *Engine) fire(ctx context.Context, id string, r *runnable, mem string, due time.Time) error {
+// died (its lease ran out) is run again. cur is the instance's stored value ("" : none).
+func (e *Engine) fire(ctx context.Context, id string, r *runnable, mem, cur string, due time.Time) error {
 	cs, rest, _ := strings.Cut(mem, "|")
 	c, err := strconv.ParseUint(cs, 10, 32)
 	if err != nil {
 		return e.cfg.Redis.ZRem(ctx, e.timersKey(id), mem).Err()
 	}
-	in, ok, err := e.Get(ctx, id, uint32(c))
-	if err != nil {
-		return err
-	}
-	if !ok || strconv.Itoa(in.Entry)+"|"+strconv.Itoa(in.Seq) != rest {
+	in, ok := decodeInstance(id, uint32(c), cur)
+	if cur == "" || !ok || strconv.Itoa(in.Entry)+"|"+strconv.Itoa(in.Seq) != rest {
 		return e.cfg.Redis.ZRem(ctx, e.timersKey(id), mem).Err() // stale: the instance moved on
 	}
 	if r == nil || r.state == Archived {
@@ -855,8 +876,13 @@ func (e *Engine) fire(ctx context.Context, id string, r *runnable, mem string, d
 		return e.finish(ctx, d, in, "completed")
 	}
 	next := in
-	next.Seq++
 	next.Step, next.Waiting, next.Since = nx, false, e.cfg.Now()
+	if s.Kind == KindWait {
+		// Nothing else moves a plain wait on: run its next steps at once.
+		return e.runFrom(ctx, d, in, next)
+	}
+	// A wait_for's event may arrive now: whichever moves the instance first goes on.
+	next.Seq++
 	ok, err = e.commit(ctx, in, next, e.cfg.Now().Add(e.cfg.Lease))
 	if err != nil || !ok {
 		return err
@@ -870,7 +896,8 @@ func (e *Engine) Tick(ctx context.Context) (int, error) {
 	n := 0
 	for id, r := range live {
 		now := e.cfg.Now()
-		res, err := claimScript.Run(ctx, e.cfg.Redis, []string{e.timersKey(id)}, now.UnixMilli(), now.Add(e.cfg.Lease).UnixMilli(), e.cfg.Batch).StringSlice()
+		res, err := claimScript.Run(ctx, e.cfg.Redis, []string{e.timersKey(id)}, now.UnixMilli(), now.Add(e.cfg.Lease).UnixMilli(), e.cfg.Batch,
+			e.cfg.Prefix+"{jrn:"+id+"}:i:").StringSlice()
 		if err != nil {
 			return n, fmt.Errorf("journey %s timers: %w", id, err)
 		}
@@ -878,17 +905,17 @@ func (e *Engine) Tick(ctx context.Context) (int, error) {
 			continue
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, len(res)/2)
-		sem := make(chan struct{}, 32)
-		for i := 0; i+1 < len(res); i += 2 {
+		errs := make(chan error, len(res)/3)
+		sem := make(chan struct{}, 64)
+		for i := 0; i+2 < len(res); i += 3 {
 			ms, _ := strconv.ParseFloat(res[i+1], 64)
-			mem, due := res[i], time.UnixMilli(int64(ms))
+			mem, due, cur := res[i], time.UnixMilli(int64(ms)), res[i+2]
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err := e.fire(ctx, id, r, mem, due); err != nil {
+				if err := e.fire(ctx, id, r, mem, cur, due); err != nil {
 					errs <- err
 				}
 			}()
@@ -960,48 +987,113 @@ func (e *Engine) runTimers(ctx context.Context) error {
 	}
 }
 
-// consume reads triggers from one topic; a message is committed once handled.
+// consume reads triggers from one topic in batches: a batch's triggers are handled at
+// once, one goroutine per contact (a contact's triggers in order), and its offsets are
+// committed once all are handled.
 func (e *Engine) consume(ctx context.Context, topic string) error {
 	r := kafkax.NewGroupReader(e.cfg.Brokers, e.cfg.Group, topic, kafkax.ReaderOptions{Logger: e.log})
 	defer r.Close()
 	inbound := topic == e.cfg.Topics.Inbound
+	msgs := make(chan kafka.Message, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					errc <- fmt.Errorf("journeys: read %s: %w", topic, err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	for {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
+		var batch []kafka.Message
+		m, ok := <-msgs
+		if !ok {
+			select {
+			case err := <-errc:
+				return err
+			default:
 				return nil
 			}
-			return fmt.Errorf("journeys: read %s: %w", topic, err)
 		}
-		var t Event
-		ok := false
-		if inbound {
-			var in events.Inbound
-			if json.Unmarshal(m.Value, &in) == nil {
-				t, ok = FromInbound(in)
-			}
-		} else if ev, err := events.Unmarshal(m.Value); err == nil {
-			t, ok = FromEvent(ev)
-		}
-		if ok {
-			for attempt := 0; ; attempt++ {
-				err := e.Handle(ctx, t)
-				if err == nil {
-					break
+		batch = append(batch, m)
+	fill:
+		for len(batch) < 2000 {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
 				}
-				if ctx.Err() != nil {
-					return nil
-				}
-				e.log.Warn("journey trigger failed; retrying", "err", err, "attempt", attempt+1)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(time.Duration(min(attempt+1, 20)) * 100 * time.Millisecond):
-				}
+				batch = append(batch, m)
+			default:
+				break fill
 			}
 		}
-		if err := r.CommitMessages(ctx, m); err != nil && ctx.Err() == nil {
+		byContact := map[uint32][]Event{}
+		var order []uint32
+		for _, m := range batch {
+			var t Event
+			ok := false
+			if inbound {
+				var in events.Inbound
+				if json.Unmarshal(m.Value, &in) == nil {
+					t, ok = FromInbound(in)
+				}
+			} else if ev, err := events.Unmarshal(m.Value); err == nil {
+				t, ok = FromEvent(ev)
+			}
+			if !ok {
+				continue
+			}
+			if _, seen := byContact[t.Contact]; !seen {
+				order = append(order, t.Contact)
+			}
+			byContact[t.Contact] = append(byContact[t.Contact], t)
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for _, c := range order {
+			ts := byContact[c]
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				for _, t := range ts {
+					e.handleRetrying(ctx, t)
+				}
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := r.CommitMessages(ctx, batch...); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("journeys: commit %s: %w", topic, err)
+		}
+	}
+}
+
+// handleRetrying handles t, retrying while Redis or Kafka fail, until ctx ends.
+func (e *Engine) handleRetrying(ctx context.Context, t Event) {
+	for attempt := 0; ; attempt++ {
+		err := e.Handle(ctx, t)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("journey trigger failed; retrying", "err", err, "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(min(attempt+1, 20)) * 100 * time.Millisecond):
 		}
 	}
 }
