@@ -63,11 +63,14 @@ type Config struct {
 	Now     func() time.Time // the clock (default time.Now)
 	// Lease is how long a claimed timer (or a state being run) stays with its runner
 	// before another engine may take it (default 30 s).
-	Lease      time.Duration
-	Poll       time.Duration // the timer poll interval (default 100 ms)
-	Batch      int           // timers claimed per round (default 1000)
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Lease time.Duration
+	Poll  time.Duration // the timer poll interval (default 100 ms)
+	Batch int           // timers claimed per round (default 1000)
+	// SegmentEvery is how often segment- and tag-entered journeys look at their
+	// segment (default 5 s).
+	SegmentEvery time.Duration
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 	// Zone is the zone of contacts without one (default UTC).
 	Zone *time.Location
 }
@@ -103,6 +106,9 @@ func NewEngine(cfg Config) *Engine {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = 1000
+	}
+	if cfg.SegmentEvery <= 0 {
+		cfg.SegmentEvery = 5 * time.Second
 	}
 	if cfg.Group == "" {
 		cfg.Group = "herald-journeys"
@@ -539,7 +545,7 @@ func (e *Engine) enter(ctx context.Context, id string, r *runnable, t Event) err
 	now := e.cfg.Now()
 	in := Instance{Journey: id, Contact: t.Contact, Version: r.version, Step: d.Steps[0].ID, Entered: now, Since: now, Props: t.Props}
 	tail := strings.SplitN(in.encode(), ",", 4)[3] // step,r,entered,since[,props]
-	ttl := 7 * 24 * time.Hour // how long a redelivered event stays recognised
+	ttl := 7 * 24 * time.Hour                      // how long a redelivered event stays recognised
 	own := "0"
 	if d.EntryKey != "" || d.Reentry == ReentryEveryTime {
 		own = "1"
@@ -964,13 +970,19 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) runTimers(ctx context.Context) error {
 	t := time.NewTicker(e.cfg.Poll)
 	defer t.Stop()
-	last := time.Now()
+	last, lastSeg := time.Now(), time.Time{}
 	for {
 		if time.Since(last) > time.Second {
 			if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
 				e.log.Warn("reload journeys", "err", err)
 			}
 			last = time.Now()
+		}
+		if time.Since(lastSeg) > e.cfg.SegmentEvery {
+			if err := e.PollSegments(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("segment entries", "err", err)
+			}
+			lastSeg = time.Now()
 		}
 		n, err := e.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
