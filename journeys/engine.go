@@ -389,7 +389,7 @@ func FromInbound(in events.Inbound) (Event, bool) {
 }
 
 // matches reports whether trigger t is what tr asks for.
-func (tr *Trigger) matches(t Event, self string) bool {
+func (tr *Trigger) matches(t Event, self string, entry bool) bool {
 	switch tr.Event {
 	case OnInbound, OnReplied:
 		if t.Kind != OnInbound && t.Kind != OnReplied {
@@ -428,8 +428,9 @@ func (tr *Trigger) matches(t Event, self string) bool {
 		if tr.Campaign != "" {
 			return t.Campaign == tr.Campaign
 		}
-		// Reads and clicks of this journey's own messages do not enter it again.
-		return !strings.HasPrefix(t.Campaign, CampaignPrefix(self))
+		// Reads and clicks of this journey's own messages do not enter it again (a
+		// wait_for waits for exactly those).
+		return !entry || !strings.HasPrefix(t.Campaign, CampaignPrefix(self))
 	default:
 		return t.Kind == tr.Event
 	}
@@ -509,7 +510,7 @@ func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event)
 			return e.Exit(ctx, id, t.Contact, reason)
 		}
 		s := d.Step(in.Step)
-		if in.Waiting && s != nil && s.Kind == KindWaitFor && s.For.matches(t, id) && r.state != Paused {
+		if in.Waiting && s != nil && s.Kind == KindWaitFor && s.For.matches(t, id, false) && r.state != Paused {
 			nx := orNext(s.OnEvent, d.next(s))
 			next := in
 			next.Seq++
@@ -528,7 +529,7 @@ func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event)
 		}
 		return nil
 	}
-	if r.state != Active || !r.def.Entry.matches(t, id) {
+	if r.state != Active || !r.def.Entry.matches(t, id, true) {
 		return nil
 	}
 	return e.enter(ctx, id, r, t)
