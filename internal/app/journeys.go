@@ -206,6 +206,7 @@ func SendEvent(ctx context.Context, d *Deps, ce CustomEvent) (SentEvent, error) 
 	ev := events.New(events.Custom, "", contact, at)
 	ev.ID = events.ID("", contact, events.Custom, "custom|"+disc)
 	ev.Name, ev.Properties = ce.Name, events.EncodeProperties(ce.Properties)
+	ev.Reason = ce.Name // the events table keeps a custom event's name in reason
 	b, err := ev.Marshal()
 	if err != nil {
 		return SentEvent{}, err
