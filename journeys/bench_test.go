@@ -35,8 +35,6 @@ func usedMemory(b *testing.B, r *rig) int64 {
 
 func benchRig(b *testing.B, src string) *rig {
 	b.Helper()
-	t := &testing.T{}
-	_ = t
 	rdb, prefix := testenv.Redis(b)
 	ctx := context.Background()
 	clk := newClock(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC))

@@ -725,7 +725,7 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 		case KindBranch:
 			yes := false
 			if s.Segment != "" {
-				bm, err := e.seg.evaluate(ctx, e.cfg.Segments, s.Segment, now)
+				bm, err := e.seg.evaluate(ctx, e.cfg.Segments, s.Segment)
 				if err != nil {
 					return fmt.Errorf("journey %s step %s: %w", in.Journey, s.ID, err)
 				}
@@ -1122,7 +1122,7 @@ type segEntry struct {
 	at time.Time
 }
 
-func (c *segCache) evaluate(ctx context.Context, s Segments, expr string, now time.Time) (*roaring.Bitmap, error) {
+func (c *segCache) evaluate(ctx context.Context, s Segments, expr string) (*roaring.Bitmap, error) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = map[string]segEntry{}
@@ -1139,6 +1139,5 @@ func (c *segCache) evaluate(ctx context.Context, s Segments, expr string, now ti
 	c.mu.Lock()
 	c.m[expr] = segEntry{bm, time.Now()}
 	c.mu.Unlock()
-	_ = now
 	return bm, nil
 }

@@ -22,16 +22,15 @@ var ErrNotFound = errors.New("not found")
 
 // Info is a journey's state and latest version.
 type Info struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name,omitempty"`
-	State     string    `json:"state"`
-	Version   int       `json:"version"`
-	Created   time.Time `json:"created_at,omitzero"`
-	Updated   time.Time `json:"updated_at,omitzero"`
-	Source    string    `json:"source,omitempty"`
-	Steps     int       `json:"steps"`
-	EntryOn   string    `json:"entry_event"`
-	Instances int64     `json:"-"`
+	ID      string    `json:"id"`
+	Name    string    `json:"name,omitempty"`
+	State   string    `json:"state"`
+	Version int       `json:"version"`
+	Created time.Time `json:"created_at,omitzero"`
+	Updated time.Time `json:"updated_at,omitzero"`
+	Source  string    `json:"source,omitempty"`
+	Steps   int       `json:"steps"`
+	EntryOn string    `json:"entry_event"`
 }
 
 // Store keeps journey definitions, each save a new version (as templates do).
