@@ -825,6 +825,26 @@ func (d *Definition) CheckTemplates(exists func(name string) bool) error {
 	return nil
 }
 
+// cares reports whether a trigger of kind may matter to a contact already in this
+// version of the journey: an exit condition or a wait_for event.
+func (d *Definition) cares(kind string) bool {
+	for _, x := range d.Exits {
+		switch {
+		case x == ExitReplied && (kind == OnInbound || kind == OnReplied),
+			x == ExitConverted && kind == OnConverted, x == ExitOptedOut && kind == OnOptedOut:
+			return true
+		}
+	}
+	for _, s := range d.Steps {
+		if s.Kind == KindWaitFor && s.For != nil {
+			if s.For.Event == kind || ((s.For.Event == OnInbound || s.For.Event == OnReplied) && (kind == OnInbound || kind == OnReplied)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // exits reports whether the journey lists exit condition kind.
 func (d *Definition) exits(kind string) bool {
 	for _, e := range d.Exits {

@@ -321,8 +321,18 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		return err
 	}
 	for id, r := range live {
-		if r.def, err = e.definition(ctx, id, r.version); err != nil {
-			return err
+		r.cares = map[string]bool{}
+		for v := 1; v <= r.version; v++ {
+			d, err := e.definition(ctx, id, v)
+			if err != nil {
+				return err
+			}
+			for k := range triggerKinds {
+				if d.cares(k) {
+					r.cares[k] = true
+				}
+			}
+			r.def = d
 		}
 	}
 	e.mu.Lock()
@@ -497,6 +507,15 @@ func (e *Engine) Handle(ctx context.Context, t Event) error {
 }
 
 func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event) error {
+	entry := r.state == Active && r.def.Entry.matches(t, id, true)
+	if !r.cares[t.Kind] {
+		// Nothing a contact in the journey could do with it: at most an entry (which
+		// checks itself that the contact is not in the journey already).
+		if entry {
+			return e.enter(ctx, id, r, t)
+		}
+		return nil
+	}
 	in, ok, err := e.Get(ctx, id, t.Contact)
 	if err != nil {
 		return err
@@ -529,7 +548,7 @@ func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event)
 		}
 		return nil
 	}
-	if r.state != Active || !r.def.Entry.matches(t, id, true) {
+	if !entry {
 		return nil
 	}
 	return e.enter(ctx, id, r, t)

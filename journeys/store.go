@@ -219,6 +219,7 @@ type runnable struct {
 	def     *Definition
 	version int
 	state   string
+	cares   map[string]bool // trigger kinds that matter to instances of any version
 }
 
 // load reads every non-archived journey's latest definition, plus archived ones (their
