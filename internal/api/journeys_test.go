@@ -87,6 +87,15 @@ func TestJourneysAPI(t *testing.T) {
 			t.Fatalf("%s: %d %+v", step.verb, r.status, in)
 		}
 	}
+	var rep app.JourneyReport
+	r = e.do(req{method: "GET", path: "/v1/reports/journey?id=nudge-readers", key: "analyst"})
+	r.decode(t, &rep)
+	if r.status != 200 || rep.Journey != "nudge-readers" || len(rep.Steps) != 2 || rep.Entered != 0 {
+		t.Fatalf("report %d %+v", r.status, rep)
+	}
+	if r := e.do(req{method: "GET", path: "/v1/reports/journey?id=nobody", key: "analyst"}); r.status != 404 {
+		t.Fatalf("report of an unknown journey: %d", r.status)
+	}
 	if _, err := app.ImportContacts(e.ctx, e.d, strings.NewReader("phone,name\n+66810000009,Dee\n"), app.ImportOptions{Source: "t.csv"}); err != nil {
 		t.Fatal(err)
 	}
