@@ -21,8 +21,13 @@
 //	P {jrn:ID}                  HASH: state, latest version, v:N sources
 //	P {jrn:ID}:i:B              HASH: instance per contact (contact>>7 == B), compact
 //	P {jrn:ID}:h:B              HASH: entry history per contact (entries, last entry ms)
-//	P {jrn:ID}:ek:KEY           STRING with TTL: an entry key already used
-//	P {journeys}:timers         ZSET: "journey|contact|entry|seq" by due time (ms)
+//	P {jrn:ID}:ek:C:KEY         STRING with TTL: an entry key already used (every_time
+//	                            or entry_key journeys; others keep the last in the history)
+//	P {jrn:ID}:timers           ZSET: "contact|entry|seq" by due time (ms)
+//	P {jrn:ID}:members          STRING: a segment-entered journey's last look (roaring)
+//
+// Every key of a journey shares its hash tag, so its scripts run in one Redis Cluster
+// slot (the timer claim also reads instance buckets it names from ARGV: same slot).
 //
 // Metrics: herald_journey_entered_total, herald_journey_steps_total{kind},
 // herald_journey_exits_total{reason}, herald_journey_timer_lateness_seconds.

@@ -584,11 +584,7 @@ func (e *Engine) enter(ctx context.Context, id string, r *runnable, t Event) err
 	}
 	in.Entry, in.Seq = n, 1
 	e.m.entered.Inc()
-	ev := e.event(in, events.JourneyEntered, d.Entry.Event, strconv.Itoa(in.Entry), now)
-	if err := e.cfg.Events.WriteMessages(ctx, ev); err != nil {
-		return fmt.Errorf("journey event: %w", err)
-	}
-	return e.run(ctx, d, in)
+	return e.run(ctx, d, in) // its first run says the contact entered
 }
 
 // Get returns a contact's instance in a journey.
@@ -698,6 +694,10 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 			contact = &c
 		}
 		return contact, nil
+	}
+	if in.Seq == 1 && !in.Waiting {
+		// A fresh entry (run again after a crash, the event has the same id).
+		evs = append(evs, e.event(in, events.JourneyEntered, d.Entry.Event, strconv.Itoa(in.Entry), in.Entered))
 	}
 	for hops := 0; ; hops++ {
 		if hops > len(d.Steps)+1 {
