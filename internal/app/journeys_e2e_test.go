@@ -167,3 +167,88 @@ func poll(t *testing.T, limit time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The "first inquiry gets a welcome" recipe end to end: contacts write to the business
+// number at the sandbox, whose signed webhooks reach serve, herald.inbound, the journey
+// engine, the worker and the sandbox again. Each first inquiry gets one welcome, a second
+// message nothing more, and the contact is tagged inquired.
+func TestJourneyRecipeFirstInquiry(t *testing.T) {
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 5,
+		Templates: []sandbox.ApprovedTemplate{{Name: "welcome_inquiry", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000011,Eve,yes\n+66810000012,Fay,yes\n+66810000013,Gus,yes\n")
+	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "inquiry.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	src := strings.NewReplacer("name: follow_up\n", "name: welcome_inquiry\n", "  name: follow_up\n", "  name: welcome_inquiry\n").Replace(followUpTemplate)
+	tpl, err := templates.ParseFile([]byte(src), "welcome_inquiry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(src)); err != nil {
+		t.Fatal(err)
+	}
+	const pnid = "106540352242922"
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 100}); err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../journeys/examples/first-inquiry.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddJourney(ctx, d, def); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := JourneyEngine(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eve, _ := comp.Contacts.Lookup(ctx, "+66810000011")
+	fay, _ := comp.Contacts.Lookup(ctx, "+66810000012")
+	// The engine reloads journeys every second: Eve writes until she is taken in (a
+	// message before that only opens her window).
+	poll(t, 30*time.Second, func() bool {
+		if err := s.Sandbox.Inbound(ctx, pnid, "+66810000011", "Hi, do you deliver to Phuket?"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if _, ok, _ := eng.Get(ctx, "first-inquiry", eve); ok || len(s.Sandbox.Records()) > 0 {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	})
+	if err := s.Sandbox.Inbound(ctx, pnid, "+66810000012", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, func() bool { return len(s.Sandbox.Records()) >= 2 })
+	if err := s.Sandbox.Inbound(ctx, pnid, "+66810000012", "are you there?"); err != nil {
+		t.Fatal(err)
+	}
+	tagged := func() bool {
+		bm, err := comp.Contacts.Evaluate(ctx, "inquired")
+		return err == nil && bm.Contains(eve) && bm.Contains(fay) && bm.GetCardinality() == 2
+	}
+	poll(t, 30*time.Second, tagged)
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, r := range s.Sandbox.Records() {
+		got[r.To]++
+		if r.TemplateName != "welcome_inquiry" {
+			t.Errorf("record %+v", r)
+		}
+	}
+	if got["+66810000011"] != 1 || got["+66810000012"] != 1 || len(got) != 2 {
+		t.Fatalf("who got what: %v", got)
+	}
+}
