@@ -252,3 +252,102 @@ func TestJourneyRecipeFirstInquiry(t *testing.T) {
 		t.Fatalf("who got what: %v", got)
 	}
 }
+
+// The after-order recipe end to end on an injected clock: orders delivered (custom
+// events, as POST /v1/events sends them) get the care message a day later and the review
+// invitation (the VIP one for gold customers) a week later; the same order posted twice
+// enters once.
+func TestJourneyRecipeAfterOrder(t *testing.T) {
+	var clk atomic.Int64
+	clk.Store(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clk.Load()).UTC() }
+	var approved []sandbox.ApprovedTemplate
+	for _, n := range []string{"after_sales_care", "review_invite", "review_invite_vip"} {
+		approved = append(approved, sandbox.ApprovedTemplate{Name: n, Language: "en_US", Category: "UTILITY", BodyParams: []string{"first_name"}})
+	}
+	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 9, Templates: approved},
+		func(c *Config, _ *Stack) { c.JourneyClock = now })
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000021,Hal,yes\n+66810000022,Ida,yes\n")
+	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "orders.csv", Purpose: "utility"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"after_sales_care", "review_invite", "review_invite_vip"} {
+		src := strings.NewReplacer("name: follow_up\n", "name: "+n+"\n", "  name: follow_up\n", "  name: "+n+"\n", "MARKETING", "UTILITY").Replace(followUpTemplate)
+		tpl, err := templates.ParseFile([]byte(src), n+".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := comp.Templates.Save(ctx, tpl, []byte(src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "106540352242922", Channel: "whatsapp", PhoneNumberID: "106540352242922", Token: DevSandboxToken, Rate: 100}); err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("../../journeys/examples/after-order.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddJourney(ctx, d, def); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := JourneyEngine(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hal, _ := comp.Contacts.Lookup(ctx, "+66810000021")
+	ida, _ := comp.Contacts.Lookup(ctx, "+66810000022")
+	deliver := func(phone, order, tier string) {
+		if _, err := SendEvent(ctx, d, CustomEvent{ID: "delivered-" + order, Name: "order_delivered", Phone: phone,
+			Properties: map[string]string{"order_id": order, "tier": tier}, Time: now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Posted until the engine (reloading journeys every second) has taken each in.
+	poll(t, 30*time.Second, func() bool {
+		_, a, _ := eng.Get(ctx, "after-order", hal)
+		_, b, _ := eng.Get(ctx, "after-order", ida)
+		if !a {
+			deliver("+66810000021", "A-1", "gold")
+		}
+		if !b {
+			deliver("+66810000022", "B-1", "silver")
+		}
+		return a && b
+	})
+	deliver("+66810000022", "B-1", "silver") // the same order again
+	byTemplate := func() map[string][]string {
+		m := map[string][]string{}
+		for _, r := range s.Sandbox.Records() {
+			m[r.TemplateName] = append(m[r.TemplateName], r.To)
+		}
+		return m
+	}
+	// 23 hours on, nothing is due: the engine's timer poll runs (it ticks every 100 ms)
+	// and queues nothing.
+	clk.Add(int64(23 * time.Hour))
+	if st, _ := comp.Delayed.Stats(ctx); st.Jobs != 0 {
+		t.Fatalf("delayed jobs before the day was up: %+v", st)
+	}
+	if n := len(s.Sandbox.Records()); n != 0 {
+		t.Fatalf("%d messages before the day was up", n)
+	}
+	clk.Add(int64(time.Hour))
+	poll(t, 30*time.Second, func() bool { return len(byTemplate()["after_sales_care"]) == 2 })
+	clk.Add(int64(6 * 24 * time.Hour))
+	poll(t, 30*time.Second, func() bool { m := byTemplate(); return len(m["review_invite"])+len(m["review_invite_vip"]) == 2 })
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Sandbox.WaitIdle(wctx); err != nil {
+		t.Fatal(err)
+	}
+	m := byTemplate()
+	if len(m["after_sales_care"]) != 2 || fmt.Sprint(m["review_invite_vip"]) != "[+66810000021]" || fmt.Sprint(m["review_invite"]) != "[+66810000022]" || len(s.Sandbox.Records()) != 4 {
+		t.Fatalf("who got what: %v", m)
+	}
+}
