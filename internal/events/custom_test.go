@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // Custom events' name and properties encode as encoding/json encodes them.
@@ -24,7 +25,7 @@ func FuzzAppendJSONCustom(f *testing.F) {
 			t.Fatalf("AppendJSON\n%s\nencoding/json\n%s", got, want)
 		}
 		back, err := Unmarshal(got)
-		if err != nil || back != e && back.Name != name {
+		if err != nil || (utf8.ValidString(name) && back.Name != name) {
 			t.Fatalf("round trip: %v %+v", err, back)
 		}
 	})
