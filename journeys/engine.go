@@ -322,8 +322,14 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	}
 	for id, r := range live {
 		r.cares = map[string]bool{}
+		readable := 0
 		for v := 1; v <= r.version; v++ {
 			d, err := e.definition(ctx, id, v)
+			if errors.Is(err, ErrNotFound) || errors.As(err, new(Errors)) {
+				// A version that no longer parses (a stricter parser): the others run.
+				e.log.Warn("journey version unreadable; skipped", "journey", id, "version", v, "err", err)
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -332,8 +338,13 @@ func (e *Engine) Refresh(ctx context.Context) error {
 					r.cares[k] = true
 				}
 			}
-			r.def = d
+			r.def, readable = d, v
 		}
+		if r.def == nil {
+			delete(live, id)
+			continue
+		}
+		r.version = readable // entries go to the latest readable version
 	}
 	e.mu.Lock()
 	e.live = live
