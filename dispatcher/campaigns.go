@@ -48,6 +48,9 @@ type Campaign struct {
 	Routing          string   `json:"routing,omitempty"` // round_robin (default) or country
 	Channel          string   `json:"channel"`
 	Purpose          string   `json:"purpose"` // consent purpose: marketing, utility
+	// CapCategory is the frequency-cap category of its sends when not Purpose (journeys'
+	// campaigns: "automated").
+	CapCategory string `json:"cap_category,omitempty"`
 	// TrackLinks turns URLs in the message into signed click-tracking links.
 	TrackLinks bool `json:"track_links,omitempty"`
 	// MaxErrorRate pauses the campaign (reason error_rate) when the share of failed sends

@@ -384,6 +384,11 @@ func (s *Scheduler) sweepStale(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	auto, err := s.Campaigns.autoStatuses(ctx, 2000) // journeys' campaigns
+	if err != nil {
+		return err
+	}
+	list = append(list, auto...)
 	cutoff := time.Now().Add(-s.StaleAfter)
 	for _, st := range list {
 		if st.State != Running && st.State != Paused {

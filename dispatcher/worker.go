@@ -572,7 +572,7 @@ func (it *item) template() string {
 func policyJob(it *item) throttle.Job {
 	// The window opens per business phone number: key it as the webhook server does.
 	return throttle.Job{Campaign: it.job.Campaign, ContactID: it.job.Contact, SenderID: it.sender.Ref(),
-		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm,
+		Channel: it.cp.Channel, Purpose: it.cp.Purpose, FreeForm: it.rendered.FreeForm, CapCategory: it.cp.CapCategory,
 		TimeZone: it.contact.TimeZone, Phone: it.contact.Phone, Country: it.contact.Country,
 		SenderTier: it.sender.Tier, Quiet: it.quiet}
 }

@@ -51,6 +51,9 @@ type Job struct {
 	Channel   string
 	Purpose   string
 	FreeForm  bool // free-form text (needs an open 24h window), not an approved template
+	// CapCategory is the frequency-cap category when it is not Purpose: journeys' sends
+	// are "automated", so "automated:3/24h" caps them apart from campaigns.
+	CapCategory string
 
 	// The recipient's zone for quiet hours: TimeZone (IANA, from the profile) when valid,
 	// else the zone of Phone's region (E.164), else of Country (ISO 3166 region), else

@@ -292,13 +292,21 @@ func (p *Policy) Pushback(ctx context.Context, sender string, contact uint32, si
 // ruleKeys returns the keys of ruleScript and releaseScript for j, the caps of its
 // category and the tier it counts against.
 func (p *Policy) ruleKeys(j *Job) (keys []string, caps []Cap, tier int) {
-	caps = p.caps[j.Purpose]
+	caps = p.caps[capCategory(j)]
 	// Messages inside the customer-service window (free-form text needs one) do not
 	// count against the messaging limit.
 	if j.SenderTier > 0 && !j.FreeForm {
 		return []string{p.rulesKey(j.ContactID), p.tierKey(j.SenderID)}, caps, j.SenderTier
 	}
 	return []string{p.rulesKey(j.ContactID)}, caps, 0
+}
+
+// capCategory is the category whose caps a job counts against.
+func capCategory(j *Job) string {
+	if j.CapCategory != "" {
+		return j.CapCategory
+	}
+	return j.Purpose
 }
 
 // campaignOf names the job's message in the contact's rules hash: the cap log is one
@@ -411,7 +419,7 @@ func (p *Policy) applyRules(ctx context.Context, jobs []Job, out []Decision, now
 			marketing = "1"
 		}
 		args := make([]any, 0, 12+2*len(caps))
-		args = append(args, nowMs, res, campaignOf(j), j.SenderID, j.ContactID, quiet, j.Purpose, marketing,
+		args = append(args, nowMs, res, campaignOf(j), j.SenderID, j.ContactID, quiet, capCategory(j), marketing,
 			pair, tier, tierWin, keep)
 		for _, c := range caps {
 			args = append(args, c.Max, c.Window.Milliseconds())
@@ -518,7 +526,7 @@ func (p *Policy) ReleaseCaps(ctx context.Context, jobs []Job) error {
 		keys, caps, tier := p.ruleKeys(j)
 		category := ""
 		if len(caps) > 0 {
-			category = j.Purpose
+			category = capCategory(j)
 		}
 		calls[i] = scriptCall{keys: keys, args: []any{campaignOf(j), j.SenderID, j.ContactID, category}}
 		if p.splitTier && tier > 0 {

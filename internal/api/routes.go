@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/herald-dev/herald/internal/apikeys"
+	"github.com/herald-dev/herald/journeys"
 )
 
 // routeTable lists every operation of the API. Its paths and permissions are the
@@ -45,6 +46,15 @@ func (a *API) routeTable() []route {
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
 		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},
+
+		{get, "/v1/journeys", apikeys.JourneysRead, a.listJourneys},
+		{post, "/v1/journeys", apikeys.JourneysWrite, a.addJourney},
+		{get, "/v1/journeys/{id}", apikeys.JourneysRead, a.getJourney},
+		{post, "/v1/journeys/{id}/pause", apikeys.JourneysWrite, a.journeyState(journeys.Paused)},
+		{post, "/v1/journeys/{id}/resume", apikeys.JourneysWrite, a.journeyState(journeys.Active)},
+		{post, "/v1/journeys/{id}/archive", apikeys.JourneysWrite, a.journeyState(journeys.Archived)},
+		{get, "/v1/reports/journey", apikeys.ReportsRead, a.journeyReport},
+		{post, "/v1/events", apikeys.EventsWrite, a.postEvent},
 
 		{get, "/v1/webhooks", apikeys.WebhooksRead, a.listWebhooks},
 		{post, "/v1/webhooks", apikeys.WebhooksWrite, a.createWebhook},

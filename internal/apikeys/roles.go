@@ -60,19 +60,25 @@ const (
 	// sends contact ids and message events to any URL, so only an admin may make one.
 	WebhooksRead  Permission = "webhooks:read"
 	WebhooksWrite Permission = "webhooks:write"
+	// JourneysRead lists and shows journeys; JourneysWrite adds versions, pauses,
+	// resumes and archives them. EventsWrite posts custom events (which enter journeys).
+	JourneysRead  Permission = "journeys:read"
+	JourneysWrite Permission = "journeys:write"
+	EventsWrite   Permission = "events:write"
 )
 
 // Permissions lists every permission.
 var Permissions = []Permission{ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
-	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead, WebhooksRead, WebhooksWrite}
+	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead, WebhooksRead, WebhooksWrite,
+	JourneysRead, JourneysWrite, EventsWrite}
 
 // rolePermissions is the role → permission table, the only one. A marketer's key gets
 // CampaignsLaunch only when created with it (--can-launch); an admin's always has it.
 var rolePermissions = map[Role][]Permission{
 	Admin: Permissions,
 	Marketer: {ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
-		TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, WebhooksRead},
-	Analyst: {ReportsRead, CampaignsRead, SendersRead, TemplatesRead},
+		TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, WebhooksRead, JourneysRead, JourneysWrite, EventsWrite},
+	Analyst: {ReportsRead, CampaignsRead, SendersRead, TemplatesRead, JourneysRead},
 	Auditor: {AuditRead, ConsentRead, CampaignsRead},
 }
 

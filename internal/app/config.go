@@ -32,8 +32,11 @@ type Config struct {
 	TopicPrefix   string   // HERALD_TOPIC_PREFIX: topic names are prefix + outbound, events, ...
 	Partitions    int      // partitions per topic when migrate creates them
 
-	FrequencyCaps  []throttle.Cap      // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
-	NoScheduler    bool                // worker: do not run the delayed-job scheduler in this process
+	FrequencyCaps []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
+	NoScheduler   bool           // worker: do not run the delayed-job scheduler in this process
+	NoJourneys    bool           // worker: do not run the journey engine in this process
+	// JourneyClock is the journey engine's clock (nil: time.Now); tests inject one.
+	JourneyClock   func() time.Time
 	QuietHours     throttle.QuietHours // HERALD_QUIET_HOURS, HERALD_ALLOWED_DAYS: the default for campaigns without their own
 	ClaimLease     time.Duration       // HERALD_CLAIM_LEASE: a dead worker's unsent claim is held this long (default 20s)
 	StaleSendAfter time.Duration       // HERALD_STALE_SEND_AFTER: re-queue sends in doubt this long (default 10m)

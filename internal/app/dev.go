@@ -192,6 +192,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })
+		if !s.Deps.Cfg.NoJourneys {
+			g.Go(func() error { return Journeys(ctx, s.Deps) })
+		}
 	} else {
 		g.Go(func() error { return Worker(ctx, s.Deps) })
 	}

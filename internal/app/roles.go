@@ -195,12 +195,16 @@ func Worker(ctx context.Context, d *Deps) error {
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
-	if d.Cfg.NoScheduler {
-		return w.Run(ctx)
-	}
-	// Every worker also runs a scheduler: one of them leads and moves due delayed jobs.
+	// Every worker also runs the journey engine (timers and triggers; any number may run).
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(ctx) })
+	if !d.Cfg.NoJourneys {
+		g.Go(func() error { return Journeys(ctx, d) })
+	}
+	if d.Cfg.NoScheduler {
+		return g.Wait()
+	}
+	// Every worker also runs a scheduler: one of them leads and moves due delayed jobs.
 	g.Go(func() error { return Scheduler(ctx, d) })
 	return g.Wait()
 }

@@ -57,6 +57,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			serveCommand(), workerCommand(), schedulerCommand(), sinkCommand(), deliverCommand(), migrateCommand(),
 			contactsCommand(), segmentsCommand(), consentCommand(), sendersCommand(), templatesCommand(), campaignsCommand(), schedulesCommand(), reportCommand(), benchCommand(), tagsCommand(),
 			auditCommand(), trackCommand(), ledgerCommand(), keysCommand(), webhooksCommand(), telegramCommand(),
+			journeysCommand(), eventsCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return UsageError{err} },
 		Before: func(c *cli.Context) error {

@@ -103,7 +103,7 @@ func reportCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "report",
 		Usage: "reports computed in ClickHouse (--output table, json or csv)",
-		Subcommands: []*cli.Command{{
+		Subcommands: []*cli.Command{reportJourneyCommand(), {
 			Name:  "funnel",
 			Usage: "queued → sent → delivered → read for a campaign (distinct contacts); with --by, also clicked, replied, converted per group",
 			Flags: []cli.Flag{

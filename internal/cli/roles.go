@@ -191,9 +191,11 @@ func workerCommand() *cli.Command {
 		Name:  "worker",
 		Usage: "consume herald.outbound and send (run as many as you like: they share the work)",
 		Description: "Each worker also runs the scheduler (due deferred jobs and retries back to herald.outbound);\n" +
-			"one scheduler leads at a time. Use --no-scheduler when you run `herald scheduler` separately.",
+			"one scheduler leads at a time. Use --no-scheduler when you run `herald scheduler` separately.\n" +
+			"Each worker also runs the journey engine (timers and triggers; they share the work); --no-journeys leaves it out.",
 		Flags: []cli.Flag{metricsFlag(),
-			&cli.BoolFlag{Name: "no-scheduler", Usage: "do not run the delayed-job scheduler in this process", EnvVars: []string{"HERALD_NO_SCHEDULER"}}},
+			&cli.BoolFlag{Name: "no-scheduler", Usage: "do not run the delayed-job scheduler in this process", EnvVars: []string{"HERALD_NO_SCHEDULER"}},
+			&cli.BoolFlag{Name: "no-journeys", Usage: "do not run the journey engine in this process", EnvVars: []string{"HERALD_NO_JOURNEYS"}}},
 		Action: func(c *cli.Context) error {
 			d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 			if err != nil {
@@ -201,6 +203,7 @@ func workerCommand() *cli.Command {
 			}
 			defer d.Close()
 			d.Cfg.NoScheduler = c.Bool("no-scheduler")
+			d.Cfg.NoJourneys = c.Bool("no-journeys")
 			return withMetrics(c, d, app.Worker)
 		},
 	}

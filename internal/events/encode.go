@@ -57,6 +57,8 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, v...)
 	}
 	b = jsonx.AppendField(b, "currency", e.Currency)
+	b = jsonx.AppendField(b, "name", e.Name)
+	b = jsonx.AppendField(b, "properties", e.Properties)
 	return append(b, '}'), nil
 }
 

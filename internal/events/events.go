@@ -29,10 +29,23 @@ const (
 	Converted Kind = "converted"
 	OptedOut  Kind = "opted_out"
 	OptedIn   Kind = "opted_in"
+
+	// Custom is an event a customer's system posted (POST /v1/events): Name names it,
+	// Properties carry its data; journeys are entered by and wait for them.
+	Custom Kind = "custom"
+	// TagAdded and TagRemoved say a contact got or lost a tag (Reason: the tag).
+	TagAdded   Kind = "tag_added"
+	TagRemoved Kind = "tag_removed"
+	// Journey events: CampaignID is "journey:ID", Variant the version ("v2"); Reason is
+	// the entry event, the step reached or the exit reason.
+	JourneyEntered Kind = "journey_entered"
+	JourneyStep    Kind = "journey_step"
+	JourneyExited  Kind = "journey_exited"
 )
 
 var kinds = map[Kind]bool{Queued: true, Skipped: true, Deferred: true, Sent: true, Failed: true, Delivered: true,
-	Read: true, Clicked: true, Replied: true, Converted: true, OptedOut: true, OptedIn: true}
+	Read: true, Clicked: true, Replied: true, Converted: true, OptedOut: true, OptedIn: true,
+	Custom: true, TagAdded: true, TagRemoved: true, JourneyEntered: true, JourneyStep: true, JourneyExited: true}
 
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool { return kinds[k] }
@@ -62,6 +75,31 @@ type Event struct {
 	OrderID           string    `json:"order_id,omitempty"`    // on converted: the order
 	Value             float64   `json:"value,omitempty"`       // on converted: the order's value, in Currency
 	Currency          string    `json:"currency,omitempty"`    // on converted: ISO 4217 code, e.g. THB
+	Name              string    `json:"name,omitempty"`        // on custom: the event's name
+	// Properties are a custom event's data: a JSON object of strings (EncodeProperties),
+	// kept as text so that an Event stays comparable.
+	Properties string `json:"properties,omitempty"`
+}
+
+// EncodeProperties writes properties as Event.Properties holds them ("" for none).
+func EncodeProperties(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// Props decodes Properties (nil when there are none or they do not parse).
+func (e Event) Props() map[string]string {
+	if e.Properties == "" {
+		return nil
+	}
+	var m map[string]string
+	if json.Unmarshal([]byte(e.Properties), &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // ID is the identity of an event. Lifecycle events are deterministic in (campaign,
