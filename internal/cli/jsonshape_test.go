@@ -39,7 +39,7 @@ var jsonOutputs = []struct {
 	{"contacts erase", out((*segments.Store).EraseContact)},
 	{"segments count", typ[segmentCount]()},
 	{"segments preview", out((*segments.Store).Preview)},
-	{"tags add, tags remove", typ[tagResult]()},
+	{"tags add, tags remove", out(app.TagContacts)},
 	{"tags list", out((*segments.Store).TagCounts)},
 	{"tags compute", out((*segments.Store).ComputeRules)},
 	{"templates add", typ[templateSaved]()},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -62,35 +63,14 @@ func tagsCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				var ids *roaring.Bitmap
-				var rejects []segments.Reject
-				switch {
-				case c.IsSet("segment"):
-					if ids, err = comp.Contacts.Evaluate(c.Context, c.String("segment")); err != nil {
+				t := app.TagTarget{Segment: c.String("segment"), Phones: append(c.StringSlice("phone"), c.StringSlice("email")...), Region: c.String("default-region")}
+				if c.IsSet("file") {
+					f, err := openFile(c.String("file"))
+					if err != nil {
 						return err
 					}
-				default:
-					phones := append(c.StringSlice("phone"), c.StringSlice("email")...)
-					var lines []int
-					if c.IsSet("file") {
-						f, err := openFile(c.String("file"))
-						if err != nil {
-							return err
-						}
-						phones, lines, err = segments.ReadPhoneList(f)
-						f.Close()
-						if err != nil {
-							return usage("--file: %w", err)
-						}
-					}
-					if ids, rejects, err = comp.Contacts.PhoneIDs(c.Context, phones, c.String("default-region")); err != nil {
-						return usage("%w", err)
-					}
-					for i := range rejects {
-						if lines != nil {
-							rejects[i].Line = lines[rejects[i].Line-1]
-						}
-					}
+					defer f.Close()
+					t.File, t.Phones = f, nil
 				}
 				var bar *progressbar.ProgressBar
 				var progress func(done, total uint64)
@@ -103,16 +83,21 @@ func tagsCommand() *cli.Command {
 						_ = bar.Set64(int64(done))
 					}
 				}
-				ch, err := comp.Contacts.TagContactsProgress(c.Context, c.Args().First(), ids, add, progress)
+				res, err := app.TagContacts(c.Context, comp, c.Args().First(), add, t, progress)
 				if bar != nil {
 					_ = bar.Finish()
 				}
 				if err != nil {
-					return err
+					var fe *app.FieldError
+					if errors.As(err, &fe) && fe.Field == "tag" {
+						return usage("TAG: %w", fe.Err)
+					}
+					return flagError(err, map[string]string{"phones": "phone"})
 				}
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, tagResult{Change: ch, Rejected: rejects})
+					return printJSON(c.App.Writer, res)
 				}
+				ch, rejects := res.Change, res.Rejected
 				w := c.App.Writer
 				fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
 				for _, r := range rejects {
@@ -201,13 +186,6 @@ func tagsCommand() *cli.Command {
 			},
 		}},
 	}
-}
-
-// tagResult is the JSON output of tags add and tags remove: the change, and the
-// phones, emails or file lines that named no contact.
-type tagResult struct {
-	Change   segments.TagChange `json:"change"`
-	Rejected []segments.Reject  `json:"rejected"`
 }
 
 // clickhouseIDs runs rule queries on ClickHouse: one column of contact ids, of any
