@@ -12,7 +12,6 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/templates"
 )
 
 func campaignsCommand() *cli.Command {
@@ -76,7 +75,7 @@ func campaignsCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				dr, err := comp.Campaigns.DryRun(c.Context, id, templates.NewCache(comp.Templates, templates.CacheConfig{}), comp.Policy, comp.Senders)
+				dr, err := app.DryRun(c.Context, comp, id)
 				if err != nil {
 					return err
 				}
