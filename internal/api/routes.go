@@ -30,6 +30,12 @@ func (a *API) routeTable() []route {
 		{get, "/v1/campaigns/{id}/progress", apikeys.CampaignsRead, a.progress},
 
 		{get, "/v1/reports/funnel", apikeys.ReportsRead, a.funnel},
+		{get, "/v1/reports/retention", apikeys.ReportsRead, a.report("retention")},
+		{get, "/v1/reports/ab", apikeys.ReportsRead, a.report("ab")},
+		{get, "/v1/reports/lift", apikeys.ReportsRead, a.report("lift")},
+		{get, "/v1/reports/heatmap", apikeys.ReportsRead, a.report("heatmap")},
+		{get, "/v1/reports/senders", apikeys.ReportsRead, a.report("senders")},
+		{get, "/v1/reports/anomalies", apikeys.ReportsRead, a.report("anomalies")},
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
 		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},

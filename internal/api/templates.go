@@ -154,4 +154,3 @@ func (a *API) previewTemplate(c *call) error {
 	}
 	return c.json(http.StatusOK, page[app.TemplatePreview]{Items: list})
 }
-
