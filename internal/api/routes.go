@@ -39,6 +39,9 @@ func (a *API) routeTable() []route {
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
 		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},
+		{get, "/v1/audit/campaigns/{id}", apikeys.AuditRead, a.auditCampaign},
+		{get, "/v1/audit/contacts/{id}", apikeys.AuditRead, a.auditContact},
+		{get, "/v1/audit/export", apikeys.AuditRead, a.auditExport},
 
 		{get, "/v1/tags", apikeys.ContactsRead, a.listTags},
 		{post, "/v1/tags/{tag}:add", apikeys.ContactsWrite, a.tagContacts(true)},
