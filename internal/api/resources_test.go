@@ -278,3 +278,35 @@ func TestSendersAndDryRun(t *testing.T) {
 		t.Fatalf("unknown campaign: %d", r.status)
 	}
 }
+
+// Conversions over the API: recorded one by one with the CLI's use case, rejects by
+// index and field, the same order twice the same event.
+func TestConversions(t *testing.T) {
+	e := newEnv(t)
+	e.fixtures()
+	body := map[string]any{"conversions": []map[string]any{
+		{"phone": "+66810000001", "order_id": "o-1", "value": 120.5, "currency": "THB"},
+		{"phone": "+66819999999", "order_id": "o-2", "value": 1, "currency": "THB"},
+		{"phone": "+66810000001", "order_id": "o-3", "value": 5, "currency": "baht"},
+		{"phone": "+66810000001", "order_id": "o-1", "value": 120.5, "currency": "THB"},
+	}, "window": "48h"}
+	var res app.ConversionsResult
+	r := e.do(req{method: "POST", path: "/v1/conversions", key: "marketer", body: body})
+	r.decode(t, &res)
+	if r.status != 200 || res.Received != 4 || res.Recorded != 2 || res.Rejected != 2 || res.Rejects[0].Index != 1 || res.Rejects[0].Field != "phone" ||
+		res.Rejects[1].Index != 2 || res.Rejects[1].Field != "currency" {
+		t.Fatalf("conversions: %d %s", r.status, r.body)
+	}
+	if res.Results[0].EventID != res.Results[1].EventID || res.Results[0].ContactID != 1 || res.Results[0].Attributed {
+		t.Fatalf("the same order twice: %s", r.body)
+	}
+	for _, bad := range []map[string]any{{"conversions": []any{}}, {"conversions": []map[string]any{{"phone": "+66810000001", "order_id": "x", "value": 1, "currency": "THB"}}, "window": "soon"}} {
+		r := e.do(req{method: "POST", path: "/v1/conversions", key: "marketer", body: bad, invalid: true})
+		if r.status != 422 {
+			t.Errorf("%v: %d %s", bad, r.status, r.body)
+		}
+	}
+	if r := e.do(req{method: "POST", path: "/v1/conversions", key: "analyst", body: body}); r.status != 403 {
+		t.Fatalf("an analyst recorded conversions: %d", r.status)
+	}
+}

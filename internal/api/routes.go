@@ -38,6 +38,7 @@ func (a *API) routeTable() []route {
 		{get, "/v1/reports/anomalies", apikeys.ReportsRead, a.report("anomalies")},
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
+		{post, "/v1/conversions", apikeys.ContactsWrite, a.postConversions},
 		{get, "/v1/audit/api", apikeys.AuditRead, a.listAPICalls},
 		{get, "/v1/audit/campaigns/{id}", apikeys.AuditRead, a.auditCampaign},
 		{get, "/v1/audit/contacts/{id}", apikeys.AuditRead, a.auditContact},
