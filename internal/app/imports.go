@@ -26,9 +26,9 @@ type ImportJob struct {
 	Source    string    `json:"source,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	Read      int64     `json:"read"`     // rows read so far
-	Created   int64     `json:"created"`  // when done
-	Updated   int64     `json:"updated"`  // when done
+	Read      int64     `json:"read"`    // rows read so far
+	Created   int64     `json:"created"` // when done
+	Updated   int64     `json:"updated"` // when done
 	Unchanged int64     `json:"unchanged"`
 	Imported  int64     `json:"imported"` // created + updated + unchanged
 	Rejected  int64     `json:"rejected"`
