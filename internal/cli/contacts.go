@@ -163,6 +163,17 @@ func segmentsCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("segments count: give one EXPR (quote it)")
 				}
+				if rc := remote(c); rc != nil {
+					sc, err := rc.CountSegment(c.Context, c.Args().First())
+					if err != nil {
+						return remoteErr(err)
+					}
+					if jsonOut(c) {
+						return printJSON(c.App.Writer, segmentCount{Expression: c.Args().First(), Contacts: sc.Count})
+					}
+					fmt.Fprintln(c.App.Writer, sc.Count)
+					return nil
+				}
 				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err

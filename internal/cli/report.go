@@ -121,13 +121,24 @@ func reportCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
-				if err != nil {
-					return err
+				rc := remote(c)
+				var conn driver.Conn
+				if rc == nil {
+					d, cn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					conn = cn
 				}
-				defer d.Close()
 				if by != "" {
-					r, err := analytics.FunnelBy(c.Context, conn, c.String("campaign"), by)
+					var r analytics.FunnelByReport
+					if rc != nil {
+						r, err = rc.FunnelBy(c.Context, c.String("campaign"), by)
+						err = remoteErr(err)
+					} else {
+						r, err = analytics.FunnelBy(c.Context, conn, c.String("campaign"), by)
+					}
 					if err != nil {
 						return err
 					}
@@ -139,7 +150,13 @@ func reportCommand() *cli.Command {
 					}
 					return printReport(c.App.Writer, format, r, "", []string{by, "step", "contacts", "of_previous", "of_first"}, rows)
 				}
-				f, err := analytics.Funnel(c.Context, conn, c.String("campaign"))
+				var f analytics.FunnelReport
+				if rc != nil {
+					f, err = rc.Funnel(c.Context, c.String("campaign"))
+					err = remoteErr(err)
+				} else {
+					f, err = analytics.Funnel(c.Context, conn, c.String("campaign"))
+				}
 				if err != nil {
 					return err
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/internal/apiclient"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 )
@@ -58,6 +59,21 @@ func tagsCommand() *cli.Command {
 						return usage("--segment: %w", err)
 					}
 				}
+				if rc := remote(c); rc != nil {
+					t := apiclient.TagTarget{Segment: c.String("segment"), Phones: append(c.StringSlice("phone"), c.StringSlice("email")...), DefaultRegion: c.String("default-region")}
+					if c.IsSet("file") {
+						text, err := readText(c.String("file"))
+						if err != nil {
+							return err
+						}
+						t.File, t.Phones = &text, nil
+					}
+					res, err := rc.Tag(c.Context, c.Args().First(), add, t)
+					if err != nil {
+						return remoteErr(err)
+					}
+					return printTagResult(c, res)
+				}
 				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
@@ -94,20 +110,7 @@ func tagsCommand() *cli.Command {
 					}
 					return flagError(err, map[string]string{"phones": "phone"})
 				}
-				if jsonOut(c) {
-					return printJSON(c.App.Writer, res)
-				}
-				ch, rejects := res.Change, res.Rejected
-				w := c.App.Writer
-				fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
-				for _, r := range rejects {
-					if c.IsSet("file") {
-						fmt.Fprintf(w, "  line %d: %s %q: %s\n", r.Line, r.Reason, r.Value, r.Hint)
-					} else {
-						fmt.Fprintf(w, "  %s %q: %s\n", r.Reason, r.Value, r.Hint)
-					}
-				}
-				return nil
+				return printTagResult(c, res)
 			},
 		}
 	}
@@ -118,14 +121,21 @@ func tagsCommand() *cli.Command {
 			Name:  "list",
 			Usage: "every tag with its member count",
 			Action: func(c *cli.Context) error {
-				d, comp, err := componentsFor(c, app.Needs{Redis: true})
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				tags, err := comp.Contacts.TagCounts(c.Context)
-				if err != nil {
-					return err
+				var tags []segments.TagCount
+				if rc := remote(c); rc != nil {
+					var err error
+					if tags, err = rc.Tags(c.Context); err != nil {
+						return remoteErr(err)
+					}
+				} else {
+					d, comp, err := componentsFor(c, app.Needs{Redis: true})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					if tags, err = comp.Contacts.TagCounts(c.Context); err != nil {
+						return err
+					}
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, tags)
@@ -226,4 +236,22 @@ func (q clickhouseIDs) ContactIDs(ctx context.Context, query string) (*roaring.B
 		bm.Add(uint32(id))
 	}
 	return bm, rows.Err()
+}
+
+// printTagResult prints what tags add or remove did.
+func printTagResult(c *cli.Context, res app.TagResult) error {
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, res)
+	}
+	ch, rejects := res.Change, res.Rejected
+	w := c.App.Writer
+	fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
+	for _, r := range rejects {
+		if c.IsSet("file") {
+			fmt.Fprintf(w, "  line %d: %s %q: %s\n", r.Line, r.Reason, r.Value, r.Hint)
+		} else {
+			fmt.Fprintf(w, "  %s %q: %s\n", r.Reason, r.Value, r.Hint)
+		}
+	}
+	return nil
 }
