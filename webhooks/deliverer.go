@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -179,6 +180,8 @@ func New(cfg Config) (*Deliverer, error) {
 	}
 	if cfg.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // the dialled address is the receiver's, checked by DialControl
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: DialControl}).DialContext
 		tr.MaxIdleConns = cfg.MaxInFlight
 		tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
 		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cfg.Timeout,

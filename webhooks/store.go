@@ -199,6 +199,9 @@ func (s *Store) Create(ctx context.Context, spec Spec) (Created, error) {
 	if err := spec.Validate(); err != nil {
 		return Created{}, err
 	}
+	if err := CheckTarget(ctx, spec.URL, nil); err != nil {
+		return Created{}, err
+	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	now := s.now().UTC().Truncate(time.Millisecond)
