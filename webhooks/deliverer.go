@@ -31,7 +31,7 @@ import (
 const (
 	HeaderID        = "Herald-Webhook-Id"        // the delivery's id: the same on every attempt and replay
 	HeaderTimestamp = "Herald-Webhook-Timestamp" // unix seconds of this attempt
-	HeaderSignature = "Herald-Webhook-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+	HeaderSignature = "Herald-Webhook-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>[,v1=<with the previous secret>]
 	HeaderAttempt   = "Herald-Webhook-Attempt"   // 1 for the first attempt
 )
 
@@ -538,7 +538,7 @@ func (d *Deliverer) post(ctx context.Context, sub Subscription, del Delivery) at
 	req.Header.Set("User-Agent", "Herald-Webhooks/1")
 	req.Header.Set(HeaderID, del.ID)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(sub.Secret, ts, del.body))
+	req.Header.Set(HeaderSignature, Signatures(sub, ts, del.body, at))
 	req.Header.Set(HeaderAttempt, strconv.Itoa(del.Attempts+1))
 	start := time.Now()
 	res, err := d.cfg.HTTPClient.Do(req)

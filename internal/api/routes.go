@@ -67,6 +67,9 @@ func (a *API) routeTable() []route {
 		{get, "/v1/webhooks/{id}", apikeys.WebhooksRead, a.getWebhook},
 		{del, "/v1/webhooks/{id}", apikeys.WebhooksWrite, a.deleteWebhook},
 		{post, "/v1/webhooks/{id}/replay", apikeys.WebhooksWrite, a.replayWebhook},
+		{post, "/v1/webhooks/{id}/rotate-secret", apikeys.WebhooksWrite, a.rotateWebhookSecret},
+		{post, "/v1/webhooks/{id}/pause", apikeys.WebhooksWrite, a.setWebhookActive(false)},
+		{post, "/v1/webhooks/{id}/resume", apikeys.WebhooksWrite, a.setWebhookActive(true)},
 		{get, "/v1/webhooks/{id}/deliveries", apikeys.WebhooksRead, a.listDeliveries},
 	}
 }
