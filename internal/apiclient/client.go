@@ -70,13 +70,20 @@ func (p *Problem) Refused() bool {
 // Do sends a request (body as JSON unless nil) and decodes a 2xx answer into out (when
 // not nil).
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	if body == nil {
+		return c.do(ctx, method, path, query, "", nil, out)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, query, "application/json", b, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	u := c.BaseURL + path
 	if len(query) > 0 {
@@ -86,8 +93,8 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Key)
 	res, err := c.HTTP.Do(req)
@@ -244,4 +251,33 @@ func (c *Client) FunnelBy(ctx context.Context, campaign, by string) (analytics.F
 	var f analytics.FunnelByReport
 	err := c.Do(ctx, http.MethodGet, "/v1/reports/funnel", url.Values{"campaign": {campaign}, "by": {by}}, nil, &f)
 	return f, err
+}
+
+// Import uploads a CSV (format csv) or JSON Lines (jsonl) file as an import job, waits
+// for it (polling every poll), and returns the finished job with its rejects (the
+// first 1,000).
+func (c *Client) Import(ctx context.Context, file []byte, format string, q url.Values, poll time.Duration) (app.ImportJob, []segments.Reject, error) {
+	ct := "text/csv"
+	if format == "jsonl" {
+		ct = "application/x-ndjson"
+	}
+	var job app.ImportJob
+	if err := c.do(ctx, http.MethodPost, "/v1/imports", q, ct, file, &job); err != nil {
+		return job, nil, err
+	}
+	for job.State == app.ImportRunning {
+		select {
+		case <-ctx.Done():
+			return job, nil, ctx.Err()
+		case <-time.After(poll):
+		}
+		if err := c.Do(ctx, http.MethodGet, "/v1/imports/"+url.PathEscape(job.ID), nil, nil, &job); err != nil {
+			return job, nil, err
+		}
+	}
+	if job.State != app.ImportDone {
+		return job, nil, fmt.Errorf("import %s %s: %s", job.ID, job.State, job.Error)
+	}
+	rejects, err := all[segments.Reject](ctx, c, "/v1/imports/"+url.PathEscape(job.ID)+"/rejects", url.Values{"limit": {"1000"}}, 0)
+	return job, rejects, err
 }

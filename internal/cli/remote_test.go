@@ -49,6 +49,7 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	remote := append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", key.Secret)
 
+	var lo string
 	cmd := func(args []string, rest ...string) (int, string, string) {
 		return run(append(append([]string{}, args...), rest...)...)
 	}
@@ -65,6 +66,29 @@ func TestRemoteCLI(t *testing.T) {
 	csv := writeFile(t, "crm.csv", "phone,name,tags\n+66817001001,Ann,vip;customer\n+66817001002,Bob,customer\n+66817001003,Cat,customer\n")
 	if code, out, errOut := cmd(local, "contacts", "import", csv); code != 0 {
 		t.Fatalf("import: %d %s%s", code, out, errOut)
+	}
+	// An import: the same file's shape locally and through the API (an import job).
+	for i, who := range []string{"local", "remote"} {
+		args := local
+		if who == "remote" {
+			args = remote
+		}
+		f := writeFile(t, who+".csv", "phone,name,tags\n+6681800"+string(rune('0'+i))+"001,Dee,lead\n12,Bad,\n+6681800"+string(rune('0'+i))+"002,Eve,lead\n")
+		code, out, errOut := cmd(args, "-o", "json", "contacts", "import", f, "--tag", "import-"+who)
+		if code != 0 || !strings.Contains(out, `"created": 2`) || !strings.Contains(out, `"line": 3`) {
+			t.Fatalf("%s import: %d %s%s", who, code, out, errOut)
+		}
+		if who == "local" {
+			lo = out
+		} else if out != lo {
+			t.Fatalf("import:\nlocal %s\nremote %s", lo, out)
+		}
+	}
+	if n, err := comp.Contacts.Count(ctx, "import-remote and lead"); err != nil || n != 2 {
+		t.Fatalf("imported remotely: %d %v", n, err)
+	}
+	if code, _, errOut := cmd(remote, "contacts", "import", writeFile(t, "x.csv", "phone\n+66818009001\n"), "--column", "phone=phone"); code != 2 || !strings.Contains(errOut, "--column") {
+		t.Fatalf("--column remotely: exit %d %s", code, errOut)
 	}
 	if out := same("segments", "count", "customer and not vip"); strings.TrimSpace(out) != "2" {
 		t.Fatalf("segments count: %q", out)
