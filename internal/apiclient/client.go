@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
+	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/segments"
 )
 
@@ -280,4 +281,28 @@ func (c *Client) Import(ctx context.Context, file []byte, format string, q url.V
 	}
 	rejects, err := all[segments.Reject](ctx, c, "/v1/imports/"+url.PathEscape(job.ID)+"/rejects", url.Values{"limit": {"1000"}}, 0)
 	return job, rejects, err
+}
+
+// ConsentChange is POST /v1/consent's body (the API names the key as the actor).
+type ConsentChange struct {
+	Phone          string     `json:"phone,omitempty"`
+	Action         string     `json:"action"`
+	Channel        string     `json:"channel,omitempty"`
+	Purpose        string     `json:"purpose,omitempty"`
+	Source         string     `json:"source,omitempty"`
+	Wording        string     `json:"wording,omitempty"`
+	WordingVersion string     `json:"wording_version,omitempty"`
+	IP             string     `json:"ip,omitempty"`
+	UserAgent      string     `json:"user_agent,omitempty"`
+	Proof          string     `json:"proof,omitempty"`
+	At             *time.Time `json:"at,omitempty"`
+}
+
+// Consent grants or revokes: the ledger records written (none when nothing changed).
+func (c *Client) Consent(ctx context.Context, ch ConsentChange) ([]events.ConsentRecord, error) {
+	var res struct {
+		Records []events.ConsentRecord `json:"records"`
+	}
+	err := c.Do(ctx, http.MethodPost, "/v1/consent", nil, ch, &res)
+	return res.Records, err
 }

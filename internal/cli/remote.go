@@ -11,7 +11,7 @@ import (
 )
 
 // remoteFlags are the global flags of a remote Herald: with both set, the commands
-// that have API routes call the API instead of Redis and ClickHouse (contacts import, segments count,
+// that have API routes call the API instead of Redis and ClickHouse (contacts import, consent grant/revoke, segments count,
 // tags list/add/remove, campaigns create/dry-run/launch/pause/resume/cancel/status/
 // list, report funnel).
 func remoteFlags() []cli.Flag {

@@ -90,6 +90,14 @@ func TestRemoteCLI(t *testing.T) {
 	if code, _, errOut := cmd(remote, "contacts", "import", writeFile(t, "x.csv", "phone\n+66818009001\n"), "--column", "phone=phone"); code != 2 || !strings.Contains(errOut, "--column") {
 		t.Fatalf("--column remotely: exit %d %s", code, errOut)
 	}
+	// Consent: recorded remotely (the API names its key as the actor), then the same
+	// change is no change both ways; a bad phone is refused both ways.
+	rc0, ro0, re0 := cmd(remote, "consent", "grant", "+66817001001", "--source", "web_form")
+	if rc0 != 0 || !strings.HasPrefix(ro0, "recorded grant for contact 1 (whatsapp/marketing): record cr_") {
+		t.Fatalf("consent grant remotely: %d %s%s", rc0, ro0, re0)
+	}
+	same("consent", "grant", "+66817001001")
+	same("consent", "revoke", "12")
 	if out := same("segments", "count", "customer and not vip"); strings.TrimSpace(out) != "2" {
 		t.Fatalf("segments count: %q", out)
 	}
