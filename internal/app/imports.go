@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -110,13 +111,13 @@ func (j *ImportJobs) run(d *Deps, id string, body []byte, o ImportOptions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
 	defer cancel()
 	log := d.Cfg.Logger
-	var read int64
+	var read atomic.Int64 // rows read, from the import's progress
 	beat := func() {
-		if err := j.save(ctx, id, map[string]any{"read": read, "updated_at": time.Now().UnixMilli()}); err != nil && log != nil {
+		if err := j.save(ctx, id, map[string]any{"read": read.Load(), "updated_at": time.Now().UnixMilli()}); err != nil && log != nil {
 			log.Warn("import progress not saved", "import", id, "err", err)
 		}
 	}
-	o.Progress = func(rows, _ int64) { read = rows }
+	o.Progress = func(rows, _ int64) { read.Store(rows) }
 	stop := make(chan struct{})
 	ticked := make(chan struct{})
 	go func() {

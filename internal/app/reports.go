@@ -114,7 +114,7 @@ func Report(ctx context.Context, conn driver.Conn, kind string, p ReportParams) 
 	}
 }
 
-// report is Report of a known type, for the CLI's printing.
+// reportAs is Report of a known type, for the CLI's printing.
 func reportAs[T any](ctx context.Context, conn driver.Conn, kind string, p ReportParams) (T, error) {
 	v, err := Report(ctx, conn, kind, p)
 	if err != nil {
@@ -129,33 +129,39 @@ func reportAs[T any](ctx context.Context, conn driver.Conn, kind string, p Repor
 	return r, nil
 }
 
-// The reports by kind, typed (herald report KIND).
+// RetentionReport is Report of retention by the week of the first message.
 func RetentionReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.RetentionReport, error) {
 	p.By = "week"
 	return reportAs[analytics.RetentionReport](ctx, conn, "retention", p)
 }
 
+// CampaignRetentionReport is Report of retention by campaign.
 func CampaignRetentionReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.CampaignRetentionReport, error) {
 	p.By = "campaign"
 	return reportAs[analytics.CampaignRetentionReport](ctx, conn, "retention", p)
 }
 
+// ABReport is Report of a campaign's A/B comparison.
 func ABReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.ABReport, error) {
 	return reportAs[analytics.ABReport](ctx, conn, "ab", p)
 }
 
+// LiftReport is Report of a campaign against its holdout.
 func LiftReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.LiftReport, error) {
 	return reportAs[analytics.LiftReport](ctx, conn, "lift", p)
 }
 
+// HeatmapReport is Report of the send-hour heatmap.
 func HeatmapReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.HeatmapReport, error) {
 	return reportAs[analytics.HeatmapReport](ctx, conn, "heatmap", p)
 }
 
+// SendersReport is Report of per-sender health.
 func SendersReport(ctx context.Context, conn driver.Conn, p ReportParams) ([]analytics.SenderHealth, error) {
 	return reportAs[[]analytics.SenderHealth](ctx, conn, "senders", p)
 }
 
+// AnomaliesReport is Report of the daily volume anomalies.
 func AnomaliesReport(ctx context.Context, conn driver.Conn, p ReportParams) (analytics.AnomalyReport, error) {
 	return reportAs[analytics.AnomalyReport](ctx, conn, "anomalies", p)
 }
