@@ -12,7 +12,7 @@ import (
 )
 
 // importMedia maps the media types POST /v1/imports takes to the import's format.
-var importMedia = map[string]string{"text/csv": "csv", "application/x-ndjson": "jsonl", "application/jsonl": "jsonl"}
+var importMedia = map[string]string{"text/csv": "csv", "application/x-ndjson": "jsonl"}
 
 func (a *API) importJobs() *app.ImportJobs { return app.NewImportJobs(a.cfg.Redis, a.cfg.Prefix) }
 

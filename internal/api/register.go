@@ -49,7 +49,7 @@ func (a *API) register() {
 var rawBodies = map[string][]string{
 	"POST /v1/tags/{tag}:add":    {"text/plain", "text/csv"},
 	"POST /v1/tags/{tag}:remove": {"text/plain", "text/csv"},
-	"POST /v1/imports":           {"text/csv", "application/x-ndjson", "application/jsonl"},
+	"POST /v1/imports":           {"text/csv", "application/x-ndjson"},
 }
 
 func rawBodyAllowed(rt route, mediaType string) bool {
