@@ -73,3 +73,24 @@ func TestPublicAddr(t *testing.T) {
 		}
 	}
 }
+
+// DialControl takes any address string: it never panics, and it lets through only a
+// parseable address that is public.
+func FuzzDialControl(f *testing.F) {
+	for _, s := range []string{"8.8.8.8:443", "127.0.0.1:80", "[::1]:8080", "[::ffff:10.0.0.1]:1", "169.254.169.254:80", "", ":80",
+		"example.com:443", "[fe80::1%eth0]:80", "1.2.3.4", "[2606:4700::1111]:443"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, address string) {
+		t.Setenv(AllowPrivateEnv, "false")
+		err := DialControl("tcp", address, nil)
+		if err == nil {
+			ap, perr := netip.ParseAddrPort(address)
+			if perr != nil || !PublicAddr(ap.Addr()) {
+				t.Fatalf("%q let through", address)
+			}
+		} else if !errors.Is(err, ErrPrivateAddress) {
+			t.Fatalf("%q: %v", address, err)
+		}
+	})
+}
