@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -30,7 +31,7 @@ import (
 const (
 	HeaderID        = "Herald-Webhook-Id"        // the delivery's id: the same on every attempt and replay
 	HeaderTimestamp = "Herald-Webhook-Timestamp" // unix seconds of this attempt
-	HeaderSignature = "Herald-Webhook-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+	HeaderSignature = "Herald-Webhook-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>[,v1=<with the previous secret>]
 	HeaderAttempt   = "Herald-Webhook-Attempt"   // 1 for the first attempt
 )
 
@@ -179,6 +180,8 @@ func New(cfg Config) (*Deliverer, error) {
 	}
 	if cfg.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil // the dialled address is the receiver's, checked by DialControl
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: DialControl}).DialContext
 		tr.MaxIdleConns = cfg.MaxInFlight
 		tr.MaxIdleConnsPerHost = cfg.Concurrency * 2
 		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: cfg.Timeout,
@@ -535,7 +538,7 @@ func (d *Deliverer) post(ctx context.Context, sub Subscription, del Delivery) at
 	req.Header.Set("User-Agent", "Herald-Webhooks/1")
 	req.Header.Set(HeaderID, del.ID)
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(sub.Secret, ts, del.body))
+	req.Header.Set(HeaderSignature, Signatures(sub, ts, del.body, at))
 	req.Header.Set(HeaderAttempt, strconv.Itoa(del.Attempts+1))
 	start := time.Now()
 	res, err := d.cfg.HTTPClient.Do(req)

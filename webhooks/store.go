@@ -72,9 +72,13 @@ type Subscription struct {
 	Kinds       []events.Kind `json:"kinds"`
 	Campaigns   []string      `json:"campaigns"` // empty: every campaign (and events of none, such as opt-outs)
 	Description string        `json:"description,omitempty"`
-	Active      bool          `json:"active"`
+	Active      bool          `json:"active"` // false: paused (events are queued, not sent)
 	Created     time.Time     `json:"created_at,omitzero"`
 	Secret      string        `json:"-"`
+	// PreviousSecret is the secret rotated out, which still signs deliveries (a second
+	// v1) until PreviousUntil.
+	PreviousSecret string    `json:"-"`
+	PreviousUntil  time.Time `json:"previous_secret_until,omitzero"`
 }
 
 // Created is a new subscription with its signing secret, shown this once.
@@ -149,9 +153,9 @@ func kindList() string {
 	return strings.Join(s, ", ")
 }
 
-// Wants reports whether the subscription takes e.
+// Wants reports whether the subscription takes e (paused or not).
 func (s *Subscription) Wants(e events.Event) bool {
-	if !s.Active || !slices.Contains(s.Kinds, e.Kind) {
+	if !slices.Contains(s.Kinds, e.Kind) { // a paused subscription's events wait for its resume
 		return false
 	}
 	return len(s.Campaigns) == 0 || slices.Contains(s.Campaigns, e.CampaignID)
@@ -199,6 +203,9 @@ func (s *Store) Create(ctx context.Context, spec Spec) (Created, error) {
 	if err := spec.Validate(); err != nil {
 		return Created{}, err
 	}
+	if err := CheckTarget(ctx, spec.URL, nil); err != nil {
+		return Created{}, err
+	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	now := s.now().UTC().Truncate(time.Millisecond)
@@ -231,6 +238,7 @@ func subFrom(id string, m map[string]string) Subscription {
 	ms, _ := strconv.ParseInt(m["created"], 10, 64)
 	sub := Subscription{ID: id, URL: m["url"], Campaigns: []string{}, Description: m["description"], Active: m["active"] == "1",
 		Created: time.UnixMilli(ms).UTC(), Secret: m["secret"]}
+	previousFrom(&sub, m)
 	for _, k := range strings.Split(m["kinds"], ",") {
 		if k != "" {
 			sub.Kinds = append(sub.Kinds, events.Kind(k))

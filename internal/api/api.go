@@ -146,9 +146,7 @@ func New(cfg Config) (*API, error) {
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"route"})
 	a.m.audit = f.NewCounter(prometheus.CounterOpts{Name: "herald_api_audit_failures_total", Help: "Audit records of mutating API calls that could not be published."})
 	a.routes = a.routeTable()
-	for _, rt := range a.routes {
-		a.mux.Handle(rt.pattern(), a.wrap(rt))
-	}
+	a.register()
 	return a, nil
 }
 
@@ -463,7 +461,7 @@ func (a *API) readBody(c *call) error {
 	}
 	if len(body) > 0 {
 		mt, _, err := mime.ParseMediaType(c.r.Header.Get("Content-Type"))
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json") && !rawBodyAllowed(c.rt, mt)) {
 			return problem("unsupported-media-type", "send the body as Content-Type: application/json",
 				FieldProblem{Header: "Content-Type", Detail: "want application/json"})
 		}

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/herald-dev/herald/analytics"
 	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
@@ -171,6 +174,60 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Fatalf("funnel by sender %+v", by)
 	}
 
+	// The compliance audit: the campaign's proof, a contact's ledger with its chain
+	// verified, and the export of every sent message, as the CLI's audit gives them.
+	var proof analytics.AuditReport
+	e.do(req{method: "GET", path: "/v1/audit/campaigns/" + cp.ID, key: "auditor"}).decode(t, &proof)
+	if proof.Sent != 20 || len(proof.Violations) != 0 || proof.Purpose != "marketing" {
+		t.Fatalf("campaign proof %+v", proof)
+	}
+	var ca analytics.ContactAudit
+	e.do(req{method: "GET", path: fmt.Sprintf("/v1/audit/contacts/%d", bulk.ContactIDs[0]), key: "auditor"}).decode(t, &ca)
+	// (A sent event settled by the webhook is stored twice under one id until ClickHouse
+	// merges them; the audit may list both: count ids.)
+	sentIDs := map[string]bool{}
+	for _, m := range ca.Messages {
+		sentIDs[m.EventID] = true
+	}
+	if !ca.ChainOK() || len(ca.Consent) != 1 || len(sentIDs) != 1 || ca.Messages[0].CampaignID != cp.ID {
+		t.Fatalf("contact audit %+v", ca)
+	}
+	day := time.Now().UTC().Format(time.DateOnly)
+	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	export := e.do(req{method: "GET", path: "/v1/audit/export?from=" + day + "&to=" + tomorrow, key: "auditor"})
+	lines := strings.Split(strings.TrimSpace(string(export.body)), "\n")
+	exported := map[string]bool{}
+	for _, l := range lines {
+		var r analytics.SentRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.CampaignID != cp.ID || r.ConsentRef == "" {
+			t.Fatalf("export line %s: %v", l, err)
+		}
+		exported[r.EventID] = true
+	}
+	if export.header.Get("Content-Type") != "application/x-ndjson" || len(exported) != 20 {
+		t.Fatalf("export: %q, %d messages\n%s", export.header.Get("Content-Type"), len(exported), export.body)
+	}
+	var want bytes.Buffer
+	if err := app.ExportSent(ctx, mustConn(t, e), time.Now().UTC().Truncate(24*time.Hour), time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 1),
+		func(r analytics.SentRecord) error { b, _ := marshal(r); want.Write(b); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	uniq := func(b string) string { // a merge in between may drop duplicates
+		ls := strings.Split(strings.TrimSpace(b), "\n")
+		slices.Sort(ls)
+		return strings.Join(slices.Compact(ls), "\n")
+	}
+	if uniq(want.String()) != uniq(string(export.body)) {
+		t.Fatalf("the export is not the CLI's:\n%s\nwant\n%s", export.body, want.String())
+	}
+	csvExport := e.do(req{method: "GET", path: "/v1/audit/export?format=csv&from=" + day + "&to=" + tomorrow, key: "auditor"})
+	if n := strings.Count(string(csvExport.body), "\n"); n != len(lines)+1 || !strings.HasPrefix(string(csvExport.body), "event_id,") {
+		t.Fatalf("csv export: %d lines\n%s", n, csvExport.body)
+	}
+	if res := e.do(req{method: "GET", path: "/v1/audit/campaigns/" + cp.ID, key: "marketer"}); res.status != 403 {
+		t.Fatalf("a marketer read the audit: %d", res.status)
+	}
+
 	// The audit: every mutating call, with its key, role, route, resource, request id and status.
 	var calls []events.APICall
 	cur := ""
@@ -215,6 +272,15 @@ func TestAPIEndToEnd(t *testing.T) {
 	if len(mine.Items) != 3 { // create, refused launch, launch
 		t.Fatalf("audit of campaign %s: %+v", cp.ID, mine.Items)
 	}
+}
+
+func mustConn(t testing.TB, e *env) driver.Conn {
+	t.Helper()
+	conn, err := e.d.ClickHouse(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 type sseEvent struct {

@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	// Progress streams are validated as the text they are.
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.FileBodyDecoder)
 	testenv.Main(m)
 }
 

@@ -53,8 +53,11 @@ const (
 	TemplatesRead   Permission = "templates:read"
 	TemplatesWrite  Permission = "templates:write"
 	SendersRead     Permission = "senders:read"
-	ReportsRead     Permission = "reports:read"
-	AuditRead       Permission = "audit:read"
+	// SendersWrite creates senders (they hold a provider's secret) and holds or resumes
+	// them: only an admin's.
+	SendersWrite Permission = "senders:write"
+	ReportsRead  Permission = "reports:read"
+	AuditRead    Permission = "audit:read"
 	// WebhooksRead lists outbound webhook subscriptions and their delivery logs (never
 	// their secrets); WebhooksWrite creates, deletes and replays them. A subscription
 	// sends contact ids and message events to any URL, so only an admin may make one.
@@ -70,7 +73,7 @@ const (
 // Permissions lists every permission.
 var Permissions = []Permission{ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
 	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead, WebhooksRead, WebhooksWrite,
-	JourneysRead, JourneysWrite, EventsWrite}
+	JourneysRead, JourneysWrite, EventsWrite, SendersWrite}
 
 // rolePermissions is the role → permission table, the only one. A marketer's key gets
 // CampaignsLaunch only when created with it (--can-launch); an admin's always has it.

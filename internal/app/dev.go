@@ -26,6 +26,7 @@ import (
 	"github.com/herald-dev/herald/internal/localstack"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // templatesCache re-reads a template's latest version number at most once a second.
@@ -235,6 +236,11 @@ func (d *Dev) Close() {
 // clean slate, and builds the stack on them. cfg's server addresses are replaced by the
 // local ones.
 func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
+	// Development receivers are local: outbound webhooks may reach private addresses
+	// unless the user said otherwise.
+	if os.Getenv(webhooks.AllowPrivateEnv) == "" {
+		_ = os.Setenv(webhooks.AllowPrivateEnv, "true")
+	}
 	cfg.Defaults()
 	log := cfg.Logger.With("component", "dev")
 	if o.DataDir == "" {

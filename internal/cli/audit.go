@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/jsonx"
 	"github.com/herald-dev/herald/segments"
-	"github.com/herald-dev/herald/throttle"
 )
 
 func auditCommand() *cli.Command {
@@ -50,7 +48,7 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				rep, err := analytics.AuditCampaign(c.Context, conn, c.Args().First(), purpose)
+				rep, err := app.AuditCampaign(c.Context, nil, conn, c.Args().First(), purpose)
 				if err != nil {
 					return err
 				}
@@ -103,11 +101,12 @@ func auditCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				a, err := analytics.AuditContact(c.Context, conn, id, keys...)
+				comp, err := d.Components()
 				if err != nil {
 					return err
 				}
-				if err := addSuppressions(c.Context, d, id, &a); err != nil {
+				a, err := app.AuditContact(c.Context, comp, conn, id, keys...)
+				if err != nil {
 					return err
 				}
 				if format == "json" {
@@ -190,14 +189,14 @@ func auditCommand() *cli.Command {
 				defer d.Close()
 				if format == "json" {
 					enc := json.NewEncoder(c.App.Writer)
-					return analytics.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error { return enc.Encode(jsonx.Output(r)) })
+					return app.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error { return enc.Encode(jsonx.Output(r)) })
 				}
 				w := csv.NewWriter(c.App.Writer)
-				if err := w.Write(sentRecordHeader); err != nil {
+				if err := w.Write(app.SentRecordHeader); err != nil {
 					return err
 				}
-				err = analytics.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error {
-					return w.Write(sentRecordRow(r))
+				err = app.ExportSent(c.Context, conn, from, to, func(r analytics.SentRecord) error {
+					return w.Write(app.SentRecordRow(r))
 				})
 				w.Flush()
 				if err != nil {
@@ -269,16 +268,6 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-var sentRecordHeader = []string{"event_id", "campaign_id", "contact_id", "sender_id", "channel", "template", "variant",
-	"provider_msg_id", "free_form", "sent_at", "consent_ref", "consent_action", "consent_purpose", "consent_source",
-	"consent_proof", "consent_at", "consent_hash"}
-
-func sentRecordRow(r analytics.SentRecord) []string {
-	return []string{r.EventID, r.CampaignID, strconv.FormatUint(uint64(r.ContactID), 10), r.SenderID, r.Channel, r.Template,
-		r.Variant, r.ProviderMsgID, strconv.FormatBool(r.FreeForm), fmtTime(r.SentAt), r.ConsentRef, r.ConsentAction,
-		r.ConsentPurpose, r.ConsentSource, r.ConsentProof, fmtTime(r.ConsentAt), r.ConsentHash}
-}
-
 func printAudit(w io.Writer, format string, rep analytics.AuditReport) error {
 	switch format {
 	case "json":
@@ -303,25 +292,6 @@ func printAudit(w io.Writer, format string, rep analytics.AuditReport) error {
 		rows = append(rows, []string{v.Rule, strconv.FormatUint(uint64(v.ContactID), 10), v.SenderID, fmtTime(v.SentAt), v.ConsentRef, v.Detail})
 	}
 	table(w, []string{"RULE", "CONTACT", "SENDER", "SENT AT", "CONSENT REF", "DETAIL"}, rows)
-	return nil
-}
-
-// addSuppressions fills the contact's suppressions in force on every channel.
-func addSuppressions(ctx context.Context, d *app.Deps, id uint32, a *analytics.ContactAudit) error {
-	comp, err := d.Components()
-	if err != nil {
-		return err
-	}
-	a.Suppressions = map[string]throttle.Suppression{}
-	for _, ch := range app.Channels {
-		sups, err := comp.Policy.Suppressions(ctx, ch, []uint32{id})
-		if err != nil {
-			return err
-		}
-		if sups[0].Active(time.Now()) {
-			a.Suppressions[ch] = sups[0]
-		}
-	}
 	return nil
 }
 

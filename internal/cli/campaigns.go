@@ -12,7 +12,6 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/templates"
 )
 
 func campaignsCommand() *cli.Command {
@@ -44,6 +43,21 @@ func campaignsCommand() *cli.Command {
 				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
 			},
 			Action: func(c *cli.Context) error {
+				if rc := remote(c); rc != nil {
+					cp, err := rc.CreateCampaign(c.Context, map[string]any{"name": c.String("name"), "segment": c.String("segment"),
+						"template": c.String("template"), "fallback_template": c.String("fallback-template"), "channel": c.String("channel"),
+						"senders": c.StringSlice("sender"), "purpose": c.String("purpose"), "track_links": c.Bool("track-links"),
+						"max_error_rate": c.Float64("max-error-rate"), "routing": c.String("routing"), "quiet_hours": c.String("quiet-hours"),
+						"holdout": c.Float64("holdout"), "allowed_days": c.String("allowed-days")})
+					if err != nil {
+						return remoteFlagErr(err, map[string]string{"senders": "sender"})
+					}
+					if jsonOut(c) {
+						return printJSON(c.App.Writer, cp)
+					}
+					fmt.Fprintf(c.App.Writer, "campaign %s created (draft); launch it with: herald campaigns launch %s\n", cp.ID, cp.ID)
+					return nil
+				}
 				d, comp, err := components(c)
 				if err != nil {
 					return err
@@ -71,14 +85,20 @@ func campaignsCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, comp, err := components(c)
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				dr, err := comp.Campaigns.DryRun(c.Context, id, templates.NewCache(comp.Templates, templates.CacheConfig{}), comp.Policy, comp.Senders)
-				if err != nil {
-					return err
+				var dr dispatcher.DryRun
+				if rc := remote(c); rc != nil {
+					if dr, err = rc.DryRun(c.Context, id); err != nil {
+						return remoteErr(err)
+					}
+				} else {
+					d, comp, err := components(c)
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					if dr, err = app.DryRun(c.Context, comp, id); err != nil {
+						return err
+					}
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, dr)
@@ -120,21 +140,21 @@ func campaignsCommand() *cli.Command {
 			Usage:     "pause a running campaign (takes effect within ~2 s on every worker)",
 			ArgsUsage: "ID",
 			Action: func(c *cli.Context) error {
-				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Pause)
+				return remoteTransition(c, idArg, "pause", (*dispatcher.Campaigns).Pause)
 			},
 		}, {
 			Name:      "resume",
 			Usage:     "resume a paused campaign where it stopped",
 			ArgsUsage: "ID",
 			Action: func(c *cli.Context) error {
-				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Resume)
+				return remoteTransition(c, idArg, "resume", (*dispatcher.Campaigns).Resume)
 			},
 		}, {
 			Name:      "cancel",
 			Usage:     "stop a campaign for good: remaining jobs are skipped (reason campaign_cancelled)",
 			ArgsUsage: "ID",
 			Action: func(c *cli.Context) error {
-				return campaignTransition(c, idArg, (*dispatcher.Campaigns).Cancel)
+				return remoteTransition(c, idArg, "cancel", (*dispatcher.Campaigns).Cancel)
 			},
 		}, {
 			Name:      "launch",
@@ -158,6 +178,13 @@ func campaignsCommand() *cli.Command {
 					} else if at, err = time.Parse(time.RFC3339, v); err != nil {
 						return usage("--at %q: want an RFC 3339 time or +DURATION, e.g. +2h", v)
 					}
+				}
+				if rc := remote(c); rc != nil {
+					st, err := rc.CampaignAction(c.Context, id, "launch", at)
+					if err != nil {
+						return remoteErr(err)
+					}
+					return printStatus(c, st)
 				}
 				d, comp, err := components(c)
 				if err != nil {
@@ -187,6 +214,13 @@ func campaignsCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				if rc := remote(c); rc != nil && !c.Bool("watch") {
+					st, err := rc.Campaign(c.Context, id)
+					if err != nil {
+						return remoteErr(err)
+					}
+					return printStatus(c, st)
+				}
 				d, comp, err := components(c)
 				if err != nil {
 					return err
@@ -208,14 +242,21 @@ func campaignsCommand() *cli.Command {
 			Usage: "list recent campaigns",
 			Flags: []cli.Flag{&cli.Int64Flag{Name: "limit", Value: 50}},
 			Action: func(c *cli.Context) error {
-				d, comp, err := components(c)
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				list, err := comp.Campaigns.List(c.Context, c.Int64("limit"))
-				if err != nil {
-					return err
+				var list []dispatcher.Status
+				if rc := remote(c); rc != nil {
+					var err error
+					if list, err = rc.Campaigns(c.Context, int(c.Int64("limit"))); err != nil {
+						return remoteErr(err)
+					}
+				} else {
+					d, comp, err := components(c)
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					if list, err = comp.Campaigns.List(c.Context, c.Int64("limit")); err != nil {
+						return err
+					}
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, list)
@@ -308,4 +349,21 @@ func flagError(err error, rename map[string]string) error {
 		name = r
 	}
 	return usage("--%s: %w", strings.ReplaceAll(name, "_", "-"), fe.Err)
+}
+
+// remoteTransition is pause, resume or cancel: through the API when remote, else do.
+func remoteTransition(c *cli.Context, idArg func(*cli.Context) (string, error), action string, do func(*dispatcher.Campaigns, context.Context, string) (dispatcher.Status, error)) error {
+	rc := remote(c)
+	if rc == nil {
+		return campaignTransition(c, idArg, do)
+	}
+	id, err := idArg(c)
+	if err != nil {
+		return err
+	}
+	st, err := rc.CampaignAction(c.Context, id, action, time.Time{})
+	if err != nil {
+		return remoteErr(err)
+	}
+	return printStatus(c, st)
 }

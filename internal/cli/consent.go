@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/internal/apiclient"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/throttle"
@@ -34,6 +35,20 @@ func consentCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("consent %s: give one PHONE", action)
 				}
+				if rc := remote(c); rc != nil {
+					ch := apiclient.ConsentChange{Phone: c.Args().First(), Action: string(action), Channel: c.String("channel"), Purpose: c.String("purpose"),
+						Source: c.String("source"), Wording: c.String("wording"), WordingVersion: c.String("wording-version"), IP: c.String("ip"),
+						UserAgent: c.String("user-agent"), Proof: c.String("proof"), At: c.Timestamp("at")}
+					recs, err := rc.Consent(c.Context, ch)
+					if err != nil {
+						var p *apiclient.Problem
+						if errors.As(err, &p) && p.Refused() && len(p.Errors) > 0 && p.Errors[0].Pointer == "/phone" {
+							return usage("%s: %s", c.Args().First(), p.Errors[0].Detail)
+						}
+						return remoteFlagErr(err, nil)
+					}
+					return printConsentChange(c, action, ch.Channel, ch.Purpose, recs)
+				}
 				d, comp, err := components(c)
 				if err != nil {
 					return err
@@ -56,19 +71,7 @@ func consentCommand() *cli.Command {
 				if err != nil {
 					return flagError(err, nil)
 				}
-				id := uint32(0)
-				if len(recs) > 0 {
-					id = recs[0].ContactID
-				}
-				if jsonOut(c) {
-					return printJSON(c.App.Writer, recs)
-				}
-				if len(recs) == 0 {
-					fmt.Fprintf(c.App.Writer, "no change: %s already has that consent state for %s/%s\n", c.Args().First(), ch.Channel, ch.Purpose)
-					return nil
-				}
-				fmt.Fprintf(c.App.Writer, "recorded %s for contact %d (%s/%s): record %s, hash %s\n", action, id, ch.Channel, ch.Purpose, recs[0].ID, recs[0].Hash[:16])
-				return nil
+				return printConsentChange(c, action, ch.Channel, ch.Purpose, recs)
 			},
 		}
 	}
@@ -146,4 +149,17 @@ func consentCommand() *cli.Command {
 			},
 		}},
 	}
+}
+
+// printConsentChange prints what consent grant or revoke recorded.
+func printConsentChange(c *cli.Context, action events.ConsentAction, channel, purpose string, recs []events.ConsentRecord) error {
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, recs)
+	}
+	if len(recs) == 0 {
+		fmt.Fprintf(c.App.Writer, "no change: %s already has that consent state for %s/%s\n", c.Args().First(), channel, purpose)
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "recorded %s for contact %d (%s/%s): record %s, hash %s\n", action, recs[0].ContactID, channel, purpose, recs[0].ID, recs[0].Hash[:16])
+	return nil
 }

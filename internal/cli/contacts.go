@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -62,6 +63,27 @@ func contactsCommand() *cli.Command {
 						columns = map[string]string{}
 					}
 					columns[strings.TrimSpace(col)] = strings.TrimSpace(field)
+				}
+				if rc := remote(c); rc != nil {
+					if columns != nil {
+						return usage("--column: not supported through the API (unset HERALD_API_URL to import directly)")
+					}
+					body, err := readText(c.Args().First())
+					if err != nil {
+						return err
+					}
+					q := url.Values{"source": {filepath.Base(c.Args().First())}, "add_tag": c.StringSlice("tag"), "remove_tag": c.StringSlice("remove-tag")}
+					for k, v := range map[string]string{"default_region": c.String("default-region"), "purpose": c.String("purpose")} {
+						if v != "" {
+							q.Set(k, v)
+						}
+					}
+					job, rejects, err := rc.Import(c.Context, []byte(body), format, q, 200*time.Millisecond)
+					if err != nil {
+						return remoteErr(err)
+					}
+					return printImport(c, segments.ImportReport{Read: job.Read, Created: job.Created, Updated: job.Updated, Unchanged: job.Unchanged,
+						Rejected: job.Rejected, Rejects: rejects})
 				}
 				d, err := deps(c, app.Needs{Kafka: true, Redis: true})
 				if err != nil {
@@ -162,6 +184,17 @@ func segmentsCommand() *cli.Command {
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
 					return usage("segments count: give one EXPR (quote it)")
+				}
+				if rc := remote(c); rc != nil {
+					sc, err := rc.CountSegment(c.Context, c.Args().First())
+					if err != nil {
+						return remoteErr(err)
+					}
+					if jsonOut(c) {
+						return printJSON(c.App.Writer, segmentCount{Expression: c.Args().First(), Contacts: sc.Count})
+					}
+					fmt.Fprintln(c.App.Writer, sc.Count)
+					return nil
 				}
 				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {

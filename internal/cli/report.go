@@ -121,13 +121,24 @@ func reportCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				d, conn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
-				if err != nil {
-					return err
+				rc := remote(c)
+				var conn driver.Conn
+				if rc == nil {
+					d, cn, err := clickhouseFor(c, app.Needs{ClickHouse: true})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					conn = cn
 				}
-				defer d.Close()
 				if by != "" {
-					r, err := analytics.FunnelBy(c.Context, conn, c.String("campaign"), by)
+					var r analytics.FunnelByReport
+					if rc != nil {
+						r, err = rc.FunnelBy(c.Context, c.String("campaign"), by)
+						err = remoteErr(err)
+					} else {
+						r, err = analytics.FunnelBy(c.Context, conn, c.String("campaign"), by)
+					}
 					if err != nil {
 						return err
 					}
@@ -139,7 +150,13 @@ func reportCommand() *cli.Command {
 					}
 					return printReport(c.App.Writer, format, r, "", []string{by, "step", "contacts", "of_previous", "of_first"}, rows)
 				}
-				f, err := analytics.Funnel(c.Context, conn, c.String("campaign"))
+				var f analytics.FunnelReport
+				if rc != nil {
+					f, err = rc.Funnel(c.Context, c.String("campaign"))
+					err = remoteErr(err)
+				} else {
+					f, err = analytics.Funnel(c.Context, conn, c.String("campaign"))
+				}
 				if err != nil {
 					return err
 				}
@@ -183,7 +200,7 @@ func reportCommand() *cli.Command {
 						return nil, "", nil, nil, usage("--campaign needs --by campaign")
 					}
 				case "campaign":
-					r, err := analytics.RetentionByCampaign(c.Context, conn, from, to, c.Int("weeks"), c.StringSlice("campaign")...)
+					r, err := app.CampaignRetentionReport(c.Context, conn, app.ReportParams{From: from, To: to, Weeks: c.Int("weeks"), Campaigns: c.StringSlice("campaign")})
 					if err != nil {
 						return nil, "", nil, nil, err
 					}
@@ -203,7 +220,7 @@ func reportCommand() *cli.Command {
 				default:
 					return nil, "", nil, nil, usage("--by %q: want week or campaign", c.String("by"))
 				}
-				r, err := analytics.Retention(c.Context, conn, from, to, c.Int("weeks"))
+				r, err := app.RetentionReport(c.Context, conn, app.ReportParams{From: from, To: to, Weeks: c.Int("weeks")})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
@@ -235,7 +252,7 @@ func reportCommand() *cli.Command {
 				default:
 					return nil, "", nil, nil, usage("--step %q: want delivered, read, clicked, replied or converted", c.String("step"))
 				}
-				r, err := analytics.ABTest(c.Context, conn, c.String("campaign"), c.String("step"), c.String("control"))
+				r, err := app.ABReport(c.Context, conn, app.ReportParams{Campaign: c.String("campaign"), Step: c.String("step"), Control: c.String("control")})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
@@ -262,7 +279,7 @@ func reportCommand() *cli.Command {
 				if c.Duration("window") <= 0 {
 					return nil, "", nil, nil, usage("--window %s: want a positive duration such as 168h", c.Duration("window"))
 				}
-				r, err := analytics.Lift(c.Context, conn, c.String("campaign"), c.Duration("window"))
+				r, err := app.LiftReport(c.Context, conn, app.ReportParams{Campaign: c.String("campaign"), Window: c.Duration("window")})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
@@ -293,7 +310,7 @@ func reportCommand() *cli.Command {
 			Usage: "messages sent and read share by weekday and hour in the recipients' local time (contacts without a known zone: UTC)",
 			Flags: []cli.Flag{&cli.StringFlag{Name: "campaign", Usage: "campaign ID (default: all)"}},
 			Action: reportAction(func(c *cli.Context, conn driver.Conn) (any, string, []string, [][]string, error) {
-				r, err := analytics.Heatmap(c.Context, conn, c.String("campaign"))
+				r, err := app.HeatmapReport(c.Context, conn, app.ReportParams{Campaign: c.String("campaign")})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
@@ -316,7 +333,7 @@ func reportCommand() *cli.Command {
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
-				r, err := analytics.SenderHealthReport(c.Context, conn, from, to)
+				r, err := app.SendersReport(c.Context, conn, app.ReportParams{From: from, To: to})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}
@@ -348,7 +365,7 @@ func reportCommand() *cli.Command {
 				if c.Int("history") < 3 {
 					return nil, "", nil, nil, usage("--history %d: want at least 3 days", c.Int("history"))
 				}
-				r, err := analytics.Anomalies(c.Context, conn, from, to, c.Int("history"))
+				r, err := app.AnomaliesReport(c.Context, conn, app.ReportParams{From: from, To: to, History: c.Int("history")})
 				if err != nil {
 					return nil, "", nil, nil, err
 				}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -67,16 +68,15 @@ func sendersCommand() *cli.Command {
 						}
 					}
 				}
-				if s.ID == "" {
-					s.ID = s.PhoneNumberID
+				s, err = app.SaveSender(c.Context, comp, s)
+				var fe *app.FieldError
+				if errors.As(err, &fe) {
+					if fe.Field == "id" && s.ID == "" {
+						return usage("senders add: give --id (or, for WhatsApp, --phone-number-id)")
+					}
+					return usage("%w", fe.Err)
 				}
-				if s.ID == "" {
-					return usage("senders add: give --id (or, for WhatsApp, --phone-number-id)")
-				}
-				if err := s.Validate(); err != nil {
-					return usage("%w", err)
-				}
-				if err := comp.Senders.Put(c.Context, s); err != nil {
+				if err != nil {
 					return err
 				}
 				if jsonOut(c) {
@@ -145,12 +145,6 @@ func sendersCommand() *cli.Command {
 	}
 }
 
-// senderState is the JSON output of senders show, hold and resume.
-type senderState struct {
-	Sender   dispatcher.Sender      `json:"sender"`
-	Governor throttle.GovernorState `json:"governor"`
-}
-
 // senderGovernor runs do on a sender's governor, then prints the sender and its state.
 func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, string) error) error {
 	id := c.Args().First()
@@ -162,20 +156,14 @@ func senderGovernor(c *cli.Context, do func(*app.Components, context.Context, st
 		return err
 	}
 	defer d.Close()
-	s, err := comp.Senders.Get(c.Context, id)
-	if err != nil {
-		return err
-	}
-	if err := do(comp, c.Context, id); err != nil {
-		return err
-	}
-	st, err := comp.Governor.State(c.Context, id)
+	ss, err := app.SenderGovernor(c.Context, comp, id, func(ctx context.Context, _ *throttle.Governor) error { return do(comp, ctx, id) })
 	if err != nil {
 		return err
 	}
 	if jsonOut(c) {
-		return printJSON(c.App.Writer, senderState{Sender: s, Governor: st})
+		return printJSON(c.App.Writer, ss)
 	}
+	s, st := ss.Sender, ss.Governor
 	w := c.App.Writer
 	fmt.Fprintf(w, "sender %s (phone-number id %s): %v msg/s", s.ID, s.PhoneNumberID, s.Rate)
 	if s.PerMinute > 0 {

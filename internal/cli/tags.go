@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/internal/apiclient"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 )
@@ -57,40 +59,34 @@ func tagsCommand() *cli.Command {
 						return usage("--segment: %w", err)
 					}
 				}
+				if rc := remote(c); rc != nil {
+					t := apiclient.TagTarget{Segment: c.String("segment"), Phones: append(c.StringSlice("phone"), c.StringSlice("email")...), DefaultRegion: c.String("default-region")}
+					if c.IsSet("file") {
+						text, err := readText(c.String("file"))
+						if err != nil {
+							return err
+						}
+						t.File, t.Phones = &text, nil
+					}
+					res, err := rc.Tag(c.Context, c.Args().First(), add, t)
+					if err != nil {
+						return remoteErr(err)
+					}
+					return printTagResult(c, res)
+				}
 				d, comp, err := componentsFor(c, app.Needs{Redis: true})
 				if err != nil {
 					return err
 				}
 				defer d.Close()
-				var ids *roaring.Bitmap
-				var rejects []segments.Reject
-				switch {
-				case c.IsSet("segment"):
-					if ids, err = comp.Contacts.Evaluate(c.Context, c.String("segment")); err != nil {
+				t := app.TagTarget{Segment: c.String("segment"), Phones: append(c.StringSlice("phone"), c.StringSlice("email")...), Region: c.String("default-region")}
+				if c.IsSet("file") {
+					f, err := openFile(c.String("file"))
+					if err != nil {
 						return err
 					}
-				default:
-					phones := append(c.StringSlice("phone"), c.StringSlice("email")...)
-					var lines []int
-					if c.IsSet("file") {
-						f, err := openFile(c.String("file"))
-						if err != nil {
-							return err
-						}
-						phones, lines, err = segments.ReadPhoneList(f)
-						f.Close()
-						if err != nil {
-							return usage("--file: %w", err)
-						}
-					}
-					if ids, rejects, err = comp.Contacts.PhoneIDs(c.Context, phones, c.String("default-region")); err != nil {
-						return usage("%w", err)
-					}
-					for i := range rejects {
-						if lines != nil {
-							rejects[i].Line = lines[rejects[i].Line-1]
-						}
-					}
+					defer f.Close()
+					t.File, t.Phones = f, nil
 				}
 				var bar *progressbar.ProgressBar
 				var progress func(done, total uint64)
@@ -103,26 +99,18 @@ func tagsCommand() *cli.Command {
 						_ = bar.Set64(int64(done))
 					}
 				}
-				ch, err := comp.Contacts.TagContactsProgress(c.Context, c.Args().First(), ids, add, progress)
+				res, err := app.TagContacts(c.Context, comp, c.Args().First(), add, t, progress)
 				if bar != nil {
 					_ = bar.Finish()
 				}
 				if err != nil {
-					return err
-				}
-				if jsonOut(c) {
-					return printJSON(c.App.Writer, tagResult{Change: ch, Rejected: rejects})
-				}
-				w := c.App.Writer
-				fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
-				for _, r := range rejects {
-					if c.IsSet("file") {
-						fmt.Fprintf(w, "  line %d: %s %q: %s\n", r.Line, r.Reason, r.Value, r.Hint)
-					} else {
-						fmt.Fprintf(w, "  %s %q: %s\n", r.Reason, r.Value, r.Hint)
+					var fe *app.FieldError
+					if errors.As(err, &fe) && fe.Field == "tag" {
+						return usage("TAG: %w", fe.Err)
 					}
+					return flagError(err, map[string]string{"phones": "phone"})
 				}
-				return nil
+				return printTagResult(c, res)
 			},
 		}
 	}
@@ -133,14 +121,21 @@ func tagsCommand() *cli.Command {
 			Name:  "list",
 			Usage: "every tag with its member count",
 			Action: func(c *cli.Context) error {
-				d, comp, err := componentsFor(c, app.Needs{Redis: true})
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				tags, err := comp.Contacts.TagCounts(c.Context)
-				if err != nil {
-					return err
+				var tags []segments.TagCount
+				if rc := remote(c); rc != nil {
+					var err error
+					if tags, err = rc.Tags(c.Context); err != nil {
+						return remoteErr(err)
+					}
+				} else {
+					d, comp, err := componentsFor(c, app.Needs{Redis: true})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					if tags, err = comp.Contacts.TagCounts(c.Context); err != nil {
+						return err
+					}
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, tags)
@@ -203,13 +198,6 @@ func tagsCommand() *cli.Command {
 	}
 }
 
-// tagResult is the JSON output of tags add and tags remove: the change, and the
-// phones, emails or file lines that named no contact.
-type tagResult struct {
-	Change   segments.TagChange `json:"change"`
-	Rejected []segments.Reject  `json:"rejected"`
-}
-
 // clickhouseIDs runs rule queries on ClickHouse: one column of contact ids, of any
 // integer type.
 type clickhouseIDs struct{ conn driver.Conn }
@@ -248,4 +236,22 @@ func (q clickhouseIDs) ContactIDs(ctx context.Context, query string) (*roaring.B
 		bm.Add(uint32(id))
 	}
 	return bm, rows.Err()
+}
+
+// printTagResult prints what tags add or remove did.
+func printTagResult(c *cli.Context, res app.TagResult) error {
+	if jsonOut(c) {
+		return printJSON(c.App.Writer, res)
+	}
+	ch, rejects := res.Change, res.Rejected
+	w := c.App.Writer
+	fmt.Fprintf(w, "tag %s: %d contacts matched, %d changed\n", ch.Tag, ch.Matched, ch.Changed)
+	for _, r := range rejects {
+		if c.IsSet("file") {
+			fmt.Fprintf(w, "  line %d: %s %q: %s\n", r.Line, r.Reason, r.Value, r.Hint)
+		} else {
+			fmt.Fprintf(w, "  %s %q: %s\n", r.Reason, r.Value, r.Hint)
+		}
+	}
+	return nil
 }

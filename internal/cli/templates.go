@@ -11,8 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/herald-dev/herald/channels/whatsapp/graph"
-	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
@@ -34,8 +32,7 @@ func templatesCommand() *cli.Command {
 				if err != nil {
 					return usage("%w", err)
 				}
-				t, err := templates.ParseFile(src, filepath.Base(c.Args().First()))
-				if err != nil {
+				if _, err := templates.ParseFile(src, filepath.Base(c.Args().First())); err != nil {
 					return usage("%w", err)
 				}
 				d, comp, err := componentsFor(c, app.Needs{Redis: true})
@@ -43,14 +40,14 @@ func templatesCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				v, err := comp.Templates.Save(c.Context, t, src)
+				saved, err := app.SaveTemplate(c.Context, comp, src, filepath.Base(c.Args().First()))
 				if err != nil {
 					return err
 				}
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, templateSaved{Name: t.Name, Version: v})
+					return printJSON(c.App.Writer, saved)
 				}
-				fmt.Fprintf(c.App.Writer, "template %s saved (version %d)\n", t.Name, v)
+				fmt.Fprintf(c.App.Writer, "template %s saved (version %d)\n", saved.Name, saved.Version)
 				return nil
 			},
 		}, {
@@ -98,20 +95,17 @@ func showCommand() *cli.Command {
 				return err
 			}
 			defer d.Close()
-			sum, src, err := comp.Templates.Source(c.Context, c.Args().First(), c.Int("version"))
+			ts, err := app.ShowTemplate(c.Context, comp, c.Args().First(), c.Int("version"))
 			if errors.Is(err, templates.ErrNotFound) {
 				return usage("%w (templates list shows what is stored)", err)
 			}
 			if err != nil {
 				return err
 			}
-			versions, err := comp.Templates.Versions(c.Context, sum.Name)
-			if err != nil {
-				return err
-			}
 			if jsonOut(c) {
-				return printJSON(c.App.Writer, templateShow{Summary: sum, Versions: versions, Source: string(src)})
+				return printJSON(c.App.Writer, ts)
 			}
+			sum, versions, src := ts.Summary, ts.Versions, []byte(ts.Source)
 			w := c.App.Writer
 			table(w, templateHeader, [][]string{templateRow(sum)})
 			vs := make([]string, len(versions))
@@ -125,48 +119,6 @@ func showCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-// templateSaved is the JSON output of templates add.
-type templateSaved struct {
-	Name    string `json:"name"`
-	Version int    `json:"version"`
-}
-
-// templateShow is the JSON output of templates show.
-type templateShow struct {
-	Summary  templates.Summary `json:"summary"`
-	Versions []int             `json:"versions"`
-	Source   string            `json:"source"` // the YAML as saved
-}
-
-// templatePreview is the JSON output of templates preview: the rendered message and,
-// for WhatsApp, the Cloud API request body as it would be sent (Meta's keys).
-type templatePreview struct {
-	ContactID uint32             `json:"contact_id"`
-	Phone     string             `json:"phone"`
-	Email     string             `json:"email,omitempty"`
-	Rendered  templates.Rendered `json:"rendered"`
-	Request   *graph.SendRequest `json:"request,omitempty"`
-}
-
-// validateReport is the JSON output of templates validate.
-type validateReport struct {
-	File     string               `json:"file"`
-	Valid    bool                 `json:"valid"`
-	Name     string               `json:"name,omitempty"`
-	Errors   []validateError      `json:"errors"`
-	Segment  string               `json:"segment,omitempty"`
-	Sampled  int                  `json:"sampled,omitempty"`
-	Members  uint64               `json:"segment_contacts,omitempty"`
-	Coverage []templates.Coverage `json:"missing"` // with --segment: variables some contacts lack
-}
-
-type validateError struct {
-	File    string `json:"file"`
-	Line    int    `json:"line,omitempty"`
-	Field   string `json:"field,omitempty"`
-	Message string `json:"message"`
 }
 
 func validateCommand() *cli.Command {
@@ -190,39 +142,37 @@ func validateCommand() *cli.Command {
 			if err != nil {
 				return usage("%w", err)
 			}
-			rep := validateReport{File: file, Errors: []validateError{}, Segment: c.String("segment")}
-			fail := func(err error) error {
-				rep.Errors = append(rep.Errors, fieldErrors(err)...)
+			if c.IsSet("segment") && c.Int("sample") < 1 {
+				return usage("templates validate: --sample must be 1 or more")
+			}
+			var comp *app.Components
+			if c.String("segment") != "" {
+				if _, err := segments.Parse(c.String("segment")); err != nil {
+					return usage("--segment: %w", err)
+				}
+				d, cm, err := componentsFor(c, app.Needs{Redis: true})
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				comp = cm
+			}
+			rep, err := app.ValidateTemplate(c.Context, comp, src, file, c.String("segment"), c.Int("sample"))
+			if err != nil {
+				return flagError(err, nil)
+			}
+			if !rep.Valid {
 				if jsonOut(c) {
 					if perr := printJSON(c.App.Writer, rep); perr != nil {
 						return perr
 					}
 				}
-				return usage("%w", err)
+				return usage("%w", rep.Err)
 			}
-			t, err := templates.ParseFile(src, file)
-			if err != nil {
-				return fail(err)
-			}
-			rep.Name = t.Name
-			if rep.Segment != "" {
-				if c.Int("sample") < 1 {
-					return usage("templates validate: --sample must be 1 or more")
-				}
-				cov, n, members, err := checkSegment(c, t, rep.Segment, c.Int("sample"))
-				if err != nil {
-					return err
-				}
-				rep.Sampled, rep.Members, rep.Coverage = n, members, cov.list
-				if cov.err != nil {
-					return fail(cov.err)
-				}
-			}
-			rep.Valid = true
 			if jsonOut(c) {
 				return printJSON(c.App.Writer, rep)
 			}
-			fmt.Fprintf(c.App.Writer, "%s: template %s is valid", file, t.Name)
+			fmt.Fprintf(c.App.Writer, "%s: template %s is valid", file, rep.Name)
 			if rep.Segment != "" {
 				fmt.Fprintf(c.App.Writer, "; all %d sampled contacts of %q (%d in the segment) have its variables", rep.Sampled, rep.Segment, rep.Members)
 			}
@@ -230,78 +180,6 @@ func validateCommand() *cli.Command {
 			return nil
 		},
 	}
-}
-
-func fieldErrors(err error) []validateError {
-	var out []validateError
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	for _, e := range errs {
-		var fe *templates.FieldError
-		if errors.As(e, &fe) {
-			out = append(out, validateError{File: fe.File, Line: fe.Line, Field: fe.Field, Message: fe.Msg})
-		} else {
-			out = append(out, validateError{Message: e.Error()})
-		}
-	}
-	return out
-}
-
-type coverage struct {
-	list []templates.Coverage
-	err  error
-}
-
-// checkSegment samples up to n contacts spread over a segment and checks that they
-// have the variables t needs. It returns how many were sampled and the segment size.
-func checkSegment(c *cli.Context, t *templates.Template, expr string, n int) (coverage, int, uint64, error) {
-	if _, err := segments.Parse(expr); err != nil {
-		return coverage{}, 0, 0, usage("--segment: %w", err)
-	}
-	compiled, err := templates.Compile(t)
-	if err != nil {
-		return coverage{}, 0, 0, err
-	}
-	d, err := deps(c, app.Needs{Redis: true})
-	if err != nil {
-		return coverage{}, 0, 0, err
-	}
-	defer d.Close()
-	comp, err := d.Components()
-	if err != nil {
-		return coverage{}, 0, 0, err
-	}
-	members, err := comp.Contacts.Evaluate(c.Context, expr)
-	if err != nil {
-		return coverage{}, 0, 0, err
-	}
-	card := members.GetCardinality()
-	ids := make([]uint32, 0, min(uint64(n), card))
-	for i := uint64(0); i < uint64(cap(ids)); i++ {
-		id, err := members.Select(uint32(i * card / uint64(cap(ids))))
-		if err != nil {
-			return coverage{}, 0, 0, fmt.Errorf("sample segment: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	var vars []map[string]any
-	for start := 0; start < len(ids); start += 500 {
-		profiles, err := comp.Contacts.Profiles(c.Context, ids[start:min(start+500, len(ids))])
-		if err != nil {
-			return coverage{}, 0, 0, err
-		}
-		for _, p := range profiles {
-			if p.ID != 0 {
-				vars = append(vars, dispatcher.ContactVars(p))
-			}
-		}
-	}
-	list, err := compiled.CheckContacts(vars)
-	return coverage{list: list, err: err}, len(vars), card, nil
 }
 
 func previewCommand() *cli.Command {
@@ -328,21 +206,8 @@ func previewCommand() *cli.Command {
 			}
 			defer d.Close()
 			name := c.Args().First()
-			var t *templates.Template
-			if v := c.Int("version"); v > 0 {
-				t, err = comp.Templates.GetVersion(c.Context, name, v)
-			} else {
-				t, err = comp.Templates.Get(c.Context, name)
-			}
-			if errors.Is(err, templates.ErrNotFound) {
+			if _, err := comp.Templates.Versions(c.Context, name); errors.Is(err, templates.ErrNotFound) {
 				return usage("%w (templates list shows what is stored)", err)
-			}
-			if err != nil {
-				return err
-			}
-			compiled, err := templates.Compile(t)
-			if err != nil {
-				return err
 			}
 			id, err := comp.Contacts.LookupPhone(c.Context, c.String("contact"))
 			if errors.Is(err, segments.ErrNotFound) {
@@ -351,31 +216,22 @@ func previewCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			profiles, err := comp.Contacts.Profiles(c.Context, []uint32{id})
-			if err != nil {
-				return err
-			}
-			if len(profiles) != 1 || profiles[0].ID == 0 {
+			previews, err := app.PreviewTemplate(c.Context, comp, name, []uint32{id},
+				app.PreviewOptions{Version: c.Int("version"), Campaign: c.String("campaign"), Variant: c.String("variant")})
+			var fe *app.FieldError
+			switch {
+			case errors.Is(err, templates.ErrNotFound):
+				return usage("%w (templates list shows what is stored)", err)
+			case errors.As(err, &fe) && fe.Field == "contact_id":
 				return usage("--contact %s: contact %d has no profile", c.String("contact"), id)
+			case err != nil:
+				return flagError(err, nil)
 			}
-			p := profiles[0]
-			if c.Int("version") == 0 && p.Locale != "" { // what the worker renders: the contact's locale
-				if compiled, err = templates.NewCache(comp.Templates, templates.CacheConfig{}).GetFor(c.Context, name, p.Locale); err != nil {
-					return err
-				}
-			}
-			var r templates.Rendered
-			if v := c.String("variant"); v != "" {
-				r, err = compiled.RenderVariant(v, dispatcher.ContactVars(p))
-			} else {
-				r, err = compiled.Render(c.String("campaign"), id, dispatcher.ContactVars(p))
-			}
-			if err != nil {
-				return err
-			}
+			tp := previews[0]
+			r, p := tp.Rendered, segments.Contact{ID: tp.ContactID, Phone: tp.Phone, Email: tp.Email}
 			if r.Channel != templates.ChannelWhatsApp { // sending on sms and email comes later
 				if jsonOut(c) {
-					return printJSON(c.App.Writer, templatePreview{ContactID: id, Phone: p.Phone, Email: p.Email, Rendered: r})
+					return printJSON(c.App.Writer, tp)
 				}
 				w := c.App.Writer
 				fmt.Fprintf(w, "template %s v%d, variant %s, contact %d\n", r.Template, r.Version, r.Variant, id)
@@ -389,9 +245,9 @@ func previewCommand() *cli.Command {
 				fmt.Fprintf(w, "sms to %s (%d %s segments):\n%s\n", p.Phone, r.SMSSegments, r.SMSEncoding, r.Text)
 				return nil
 			}
-			req := r.WhatsAppRequest(p.Phone, dispatcher.CallbackData(c.String("campaign"), id))
+			req := *tp.Request
 			if jsonOut(c) {
-				return printJSON(c.App.Writer, templatePreview{ContactID: id, Phone: p.Phone, Rendered: r, Request: &req})
+				return printJSON(c.App.Writer, tp)
 			}
 			w := c.App.Writer
 			fmt.Fprintf(w, "template %s v%d, variant %s, contact %d (%s)\n", r.Template, r.Version, r.Variant, id, p.Phone)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
 )
@@ -46,7 +47,7 @@ func TestTemplatesValidateShowPreview(t *testing.T) {
 		t.Fatalf("validate bad: exit %d, %s", code, errOut)
 	}
 	code, out, _ := run("--output", "json", "templates", "validate", bad)
-	var rep validateReport
+	var rep app.TemplateValidation
 	if code != 2 || json.Unmarshal([]byte(out), &rep) != nil || rep.Valid || len(rep.Errors) != 1 || rep.Errors[0].Line != 10 {
 		t.Fatalf("validate bad --output json: exit %d, %s", code, out)
 	}

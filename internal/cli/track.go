@@ -46,7 +46,7 @@ func trackCommand() *cli.Command {
 					return err
 				}
 				defer d.Close()
-				rdb, err := d.Redis()
+				comp, err := d.Components()
 				if err != nil {
 					return err
 				}
@@ -54,8 +54,7 @@ func trackCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				res, err := server.Track(c.Context, server.TrackConfig{Contacts: segments.NewStore(rdb, d.Cfg.Prefix),
-					Attribution: analytics.NewAttributor(conn, c.Duration("window")), Events: d.Writer(d.Topics.Events)}, req)
+				res, err := app.TrackConversion(c.Context, d, comp, conn, req, c.Duration("window"))
 				if errors.Is(err, segments.ErrNotFound) || errors.Is(err, server.ErrBadConversion) {
 					return usage("%w", err)
 				}
