@@ -112,6 +112,13 @@ func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]eve
 			return nil, err
 		}
 	}
+	// One writer at a time per contact, from reading its chain's head to moving it: two
+	// writers sealing records on the same head would fork the chain in the ledger.
+	unlock, err := l.lockContacts(ctx, changes)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// Current heads and states, one round trip.
 	pipe := l.rdb.Pipeline()
 	heads := make([]*redis.StringCmd, len(changes))
@@ -159,7 +166,9 @@ func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]eve
 		}
 		msgs[i] = kafka.Message{Key: kafkax.ContactKey(r.ContactID), Value: b}
 	}
-	if err := l.pub.WriteMessages(ctx, msgs...); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, writerLockPublish)
+	defer cancel()
+	if err := l.pub.WriteMessages(pctx, msgs...); err != nil {
 		return nil, fmt.Errorf("publish consent: %w", err)
 	}
 	if err := l.applyState(ctx, records); err != nil {

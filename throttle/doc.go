@@ -38,6 +38,7 @@
 //	P consent:len                  HASH contact id -> records in the chain up to that head
 //	P consent:dirty                SET contacts whose head moved since the last checkpoint
 //	P consent:dirty:taken          SET contacts the checkpoint in progress lists
+//	P consent:writing              HASH contact id -> "token:until ms": the writer sealing its next record (see consentlock.go)
 //	P ledger:lock                  STRING the checkpoint in progress (token, with a TTL)
 //	P window:{sender}              HASH contact id -> unix ms of the contact's last inbound message
 //	P {gov:<sender>}:tat           GCRA theoretical arrival time of the sender, in µs of Redis time
