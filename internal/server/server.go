@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/channels/line"
 	"github.com/herald-dev/herald/channels/sms"
 	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
@@ -65,6 +66,7 @@ type Config struct {
 	Clicks        *links.Codec // click-tracking redirector at GET /c/{token}; nil: off
 	Track         *TrackConfig // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig   // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
+	LINE          *LINEConfig  // LINE webhook events at /webhooks/line; nil: off
 	API           http.Handler // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
 	Group         GroupConfig  // group commit of concurrent webhook requests
 	Ready         func(ctx context.Context) error
@@ -155,6 +157,9 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.SMS != nil {
 		mux.HandleFunc("POST "+sms.StatusPath, s.smsWebhook(false))
 		mux.HandleFunc("POST "+sms.InboundPath, s.smsWebhook(true))
+	}
+	if s.cfg.LINE != nil {
+		mux.HandleFunc("POST "+line.WebhookPath, s.lineWebhook)
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
