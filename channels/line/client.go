@@ -543,3 +543,9 @@ func (c *Channel) get(ctx context.Context, path, token string, into any) error {
 	}
 	return json.Unmarshal(b, into)
 }
+
+// BatchRate is the multicast endpoint's request limit per channel (requests per second):
+// the worker takes one slot of it per SendBatch request, apart from the messages'.
+func (c *Channel) BatchRate() float64 { return MulticastRate }
+
+var _ dispatcher.BatchRater = (*Channel)(nil)
