@@ -50,6 +50,7 @@ type Config struct {
 	VerifyToken string // HERALD_WHATSAPP_VERIFY_TOKEN: webhook subscription challenge
 	WhatsAppURL string // HERALD_WHATSAPP_API_URL: Cloud API base (the sandbox in dev)
 	SMSAPIURL   string // HERALD_SMS_API_URL: the Twilio-style Messages API base (the sandbox in dev)
+	LINEAPIURL  string // HERALD_LINE_API_URL: the LINE Messaging API base (the sandbox in dev)
 	// HERALD_BOUNCE_LISTEN: serve's SMTP listener for email bounces (DSN) and complaints
 	// (ARF): point the MX of the senders' return-path domain at it ("": off)
 	BounceListen string

@@ -44,6 +44,10 @@ type Deps struct {
 	emailOnce sync.Once
 	email     *emailSenders
 	emailErr  error
+
+	lineOnce sync.Once
+	line     *lineSenders
+	lineErr  error
 }
 
 // NewDeps returns lazily-connecting dependencies for cfg.

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
+	"github.com/herald-dev/herald/channels/line"
+	linesandbox "github.com/herald-dev/herald/channels/line/sandbox"
 	"github.com/herald-dev/herald/channels/sms"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
@@ -46,6 +48,10 @@ type Stack struct {
 	// DevSMSToken) at SMSSandboxURL, and posts signed callbacks to serve.
 	SMSSandbox    *smssandbox.Sandbox
 	SMSSandboxURL string
+	// LINESandbox speaks the LINE Messaging API (token DevLINEToken) at LINESandboxURL,
+	// and posts follow, unfollow and message events signed with DevLINESecret to serve.
+	LINESandbox    *linesandbox.Sandbox
+	LINESandboxURL string
 	// EmailSandbox is an SMTP server (started by Run, at EmailSandboxAddr, no AUTH, no
 	// TLS) whose bounces and complaints go to serve's receiver (HERALD_BOUNCE_LISTEN).
 	// Replace it before Run for other behaviour (keep Addr and SinkAddr).
@@ -55,6 +61,7 @@ type Stack struct {
 	NoWorker bool
 
 	sandboxL, serveL, smsL net.Listener
+	lineL                  net.Listener
 	stops                  []func()
 }
 
@@ -83,6 +90,12 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	}
 	s.sandboxL, s.serveL, s.smsL = sbl, svl, sml
 	s.stops = append(s.stops, func() { sbl.Close(); svl.Close(); sml.Close() })
+	if s.lineL, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.stops = append(s.stops, func() { s.lineL.Close() })
+	s.LINESandboxURL = "http://" + s.lineL.Addr().String()
 	s.SandboxURL = "http://" + sbl.Addr().String()
 	s.SMSSandboxURL = "http://" + sml.Addr().String()
 	s.ServeURL = "http://" + svl.Addr().String()
@@ -100,6 +113,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	}
 	cfg.WhatsAppURL = s.SandboxURL
 	cfg.SMSAPIURL = s.SMSSandboxURL
+	cfg.LINEAPIURL = s.LINESandboxURL
 	if cfg.BounceListen == "" {
 		if cfg.BounceListen, err = freeAddr(); err != nil {
 			s.Close()
@@ -129,6 +143,8 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	s.SMSSandbox = smssandbox.New(smssandbox.Config{AccountSID: DevSMSAccount, AuthToken: DevSMSToken,
 		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
 		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
+	s.LINESandbox = linesandbox.New(linesandbox.Config{Token: DevLINEToken, ChannelSecret: DevLINESecret,
+		WebhookURL: s.ServeURL + line.WebhookPath, BlockedRate: sc.UndeliverableRate})
 	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, SinkAddr: cfg.BounceListen,
 		BounceRate: sc.UndeliverableRate, Logger: cfg.Logger})
 	return s, nil
@@ -166,6 +182,7 @@ func (s *Stack) Run(ctx context.Context) error {
 		return s.EmailSandbox.Close()
 	})
 	g.Go(func() error { return ServeHTTP(ctx, s.smsL, s.SMSSandbox.Handler()) })
+	g.Go(func() error { return ServeHTTP(ctx, s.lineL, s.LINESandbox.Handler()) })
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })
@@ -273,6 +290,7 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 		"HERALD_WHATSAPP_API_URL":      c.WhatsAppURL,
 		"HERALD_WHATSAPP_APP_SECRET":   c.AppSecret,
 		"HERALD_WHATSAPP_VERIFY_TOKEN": c.VerifyToken,
+		"HERALD_LINE_API_URL":          c.LINEAPIURL,
 		"HERALD_REDIS_PREFIX":          c.Prefix,
 		"HERALD_TOPIC_PREFIX":          c.TopicPrefix,
 		"HERALD_CLICK_KEY":             c.ClickKey,

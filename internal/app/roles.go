@@ -103,6 +103,12 @@ func newServer(d *Deps) (*server.Server, error) {
 	} else {
 		d.Cfg.Logger.Warn("SMS webhooks off", "err", err)
 	}
+	var lineHooks *server.LINEConfig
+	if lineCh, err := d.LINE(); err == nil {
+		lineHooks = &server.LINEConfig{Channel: lineCh.ch, Refresh: func(ctx context.Context) error { return lineCh.refresh(ctx, c.Senders) }}
+	} else {
+		d.Cfg.Logger.Warn("LINE webhooks off", "err", err)
+	}
 	var api http.Handler
 	if d.Cfg.API != nil {
 		if api, err = d.Cfg.API(d); err != nil {
@@ -110,7 +116,7 @@ func newServer(d *Deps) (*server.Server, error) {
 		}
 	}
 	s := server.New(server.Config{
-		API: api, Clicks: codec, Track: track, SMS: smsHooks,
+		API: api, Clicks: codec, Track: track, SMS: smsHooks, LINE: lineHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
