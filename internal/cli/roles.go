@@ -89,6 +89,8 @@ func sandboxCommand() *cli.Command {
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
 		},
+		// One sandbox per channel beside WhatsApp's: herald sandbox line.
+		Subcommands: []*cli.Command{lineSandboxCommand()},
 		Action: func(c *cli.Context) error {
 			cfg, err := config(c)
 			if err != nil {
