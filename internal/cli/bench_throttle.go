@@ -57,13 +57,14 @@ func benchThrottleCommand() *cli.Command {
 			&cli.IntFlag{Name: "policy-contacts", Value: 1_000_000, Usage: "contacts with consent state for the policy scenario (a pass over them is one campaign)"},
 			&cli.DurationFlag{Name: "policy-duration", Value: 5 * time.Second, Usage: "each policy measurement (baseline, policy)"},
 			&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, governor or policy"},
+			&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "the provider the governor scenario sends to: whatsapp or line (its sandbox's push endpoint limited to --rate req/s)"},
 		},
 		Action: func(c *cli.Context) error {
 			o := throttleBenchOptions{
 				Processes: c.Int("processes"), Rate: c.Float64("rate"), PerMinute: c.Int("per-minute"),
 				Duration: c.Duration("duration"), Backlog: c.Int("backlog"), Slack: c.Duration("slack"),
 				Horizon: c.Duration("horizon"), Batch: c.Int("batch"), PolicyContacts: c.Int("policy-contacts"),
-				PolicyDuration: c.Duration("policy-duration"), Scenario: c.String("scenario"),
+				PolicyDuration: c.Duration("policy-duration"), Scenario: c.String("scenario"), Channel: c.String("channel"),
 			}
 			if err := o.Validate(); err != nil {
 				return usage("bench throttle: %w", err)
@@ -89,6 +90,7 @@ type throttleBenchOptions struct {
 	PolicyContacts int
 	PolicyDuration time.Duration
 	Scenario       string
+	Channel        string // whatsapp (default) or line
 }
 
 func (o throttleBenchOptions) limits() throttle.Limits {
@@ -113,6 +115,8 @@ func (o throttleBenchOptions) Validate() error {
 		return fmt.Errorf("--policy-duration must be positive")
 	case o.Scenario != "all" && o.Scenario != "governor" && o.Scenario != "policy":
 		return fmt.Errorf("--scenario %q: want all, governor or policy", o.Scenario)
+	case o.Channel != "" && o.Channel != "whatsapp" && o.Channel != "line":
+		return fmt.Errorf("--channel %q: want whatsapp or line", o.Channel)
 	}
 	if err := o.limits().Validate(); err != nil {
 		return err
@@ -203,7 +207,11 @@ func benchThrottle(c *cli.Context, cfg app.Config, o throttleBenchOptions) error
 	pr := newBenchProgress(c)
 	var out ThrottleBenchResult
 	if o.Scenario != "policy" {
-		g, err := benchGovernor(ctx, srv.Addr, o, pr)
+		bench := benchGovernor
+		if o.Channel == "line" {
+			bench = benchGovernorLINE
+		}
+		g, err := bench(ctx, srv.Addr, o, pr)
 		pr.finish()
 		if err != nil {
 			return err
