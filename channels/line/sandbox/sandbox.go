@@ -22,8 +22,9 @@
 //	GET  /_sandbox/stats                      counters
 //	POST /_sandbox/follow|unfollow|message    {"user_id","text"}: a user acts
 //
-// Choices where LINE is loose: rate windows are one second on Config.Now, counting the
-// requests admitted (a refused one takes no room); the quota counts one message per
+// Choices where LINE is loose: each endpoint's limit is a token bucket on Config.Now
+// holding one second's worth (as the WhatsApp sandbox's throughput), taken by the
+// requests admitted (a refused one takes no token); the quota counts one message per
 // recipient a request delivers to (LINE charges no message to a user who blocked the
 // account); a refused request consumes no retry key.
 package sandbox
@@ -131,9 +132,9 @@ type Sandbox struct {
 	idPrefix string
 
 	mu      sync.Mutex
-	keys    map[string]accepted    // retry key → the accepted request
-	windows map[string][]time.Time // endpoint → admitted request times in the last second
-	month   string                 // "2026-03" in JST
+	keys    map[string]accepted // retry key → the accepted request
+	buckets map[string]*bucket  // endpoint → its rate limit
+	month   string              // "2026-03" in JST
 	usage   int64
 	records []Record
 	blocked map[string]bool // users who unfollowed (true) or followed (false) through the sandbox
@@ -164,7 +165,7 @@ func New(cfg Config) *Sandbox {
 	var p [4]byte
 	_, _ = rand.Read(p[:])
 	s := &Sandbox{cfg: cfg, now: cfg.Now, hc: cfg.Client, bot: bot, idPrefix: hex.EncodeToString(p[:]),
-		keys: map[string]accepted{}, windows: map[string][]time.Time{}, blocked: map[string]bool{},
+		keys: map[string]accepted{}, buckets: map[string]*bucket{}, blocked: map[string]bool{},
 		stats: Stats{Rejected: map[string]int64{}}, events: map[string][]byte{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+line.PushPath, s.send("push"))
@@ -223,18 +224,34 @@ func (s *Sandbox) Stats() Stats {
 	return st
 }
 
-// Saturate fills the endpoint's current rate window ("push" or "multicast"): the next
-// request within the second is refused 429.
+// Saturate empties the endpoint's bucket ("push" or "multicast"): the next request is
+// refused 429 until time passes on Config.Now.
 func (s *Sandbox) Saturate(endpoint string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	lim := s.limit(endpoint)
-	w := s.windows[endpoint][:0]
-	for range lim {
-		w = append(w, now)
+	b := s.bucket(endpoint, s.now())
+	b.tokens = 0
+}
+
+// bucket is a token bucket of rate tokens a second, holding at most rate.
+type bucket struct {
+	rate, tokens float64
+	at           time.Time
+}
+
+// bucket returns the endpoint's bucket, refilled to now. Under s.mu.
+func (s *Sandbox) bucket(endpoint string, now time.Time) *bucket {
+	b := s.buckets[endpoint]
+	if b == nil {
+		r := float64(s.limit(endpoint))
+		b = &bucket{rate: r, tokens: r, at: now}
+		s.buckets[endpoint] = b
 	}
-	s.windows[endpoint] = w
+	if d := now.Sub(b.at); d > 0 {
+		b.tokens = min(b.rate, b.tokens+d.Seconds()*b.rate)
+		b.at = now
+	}
+	return b
 }
 
 func (s *Sandbox) limit(endpoint string) int {
@@ -376,14 +393,8 @@ func (s *Sandbox) send(endpoint string) http.HandlerFunc {
 				return
 			}
 		}
-		win := s.windows[endpoint]
-		i := 0
-		for i < len(win) && now.Sub(win[i]) >= time.Second {
-			i++
-		}
-		win = win[i:]
-		if len(win) >= s.limit(endpoint) {
-			s.windows[endpoint] = win
+		bk := s.bucket(endpoint, now)
+		if bk.tokens < 1 {
 			s.stats.Rejected["429 rate"]++
 			s.mu.Unlock()
 			writeJSON(w, http.StatusTooManyRequests, map[string]any{"message": "Too Many Requests"})
@@ -396,14 +407,13 @@ func (s *Sandbox) send(endpoint string) http.HandlerFunc {
 				deliver++
 			}
 		}
+		bk.tokens--
 		if s.cfg.MonthlyQuota > 0 && s.usage+int64(deliver) > s.cfg.MonthlyQuota {
-			s.windows[endpoint] = append(win, now)
 			s.stats.Rejected["429 monthly"]++
 			s.mu.Unlock()
 			writeJSON(w, http.StatusTooManyRequests, map[string]any{"message": line.MonthlyLimitMessage})
 			return
 		}
-		s.windows[endpoint] = append(win, now)
 		s.usage += int64(deliver)
 		s.stats.Accepted++
 		var sent []line.SentMessage
