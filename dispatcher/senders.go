@@ -77,6 +77,10 @@ var requiredSettings = map[string][]string{
 	"whatsapp": nil,
 	"email":    {"smtp_addr", "from"},
 	"sms":      {"account_sid", "from|messaging_service_sid"},
+	// telegram: the bot token is Token; the setting paid_broadcast is optional.
+	"telegram": {},
+	// line: the channel access token is Token; channel_secret verifies webhooks.
+	"line": {"channel_secret"},
 }
 
 // Validate checks a sender before it is saved.
@@ -85,9 +89,13 @@ func (s Sender) Validate() error {
 	case !senderIDRe.MatchString(s.ID):
 		return fmt.Errorf("sender id %q: use 1-64 letters, digits, '_', '.', '-'", s.ID)
 	case requiredSettings[s.Channel] == nil && s.Channel != "whatsapp":
-		return fmt.Errorf("sender %s: channel %q: want whatsapp, email or sms", s.ID, s.Channel)
+		return fmt.Errorf("sender %s: channel %q: want whatsapp, email, sms, telegram or line", s.ID, s.Channel)
 	case s.Channel == "sms" && s.Token == "":
 		return fmt.Errorf("sender %s: the SMS provider's auth token is required (--token)", s.ID)
+	case s.Channel == "telegram" && s.Token == "":
+		return fmt.Errorf("sender %s: the Telegram bot token is required (--token)", s.ID)
+	case s.Channel == "line" && s.Token == "":
+		return fmt.Errorf("sender %s: the LINE channel access token is required (--token)", s.ID)
 	case s.Channel == "whatsapp" && s.PhoneNumberID == "":
 		return fmt.Errorf("sender %s: the WhatsApp phone-number id is required", s.ID)
 	case s.Channel == "whatsapp" && s.Token == "":
@@ -108,6 +116,11 @@ func (s Sender) Validate() error {
 			}
 		} else if s.Settings[k] == "" {
 			return fmt.Errorf("sender %s: %s needs the setting %s (--setting %s=…)", s.ID, s.Channel, k, k)
+		}
+	}
+	if v, ok := s.Settings["paid_broadcast"]; ok && s.Channel == "telegram" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("sender %s: setting paid_broadcast %q: want true or false", s.ID, v)
 		}
 	}
 	for _, cc := range s.Countries {

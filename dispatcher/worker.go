@@ -476,10 +476,7 @@ func (w *Worker) render(ctx context.Context, items []*item) error {
 			continue
 		}
 		if Address(it.cp.Channel, c) == "" {
-			it.outcome, it.reason = OutcomeSkipped, ReasonNoPhone // known by email only
-			if it.cp.Channel == "email" {
-				it.reason = ReasonNoEmail // known by phone only
-			}
+			it.outcome, it.reason = OutcomeSkipped, NoAddressReason(it.cp.Channel)
 			continue
 		}
 		if it.cp.InHoldout(it.job.Contact) {
@@ -741,20 +738,42 @@ func (w *Worker) stopSenders() {
 }
 
 // ReasonNoPhone skips a contact that has no phone number (known by email only) in a
-// WhatsApp or SMS campaign, and ReasonNoEmail one without an email address in an email
-// campaign.
+// WhatsApp or SMS campaign, ReasonNoEmail one without an email address in an email
+// campaign, ReasonNoTelegram one without a Telegram chat id in a Telegram campaign,
+// and ReasonNoLine one without a LINE user id in a LINE campaign.
 const (
-	ReasonNoPhone = "no_phone"
-	ReasonNoEmail = "no_email"
+	ReasonNoPhone    = "no_phone"
+	ReasonNoEmail    = "no_email"
+	ReasonNoTelegram = "no_telegram"
+	ReasonNoLine     = "no_line"
 )
 
-// Address is a contact's address on a channel: its email address for email, its phone
-// number (E.164) for the phone channels.
+// Address is a contact's address on a channel: its email address for email, its
+// Telegram chat id for telegram, its LINE user id for line, its phone number (E.164)
+// for the phone channels (whatsapp, sms, and a campaign stored without a channel).
 func Address(channel string, c segments.Contact) string {
-	if channel == "email" {
+	switch channel {
+	case "email":
 		return c.Email
+	case "telegram":
+		return c.TelegramChatID
+	case "line":
+		return c.LineUserID
 	}
 	return c.Phone
+}
+
+// NoAddressReason is the reason a contact without an Address on a channel is skipped.
+func NoAddressReason(channel string) string {
+	switch channel {
+	case "email":
+		return ReasonNoEmail
+	case "telegram":
+		return ReasonNoTelegram
+	case "line":
+		return ReasonNoLine
+	}
+	return ReasonNoPhone
 }
 
 // channel returns the adapter that sends a campaign's channel (nil: not configured here).

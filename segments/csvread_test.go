@@ -137,7 +137,7 @@ var tagRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 // FuzzImportLine checks one data line of a file against a fixed header: it is either
 // rejected with a reason, skipped as blank, or becomes a row whose values are clean.
 func FuzzImportLine(f *testing.F) {
-	header := []string{"Phone", "Name", "Tags", "Opted In", "Country", "Locale", "TZ", "Plan", "E-mail"}
+	header := []string{"Phone", "Name", "Tags", "Opted In", "Country", "Locale", "TZ", "Plan", "E-mail", "Telegram", "LINE ID"}
 	lay, err := newLayout(slices.Clone(header), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -150,6 +150,10 @@ func FuzzImportLine(f *testing.F) {
 		"+447400123456,,ลูกค้า,,,,,,", "+4915123456789,,,,DE,de_de,Europe/Berlin,x,",
 		",Ann,,,,,,,ann@example.com", ",Ann,,,,,,,ann", ",Ann,,,,,,,\"Ann <a@b.co>\"",
 	} {
+		f.Add(s + ",,")
+	}
+	for _, s := range []string{",,,,,,,,,123456789,", ",,,,,,,,, -100123 ,", ",,,,,,,,,1.23457E+11,", ",,,,,,,,,+66812345678,",
+		",,,,,,,,,,U4AF4980629D8EF6E1CC5D5A27E6BF99C", ",,,,,,,,,,Cabc", ",,,,,,,,,0,u0123456789abcdef0123456789abcdef"} {
 		f.Add(s)
 	}
 	cfg := &rowConfig{region: "TH", zones: &zoneCache{}}
@@ -179,10 +183,23 @@ func FuzzImportLine(f *testing.F) {
 		if len(fields) != len(header) {
 			t.Fatalf("row with %d fields accepted", len(fields))
 		}
-		if r.phone.E164 == "" {
-			if again, err := normEmail(r.email); err != nil || again != r.email {
-				t.Fatalf("a row without phone has email %q: %v", r.email, err)
+		if r.ident() == (identity{}) {
+			t.Fatalf("a row without an identity: %+v", r)
+		}
+		if r.telegram != "" {
+			if again, err := normTelegram(r.telegram); err != nil || again != r.telegram || string(appendRecord(nil, &profile{f: []field{{hTelegram, r.telegram}}}))[1] != recTelegram {
+				t.Fatalf("chat id %q is not canonical: %v", r.telegram, err)
 			}
+		}
+		if _, ok := lineHex(r.lineUser); r.lineUser != "" && !ok {
+			t.Fatalf("LINE id %q is not canonical", r.lineUser)
+		}
+		if r.email != "" {
+			if again, err := normEmail(r.email); err != nil || again != r.email {
+				t.Fatalf("email %q is not normalized: %v", r.email, err)
+			}
+		}
+		if r.phone.E164 == "" {
 		} else if again, err := parsePhone(r.phone.E164, ""); err != nil || again.E164 != r.phone.E164 {
 			t.Fatalf("phone %q is not a stable E.164 number: %v", r.phone.E164, err)
 		}

@@ -1,19 +1,20 @@
 // Package segments owns the contact store and audience selection: contact profiles, the
-// identity index (phone number or email → contact id), tags, the CSV and JSON Lines
+// identity index (phone number, email, Telegram chat id or LINE user id → contact id),
+// tags, the CSV and JSON Lines
 // import, and segment
 // expressions evaluated to sets of contact ids. It does not own consent (an import hands
 // opted_in rows to a ConsentSink; throttle keeps the ledger), campaigns, or analytics.
 //
 // # Contacts
 //
-// A contact is identified by its phone number in E.164, its email address, or both,
-// and has a dense uint32 id allocated from a counter, so a set of contacts is a bitmap
+// A contact is identified by its phone number in E.164, its email address, its
+// Telegram chat id, its LINE user id, or several of them, and has a dense uint32 id allocated from a counter, so a set of contacts is a bitmap
 // of at most 512 MiB and, at 10M contacts, 1.25 MB. An HMGET of the identity index
-// finds the ids of known phones and emails; the others are linked in one optimistic
+// finds the ids of known identities; the others are linked in one optimistic
 // transaction per batch (WATCH the counter and the index, read them, then INCRBY and
 // HSET in MULTI/EXEC), or, when concurrent writers keep making it fail, in one Lua
 // script doing the same: concurrent importers of one person get one id and ids stay
-// dense. A row whose phone and email already belong to two different contacts is
+// dense. A row whose identities already belong to two different contacts is
 // rejected. Writes go in batches (4,000 rows by default): a few round trips per batch,
 // never one per row, and no script per contact.
 //
@@ -26,6 +27,8 @@
 //	P{P ident}:seq        INCR: the last allocated contact id
 //	P{P ident}:phone:N    HASH: E.164 → contact id, for the phones of index bucket N
 //	P{P ident}:email:N    HASH: email address (lower case) → contact id, likewise
+//	P{P ident}:telegram:N HASH: Telegram chat id (decimal) → contact id, likewise
+//	P{P ident}:line:N     HASH: LINE user id (U + 32 lower-case hex) → contact id
 //	P profiles:B          HASH: contact id → profile record, for ids B×128 to B×128+127
 //	P tag:NAME            bitmap: contacts with tag NAME (bit = contact id)
 //	P tags                SET: the tag library
@@ -33,7 +36,8 @@
 //	P attr:locale:LANG    bitmap: contacts whose locale's language is LANG (th, pt)
 //	P contacts:all        bitmap: every live contact; the universe of "not"
 //
-// A profile record (record.go) holds phone, email, name, country (ISO region of the
+// A profile record (record.go) holds phone, email, Telegram chat id (a zig-zag
+// varint), LINE user id (its 16 bytes), name, country (ISO region of the
 // phone, else the country column), tz (IANA zone), locale, custom attributes, created
 // (unix ms) and source, as a version byte and fields of a kind byte and a
 // length-prefixed value: a phone as the number its E.164 digits make, a zone as its
@@ -58,7 +62,22 @@
 // by a lighter script that sets them only where the bucket has none.
 //
 // A contact known by email only has no phone: it is in segments like any other, and
-// cannot be sent WhatsApp messages until a row gives its phone.
+// cannot be sent WhatsApp messages until a row gives its phone; likewise a contact
+// known by a Telegram chat id or LINE user id only.
+//
+// Channel identities: LookupIdentity(channel, id) finds a contact by its Telegram
+// chat id ("telegram"), LINE user id ("line"), phone ("whatsapp", "sms") or email,
+// with ErrUnknownContact (= ErrNotFound) when none has it. LinkIdentity attaches a
+// chat id or LINE user id to an existing contact (a Telegram /start payload, a LINE
+// follow naming it): the new entry and the removal of the contact's previous one on
+// that channel are one script on the index, then the record follows; an id of another
+// contact is refused with ErrIdentityTaken. CreateWithIdentity is the inbound path for
+// someone unknown: Upsert of a contact known by that id only (find-or-create, so a
+// second follow finds the first's contact), its source the channel's name. A Telegram
+// chat id is a non-zero int64 in decimal (negative: a group or channel); "+", leading
+// zeros and Excel's scientific notation (1.23457E+11, digits lost) are rejected, not
+// repaired. A LINE user id is U and 32 hex digits; LINE writes them in lower case, so
+// an upper-cased one is lowered back; group (C…) and room (R…) ids are rejected.
 //
 // Bitmaps are the source of truth for tags, and the only copy: a contact's tags (for
 // Profiles and Preview) are read with one BITFIELD_RO per tag of the library, and an
@@ -112,8 +131,11 @@
 //	tags       tags, labels (separated by ";", "|" or ",")
 //	opted_in   opted_in, optin, opt_in, consent, whatsapp_opt_in
 //	           (true/false, yes/no, y/n, t/f, 1/0; empty: not given)
+//	telegram_chat_id  telegram_chat_id, telegram, telegram_id
+//	line_user_id      line_user_id, line, line_id
 //
-// A file needs a phone or an email column, and each row a phone or an email. Any other
+// A file needs a phone, email, telegram_chat_id or line_user_id column, and each row
+// one of them. Any other
 // column is a custom attribute. ImportOptions.Columns maps other names. The
 // delimiter (",", ";" or tab) is detected from the header; a UTF-8 byte order mark, CRLF
 // or LF line endings, quoted fields with delimiters, quotes ("") and line breaks, blank
@@ -124,16 +146,18 @@
 // replacing them) and ImportOptions.RemoveTags takes tags off, so importing a file
 // twice changes nothing the second time. Rows naming one phone number, however written
 // ("+66 81 234 5678" and "0812345678" with region TH), or one email address, in any
-// case, are one contact; a row with both links them to it. A phone or email a
-// contact's row brings in place of the one it had replaces it, and the old one stops
-// finding the contact.
+// case, or one chat id or LINE user id, are one contact; a row with several links them
+// to it. An identity a contact's row brings in place of the one it had of that kind
+// replaces it, and the old one stops finding the contact.
 //
 // A bad row is rejected with its physical line number (the header is line 1; a quoted
 // field over several lines counts them all) and a stable reason: "phone is missing",
 // "invalid phone", "wrong number of fields (got 3, header has 4)", "invalid UTF-8",
 // "invalid opted_in value", "invalid email", "invalid country", "invalid locale",
-// "invalid time zone", "invalid tag", "malformed row", "line too long" or "phone and
-// email belong to different contacts"; it never affects other rows. A quoted field
+// "invalid time zone", "invalid tag", "invalid telegram chat id", "invalid LINE user
+// id", "malformed row", "line too long", "phone and email belong to different
+// contacts" or "identities belong to different contacts" (a row with a chat id or LINE
+// id); it never affects other rows. A quoted field
 // that is never closed rejects only the line it starts on: the lines after it are read
 // again as rows.
 //

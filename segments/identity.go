@@ -29,15 +29,46 @@ func identTag(prefix string) string {
 
 func (s *Store) kSeq() string { return s.ident + ":seq" }
 
+// Kinds of identity, each with its own index buckets (P{P ident}:KIND:N).
+const (
+	idPhone    = iota // E.164
+	idEmail           // lower case
+	idTelegram        // a Telegram chat id in decimal
+	idLine            // a LINE user id (U + 32 lower-case hex digits)
+	idKinds
+)
+
+// identKindNames name each kind's index keys; identFields are its profile fields.
+var (
+	identKindNames = [idKinds]string{"phone", "email", "telegram", "line"}
+	identFields    = [idKinds]string{hPhone, hEmail, hTelegram, hLine}
+)
+
+// kIdentBucket is index bucket b of an identity kind.
+func (s *Store) kIdentBucket(kind int, b uint32) string {
+	return s.ident + ":" + identKindNames[kind] + ":" + strconv.FormatUint(uint64(b), 10)
+}
+
+// kIdent is the index bucket holding an identity of a kind.
+func (s *Store) kIdent(kind int, x string) string { return s.kIdentBucket(kind, identBucket(x)) }
+
 // kIdentPhone and kIdentEmail are the index buckets holding a phone (E.164) or an
 // email address.
-func (s *Store) kIdentPhone(phone string) string { return s.kIdentPhoneBucket(identBucket(phone)) }
-func (s *Store) kIdentEmail(email string) string { return s.kIdentEmailBucket(identBucket(email)) }
-func (s *Store) kIdentPhoneBucket(b uint32) string {
-	return s.ident + ":phone:" + strconv.FormatUint(uint64(b), 10)
-}
-func (s *Store) kIdentEmailBucket(b uint32) string {
-	return s.ident + ":email:" + strconv.FormatUint(uint64(b), 10)
+func (s *Store) kIdentPhone(phone string) string   { return s.kIdent(idPhone, phone) }
+func (s *Store) kIdentEmail(email string) string   { return s.kIdent(idEmail, email) }
+func (s *Store) kIdentPhoneBucket(b uint32) string { return s.kIdentBucket(idPhone, b) }
+func (s *Store) kIdentEmailBucket(b uint32) string { return s.kIdentBucket(idEmail, b) }
+
+// kIdentOld is the old (unbucketed) index of a kind: phones and emails only; "" for
+// the kinds that came after buckets.
+func (s *Store) kIdentOld(kind int) string {
+	switch kind {
+	case idPhone:
+		return s.kIdentPhoneOld()
+	case idEmail:
+		return s.kIdentEmailOld()
+	}
+	return ""
 }
 
 // The identity indexes of the layout before buckets: one hash each.
@@ -103,28 +134,52 @@ func (s *Store) upgradeKeys(ctx context.Context) error {
 	return nil
 }
 
-// identity is what identifies a contact in a row: a phone (E.164), an email, or both.
-type identity struct{ phone, email string }
+// identity is what identifies a contact in a row: a phone (E.164), an email, a
+// Telegram chat id, a LINE user id, or several of them.
+type identity struct{ phone, email, telegram, line string }
+
+// at is the identity's value of a kind ("" for none).
+func (x identity) at(kind int) string {
+	switch kind {
+	case idPhone:
+		return x.phone
+	case idEmail:
+		return x.email
+	case idTelegram:
+		return x.telegram
+	}
+	return x.line
+}
 
 // resolved is the contact an identity belongs to.
 type resolved struct {
 	id       uint32
 	isNew    bool // allocated now: there is no stored profile to read
-	conflict bool // the phone and the email belong to different contacts
+	conflict bool // its identities belong to different contacts
 }
 
 // resolveScript finds or allocates the contacts of identities, atomically and in order,
 // so concurrent importers of one person get one id and ids stay dense. KEYS: the
-// counter, the old phone and email indexes (read only when ARGV[3] is 1: the store
+// counter, the old phone and email indexes (read only when ARGV[2] is 1: the store
 // still has them, see migrate.go), then the index buckets the identities use. ARGV: n,
-// m (n when emails are given, else 0), legacy, n pairs of phone and its bucket's index
-// in KEYS, then m pairs of email and bucket ("" and 0 for none). It reads each bucket
-// with HMGET, gives rows whose identities are unknown provisional ids, takes the real
-// ids with one INCRBY, links the unknown identities with HSET in their buckets, and
-// returns each row's id: negated when allocated by this call, 0 when the phone and
-// the email belong to different contacts.
+// legacy, then per kind (phone, email, telegram, line) a count (n when the kind is
+// given, else 0), then per kind given n pairs of its value and its bucket's index in
+// KEYS ("" and 0 for none). It reads each bucket with HMGET, gives rows whose
+// identities are unknown provisional ids, takes the real ids with one INCRBY, links
+// the unknown identities with HSET in their buckets, and returns each row's id:
+// negated when allocated by this call, 0 when its identities belong to different
+// contacts.
 var resolveScript = redis.NewScript(`
-local n, m, legacy = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local n, legacy = tonumber(ARGV[1]), ARGV[2] == '1'
+local tags = {'p', 'e', 't', 'l'}
+local olds = {KEYS[2], KEYS[3]}
+local counts, offs = {}, {}
+local off = 6
+for k = 1, 4 do
+  counts[k] = tonumber(ARGV[2 + k])
+  offs[k] = off
+  off = off + 2 * counts[k]
+end
 local known = {}
 local function lookup(off, count, kind, old)
   local byKey, keys = {}, {}
@@ -138,7 +193,7 @@ local function lookup(off, count, kind, old)
       all[#all + 1] = v
     end
   end
-  if legacy then
+  if legacy and old then
     for s = 1, #all, 1000 do
       local e = math.min(s + 999, #all)
       local vals = redis.call('HMGET', old, unpack(all, s, e))
@@ -158,35 +213,44 @@ local function lookup(off, count, kind, old)
     end
   end
 end
-lookup(3, n, 'p', KEYS[2])
-lookup(3 + 2 * n, m, 'e', KEYS[3])
-local out, fresh, setp, sete = {}, 0, {}, {}
+for k = 1, 4 do lookup(offs[k], counts[k], tags[k], olds[k]) end
+local out, fresh, sets, nsets = {}, 0, {{}, {}, {}, {}}, 0
 for i = 1, n do
-  local p, e, kp, ke = ARGV[2 + 2 * i], '', tonumber(ARGV[3 + 2 * i]), 0
-  if m > 0 then e, ke = ARGV[2 + 2 * n + 2 * i], tonumber(ARGV[3 + 2 * n + 2 * i]) end
-  local ip, ie
-  if p ~= '' then ip = known['p' .. p] end
-  if e ~= '' then ie = known['e' .. e] end
-  if ip and ie and ip ~= ie then
+  local id, conflict = nil, false
+  local vals, ks, have = {}, {}, {}
+  for k = 1, 4 do
+    if counts[k] > 0 then
+      local v = ARGV[offs[k] + 2 * i - 1]
+      if v ~= '' then
+        vals[k], ks[k] = v, tonumber(ARGV[offs[k] + 2 * i])
+        local h = known[tags[k] .. v]
+        have[k] = h
+        if h then
+          if id and id ~= h then conflict = true end
+          id = h
+        end
+      end
+    end
+  end
+  if conflict then
     out[i] = 0
   else
-    local id = ip or ie
     if not id then
       fresh = fresh + 1
       id = -fresh
     end
-    if p ~= '' and not ip then
-      known['p' .. p] = id
-      setp[#setp + 1] = {kp, p, id}
-    end
-    if e ~= '' and not ie then
-      known['e' .. e] = id
-      sete[#sete + 1] = {ke, e, id}
+    for k = 1, 4 do
+      if vals[k] and not have[k] then
+        known[tags[k] .. vals[k]] = id
+        local list = sets[k]
+        list[#list + 1] = {ks[k], vals[k], id}
+        nsets = nsets + 1
+      end
     end
     out[i] = id
   end
 end
-if fresh == 0 and #setp == 0 and #sete == 0 then return out end
+if fresh == 0 and nsets == 0 then return out end
 local base = 0
 if fresh > 0 then
   local last = redis.call('INCRBY', KEYS[1], fresh)
@@ -217,8 +281,7 @@ local function link(list)
     if #byKey[k] > 0 then redis.call('HSET', KEYS[k], unpack(byKey[k])) end
   end
 end
-link(setp)
-link(sete)
+for k = 1, 4 do link(sets[k]) end
 for i = 1, n do
   if out[i] < 0 then out[i] = -real(out[i]) end
 end
@@ -240,16 +303,26 @@ func (s *Store) resolve(ctx context.Context, ids []identity, lookFirst bool) ([]
 		if err != nil {
 			return nil, err
 		}
+	next:
 		for i, x := range ids {
-			ip, ie := known.phones[x.phone], known.emails[x.email]
-			switch {
-			case ip != 0 && ie != 0 && ip != ie:
-				out[i].conflict = true
-			case (x.phone == "" || ip != 0) && (x.email == "" || ie != 0):
-				out[i].id = max(ip, ie)
-			default:
-				todo = append(todo, i)
+			var id uint32
+			for k := range idKinds {
+				v := x.at(k)
+				if v == "" {
+					continue
+				}
+				h := known.by[k][v]
+				switch {
+				case h == 0:
+					todo = append(todo, i)
+					continue next
+				case id != 0 && h != id:
+					out[i].conflict = true
+					continue next
+				}
+				id = h
 			}
+			out[i].id = id
 		}
 	} else {
 		for i := range ids {
@@ -289,7 +362,7 @@ const linkAttempts = 3
 
 // link finds or allocates the contacts of identities atomically and in order, so
 // concurrent importers of one person get one id and ids stay dense. It returns each
-// identity's id, negated when allocated now, 0 when its phone and email belong to
+// identity's id, negated when allocated now, 0 when its identities belong to
 // different contacts. An optimistic transaction does it with the least work for
 // Redis: WATCH the counter and the index buckets the identities use, read them (GET,
 // HMGET), assign ids in Go (assign), then INCRBY and HSET in MULTI/EXEC. When other
@@ -302,12 +375,10 @@ func (s *Store) link(ctx context.Context, ids []identity) ([]int64, error) {
 	if legacy {
 		keys = append(keys, s.kIdentPhoneOld(), s.kIdentEmailOld())
 	}
-	pb, eb := identBucketsOf(ids)
-	for _, b := range pb {
-		keys = append(keys, s.kIdentPhoneBucket(b))
-	}
-	for _, b := range eb {
-		keys = append(keys, s.kIdentEmailBucket(b))
+	for k, bs := range identBucketsOf(ids) {
+		for _, b := range bs {
+			keys = append(keys, s.kIdentBucket(k, b))
+		}
 	}
 	for range linkAttempts {
 		var out []int64
@@ -331,7 +402,7 @@ func (s *Store) link(ctx context.Context, ids []identity) ([]int64, error) {
 			}
 			var a assignment
 			out, a = assign(ids, known, last)
-			if a.fresh == 0 && len(a.phones) == 0 && len(a.emails) == 0 {
+			if a.fresh == 0 && a.empty() {
 				return nil
 			}
 			if last+uint64(a.fresh) > math.MaxUint32 {
@@ -341,11 +412,10 @@ func (s *Store) link(ctx context.Context, ids []identity) ([]int64, error) {
 				if a.fresh > 0 {
 					p.IncrBy(ctx, keys[0], int64(a.fresh))
 				}
-				for _, g := range groupLinks(a.phones) {
-					p.HSet(ctx, s.kIdentPhoneBucket(g.bucket), g.args...)
-				}
-				for _, g := range groupLinks(a.emails) {
-					p.HSet(ctx, s.kIdentEmailBucket(g.bucket), g.args...)
+				for k := range idKinds {
+					for _, g := range groupLinks(a.links[k]) {
+						p.HSet(ctx, s.kIdentBucket(k, g.bucket), g.args...)
+					}
 				}
 				return nil
 			})
@@ -358,26 +428,29 @@ func (s *Store) link(ctx context.Context, ids []identity) ([]int64, error) {
 	return s.linkScript(ctx, ids)
 }
 
-// identBucketsOf returns the index buckets of identities' phones and emails, sorted.
-func identBucketsOf(ids []identity) (phones, emails []uint32) {
-	var p, e [identBuckets]bool
+// identBucketsOf returns the index buckets of identities' values, per kind, sorted.
+func identBucketsOf(ids []identity) (out [idKinds][]uint32) {
+	var used [idKinds][identBuckets]bool
+	var seen [idKinds]bool
 	for _, x := range ids {
-		if x.phone != "" {
-			p[identBucket(x.phone)] = true
-		}
-		if x.email != "" {
-			e[identBucket(x.email)] = true
-		}
-	}
-	for b := range uint32(identBuckets) {
-		if p[b] {
-			phones = append(phones, b)
-		}
-		if e[b] {
-			emails = append(emails, b)
+		for k := range idKinds {
+			if v := x.at(k); v != "" {
+				used[k][identBucket(v)] = true
+				seen[k] = true
+			}
 		}
 	}
-	return phones, emails
+	for k := range idKinds {
+		if !seen[k] {
+			continue
+		}
+		for b := range uint32(identBuckets) {
+			if used[k][b] {
+				out[k] = append(out[k], b)
+			}
+		}
+	}
+	return out
 }
 
 // linkEntry is an identity index entry to write.
@@ -411,60 +484,72 @@ func groupLinks(es []linkEntry) []linkGroup {
 	return gs
 }
 
-// assignment is what assign links: new ids and identity index entries.
+// assignment is what assign links: new ids and identity index entries, per kind.
 type assignment struct {
-	fresh          int
-	phones, emails []linkEntry
+	fresh int
+	links [idKinds][]linkEntry
+}
+
+func (a *assignment) empty() bool {
+	for _, l := range a.links {
+		if len(l) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // assign is resolveScript's algorithm in Go, given the indexes' entries for ids and
-// the counter's value: each identity gets the contact its phone or email names, or
-// the next new id; the phone or email it brings that the index lacks is linked to it.
+// the counter's value: each identity gets the contact its values name, or the next
+// new id; the values it brings that the index lacks are linked to it.
 func assign(ids []identity, known knownIdentities, last uint64) ([]int64, assignment) {
 	out := make([]int64, len(ids))
 	var a assignment
-	a.phones = make([]linkEntry, 0, len(ids))
-	// Linked now. Without emails the identities are distinct phones: no phone is
-	// linked twice.
-	var lp, le map[string]int64
+	a.links[idPhone] = make([]linkEntry, 0, len(ids))
+	// Linked now. When every identity is one phone, the identities are distinct
+	// phones: no phone is linked twice, and no map is needed.
+	var linked [idKinds]map[string]int64
 	for _, x := range ids {
-		if x.email != "" {
-			lp, le = map[string]int64{}, map[string]int64{}
+		if x.email != "" || x.telegram != "" || x.line != "" {
+			for k := range linked {
+				linked[k] = map[string]int64{}
+			}
 			break
 		}
 	}
 	for i, x := range ids {
-		var ip, ie int64
-		if x.phone != "" {
-			if ip = int64(known.phones[x.phone]); ip == 0 {
-				ip = lp[x.phone]
+		var have [idKinds]int64
+		var id int64
+		conflict := false
+		for k := range idKinds {
+			v := x.at(k)
+			if v == "" {
+				continue
 			}
-		}
-		if x.email != "" {
-			if ie = int64(known.emails[x.email]); ie == 0 {
-				ie = le[x.email]
+			h := int64(known.by[k][v])
+			if h == 0 {
+				h = linked[k][v]
 			}
+			if h != 0 {
+				conflict = conflict || id != 0 && id != h
+				id = h
+			}
+			have[k] = h
 		}
-		if ip != 0 && ie != 0 && ip != ie {
+		if conflict {
 			continue // 0: conflict
-		}
-		id := ip
-		if id == 0 {
-			id = ie
 		}
 		if id == 0 {
 			a.fresh++
 			id = -int64(last + uint64(a.fresh))
 		}
-		if x.phone != "" && ip == 0 {
-			if lp != nil {
-				lp[x.phone] = id
+		for k := range idKinds {
+			if v := x.at(k); v != "" && have[k] == 0 {
+				if linked[k] != nil {
+					linked[k][v] = id
+				}
+				a.links[k] = append(a.links[k], linkEntry{v, abs(id)})
 			}
-			a.phones = append(a.phones, linkEntry{x.phone, abs(id)})
-		}
-		if x.email != "" && ie == 0 {
-			le[x.email] = id
-			a.emails = append(a.emails, linkEntry{x.email, abs(id)})
 		}
 		out[i] = id
 	}
@@ -480,42 +565,36 @@ func abs(v int64) int64 {
 
 // linkScript is link in one call of resolveScript.
 func (s *Store) linkScript(ctx context.Context, ids []identity) ([]int64, error) {
-	withEmail := false
+	var given [idKinds]bool
 	for _, x := range ids {
-		withEmail = withEmail || x.email != ""
-	}
-	m := 0
-	if withEmail {
-		m = len(ids)
+		for k := range idKinds {
+			given[k] = given[k] || x.at(k) != ""
+		}
 	}
 	legacy := s.layout.legacy.Load()
 	keys := []string{s.kSeq(), s.kIdentPhoneOld(), s.kIdentEmailOld()}
-	var pk, ek [identBuckets]int
-	pb, eb := identBucketsOf(ids)
-	for _, b := range pb {
-		keys = append(keys, s.kIdentPhoneBucket(b))
-		pk[b] = len(keys)
-	}
-	for _, b := range eb {
-		keys = append(keys, s.kIdentEmailBucket(b))
-		ek[b] = len(keys)
-	}
-	args := make([]any, 0, 3+2*len(ids)+2*m)
-	args = append(args, len(ids), m, map[bool]int{true: 1}[legacy])
-	for _, x := range ids {
-		k := 0
-		if x.phone != "" {
-			k = pk[identBucket(x.phone)]
+	var at [idKinds][identBuckets]int
+	for k, bs := range identBucketsOf(ids) {
+		for _, b := range bs {
+			keys = append(keys, s.kIdentBucket(k, b))
+			at[k][b] = len(keys)
 		}
-		args = append(args, x.phone, k)
 	}
-	if withEmail {
+	args := make([]any, 0, 6+2*len(ids)*idKinds)
+	args = append(args, len(ids), map[bool]int{true: 1}[legacy])
+	for k := range idKinds {
+		args = append(args, map[bool]int{true: len(ids)}[given[k]])
+	}
+	for k := range idKinds {
+		if !given[k] {
+			continue
+		}
 		for _, x := range ids {
-			k := 0
-			if x.email != "" {
-				k = ek[identBucket(x.email)]
+			v, b := x.at(k), 0
+			if v != "" {
+				b = at[k][identBucket(v)]
 			}
-			args = append(args, x.email, k)
+			args = append(args, v, b)
 		}
 	}
 	raw, err := resolveScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
@@ -528,21 +607,21 @@ func (s *Store) linkScript(ctx context.Context, ids []identity) ([]int64, error)
 	return raw, nil
 }
 
-// knownIdentities are the ids the indexes hold for some phones and emails.
+// knownIdentities are the ids the indexes hold for some identities, by kind.
 type knownIdentities struct {
-	phones, emails map[string]uint32
-	reads          []identRead // the old indexes' first, then the buckets'
+	by    [idKinds]map[string]uint32
+	reads []identRead // the old indexes' first, then the buckets'
 }
 
 // identRead is one HMGET of an index.
 type identRead struct {
 	names []string
-	email bool
+	kind  int
 	cmd   *redis.SliceCmd
 }
 
-// lookupIdentities reads the ids of the identities' phones and emails: one HMGET of
-// each index bucket they use, in one round trip.
+// lookupIdentities reads the ids of the identities' values: one HMGET of each index
+// bucket they use, in one round trip.
 func (s *Store) lookupIdentities(ctx context.Context, ids []identity) (knownIdentities, error) {
 	pipe := s.rdb.Pipeline()
 	k := s.queueLookup(ctx, pipe, ids, s.layout.legacy.Load())
@@ -556,40 +635,43 @@ func (s *Store) lookupIdentities(ctx context.Context, ids []identity) (knownIden
 }
 
 // queueLookup queues the HMGETs of lookupIdentities; read fills in their answers.
-// With legacy, the old indexes are read first: a migration moves an entry into its
-// bucket before removing it from the old index, so one of the two reads sees it.
+// With legacy, the old indexes (phones and emails) are read first: a migration moves
+// an entry into its bucket before removing it from the old index, so one of the two
+// reads sees it.
 func (s *Store) queueLookup(ctx context.Context, pipe redis.Pipeliner, ids []identity, legacy bool) knownIdentities {
-	k := knownIdentities{phones: make(map[string]uint32, len(ids)), emails: map[string]uint32{}}
-	var phones, emails [identBuckets][]string
-	var allPhones, allEmails []string
+	var k knownIdentities
+	k.by[idPhone] = make(map[string]uint32, len(ids))
+	for kind := idEmail; kind < idKinds; kind++ {
+		k.by[kind] = map[string]uint32{}
+	}
+	var names [idKinds]*[identBuckets][]string
+	var all [idKinds][]string
 	for _, x := range ids {
-		if x.phone != "" {
-			b := identBucket(x.phone)
-			phones[b] = append(phones[b], x.phone)
-			if legacy {
-				allPhones = append(allPhones, x.phone)
+		for kind := range idKinds {
+			v := x.at(kind)
+			if v == "" {
+				continue
 			}
-		}
-		if x.email != "" {
-			b := identBucket(x.email)
-			emails[b] = append(emails[b], x.email)
-			if legacy {
-				allEmails = append(allEmails, x.email)
+			if names[kind] == nil {
+				names[kind] = new([identBuckets][]string)
+			}
+			b := identBucket(v)
+			names[kind][b] = append(names[kind][b], v)
+			if legacy && kind <= idEmail {
+				all[kind] = append(all[kind], v)
 			}
 		}
 	}
-	if len(allPhones) > 0 {
-		k.reads = append(k.reads, identRead{names: allPhones, cmd: pipe.HMGet(ctx, s.kIdentPhoneOld(), allPhones...)})
-	}
-	if len(allEmails) > 0 {
-		k.reads = append(k.reads, identRead{names: allEmails, email: true, cmd: pipe.HMGet(ctx, s.kIdentEmailOld(), allEmails...)})
+	for kind := idPhone; kind <= idEmail; kind++ {
+		if len(all[kind]) > 0 {
+			k.reads = append(k.reads, identRead{names: all[kind], kind: kind, cmd: pipe.HMGet(ctx, s.kIdentOld(kind), all[kind]...)})
+		}
 	}
 	for b := range uint32(identBuckets) {
-		if len(phones[b]) > 0 {
-			k.reads = append(k.reads, identRead{names: phones[b], cmd: pipe.HMGet(ctx, s.kIdentPhoneBucket(b), phones[b]...)})
-		}
-		if len(emails[b]) > 0 {
-			k.reads = append(k.reads, identRead{names: emails[b], email: true, cmd: pipe.HMGet(ctx, s.kIdentEmailBucket(b), emails[b]...)})
+		for kind := range idKinds {
+			if names[kind] != nil && len(names[kind][b]) > 0 {
+				k.reads = append(k.reads, identRead{names: names[kind][b], kind: kind, cmd: pipe.HMGet(ctx, s.kIdentBucket(kind, b), names[kind][b]...)})
+			}
 		}
 	}
 	return k
@@ -601,10 +683,7 @@ func (k *knownIdentities) read() error {
 		if err != nil {
 			return fmt.Errorf("look up identities: %w", err)
 		}
-		into := k.phones
-		if r.email {
-			into = k.emails
-		}
+		into := k.by[r.kind]
 		for i, v := range vals {
 			if str, ok := v.(string); ok {
 				id, err := parseID(str)
@@ -638,15 +717,18 @@ func (s *Store) LookupEmail(ctx context.Context, email string) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("look up email %q: %w", email, err)
 	}
-	if id := known.emails[e]; id != 0 {
+	if id := known.by[idEmail][e]; id != 0 {
 		return id, nil
 	}
 	return 0, fmt.Errorf("look up email %q: %w", email, ErrNotFound)
 }
 
-// Lookup returns the id of the contact with a phone number (as LookupPhone takes it)
-// or, when s contains "@", an email address.
+// Lookup returns the id of the contact with a phone number (as LookupPhone takes it),
+// an email address (when s contains "@"), "telegram:<chat id>" or "line:<user id>".
 func (s *Store) Lookup(ctx context.Context, phoneOrEmail string) (uint32, error) {
+	if id, ok, err := s.lookupPrefixed(ctx, phoneOrEmail); ok {
+		return id, err
+	}
 	if strings.Contains(phoneOrEmail, "@") {
 		return s.LookupEmail(ctx, phoneOrEmail)
 	}
@@ -659,4 +741,15 @@ func parseID(s string) (uint32, error) {
 		return 0, fmt.Errorf("corrupt identity index entry %q", s)
 	}
 	return uint32(id), nil
+}
+
+// String lists the identity's values, for a reject.
+func (x identity) String() string {
+	var parts []string
+	for k := range idKinds {
+		if v := x.at(k); v != "" {
+			parts = append(parts, identKindNames[k]+" "+v)
+		}
+	}
+	return strings.Join(parts, ", ")
 }

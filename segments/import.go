@@ -136,11 +136,13 @@ const (
 	colTZ
 	colTags
 	colOptIn
+	colTelegram
+	colLine
 	colAttr
 )
 
 var kindNames = map[colKind]string{colPhone: "phone", colName: "name", colEmail: "email", colCountry: "country",
-	colLocale: "locale", colTZ: "timezone", colTags: "tags", colOptIn: "opted_in"}
+	colLocale: "locale", colTZ: "timezone", colTags: "tags", colOptIn: "opted_in", colTelegram: "telegram_chat_id", colLine: "line_user_id"}
 
 // aliases maps normalized header names to fields.
 var aliases = map[string]colKind{
@@ -153,6 +155,8 @@ var aliases = map[string]colKind{
 	"timezone": colTZ, "tz": colTZ, "time_zone": colTZ,
 	"tags": colTags, "labels": colTags,
 	"opted_in": colOptIn, "optin": colOptIn, "opt_in": colOptIn, "consent": colOptIn, "whatsapp_opt_in": colOptIn,
+	"telegram_chat_id": colTelegram, "telegram": colTelegram, "telegram_id": colTelegram,
+	"line_user_id": colLine, "line": colLine, "line_id": colLine,
 }
 
 // layout is what each column of a file holds.
@@ -224,13 +228,13 @@ func buildLayout(header []string, columns map[string]string, strict bool) (*layo
 			return nil, fmt.Errorf("column mapping names %q, but the header has no such column (it has %s)", k, strings.Join(header, ", "))
 		}
 	}
-	if l.col[colPhone] < 0 && l.col[colEmail] < 0 {
+	if l.col[colPhone] < 0 && l.col[colEmail] < 0 && l.col[colTelegram] < 0 && l.col[colLine] < 0 {
 		for _, h := range header {
 			if _, err := parsePhone(h, "US"); err == nil || strings.HasPrefix(strings.TrimSpace(h), "+") || strings.Contains(h, "@") {
 				return nil, fmt.Errorf("line 1 looks like a row of data (%q), not a header: add a first line naming the columns, such as phone,name,tags", h)
 			}
 		}
-		return nil, fmt.Errorf("line 1: no phone column among %s: name it phone (or phone_number, mobile, msisdn, whatsapp), or give an email column, or map one with Columns", strings.Join(header, ", "))
+		return nil, fmt.Errorf("line 1: no phone column among %s: name it phone (or phone_number, mobile, msisdn, whatsapp), or give an email column (or a telegram_chat_id or line_user_id one), or map one with Columns", strings.Join(header, ", "))
 	}
 	return l, nil
 }
@@ -299,10 +303,22 @@ func (l *layout) parse(rec record, c *rowConfig) (r row, rej *Reject, blank bool
 	}
 	ph, col := get(colPhone)
 	em, _ := get(colEmail)
-	if ph == "" && em == "" {
+	tg, _ := get(colTelegram)
+	ln, _ := get(colLine)
+	if ph == "" && em == "" && tg == "" && ln == "" {
 		hint := "every contact needs a phone number"
-		if l.col[colEmail] >= 0 {
-			hint = "every contact needs a phone number or an email address"
+		var others []string
+		for _, k := range []colKind{colEmail, colTelegram, colLine} {
+			if l.col[k] >= 0 {
+				others = append(others, map[colKind]string{colEmail: "an email address", colTelegram: "a Telegram chat id", colLine: "a LINE user id"}[k])
+			}
+		}
+		switch len(others) {
+		case 0:
+		case 1:
+			hint = "every contact needs a phone number or " + others[0]
+		default:
+			hint = "every contact needs a phone number, " + strings.Join(others[:len(others)-1], ", ") + " or " + others[len(others)-1]
 		}
 		return reject("phone is missing", "", col, hint)
 	}
@@ -328,6 +344,16 @@ func (l *layout) parse(rec record, c *rowConfig) (r row, rej *Reject, blank bool
 	if v, col := get(colEmail); v != "" {
 		if r.email, err = normEmail(v); err != nil {
 			return reject("invalid email", v, col, "write a bare address such as name@example.com, or leave it empty")
+		}
+	}
+	if v, col := get(colTelegram); v != "" {
+		if r.telegram, err = normTelegram(v); err != nil {
+			return reject("invalid telegram chat id", v, col, hintOf(err))
+		}
+	}
+	if v, col := get(colLine); v != "" {
+		if r.lineUser, err = normLine(v); err != nil {
+			return reject("invalid LINE user id", v, col, hintOf(err))
 		}
 	}
 	if v, col := get(colLocale); v != "" {
@@ -361,6 +387,15 @@ func (l *layout) parse(rec record, c *rowConfig) (r row, rej *Reject, blank bool
 		}
 	}
 	return r, nil, false
+}
+
+// hintOf is what an error of normTelegram or normLine says to do.
+func hintOf(err error) string {
+	var ie *identError
+	if errors.As(err, &ie) {
+		return ie.hint
+	}
+	return err.Error()
 }
 
 func phoneHint(err error, region string) string {
@@ -673,8 +708,12 @@ func (s *Store) account(ctx context.Context, rep *ImportReport, st *staged, o Im
 		case outUpdated:
 			rep.Updated++
 		case outConflict:
-			rejects = append(rejects, Reject{Line: b.rows[i].line, Reason: "phone and email belong to different contacts", Value: b.rows[i].email,
-				Hint: "each already identifies a contact: correct the row, or erase one of the two contacts first"})
+			rj := Reject{Line: b.rows[i].line, Reason: "phone and email belong to different contacts", Value: b.rows[i].email,
+				Hint: "each already identifies a contact: correct the row, or erase one of the two contacts first"}
+			if r := &b.rows[i]; r.telegram != "" || r.lineUser != "" {
+				rj.Reason, rj.Value = "identities belong to different contacts", r.ident().String()
+			}
+			rejects = append(rejects, rj)
 		default:
 			rep.Unchanged++
 		}

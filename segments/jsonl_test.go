@@ -56,7 +56,8 @@ func TestImportJSONL(t *testing.T) {
 }
 
 func FuzzJSONLRow(f *testing.F) {
-	for _, s := range []string{`{"phone": "+66812345678", "tags": ["a", "b"]}`, `{"phone": 1, "x": {"y": 1}}`, `[1]`, `{"a": [[1]]}`, `{"": null}`, `{"phone": "\u0000"}`, "{\"p\xff\": 1}", `{"email": "A@b.co"}`, `{"email": "x", "phone": null}`} {
+	for _, s := range []string{`{"phone": "+66812345678", "tags": ["a", "b"]}`, `{"phone": 1, "x": {"y": 1}}`, `[1]`, `{"a": [[1]]}`, `{"": null}`, `{"phone": "\u0000"}`, "{\"p\xff\": 1}", `{"email": "A@b.co"}`, `{"email": "x", "phone": null}`,
+		`{"telegram_chat_id": 1.23457e11}`, `{"telegram_chat_id": -100123, "line_user_id": "U4AF4980629D8EF6E1CC5D5A27E6BF99C"}`, `{"line": "Cabc"}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
@@ -71,8 +72,8 @@ func FuzzJSONLRow(f *testing.F) {
 				t.Fatalf("%q: %d fields, layout has %d", line, len(rec.fields), len(lay.kinds))
 			}
 			r, rej, blank := lay.parse(rec, &rowConfig{zones: &zoneCache{}})
-			if rej == nil && !blank && r.phone.E164 == "" && r.email == "" {
-				t.Fatalf("%q: accepted without a phone or an email: %+v", line, r)
+			if rej == nil && !blank && r.ident() == (identity{}) {
+				t.Fatalf("%q: accepted without an identity: %+v", line, r)
 			}
 		}
 	})

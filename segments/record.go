@@ -2,6 +2,7 @@ package segments
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,7 +51,8 @@ func identBucket(x string) uint32 {
 // a first string of up to 14 bytes has its length + 1 in the header's high 4 bits
 // (0 there: the length follows). Fields other than these (a phone not in canonical
 // E.164, a time stamp that is not a decimal number) are kept as recOther: name and
-// value.
+// value. recTelegram and recLine came later: a record without them decodes as it
+// always did.
 const (
 	recVersion = 1
 
@@ -64,6 +66,10 @@ const (
 	recSource  = 8  // string
 	recAttr    = 9  // string name, string value: custom attribute a.NAME
 	recOther   = 10 // string field name, string value
+	// varint (zig-zag): a Telegram chat id in canonical decimal (negative for groups)
+	recTelegram = 11
+	// 16 bytes: the hex digits of a LINE user id (U + 32 lower-case hex digits)
+	recLine = 12
 )
 
 var zoneIndex = sync.OnceValue(func() map[string]uint64 {
@@ -108,7 +114,7 @@ func appendRecord(b []byte, p *profile) []byte {
 		str(v)
 	}
 	var attrs, others []field
-	var known [recOther]string // by kind
+	var known [recLine + 1]string // by kind
 	for _, f := range p.f {
 		if f.v == "" {
 			continue
@@ -130,6 +136,10 @@ func appendRecord(b []byte, p *profile) []byte {
 			known[recCreated] = f.v
 		case hSource:
 			known[recSource] = f.v
+		case hTelegram:
+			known[recTelegram] = f.v
+		case hLine:
+			known[recLine] = f.v
 		default:
 			if strings.HasPrefix(f.k, hAttr) {
 				attrs = append(attrs, f)
@@ -169,6 +179,22 @@ func appendRecord(b []byte, p *profile) []byte {
 			first(byte(kind), v)
 		}
 	}
+	if v := known[recTelegram]; v != "" {
+		if d, ok := canonicalInt(v); ok {
+			b = append(b, recTelegram)
+			b = binary.AppendVarint(b, d)
+		} else {
+			other(hTelegram, v)
+		}
+	}
+	if v := known[recLine]; v != "" {
+		if h, ok := lineHex(v); ok {
+			b = append(b, recLine)
+			b = append(b, h[:]...)
+		} else {
+			other(hLine, v)
+		}
+	}
 	if len(attrs) > 1 {
 		slices.SortFunc(attrs, func(x, y field) int { return strings.Compare(x.k, y.k) })
 	}
@@ -193,6 +219,43 @@ func canonicalDigits(s string) (uint64, bool) {
 	}
 	d, err := strconv.ParseUint(s, 10, 64)
 	return d, err == nil
+}
+
+// canonicalInt parses s as a non-zero decimal int64 written as strconv.FormatInt
+// writes it, so that formatting the number gives s back.
+func canonicalInt(s string) (int64, bool) {
+	if s == "" || len(s) > 20 || s[0] == '+' || s == "-0" {
+		return 0, false
+	}
+	d, err := strconv.ParseInt(s, 10, 64)
+	return d, err == nil && d != 0 && strconv.FormatInt(d, 10) == s
+}
+
+// lineHex returns the 16 bytes of a LINE user id in canonical form (U + 32 lower-case
+// hex digits).
+func lineHex(s string) (h [16]byte, ok bool) {
+	if len(s) != 33 || s[0] != 'U' {
+		return h, false
+	}
+	for i := range 16 {
+		hi, ok1 := lowerHex(s[1+2*i])
+		lo, ok2 := lowerHex(s[2+2*i])
+		if !ok1 || !ok2 {
+			return h, false
+		}
+		h[i] = hi<<4 | lo
+	}
+	return h, true
+}
+
+func lowerHex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 var errCorruptRecord = errors.New("corrupt profile record")
@@ -237,7 +300,7 @@ func decodeRecord(b []byte) (profile, error) {
 			return s, true
 		}
 		switch kind {
-		case recPhone, recZone, recCreated:
+		case recPhone, recZone, recCreated, recTelegram, recLine:
 			if short != 0 {
 				return p, fmt.Errorf("%w: header %#x", errCorruptRecord, kind|byte(short)<<4)
 			}
@@ -260,6 +323,20 @@ func decodeRecord(b []byte) (profile, error) {
 			var d uint64
 			d, ok = num()
 			k, v = hCreated, strconv.FormatUint(d, 10)
+		case recTelegram:
+			d, n := binary.Varint(b)
+			if ok = n > 0; ok {
+				b = b[n:]
+				if d == 0 {
+					return p, fmt.Errorf("%w: telegram chat id 0", errCorruptRecord)
+				}
+			}
+			k, v = hTelegram, strconv.FormatInt(d, 10)
+		case recLine:
+			if ok = len(b) >= 16; ok {
+				k, v = hLine, "U"+hex.EncodeToString(b[:16])
+				b = b[16:]
+			}
 		case recEmail, recName, recCountry, recLocale, recSource:
 			k = [...]string{recEmail: hEmail, recName: hName, recCountry: hCountry, recLocale: hLocale, recSource: hSource}[kind]
 			v, ok = first()

@@ -87,6 +87,8 @@ func TestDecodeRecordRejectsCorruption(t *testing.T) {
 func FuzzRecord(f *testing.F) {
 	f.Add([]byte{recVersion, recPhone, 1}, "Somchai", "plan", "pro")
 	f.Add(encodeRecord(&profile{f: []field{{hPhone, "+66812345678"}, {hTZ, "Asia/Bangkok"}}}), "a,\"b\"\n", "x", "")
+	f.Add(encodeRecord(&profile{f: []field{{hTelegram, "-1001234567890"}, {hLine, "U4af4980629d8ef6e1cc5d5a27e6bf99c"}}}), "U4af4980629d8ef6e1cc5d5a27e6bf99c", "x", "123")
+	f.Add([]byte{recVersion, recTelegram, 0x80}, "UABC", "y", "-0")
 	f.Fuzz(func(t *testing.T, rec []byte, name, attr, value string) {
 		// Any bytes: decoded without panicking, and a decoded record encodes to one
 		// decoding to the same fields.
@@ -100,6 +102,8 @@ func FuzzRecord(f *testing.F) {
 		p := profile{f: []field{{hEmail, "a@example.com"}}}
 		p.set(hName, name)
 		p.set(hAttr+attr, value)
+		p.set(hTelegram, value) // canonical chat ids as numbers, any other string as written
+		p.set(hLine, name)
 		got, err := decodeRecord(encodeRecord(&p))
 		if err != nil || !maps.Equal(fieldMap(got), fieldMap(p)) {
 			t.Fatalf("%q: %q, %v", p.f, got.f, err)

@@ -40,15 +40,19 @@ func NewStore(rdb redis.UniversalClient, prefix string) *Store {
 // Contact is one contact's profile. Empty fields are unknown. Attrs holds custom
 // attributes by name; Tags is sorted.
 type Contact struct {
-	ID       uint32            `json:"id"`
-	Phone    string            `json:"phone,omitempty"` // E.164
-	Email    string            `json:"email,omitempty"`
-	Name     string            `json:"name,omitempty"`
-	Country  string            `json:"country,omitempty"`  // ISO 3166 region, from the phone number
-	TimeZone string            `json:"timezone,omitempty"` // IANA zone (the import's column name)
-	Locale   string            `json:"locale,omitempty"`   // language[-REGION], e.g. th, pt-BR
-	Tags     []string          `json:"tags"`
-	Attrs    map[string]string `json:"attributes"`
+	ID       uint32 `json:"id"`
+	Phone    string `json:"phone,omitempty"` // E.164
+	Email    string `json:"email,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Country  string `json:"country,omitempty"`  // ISO 3166 region, from the phone number
+	TimeZone string `json:"timezone,omitempty"` // IANA zone (the import's column name)
+	Locale   string `json:"locale,omitempty"`   // language[-REGION], e.g. th, pt-BR
+	// TelegramChatID is the contact's Telegram chat id in decimal (negative: a group).
+	TelegramChatID string `json:"telegram_chat_id,omitempty"`
+	// LineUserID is the contact's LINE user id: U and 32 lower-case hex digits.
+	LineUserID string            `json:"line_user_id,omitempty"`
+	Tags       []string          `json:"tags"`
+	Attrs      map[string]string `json:"attributes"`
 }
 
 // TagCount is a tag of the tag library and how many contacts have it.
@@ -71,6 +75,9 @@ const (
 	hCreated = "created"
 	hSource  = "source"
 	hAttr    = "a."
+	// Channel identities (a record stores them as recTelegram and recLine).
+	hTelegram = "telegram"
+	hLine     = "line"
 )
 
 // kProfiles is a profile bucket: the records of contacts b<<profileShift to
@@ -197,6 +204,10 @@ func contactFromProfile(id uint32, p *profile) Contact {
 			c.TimeZone = f.v
 		case hLocale:
 			c.Locale = f.v
+		case hTelegram:
+			c.TelegramChatID = f.v
+		case hLine:
+			c.LineUserID = f.v
 		default:
 			if name, ok := strings.CutPrefix(f.k, hAttr); ok {
 				if c.Attrs == nil {
@@ -229,24 +240,29 @@ func (s *Store) LookupPhone(ctx context.Context, phone string) (uint32, error) {
 		return 0, fmt.Errorf("look up phone %q: %w", phone, err)
 	}
 	for _, c := range cands {
-		if id := known.phones[c]; id != 0 {
+		if id := known.by[idPhone][c]; id != 0 {
 			return id, nil
 		}
 	}
 	return 0, fmt.Errorf("look up phone %q: %w", phone, ErrNotFound)
 }
 
-// Upsert creates or updates contacts identified by phone number, email address or
-// both, in batches of 4,000 with a few round trips each, and returns their ids in
+// Upsert creates or updates contacts identified by phone number, email address,
+// Telegram chat id, LINE user id or several of them, in batches of 4,000 with a few round trips each, and returns their ids in
 // order. Phone must be E.164, or national with Country naming its region. Empty fields
 // leave the stored value alone; Tags are added to the contact's tags; Attrs are set;
 // ID is ignored. A phone or email the contact did not have replaces the one it had
 // (which stops finding it). Every contact is checked before anything is written: one
-// invalid contact fails the call and changes nothing. A contact whose phone and email
+// invalid contact fails the call and changes nothing. A contact whose identities
 // belong to two different contacts is found only when its batch is written: it is
 // skipped (id 0) and the call returns an error wrapping ErrIdentityConflict after
 // writing the others.
 func (s *Store) Upsert(ctx context.Context, cs []Contact) ([]uint32, error) {
+	return s.upsert(ctx, cs, "api")
+}
+
+// upsert is Upsert, naming source on the contacts it creates.
+func (s *Store) upsert(ctx context.Context, cs []Contact, source string) ([]uint32, error) {
 	rows := make([]row, len(cs))
 	zones := &zoneCache{}
 	for i, c := range cs {
@@ -264,7 +280,7 @@ func (s *Store) Upsert(ctx context.Context, cs []Contact) ([]uint32, error) {
 	var conflicts []string
 	for start := 0; start < len(rows); start += defaultBatch {
 		end := min(start+defaultBatch, len(rows))
-		res, err := s.apply(ctx, rows[start:end], applyOpts{source: "api"})
+		res, err := s.apply(ctx, rows[start:end], applyOpts{source: source})
 		if err != nil {
 			return ids, fmt.Errorf("upsert contacts %d–%d: %w", start+1, end, err)
 		}
@@ -283,21 +299,25 @@ func (s *Store) Upsert(ctx context.Context, cs []Contact) ([]uint32, error) {
 
 // idents describes a contact's identities for an error message.
 func (c Contact) idents() string {
-	if c.Email == "" {
-		return fmt.Sprintf("phone %q", c.Phone)
+	var parts []string
+	for _, x := range [][2]string{{"phone", c.Phone}, {"email", c.Email}, {"telegram_chat_id", c.TelegramChatID}, {"line_user_id", c.LineUserID}} {
+		if x[1] != "" {
+			parts = append(parts, fmt.Sprintf("%s %q", x[0], x[1]))
+		}
 	}
-	if c.Phone == "" {
-		return fmt.Sprintf("email %q", c.Email)
+	if len(parts) == 0 {
+		return `phone ""`
 	}
-	return fmt.Sprintf("phone %q, email %q", c.Phone, c.Email)
+	return strings.Join(parts, ", ")
 }
 
-// ErrIdentityConflict is returned for a contact whose phone number and email address
-// belong to two different contacts.
-var ErrIdentityConflict = errors.New("the phone and the email belong to two different contacts")
+// ErrIdentityConflict is returned for a contact whose identities (phone number, email
+// address, Telegram chat id, LINE user id) belong to two different contacts.
+var ErrIdentityConflict = errors.New("the identities belong to two different contacts")
 
 // ContactError is a contact field that Upsert (or Validate) refuses: Field names it as
-// the JSON does (phone, email, country, locale, timezone, tags, attributes), Index is
+// the JSON does (phone, email, telegram_chat_id, line_user_id, country, locale,
+// timezone, tags, attributes), Index is
 // its position in a list field (tags), -1 otherwise, and Key the attribute's name.
 type ContactError struct {
 	Field string
@@ -342,8 +362,18 @@ func rowFromContact(c Contact, zones *zoneCache) (row, error) {
 			return r, contactErr("email", err)
 		}
 	}
-	if r.phone.E164 == "" && r.email == "" {
-		return r, contactErr("phone", errors.New("phone is missing: contacts are identified by phone number or email address"))
+	if strings.TrimSpace(c.TelegramChatID) != "" {
+		if r.telegram, err = normTelegram(c.TelegramChatID); err != nil {
+			return r, contactErr("telegram_chat_id", err)
+		}
+	}
+	if strings.TrimSpace(c.LineUserID) != "" {
+		if r.lineUser, err = normLine(c.LineUserID); err != nil {
+			return r, contactErr("line_user_id", err)
+		}
+	}
+	if r.phone.E164 == "" && r.email == "" && r.telegram == "" && r.lineUser == "" {
+		return r, contactErr("phone", errors.New("phone is missing: contacts are identified by phone number, email address, Telegram chat id or LINE user id"))
 	}
 	if c.Locale != "" {
 		if r.locale, r.lang, err = normLocale(c.Locale); err != nil {

@@ -91,7 +91,8 @@ func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roarin
 }
 
 // PhoneIDs returns the ids of the contacts with the given phone numbers (E.164, or
-// national in region) or email addresses (an entry with "@"), and the entries that are
+// national in region), email addresses (an entry with "@"), Telegram chat ids
+// ("telegram:<chat id>") or LINE user ids ("line:<user id>"), and the entries that are
 // invalid or belong to no contact, as Rejects with Line the position in phones
 // (1-based).
 func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*roaring.Bitmap, []Reject, error) {
@@ -109,7 +110,16 @@ func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*
 		var idents []identity
 		var lines []int
 		for i, ph := range part {
-			if strings.Contains(ph, "@") {
+			if kind, v, ok := prefixedIdentity(ph); ok {
+				if v == "" {
+					reason := map[int]string{idTelegram: "invalid telegram chat id", idLine: "invalid LINE user id"}[kind]
+					rejects = append(rejects, Reject{Line: start + i + 1, Reason: reason, Value: clip(ph), Hint: "write telegram:<chat id> or line:<user id>"})
+					continue
+				}
+				var x identity
+				x.set(kind, v)
+				idents = append(idents, x)
+			} else if strings.Contains(ph, "@") {
 				e, err := normEmail(ph)
 				if err != nil {
 					rejects = append(rejects, Reject{Line: start + i + 1, Reason: "invalid email", Value: clip(ph), Hint: "write a bare address such as name@example.com"})
@@ -134,12 +144,14 @@ func (s *Store) PhoneIDs(ctx context.Context, phones []string, region string) (*
 			return nil, nil, err
 		}
 		for i, x := range idents {
-			id := known.phones[x.phone]
-			if x.email != "" {
-				id = known.emails[x.email]
+			var id uint32
+			for k := range idKinds {
+				if v := x.at(k); v != "" {
+					id = known.by[k][v]
+				}
 			}
 			if id == 0 {
-				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: x.phone + x.email, Hint: "import the contact first"})
+				rejects = append(rejects, Reject{Line: lines[i], Reason: "no such contact", Value: x.phone + x.email + x.telegram + x.line, Hint: "import the contact first"})
 				continue
 			}
 			ids.Add(id)
@@ -174,6 +186,35 @@ func ReadPhoneList(r io.Reader) (phones []string, lines []int, err error) {
 	return phones, lines, nil
 }
 
+// prefixedIdentity reads "telegram:<chat id>" or "line:<user id>": the kind and the
+// normalized id ("" when invalid); ok is false for neither prefix.
+func prefixedIdentity(x string) (kind int, v string, ok bool) {
+	for _, k := range []int{idTelegram, idLine} {
+		if rest, found := cutPrefixFold(strings.TrimSpace(x), identKindNames[k]+":"); found {
+			v, _ := normIdentity(k, rest)
+			return k, v, true
+		}
+	}
+	return 0, "", false
+}
+
+// erasureKey is the identity EraseContact is asked to erase by: its kind and the
+// index entries it may have.
+func erasureKey(x string) (int, []string, bool) {
+	for _, k := range []int{idTelegram, idLine} {
+		if v, ok := cutPrefixFold(strings.TrimSpace(x), identKindNames[k]+":"); ok {
+			n, err := normIdentity(k, v)
+			return k, []string{n}, err == nil
+		}
+	}
+	if strings.Contains(x, "@") {
+		e, err := normEmail(x)
+		return idEmail, []string{e}, err == nil
+	}
+	cands, err := waPhone(x)
+	return idPhone, cands, err == nil
+}
+
 // Erasure records that a contact was erased, for the consent ledger: it keeps a
 // tombstone (the contact id, a revoke, the time) and never the phone number.
 type Erasure interface {
@@ -186,15 +227,14 @@ type Erased struct {
 	Tags      int    `json:"tags"` // tag bits cleared
 }
 
-// EraseContact removes a contact, found by phone number (as LookupPhone takes it) or
-// email address: the ledger's tombstone first (through ledger, which may be nil only
+// EraseContact removes a contact, found by phone number (as LookupPhone takes it),
+// email address, "telegram:<chat id>" or "line:<user id>": the ledger's tombstone first (through ledger, which may be nil only
 // when the caller records it otherwise), then every bitmap bit (each tag of the
 // library, the attribute bitmaps, contacts:all), the profile record and the identity
-// entries (phone and email) last, in one pipeline (keys in different Redis Cluster
+// entries (phone, email, Telegram chat id, LINE user id) last, in one pipeline (keys in different Redis Cluster
 // slots, so not a transaction): a run cut short leaves an identity, and erasing again
 // completes it. The id is not reused: importing the number again creates a new
-// contact. It returns an error wrapping ErrNotFound when no contact has the phone or
-// email.
+// contact. It returns an error wrapping ErrNotFound when no contact has the identity.
 func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Erasure) (Erased, error) {
 	id, err := s.Lookup(ctx, phoneOrEmail)
 	if err != nil {
@@ -240,27 +280,20 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 		tx.Del(ctx, s.kContactOld(id))
 	}
 	// The entry erasure was asked by, and the profile's, if they name this contact.
-	phones, emails := []string{p.get(hPhone)}, []string{p.get(hEmail)}
-	if strings.Contains(phoneOrEmail, "@") {
-		if e, err := normEmail(phoneOrEmail); err == nil {
-			emails = append(emails, e)
-		}
-	} else if cands, err := waPhone(phoneOrEmail); err == nil {
-		phones = append(phones, cands...)
+	var named [idKinds][]string
+	for k := range idKinds {
+		named[k] = []string{p.get(identFields[k])}
 	}
-	for _, x := range slices.Compact(slices.Sorted(slices.Values(phones))) {
-		if x != "" {
-			tx.Eval(ctx, unlinkScript, []string{s.kIdentPhone(x)}, x, id)
-			if legacy {
-				tx.Eval(ctx, unlinkScript, []string{s.kIdentPhoneOld()}, x, id)
-			}
-		}
+	if kind, v, ok := erasureKey(phoneOrEmail); ok {
+		named[kind] = append(named[kind], v...)
 	}
-	for _, x := range slices.Compact(slices.Sorted(slices.Values(emails))) {
-		if x != "" {
-			tx.Eval(ctx, unlinkScript, []string{s.kIdentEmail(x)}, x, id)
-			if legacy {
-				tx.Eval(ctx, unlinkScript, []string{s.kIdentEmailOld()}, x, id)
+	for k := range idKinds {
+		for _, x := range slices.Compact(slices.Sorted(slices.Values(named[k]))) {
+			if x != "" {
+				tx.Eval(ctx, unlinkScript, []string{s.kIdent(k, x)}, x, id)
+				if old := s.kIdentOld(k); legacy && old != "" {
+					tx.Eval(ctx, unlinkScript, []string{old}, x, id)
+				}
 			}
 		}
 	}

@@ -13,11 +13,13 @@ import (
 )
 
 // row is one contact update: an import row or an upserted Contact, normalized.
-// Empty strings are "not given"; a row has a phone, an email or both.
+// Empty strings are "not given"; a row has at least one identity: a phone, an email,
+// a Telegram chat id or a LINE user id.
 type row struct {
 	line                                   int
 	phone                                  phone
 	country, name, email, locale, lang, tz string
+	telegram, lineUser                     string // Telegram chat id, LINE user id
 	tags                                   []string
 	attrs                                  [][2]string
 	optIn                                  int8 // -1 not given, 0 no, 1 yes
@@ -28,7 +30,7 @@ const (
 	outUnchanged = iota
 	outCreated
 	outUpdated
-	outConflict // rejected: its phone and email belong to different contacts
+	outConflict // rejected: its identities belong to different contacts
 )
 
 type applyOpts struct {
@@ -41,6 +43,9 @@ type applyResult struct {
 	ids      []uint32 // per row; 0 for a conflict
 	outcomes []int8   // per row
 }
+
+// ident is the row's identity.
+func (r *row) ident() identity { return identity{r.phone.E164, r.email, r.telegram, r.lineUser} }
 
 // field is one profile field.
 type field struct{ k, v string }
@@ -94,7 +99,17 @@ func (p *profile) set(k, v string) bool {
 }
 
 // exists reports whether the profile is a contact's (it has an identity).
-func (p *profile) exists() bool { return p.get(hPhone) != "" || p.get(hEmail) != "" }
+func (p *profile) exists() bool {
+	for _, f := range p.f {
+		switch f.k {
+		case hPhone, hEmail, hTelegram, hLine:
+			if f.v != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func (p *profile) clone() profile {
 	return profile{f: append(make([]field, 0, len(p.f)+8), p.f...)}
@@ -106,6 +121,8 @@ func (p *profile) merge(r *row) bool {
 	ch = p.set(hCountry, r.country) || ch
 	ch = p.set(hName, r.name) || ch
 	ch = p.set(hEmail, r.email) || ch
+	ch = p.set(hTelegram, r.telegram) || ch
+	ch = p.set(hLine, r.lineUser) || ch
 	ch = p.set(hLocale, r.locale) || ch
 	tz := r.tz
 	if tz == "" && p.get(hTZ) == "" {
@@ -139,8 +156,7 @@ type contactWrite struct {
 	before profile
 	after  profile
 	tags   []tagState
-	phones []string // named by its rows, and the stored one
-	emails []string
+	named  [idKinds][]string // identities named by its rows, and the stored ones, by kind
 	// Set by merge: whether the profile's fields changed, and whether it was created.
 	changed, created bool
 }
@@ -252,7 +268,7 @@ func (s *Store) resolveBatches(ctx context.Context, batches [][]row, lookFirst b
 	for k, rows := range batches {
 		bi := &batchIdents{rowIdent: make([]int, len(rows)), idents: make([]identity, 0, len(rows))}
 		for j := range rows {
-			x := identity{rows[j].phone.E164, rows[j].email}
+			x := rows[j].ident()
 			g, ok := index[x]
 			if !ok {
 				g = len(all)
@@ -493,12 +509,11 @@ func (r *recordReads) read() error {
 // before, setting each row's outcome.
 func (s *Store) mergeContact(cw *contactWrite, p *prepared) {
 	cw.after = cw.before.clone()
-	cw.phones, cw.emails = cw.phones[:0], cw.emails[:0]
-	if ph := cw.before.get(hPhone); ph != "" {
-		cw.phones = append(cw.phones, ph)
-	}
-	if e := cw.before.get(hEmail); e != "" {
-		cw.emails = append(cw.emails, e)
+	for k := range idKinds {
+		cw.named[k] = cw.named[k][:0]
+		if v := cw.before.get(identFields[k]); v != "" {
+			cw.named[k] = append(cw.named[k], v)
+		}
 	}
 	for i := range cw.tags {
 		cw.tags[i].after = cw.tags[i].before
@@ -507,11 +522,11 @@ func (s *Store) mergeContact(cw *contactWrite, p *prepared) {
 	remove := p.opts.remove
 	for _, j := range cw.rows {
 		r := &p.rows[j]
-		if r.phone.E164 != "" && !slices.Contains(cw.phones, r.phone.E164) {
-			cw.phones = append(cw.phones, r.phone.E164)
-		}
-		if r.email != "" && !slices.Contains(cw.emails, r.email) {
-			cw.emails = append(cw.emails, r.email)
+		x := r.ident()
+		for k := range idKinds {
+			if v := x.at(k); v != "" && !slices.Contains(cw.named[k], v) {
+				cw.named[k] = append(cw.named[k], v)
+			}
 		}
 		existed := cw.after.exists()
 		changed := cw.after.merge(r)
@@ -921,20 +936,21 @@ func (w *batchWriter) diff(cw *contactWrite, tags bool) {
 		}
 	}
 	// Identities the contact no longer has stop finding it.
-	if len(cw.phones) > 1 || len(cw.phones) == 1 && cw.phones[0] != after.get(hPhone) {
-		w.unlink(s.kIdentPhoneOld(), s.kIdentPhone, cw.phones, after.get(hPhone), id)
-	}
-	if len(cw.emails) > 1 || len(cw.emails) == 1 && cw.emails[0] != after.get(hEmail) {
-		w.unlink(s.kIdentEmailOld(), s.kIdentEmail, cw.emails, after.get(hEmail), id)
+	for k := range idKinds {
+		named, keep := cw.named[k], after.get(identFields[k])
+		if len(named) > 1 || len(named) == 1 && named[0] != keep {
+			w.unlink(k, named, keep, id)
+		}
 	}
 }
 
-func (w *batchWriter) unlink(old string, bucket func(string) string, named []string, keep string, id uint32) {
+func (w *batchWriter) unlink(kind int, named []string, keep string, id uint32) {
 	legacy := w.s.layout.legacy.Load()
+	old := w.s.kIdentOld(kind)
 	for _, x := range named {
 		if x != keep {
-			w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, bucket(x), x, id))
-			if legacy {
+			w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, w.s.kIdent(kind, x), x, id))
+			if legacy && old != "" {
 				w.cmds = append(w.cmds, redis.NewCmd(context.Background(), "eval", unlinkScript, 1, old, x, id))
 			}
 		}

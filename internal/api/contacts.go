@@ -23,11 +23,14 @@ type contactRequest struct {
 	TimeZone   string            `json:"timezone"`
 	Tags       []string          `json:"tags"`
 	Attributes map[string]string `json:"attributes"`
+	// Channel identities.
+	TelegramChatID string `json:"telegram_chat_id"`
+	LineUserID     string `json:"line_user_id"`
 }
 
 func (r contactRequest) contact() segments.Contact {
 	return segments.Contact{Phone: r.Phone, Email: r.Email, Name: r.Name, Country: r.Country, Locale: r.Locale,
-		TimeZone: r.TimeZone, Tags: r.Tags, Attrs: r.Attributes}
+		TimeZone: r.TimeZone, Tags: r.Tags, Attrs: r.Attributes, TelegramChatID: r.TelegramChatID, LineUserID: r.LineUserID}
 }
 
 // maxBulk is the most contacts one bulk upsert takes.

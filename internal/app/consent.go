@@ -182,9 +182,17 @@ func UpsertContact(ctx context.Context, comp *Components, c segments.Contact) (s
 			existed = true
 		}
 	}
+	for _, x := range [][2]string{{"telegram", c.TelegramChatID}, {"line", c.LineUserID}} {
+		if !existed && x[1] != "" {
+			if _, err := comp.Contacts.LookupIdentity(ctx, x[0], x[1]); err == nil {
+				existed = true
+			}
+		}
+	}
 	ids, err := comp.Contacts.Upsert(ctx, []segments.Contact{c})
 	if errors.Is(err, segments.ErrIdentityConflict) {
-		return segments.Contact{}, false, &FieldError{Field: "email", Err: err}
+		f, _ := conflictField(c)
+		return segments.Contact{}, false, &FieldError{Field: f, Err: err}
 	}
 	if err != nil {
 		return segments.Contact{}, false, err
@@ -204,7 +212,7 @@ func UpdateContact(ctx context.Context, comp *Components, id uint32, c segments.
 		return segments.Contact{}, err
 	}
 	c.ID = 0
-	if err := c.Validate(); err != nil && !(c.Phone == "" && c.Email == "") {
+	if err := c.Validate(); err != nil && !(c.Phone == "" && c.Email == "" && c.TelegramChatID == "" && c.LineUserID == "") {
 		return segments.Contact{}, contactFieldErr(err)
 	}
 	samePhone, sameEmail := c.Phone == "", c.Email == ""
@@ -230,14 +238,34 @@ func UpdateContact(ctx context.Context, comp *Components, id uint32, c segments.
 			return segments.Contact{}, err
 		}
 	}
+	// Telegram chat ids and LINE user ids, likewise.
+	sameTelegram, sameLine := c.TelegramChatID == "", c.LineUserID == ""
+	for _, x := range []struct {
+		channel, field, v string
+		same              *bool
+	}{{"telegram", "telegram_chat_id", c.TelegramChatID, &sameTelegram}, {"line", "line_user_id", c.LineUserID, &sameLine}} {
+		if x.v == "" {
+			continue
+		}
+		other, err := comp.Contacts.LookupIdentity(ctx, x.channel, x.v)
+		switch {
+		case err == nil && other != id:
+			return segments.Contact{}, &FieldError{Field: x.field, Err: fmt.Errorf("%s %s is contact %d's: %w", x.field, x.v, other, segments.ErrIdentityConflict)}
+		case err == nil:
+			*x.same = true
+		case !errors.Is(err, segments.ErrNotFound):
+			return segments.Contact{}, err
+		}
+	}
 	// The row must still find this contact by an identity it keeps.
-	anchored := (samePhone && stored.Phone != "") || (sameEmail && stored.Email != "")
+	anchored := (samePhone && stored.Phone != "") || (sameEmail && stored.Email != "") ||
+		(sameTelegram && stored.TelegramChatID != "") || (sameLine && stored.LineUserID != "")
 	if !anchored {
 		field := "phone"
 		if c.Phone == "" {
-			field = "email"
+			field, _ = conflictField(c)
 		}
-		return segments.Contact{}, fieldErr(field, "contact %d would keep neither its phone nor its email: change one at a time", id)
+		return segments.Contact{}, fieldErr(field, "contact %d would keep none of its identities (phone, email, telegram_chat_id, line_user_id): change one at a time", id)
 	}
 	if c.Phone == "" {
 		c.Phone = stored.Phone
@@ -245,13 +273,20 @@ func UpdateContact(ctx context.Context, comp *Components, id uint32, c segments.
 	if c.Email == "" {
 		c.Email = stored.Email
 	}
+	if c.TelegramChatID == "" {
+		c.TelegramChatID = stored.TelegramChatID
+	}
+	if c.LineUserID == "" {
+		c.LineUserID = stored.LineUserID
+	}
 	if err := c.Validate(); err != nil {
 		return segments.Contact{}, contactFieldErr(err)
 	}
 	ids, err := comp.Contacts.Upsert(ctx, []segments.Contact{c})
 	if err != nil {
 		if errors.Is(err, segments.ErrIdentityConflict) {
-			return segments.Contact{}, &FieldError{Field: "email", Err: err}
+			f, _ := conflictField(c)
+			return segments.Contact{}, &FieldError{Field: f, Err: err}
 		}
 		return segments.Contact{}, err
 	}
@@ -306,7 +341,8 @@ func UpsertContacts(ctx context.Context, comp *Components, cs []segments.Contact
 	for j, id := range ids {
 		i := index[j]
 		if id == 0 {
-			res.Rejects = append(res.Rejects, BulkReject{Index: i, Field: "email", Reason: segments.ErrIdentityConflict.Error(), Value: cs[i].Email})
+			f, v := conflictField(cs[i])
+			res.Rejects = append(res.Rejects, BulkReject{Index: i, Field: f, Reason: segments.ErrIdentityConflict.Error(), Value: v})
 			continue
 		}
 		res.ContactIDs[i] = id
@@ -317,8 +353,25 @@ func UpsertContacts(ctx context.Context, comp *Components, cs []segments.Contact
 	return res, nil
 }
 
+// conflictField is the field a conflict of a contact's identities is reported on: its
+// email when it has one (the phone's owner being the usual anchor), else its
+// Telegram chat id or LINE user id.
+func conflictField(c segments.Contact) (field, value string) {
+	switch {
+	case c.Email != "" || c.TelegramChatID == "" && c.LineUserID == "":
+		return "email", c.Email
+	case c.TelegramChatID != "":
+		return "telegram_chat_id", c.TelegramChatID
+	}
+	return "line_user_id", c.LineUserID
+}
+
 func contactValue(c segments.Contact, field string) string {
 	switch field {
+	case "telegram_chat_id":
+		return c.TelegramChatID
+	case "line_user_id":
+		return c.LineUserID
 	case "phone":
 		return c.Phone
 	case "email":

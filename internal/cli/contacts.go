@@ -98,8 +98,8 @@ func contactsCommand() *cli.Command {
 			},
 		}, {
 			Name:      "erase",
-			Usage:     "erase a contact: profile, identities (phone and email), tag and attribute bits (the consent ledger keeps a tombstone)",
-			ArgsUsage: "PHONE or EMAIL",
+			Usage:     "erase a contact: profile, identities (phone, email, Telegram chat id, LINE user id), tag and attribute bits (the consent ledger keeps a tombstone)",
+			ArgsUsage: "PHONE, EMAIL, telegram:CHAT_ID or line:USER_ID",
 			Description: "Records a revoke for every purpose given with --purpose on every channel (WhatsApp, SMS, email) in the consent ledger first (herald.consent: the\n" +
 				"contact id, never the phone or email), then removes the contact from Redis. Importing the number or address\n" +
 				"again creates a new contact.",
@@ -128,7 +128,7 @@ func contactsCommand() *cli.Command {
 				fmt.Fprintf(c.App.Writer, "erased contact %d (%d tags); the consent ledger has its tombstone\n", er.ContactID, er.Tags)
 				return nil
 			},
-		}},
+		}, contactsShowCommand()},
 	}
 }
 

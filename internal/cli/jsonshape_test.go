@@ -37,6 +37,7 @@ var jsonOutputs = []struct {
 }{
 	{"contacts import", out(app.ImportContacts)},
 	{"contacts erase", out((*segments.Store).EraseContact)},
+	{"contacts show", out(app.GetContact)},
 	{"segments count", typ[segmentCount]()},
 	{"segments preview", out((*segments.Store).Preview)},
 	{"tags add, tags remove", typ[tagResult]()},
