@@ -88,6 +88,9 @@ type Preference struct {
 	Purpose   string // "" means marketing
 	ID        string // a stable id of the report, so that a redelivery collapses
 	Proof     string // what the provider said, with its own time
+	// Create: an opt-in from an address no contact has yet makes a contact known by it
+	// (a LINE follow: the user id is the only identity the channel gives).
+	Create bool
 }
 
 // BatchChannel is a Channel that can also send the same message to many recipients in

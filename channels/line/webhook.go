@@ -204,7 +204,7 @@ func Decode(body []byte, senderRef string) (Decoded, error) {
 				verb = "unblocked the account"
 			}
 			out.Preferences = append(out.Preferences, dispatcher.Preference{Channel: ChannelName, From: e.Source.UserID, SenderRef: senderRef,
-				OptIn: e.Type == "follow", Purpose: "marketing", ID: e.WebhookEventID,
+				OptIn: e.Type == "follow", Create: e.Type == "follow", Purpose: "marketing", ID: e.WebhookEventID,
 				Proof: fmt.Sprintf("LINE %s event %s at %s: user %s %s", e.Type, e.WebhookEventID, at.Format(time.RFC3339Nano), e.Source.UserID, verb)})
 		case "message":
 			m := e.Message

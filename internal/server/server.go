@@ -32,6 +32,7 @@ import (
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
@@ -48,6 +49,10 @@ type Publisher interface {
 type Contacts interface {
 	LookupPhone(ctx context.Context, phone string) (uint32, error)
 	LookupEmail(ctx context.Context, email string) (uint32, error)
+	// LookupIdentity and CreateWithIdentity find or make a contact by a channel's own
+	// identity (a LINE user id, a Telegram chat id).
+	LookupIdentity(ctx context.Context, channel, id string) (uint32, error)
+	CreateWithIdentity(ctx context.Context, channel, id string, c segments.Contact) (uint32, error)
 }
 
 // Config wires the server.
