@@ -313,7 +313,7 @@ func addSuppressions(ctx context.Context, d *app.Deps, id uint32, a *analytics.C
 		return err
 	}
 	a.Suppressions = map[string]throttle.Suppression{}
-	for _, ch := range []string{"whatsapp", "sms", "email"} {
+	for _, ch := range app.Channels {
 		sups, err := comp.Policy.Suppressions(ctx, ch, []uint32{id})
 		if err != nil {
 			return err
