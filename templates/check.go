@@ -156,6 +156,9 @@ func (r *Rendered) TrackLinks(t *links.Tracker, campaign string, contact uint32)
 				Err: fmt.Errorf("%w: %d %s segments with tracked links; the limit is %d", ErrTooLong, r.SMSSegments, r.SMSEncoding, MaxSMSSegments)}
 		}
 		return nil
+	case r.Channel == ChannelLINE:
+		r.Text, err = rewrite(r.Text, MaxLINEChars, "body")
+		return err
 	case r.WhatsApp == nil:
 		r.Text, err = rewrite(r.Text, MaxTextBody, "body")
 		return err

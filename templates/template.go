@@ -23,7 +23,11 @@ const (
 	ChannelWhatsApp = "whatsapp"
 	ChannelSMS      = "sms"   // kind text: the body, counted in GSM-7 / UCS-2 segments
 	ChannelEmail    = "email" // kind email
+	ChannelLINE     = "line"  // kind text: a LINE text message (links become buttons); no 24h window
 )
+
+// MaxLINEChars is the longest LINE text message, in characters.
+const MaxLINEChars = 5000
 
 // WhatsApp template categories.
 const (
