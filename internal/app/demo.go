@@ -150,16 +150,23 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err != nil {
 		return err
 	}
+	lineRes, err := demoLINE(ctx, dev, segment, say)
+	if err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes})); err != nil {
+		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, LINE: lineRes})); err != nil {
 			return err
 		}
 		if err := truth.Check(f); err != nil {
 			return fmt.Errorf("the funnel does not match the sandbox: %w", err)
 		}
-		return smsRes.Sandbox.Check(smsRes.Funnel)
+		if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
+			return err
+		}
+		return lineRes.Sandbox.Check(lineRes.Funnel)
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
@@ -178,7 +185,13 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
 		return fmt.Errorf("the SMS funnel does not match the SMS sandbox: %w", err)
 	}
-	fmt.Fprintf(o.Out, "Both funnels match their sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
+	fmt.Fprintf(o.Out, "\nFunnel of LINE campaign %s (the same segment, friends of the LINE account), from ClickHouse:\n", lineRes.CampaignID)
+	PrintFunnel(o.Out, lineRes.Funnel)
+	fmt.Fprintf(o.Out, "\nLINE sandbox ground truth: accepted %d (LINE reports no delivery)\n", lineRes.Sandbox.Accepted)
+	if err := lineRes.Sandbox.Check(lineRes.Funnel); err != nil {
+		return fmt.Errorf("the LINE funnel does not match the LINE sandbox: %w", err)
+	}
+	fmt.Fprintf(o.Out, "Every funnel matches its sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
 }
 
@@ -275,7 +288,8 @@ type DemoResult struct {
 	CampaignID string                 `json:"campaign_id"`
 	Funnel     analytics.FunnelReport `json:"funnel"`
 	Sandbox    Truth                  `json:"sandbox"`
-	SMS        *ChannelResult         `json:"sms,omitempty"` // the same segment on SMS
+	SMS        *ChannelResult         `json:"sms,omitempty"`  // the same segment on SMS
+	LINE       *ChannelResult         `json:"line,omitempty"` // the same segment on LINE
 }
 
 func sum(m map[int]int64) int64 {
