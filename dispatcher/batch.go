@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -126,6 +128,11 @@ func (t *Tracker) recordedBatches(ctx context.Context, items []*item) ([]string,
 			}
 			_, key := t.batchKeys(campaign, s)
 			b, err := t.rdb.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				// Expired with the provider's own memory of its key: a new send.
+				refs[idx[j]] = ""
+				continue
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("recorded batch %s of campaign %s: %w", s, campaign, err)
 			}
