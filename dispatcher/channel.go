@@ -88,4 +88,29 @@ type Preference struct {
 	Purpose   string // "" means marketing
 	ID        string // a stable id of the report, so that a redelivery collapses
 	Proof     string // what the provider said, with its own time
+	// Create: an opt-in from an address no contact has yet makes a contact known by it
+	// (a LINE follow: the user id is the only identity the channel gives).
+	Create bool
+}
+
+// BatchChannel is a Channel that can also send the same message to many recipients in
+// one provider request (LINE's multicast). The worker groups jobs of one campaign and
+// sender whose messages have the same BatchKey into batches of at most MaxBatch, and
+// still claims, paces (one governor slot per message), marks and settles each contact
+// on its own.
+type BatchChannel interface {
+	Channel
+	// MaxBatch is the most messages one SendBatch call takes.
+	MaxBatch() int
+	// BatchKey is what messages must share to go in one request (their content).
+	BatchKey(m Message) string
+	// SendBatch sends ms (all with one BatchKey) and returns one result per message, in
+	// order: its provider id, or its *SendError.
+	SendBatch(ctx context.Context, s Sender, ms []Message) []BatchResult
+}
+
+// BatchResult is one message's outcome in a SendBatch.
+type BatchResult struct {
+	ProviderID string
+	Err        error
 }

@@ -659,12 +659,19 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	errs := make(chan error, len(bySender))
 	for _, list := range bySender {
 		lanes.Add(1)
+		if bc, ok := w.channel(list[0].cp.Channel).(BatchChannel); ok {
+			go func() {
+				defer lanes.Done()
+				errs <- w.paceBatchLane(ctx, list, bc, &sends)
+			}()
+			continue
+		}
 		go func() {
 			defer lanes.Done()
 			errs <- w.paceLane(ctx, list, func(it *item) error {
 				sends.Add(1)
 				select {
-				case w.sendQ <- sendTask{ctx, it, &sends}:
+				case w.sendQ <- sendTask{ctx: ctx, it: it, done: &sends}:
 					return nil
 				case <-ctx.Done():
 					sends.Done()
@@ -686,9 +693,11 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 
 // sendTask is one provider request for the send goroutines.
 type sendTask struct {
-	ctx  context.Context
-	it   *item
-	done *sync.WaitGroup
+	ctx   context.Context
+	it    *item
+	batch *batchGroup // a batch request instead (BatchChannel)
+	bc    BatchChannel
+	done  *sync.WaitGroup
 }
 
 // startSenders starts the first MinInFlight long-lived goroutines that make provider
@@ -705,7 +714,11 @@ func (w *Worker) growSenders(n int) {
 	for ; w.senders < min(n, w.cfg.MaxInFlight) && !w.sendersStopped; w.senders++ {
 		go func() {
 			for t := range w.sendQ {
-				w.sendOne(t.ctx, t.it)
+				if t.batch != nil {
+					w.sendBatch(t.ctx, t.bc, t.batch)
+				} else {
+					w.sendOne(t.ctx, t.it)
+				}
 				t.done.Done()
 			}
 		}()
@@ -905,11 +918,22 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	}
 	start := time.Now()
 	id, err := w.channel(it.cp.Channel).Send(sctx, it.sender, msg)
+	w.observeSend(it.sender, start)
+	w.settleSend(it, id, err)
+}
+
+// observeSend feeds a provider request's latency to the send-slot sizing.
+func (w *Worker) observeSend(s Sender, start time.Time) {
 	now := time.Now()
-	w.slots.observe(it.sender.ID, it.sender.Rate, now.Sub(start), now)
+	w.slots.observe(s.ID, s.Rate, now.Sub(start), now)
 	if w.sendCount.Add(1)%64 == 0 { // the pool also grows within a long batch
 		w.growSenders(w.slots.want(now))
 	}
+}
+
+// settleSend records a send's result on its job: sent with the provider's id, retried,
+// or failed with the refusal's action.
+func (w *Worker) settleSend(it *item, id string, err error) {
 	it.providerID = ""
 	if err == nil {
 		it.providerID, it.outcome = id, OutcomeSent
@@ -1084,8 +1108,10 @@ func (w *Worker) react(ctx context.Context, items []*item) error {
 				it.deferUntil, it.deferReason = now.Add(hold), "marketing_hold"
 			}
 		case ActionPauseSender:
+			// Held for the worker's SenderHold, or until the refusal says the sender can
+			// send again (a monthly quota that resets), whichever is later.
 			it.outcome, it.reason, it.retry = "", "", false
-			it.deferUntil, it.deferReason = now.Add(w.cfg.SenderHold), "sender_paused"
+			it.deferUntil, it.deferReason = now.Add(max(w.cfg.SenderHold, it.wait)), "sender_paused"
 		case ActionPauseCampaign, ActionPauseAccount:
 			// The template (or the account) is broken: every other job would fail the same
 			// way. The campaign is paused; this job waits, parked, for the resume.

@@ -172,6 +172,9 @@ func (r *Rendered) TrackLinks(t *links.Tracker, campaign string, contact uint32)
 			}
 		}
 		return nil
+	case r.Channel == ChannelLINE:
+		r.Text, err = rewrite(r.Text, MaxLINEChars, "body")
+		return err
 	case r.WhatsApp == nil:
 		r.Text, err = rewrite(r.Text, MaxTextBody, "body")
 		return err

@@ -243,14 +243,14 @@ func (c *Compiled) checkHead(p *problems) {
 	}
 	switch {
 	case t.Channel == "":
-		p.add(t.line("channel"), "channel", "required: whatsapp, sms, email or telegram")
-	case t.Channel != ChannelWhatsApp && t.Channel != ChannelSMS && t.Channel != ChannelEmail && t.Channel != ChannelTelegram:
-		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp, sms, email, telegram)", t.Channel)
+		p.add(t.line("channel"), "channel", "required: whatsapp, sms, email, telegram or line")
+	case t.Channel != ChannelWhatsApp && t.Channel != ChannelSMS && t.Channel != ChannelEmail && t.Channel != ChannelTelegram && t.Channel != ChannelLINE:
+		p.add(t.line("channel"), "channel", "unknown channel %q (supported: whatsapp, sms, email, telegram, line)", t.Channel)
 	case t.Kind == KindWhatsAppTemplate && t.Channel != ChannelWhatsApp,
 		t.Kind == KindEmail && t.Channel != ChannelEmail,
 		t.Kind == KindText && t.Channel == ChannelEmail,
 		t.Kind != KindText && t.Channel == ChannelTelegram:
-		want := map[Kind]string{KindWhatsAppTemplate: "whatsapp", KindEmail: "email", KindText: "whatsapp or sms"}[t.Kind]
+		want := map[Kind]string{KindWhatsAppTemplate: "whatsapp", KindEmail: "email", KindText: "whatsapp, sms, telegram or line"}[t.Kind]
 		p.add(t.line("kind"), "kind", "kind %s is for channel %s, not %s", t.Kind, want, t.Channel)
 	}
 	switch {
@@ -359,6 +359,9 @@ func (c *Compiled) compileVariants(p *problems) {
 			limit := MaxTextBody
 			if t.Channel == ChannelSMS {
 				limit = MaxSMSChars
+			}
+			if t.Channel == ChannelLINE {
+				limit = MaxLINEChars
 			}
 			body := v.Body
 			if t.Channel == ChannelTelegram && t.Telegram != nil {
@@ -828,6 +831,9 @@ func (c *Compiled) render(v *compiledVariant, vars map[string]any) (r Rendered, 
 			}
 			return r, nil
 		}
+		if c.t.Channel == ChannelLINE {
+			return r, nil // LINE has no customer-service window: text is not free-form there
+		}
 		r.FreeForm = true
 		return r, nil
 	}
@@ -1003,7 +1009,7 @@ func (c *Compiled) renderField(v *compiledVariant, f *field, b *boundedBuffer, b
 		return "", c.fail(v, f, "", fmt.Errorf("%w%s: %s; give the variable a default or use | default: \"…\"", ErrEmpty, uses, why))
 	}
 	if n := utf8.RuneCountInString(s); n > f.limit {
-		who := map[string]string{ChannelWhatsApp: "WhatsApp allows", ChannelSMS: "an SMS holds at most", ChannelEmail: "the limit is"}[c.t.Channel]
+		who := map[string]string{ChannelWhatsApp: "WhatsApp allows", ChannelSMS: "an SMS holds at most", ChannelEmail: "the limit is", ChannelLINE: "a LINE text message holds at most"}[c.t.Channel]
 		return "", c.fail(v, f, "", fmt.Errorf("%w: %d characters; %s %d", ErrTooLong, n, cmp.Or(who, "the limit is"), f.limit))
 	}
 	switch f.kind {

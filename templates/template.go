@@ -24,7 +24,11 @@ const (
 	ChannelSMS      = "sms"      // kind text: the body, counted in GSM-7 / UCS-2 segments
 	ChannelEmail    = "email"    // kind email
 	ChannelTelegram = "telegram" // kind text: the body, with the options of Template.Telegram
+	ChannelLINE     = "line"     // kind text: a LINE text message (links become buttons); no 24h window
 )
+
+// MaxLINEChars is the longest LINE text message, in characters.
+const MaxLINEChars = 5000
 
 // WhatsApp template categories.
 const (

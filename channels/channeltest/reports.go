@@ -47,8 +47,9 @@ type Reports struct {
 	Webhook  *Webhook
 	Unsigned string
 	// NoReports, when the provider reports nothing about a message it accepted (Telegram
-	// has no delivery or read receipts for bots), says so; the check that reports name
-	// their sends is skipped with it.
+	// has no delivery or read receipts for bots; LINE's answer to the send is final), says
+	// why; the check that reports name their sends is skipped with it, and the rest of the
+	// reports still run.
 	NoReports string
 	// Deliver hands one raw delivery to Herald's receiving end as the provider would and
 	// returns what Herald decoded from it (default, for signed webhooks: the body in

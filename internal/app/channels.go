@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/channels/email"
+	"github.com/herald-dev/herald/channels/line"
 	"github.com/herald-dev/herald/channels/sms"
 	"github.com/herald-dev/herald/channels/telegram"
 	"github.com/herald-dev/herald/channels/whatsapp"
@@ -119,6 +120,11 @@ func (d *Deps) Channels() (map[string]dispatcher.Channel, error) {
 		out[telegram.ChannelName] = tg
 	} else {
 		d.Cfg.Logger.Warn("Telegram channel off: its campaigns fail channel_unconfigured", "err", err)
+	}
+	if l, err := d.LINE(); err == nil {
+		out[line.ChannelName] = l
+	} else {
+		d.Cfg.Logger.Warn("LINE channel off: its campaigns fail channel_unconfigured", "err", err)
 	}
 	return out, nil
 }

@@ -55,6 +55,7 @@ type Config struct {
 	// HERALD_TELEGRAM_API_URL: the Telegram Bot API base (the sandbox in dev; default
 	// https://api.telegram.org)
 	TelegramAPIURL string
+	LINEAPIURL     string // HERALD_LINE_API_URL: the LINE Messaging API base (the sandbox in dev)
 	// HERALD_BOUNCE_LISTEN: serve's SMTP listener for email bounces (DSN) and complaints
 	// (ARF): point the MX of the senders' return-path domain at it ("": off)
 	BounceListen string

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-dev/herald/internal/events"
@@ -61,7 +62,7 @@ func ChangeConsent(ctx context.Context, comp *Components, ref ContactRef, ch thr
 		return nil, errors.New("the consent ledger is a Kafka topic: set --kafka-brokers or HERALD_KAFKA_BROKERS")
 	}
 	if !slices.Contains(Channels, ch.Channel) {
-		return nil, fieldErr("channel", "channel %q: want whatsapp, sms, email or telegram", ch.Channel)
+		return nil, fieldErr("channel", "channel %q: want one of %s", ch.Channel, strings.Join(Channels, ", "))
 	}
 	if !purposeRE.MatchString(ch.Purpose) {
 		return nil, fieldErr("purpose", "purpose %q: want a lower-case word such as marketing or utility", ch.Purpose)
@@ -109,7 +110,7 @@ func ContactConsent(ctx context.Context, comp *Components, id uint32, channels, 
 	rows := []ConsentRow{}
 	for _, ch := range channels {
 		if !slices.Contains(Channels, ch) {
-			return nil, fieldErr("channel", "channel %q: want whatsapp, sms, email or telegram", ch)
+			return nil, fieldErr("channel", "channel %q: want one of %s", ch, strings.Join(Channels, ", "))
 		}
 		sups, err := comp.Policy.Suppressions(ctx, ch, []uint32{id})
 		if err != nil {

@@ -72,7 +72,7 @@ func (c importConsent) ImportConsent(ctx context.Context, rows []segments.Consen
 }
 
 // Channels are the channels consent and suppression are kept for.
-var Channels = []string{"whatsapp", "sms", "email", "telegram"}
+var Channels = []string{"whatsapp", "sms", "email", "telegram", "line"}
 
 // EraseContact erases a contact found by phone or email: its tombstone goes to the
 // consent ledger first (a revoke of each purpose on every channel, by contact id),

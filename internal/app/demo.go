@@ -157,10 +157,14 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err != nil {
 		return err
 	}
+	lineRes, err := demoLINE(ctx, dev, segment, say)
+	if err != nil {
+		return err
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, Telegram: tgRes})); err != nil {
+		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, Telegram: tgRes, LINE: lineRes})); err != nil {
 			return err
 		}
 		if err := truth.Check(f); err != nil {
@@ -169,7 +173,10 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 		if err := smsRes.Sandbox.Check(smsRes.Funnel); err != nil {
 			return err
 		}
-		return tgRes.Sandbox.Check(tgRes.Funnel)
+		if err := tgRes.Sandbox.Check(tgRes.Funnel); err != nil {
+			return err
+		}
+		return lineRes.Sandbox.Check(lineRes.Funnel)
 	}
 	fmt.Fprintf(o.Out, "\nFunnel of campaign %s (%q), from ClickHouse:\n", cp.ID, cp.Name)
 	PrintFunnel(o.Out, f)
@@ -199,7 +206,13 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if tgLimited > 0 {
 		return fmt.Errorf("the Telegram sandbox answered %d requests with 429", tgLimited)
 	}
-	fmt.Fprintf(o.Out, "All three funnels match their sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
+	fmt.Fprintf(o.Out, "\nFunnel of LINE campaign %s (the same segment, friends of the LINE account), from ClickHouse:\n", lineRes.CampaignID)
+	PrintFunnel(o.Out, lineRes.Funnel)
+	fmt.Fprintf(o.Out, "\nLINE sandbox ground truth: accepted %d (LINE reports no delivery)\n", lineRes.Sandbox.Accepted)
+	if err := lineRes.Sandbox.Check(lineRes.Funnel); err != nil {
+		return fmt.Errorf("the LINE funnel does not match the LINE sandbox: %w", err)
+	}
+	fmt.Fprintf(o.Out, "Every funnel matches its sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
 }
 
@@ -298,6 +311,7 @@ type DemoResult struct {
 	Sandbox    Truth                  `json:"sandbox"`
 	SMS        *ChannelResult         `json:"sms,omitempty"`      // the same segment on SMS
 	Telegram   *ChannelResult         `json:"telegram,omitempty"` // the same segment on Telegram
+	LINE       *ChannelResult         `json:"line,omitempty"`     // the same segment on LINE
 }
 
 func sum(m map[int]int64) int64 {

@@ -46,9 +46,12 @@ type Deps struct {
 	email     *emailSenders
 	emailErr  error
 
-	tgOnce sync.Once
-	tg     *telegram.Channel
-	tgErr  error
+	tgOnce   sync.Once
+	tg       *telegram.Channel
+	tgErr    error
+	lineOnce sync.Once
+	line     *lineSenders
+	lineErr  error
 }
 
 // NewDeps returns lazily-connecting dependencies for cfg.

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	emailsandbox "github.com/herald-dev/herald/channels/email/sandbox"
+	"github.com/herald-dev/herald/channels/line"
+	linesandbox "github.com/herald-dev/herald/channels/line/sandbox"
 	"github.com/herald-dev/herald/channels/sms"
 	smssandbox "github.com/herald-dev/herald/channels/sms/sandbox"
 	"github.com/herald-dev/herald/channels/telegram"
@@ -49,6 +51,10 @@ type Stack struct {
 	// DevSMSToken) at SMSSandboxURL, and posts signed callbacks to serve.
 	SMSSandbox    *smssandbox.Sandbox
 	SMSSandboxURL string
+	// LINESandbox speaks the LINE Messaging API (token DevLINEToken) at LINESandboxURL,
+	// and posts follow, unfollow and message events signed with DevLINESecret to serve.
+	LINESandbox    *linesandbox.Sandbox
+	LINESandboxURL string
 	// EmailSandbox is an SMTP server (started by Run, at EmailSandboxAddr, no AUTH, no
 	// TLS) whose bounces and complaints go to serve's receiver (HERALD_BOUNCE_LISTEN).
 	// Replace it before Run for other behaviour (keep Addr and SinkAddr).
@@ -63,6 +69,7 @@ type Stack struct {
 
 	sandboxL, serveL, smsL net.Listener
 	tgL                    net.Listener
+	lineL                  net.Listener
 	stops                  []func()
 }
 
@@ -99,6 +106,12 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	s.sandboxL, s.serveL, s.smsL, s.tgL = sbl, svl, sml, tgl
 	s.stops = append(s.stops, func() { sbl.Close(); svl.Close(); sml.Close(); tgl.Close() })
 	s.TelegramSandboxURL = "http://" + tgl.Addr().String()
+	if s.lineL, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.stops = append(s.stops, func() { s.lineL.Close() })
+	s.LINESandboxURL = "http://" + s.lineL.Addr().String()
 	s.SandboxURL = "http://" + sbl.Addr().String()
 	s.SMSSandboxURL = "http://" + sml.Addr().String()
 	s.ServeURL = "http://" + svl.Addr().String()
@@ -117,6 +130,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	cfg.WhatsAppURL = s.SandboxURL
 	cfg.SMSAPIURL = s.SMSSandboxURL
 	cfg.TelegramAPIURL = s.TelegramSandboxURL
+	cfg.LINEAPIURL = s.LINESandboxURL
 	if cfg.BounceListen == "" {
 		if cfg.BounceListen, err = freeAddr(); err != nil {
 			s.Close()
@@ -147,6 +161,8 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
 		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
 	s.TelegramSandbox = tgsandbox.New(tgsandbox.Config{Bots: map[string]string{DevTelegramToken: DevTelegramBot}})
+	s.LINESandbox = linesandbox.New(linesandbox.Config{Token: DevLINEToken, ChannelSecret: DevLINESecret,
+		WebhookURL: s.ServeURL + line.WebhookPath, BlockedRate: sc.UndeliverableRate})
 	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, SinkAddr: cfg.BounceListen,
 		BounceRate: sc.UndeliverableRate, Logger: cfg.Logger})
 	return s, nil
@@ -190,6 +206,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	} else {
 		s.Deps.Cfg.Logger.Warn("telegram sandbox: no webhook", "err", err)
 	}
+	g.Go(func() error { return ServeHTTP(ctx, s.lineL, s.LINESandbox.Handler()) })
 	g.Go(func() error { return Serve(ctx, s.Deps, s.serveL) })
 	if s.NoWorker {
 		g.Go(func() error { return Scheduler(ctx, s.Deps) })
@@ -306,6 +323,7 @@ func StartDev(ctx context.Context, cfg Config, o DevOptions) (*Dev, error) {
 		"HERALD_TELEGRAM_API_URL":      c.TelegramAPIURL,
 		"HERALD_WHATSAPP_APP_SECRET":   c.AppSecret,
 		"HERALD_WHATSAPP_VERIFY_TOKEN": c.VerifyToken,
+		"HERALD_LINE_API_URL":          c.LINEAPIURL,
 		"HERALD_REDIS_PREFIX":          c.Prefix,
 		"HERALD_TOPIC_PREFIX":          c.TopicPrefix,
 		"HERALD_CLICK_KEY":             c.ClickKey,

@@ -45,6 +45,7 @@ type childConfig struct {
 	WhatsAppURL  string
 	SMSAPIURL    string
 	TelegramURL  string
+	LINEAPIURL   string
 	PublicURL    string
 	ClickKey     string
 	ClickBaseURL string
@@ -65,7 +66,7 @@ func runChild() int {
 		return 2
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
-		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, TelegramAPIURL: cc.TelegramURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
+		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, TelegramAPIURL: cc.TelegramURL, LINEAPIURL: cc.LINEAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
 		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk,
 		// What a worker logs reaches the test's stderr buffer, printed when a test fails.
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -540,7 +541,7 @@ func campaignUnderKills(t *testing.T, ctx context.Context, s *Stack, comp *Compo
 	t.Helper()
 	d := s.Deps
 	cc, _ := json.Marshal(childConfig{KafkaBrokers: d.Cfg.KafkaBrokers, RedisURL: d.Cfg.RedisURL, Prefix: d.Cfg.Prefix, TopicPrefix: d.Cfg.TopicPrefix,
-		WhatsAppURL: d.Cfg.WhatsAppURL, SMSAPIURL: d.Cfg.SMSAPIURL, TelegramURL: d.Cfg.TelegramAPIURL, PublicURL: d.Cfg.publicURL(), ClickKey: d.Cfg.ClickKey,
+		WhatsAppURL: d.Cfg.WhatsAppURL, SMSAPIURL: d.Cfg.SMSAPIURL, TelegramURL: d.Cfg.TelegramAPIURL, LINEAPIURL: d.Cfg.LINEAPIURL, PublicURL: d.Cfg.publicURL(), ClickKey: d.Cfg.ClickKey,
 		ClickBaseURL: d.Cfg.ClickBaseURL, ClaimLease: d.Cfg.ClaimLease})
 	procs := &workerProcs{t: t, env: append(os.Environ(), childRoleEnv+"=worker", childConfigEnv+"="+string(cc))}
 	defer procs.stopAll()

@@ -107,6 +107,12 @@ func newServer(d *Deps) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telegram webhook: %w", err)
 	}
+	var lineHooks *server.LINEConfig
+	if lineCh, err := d.LINE(); err == nil {
+		lineHooks = &server.LINEConfig{Channel: lineCh.ch, Refresh: func(ctx context.Context) error { return lineCh.refresh(ctx, c.Senders) }}
+	} else {
+		d.Cfg.Logger.Warn("LINE webhooks off", "err", err)
+	}
 	var api http.Handler
 	if d.Cfg.API != nil {
 		if api, err = d.Cfg.API(d); err != nil {
@@ -114,7 +120,7 @@ func newServer(d *Deps) (*server.Server, error) {
 		}
 	}
 	s := server.New(server.Config{
-		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks, Telegram: tgHooks,
+		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks, Telegram: tgHooks, LINE: lineHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,

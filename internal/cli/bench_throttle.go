@@ -56,7 +56,7 @@ func benchThrottleCommand() *cli.Command {
 			&cli.IntFlag{Name: "policy-contacts", Value: 1_000_000, Usage: "contacts with consent state for the policy scenario (a pass over them is one campaign)"},
 			&cli.DurationFlag{Name: "policy-duration", Value: 5 * time.Second, Usage: "each policy measurement (baseline, policy)"},
 			&cli.StringFlag{Name: "scenario", Value: "all", Usage: "all, governor or policy"},
-			&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "the provider sandbox the governor scenario sends to: whatsapp (Cloud API) or telegram (Bot API: --rate defaults to the bot's 30/s; above it, paid broadcast)"},
+			&cli.StringFlag{Name: "channel", Value: "whatsapp", Usage: "the provider sandbox the governor scenario sends to: whatsapp (Cloud API), telegram (Bot API: --rate defaults to the bot's 30/s; above it, paid broadcast) or line (its push endpoint limited to --rate req/s)"},
 		},
 		Action: func(c *cli.Context) error {
 			rate := c.Float64("rate")
@@ -82,7 +82,6 @@ func benchThrottleCommand() *cli.Command {
 }
 
 type throttleBenchOptions struct {
-	Channel        string
 	Processes      int
 	Rate           float64
 	PerMinute      int
@@ -94,6 +93,7 @@ type throttleBenchOptions struct {
 	PolicyContacts int
 	PolicyDuration time.Duration
 	Scenario       string
+	Channel        string // whatsapp (default), telegram or line
 }
 
 func (o throttleBenchOptions) limits() throttle.Limits {
@@ -118,8 +118,8 @@ func (o throttleBenchOptions) Validate() error {
 		return fmt.Errorf("--policy-duration must be positive")
 	case o.Scenario != "all" && o.Scenario != "governor" && o.Scenario != "policy":
 		return fmt.Errorf("--scenario %q: want all, governor or policy", o.Scenario)
-	case o.Channel != "whatsapp" && o.Channel != "telegram":
-		return fmt.Errorf("--channel %q: want whatsapp or telegram", o.Channel)
+	case o.Channel != "" && o.Channel != "whatsapp" && o.Channel != "telegram" && o.Channel != "line":
+		return fmt.Errorf("--channel %q: want whatsapp, telegram or line", o.Channel)
 	case o.Channel == "telegram" && o.Rate > 1000:
 		return fmt.Errorf("--rate %v: a Telegram bot sends at most 1000 msg/s (paid broadcast)", o.Rate)
 	}
@@ -213,7 +213,11 @@ func benchThrottle(c *cli.Context, cfg app.Config, o throttleBenchOptions) error
 	pr := newBenchProgress(c)
 	var out ThrottleBenchResult
 	if o.Scenario != "policy" {
-		g, err := benchGovernor(ctx, srv.Addr, o, pr)
+		bench := benchGovernor
+		if o.Channel == "line" {
+			bench = benchGovernorLINE
+		}
+		g, err := bench(ctx, srv.Addr, o, pr)
 		pr.finish()
 		if err != nil {
 			return err

@@ -91,6 +91,8 @@ func sandboxCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
 			&cli.StringFlag{Name: "telegram-listen", Usage: "also serve the Telegram Bot API sandbox here (bot token " + app.DevTelegramToken + "; POST /bot<token>/sendMessage…)", EnvVars: []string{"HERALD_SANDBOX_TELEGRAM_LISTEN"}},
 		},
+		// One sandbox per channel beside WhatsApp's: herald sandbox line.
+		Subcommands: []*cli.Command{lineSandboxCommand()},
 		Action: func(c *cli.Context) error {
 			cfg, err := config(c)
 			if err != nil {

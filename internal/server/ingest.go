@@ -36,16 +36,18 @@ func (s *Server) IngestReports(ctx context.Context, reports []dispatcher.Report)
 func (s *Server) lookup(ctx context.Context, channel, address string) (uint32, error) {
 	var id uint32
 	var err error
-	switch {
-	case channel == "email":
+	switch channel {
+	case "email":
 		id, err = s.cfg.Contacts.LookupEmail(ctx, address)
-	case channel == "telegram":
+	case "telegram":
 		if s.cfg.Telegram == nil || s.cfg.Telegram.Lookup == nil {
 			return 0, nil
 		}
 		return s.cfg.Telegram.Lookup(ctx, address)
-	default:
+	case "whatsapp", "sms", "":
 		id, err = s.cfg.Contacts.LookupPhone(ctx, address)
+	default: // a channel's own identity: a LINE user id, a Telegram chat id
+		id, err = s.cfg.Contacts.LookupIdentity(ctx, channel, address)
 	}
 	if errors.Is(err, segments.ErrNotFound) {
 		return 0, nil
@@ -101,6 +103,13 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 		contact, err := s.lookup(ctx, p.Channel, p.From)
 		if err != nil {
 			return err
+		}
+		if contact == 0 && p.OptIn && p.Create {
+			// Someone unknown opted in on a channel whose identity is all it gives (a LINE
+			// follow): they become a contact known by it, with the opt-in as its consent.
+			if contact, err = s.cfg.Contacts.CreateWithIdentity(ctx, p.Channel, p.From, segments.Contact{}); err != nil {
+				return err
+			}
 		}
 		if contact == 0 {
 			continue // not a contact of ours: nothing to record

@@ -26,12 +26,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/herald-dev/herald/channels/line"
 	"github.com/herald-dev/herald/channels/sms"
 	"github.com/herald-dev/herald/channels/telegram"
 	"github.com/herald-dev/herald/channels/whatsapp"
 	"github.com/herald-dev/herald/channels/whatsapp/graph"
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates/links"
 	"github.com/herald-dev/herald/throttle"
 )
@@ -48,6 +50,10 @@ type Publisher interface {
 type Contacts interface {
 	LookupPhone(ctx context.Context, phone string) (uint32, error)
 	LookupEmail(ctx context.Context, email string) (uint32, error)
+	// LookupIdentity and CreateWithIdentity find or make a contact by a channel's own
+	// identity (a LINE user id, a Telegram chat id).
+	LookupIdentity(ctx context.Context, channel, id string) (uint32, error)
+	CreateWithIdentity(ctx context.Context, channel, id string, c segments.Contact) (uint32, error)
 }
 
 // Config wires the server.
@@ -67,6 +73,7 @@ type Config struct {
 	Track         *TrackConfig    // conversions at POST /track/conversion; nil: off
 	SMS           *SMSConfig      // SMS status callbacks and inbound messages at /webhooks/sms/…; nil: off
 	Telegram      *TelegramConfig // Telegram bot updates at /webhooks/telegram; nil: off
+	LINE          *LINEConfig     // LINE webhook events at /webhooks/line; nil: off
 	API           http.Handler    // the /v1 HTTP API (internal/api), mounted at /v1/; nil: off
 	Console       http.Handler    // the web console (package console), mounted at / (it serves /console/); nil: off
 	Group         GroupConfig     // group commit of concurrent webhook requests
@@ -161,6 +168,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.cfg.Telegram != nil {
 		mux.HandleFunc("POST "+telegram.WebhookPath, s.telegramWebhook)
+	}
+	if s.cfg.LINE != nil {
+		mux.HandleFunc("POST "+line.WebhookPath, s.lineWebhook)
 	}
 	if s.cfg.Track != nil {
 		mux.Handle("POST /track/conversion", NewConversionHandler(*s.cfg.Track))
