@@ -240,6 +240,18 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 	if err != nil {
 		return Erased{}, err
 	}
+	return s.eraseContact(ctx, id, phoneOrEmail, ledger)
+}
+
+// EraseContactID erases the contact with id as EraseContact does. It returns an error
+// wrapping ErrNotFound, and records nothing, when no profile of that id is stored.
+func (s *Store) EraseContactID(ctx context.Context, id uint32, ledger Erasure) (Erased, error) {
+	return s.eraseContact(ctx, id, "", ledger)
+}
+
+// eraseContact erases contact id; ref, when not "", is the identity the erasure was
+// asked by, whose index entry goes too even if the profile does not name it.
+func (s *Store) eraseContact(ctx context.Context, id uint32, ref string, ledger Erasure) (Erased, error) {
 	er := Erased{ContactID: id}
 	cw := &contactWrite{id: id}
 	legacy := s.layout.legacy.Load()
@@ -255,6 +267,9 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 	lib, err := libCmd.Result()
 	if err != nil {
 		return er, fmt.Errorf("erase contact %d: %w", id, err)
+	}
+	if ref == "" && len(cw.stored) == 0 && !cw.old {
+		return er, fmt.Errorf("erase contact %d: %w", id, ErrNotFound)
 	}
 	if ledger != nil {
 		if err := ledger.RecordErasure(ctx, id); err != nil {
@@ -284,7 +299,7 @@ func (s *Store) EraseContact(ctx context.Context, phoneOrEmail string, ledger Er
 	for k := range idKinds {
 		named[k] = []string{p.get(identFields[k])}
 	}
-	if kind, v, ok := erasureKey(phoneOrEmail); ok {
+	if kind, v, ok := erasureKey(ref); ok {
 		named[kind] = append(named[kind], v...)
 	}
 	for k := range idKinds {

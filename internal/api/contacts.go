@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,6 +57,67 @@ func (a *API) getContact(c *call) error {
 		return err
 	}
 	return c.json(http.StatusOK, ct)
+}
+
+// findContact looks a contact up by one identity: ?phone=, ?email=, ?telegram_chat_id=
+// or ?line_user_id=. The answer is a list of the one contact, or empty.
+func (a *API) findContact(c *call) error {
+	q := c.r.URL.Query()
+	var given []string
+	ref := ""
+	for _, k := range []string{"phone", "email", "telegram_chat_id", "line_user_id"} {
+		v := q.Get(k)
+		if v == "" {
+			continue
+		}
+		given = append(given, k)
+		switch k {
+		case "telegram_chat_id":
+			v = "telegram:" + v
+		case "line_user_id":
+			v = "line:" + v
+		}
+		ref = v
+	}
+	if len(given) != 1 {
+		return paramProblem("phone", "give exactly one of phone, email, telegram_chat_id or line_user_id")
+	}
+	items := []segments.Contact{}
+	id, err := app.FindContact(c.r.Context(), a.cfg.Components, ref)
+	switch {
+	case errors.Is(err, segments.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		ct, err := app.GetContact(c.r.Context(), a.cfg.Components, id)
+		if err != nil && !errors.Is(err, segments.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			items = append(items, ct)
+		}
+	}
+	return c.json(http.StatusOK, map[string]any{"items": items})
+}
+
+// eraseContact erases a contact (?purpose= repeatable: the purposes revoked, default
+// marketing and utility): the ledger's tombstone first, then its profile and identities.
+func (a *API) eraseContact(c *call) error {
+	id, err := contactID(c)
+	if err != nil {
+		return err
+	}
+	purposes := c.r.URL.Query()["purpose"]
+	for _, p := range purposes {
+		if p != "marketing" && p != "utility" {
+			return paramProblem("purpose", "want marketing or utility (repeat it for both; default both)")
+		}
+	}
+	er, err := app.EraseContactID(c.r.Context(), a.cfg.Components, id, purposes)
+	if err != nil {
+		return err
+	}
+	return c.json(http.StatusOK, er)
 }
 
 func (a *API) putContact(c *call) error {

@@ -19,6 +19,8 @@ func (a *API) routeTable() []route {
 
 		{get, "/v1/contacts/{id}", apikeys.ContactsRead, a.getContact},
 		{put, "/v1/contacts/{id}", apikeys.ContactsWrite, a.putContact},
+		{del, "/v1/contacts/{id}", apikeys.ContactsErase, a.eraseContact},
+		{get, "/v1/contacts", apikeys.ContactsRead, a.findContact},
 		{post, "/v1/contacts", apikeys.ContactsWrite, a.postContact},
 		{post, "/v1/contacts:bulk", apikeys.ContactsWrite, a.bulkContacts},
 		{post, "/v1/imports", apikeys.ContactsWrite, a.createImport},

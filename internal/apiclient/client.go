@@ -306,3 +306,62 @@ func (c *Client) Consent(ctx context.Context, ch ConsentChange) ([]events.Consen
 	err := c.Do(ctx, http.MethodPost, "/v1/consent", nil, ch, &res)
 	return res.Records, err
 }
+
+// FindContact returns the id of the contact with an identity as the CLI takes it: a
+// phone, an email, telegram:<chat id>, line:<user id> or #<contact id>. None is a
+// *Problem with status 404, as the API answers an unknown id.
+func (c *Client) FindContact(ctx context.Context, identity string) (uint32, error) {
+	identity = strings.TrimSpace(identity)
+	if rest, ok := strings.CutPrefix(identity, "#"); ok {
+		n, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil || n == 0 {
+			return 0, fmt.Errorf("%q: a contact id is # and a positive integer", identity)
+		}
+		return uint32(n), nil
+	}
+	q := url.Values{}
+	switch {
+	case strings.HasPrefix(strings.ToLower(identity), "telegram:"):
+		q.Set("telegram_chat_id", identity[len("telegram:"):])
+	case strings.HasPrefix(strings.ToLower(identity), "line:"):
+		q.Set("line_user_id", identity[len("line:"):])
+	case strings.Contains(identity, "@"):
+		q.Set("email", identity)
+	default:
+		q.Set("phone", identity)
+	}
+	var res struct {
+		Items []segments.Contact `json:"items"`
+	}
+	if err := c.Do(ctx, http.MethodGet, "/v1/contacts", q, nil, &res); err != nil {
+		return 0, err
+	}
+	if len(res.Items) == 0 {
+		return 0, &Problem{Status: http.StatusNotFound, Title: "Not found", Detail: fmt.Sprintf("no contact has %s", identity)}
+	}
+	return res.Items[0].ID, nil
+}
+
+// Contact returns a contact's profile.
+func (c *Client) Contact(ctx context.Context, id uint32) (segments.Contact, error) {
+	var ct segments.Contact
+	err := c.Do(ctx, http.MethodGet, "/v1/contacts/"+strconv.FormatUint(uint64(id), 10), nil, nil, &ct)
+	return ct, err
+}
+
+// EraseContact erases a contact, revoking purposes (none: the API's default).
+func (c *Client) EraseContact(ctx context.Context, id uint32, purposes []string) (segments.Erased, error) {
+	var er segments.Erased
+	err := c.Do(ctx, http.MethodDelete, "/v1/contacts/"+strconv.FormatUint(uint64(id), 10), url.Values{"purpose": purposes}, nil, &er)
+	return er, err
+}
+
+// ContactConsent returns a contact's consent on channels for purposes.
+func (c *Client) ContactConsent(ctx context.Context, id uint32, channels, purposes []string) ([]app.ConsentRow, error) {
+	var res struct {
+		Items []app.ConsentRow `json:"items"`
+	}
+	q := url.Values{"channel": {strings.Join(channels, ",")}, "purpose": {strings.Join(purposes, ",")}}
+	err := c.Do(ctx, http.MethodGet, "/v1/contacts/"+strconv.FormatUint(uint64(id), 10)+"/consent", q, nil, &res)
+	return res.Items, err
+}

@@ -45,6 +45,9 @@ type Permission string
 const (
 	ContactsRead    Permission = "contacts:read"
 	ContactsWrite   Permission = "contacts:write"
+	// ContactsErase erases contacts (irreversible; the ledger keeps a tombstone): only an
+	// admin's.
+	ContactsErase Permission = "contacts:erase"
 	ConsentRead     Permission = "consent:read"
 	ConsentWrite    Permission = "consent:write"
 	CampaignsRead   Permission = "campaigns:read"
@@ -73,7 +76,7 @@ const (
 // Permissions lists every permission.
 var Permissions = []Permission{ContactsRead, ContactsWrite, ConsentRead, ConsentWrite, CampaignsRead, CampaignsWrite,
 	CampaignsLaunch, TemplatesRead, TemplatesWrite, SendersRead, ReportsRead, AuditRead, WebhooksRead, WebhooksWrite,
-	JourneysRead, JourneysWrite, EventsWrite, SendersWrite}
+	JourneysRead, JourneysWrite, EventsWrite, SendersWrite, ContactsErase}
 
 // rolePermissions is the role → permission table, the only one. A marketer's key gets
 // CampaignsLaunch only when created with it (--can-launch); an admin's always has it.

@@ -83,12 +83,46 @@ func EraseContact(ctx context.Context, comp *Components, phoneOrEmail string, pu
 	if err != nil {
 		return er, err
 	}
-	for _, ch := range Channels {
-		if err := comp.Policy.Unsuppress(ctx, ch, []uint32{er.ContactID}); err != nil {
-			return er, err
+	return er, unsuppressErased(ctx, comp, er)
+}
+
+// EraseContactID erases the contact with id as EraseContact does (the API's
+// DELETE /v1/contacts/{id}); an unknown id is an error wrapping segments.ErrNotFound,
+// and nothing is recorded.
+func EraseContactID(ctx context.Context, comp *Components, id uint32, purposes []string) (segments.Erased, error) {
+	if len(purposes) == 0 {
+		purposes = ErasePurposes
+	}
+	for i, p := range purposes {
+		if p != "marketing" && p != "utility" {
+			return segments.Erased{}, fieldErr(fmt.Sprintf("purpose/%d", i), "purpose %q: want marketing or utility", p)
 		}
 	}
-	return er, nil
+	er, err := comp.Contacts.EraseContactID(ctx, id, ledgerErasure{ledger: comp.Ledger, purposes: purposes})
+	if err != nil {
+		return er, err
+	}
+	return er, unsuppressErased(ctx, comp, er)
+}
+
+// ErasePurposes are the consent purposes an erasure revokes unless told otherwise.
+var ErasePurposes = []string{"marketing", "utility"}
+
+// FindContact returns the id of the contact with an identity: a phone number, an email
+// address, telegram:<chat id> or line:<user id> (an error wrapping segments.ErrNotFound
+// when none has it).
+func FindContact(ctx context.Context, comp *Components, identity string) (uint32, error) {
+	return comp.Contacts.Lookup(ctx, identity)
+}
+
+// unsuppressErased lifts an erased contact's suppressions on every channel.
+func unsuppressErased(ctx context.Context, comp *Components, er segments.Erased) error {
+	for _, ch := range Channels {
+		if err := comp.Policy.Unsuppress(ctx, ch, []uint32{er.ContactID}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ledgerErasure writes an erased contact's tombstone to the consent ledger: a revoke of

@@ -90,18 +90,28 @@ func consentCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("consent show: give one PHONE")
 				}
-				d, comp, err := components(c)
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				id, err := comp.Contacts.LookupPhone(c.Context, c.Args().First())
-				if err != nil {
-					return usage("%s: %w", c.Args().First(), err)
-				}
-				rows, err := app.ContactConsent(c.Context, comp, id, []string{c.String("channel")}, c.StringSlice("purpose"))
-				if err != nil {
-					return flagError(err, nil)
+				var rows []app.ConsentRow
+				if rc := remote(c); rc != nil {
+					id, err := rc.FindContact(c.Context, c.Args().First())
+					if err == nil {
+						rows, err = rc.ContactConsent(c.Context, id, []string{c.String("channel")}, c.StringSlice("purpose"))
+					}
+					if err := remoteContactErr(err); err != nil {
+						return err
+					}
+				} else {
+					d, comp, err := components(c)
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					id, err := comp.Contacts.LookupPhone(c.Context, c.Args().First())
+					if err != nil {
+						return usage("%s: %w", c.Args().First(), err)
+					}
+					if rows, err = app.ContactConsent(c.Context, comp, id, []string{c.String("channel")}, c.StringSlice("purpose")); err != nil {
+						return flagError(err, nil)
+					}
 				}
 				var sup *throttle.Suppression
 				if len(rows) > 0 {

@@ -132,17 +132,28 @@ func contactsCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usage("contacts erase: give one PHONE or EMAIL")
 				}
-				d, comp, err := componentsFor(c, app.Needs{Kafka: true, Redis: true})
-				if err != nil {
-					return err
-				}
-				defer d.Close()
-				er, err := app.EraseContact(c.Context, comp, c.Args().First(), c.StringSlice("purpose"))
-				if errors.Is(err, segments.ErrNotFound) {
-					return usage("%w", err)
-				}
-				if err != nil {
-					return err
+				var er segments.Erased
+				if rc := remote(c); rc != nil {
+					id, err := rc.FindContact(c.Context, c.Args().First())
+					if err == nil {
+						er, err = rc.EraseContact(c.Context, id, c.StringSlice("purpose"))
+					}
+					if err := remoteContactErr(err); err != nil {
+						return err
+					}
+				} else {
+					d, comp, err := componentsFor(c, app.Needs{Kafka: true, Redis: true})
+					if err != nil {
+						return err
+					}
+					defer d.Close()
+					er, err = app.EraseContact(c.Context, comp, c.Args().First(), c.StringSlice("purpose"))
+					if errors.Is(err, segments.ErrNotFound) {
+						return usage("%w", err)
+					}
+					if err != nil {
+						return err
+					}
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, er)

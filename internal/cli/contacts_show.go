@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/internal/apiclient"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/segments"
 )
@@ -22,29 +23,7 @@ func contactsShowCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usage("contacts show: give one PHONE, EMAIL, telegram:CHAT_ID, line:USER_ID or #CONTACT_ID")
 			}
-			d, comp, err := componentsFor(c, app.Needs{Redis: true})
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			arg := strings.TrimSpace(c.Args().First())
-			var id uint32
-			if rest, ok := strings.CutPrefix(arg, "#"); ok {
-				n, err := strconv.ParseUint(rest, 10, 32)
-				if err != nil || n == 0 {
-					return usage("contacts show: %q: a contact id is # and a positive integer", arg)
-				}
-				id = uint32(n)
-			} else if id, err = comp.Contacts.Lookup(c.Context, arg); err != nil {
-				if errors.Is(err, segments.ErrNotFound) {
-					return usage("%w", err)
-				}
-				return err
-			}
-			ct, err := app.GetContact(c.Context, comp, id)
-			if errors.Is(err, segments.ErrNotFound) {
-				return usage("%w", err)
-			}
+			ct, err := showContact(c, strings.TrimSpace(c.Args().First()))
 			if err != nil {
 				return err
 			}
@@ -71,4 +50,61 @@ func contactsShowCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// showContact finds a contact by identity or #id, through the API when the CLI is
+// remote: an unknown one is a usage error either way.
+func showContact(c *cli.Context, arg string) (segments.Contact, error) {
+	if rc := remote(c); rc != nil {
+		id, err := rc.FindContact(c.Context, arg)
+		if err != nil {
+			return segments.Contact{}, remoteContactErr(err)
+		}
+		ct, err := rc.Contact(c.Context, id)
+		return ct, remoteContactErr(err)
+	}
+	d, comp, err := componentsFor(c, app.Needs{Redis: true})
+	if err != nil {
+		return segments.Contact{}, err
+	}
+	defer d.Close()
+	id, err := contactRef(c, comp, arg)
+	if err != nil {
+		return segments.Contact{}, err
+	}
+	ct, err := app.GetContact(c.Context, comp, id)
+	if errors.Is(err, segments.ErrNotFound) {
+		return ct, usage("%w", err)
+	}
+	return ct, err
+}
+
+// contactRef is the id of the contact an argument names: #ID, or an identity (phone,
+// email, telegram:CHAT_ID, line:USER_ID). An unknown one is a usage error.
+func contactRef(c *cli.Context, comp *app.Components, arg string) (uint32, error) {
+	if rest, ok := strings.CutPrefix(arg, "#"); ok {
+		n, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil || n == 0 {
+			return 0, usage("%q: a contact id is # and a positive integer", arg)
+		}
+		return uint32(n), nil
+	}
+	id, err := app.FindContact(c.Context, comp, arg)
+	if errors.Is(err, segments.ErrNotFound) {
+		return 0, usage("%w", err)
+	}
+	return id, err
+}
+
+// remoteContactErr maps the API's answer about a contact as the CLI reports it
+// locally: an unknown contact (404) or a refused identity is a usage error (exit 2).
+func remoteContactErr(err error) error {
+	var p *apiclient.Problem
+	if errors.As(err, &p) && p.Status == 404 {
+		return usage("%s", p.Error())
+	}
+	if err != nil {
+		return remoteErr(err)
+	}
+	return nil
 }

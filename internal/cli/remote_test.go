@@ -157,6 +157,31 @@ func TestRemoteCLI(t *testing.T) {
 	}
 	same("-o", "json", "campaigns", "status", "2")
 
+	// A contact and its consent, found by any identity or #id; unknown ones are usage
+	// errors both ways.
+	same("contacts", "show", "+66817001001")
+	same("-o", "json", "contacts", "show", "#2")
+	same("contacts", "show", "+66810000000")
+	same("consent", "show", "+66817001001")
+	same("-o", "json", "consent", "show", "+66817001002", "--purpose", "marketing")
+	same("consent", "show", "+66817001001", "--channel", "pigeon")
+	// Erasure: one contact erased locally, another remotely; each leaves no trace of its
+	// phone, and erasing it again is an unknown contact both ways.
+	lc, lo, le = cmd(local, "contacts", "erase", "+66817001002")
+	rc, ro, re = cmd(remote, "contacts", "erase", "+66817001003")
+	// Contact 3 has more tags (customer, bronze, copper) than contact 2 (customer).
+	if lc != 0 || rc != 0 || lo != "erased contact 2 (1 tags); the consent ledger has its tombstone\n" ||
+		ro != "erased contact 3 (3 tags); the consent ledger has its tombstone\n" {
+		t.Fatalf("contacts erase:\nlocal %d %s%s\nremote %d %s%s", lc, lo, le, rc, ro, re)
+	}
+	for _, phone := range []string{"+66817001002", "+66817001003"} {
+		lc, _, _ = cmd(local, "contacts", "show", phone)
+		rc, _, _ = cmd(remote, "contacts", "erase", phone)
+		if lc != 2 || rc != 2 {
+			t.Fatalf("%s after its erasure: show exit %d, erase remotely exit %d (want 2, 2)", phone, lc, rc)
+		}
+	}
+
 	// A wrong key: exit 1, and the key is not printed.
 	rc, ro, re = cmd(append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", "hk_000000000000_"+strings.Repeat("A", 43)), "campaigns", "list")
 	if rc != 1 || strings.Contains(ro+re, strings.Repeat("A", 43)) || !strings.Contains(re, "API key") {
