@@ -43,11 +43,11 @@ type Permission string
 
 // The permissions. Each API route needs exactly one (x-permission in the OpenAPI spec).
 const (
-	ContactsRead    Permission = "contacts:read"
-	ContactsWrite   Permission = "contacts:write"
+	ContactsRead  Permission = "contacts:read"
+	ContactsWrite Permission = "contacts:write"
 	// ContactsErase erases contacts (irreversible; the ledger keeps a tombstone): only an
 	// admin's.
-	ContactsErase Permission = "contacts:erase"
+	ContactsErase   Permission = "contacts:erase"
 	ConsentRead     Permission = "consent:read"
 	ConsentWrite    Permission = "consent:write"
 	CampaignsRead   Permission = "campaigns:read"
