@@ -64,6 +64,11 @@ type Config struct {
 	Burst int     // requests a key may make at once; default 2 × Rate
 	// MaxBody is the largest request body accepted (413 above it); default 4 MiB.
 	MaxBody int64
+	// MaxImportBody is the largest file POST /v1/imports accepts; default 256 MiB (about
+	// 4M contacts of a typical CRM export). The file is held in memory while it imports.
+	MaxImportBody int64
+	// ImportBodyTimeout bounds the time an import's file may take to arrive; default 10 min.
+	ImportBodyTimeout time.Duration
 	// BodyTimeout bounds the time a request body may take to arrive (408 after it, so
 	// a slow client cannot hold a connection); default 30 s.
 	BodyTimeout time.Duration
@@ -120,6 +125,12 @@ func New(cfg Config) (*API, error) {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 4 << 20
 	}
+	if cfg.MaxImportBody <= 0 {
+		cfg.MaxImportBody = 256 << 20
+	}
+	if cfg.ImportBodyTimeout <= 0 {
+		cfg.ImportBodyTimeout = 10 * time.Minute
+	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
@@ -164,7 +175,7 @@ func Handler(d *app.Deps) (http.Handler, error) {
 		return nil, errors.New("the API's audit records go to Kafka: set HERALD_KAFKA_BROKERS")
 	}
 	return New(Config{Deps: d, Components: comp, Redis: rdb, Prefix: d.Cfg.Prefix, Audit: d.Writer(d.Topics.Audit),
-		ClickHouse: d.ClickHouse, Rate: d.Cfg.APIRate, Burst: d.Cfg.APIBurst, Logger: d.Cfg.Logger, Registry: d.Cfg.Registry})
+		ClickHouse: d.ClickHouse, Rate: d.Cfg.APIRate, Burst: d.Cfg.APIBurst, MaxImportBody: d.Cfg.APIMaxImportBytes, Logger: d.Cfg.Logger, Registry: d.Cfg.Registry})
 }
 
 // Routes lists the route patterns ("POST /v1/campaigns/{id}/launch") and the
@@ -429,16 +440,21 @@ func (a *API) run(c *call) (err error) {
 }
 
 // readBody reads a mutating call's body: at most MaxBody bytes (413), arriving within
-// BodyTimeout (408), JSON when there is one (415).
+// BodyTimeout (408), JSON when there is one (415); an import's file may be larger and
+// slower (MaxImportBody, ImportBodyTimeout).
 func (a *API) readBody(c *call) error {
-	if c.r.ContentLength > a.cfg.MaxBody {
+	maxBody, timeout := a.cfg.MaxBody, a.cfg.BodyTimeout
+	if c.rt.path == importsPath {
+		maxBody, timeout = a.cfg.MaxImportBody, a.cfg.ImportBodyTimeout
+	}
+	if c.r.ContentLength > maxBody {
 		c.w.Header().Set("Connection", "close")
 		_ = c.r.Body.Close()
-		return problem("body-too-large", fmt.Sprintf("the body has %d bytes; at most %d are accepted", c.r.ContentLength, a.cfg.MaxBody))
+		return problem("body-too-large", fmt.Sprintf("the body has %d bytes; at most %d are accepted", c.r.ContentLength, maxBody))
 	}
 	rc := http.NewResponseController(c.w.(*buffer).under)
-	_ = rc.SetReadDeadline(time.Now().Add(a.cfg.BodyTimeout))
-	body, err := io.ReadAll(io.LimitReader(c.r.Body, a.cfg.MaxBody+1))
+	_ = rc.SetReadDeadline(time.Now().Add(timeout))
+	body, err := io.ReadAll(io.LimitReader(c.r.Body, maxBody+1))
 	if err == nil {
 		_ = rc.SetReadDeadline(time.Time{})
 	} else {
@@ -450,14 +466,14 @@ func (a *API) readBody(c *call) error {
 	if err != nil {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			return problem("body-timeout", fmt.Sprintf("the body did not arrive within %s", a.cfg.BodyTimeout))
+			return problem("body-timeout", fmt.Sprintf("the body did not arrive within %s", timeout))
 		}
 		return problem("invalid-body", "the body could not be read: "+err.Error())
 	}
-	if int64(len(body)) > a.cfg.MaxBody {
+	if int64(len(body)) > maxBody {
 		c.w.Header().Set("Connection", "close")
 		_ = c.r.Body.Close()
-		return problem("body-too-large", fmt.Sprintf("the body is larger than %d bytes", a.cfg.MaxBody))
+		return problem("body-too-large", fmt.Sprintf("the body is larger than %d bytes", maxBody))
 	}
 	if len(body) > 0 {
 		mt, _, err := mime.ParseMediaType(c.r.Header.Get("Content-Type"))

@@ -96,3 +96,6 @@ func (a *API) importRejects(c *call) error {
 	}
 	return c.json(http.StatusOK, p)
 }
+
+// importsPath is where imports are posted: its bodies may be larger than other calls'.
+const importsPath = "/v1/imports"

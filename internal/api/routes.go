@@ -23,7 +23,7 @@ func (a *API) routeTable() []route {
 		{get, "/v1/contacts", apikeys.ContactsRead, a.findContact},
 		{post, "/v1/contacts", apikeys.ContactsWrite, a.postContact},
 		{post, "/v1/contacts:bulk", apikeys.ContactsWrite, a.bulkContacts},
-		{post, "/v1/imports", apikeys.ContactsWrite, a.createImport},
+		{post, importsPath, apikeys.ContactsWrite, a.createImport},
 		{get, "/v1/imports/{id}", apikeys.ContactsRead, a.getImport},
 		{get, "/v1/imports/{id}/rejects", apikeys.ContactsRead, a.importRejects},
 		{get, "/v1/contacts/{id}/consent", apikeys.ConsentRead, a.getConsent},

@@ -83,6 +83,9 @@ type Config struct {
 	// requests per second, across every serve process (a key may have its own rate).
 	APIRate  float64
 	APIBurst int
+	// APIMaxImportBytes (HERALD_API_MAX_IMPORT_BYTES) is the largest file POST /v1/imports
+	// accepts; 0: 256 MiB.
+	APIMaxImportBytes int64
 	// Console is the web console serve mounts at /console/ (the CLI sets package
 	// console's handler; nil: none). It talks to the API only, so it needs API too.
 	Console http.Handler
