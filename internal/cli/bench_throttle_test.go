@@ -92,7 +92,7 @@ func TestBenchThrottleTelegram(t *testing.T) {
 	if g == nil || g.Channel != "telegram" || g.Rate != 30 || g.Accepted == 0 || g.AtStart.Max1s > g.Cap1s+1 || (g.Throughput429 > 0 && g.AtStart.Max1s <= g.Cap1s) {
 		t.Fatalf("governor scenario: %+v", g)
 	}
-	if code, _, _ := run("bench", "throttle", "--channel", "line"); code != 2 {
-		t.Fatalf("--channel line: exit %d, want 2", code)
+	if code, _, _ := run("bench", "throttle", "--channel", "telegram", "--rate", "5000"); code != 2 {
+		t.Fatalf("--channel telegram --rate 5000 (over paid broadcast's 1000/s): exit %d, want 2", code)
 	}
 }
