@@ -528,8 +528,11 @@ func printThrottleBench(c *cli.Context, o throttleBenchOptions, r ThrottleBenchR
 			refused = strings.Join(parts, ", ")
 		}
 		throughputLabel := "130429 from the sandbox"
-		if g.Channel == "telegram" {
+		switch g.Channel {
+		case "telegram":
 			throughputLabel = "429 from the Bot API sandbox"
+		case "line":
+			throughputLabel = "429 from the LINE sandbox"
 		}
 		rows = append(rows,
 			[]string{"governor: achieved rate", fmt.Sprintf("%.2f msg/s", g.AchievedRate),
