@@ -18,7 +18,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "benchmark scenarios against private local servers",
-		Subcommands: []*cli.Command{benchThrottleCommand(), benchThrottleWorkerCommand(), benchThrottleWorkerLINECommand(), {
+		Subcommands: []*cli.Command{benchThrottleCommand(), benchThrottleWorkerCommand(), {
 			Name:  "segments",
 			Usage: "contacts import, segment evaluation, member streaming and Redis memory at scale",
 			Description: "Starts a private redis-server (installed when missing) in a temporary directory, generates\n" +

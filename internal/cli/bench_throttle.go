@@ -213,11 +213,7 @@ func benchThrottle(c *cli.Context, cfg app.Config, o throttleBenchOptions) error
 	pr := newBenchProgress(c)
 	var out ThrottleBenchResult
 	if o.Scenario != "policy" {
-		bench := benchGovernor
-		if o.Channel == "line" {
-			bench = benchGovernorLINE
-		}
-		g, err := bench(ctx, srv.Addr, o, pr)
+		g, err := benchGovernor(ctx, srv.Addr, o, pr)
 		pr.finish()
 		if err != nil {
 			return err
@@ -420,10 +416,16 @@ func benchThrottleWorkerCommand() *cli.Command {
 			var mu sync.Mutex
 			codes := map[int]int64{}
 			var transport atomic.Int64
-			tgSend := benchTelegramSend(c.String("sandbox-url"), c.Float64("rate"))
+			var other func(ctx context.Context, id, job int) (int, bool) // a channel other than WhatsApp
+			switch c.String("channel") {
+			case "telegram":
+				other = benchTelegramSend(c.String("sandbox-url"), c.Float64("rate"))
+			case "line":
+				other = benchLINESend(c.String("sandbox-url"), gov)
+			}
 			send := func(ctx context.Context, job int) {
-				if c.String("channel") == "telegram" {
-					switch code, refused := tgSend(ctx, id, job); {
+				if other != nil {
+					switch code, refused := other(ctx, id, job); {
 					case !refused:
 					case code == 0:
 						transport.Add(1)

@@ -37,6 +37,9 @@ type benchAccepted struct {
 }
 
 func newBenchSandbox(o throttleBenchOptions) benchSandbox {
+	if o.Channel == "line" {
+		return newLINEBench(o)
+	}
 	if o.Channel == telegram.ChannelName {
 		sc := tgsandbox.Config{Bots: map[string]string{benchTelegramToken: "herald_bench_bot"}, BotRate: o.Rate}
 		if o.Rate > telegram.DefaultRate {
