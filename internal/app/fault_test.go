@@ -50,6 +50,10 @@ type childConfig struct {
 	ClickKey     string
 	ClickBaseURL string
 	ClaimLease   time.Duration
+	// Journeys runs the journey engine in the worker (its two consumer groups): only the
+	// journeys' fault test needs it, and the channels' fault tests keep to the groups
+	// they test.
+	Journeys bool
 	// The launch role: the campaign to launch, with these fan-out settings.
 	Campaign    string
 	FanoutLease time.Duration
@@ -66,7 +70,7 @@ func runChild() int {
 		return 2
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
-		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, TelegramAPIURL: cc.TelegramURL, LINEAPIURL: cc.LINEAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true,
+		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, TelegramAPIURL: cc.TelegramURL, LINEAPIURL: cc.LINEAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true, NoJourneys: !cc.Journeys,
 		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk,
 		// What a worker logs reaches the test's stderr buffer, printed when a test fails.
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}

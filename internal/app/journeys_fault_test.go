@@ -71,7 +71,7 @@ func TestKilledWorkersJourneyExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc, _ := json.Marshal(childConfig{KafkaBrokers: d.Cfg.KafkaBrokers, RedisURL: d.Cfg.RedisURL, Prefix: d.Cfg.Prefix, TopicPrefix: d.Cfg.TopicPrefix,
-		WhatsAppURL: d.Cfg.WhatsAppURL, ClickKey: d.Cfg.ClickKey, ClickBaseURL: d.Cfg.ClickBaseURL, ClaimLease: d.Cfg.ClaimLease})
+		WhatsAppURL: d.Cfg.WhatsAppURL, ClickKey: d.Cfg.ClickKey, ClickBaseURL: d.Cfg.ClickBaseURL, ClaimLease: d.Cfg.ClaimLease, Journeys: true})
 	procs := &workerProcs{t: t, env: append(os.Environ(), childRoleEnv+"=worker", childConfigEnv+"="+string(cc))}
 	defer procs.stopAll()
 	live := []*exec.Cmd{procs.start(), procs.start(), procs.start()}
