@@ -204,18 +204,7 @@ return {1, 1}
 // contact's place in the tier set (its previous score, or out of the set when the job
 // made it count). KEYS as ruleScript's; ARGV: 1 campaign, 2 sender, 3 contact id,
 // 4 the capped category ("" when none).
-var releaseScript = redis.NewScript(releaseContactSide + `
-if flag == '1' and KEYS[2] and tonumber(redis.call('ZSCORE', KEYS[2], ARGV[3])) == tonumber(at) then
-  if tprev == '' then redis.call('ZREM', KEYS[2], ARGV[3]) else redis.call('ZADD', KEYS[2], tprev, ARGV[3]) end
-end
-return 1
-`)
-
-// releaseContactSide is what releaseScript and releaseSplitScript (tiersplit.go) give
-// back in the contact's rules hash KEYS[1]: the job's cap-log line and its s: record
-// (the record it replaced is the last again). It leaves at, tprev and flag for the
-// tier set's side; a time or score may carry a fraction (a split tier's, on a cluster).
-const releaseContactSide = `
+var releaseScript = redis.NewScript(`
 local camp = ARGV[1]
 local fc, fs, fp = 'f:' .. ARGV[4], 's:' .. ARGV[2], 'S:' .. ARGV[2]
 local v = redis.call('HMGET', KEYS[1], fc, fs, fp)
@@ -231,7 +220,7 @@ if ARGV[4] ~= '' and v[1] then
   end
 end
 if not v[2] then return 0 end
-local at, tprev, flag, m = string.match(v[2], '^([%d.]*):([%d.]*):(%d):(.*)$')
+local at, tprev, flag, m = string.match(v[2], '^(%d*):(%d*):(%d):(.*)$')
 if m ~= camp then return 0 end
 if v[3] then
   redis.call('HSET', KEYS[1], fs, v[3])
@@ -239,7 +228,11 @@ if v[3] then
 else
   redis.call('HDEL', KEYS[1], fs)
 end
-`
+if flag == '1' and KEYS[2] and tonumber(redis.call('ZSCORE', KEYS[2], ARGV[3])) == tonumber(at) then
+  if tprev == '' then redis.call('ZREM', KEYS[2], ARGV[3]) else redis.call('ZADD', KEYS[2], tprev, ARGV[3]) end
+end
+return 1
+`)
 
 // pushbackScript records a provider refusal in the contact's rules hash KEYS[1].
 // ARGV: 1 "h" (131049: hold marketing until ARGV[3] + ARGV[4]) or "b" (131056: back off

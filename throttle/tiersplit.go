@@ -167,7 +167,30 @@ return {1, 1, took}
 // releaseSplitScript is releaseScript on the contact's slot only (KEYS[1]): when the
 // record it gives back counted against the tier it returns {1, score, score before},
 // for tierUndoScript on the sender's slot; else 1 (released) or 0 (nothing held).
-var releaseSplitScript = redis.NewScript(releaseContactSide + `
+var releaseSplitScript = redis.NewScript(`
+local camp = ARGV[1]
+local fc, fs, fp = 'f:' .. ARGV[4], 's:' .. ARGV[2], 'S:' .. ARGV[2]
+local v = redis.call('HMGET', KEYS[1], fc, fs, fp)
+if ARGV[4] ~= '' and v[1] then
+  local lines, found = {}, false
+  for line in string.gmatch(v[1], '[^\n]+') do
+    if not found and string.match(line, '^%d+ (.*)$') == camp then found = true else lines[#lines + 1] = line end
+  end
+  if found and #lines == 0 then
+    redis.call('HDEL', KEYS[1], fc)
+  elseif found then
+    redis.call('HSET', KEYS[1], fc, table.concat(lines, '\n'))
+  end
+end
+if not v[2] then return 0 end
+local at, tprev, flag, m = string.match(v[2], '^([%d.]*):([%d.]*):(%d):(.*)$')
+if m ~= camp then return 0 end
+if v[3] then
+  redis.call('HSET', KEYS[1], fs, v[3])
+  redis.call('HDEL', KEYS[1], fp)
+else
+  redis.call('HDEL', KEYS[1], fs)
+end
 if flag == '1' then return {1, at, tprev} end
 return 1
 `)
