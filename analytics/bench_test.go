@@ -63,7 +63,8 @@ func BenchmarkSinkInsert(b *testing.B) {
 			for _, e := range evs {
 				if err := batch.Append(e.ID, string(e.Kind), e.Time, uint64(e.Time.UnixMilli()), e.CampaignID,
 					e.ContactID, e.SenderID, e.Channel, e.Template, e.Variant, e.Country, e.ProviderMessageID,
-					e.Reason, int32(e.ErrorCode), b2u8(e.Retryable), e.ConsentRef, unixZero, e.OrderID, e.Value, e.Currency); err != nil {
+					e.Reason, int32(e.ErrorCode), b2u8(e.Retryable), e.ConsentRef, unixZero, e.OrderID, e.Value, e.Currency,
+					e.Name, e.Properties, e.FromChannel); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -49,7 +49,7 @@ func scanEvent(b []byte) (e events.Event, ok bool) {
 		i = skipSpace(s, i+1)
 		switch key {
 		case "id", "kind", "campaign", "sender", "channel", "template", "variant", "country",
-			"provider_msg_id", "reason", "consent_ref", "order_id", "currency":
+			"provider_msg_id", "reason", "consent_ref", "order_id", "currency", "name", "properties", "from_channel":
 			v, j, ok := scanString(s, i)
 			if !ok {
 				return e, false
@@ -81,6 +81,12 @@ func scanEvent(b []byte) (e events.Event, ok bool) {
 				e.OrderID = v
 			case "currency":
 				e.Currency = v
+			case "name":
+				e.Name = v
+			case "properties":
+				e.Properties = v
+			case "from_channel":
+				e.FromChannel = v
 			}
 			i = j
 		case "value":

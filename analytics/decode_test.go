@@ -19,8 +19,12 @@ func decodeSeeds() [][]byte {
 	deferred := events.New(events.Deferred, "c", 7, baseTime)
 	deferred.Reason, deferred.Until = "quiet_hours", time.Date(2025, 3, 10, 21, 0, 0, 0, time.FixedZone("ICT", 7*3600))
 	conv := ConversionEvent(Conversion{ContactID: 9, OrderID: "o-1", Value: 1299.5, Currency: "THB", Time: baseTime}, "c")
+	custom := events.New(events.Custom, "", 9, baseTime)
+	custom.Name, custom.Properties = "cart_abandoned", events.EncodeProperties(map[string]string{"sku": "A-1", "note": "\"q\" ✓"})
+	fallback := events.New(events.Fallback, "c", 9, baseTime)
+	fallback.Channel, fallback.FromChannel, fallback.Reason = "sms", "whatsapp", "circuit_open"
 	var seeds [][]byte
-	for _, e := range []events.Event{events.New(events.Sent, "c", 1, baseTime), full, deferred, conv,
+	for _, e := range []events.Event{events.New(events.Sent, "c", 1, baseTime), full, deferred, conv, custom, fallback,
 		{ID: "x", Kind: events.Read, Time: baseTime, Template: "ünïcødé ✓", Reason: "<&>"}} {
 		b, err := e.Marshal()
 		if err != nil {

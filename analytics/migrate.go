@@ -151,6 +151,11 @@ ORDER BY contact_id`}
 	{version: 12, name: "create_api_audit", ddl: func(f schemaFeatures) []string {
 		return []string{createAPIAudit(f)}
 	}},
+	{version: 13, name: "add_events_custom_and_fallback", columns: func(f schemaFeatures) []column {
+		// On custom events: the name and the properties (a JSON object of strings). On
+		// fallback events: the channel the send left. Empty on every other event.
+		return []column{{"events", "name", f.dim()}, {"events", "properties", "String"}, {"events", "from_channel", f.dim()}}
+	}},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

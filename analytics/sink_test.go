@@ -513,3 +513,41 @@ func TestEventsBufferOrder(t *testing.T) {
 		t.Fatalf("order %q value %v currency %q", order, value, currency)
 	}
 }
+
+// A custom event keeps its name and properties, and a fallback the channel it left,
+// through the sink's decoder into ClickHouse.
+func TestEventsBufferCustomAndFallback(t *testing.T) {
+	custom := events.New(events.Custom, "", 9, baseTime)
+	custom.Name, custom.Properties = "cart_abandoned", events.EncodeProperties(map[string]string{"sku": "A-1", "note": `"q" ✓`})
+	fallback := events.New(events.Fallback, "spring", 9, baseTime)
+	fallback.Channel, fallback.FromChannel, fallback.Reason = "sms", "whatsapp", "circuit_open"
+	var buf eventsBuffer
+	for _, e := range []events.Event{custom, fallback} {
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := buf.add(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := migrated(t)
+	if err := buf.insert(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	var name, props, from, channel string
+	if err := conn.QueryRow(context.Background(), "SELECT name, properties FROM events WHERE event_id = ?", custom.ID).
+		Scan(&name, &props); err != nil {
+		t.Fatal(err)
+	}
+	if name != "cart_abandoned" || props != custom.Properties {
+		t.Errorf("custom: name %q properties %q, want %q %q", name, props, "cart_abandoned", custom.Properties)
+	}
+	if err := conn.QueryRow(context.Background(), "SELECT channel, from_channel FROM events WHERE event_id = ?", fallback.ID).
+		Scan(&channel, &from); err != nil {
+		t.Fatal(err)
+	}
+	if channel != "sms" || from != "whatsapp" {
+		t.Errorf("fallback: channel %q from %q, want sms from whatsapp", channel, from)
+	}
+}

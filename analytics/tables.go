@@ -69,6 +69,7 @@ func b2u8(b bool) uint8 {
 type eventsBuffer struct {
 	eventID, kind, campaignID, senderID, channel, template, variant, country []string
 	providerMsgID, reason, consentRef, orderID, currency                     []string
+	name, properties, fromChannel                                            []string
 	value                                                                    []float64
 	ts, until                                                                []time.Time
 	tsMS                                                                     []uint64
@@ -79,7 +80,7 @@ type eventsBuffer struct {
 
 var eventsColumns = []string{"event_id", "kind", "ts", "ts_ms", "campaign_id", "contact_id", "sender_id",
 	"channel", "template", "variant", "country", "provider_msg_id", "reason", "error_code", "retryable", "consent_ref",
-	"until", "order_id", "value", "currency"}
+	"until", "order_id", "value", "currency", "name", "properties", "from_channel"}
 
 // unixZero is what a DateTime column holds for "no time" (an event without Until).
 var unixZero = time.Unix(0, 0).UTC()
@@ -132,12 +133,16 @@ func (b *eventsBuffer) appendEvent(e events.Event) {
 	b.orderID = append(b.orderID, e.OrderID)
 	b.value = append(b.value, e.Value)
 	b.currency = append(b.currency, e.Currency)
+	b.name = append(b.name, e.Name)
+	b.properties = append(b.properties, e.Properties)
+	b.fromChannel = append(b.fromChannel, e.FromChannel)
 }
 
 func (b *eventsBuffer) insert(ctx context.Context, conn driver.Conn) error {
 	return insertColumns(ctx, conn, "events", eventsColumns, []any{b.eventID, b.kind, b.ts, b.tsMS,
 		b.campaignID, b.contactID, b.senderID, b.channel, b.template, b.variant, b.country,
-		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef, b.until, b.orderID, b.value, b.currency})
+		b.providerMsgID, b.reason, b.errorCode, b.retryable, b.consentRef, b.until, b.orderID, b.value, b.currency,
+		b.name, b.properties, b.fromChannel})
 }
 
 func (b *eventsBuffer) reset() { *b = eventsBuffer{} }

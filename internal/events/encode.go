@@ -59,6 +59,7 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 	b = jsonx.AppendField(b, "currency", e.Currency)
 	b = jsonx.AppendField(b, "name", e.Name)
 	b = jsonx.AppendField(b, "properties", e.Properties)
+	b = jsonx.AppendField(b, "from_channel", e.FromChannel)
 	return append(b, '}'), nil
 }
 

@@ -41,11 +41,16 @@ const (
 	JourneyEntered Kind = "journey_entered"
 	JourneyStep    Kind = "journey_step"
 	JourneyExited  Kind = "journey_exited"
+
+	// Fallback: a campaign's send to a contact moves to the next channel of its policy.
+	// Channel is the channel it moves to, FromChannel the one it leaves, Reason the
+	// trigger (permanent_failure, circuit_open, not_delivered_within).
+	Fallback Kind = "fallback"
 )
 
 var kinds = map[Kind]bool{Queued: true, Skipped: true, Deferred: true, Sent: true, Failed: true, Delivered: true,
 	Read: true, Clicked: true, Replied: true, Converted: true, OptedOut: true, OptedIn: true,
-	Custom: true, TagAdded: true, TagRemoved: true, JourneyEntered: true, JourneyStep: true, JourneyExited: true}
+	Custom: true, TagAdded: true, TagRemoved: true, JourneyEntered: true, JourneyStep: true, JourneyExited: true, Fallback: true}
 
 // Valid reports whether k is a known kind.
 func (k Kind) Valid() bool { return kinds[k] }
@@ -70,12 +75,13 @@ type Event struct {
 	Reason            string    `json:"reason,omitempty"`     // skip reason code
 	ErrorCode         int       `json:"error_code,omitempty"` // provider error code on failed
 	Retryable         bool      `json:"retryable,omitempty"`
-	ConsentRef        string    `json:"consent_ref,omitempty"` // the ledger record a send relied on
-	Until             time.Time `json:"until,omitzero"`        // on deferred: when the job is due again
-	OrderID           string    `json:"order_id,omitempty"`    // on converted: the order
-	Value             float64   `json:"value,omitempty"`       // on converted: the order's value, in Currency
-	Currency          string    `json:"currency,omitempty"`    // on converted: ISO 4217 code, e.g. THB
-	Name              string    `json:"name,omitempty"`        // on custom: the event's name
+	ConsentRef        string    `json:"consent_ref,omitempty"`  // the ledger record a send relied on
+	Until             time.Time `json:"until,omitzero"`         // on deferred: when the job is due again
+	OrderID           string    `json:"order_id,omitempty"`     // on converted: the order
+	Value             float64   `json:"value,omitempty"`        // on converted: the order's value, in Currency
+	Currency          string    `json:"currency,omitempty"`     // on converted: ISO 4217 code, e.g. THB
+	Name              string    `json:"name,omitempty"`         // on custom: the event's name
+	FromChannel       string    `json:"from_channel,omitempty"` // on fallback: the channel the send leaves
 	// Properties are a custom event's data: a JSON object of strings (EncodeProperties),
 	// kept as text so that an Event stays comparable.
 	Properties string `json:"properties,omitempty"`
