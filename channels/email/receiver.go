@@ -19,6 +19,9 @@ import (
 // ReceiverConfig configures a Receiver.
 type ReceiverConfig struct {
 	Addr   string      // listen address, e.g. ":2525" (default 127.0.0.1:0)
+	// Listener, when set, is served instead of listening on Addr (a caller that holds
+	// its port from the start, so no other process can take it in between).
+	Listener net.Listener
 	Domain string      // the name in the greeting (default "localhost")
 	TLS    *tls.Config // offers STARTTLS when set
 	// Handle is given the reports of each DSN or ARF report received. An error answers
@@ -75,9 +78,12 @@ func NewReceiver(cfg ReceiverConfig) (*Receiver, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.log = r.log.With("component", "email-receiver")
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("email receiver: listen: %w", err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("email receiver: listen: %w", err)
+		}
 	}
 	r.ln = ln
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &receiverSession{r: r}, nil }))

@@ -176,7 +176,7 @@ func BenchE2EEmail(ctx context.Context, cfg Config, o EmailE2EOptions) (EmailE2E
 	defer dev.Close()
 	// The SMTP sandbox measures SMTP work only: no greylisting, refusals, rate limits,
 	// bounces or complaints (nothing flows back to serve).
-	dev.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: dev.EmailSandboxAddr, Logger: dev.Deps.Cfg.Logger})
+	dev.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: dev.EmailSandboxAddr, Listener: dev.EmailSandboxListener, Logger: dev.Deps.Cfg.Logger})
 	dev.NoWorker = o.WorkerCmd != nil
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dev.Run(gctx) })

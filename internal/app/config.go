@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	// HERALD_BOUNCE_LISTEN: serve's SMTP listener for email bounces (DSN) and complaints
 	// (ARF): point the MX of the senders' return-path domain at it ("": off)
 	BounceListen string
+	// BounceListener, when set, is the listener of BounceListen, already open: the dev
+	// stack holds its port from the start instead of freeing it for serve to listen on.
+	BounceListener net.Listener
 	// EmailMaxRetryAfter caps how long a greylisted or full-mailbox email waits before
 	// its retry (0: the code table's, up to 30 min); dev and the demo set seconds
 	EmailMaxRetryAfter time.Duration

@@ -60,6 +60,9 @@ type Stack struct {
 	// Replace it before Run for other behaviour (keep Addr and SinkAddr).
 	EmailSandbox     *emailsandbox.Sandbox
 	EmailSandboxAddr string
+	// EmailSandboxListener is the open listener of EmailSandboxAddr: a test that replaces
+	// EmailSandbox before Run hands it over (Config.Listener) rather than listening again.
+	EmailSandboxListener net.Listener
 	// TelegramSandbox speaks the Bot API (bot DevTelegramToken, @DevTelegramBot) at
 	// TelegramSandboxURL; Run points its webhook at serve with the bot's secret token.
 	TelegramSandbox    *tgsandbox.Sandbox
@@ -132,15 +135,21 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	cfg.TelegramAPIURL = s.TelegramSandboxURL
 	cfg.LINEAPIURL = s.LINESandboxURL
 	if cfg.BounceListen == "" {
-		if cfg.BounceListen, err = freeAddr(); err != nil {
+		bl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
 			s.Close()
 			return nil, err
 		}
+		s.stops = append(s.stops, func() { bl.Close() })
+		cfg.BounceListen, cfg.BounceListener = bl.Addr().String(), bl
 	}
-	if s.EmailSandboxAddr, err = freeAddr(); err != nil {
+	esl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
+	s.stops = append(s.stops, func() { esl.Close() })
+	s.EmailSandboxAddr, s.EmailSandboxListener = esl.Addr().String(), esl
 	if cfg.EmailMaxRetryAfter == 0 {
 		cfg.EmailMaxRetryAfter = 2 * time.Second
 	}
@@ -163,7 +172,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	s.TelegramSandbox = tgsandbox.New(tgsandbox.Config{Bots: map[string]string{DevTelegramToken: DevTelegramBot}})
 	s.LINESandbox = linesandbox.New(linesandbox.Config{Token: DevLINEToken, ChannelSecret: DevLINESecret,
 		WebhookURL: s.ServeURL + line.WebhookPath, BlockedRate: sc.UndeliverableRate})
-	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, SinkAddr: cfg.BounceListen,
+	s.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: s.EmailSandboxAddr, Listener: esl, SinkAddr: cfg.BounceListen,
 		BounceRate: sc.UndeliverableRate, Logger: cfg.Logger})
 	return s, nil
 }

@@ -39,7 +39,7 @@ func TestEmailCampaignEndToEnd(t *testing.T) {
 	const bounceRate, complaintRate = 0.1, 0.1
 	s, ctx := testStackWith(t, sandbox.Config{DelayScale: 0.01, Seed: 5}, func(c *Config, st *Stack) {
 		if st != nil {
-			st.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: st.EmailSandboxAddr, SinkAddr: c.BounceListen,
+			st.EmailSandbox = emailsandbox.New(emailsandbox.Config{Addr: st.EmailSandboxAddr, Listener: st.EmailSandboxListener, SinkAddr: c.BounceListen,
 				BounceRate: bounceRate, ComplaintRate: complaintRate})
 		}
 	})

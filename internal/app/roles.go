@@ -149,7 +149,7 @@ func Serve(ctx context.Context, d *Deps, l net.Listener) error {
 	if err != nil {
 		return err
 	}
-	rcv, err := email.NewReceiver(email.ReceiverConfig{Addr: d.Cfg.BounceListen, Handle: s.IngestReports, MessageKey: key, Logger: d.Cfg.Logger})
+	rcv, err := email.NewReceiver(email.ReceiverConfig{Addr: d.Cfg.BounceListen, Listener: d.Cfg.BounceListener, Handle: s.IngestReports, MessageKey: key, Logger: d.Cfg.Logger})
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ import (
 // Config configures a Sandbox. Zero values take the defaults noted.
 type Config struct {
 	Addr   string            // listen address (default 127.0.0.1:0)
+	// Listener, when set, is served instead of listening on Addr (a caller that holds
+	// its port from the start, so no other process can take it in between).
+	Listener net.Listener
 	Domain string            // the server's name in its greeting and DSNs (default mx.sandbox.test)
 	Users  map[string]string // AUTH user → password; empty: no AUTH offered or required
 	// TLS, when set, offers STARTTLS (and AUTH only after it); RequireTLS refuses MAIL
@@ -231,9 +234,12 @@ func New(cfg Config) *Sandbox {
 
 // Start listens on Config.Addr and serves until ctx ends or Close.
 func (s *Sandbox) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("email sandbox: listen: %w", err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("email sandbox: listen: %w", err)
+		}
 	}
 	s.ln = ln
 	ctx, s.cancel = context.WithCancel(ctx)
