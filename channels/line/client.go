@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/herald-dev/herald/internal/provhttp"
 
 	"github.com/herald-dev/herald/dispatcher"
 )
@@ -36,13 +37,12 @@ const (
 
 // Limits of the Messaging API.
 const (
-	MaxMulticast    = 500     // user ids in one multicast request
-	MaxMessages     = 5       // message objects in one request
-	MaxBody         = 2 << 20 // bytes of a request body (413 above)
-	MaxTextChars    = 5000    // characters of a text message
-	PushRate        = 2000    // push requests per second per channel
-	MulticastRate   = 200     // multicast requests per second per channel
-	maxResponseBody = 1 << 20
+	MaxMulticast  = 500     // user ids in one multicast request
+	MaxMessages   = 5       // message objects in one request
+	MaxBody       = 2 << 20 // bytes of a request body (413 above)
+	MaxTextChars  = 5000    // characters of a text message
+	PushRate      = 2000    // push requests per second per channel
+	MulticastRate = 200     // multicast requests per second per channel
 )
 
 // Header names.
@@ -97,18 +97,7 @@ func New(cfg Config) (*Channel, error) {
 // DefaultHTTPClient returns the client New uses when none is given: keep-alive, up to
 // 256 idle connections per host, bounded dial, TLS and response-header timeouts.
 func DefaultHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return provhttp.Client()
 }
 
 // SetSecret registers the channel secret of Herald sender id: the key LINE signs that
@@ -454,9 +443,7 @@ func (c *Channel) post(ctx context.Context, path, token, retryKey string, body [
 	if err != nil {
 		return Result{}, &TransportError{Err: err}
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	b, err := provhttp.ReadAnswer(resp)
 	if err != nil {
 		return Result{}, &TransportError{Status: resp.StatusCode, Err: err}
 	}
@@ -484,21 +471,14 @@ func decodeAnswer(status int, h http.Header, b []byte) (Result, error) {
 		return Result{RequestID: h.Get(AcceptedRequestIDHeader), SentMessages: a.SentMessages, Duplicate: true}, nil
 	case jerr != nil && status != http.StatusTooManyRequests && status != http.StatusRequestEntityTooLarge:
 		if status >= 400 && status < 500 {
-			return Result{}, &APIError{Status: status, Message: snippet(b), RequestID: h.Get(RequestIDHeader)}
+			return Result{}, &APIError{Status: status, Message: provhttp.Snippet(b), RequestID: h.Get(RequestIDHeader)}
 		}
-		return Result{}, &TransportError{Status: status, Body: snippet(b), Err: jerr}
+		return Result{}, &TransportError{Status: status, Body: provhttp.Snippet(b), Err: jerr}
 	}
 	if a.Message == "" {
 		a.Message = http.StatusText(status)
 	}
 	return Result{}, &APIError{Status: status, Message: a.Message, Details: a.Details, RequestID: h.Get(RequestIDHeader)}
-}
-
-func snippet(b []byte) string {
-	if len(b) > 256 {
-		b = b[:256]
-	}
-	return string(b)
 }
 
 // Quota is the channel's monthly message quota (GET /v2/bot/message/quota).
@@ -532,8 +512,7 @@ func (c *Channel) get(ctx context.Context, path, token string, into any) error {
 	if err != nil {
 		return &TransportError{Err: err}
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	b, err := provhttp.ReadAnswer(resp)
 	if err != nil {
 		return &TransportError{Status: resp.StatusCode, Err: err}
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/herald-dev/herald/internal/provhttp"
+
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
@@ -27,10 +29,6 @@ const DefaultBaseURL = "https://api.twilio.com"
 
 // APIVersion is the version segment of the Messages API path.
 const APIVersion = "2010-04-01"
-
-// maxResponseBody bounds how much of an answer Send reads; a Message resource is about
-// a kilobyte.
-const maxResponseBody = 1 << 20
 
 // Config configures a Channel.
 type Config struct {
@@ -135,21 +133,7 @@ func (c *Channel) SetSender(id string, sc SenderConfig) error {
 // 256 idle connections per host (as the WhatsApp client), bounded dial, TLS and
 // response-header timeouts.
 func DefaultHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return provhttp.Client()
 }
 
 // SenderConfig returns the configuration of Herald sender id, with defaults filled.
@@ -364,7 +348,7 @@ func (c *Channel) SendMessage(ctx context.Context, senderID string, req Request)
 	}
 	out := c.getBuf()
 	defer c.putBuf(out)
-	_, rerr := out.ReadFrom(io.LimitReader(resp.Body, maxResponseBody))
+	_, rerr := out.ReadFrom(io.LimitReader(resp.Body, provhttp.MaxAnswer))
 	// Drain what is left (bounded) so the connection goes back to the pool.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -409,7 +393,7 @@ func decodeReply(status int, retryAfter string, b []byte, now time.Time) (Result
 		if status == http.StatusTooManyRequests {
 			return Result{}, &APIError{HTTPStatus: status, Code: 20429, Message: "Too Many Requests", RetryAfter: ra}
 		}
-		return Result{}, &TransportError{HTTPStatus: status, Body: snippet(b), Err: err, RetryAfter: ra}
+		return Result{}, &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: err, RetryAfter: ra}
 	}
 	if status >= 200 && status <= 299 && r.SID != "" {
 		n, _ := strconv.Atoi(r.NumSegments)
@@ -423,7 +407,7 @@ func decodeReply(status int, retryAfter string, b []byte, now time.Time) (Result
 	if r.Code != 0 && (status < 200 || status > 299) {
 		return Result{}, &APIError{HTTPStatus: status, Code: r.Code, Message: r.Message, MoreInfo: r.MoreInfo, RetryAfter: ra}
 	}
-	return Result{}, &TransportError{HTTPStatus: status, Body: snippet(b), Err: errors.New("unexpected answer without message sid or error code"), RetryAfter: ra}
+	return Result{}, &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: errors.New("unexpected answer without message sid or error code"), RetryAfter: ra}
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
@@ -442,14 +426,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return min(t.Sub(now), 24*time.Hour)
 	}
 	return 0
-}
-
-func snippet(b []byte) string {
-	const n = 256
-	if len(b) > n {
-		b = b[:n]
-	}
-	return string(b)
 }
 
 func (c *Channel) getBuf() *bytes.Buffer {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,15 +14,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/herald-dev/herald/internal/provhttp"
+
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/templates"
 )
 
 // DefaultBaseURL is the Bot API.
 const DefaultBaseURL = "https://api.telegram.org"
-
-// maxResponseBody bounds how much of an answer Send reads.
-const maxResponseBody = 1 << 20
 
 // Config configures a Channel.
 type Config struct {
@@ -58,17 +56,7 @@ func New(cfg Config) (*Channel, error) {
 // DefaultHTTPClient returns the client New uses when none is given: keep-alive, many idle
 // connections to the one host, bounded timeouts.
 func DefaultHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Second,
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return provhttp.Client()
 }
 
 // InlineButton is an inline keyboard button that opens a URL.
@@ -283,9 +271,7 @@ func (c *Channel) Call(ctx context.Context, token, method string, body []byte, o
 	if err != nil {
 		return &TransportError{Err: redact(err, token)}
 	}
-	b, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	b, rerr := provhttp.ReadAnswer(resp)
 	if rerr != nil {
 		return &TransportError{HTTPStatus: resp.StatusCode, Err: rerr}
 	}
@@ -318,18 +304,18 @@ type reply struct {
 func decodeReply(status int, b []byte, out any) error {
 	var r reply
 	if err := json.Unmarshal(b, &r); err != nil {
-		return &TransportError{HTTPStatus: status, Body: snippet(b), Err: err}
+		return &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: err}
 	}
 	if r.OK {
 		if out != nil && len(r.Result) > 0 {
 			if err := json.Unmarshal(r.Result, out); err != nil {
-				return &TransportError{HTTPStatus: status, Body: snippet(b), Err: err}
+				return &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: err}
 			}
 		}
 		return nil
 	}
 	if r.ErrorCode == 0 {
-		return &TransportError{HTTPStatus: status, Body: snippet(b), Err: errors.New("an error answer without error_code")}
+		return &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: errors.New("an error answer without error_code")}
 	}
 	ae := &APIError{Code: r.ErrorCode, Description: r.Description}
 	if p := r.Parameters; p != nil {
@@ -342,14 +328,6 @@ func decodeReply(status int, b []byte, out any) error {
 		ae.RetryAfter = retryBase
 	}
 	return ae
-}
-
-func snippet(b []byte) string {
-	const n = 256
-	if len(b) > n {
-		b = b[:n]
-	}
-	return string(b)
 }
 
 // SetWebhook points the bot's updates at url with the secret token Telegram will send in

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/herald-dev/herald/internal/provhttp"
 )
 
 // Defaults of ClientConfig.
@@ -20,10 +20,6 @@ const (
 	DefaultBaseURL    = "https://graph.facebook.com"
 	DefaultAPIVersion = "v21.0"
 )
-
-// maxResponseBody bounds how much of a response body Send reads; Graph answers to a send
-// are a few hundred bytes.
-const maxResponseBody = 1 << 20
 
 // ClientConfig configures a Client. The zero value talks to graph.facebook.com.
 type ClientConfig struct {
@@ -61,21 +57,7 @@ func NewClient(cfg ClientConfig) *Client {
 // DefaultHTTPClient returns the client NewClient uses when none is given: keep-alive,
 // up to 256 idle connections per host, bounded dial, TLS and response-header timeouts.
 func DefaultHTTPClient() *http.Client {
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return provhttp.Client()
 }
 
 // SendResult is an accepted send. Accepted is not delivered: the outcome arrives later as
@@ -194,7 +176,7 @@ func (c *Client) Send(ctx context.Context, phoneNumberID, token string, req Send
 	}
 	out := c.getBuf()
 	defer c.putBuf(out)
-	_, rerr := out.ReadFrom(io.LimitReader(resp.Body, maxResponseBody))
+	_, rerr := out.ReadFrom(io.LimitReader(resp.Body, provhttp.MaxAnswer))
 	// Drain what is left (bounded) so the connection goes back to the pool.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -207,7 +189,7 @@ func (c *Client) Send(ctx context.Context, phoneNumberID, token string, req Send
 func decodeReply(status int, b []byte) (SendResult, error) {
 	var r sendReply
 	if err := json.Unmarshal(b, &r); err != nil {
-		return SendResult{}, &TransportError{HTTPStatus: status, Body: snippet(b), Err: err}
+		return SendResult{}, &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: err}
 	}
 	if r.Error != nil {
 		e := &APIError{
@@ -224,21 +206,13 @@ func decodeReply(status int, b []byte) (SendResult, error) {
 		return SendResult{}, e
 	}
 	if status < 200 || status > 299 || len(r.Messages) == 0 || r.Messages[0].ID == "" {
-		return SendResult{}, &TransportError{HTTPStatus: status, Body: snippet(b), Err: errors.New("unexpected response without message id or error")}
+		return SendResult{}, &TransportError{HTTPStatus: status, Body: provhttp.Snippet(b), Err: errors.New("unexpected response without message id or error")}
 	}
 	res := SendResult{MessageID: r.Messages[0].ID, Status: r.Messages[0].MessageStatus}
 	if len(r.Contacts) > 0 {
 		res.WaID = r.Contacts[0].WaID
 	}
 	return res, nil
-}
-
-func snippet(b []byte) string {
-	const n = 256
-	if len(b) > n {
-		b = b[:n]
-	}
-	return string(b)
 }
 
 func (c *Client) getBuf() *bytes.Buffer {
