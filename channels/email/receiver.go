@@ -18,12 +18,12 @@ import (
 
 // ReceiverConfig configures a Receiver.
 type ReceiverConfig struct {
-	Addr   string      // listen address, e.g. ":2525" (default 127.0.0.1:0)
+	Addr string // listen address, e.g. ":2525" (default 127.0.0.1:0)
 	// Listener, when set, is served instead of listening on Addr (a caller that holds
 	// its port from the start, so no other process can take it in between).
 	Listener net.Listener
-	Domain string      // the name in the greeting (default "localhost")
-	TLS    *tls.Config // offers STARTTLS when set
+	Domain   string      // the name in the greeting (default "localhost")
+	TLS      *tls.Config // offers STARTTLS when set
 	// Handle is given the reports of each DSN or ARF report received. An error answers
 	// the sending MTA with 451 4.3.0, so it delivers the report again later (as a webhook
 	// provider retries a non-200): Handle must be idempotent.

@@ -39,12 +39,12 @@ import (
 
 // Config configures a Sandbox. Zero values take the defaults noted.
 type Config struct {
-	Addr   string            // listen address (default 127.0.0.1:0)
+	Addr string // listen address (default 127.0.0.1:0)
 	// Listener, when set, is served instead of listening on Addr (a caller that holds
 	// its port from the start, so no other process can take it in between).
 	Listener net.Listener
-	Domain string            // the server's name in its greeting and DSNs (default mx.sandbox.test)
-	Users  map[string]string // AUTH user → password; empty: no AUTH offered or required
+	Domain   string            // the server's name in its greeting and DSNs (default mx.sandbox.test)
+	Users    map[string]string // AUTH user → password; empty: no AUTH offered or required
 	// TLS, when set, offers STARTTLS (and AUTH only after it); RequireTLS refuses MAIL
 	// before STARTTLS with 530 5.7.0.
 	TLS        *tls.Config
