@@ -167,7 +167,7 @@ func NewStack(ctx context.Context, cfg Config, serveAddr string, sc sandbox.Conf
 	sc.WebhookURL = s.ServeURL + "/webhooks/whatsapp"
 	s.Sandbox = sandbox.New(sc, cfg.Logger)
 	s.SMSSandbox = smssandbox.New(smssandbox.Config{AccountSID: DevSMSAccount, AuthToken: DevSMSToken,
-		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed,
+		InboundURL: s.ServeURL + sms.InboundPath, DelayScale: sc.DelayScale, Seed: sc.Seed, CallbackConcurrency: 16,
 		UndeliverableRate: sc.UndeliverableRate}, cfg.Logger)
 	s.TelegramSandbox = tgsandbox.New(tgsandbox.Config{Bots: map[string]string{DevTelegramToken: DevTelegramBot}})
 	s.LINESandbox = linesandbox.New(linesandbox.Config{Token: DevLINEToken, ChannelSecret: DevLINESecret,

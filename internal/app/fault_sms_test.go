@@ -20,7 +20,7 @@ func TestKilledSMSWorkersNeitherDuplicateNorLose(t *testing.T) {
 	const n = 2000
 	s, ctx := testStackWith(t, sandbox.Config{DelayScale: 0.01, Seed: 4},
 		func(c *Config, st *Stack) {
-			c.ClaimLease, c.StaleSendAfter = 3*time.Second, 8*time.Second
+			c.ClaimLease, c.StaleSendAfter = 3*time.Second, faultStaleAfter
 			if st != nil {
 				st.NoWorker = true
 			}

@@ -46,7 +46,7 @@ func TestKilledWorkersJourneyExactlyOnce(t *testing.T) {
 	}
 	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Templates: welcomeSandbox},
 		func(c *Config, st *Stack) {
-			c.ClaimLease, c.StaleSendAfter = 3*time.Second, 8*time.Second
+			c.ClaimLease, c.StaleSendAfter = 3*time.Second, faultStaleAfter
 			c.NoJourneys = true // only the killable workers run journeys
 			if st != nil {
 				st.NoWorker = true
