@@ -106,10 +106,8 @@ func startClusterLayout(t *testing.T, sc sandbox.Config) *clusterLayout {
 	cfg := Config{KafkaBrokers: brokers, TopicPrefix: strings.TrimSuffix(topics.Outbound, "outbound"),
 		RedisURL: redisURL, Prefix: "herald:", ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 6,
 		// A send in doubt is queued again once StaleSendAfter passes without a status
-		// webhook, which assumes statuses arrive well within it: this layout kills a serve,
-		// and under a loaded suite its webhooks are retried for seconds (8 s once gave a
-		// few sends twice), so it waits longer than the single-node fault tests.
-		ClaimLease: 3 * time.Second, StaleSendAfter: 25 * time.Second}
+		// webhook, which assumes statuses arrive well within it (see faultStaleAfter).
+		ClaimLease: 3 * time.Second, StaleSendAfter: faultStaleAfter}
 	sc.RetryBase, sc.RetryMax = cmp.Or(sc.RetryBase, 250*time.Millisecond), cmp.Or(sc.RetryMax, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	s, err := NewStack(ctx, cfg, "", sc)
