@@ -62,9 +62,9 @@ type Campaign struct {
 	// Holdout is the share of the audience (0 to 0.5) kept out as a control group: they
 	// are skipped with reason holdout, chosen by a hash of (campaign, contact) so a
 	// resend or an audit picks the same people; `herald report lift` compares them.
-	Holdout     float64   `json:"holdout,omitempty"`
-	QuietHours  string    `json:"quiet_hours,omitempty"`
-	AllowedDays string    `json:"allowed_days,omitempty"`
+	Holdout     float64 `json:"holdout,omitempty"`
+	QuietHours  string  `json:"quiet_hours,omitempty"`
+	AllowedDays string  `json:"allowed_days,omitempty"`
 	// Fallback are the channels tried after Channel, in order, each with its senders (and
 	// its template when not Template): with them the campaign has a channel policy
 	// (failover.go). FallbackOn lists the triggers (FallbackTriggers; default
