@@ -428,3 +428,22 @@ func fallbackEvent(campaign string, contact uint32, fired Fired, to, sender stri
 	ev.Channel, ev.FromChannel, ev.Reason, ev.ErrorCode, ev.SenderID = to, fired.From, fired.Reason, fired.Code, sender
 	return ev
 }
+
+// FallbackProgress counts the outcomes of a campaign's fallback sends (their own progress
+// keys, beside the campaign's: its Status counts first sends only).
+type FallbackProgress struct {
+	Sent    int64 `json:"sent"`
+	Skipped int64 `json:"skipped"`
+	Failed  int64 `json:"failed"`
+	Done    int64 `json:"done"`
+}
+
+// FallbackProgress returns the outcomes of campaign id's fallback sends so far.
+func (c *Campaigns) FallbackProgress(ctx context.Context, id string) (FallbackProgress, error) {
+	m, err := c.rdb.HGetAll(ctx, c.key(id+StageSuffix)).Result()
+	if err != nil {
+		return FallbackProgress{}, fmt.Errorf("campaign %s fallbacks: %w", id, err)
+	}
+	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	return FallbackProgress{Sent: num(OutcomeSent), Skipped: num(OutcomeSkipped), Failed: num(OutcomeFailed), Done: num("done")}, nil
+}
