@@ -29,7 +29,7 @@ type failoverRig struct {
 	*rig
 	wa, sms *fakeChannel
 	regs    []*prometheus.Registry // one per worker
-	byNum   map[uint32]int // contact id → its number i
+	byNum   map[uint32]int         // contact id → its number i
 }
 
 // newFailoverRig stores n contacts with the classes above, an SMS sender s2 and its
