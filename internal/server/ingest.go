@@ -72,7 +72,16 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 		at      time.Time
 	}
 	var windows []window
-	for _, r := range b.Reports {
+	// Failover first: a fallback a failed status asks for is stored before the 200, and
+	// a fallback's statuses take its channel as their events' discriminator.
+	var observed []dispatcher.Observed
+	if s.cfg.Failover != nil && len(b.Reports) > 0 {
+		var err error
+		if observed, err = s.cfg.Failover.Observe(ctx, b.Reports); err != nil {
+			return err
+		}
+	}
+	for ri, r := range b.Reports {
 		if r.Kind == events.OptedOut {
 			// A complaint (an email marked as spam): the message was delivered; the
 			// Reactor records the opt-out and its event.
@@ -80,11 +89,17 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 				Channel: r.Channel, Code: r.Code, Action: r.Action, Signal: r.Signal, MessageID: r.MessageID + " (complaint)", At: time.Now()})
 			continue
 		}
-		statuses = append(statuses, dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant})
+		fallback := observed != nil && observed[ri] == dispatcher.ObservedFallback
+		if !fallback { // a fallback's status proves nothing about the first send
+			statuses = append(statuses, dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant})
+		}
 		if r.Kind == events.Sent {
 			continue // the worker's sent event (with its consent proof) is the record
 		}
 		ev := events.New(r.Kind, r.Campaign, r.Contact, r.Time)
+		if fallback {
+			ev.ID = events.ID(r.Campaign, r.Contact, r.Kind, r.Channel)
+		}
 		ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Variant = r.SenderRef, r.Channel, r.MessageID, r.Variant
 		if r.Kind == events.Failed && r.Code != 0 {
 			ev.ErrorCode, ev.Reason = r.Code, "provider_failed"
