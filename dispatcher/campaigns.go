@@ -173,7 +173,7 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	if cp.Purpose == "" {
 		cp.Purpose = "marketing"
 	}
-	if err := cp.validatePolicy(func(id string) (Sender, error) { return senders.Get(ctx, id) }); err != nil {
+	if err := cp.ValidatePolicy(func(id string) (Sender, error) { return senders.Get(ctx, id) }); err != nil {
 		return cp, err
 	}
 	if !(cp.Holdout >= 0 && cp.Holdout <= 0.5) {

@@ -110,8 +110,9 @@ func (c Campaign) after(channel string) []ChannelSenders {
 	return nil
 }
 
-// validatePolicy checks the fallback part of a campaign being created.
-func (c *Campaign) validatePolicy(get func(id string) (Sender, error)) error {
+// ValidatePolicy checks the fallback part of a campaign being created (its senders
+// through get) and fills in the default triggers.
+func (c *Campaign) ValidatePolicy(get func(id string) (Sender, error)) error {
 	if !c.HasFailover() {
 		if len(c.FallbackOn) > 0 || c.NotDeliveredWithinMS != 0 {
 			return fmt.Errorf("campaign: fallback triggers need fallback channels (--channels)")
