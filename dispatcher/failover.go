@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/throttle"
 )
 
 // Channel failover. A campaign's channel policy is its Channel (with its Senders and
@@ -447,4 +449,80 @@ func (c *Campaigns) FallbackProgress(ctx context.Context, id string) (FallbackPr
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	return FallbackProgress{Sent: num(OutcomeSent), Skipped: num(OutcomeSkipped), Failed: num(OutcomeFailed), Done: num("done")}, nil
+}
+
+// SettleFallbacks is Settle for the statuses of fallback sends (Observe said
+// ObservedFallback): a fallback's send whose worker died before recording it is settled
+// under the fallback's progress keys, and its sent event is the fallback's (its
+// channel as discriminator). Publish the events, then Finish the returned keys as sent.
+func SettleFallbacks(ctx context.Context, t *Tracker, policy *throttle.Policy, sts []Settlement, now time.Time) ([]kafka.Message, []Key, error) {
+	if len(sts) == 0 {
+		return nil, nil, nil
+	}
+	staged := make([]Settlement, len(sts))
+	for i, st := range sts {
+		staged[i] = st
+		staged[i].Key = stageKey(st.Campaign, st.Contact, 1)
+	}
+	msgs, keys, err := Settle(ctx, t, policy, staged, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, m := range msgs {
+		ev, err := events.Unmarshal(m.Value)
+		if err != nil {
+			return nil, nil, err
+		}
+		ev.CampaignID = strings.TrimSuffix(ev.CampaignID, StageSuffix)
+		ev.ID = events.ID(ev.CampaignID, ev.ContactID, ev.Kind, ev.Channel)
+		b, _ := ev.Marshal()
+		msgs[i].Value = b
+	}
+	return msgs, keys, nil
+}
+
+// sweepStaleFallbacks re-queues the fallback sends of a campaign with a channel policy
+// that started before cutoff and never got an outcome (their worker died; no status
+// settled them), as Scheduler.sweepStale does for first sends. Only when every fallback
+// channel's provider settles sends by status (a send that did leave is settled long
+// before the cutoff); for the others they stay in doubt.
+func (s *Scheduler) sweepStaleFallbacks(ctx context.Context, cp Campaign, cutoff time.Time) error {
+	if !cp.HasFailover() {
+		return nil
+	}
+	for _, cs := range cp.Fallback {
+		if !ProviderSettles(cs.Channel) {
+			return nil
+		}
+	}
+	stale, err := s.Tracker.StaleSends(ctx, cp.ID+StageSuffix, cutoff)
+	if err != nil || len(stale) == 0 {
+		return err
+	}
+	f := &Failover{rdb: s.Campaigns.rdb, prefix: s.Campaigns.prefix}
+	fields := make([]string, len(stale))
+	for i, c := range stale {
+		fields[i] = strconv.FormatUint(uint64(c), 10)
+	}
+	recs, err := f.rdb.HMGet(ctx, f.keys(cp.ID)[1], fields...).Result()
+	if err != nil {
+		return fmt.Errorf("campaign %s fallbacks: %w", cp.ID, err)
+	}
+	var msgs []kafka.Message
+	for i, c := range stale {
+		s, _ := recs[i].(string)
+		fired, ok := parseFired(s)
+		if !ok {
+			continue
+		}
+		j := Job{Campaign: cp.ID, Contact: c, Sender: "fallback:" + fired.From, Stage: 1, From: fired.From, Reason: fired.Reason, Code: fired.Code}
+		msgs = append(msgs, kafka.Message{Key: []byte(j.Sender), Value: j.Marshal()})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := s.Outbound.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("re-queue stale fallback sends of campaign %s: %w", cp.ID, err)
+	}
+	return nil
 }

@@ -63,7 +63,7 @@ func (s *Server) lookup(ctx context.Context, channel, address string) (uint32, e
 // before the caller answers 200, so that an error makes the provider retry.
 func (s *Server) ingest(ctx context.Context, b Batch) error {
 	var evs, inbound []kafka.Message
-	var statuses []dispatcher.Settlement
+	var statuses, fallbackStatuses []dispatcher.Settlement
 	var refusals []dispatcher.Refusal
 	var changes []throttle.Change
 	type window struct {
@@ -90,8 +90,11 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 			continue
 		}
 		fallback := observed != nil && observed[ri] == dispatcher.ObservedFallback
-		if !fallback { // a fallback's status proves nothing about the first send
-			statuses = append(statuses, dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant})
+		st := dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant}
+		if fallback { // it proves the fallback's send, not the first one
+			fallbackStatuses = append(fallbackStatuses, st)
+		} else {
+			statuses = append(statuses, st)
 		}
 		if r.Kind == events.Sent {
 			continue // the worker's sent event (with its consent proof) is the record
@@ -237,6 +240,13 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
 	if err != nil {
 		return err
+	}
+	if len(fallbackStatuses) > 0 {
+		fbEvs, fbKeys, err := dispatcher.SettleFallbacks(ctx, s.cfg.Tracker, s.cfg.Policy, fallbackStatuses, time.Now())
+		if err != nil {
+			return err
+		}
+		settledEvs, settle = append(settledEvs, fbEvs...), append(settle, fbKeys...)
 	}
 	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
 	// marketing holds…), carried out before the 200 so that a retry redoes it.
