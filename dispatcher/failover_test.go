@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -458,63 +459,75 @@ func TestFailoverNotDeliveredWithin(t *testing.T) {
 }
 
 // WhatsApp answers transport errors: once its sender's breaker opens, new sends go to
-// SMS (reason circuit_open) and each contact with SMS consent is reached there exactly
-// once; contacts with WhatsApp only keep trying it and fail.
+// SMS (reason circuit_open) for contacts with SMS consent, and those with WhatsApp only
+// wait (deferred circuit_open) instead of using up their attempts. When WhatsApp is back
+// the probes close the breaker and the waiting contacts get their WhatsApp message: every
+// consented contact is reached exactly once, on a channel it consented to.
 func TestFailoverCircuitOpen(t *testing.T) {
 	const n = 60
-	r := newFailoverRig(t, n, 1, BreakerConfig{MinRequests: 5, ErrorRate: 0.5, Window: time.Minute, OpenFor: time.Hour},
-		func(cfg *WorkerConfig) { cfg.MaxAttempts = 3; cfg.BatchSize = 10 })
+	var down atomic.Bool
+	down.Store(true)
+	r := newFailoverRig(t, n, 1, BreakerConfig{MinRequests: 5, ErrorRate: 0.5, Window: time.Minute, OpenFor: 300 * time.Millisecond, Probes: 2},
+		func(cfg *WorkerConfig) { cfg.BatchSize = 10 })
 	r.wa.fail = func(int, Message) error {
-		return &SendError{Action: ActionTransport, Retryable: true, RetryAfter: 20 * time.Millisecond, Err: errors.New("503 Service Unavailable")}
+		if down.Load() {
+			return &SendError{Action: ActionTransport, Retryable: true, RetryAfter: 20 * time.Millisecond, Err: errors.New("503 Service Unavailable")}
+		}
+		return nil
 	}
 	cp := r.launchPolicy(t, Campaign{FallbackOn: []string{FallbackCircuitOpen}})
-	r.waitCompleted(t, cp.ID)
-	var both int64
-	for i := 1; i <= n; i++ {
-		if waConsent(i) && smsConsent(i) {
-			both++
-		}
-	}
-	fp := r.waitFallbacks(t, cp, 1)
-	checkFor(t, "the fallbacks to settle", func() bool {
-		fp, _ = r.campaigns.FallbackProgress(context.Background(), cp.ID)
-		st, _ := NewDelayed(r.rdb, r.prefix).Stats(context.Background())
-		return st.Jobs == 0 && fp.Sent > 0
-	})
-	if st, _ := NewBreaker(r.rdb, r.prefix, BreakerConfig{}).State(context.Background(), "whatsapp", "s1"); st != BreakerOpen {
-		t.Fatalf("breaker %s, want open", st)
-	}
-	waAccepted, _ := r.wa.counts()
-	smsAccepted, _ := r.sms.counts()
-	if len(waAccepted) != 0 {
-		t.Fatalf("WhatsApp accepted %d", len(waAccepted))
-	}
-	var reached int
-	for _, id := range r.ids {
-		i, key := r.byNum[id], r.cb(cp, id)
-		if smsAccepted[key] > 1 {
-			t.Errorf("contact #%d: %d SMS", i, smsAccepted[key])
-		}
-		if smsConsent(i) {
-			if smsAccepted[key] != 1 {
-				t.Errorf("contact #%d (SMS consent): %d SMS, want 1", i, smsAccepted[key])
+	br := NewBreaker(r.rdb, r.prefix, BreakerConfig{})
+	checkFor(t, "the breaker to open and a contact to fall back to SMS", func() bool {
+		st, err := br.State(context.Background(), "whatsapp", "s1")
+		sms, _ := r.sms.counts()
+		fell := 0
+		for _, id := range r.ids {
+			if i := r.byNum[id]; waConsent(i) && sms[r.cb(cp, id)] > 0 {
+				fell++
 			}
-			reached++
-		} else if smsAccepted[key] != 0 {
-			t.Errorf("contact #%d (no SMS consent): %d SMS", i, smsAccepted[key])
 		}
+		return err == nil && st != BreakerClosed && fell > 0
+	})
+	down.Store(false) // WhatsApp is back
+	r.waitCompleted(t, cp.ID)
+	checkFor(t, "every consented contact reached", func() bool {
+		wa, _ := r.wa.counts()
+		sms, _ := r.sms.counts()
+		for _, id := range r.ids {
+			i, k := r.byNum[id], r.cb(cp, id)
+			if (waConsent(i) || smsConsent(i)) && wa[k]+sms[k] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if st, err := br.State(context.Background(), "whatsapp", "s1"); err != nil || st != BreakerClosed {
+		t.Errorf("breaker %s (%v) after WhatsApp came back, want closed", st, err)
 	}
-	var circuit int
+	wa, _ := r.wa.counts()
+	sms, _ := r.sms.counts()
+	fell := map[uint32]bool{}
 	for _, e := range r.allEvents(t, cp.ID) {
 		if e.Kind == events.Fallback {
-			if e.Reason != FallbackCircuitOpen {
+			if e.Reason != FallbackCircuitOpen || e.FromChannel != "whatsapp" || e.Channel != "sms" {
 				t.Errorf("fallback event %+v", e)
 			}
-			circuit++
+			fell[e.ContactID] = true
 		}
 	}
-	if circuit == 0 || int64(circuit) > both {
-		t.Errorf("%d circuit_open fallbacks, want between 1 and %d", circuit, both)
+	for _, id := range r.ids {
+		i, k := r.byNum[id], r.cb(cp, id)
+		switch {
+		case wa[k]+sms[k] > 1:
+			t.Errorf("contact #%d: %d WhatsApp and %d SMS", i, wa[k], sms[k])
+		case wa[k] > 0 && !waConsent(i), sms[k] > 0 && !smsConsent(i):
+			t.Errorf("contact #%d: a message on a channel without consent (WhatsApp %d, SMS %d)", i, wa[k], sms[k])
+		case fell[id] && sms[k] != 1:
+			t.Errorf("contact #%d fell back but got %d SMS", i, sms[k])
+		}
 	}
-	t.Logf("%d contacts reached by SMS, %d of them through circuit_open fallbacks; fallbacks %+v", reached, circuit, fp)
+	if len(fell) == 0 {
+		t.Error("no circuit_open fallback")
+	}
+	t.Logf("%d contacts: %d by WhatsApp, %d by SMS, %d through circuit_open fallbacks", n, len(wa), len(sms), len(fell))
 }

@@ -157,6 +157,11 @@ func (w *Worker) choose(ctx context.Context, items []*item) error {
 		if it.chosen {
 			continue
 		}
+		if pick[i] == -2 {
+			// No usable channel is up: wait, holding nothing, until the breakers probe.
+			it.deferUntil, it.deferReason, it.chosen = now.Add(w.cfg.Breaker.cfg.OpenFor), FallbackCircuitOpen, true
+			continue
+		}
 		if pick[i] < 0 {
 			// A first send whose channel's breaker is open: the next channel instead.
 			if err := w.useChannel(ctx, it, usable[i][0]); err != nil {
@@ -232,9 +237,10 @@ func (w *Worker) fire(ctx context.Context, todo []*item) error {
 
 // passOpenBreakers picks, per job, the index of its usable channel to send on: the first
 // whose sender's breaker lets it through, for campaigns that fall back on circuit_open (the
-// first otherwise, and when all are open). A first send whose first usable channel is
-// open and that has another gets -1: it asks for the fallback. One round trip per
-// (channel, sender) and level.
+// first otherwise). A first send whose first usable channel is open and that has another
+// gets -1: it asks for the fallback; a job all of whose usable channels are open gets -2:
+// it waits for the breakers' next probe round. One round trip per (channel, sender) and
+// level.
 func (w *Worker) passOpenBreakers(ctx context.Context, live []*item, usable [][]choice) ([]int, error) {
 	pick := make([]int, len(live))
 	if w.cfg.Breaker == nil {
@@ -279,7 +285,7 @@ func (w *Worker) passOpenBreakers(ctx context.Context, live []*item, usable [][]
 				case level[i]+1 < len(usable[i]):
 					level[i]++
 				default:
-					pick[i] = 0 // every usable channel is open: the first, as without a breaker
+					pick[i] = -2 // every usable channel is open: wait for a probe round
 					delete(pending, i)
 				}
 			}
