@@ -531,3 +531,69 @@ func TestFailoverCircuitOpen(t *testing.T) {
 	}
 	t.Logf("%d contacts: %d by WhatsApp, %d by SMS, %d through circuit_open fallbacks", n, len(wa), len(sms), len(fell))
 }
+
+// A fallback request survives the trip through Kafka and the delayed set; a first send
+// keeps its version-1 bytes.
+func TestFallbackJobRoundTrip(t *testing.T) {
+	for _, j := range []Job{
+		{Campaign: "42", Contact: 9, Sender: "s1", Stage: 1, From: "whatsapp", Reason: FallbackPermanentFailure, Code: 131026},
+		{Campaign: "42", Contact: 1<<32 - 1, Sender: "fallback:sms", Attempt: 2, NotBefore: time.UnixMilli(1750030073123), Stage: 1, From: "sms", Reason: FallbackNotDelivered},
+	} {
+		got, err := UnmarshalJob(j.Marshal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != j && !(got.NotBefore.Equal(j.NotBefore) && got.Campaign == j.Campaign && got.From == j.From && got.Reason == j.Reason && got.Code == j.Code && got.Stage == j.Stage) {
+			t.Fatalf("round trip: got %+v, want %+v", got, j)
+		}
+	}
+	if b := (Job{Campaign: "1", Contact: 1, Sender: "s"}).Marshal(); b[0] != jobVersion {
+		t.Fatalf("a first send is encoded as version %d", b[0])
+	}
+	bad := Job{Campaign: "1", Contact: 1, Sender: "s", Stage: 1, From: "whatsapp"}.Marshal()
+	for _, b := range [][]byte{bad[:len(bad)-1], append(append([]byte(nil), bad...), 0)} {
+		if _, err := UnmarshalJob(b); err == nil {
+			t.Errorf("UnmarshalJob(%v) accepted a malformed fallback job", b)
+		}
+	}
+}
+
+// Campaign policies: the defaults, and what Create refuses.
+func TestChannelPolicyValidation(t *testing.T) {
+	senders := map[string]Sender{"w": {ID: "w", Channel: "whatsapp"}, "s": {ID: "s", Channel: "sms"}, "e": {ID: "e", Channel: "email"}}
+	get := func(id string) (Sender, error) {
+		if s, ok := senders[id]; ok {
+			return s, nil
+		}
+		return Sender{}, ErrNotFound
+	}
+	base := func() Campaign { return Campaign{Channel: "whatsapp", Senders: []string{"w"}} }
+	cp := base()
+	cp.Fallback = []ChannelSenders{{Channel: "sms", Senders: []string{"s"}}, {Channel: "email", Senders: []string{"e"}}}
+	if err := cp.ValidatePolicy(get); err != nil {
+		t.Fatal(err)
+	}
+	if !cp.FallsBackOn(FallbackPermanentFailure) || !cp.FallsBackOn(FallbackCircuitOpen) || cp.FallsBackOn(FallbackNotDelivered) {
+		t.Errorf("default triggers %v", cp.FallbackOn)
+	}
+	if got := cp.after("sms"); len(got) != 1 || got[0].Channel != "email" {
+		t.Errorf("after sms: %+v", got)
+	}
+	for name, mut := range map[string]func(*Campaign){
+		"a sender of another channel":   func(c *Campaign) { c.Fallback = []ChannelSenders{{Channel: "sms", Senders: []string{"e"}}} },
+		"an unknown sender":             func(c *Campaign) { c.Fallback = []ChannelSenders{{Channel: "sms", Senders: []string{"x"}}} },
+		"no sender":                     func(c *Campaign) { c.Fallback = []ChannelSenders{{Channel: "sms"}} },
+		"a channel twice":               func(c *Campaign) { c.Fallback = []ChannelSenders{{Channel: "whatsapp", Senders: []string{"w"}}} },
+		"an unknown trigger":            func(c *Campaign) { c.FallbackOn = []string{"sometimes"} },
+		"a timer without its duration":  func(c *Campaign) { c.FallbackOn = []string{FallbackNotDelivered} },
+		"triggers without fallbacks":    func(c *Campaign) { c.Fallback = nil; c.FallbackOn = []string{FallbackCircuitOpen} },
+		"a negative not-delivered time": func(c *Campaign) { c.NotDeliveredWithinMS = -1 },
+	} {
+		c := base()
+		c.Fallback = []ChannelSenders{{Channel: "sms", Senders: []string{"s"}}}
+		mut(&c)
+		if err := c.ValidatePolicy(get); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
