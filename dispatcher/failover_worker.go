@@ -33,7 +33,8 @@ type choice struct {
 func (w *Worker) choose(ctx context.Context, items []*item) error {
 	var todo []*item
 	for _, it := range items {
-		if active(it) && !it.chosen && (it.job.Stage > 0 || it.cp.HasFailover() && w.cfg.Failover != nil) {
+		// A cancelled campaign's jobs are skipped by render, with nothing fired.
+		if active(it) && !it.chosen && !it.cancelled && (it.job.Stage > 0 || it.cp.HasFailover() && w.cfg.Failover != nil) {
 			todo = append(todo, it)
 		}
 	}
