@@ -597,3 +597,43 @@ func TestChannelPolicyValidation(t *testing.T) {
 		}
 	}
 }
+
+// A fallback's send whose worker died after marking it is settled by its status under
+// the fallback's progress keys, with the fallback's event id; the first send's progress
+// is left alone.
+func TestSettleFallbacks(t *testing.T) {
+	r := newRig(t, 0)
+	ctx := context.Background()
+	tr := NewTracker(r.rdb, r.prefix)
+	first, fb := Key{"5", 9}, stageKey("5", 9, 1)
+	for _, k := range []Key{first, fb} {
+		if res, err := tr.Claim(ctx, []Key{k}); err != nil || res[0] != Claimed {
+			t.Fatalf("claim %v: %v %v", k, res, err)
+		}
+	}
+	if _, err := tr.Finish(ctx, []Key{first}, []string{OutcomeFailed}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := tr.MarkSending(ctx, []Key{fb}, []SendProof{{Channel: "sms", Purpose: "marketing", ConsentRef: "cr_sms", Template: "promo_sms"}}); err != nil || !ok[0] {
+		t.Fatalf("mark: %v %v", ok, err)
+	}
+	st := Settlement{Key: first, Channel: "sms", PhoneNumberID: "+15550001", MessageID: "SM1"}
+	msgs, keys, err := SettleFallbacks(ctx, tr, throttle.NewPolicy(r.rdb, r.prefix, nil), []Settlement{st, st}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || len(keys) != 1 || keys[0] != fb {
+		t.Fatalf("settled %d events, keys %v", len(msgs), keys)
+	}
+	ev, err := events.Unmarshal(msgs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.CampaignID != "5" || ev.ID != events.ID("5", 9, events.Sent, "sms") || ev.Channel != "sms" || ev.ConsentRef != "cr_sms" {
+		t.Fatalf("event %+v", ev)
+	}
+	// The first send's own statuses settle nothing: it has its outcome.
+	if msgs, _, err := Settle(ctx, tr, nil, []Settlement{{Key: first, Channel: "whatsapp"}}, time.Now()); err != nil || len(msgs) != 0 {
+		t.Fatalf("the first send settled again: %d %v", len(msgs), err)
+	}
+}
