@@ -93,8 +93,8 @@ func TestWhatsAppOutageFailsOverToSMSOnce(t *testing.T) {
 	for name, text := range map[string]string{"welcome": e2eTemplate, "sms_sale": smsTemplate} {
 		saveTemplate(t, ctx, comp, name, text)
 	}
-	waSender := dispatcher.Sender{ID: "106540352240031", Channel: "whatsapp", PhoneNumberID: "106540352240031", Token: DevSandboxToken, Rate: float64(n) / 8}
-	smsSender := dispatcher.Sender{ID: "sc-fo", Channel: "sms", Token: DevSMSToken, Rate: float64(n),
+	waSender := dispatcher.Sender{ID: "106540352240031", Channel: "whatsapp", PhoneNumberID: "106540352240031", Token: DevSandboxToken, Rate: float64(min(n/8, 5000))}
+	smsSender := dispatcher.Sender{ID: "sc-fo", Channel: "sms", Token: DevSMSToken, Rate: float64(min(n, 5000)),
 		Settings: map[string]string{"account_sid": DevSMSAccount, "from": "12345"}}
 	for _, snd := range []dispatcher.Sender{waSender, smsSender} {
 		if err := comp.Senders.Put(ctx, snd); err != nil {
