@@ -314,7 +314,7 @@ func (w *Worker) sendBatch(ctx context.Context, bc BatchChannel, g *batchGroup) 
 	proofs := make([]SendProof, len(items))
 	for i, it := range items {
 		it.startedAt = now
-		keys[i] = Key{it.job.Campaign, it.job.Contact}
+		keys[i] = it.key()
 		proofs[i] = SendProof{Channel: it.cp.Channel, Purpose: it.cp.Purpose, ConsentRef: it.decision.ConsentRef, Template: it.template(), FreeForm: it.rendered.FreeForm}
 	}
 	oks, err := w.cfg.Tracker.MarkSending(sctx, keys, proofs)

@@ -62,10 +62,19 @@ type Campaign struct {
 	// Holdout is the share of the audience (0 to 0.5) kept out as a control group: they
 	// are skipped with reason holdout, chosen by a hash of (campaign, contact) so a
 	// resend or an audit picks the same people; `herald report lift` compares them.
-	Holdout     float64   `json:"holdout,omitempty"`
-	QuietHours  string    `json:"quiet_hours,omitempty"`
-	AllowedDays string    `json:"allowed_days,omitempty"`
-	Created     time.Time `json:"created_at,omitzero"`
+	Holdout     float64 `json:"holdout,omitempty"`
+	QuietHours  string  `json:"quiet_hours,omitempty"`
+	AllowedDays string  `json:"allowed_days,omitempty"`
+	// Fallback are the channels tried after Channel, in order, each with its senders (and
+	// its template when not Template): with them the campaign has a channel policy
+	// (failover.go). FallbackOn lists the triggers (FallbackTriggers; default
+	// permanent_failure and circuit_open, plus not_delivered_within when
+	// NotDeliveredWithinMS is set); NotDeliveredWithinMS is how long a first send may go
+	// without a delivery or read report before the next channel is tried.
+	Fallback             []ChannelSenders `json:"fallback,omitempty"`
+	FallbackOn           []string         `json:"fallback_on,omitempty"`
+	NotDeliveredWithinMS int64            `json:"not_delivered_within_ms,omitempty"`
+	Created              time.Time        `json:"created_at,omitzero"`
 }
 
 // Status is a campaign's state and progress.
@@ -164,6 +173,9 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	if cp.Purpose == "" {
 		cp.Purpose = "marketing"
 	}
+	if err := cp.ValidatePolicy(func(id string) (Sender, error) { return senders.Get(ctx, id) }); err != nil {
+		return cp, err
+	}
 	if !(cp.Holdout >= 0 && cp.Holdout <= 0.5) {
 		return cp, fmt.Errorf("campaign: holdout %v: want a share between 0 and 0.5", cp.Holdout)
 	}
@@ -188,6 +200,7 @@ func (c *Campaigns) Create(ctx context.Context, cp Campaign, senders *Senders) (
 	pipe := txPipeline(c.rdb)
 	pipe.HSet(ctx, c.key(cp.ID), "spec", spec, "state", string(Draft))
 	pipe.ZAdd(ctx, c.prefix+"campaigns", redis.Z{Score: float64(cp.Created.UnixMilli()), Member: cp.ID})
+	(&Failover{prefix: c.prefix}).enable(ctx, pipe, cp)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return cp, fmt.Errorf("create campaign: %w", err)
 	}

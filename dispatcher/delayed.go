@@ -391,6 +391,12 @@ func (s *Scheduler) sweepStale(ctx context.Context, log *slog.Logger) error {
 	list = append(list, auto...)
 	cutoff := time.Now().Add(-s.StaleAfter)
 	for _, st := range list {
+		if st.State == Running || st.State == Paused || st.State == Completed {
+			// A campaign's fallbacks may still be under way once its first sends are done.
+			if err := s.sweepStaleFallbacks(ctx, st.Campaign, cutoff); err != nil {
+				return err
+			}
+		}
 		if st.State != Running && st.State != Paused {
 			continue
 		}

@@ -16,14 +16,28 @@ type Job struct {
 	Sender    string
 	Attempt   uint8
 	NotBefore time.Time // zero: now
+	// Stage 1 is a request to fall back to the next channel of the campaign's policy
+	// (failover.go): From is the channel the send leaves, Reason the trigger (a Fallback…
+	// constant), Code the provider code of a permanent failure. Stage 0 is every other job.
+	Stage  uint8
+	From   string
+	Reason string
+	Code   int
 }
 
-const jobVersion = 1
+const (
+	jobVersion         = 1
+	jobVersionFallback = 2 // a stage-1 job: the version-1 fields, then stage, from, reason, code
+)
 
 // Marshal encodes j compactly: version, then length-prefixed strings and varints.
 func (j Job) Marshal() []byte {
 	b := make([]byte, 0, 16+len(j.Campaign)+len(j.Sender))
-	b = append(b, jobVersion)
+	v := byte(jobVersion)
+	if j.Stage > 0 {
+		v = jobVersionFallback
+	}
+	b = append(b, v)
 	b = binary.AppendUvarint(b, uint64(len(j.Campaign)))
 	b = append(b, j.Campaign...)
 	b = binary.AppendUvarint(b, uint64(j.Contact))
@@ -35,6 +49,14 @@ func (j Job) Marshal() []byte {
 		nb = j.NotBefore.UnixMilli()
 	}
 	b = binary.AppendVarint(b, nb)
+	if j.Stage > 0 {
+		b = append(b, j.Stage)
+		b = binary.AppendUvarint(b, uint64(len(j.From)))
+		b = append(b, j.From...)
+		b = binary.AppendUvarint(b, uint64(len(j.Reason)))
+		b = append(b, j.Reason...)
+		b = binary.AppendUvarint(b, uint64(max(j.Code, 0)))
+	}
 	return b
 }
 
@@ -43,9 +65,10 @@ var errShortJob = errors.New("truncated")
 // UnmarshalJob decodes a job, rejecting anything malformed.
 func UnmarshalJob(b []byte) (Job, error) {
 	var j Job
-	if len(b) == 0 || b[0] != jobVersion {
+	if len(b) == 0 || b[0] != jobVersion && b[0] != jobVersionFallback {
 		return j, fmt.Errorf("decode job: unknown version")
 	}
+	version := b[0]
 	b = b[1:]
 	str := func() (string, error) {
 		n, k := binary.Uvarint(b)
@@ -78,12 +101,32 @@ func UnmarshalJob(b []byte) (Job, error) {
 	j.Attempt = b[0]
 	b = b[1:]
 	nb, k := binary.Varint(b)
-	if k <= 0 || k != len(b) {
+	if k <= 0 || version == jobVersion && k != len(b) {
 		return j, fmt.Errorf("decode job: bad not-before or trailing bytes")
 	}
 	if nb != 0 {
 		j.NotBefore = time.UnixMilli(nb)
 	}
+	if version == jobVersion {
+		return j, nil
+	}
+	b = b[k:]
+	if len(b) < 1 || b[0] == 0 {
+		return j, fmt.Errorf("decode job: bad stage")
+	}
+	j.Stage = b[0]
+	b = b[1:]
+	if j.From, err = str(); err != nil {
+		return j, fmt.Errorf("decode job: from: %v", err)
+	}
+	if j.Reason, err = str(); err != nil {
+		return j, fmt.Errorf("decode job: reason: %v", err)
+	}
+	code, k := binary.Uvarint(b)
+	if k <= 0 || k != len(b) || code > 1<<31-1 {
+		return j, fmt.Errorf("decode job: bad code or trailing bytes")
+	}
+	j.Code = int(code)
 	return j, nil
 }
 

@@ -29,6 +29,7 @@ func TestJobRoundTrip(t *testing.T) {
 func FuzzUnmarshalJob(f *testing.F) {
 	f.Add(Job{Campaign: "1", Contact: 9, Sender: "106540352242922", Attempt: 1}.Marshal())
 	f.Add([]byte{1, 0})
+	f.Add(Job{Campaign: "1", Contact: 9, Sender: "s", Stage: 1, From: "whatsapp", Reason: "permanent_failure", Code: 131026}.Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		j, err := UnmarshalJob(b)
 		if err != nil {

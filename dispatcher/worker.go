@@ -84,7 +84,13 @@ type WorkerConfig struct {
 	// suppressed on the channel (default 30 days).
 	UndeliverableFor time.Duration
 	// Reactor carries out refusals' actions; nil: one built from the fields above.
-	Reactor    *Reactor
+	Reactor *Reactor
+	// Failover fires the fallbacks of campaigns with a channel policy (failover.go); nil:
+	// such campaigns send on their first channel only. Breaker is the per-sender circuit
+	// breaker: fed by every send when set, consulted by campaigns that fall back on
+	// circuit_open.
+	Failover   *Failover
+	Breaker    *Breaker
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -229,7 +235,17 @@ type item struct {
 	dlqReason     string
 	published     bool // its event (or retry/DLQ message) is in Kafka
 	finished      bool // its outcome is recorded in Redis
+
+	chosen      bool  // its channel was chosen by the policy (choose)
+	fireDone    bool  // a fallback request's compare-and-set ran
+	refused     bool  // the fallback request may not fire: dropped once its claim is given back
+	fired       Fired // the fallback in force (stage 1)
+	requested   bool  // the fallback it asks for is stored (requestFallbacks)
+	breakerSeen bool  // its send's outcome was counted by the breaker
 }
+
+// key is the job's progress key: its campaign's, or its fallback's.
+func (it *item) key() Key { return stageKey(it.job.Campaign, it.job.Contact, it.job.Stage) }
 
 func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 	items := make([]*item, 0, len(batch))
@@ -242,7 +258,7 @@ func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 		it.job = j
 		items = append(items, it)
 	}
-	stages := []func(context.Context, []*item) error{w.early, w.loadCampaigns, w.park, w.claim, w.render, w.decide, w.send, w.react, w.park, w.publish, w.finish, w.judgeErrors}
+	stages := []func(context.Context, []*item) error{w.early, w.loadCampaigns, w.park, w.claim, w.choose, w.render, w.decide, w.send, w.recordBreaker, w.react, w.requestFallbacks, w.park, w.publish, w.finish, w.judgeErrors}
 	for _, stage := range stages {
 		for attempt := 0; ; attempt++ {
 			err := stage(ctx, items)
@@ -271,7 +287,7 @@ func (w *Worker) releaseUnsent(items []*item) {
 		// Not sent, or refused by the provider with a code (a transport error may have
 		// been accepted: that one stays in doubt for the status webhook to settle).
 		if it.claimed && it.outcome == "" && it.providerID == "" && !it.published && (!it.retry || it.code > 0) {
-			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+			keys = append(keys, it.key())
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -352,7 +368,7 @@ func (w *Worker) loadCampaigns(ctx context.Context, items []*item) error {
 		w.specsMu.Lock()
 		it.quiet = w.quiet[cp.ID]
 		w.specsMu.Unlock()
-		if it.sender.ID == "" {
+		if it.sender.ID == "" && it.job.Stage == 0 { // a fallback's sender is chosen by choose
 			s, err := w.cfg.Senders.Cached(ctx, it.job.Sender)
 			if errors.Is(err, ErrNotFound) {
 				it.senderMissing = true // fails once claimed, so the campaign still completes
@@ -373,7 +389,7 @@ func (w *Worker) claim(ctx context.Context, items []*item) error {
 	for _, it := range items {
 		if !it.drop && !it.claimed && it.deferUntil.IsZero() {
 			todo = append(todo, it)
-			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+			keys = append(keys, it.key())
 		}
 	}
 	res, err := w.cfg.Tracker.Claim(ctx, keys)
@@ -414,7 +430,7 @@ func (w *Worker) park(ctx context.Context, items []*item) error {
 		if it.park && !it.parked && it.outcome == "" && it.providerID == "" && !it.retry && !it.published {
 			todo = append(todo, it)
 			if it.claimed {
-				release = append(release, Key{it.job.Campaign, it.job.Contact})
+				release = append(release, it.key())
 			}
 		}
 	}
@@ -647,7 +663,11 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	bySender := map[string][]*item{}
 	for _, it := range items {
 		if active(it) && it.decision.Verdict == throttle.Allow && it.providerID == "" {
-			bySender[it.job.Sender] = append(bySender[it.job.Sender], it)
+			k := it.job.Sender
+			if it.job.Stage > 0 {
+				k += "\x00fallback" // sent one by one: a batch record is the first sends'
+			}
+			bySender[k] = append(bySender[k], it)
 		}
 	}
 	// Each sender is paced in its own lane, so a sender held back by its rate never
@@ -659,7 +679,7 @@ func (w *Worker) send(ctx context.Context, items []*item) error {
 	errs := make(chan error, len(bySender))
 	for _, list := range bySender {
 		lanes.Add(1)
-		if bc, ok := w.channel(list[0].cp.Channel).(BatchChannel); ok {
+		if bc, ok := w.channel(list[0].cp.Channel).(BatchChannel); ok && list[0].job.Stage == 0 {
 			go func() {
 				defer lanes.Done()
 				errs <- w.paceBatchLane(ctx, list, bc, &sends)
@@ -902,7 +922,7 @@ func (w *Worker) sendOne(ctx context.Context, it *item) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	it.startedAt = time.Now()
-	ok, err := w.marks.mark(sctx, Key{it.job.Campaign, it.job.Contact}, SendProof{Channel: it.cp.Channel, Purpose: it.cp.Purpose,
+	ok, err := w.marks.mark(sctx, it.key(), SendProof{Channel: it.cp.Channel, Purpose: it.cp.Purpose,
 		ConsentRef: it.decision.ConsentRef, Template: it.template(), FreeForm: it.rendered.FreeForm})
 	if err != nil {
 		// Not sent: without the mark a crash could not tell it from an unsent job.
@@ -973,7 +993,7 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 		jobs := make([]Job, len(later))
 		for i, it := range later {
 			if it.claimed {
-				keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+				keys = append(keys, it.key())
 			}
 			if it.decision.Verdict == throttle.Allow {
 				allowed = append(allowed, it) // allowed, then not sent (held back or refused)
@@ -1031,6 +1051,8 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 		case it.delayed:
 			evs = append(evs, w.deferredEvent(it, now))
 			evItems = append(evItems, it)
+		case it.outcome == OutcomeFallback:
+			it.published = true // the fallback event says it (choose, for the next channel)
 		case it.outcome != "":
 			evs = append(evs, w.event(it, now))
 			evItems = append(evItems, it)
@@ -1062,6 +1084,9 @@ func (w *Worker) publish(ctx context.Context, items []*item) error {
 func (w *Worker) deferredEvent(it *item, now time.Time) kafka.Message {
 	ev := events.New(events.Deferred, it.job.Campaign, it.job.Contact, now)
 	ev.ID = events.ID(it.job.Campaign, it.job.Contact, events.Deferred, strconv.FormatInt(it.deferUntil.UnixMilli(), 10)+":"+it.deferReason)
+	if it.job.Stage > 0 {
+		ev.ID = events.ID(it.job.Campaign, it.job.Contact, events.Deferred, it.cp.Channel+":"+strconv.FormatInt(it.deferUntil.UnixMilli(), 10)+":"+it.deferReason)
+	}
 	ev.SenderID, ev.Channel, ev.Template, ev.Country = it.job.Sender, it.cp.Channel, it.cp.Template, it.contact.Country
 	ev.Reason, ev.Until, ev.ErrorCode = it.deferReason, it.deferUntil.UTC(), it.code
 	b, _ := ev.Marshal()
@@ -1179,6 +1204,10 @@ func (w *Worker) event(it *item, now time.Time) kafka.Message {
 		now = it.startedAt
 	}
 	ev := events.New(kind, it.job.Campaign, it.job.Contact, now)
+	if it.job.Stage > 0 {
+		// A fallback's send: its events stand beside the first send's (failover.go).
+		ev.ID = events.ID(it.job.Campaign, it.job.Contact, kind, it.cp.Channel)
+	}
 	ev.SenderID, ev.Channel, ev.Template, ev.Variant = it.job.Sender, it.cp.Channel, it.template(), it.rendered.Variant
 	ev.Country, ev.ProviderMessageID, ev.Reason, ev.ErrorCode, ev.Retryable = it.contact.Country, it.providerID, it.reason, it.code, it.retryable
 	if kind == events.Sent {
@@ -1198,7 +1227,7 @@ func (w *Worker) finish(ctx context.Context, items []*item) error {
 	for _, it := range items {
 		if it.outcome != "" && it.published && !it.finished {
 			todo = append(todo, it)
-			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+			keys = append(keys, it.key())
 			outcomes = append(outcomes, it.outcome)
 		}
 	}

@@ -27,6 +27,10 @@ type campaignRequest struct {
 	Holdout          float64  `json:"holdout"`
 	QuietHours       string   `json:"quiet_hours"`
 	AllowedDays      string   `json:"allowed_days"`
+	// The channel policy (channel failover).
+	Fallback             []dispatcher.ChannelSenders `json:"fallback"`
+	FallbackOn           []string                    `json:"fallback_on"`
+	NotDeliveredWithinMS int64                       `json:"not_delivered_within_ms"`
 }
 
 var campaignIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -48,7 +52,8 @@ func (a *API) createCampaign(c *call) error {
 	cp, err := app.CreateCampaign(c.r.Context(), a.cfg.Deps, a.cfg.Components, dispatcher.Campaign{Name: req.Name, Segment: req.Segment,
 		Template: req.Template, FallbackTemplate: req.FallbackTemplate, Senders: req.Senders, Routing: req.Routing, Channel: req.Channel,
 		Purpose: req.Purpose, TrackLinks: req.TrackLinks, MaxErrorRate: req.MaxErrorRate, Holdout: req.Holdout,
-		QuietHours: req.QuietHours, AllowedDays: req.AllowedDays})
+		QuietHours: req.QuietHours, AllowedDays: req.AllowedDays,
+		Fallback: req.Fallback, FallbackOn: req.FallbackOn, NotDeliveredWithinMS: req.NotDeliveredWithinMS})
 	if err != nil {
 		return err
 	}

@@ -111,6 +111,9 @@ func CheckCampaign(ctx context.Context, d *Deps, comp *Components, cp dispatcher
 			cp.Channel = s.Channel
 		}
 	}
+	if err := checkFallback(ctx, comp, &cp); err != nil {
+		return cp, err
+	}
 	return cp, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/throttle"
 )
 
@@ -47,6 +48,9 @@ type Config struct {
 	// that channel this long (default 30 days)
 	UndeliverableFor time.Duration
 	MaxInFlight      int // HERALD_MAX_IN_FLIGHT: a worker's provider requests at once, at most (default 1024)
+	// Breaker tunes the per-sender circuit breakers of channel failover
+	// (HERALD_BREAKER_WINDOW, _MIN_REQUESTS, _ERROR_RATE, _OPEN_FOR, _PROBES); zero: defaults.
+	Breaker dispatcher.BreakerConfig
 
 	HTTPAddr    string // serve: listen address
 	AppSecret   string // HERALD_WHATSAPP_APP_SECRET: webhook signatures

@@ -68,6 +68,8 @@ type childConfig struct {
 	Campaign    string
 	FanoutLease time.Duration
 	FanoutChunk int
+	// Breaker tunes the workers' circuit breakers (channel failover's fault test).
+	Breaker dispatcher.BreakerConfig
 }
 
 func runChild() int {
@@ -81,7 +83,7 @@ func runChild() int {
 	}
 	cfg := Config{KafkaBrokers: cc.KafkaBrokers, RedisURL: cc.RedisURL, Prefix: cc.Prefix, TopicPrefix: cc.TopicPrefix,
 		WhatsAppURL: cc.WhatsAppURL, SMSAPIURL: cc.SMSAPIURL, TelegramAPIURL: cc.TelegramURL, LINEAPIURL: cc.LINEAPIURL, PublicURL: cc.PublicURL, ClickKey: cc.ClickKey, ClickBaseURL: cc.ClickBaseURL, ClaimLease: cc.ClaimLease, NoScheduler: true, NoJourneys: !cc.Journeys,
-		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk,
+		FanoutLease: cc.FanoutLease, FanoutChunk: cc.FanoutChunk, Breaker: cc.Breaker,
 		// What a worker logs reaches the test's stderr buffer, printed when a test fails.
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

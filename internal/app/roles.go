@@ -124,6 +124,7 @@ func newServer(d *Deps) (*server.Server, error) {
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
 		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
+		Failover: d.failover(c),
 		Ready: func(ctx context.Context) error {
 			if err := rdb.Ping(ctx).Err(); err != nil {
 				return fmt.Errorf("redis: %w", err)
@@ -199,6 +200,7 @@ func Worker(ctx context.Context, d *Deps) error {
 		Channels: channels, Links: tracker,
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
+		Failover: d.failover(c), Breaker: d.breaker(),
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
 	})
 	// Every worker also runs the journey engine (timers and triggers; any number may run).

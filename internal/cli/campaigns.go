@@ -27,7 +27,7 @@ func campaignsCommand() *cli.Command {
 		Subcommands: []*cli.Command{{
 			Name:  "create",
 			Usage: "create a draft campaign",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "segment", Required: true, Usage: "who: a segment expression, e.g. 'vip and not churned'"},
 				&cli.StringFlag{Name: "template", Required: true, Usage: "what: a template name"},
 				&cli.StringFlag{Name: "fallback-template", Usage: "an approved WhatsApp template sent instead of a free-form --template to contacts outside the 24h window (by Herald's record or the provider's 131047); without it they are skipped outside_window"},
@@ -41,14 +41,20 @@ func campaignsCommand() *cli.Command {
 				&cli.StringFlag{Name: "quiet-hours", Usage: "no sends in this daily period of each recipient's local time, e.g. 21:00-08:00 (they wait, never dropped)"},
 				&cli.StringFlag{Name: "allowed-days", Usage: "send only on these days of the recipient's week, e.g. mon-fri or mon-sat"},
 				&cli.Float64Flag{Name: "max-error-rate", Usage: "pause the campaign when this share of its sends fail (0: the worker's default 0.25; -1: never)"},
-			},
+			}, failoverFlags()...),
 			Action: func(c *cli.Context) error {
+				policy := dispatcher.Campaign{Channel: c.String("channel")}
+				if err := failoverFields(c, &policy); err != nil {
+					return err
+				}
 				if rc := remote(c); rc != nil {
-					cp, err := rc.CreateCampaign(c.Context, map[string]any{"name": c.String("name"), "segment": c.String("segment"),
+					body := map[string]any{"name": c.String("name"), "segment": c.String("segment"),
 						"template": c.String("template"), "fallback_template": c.String("fallback-template"), "channel": c.String("channel"),
 						"senders": c.StringSlice("sender"), "purpose": c.String("purpose"), "track_links": c.Bool("track-links"),
 						"max_error_rate": c.Float64("max-error-rate"), "routing": c.String("routing"), "quiet_hours": c.String("quiet-hours"),
-						"holdout": c.Float64("holdout"), "allowed_days": c.String("allowed-days")})
+						"holdout": c.Float64("holdout"), "allowed_days": c.String("allowed-days")}
+					failoverBody(policy, body)
+					cp, err := rc.CreateCampaign(c.Context, body)
 					if err != nil {
 						return remoteFlagErr(err, map[string]string{"senders": "sender"})
 					}
@@ -64,11 +70,12 @@ func campaignsCommand() *cli.Command {
 				}
 				defer d.Close()
 				cp, err := app.CreateCampaign(c.Context, d, comp, dispatcher.Campaign{Name: c.String("name"), Segment: c.String("segment"),
-					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Channel: c.String("channel"), Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
+					Template: c.String("template"), FallbackTemplate: c.String("fallback-template"), Channel: policy.Channel, Senders: c.StringSlice("sender"), Purpose: c.String("purpose"), TrackLinks: c.Bool("track-links"),
 					MaxErrorRate: c.Float64("max-error-rate"), Routing: c.String("routing"),
-					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days")})
+					QuietHours: c.String("quiet-hours"), Holdout: c.Float64("holdout"), AllowedDays: c.String("allowed-days"),
+					Fallback: policy.Fallback, FallbackOn: policy.FallbackOn, NotDeliveredWithinMS: policy.NotDeliveredWithinMS})
 				if err != nil {
-					return flagError(err, map[string]string{"senders": "sender"})
+					return flagError(err, map[string]string{"senders": "sender", "fallback": "channels"})
 				}
 				if jsonOut(c) {
 					return printJSON(c.App.Writer, cp)

@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herald-dev/herald/console"
+	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/api"
 	"github.com/herald-dev/herald/internal/app"
 	"github.com/herald-dev/herald/internal/jsonx"
@@ -116,6 +117,11 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "line-api-url", Value: "https://api.line.me", Usage: "the LINE Messaging API base URL (the sandbox's in dev)", EnvVars: []string{"HERALD_LINE_API_URL"}},
 		&cli.StringFlag{Name: "public-url", Usage: "serve's public origin as providers reach it, e.g. https://herald.example.com (SMS status callbacks are signed over it; default HERALD_CLICK_BASE_URL)", EnvVars: []string{"HERALD_PUBLIC_URL"}},
 		&cli.DurationFlag{Name: "undeliverable-for", Value: 30 * 24 * time.Hour, Usage: "how long a contact the provider cannot reach (WhatsApp 131026) is skipped as undeliverable on that channel", EnvVars: []string{"HERALD_UNDELIVERABLE_FOR"}},
+		&cli.DurationFlag{Name: "breaker-window", Value: 10 * time.Second, Usage: "channel failover: the sliding window over which a sender's circuit breaker judges its error rate", EnvVars: []string{"HERALD_BREAKER_WINDOW"}},
+		&cli.IntFlag{Name: "breaker-min-requests", Value: 20, Usage: "channel failover: requests in the window before a sender's breaker may open", EnvVars: []string{"HERALD_BREAKER_MIN_REQUESTS"}},
+		&cli.Float64Flag{Name: "breaker-error-rate", Value: 0.5, Usage: "channel failover: share of errors (transport, timeouts, 5xx) that opens a sender's breaker", EnvVars: []string{"HERALD_BREAKER_ERROR_RATE"}},
+		&cli.DurationFlag{Name: "breaker-open-for", Value: 30 * time.Second, Usage: "channel failover: how long an open breaker sends nothing before probing", EnvVars: []string{"HERALD_BREAKER_OPEN_FOR"}},
+		&cli.IntFlag{Name: "breaker-probes", Value: 3, Usage: "channel failover: probe sends of a half-open breaker; that many successes close it", EnvVars: []string{"HERALD_BREAKER_PROBES"}},
 		&cli.IntFlag{Name: "max-in-flight", Value: 1024, Usage: "a worker's concurrent provider requests, at most (it keeps twice each active sender's rate × latency, from 64 up to this)", EnvVars: []string{"HERALD_MAX_IN_FLIGHT"}},
 		&cli.StringFlag{Name: "quiet-hours", Usage: "default quiet period in each recipient's local time, e.g. 21:00-08:00 (campaigns may set their own)", EnvVars: []string{"HERALD_QUIET_HOURS"}},
 		&cli.StringFlag{Name: "allowed-days", Usage: "default days sends are allowed on, in the recipient's week, e.g. mon-sat", EnvVars: []string{"HERALD_ALLOWED_DAYS"}},
@@ -180,6 +186,8 @@ func config(c *cli.Context) (app.Config, error) {
 		AppSecret: c.String("whatsapp-app-secret"), VerifyToken: c.String("whatsapp-verify-token"),
 		ClaimLease: c.Duration("claim-lease"), StaleSendAfter: c.Duration("stale-send-after"), MaxInFlight: c.Int("max-in-flight"),
 		FanoutLease: c.Duration("fanout-lease"), UndeliverableFor: c.Duration("undeliverable-for"),
+		Breaker: dispatcher.BreakerConfig{Window: c.Duration("breaker-window"), MinRequests: c.Int("breaker-min-requests"),
+			ErrorRate: c.Float64("breaker-error-rate"), OpenFor: c.Duration("breaker-open-for"), Probes: c.Int("breaker-probes")},
 		SMSAPIURL: c.String("sms-api-url"), PublicURL: c.String("public-url"), TelegramAPIURL: c.String("telegram-api-url"), LINEAPIURL: c.String("line-api-url"),
 		API: api.Handler, Console: console.Handler(), APIRate: c.Float64("api-rate"), APIBurst: c.Int("api-burst"), APIMaxImportBytes: c.Int64("api-max-import-bytes"),
 		Webhooks: app.WebhookConfig{Timeout: c.Duration("webhook-timeout"), Concurrency: c.Int("webhook-concurrency"),

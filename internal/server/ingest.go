@@ -63,7 +63,7 @@ func (s *Server) lookup(ctx context.Context, channel, address string) (uint32, e
 // before the caller answers 200, so that an error makes the provider retry.
 func (s *Server) ingest(ctx context.Context, b Batch) error {
 	var evs, inbound []kafka.Message
-	var statuses []dispatcher.Settlement
+	var statuses, fallbackStatuses []dispatcher.Settlement
 	var refusals []dispatcher.Refusal
 	var changes []throttle.Change
 	type window struct {
@@ -72,7 +72,16 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 		at      time.Time
 	}
 	var windows []window
-	for _, r := range b.Reports {
+	// Failover first: a fallback a failed status asks for is stored before the 200, and
+	// a fallback's statuses take its channel as their events' discriminator.
+	var observed []dispatcher.Observed
+	if s.cfg.Failover != nil && len(b.Reports) > 0 {
+		var err error
+		if observed, err = s.cfg.Failover.Observe(ctx, b.Reports); err != nil {
+			return err
+		}
+	}
+	for ri, r := range b.Reports {
 		if r.Kind == events.OptedOut {
 			// A complaint (an email marked as spam): the message was delivered; the
 			// Reactor records the opt-out and its event.
@@ -80,11 +89,20 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 				Channel: r.Channel, Code: r.Code, Action: r.Action, Signal: r.Signal, MessageID: r.MessageID + " (complaint)", At: time.Now()})
 			continue
 		}
-		statuses = append(statuses, dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant})
+		fallback := observed != nil && observed[ri] == dispatcher.ObservedFallback
+		st := dispatcher.Settlement{Key: r.Key, Channel: r.Channel, PhoneNumberID: r.SenderRef, MessageID: r.MessageID, Variant: r.Variant}
+		if fallback { // it proves the fallback's send, not the first one
+			fallbackStatuses = append(fallbackStatuses, st)
+		} else {
+			statuses = append(statuses, st)
+		}
 		if r.Kind == events.Sent {
 			continue // the worker's sent event (with its consent proof) is the record
 		}
 		ev := events.New(r.Kind, r.Campaign, r.Contact, r.Time)
+		if fallback {
+			ev.ID = events.ID(r.Campaign, r.Contact, r.Kind, r.Channel)
+		}
 		ev.SenderID, ev.Channel, ev.ProviderMessageID, ev.Variant = r.SenderRef, r.Channel, r.MessageID, r.Variant
 		if r.Kind == events.Failed && r.Code != 0 {
 			ev.ErrorCode, ev.Reason = r.Code, "provider_failed"
@@ -222,6 +240,13 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
 	if err != nil {
 		return err
+	}
+	if len(fallbackStatuses) > 0 {
+		fbEvs, fbKeys, err := dispatcher.SettleFallbacks(ctx, s.cfg.Tracker, s.cfg.Policy, fallbackStatuses, time.Now())
+		if err != nil {
+			return err
+		}
+		settledEvs, settle = append(settledEvs, fbEvs...), append(settle, fbKeys...)
 	}
 	// What failed statuses ask for beyond the record (opt-outs, undeliverable numbers,
 	// marketing holds…), carried out before the 200 so that a retry redoes it.

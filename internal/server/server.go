@@ -58,14 +58,17 @@ type Contacts interface {
 
 // Config wires the server.
 type Config struct {
-	AppSecret     string // Meta app secret: webhook signatures
-	VerifyToken   string // hub.verify_token of the subscription
-	Events        Publisher
-	Inbound       Publisher
-	Tracker       *dispatcher.Tracker
-	Policy        *throttle.Policy
-	Ledger        *throttle.Ledger
-	Reactor       *dispatcher.Reactor // what failed statuses ask for (opt-outs, suppressions…)
+	AppSecret   string // Meta app secret: webhook signatures
+	VerifyToken string // hub.verify_token of the subscription
+	Events      Publisher
+	Inbound     Publisher
+	Tracker     *dispatcher.Tracker
+	Policy      *throttle.Policy
+	Ledger      *throttle.Ledger
+	Reactor     *dispatcher.Reactor // what failed statuses ask for (opt-outs, suppressions…)
+	// Failover records the deliveries and permanent failures campaigns with a channel
+	// policy fall back on, and tells a fallback's statuses apart; nil: off.
+	Failover      *dispatcher.Failover
 	Contacts      Contacts
 	StopKeywords  []string        // default STOP, STOPALL, UNSUBSCRIBE, END, QUIT, REVOKE, OPTOUT, CANCEL (the carriers' SMS keywords) and STOP ALL
 	StartKeywords []string        // default START, UNSTOP, SUBSCRIBE (not YES: a casual reply is no opt-in)
