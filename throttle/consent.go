@@ -88,7 +88,12 @@ func newRecordID() string {
 // checkpoint (KEYS[4]).
 var applyScript = redis.NewScript(`
 local head = redis.call('HGET', KEYS[1], ARGV[3]) or ''
-if head ~= ARGV[1] then return 0 end
+if head ~= ARGV[1] then
+  -- Already applied (a pipeline go-redis sent again after a timeout): the head is this
+  -- record, or the state still names it. Anything else moved the head under us.
+  if head == ARGV[2] or redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[4] then return 1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 if head == '' then
@@ -179,25 +184,35 @@ func (l *Ledger) Apply(ctx context.Context, changes []Change, force bool) ([]eve
 
 // applyState applies ledger records to the Redis state in order. Scripts run with EVAL
 // inside pipelines: EVALSHA there has no NOSCRIPT fallback after a Redis restart.
+//
+// The records go in pipelines of applyChunk: go-redis sends a whole pipeline again after
+// a read timeout, and one of 100k scripts outlasts the timeout; the script answers 1 for
+// a record it had already applied, so a pipeline sent twice is harmless.
 func (l *Ledger) applyState(ctx context.Context, records []events.ConsentRecord) error {
-	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(records))
-	for i, r := range records {
-		id := strconv.FormatUint(uint64(r.ContactID), 10)
-		state := string(r.Action[0]) + "|" + r.ID
-		cmds[i] = applyScript.Eval(ctx, pipe, []string{l.headKey(), l.stateKey(r.Channel, r.Purpose), l.lenKey(), l.dirtyKey()},
-			r.PrevHash, r.Hash, id, state)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("apply consent state: %w", err)
-	}
-	for i, c := range cmds {
-		if n, _ := c.Int(); n != 1 {
-			return fmt.Errorf("apply consent record %s: contact %d changed concurrently; run `herald consent rebuild`", records[i].ID, records[i].ContactID)
+	for start := 0; start < len(records); start += applyChunk {
+		chunk := records[start:min(start+applyChunk, len(records))]
+		pipe := l.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(chunk))
+		for i, r := range chunk {
+			id := strconv.FormatUint(uint64(r.ContactID), 10)
+			state := string(r.Action[0]) + "|" + r.ID
+			cmds[i] = applyScript.Eval(ctx, pipe, []string{l.headKey(), l.stateKey(r.Channel, r.Purpose), l.lenKey(), l.dirtyKey()},
+				r.PrevHash, r.Hash, id, state)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("apply consent state: %w", err)
+		}
+		for i, c := range cmds {
+			if n, _ := c.Int(); n != 1 {
+				return fmt.Errorf("apply consent record %s: contact %d changed concurrently; run `herald consent rebuild`", chunk[i].ID, chunk[i].ContactID)
+			}
 		}
 	}
 	return nil
 }
+
+// applyChunk is how many ledger records one pipeline applies.
+const applyChunk = 2000
 
 // State is a contact's consent for one channel and purpose.
 type State struct {

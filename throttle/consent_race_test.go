@@ -74,3 +74,44 @@ func TestConcurrentChangesOfOneContactKeepOneChain(t *testing.T) {
 		t.Fatalf("state %+v, want the last record %s (%s)", st[0], last.ID, last.Action)
 	}
 }
+
+// A batch applied to the state twice (go-redis sends a pipeline again after a read
+// timeout) is applied once: each contact's head, state and chain length are those of one
+// application, and a batch holding two records of one contact (two channels) passes too.
+// A record whose head another writer moved is still refused.
+func TestApplyStateTwiceIsOnce(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	l := NewLedger(rdb, prefix, &memPublisher{})
+	var changes []Change
+	for c := uint32(1); c <= applyChunk+10; c++ { // more than one pipeline
+		changes = append(changes,
+			Change{ContactID: c, Channel: "whatsapp", Purpose: "marketing", Action: events.Grant, Source: "import"},
+			Change{ContactID: c, Channel: "sms", Purpose: "marketing", Action: events.Grant, Source: "import"})
+	}
+	recs, err := l.Apply(ctx, changes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.applyState(ctx, recs); err != nil {
+		t.Fatalf("the same records again: %v", err)
+	}
+	for _, c := range []uint32{1, applyChunk + 10} {
+		if n, _ := rdb.HGet(ctx, l.lenKey(), fmt.Sprint(c)).Int(); n != 2 {
+			t.Errorf("contact %d: chain length %d, want 2", c, n)
+		}
+		for _, ch := range []string{"whatsapp", "sms"} {
+			st, err := l.States(ctx, ch, "marketing", []uint32{c})
+			if err != nil || !st[0].Granted {
+				t.Errorf("contact %d on %s: %+v %v", c, ch, st, err)
+			}
+		}
+	}
+	// A record sealed on a head that has moved since is not mistaken for applied.
+	stale := recs[0]
+	stale.ID, stale.Action = "other", events.Revoke
+	stale.Seal("")
+	if err := l.applyState(ctx, []events.ConsentRecord{stale}); err == nil {
+		t.Fatal("a record on a moved head was applied")
+	}
+}
