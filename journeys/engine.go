@@ -271,13 +271,27 @@ if ARGV[5] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6]) end
 return 1
 `)
 
-// exitScript: KEYS inst bucket, timers. ARGV contact. Removes the instance and its
-// timer at once; answers the instance it removed ("" : none).
+// exitScript: KEYS inst bucket, timers, exits bucket. ARGV contact. Removes the
+// instance and its timer at once, and notes its entry among the contact's exited ones
+// (the last 8, newest first: the worker drops their send jobs still in Kafka); answers
+// the instance it removed ("" : none).
 var exitScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return '' end
 local e, s = string.match(cur, '^%d+,(%d+),(%d+),')
-if e then redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. e .. '|' .. s) end
+if e then
+  redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. e .. '|' .. s)
+  local prev = redis.call('HGET', KEYS[3], ARGV[1])
+  local list = e
+  if prev then
+    local n = 1
+    for x in string.gmatch(prev, '[^,]+') do
+      if n >= 8 then break end
+      if x ~= e then list = list .. ',' .. x; n = n + 1 end
+    end
+  end
+  redis.call('HSET', KEYS[3], ARGV[1], list)
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return cur
 `)
@@ -613,7 +627,7 @@ func (e *Engine) Get(ctx context.Context, id string, contact uint32) (Instance, 
 
 // Exit removes a contact from a journey at once (its pending timer with it).
 func (e *Engine) Exit(ctx context.Context, id string, contact uint32, reason string) error {
-	cur, err := exitScript.Run(ctx, e.cfg.Redis, []string{e.instKey(id, contact), e.timersKey(id)}, contact).Text()
+	cur, err := exitScript.Run(ctx, e.cfg.Redis, []string{e.instKey(id, contact), e.timersKey(id), exitsKey(e.cfg.Prefix, id, contact)}, contact).Text()
 	if err != nil {
 		return fmt.Errorf("exit journey %s: %w", id, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/server"
+	"github.com/herald-dev/herald/journeys"
 	"github.com/herald-dev/herald/webhooks"
 )
 
@@ -192,6 +193,10 @@ func Worker(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
+	rdb, err := d.Redis()
+	if err != nil {
+		return err
+	}
 	w := dispatcher.NewWorker(dispatcher.WorkerConfig{
 		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
@@ -200,6 +205,7 @@ func Worker(ctx context.Context, d *Deps) error {
 		Events: d.Writer(d.Topics.Events), Delayed: c.Delayed, DLQ: d.Writer(d.Topics.DLQ),
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
+		Journeys: journeys.NewExits(rdb, d.Cfg.Prefix),
 	})
 	// Every worker also runs the journey engine (timers and triggers; any number may run).
 	g, ctx := errgroup.WithContext(ctx)
