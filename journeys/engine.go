@@ -66,8 +66,8 @@ type Config struct {
 	Lease time.Duration
 	Poll  time.Duration // the timer poll interval (default 100 ms)
 	Batch int           // timers claimed per round (default 1000)
-	// SegmentEvery is how often segment- and tag-entered journeys look at their
-	// segment (default 5 s).
+	// SegmentEvery is how often segment- and tag-entered journeys reconcile with their
+	// whole segment (default 5 min; tag events move contacts at once in between).
 	SegmentEvery time.Duration
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer
@@ -83,7 +83,10 @@ type Engine struct {
 	mu   sync.Mutex
 	live map[string]*runnable
 	seg  segCache
-	m    metrics
+	// segReady holds the membership journeys whose segment bitmap this engine has seen
+	// exist (the others get their first look at the next timer poll).
+	segReady sync.Map
+	m        metrics
 }
 
 type metrics struct {
@@ -108,7 +111,7 @@ func NewEngine(cfg Config) *Engine {
 		cfg.Batch = 1000
 	}
 	if cfg.SegmentEvery <= 0 {
-		cfg.SegmentEvery = 5 * time.Second
+		cfg.SegmentEvery = 5 * time.Minute
 	}
 	if cfg.Group == "" {
 		cfg.Group = "herald-journeys"
@@ -358,6 +361,9 @@ func (e *Engine) Refresh(ctx context.Context) error {
 			delete(live, id)
 			continue
 		}
+		if expr, ok := membership(r.def); ok {
+			r.segExpr, r.segTags = expr, segments.ExprTags(expr)
+		}
 		r.version = readable // entries go to the latest readable version
 	}
 	e.mu.Lock()
@@ -532,7 +538,14 @@ func (e *Engine) Handle(ctx context.Context, t Event) error {
 }
 
 func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event) error {
-	entry := r.state == Active && r.def.Entry.matches(t, id, true)
+	if (t.Kind == OnTagAdded || t.Kind == OnTagRemoved) && r.watches(t.Name) {
+		// The segment (or tag) the journey follows may have gained or lost the contact.
+		if err := e.segmentChange(ctx, id, r, t); err != nil {
+			return err
+		}
+	}
+	// Segment- and tag-entered journeys enter on their segment's transitions only.
+	entry := r.state == Active && r.segExpr == "" && r.def.Entry.matches(t, id, true)
 	if !r.cares[t.Kind] {
 		// Nothing a contact in the journey could do with it: at most an entry (which
 		// checks itself that the contact is not in the journey already).
@@ -1028,6 +1041,8 @@ func (e *Engine) runTimers(ctx context.Context) error {
 				e.log.Warn("segment entries", "err", err)
 			}
 			lastSeg = time.Now()
+		} else if err := e.pollSegments(ctx, true); err != nil && ctx.Err() == nil {
+			e.log.Warn("segment entries (first look)", "err", err)
 		}
 		n, err := e.Tick(ctx)
 		if err != nil && ctx.Err() == nil {

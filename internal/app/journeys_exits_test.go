@@ -119,3 +119,77 @@ func TestJourneyExitDropsQueuedSend(t *testing.T) {
 		t.Fatalf("sent events for Bob: %d %v", sentBob, err)
 	}
 }
+
+const vipCareJourney = `id: vip-care
+senders: ["106540352242922"]
+entry: {segment: "vip and not churned"}
+exit_on: [left_segment]
+steps:
+  - id: settle
+    wait: 30d
+  - id: hello
+    send: {template: follow_up}
+`
+
+// Segment entries and the left_segment exit are driven by tag events, not by polling
+// the segment (the reconcile runs every 5 minutes): tagging a contact through the tags
+// use case (the API's and the CLI's) enters it into a "vip and not churned" journey,
+// and adding churned takes it out, both within about a second.
+func TestJourneySegmentMovesOnTagEvents(t *testing.T) {
+	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 12,
+		Templates: []sandbox.ApprovedTemplate{{Name: "follow_up", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
+	d := s.Deps
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000041,Dee,yes\n")
+	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "vip.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	const pnid = "106540352242922"
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := AddJourney(ctx, d, []byte(vipCareJourney)); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := JourneyEngine(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dee, _ := comp.Contacts.Lookup(ctx, "+66810000041")
+	rdb, err := d.Redis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The running engine's first look at the segment (it takes those who join after it).
+	poll(t, 30*time.Second, func() bool { return rdb.Exists(ctx, d.Cfg.Prefix+"{jrn:vip-care}:seg").Val() == 1 })
+	in := func() bool { _, ok, _ := eng.Get(ctx, "vip-care", dee); return ok }
+	tag := func(name string, add bool) time.Time {
+		if _, err := TagContacts(ctx, comp, name, add, TagTarget{ContactIDs: []uint64{uint64(dee)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	start := tag("vip", true)
+	poll(t, 10*time.Second, in)
+	t.Logf("entered %v after the tag", time.Since(start))
+	start = tag("churned", true)
+	poll(t, 10*time.Second, func() bool { return !in() })
+	took := time.Since(start)
+	t.Logf("left (left_segment) %v after the tag", took)
+	if took > 5*time.Second {
+		t.Errorf("left_segment took %v: tag events should move it at once", took)
+	}
+	if n := rdb.ZCard(ctx, d.Cfg.Prefix+"{jrn:vip-care}:timers").Val(); n != 0 {
+		t.Fatalf("%d timers left", n)
+	}
+}
