@@ -915,8 +915,9 @@ func (e *Engine) fire(ctx context.Context, id string, r *runnable, mem, cur stri
 		return e.Exit(ctx, id, in.Contact, "archived")
 	}
 	if r.state == Paused {
-		// Resume looks again in a while; the lease already moved the timer on.
-		return nil
+		// Claimed by an engine that had not heard of the pause yet: park it again at
+		// its due time (Tick leaves a paused journey's timers alone; resume fires them).
+		return e.cfg.Redis.ZAddXX(ctx, e.timersKey(id), redis.Z{Score: float64(due.UnixMilli()), Member: mem}).Err()
 	}
 	if in.Waiting {
 		e.m.lateness.Observe(e.cfg.Now().Sub(due).Seconds())
@@ -959,6 +960,11 @@ func (e *Engine) Tick(ctx context.Context) (int, error) {
 	live := e.journeys()
 	n := 0
 	for id, r := range live {
+		if r.state == Paused {
+			// A paused journey's due timers stay parked where they are, unleased, until
+			// resume: the first Tick after it fires them.
+			continue
+		}
 		now := e.cfg.Now()
 		res, err := claimScript.Run(ctx, e.cfg.Redis, []string{e.timersKey(id)}, now.UnixMilli(), now.Add(e.cfg.Lease).UnixMilli(), e.cfg.Batch,
 			e.cfg.Prefix+"{jrn:"+id+"}:i:").StringSlice()
