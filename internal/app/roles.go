@@ -256,10 +256,12 @@ func Scheduler(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
-	s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
-		_, err := firer.Tick(ctx)
-		return err
-	}})
+	if !d.Cfg.NoRecurring {
+		s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
+			_, err := firer.Tick(ctx)
+			return err
+		}})
+	}
 	return s.Run(ctx)
 }
 
