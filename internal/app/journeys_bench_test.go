@@ -43,7 +43,7 @@ func BenchmarkJourneyTriggerToSendE2E(b *testing.B) {
 	d := s.Deps
 	comp := seedAudience(b, ctx, d, 2*n*b.N+1, e2eTemplate) // fresh contacts each round (a contact enters once)
 	const pnid = "106540352240009"
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 20000}); err != nil {
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 10000}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := AddJourney(ctx, d, []byte("id: t2s\nsenders: [\""+pnid+"\"]\nentry: {event: custom, name: signup}\nsteps:\n  - id: hi\n    send: {template: welcome}\n")); err != nil {
