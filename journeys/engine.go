@@ -705,15 +705,27 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 	cur := start
 	var jobs, evs []kafka.Message
 	flush := func() error {
+		// The two topics are written at once (each write waits for its acks).
+		var jobErr error
+		var wg sync.WaitGroup
 		if len(jobs) > 0 {
-			if err := e.cfg.Outbound.WriteMessages(ctx, jobs...); err != nil {
-				return fmt.Errorf("journey %s: queue sends: %w", in.Journey, err)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := e.cfg.Outbound.WriteMessages(ctx, jobs...); err != nil {
+					jobErr = fmt.Errorf("journey %s: queue sends: %w", in.Journey, err)
+				}
+			}()
 		}
+		var evErr error
 		if len(evs) > 0 {
 			if err := e.cfg.Events.WriteMessages(ctx, evs...); err != nil {
-				return fmt.Errorf("journey %s: events: %w", in.Journey, err)
+				evErr = fmt.Errorf("journey %s: events: %w", in.Journey, err)
 			}
+		}
+		wg.Wait()
+		if err := errors.Join(jobErr, evErr); err != nil {
+			return err
 		}
 		jobs, evs = nil, nil
 		return nil
@@ -1137,7 +1149,9 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 			byContact[t.Contact] = append(byContact[t.Contact], t)
 		}
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
+		// Each trigger waits on a few Kafka acks and Redis scripts: many at once keep the
+		// writers' batches full.
+		sem := make(chan struct{}, 512)
 		for _, c := range order {
 			ts := byContact[c]
 			wg.Add(1)
