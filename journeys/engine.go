@@ -730,6 +730,18 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 		jobs, evs = nil, nil
 		return nil
 	}
+	// end finishes the instance: its exit event goes with the run's other messages.
+	end := func(reason string) error {
+		evs = append(evs, e.event(in, events.JourneyExited, reason, strconv.Itoa(in.Entry), e.cfg.Now()))
+		if err := flush(); err != nil {
+			return err
+		}
+		ok, err := e.commit(ctx, in, Instance{}, time.Time{})
+		if ok {
+			e.m.exits.WithLabelValues(reason).Inc()
+		}
+		return err
+	}
 	var contact *segments.Contact
 	profile := func() (*segments.Contact, error) {
 		if contact == nil {
@@ -755,10 +767,7 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 		}
 		s := d.Step(cur.Step)
 		if s == nil {
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, "completed")
+			return end("completed")
 		}
 		disc := strconv.Itoa(in.Entry) + "|" + s.ID
 		evs = append(evs, e.event(cur, events.JourneyStep, s.ID, disc, now))
@@ -815,20 +824,14 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 				acc += a.Percent
 				if roll < acc {
 					if a.Holdout {
-						if err := flush(); err != nil {
-							return err
-						}
-						return e.finish(ctx, d, in, "holdout")
+						return end("holdout")
 					}
 					next = a.Next
 					break
 				}
 			}
 		case KindExit:
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, s.Reason)
+			return end(s.Reason)
 		case KindWait, KindWaitFor:
 			var due time.Time
 			if s.Kind == KindWaitFor {
@@ -850,10 +853,7 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 			return err
 		}
 		if next == "" {
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, "completed")
+			return end("completed")
 		}
 		cur.Step = next
 	}
