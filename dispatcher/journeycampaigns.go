@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/herald-dev/herald/throttle"
 )
 
 // autoKey is the ZSET of the campaigns EnsureRunning made, by creation time (the
@@ -59,6 +62,60 @@ func (c *Campaigns) EnsureRunning(ctx context.Context, cp Campaign) error {
 	pipe.ZAddNX(ctx, c.autoKey(), redis.Z{Score: float64(cp.Created.UnixMilli()), Member: cp.ID})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("journey campaign %s: %w", cp.ID, err)
+	}
+	return nil
+}
+
+// ReasonJourneyExited skips a journey step's send whose contact left the journey (an
+// exit condition: replied, converted, opted out, left the segment) after it was queued.
+const ReasonJourneyExited = "journey_exited"
+
+// JourneyExits tells which journey send jobs belong to an entry that has exited
+// (journeys.Exits); answers false for jobs of other campaigns.
+type JourneyExits interface {
+	Exited(ctx context.Context, jobs []Key) ([]bool, error)
+}
+
+// isJourneyCampaign reports whether id names a journey step's campaign ("j.<journey>.
+// <version>.<step>.<entry>", journeys.CampaignID).
+func isJourneyCampaign(id string) bool { return strings.HasPrefix(id, "j.") }
+
+// journeyExited skips, right before the send, the allowed jobs of journey steps whose
+// contact has exited the journey since the step queued them, and gives back the
+// frequency-cap slots the policy took for them. One round trip for the batch.
+func (w *Worker) journeyExited(ctx context.Context, items []*item) error {
+	if w.cfg.Journeys == nil {
+		return nil
+	}
+	var todo []*item
+	var keys []Key
+	for _, it := range items {
+		if active(it) && it.decision.Verdict == throttle.Allow && it.providerID == "" && isJourneyCampaign(it.job.Campaign) {
+			todo = append(todo, it)
+			keys = append(keys, Key{it.job.Campaign, it.job.Contact})
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	gone, err := w.cfg.Journeys.Exited(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var skipped []*item
+	for i, it := range todo {
+		if gone[i] {
+			skipped = append(skipped, it)
+		}
+	}
+	if len(skipped) == 0 {
+		return nil
+	}
+	if err := w.releaseCaps(ctx, skipped); err != nil {
+		return err
+	}
+	for _, it := range skipped {
+		it.outcome, it.reason = OutcomeSkipped, ReasonJourneyExited
 	}
 	return nil
 }

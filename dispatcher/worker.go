@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,8 +90,11 @@ type WorkerConfig struct {
 	// such campaigns send on their first channel only. Breaker is the per-sender circuit
 	// breaker: fed by every send when set, consulted by campaigns that fall back on
 	// circuit_open.
-	Failover   *Failover
-	Breaker    *Breaker
+	Failover *Failover
+	Breaker  *Breaker
+	// Journeys tells which journey sends' contacts have exited their journey since the
+	// send was queued (journeys.Exits); nil: not checked.
+	Journeys   JourneyExits
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -258,7 +262,7 @@ func (w *Worker) process(ctx context.Context, batch []kafka.Message) error {
 		it.job = j
 		items = append(items, it)
 	}
-	stages := []func(context.Context, []*item) error{w.early, w.loadCampaigns, w.park, w.claim, w.choose, w.render, w.decide, w.send, w.recordBreaker, w.react, w.requestFallbacks, w.park, w.publish, w.finish, w.judgeErrors}
+	stages := []func(context.Context, []*item) error{w.early, w.loadCampaigns, w.park, w.claim, w.choose, w.render, w.decide, w.journeyExited, w.send, w.recordBreaker, w.react, w.requestFallbacks, w.park, w.publish, w.finish, w.judgeErrors}
 	for _, stage := range stages {
 		for attempt := 0; ; attempt++ {
 			err := stage(ctx, items)
@@ -909,7 +913,11 @@ func (w *Worker) dropPaused(ctx context.Context, list []*item) ([]*item, error) 
 		}
 		kept = append(kept, it)
 	}
-	return kept, nil
+	// Journey contacts who exited meanwhile are skipped too.
+	if err := w.journeyExited(ctx, kept); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(kept, func(it *item) bool { return it.outcome != "" }), nil
 }
 
 // pending marks a job whose send has started, until sendOne records its outcome.

@@ -24,7 +24,10 @@
 //	P {jrn:ID}:ek:C:KEY         STRING with TTL: an entry key already used (every_time
 //	                            or entry_key journeys; others keep the last in the history)
 //	P {jrn:ID}:timers           ZSET: "contact|entry|seq" by due time (ms)
-//	P {jrn:ID}:members          STRING: a segment-entered journey's last look (roaring)
+//	P {jrn:ID}:x:B              HASH: entries that exited on a condition, per contact (the
+//	                            worker skips their queued sends: journey_exited)
+//	P {jrn:ID}:seg              STRING: a segment- or tag-entered journey's view of who is
+//	                            in (a bitmap; whoever flips a bit owns that transition)
 //
 // Every key of a journey shares its hash tag, so its scripts run in one Redis Cluster
 // slot (the timer claim also reads instance buckets it names from ARGV: same slot).

@@ -66,8 +66,8 @@ type Config struct {
 	Lease time.Duration
 	Poll  time.Duration // the timer poll interval (default 100 ms)
 	Batch int           // timers claimed per round (default 1000)
-	// SegmentEvery is how often segment- and tag-entered journeys look at their
-	// segment (default 5 s).
+	// SegmentEvery is how often segment- and tag-entered journeys reconcile with their
+	// whole segment (default 5 min; tag events move contacts at once in between).
 	SegmentEvery time.Duration
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer
@@ -83,7 +83,10 @@ type Engine struct {
 	mu   sync.Mutex
 	live map[string]*runnable
 	seg  segCache
-	m    metrics
+	// segReady holds the membership journeys whose segment bitmap this engine has seen
+	// exist (the others get their first look at the next timer poll).
+	segReady sync.Map
+	m        metrics
 }
 
 type metrics struct {
@@ -108,7 +111,7 @@ func NewEngine(cfg Config) *Engine {
 		cfg.Batch = 1000
 	}
 	if cfg.SegmentEvery <= 0 {
-		cfg.SegmentEvery = 5 * time.Second
+		cfg.SegmentEvery = 5 * time.Minute
 	}
 	if cfg.Group == "" {
 		cfg.Group = "herald-journeys"
@@ -271,13 +274,27 @@ if ARGV[5] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6]) end
 return 1
 `)
 
-// exitScript: KEYS inst bucket, timers. ARGV contact. Removes the instance and its
-// timer at once; answers the instance it removed ("" : none).
+// exitScript: KEYS inst bucket, timers, exits bucket. ARGV contact. Removes the
+// instance and its timer at once, and notes its entry among the contact's exited ones
+// (the last 8, newest first: the worker drops their send jobs still in Kafka); answers
+// the instance it removed ("" : none).
 var exitScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then return '' end
 local e, s = string.match(cur, '^%d+,(%d+),(%d+),')
-if e then redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. e .. '|' .. s) end
+if e then
+  redis.call('ZREM', KEYS[2], ARGV[1] .. '|' .. e .. '|' .. s)
+  local prev = redis.call('HGET', KEYS[3], ARGV[1])
+  local list = e
+  if prev then
+    local n = 1
+    for x in string.gmatch(prev, '[^,]+') do
+      if n >= 8 then break end
+      if x ~= e then list = list .. ',' .. x; n = n + 1 end
+    end
+  end
+  redis.call('HSET', KEYS[3], ARGV[1], list)
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return cur
 `)
@@ -343,6 +360,9 @@ func (e *Engine) Refresh(ctx context.Context) error {
 		if r.def == nil {
 			delete(live, id)
 			continue
+		}
+		if expr, ok := membership(r.def); ok {
+			r.segExpr, r.segTags = expr, segments.ExprTags(expr)
 		}
 		r.version = readable // entries go to the latest readable version
 	}
@@ -518,7 +538,14 @@ func (e *Engine) Handle(ctx context.Context, t Event) error {
 }
 
 func (e *Engine) handleOne(ctx context.Context, id string, r *runnable, t Event) error {
-	entry := r.state == Active && r.def.Entry.matches(t, id, true)
+	if (t.Kind == OnTagAdded || t.Kind == OnTagRemoved) && r.watches(t.Name) {
+		// The segment (or tag) the journey follows may have gained or lost the contact.
+		if err := e.segmentChange(ctx, id, r, t); err != nil {
+			return err
+		}
+	}
+	// Segment- and tag-entered journeys enter on their segment's transitions only.
+	entry := r.state == Active && r.segExpr == "" && r.def.Entry.matches(t, id, true)
 	if !r.cares[t.Kind] {
 		// Nothing a contact in the journey could do with it: at most an entry (which
 		// checks itself that the contact is not in the journey already).
@@ -613,7 +640,7 @@ func (e *Engine) Get(ctx context.Context, id string, contact uint32) (Instance, 
 
 // Exit removes a contact from a journey at once (its pending timer with it).
 func (e *Engine) Exit(ctx context.Context, id string, contact uint32, reason string) error {
-	cur, err := exitScript.Run(ctx, e.cfg.Redis, []string{e.instKey(id, contact), e.timersKey(id)}, contact).Text()
+	cur, err := exitScript.Run(ctx, e.cfg.Redis, []string{e.instKey(id, contact), e.timersKey(id), exitsKey(e.cfg.Prefix, id, contact)}, contact).Text()
 	if err != nil {
 		return fmt.Errorf("exit journey %s: %w", id, err)
 	}
@@ -678,18 +705,42 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 	cur := start
 	var jobs, evs []kafka.Message
 	flush := func() error {
+		// The two topics are written at once (each write waits for its acks).
+		var jobErr error
+		var wg sync.WaitGroup
 		if len(jobs) > 0 {
-			if err := e.cfg.Outbound.WriteMessages(ctx, jobs...); err != nil {
-				return fmt.Errorf("journey %s: queue sends: %w", in.Journey, err)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := e.cfg.Outbound.WriteMessages(ctx, jobs...); err != nil {
+					jobErr = fmt.Errorf("journey %s: queue sends: %w", in.Journey, err)
+				}
+			}()
 		}
+		var evErr error
 		if len(evs) > 0 {
 			if err := e.cfg.Events.WriteMessages(ctx, evs...); err != nil {
-				return fmt.Errorf("journey %s: events: %w", in.Journey, err)
+				evErr = fmt.Errorf("journey %s: events: %w", in.Journey, err)
 			}
+		}
+		wg.Wait()
+		if err := errors.Join(jobErr, evErr); err != nil {
+			return err
 		}
 		jobs, evs = nil, nil
 		return nil
+	}
+	// end finishes the instance: its exit event goes with the run's other messages.
+	end := func(reason string) error {
+		evs = append(evs, e.event(in, events.JourneyExited, reason, strconv.Itoa(in.Entry), e.cfg.Now()))
+		if err := flush(); err != nil {
+			return err
+		}
+		ok, err := e.commit(ctx, in, Instance{}, time.Time{})
+		if ok {
+			e.m.exits.WithLabelValues(reason).Inc()
+		}
+		return err
 	}
 	var contact *segments.Contact
 	profile := func() (*segments.Contact, error) {
@@ -716,10 +767,7 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 		}
 		s := d.Step(cur.Step)
 		if s == nil {
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, "completed")
+			return end("completed")
 		}
 		disc := strconv.Itoa(in.Entry) + "|" + s.ID
 		evs = append(evs, e.event(cur, events.JourneyStep, s.ID, disc, now))
@@ -776,20 +824,14 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 				acc += a.Percent
 				if roll < acc {
 					if a.Holdout {
-						if err := flush(); err != nil {
-							return err
-						}
-						return e.finish(ctx, d, in, "holdout")
+						return end("holdout")
 					}
 					next = a.Next
 					break
 				}
 			}
 		case KindExit:
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, s.Reason)
+			return end(s.Reason)
 		case KindWait, KindWaitFor:
 			var due time.Time
 			if s.Kind == KindWaitFor {
@@ -811,10 +853,7 @@ func (e *Engine) runFrom(ctx context.Context, d *Definition, in, start Instance)
 			return err
 		}
 		if next == "" {
-			if err := flush(); err != nil {
-				return err
-			}
-			return e.finish(ctx, d, in, "completed")
+			return end("completed")
 		}
 		cur.Step = next
 	}
@@ -888,8 +927,9 @@ func (e *Engine) fire(ctx context.Context, id string, r *runnable, mem, cur stri
 		return e.Exit(ctx, id, in.Contact, "archived")
 	}
 	if r.state == Paused {
-		// Resume looks again in a while; the lease already moved the timer on.
-		return nil
+		// Claimed by an engine that had not heard of the pause yet: park it again at
+		// its due time (Tick leaves a paused journey's timers alone; resume fires them).
+		return e.cfg.Redis.ZAddXX(ctx, e.timersKey(id), redis.Z{Score: float64(due.UnixMilli()), Member: mem}).Err()
 	}
 	if in.Waiting {
 		e.m.lateness.Observe(e.cfg.Now().Sub(due).Seconds())
@@ -932,6 +972,11 @@ func (e *Engine) Tick(ctx context.Context) (int, error) {
 	live := e.journeys()
 	n := 0
 	for id, r := range live {
+		if r.state == Paused {
+			// A paused journey's due timers stay parked where they are, unleased, until
+			// resume: the first Tick after it fires them.
+			continue
+		}
 		now := e.cfg.Now()
 		res, err := claimScript.Run(ctx, e.cfg.Redis, []string{e.timersKey(id)}, now.UnixMilli(), now.Add(e.cfg.Lease).UnixMilli(), e.cfg.Batch,
 			e.cfg.Prefix+"{jrn:"+id+"}:i:").StringSlice()
@@ -1014,6 +1059,8 @@ func (e *Engine) runTimers(ctx context.Context) error {
 				e.log.Warn("segment entries", "err", err)
 			}
 			lastSeg = time.Now()
+		} else if err := e.pollSegments(ctx, true); err != nil && ctx.Err() == nil {
+			e.log.Warn("segment entries (first look)", "err", err)
 		}
 		n, err := e.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -1102,7 +1149,9 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 			byContact[t.Contact] = append(byContact[t.Contact], t)
 		}
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
+		// Each trigger waits on a few Kafka acks and Redis scripts: many at once keep the
+		// writers' batches full.
+		sem := make(chan struct{}, 512)
 		for _, c := range order {
 			ts := byContact[c]
 			wg.Add(1)

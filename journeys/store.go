@@ -220,6 +220,8 @@ type runnable struct {
 	version int
 	state   string
 	cares   map[string]bool // trigger kinds that matter to instances of any version
+	segExpr string          // a segment- or tag-entered journey's segment ("" : other entries)
+	segTags []string        // the tags segExpr names
 }
 
 // load reads every non-archived journey's latest definition, plus archived ones (their

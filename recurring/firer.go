@@ -49,6 +49,9 @@ type Firer struct {
 	LagWait time.Duration
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// Claimed, when set, is called after this firer claimed an instant that runs, before
+	// its run is launched (fault tests kill the process there).
+	Claimed func(schedule string, at time.Time)
 }
 
 func (f *Firer) now() time.Time {
@@ -168,6 +171,9 @@ func (f *Firer) claim(ctx context.Context, id string, now time.Time) error {
 	ok, err := claimScript.Run(ctx, f.Store.rdb, []string{f.Store.key(id), f.Store.dueKey(), f.Store.pendingKey(), f.Store.runsKey(id), f.Store.runIdxKey(id)}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("claim schedule %s: %w", id, err)
+	}
+	if ok == 1 && runIt && f.Claimed != nil {
+		f.Claimed(id, latest)
 	}
 	if ok == 1 && (len(skips) > 0 || skippedOlder > 0) {
 		f.log().Warn("schedule instants missed while no scheduler ran", "schedule", id, "skipped", len(skips)+skippedOlder, "ran_late", runIt)

@@ -30,6 +30,7 @@ type Store struct {
 	// together, when more than one.
 	testHookTx       func()
 	testHookTogether func(stage string, batches int)
+	tagHook          TagHook // told of tag flips (OnTagChange)
 }
 
 // NewStore returns a store keeping its keys under prefix (e.g. "herald:") in rdb.

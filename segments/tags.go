@@ -78,10 +78,17 @@ func (s *Store) TagContactsProgress(ctx context.Context, tag string, ids *roarin
 		if _, err := pipe.Exec(ctx); err != nil {
 			return ch, fmt.Errorf("tag contacts: %w", err)
 		}
-		for _, o := range olds {
+		var flipped []uint32
+		for i, o := range olds {
 			if int(o.Val()) != bit {
 				ch.Changed++
+				if s.tagHook != nil {
+					flipped = append(flipped, buf[i])
+				}
 			}
+		}
+		if len(flipped) > 0 {
+			s.tagHook(ctx, t, add, flipped)
 		}
 		done += uint64(n)
 		if progress != nil {

@@ -700,6 +700,7 @@ func (s *Store) exec(ctx context.Context, ws ...*batchWriter) ([][]*bucketPut, e
 			if err != nil {
 				return nil, fmt.Errorf("write indexes and profiles: %w", err)
 			}
+			s.tagsChanged(ctx, ws)
 			return puts, nil
 		}
 	}
@@ -711,6 +712,7 @@ func (s *Store) exec(ctx context.Context, ws ...*batchWriter) ([][]*bucketPut, e
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("write indexes and profiles: %w", err)
 	}
+	s.tagsChanged(ctx, ws)
 	return puts, nil
 }
 

@@ -29,6 +29,7 @@ var extraChildRoles = map[string]func() int{
 	"cluster-serve":  func() int { return runClusterChild("serve") },
 	"cluster-worker": func() int { return runClusterChild("worker") },
 	"cluster-sink":   func() int { return runClusterChild("sink") },
+	"firer":          runFirerChild,
 }
 
 // clusterChildEnv carries a clusterChild as JSON.

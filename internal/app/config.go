@@ -36,6 +36,7 @@ type Config struct {
 
 	FrequencyCaps []throttle.Cap // HERALD_FREQUENCY_CAPS, e.g. marketing:1/72h,marketing:3/168h
 	NoScheduler   bool           // worker: do not run the delayed-job scheduler in this process
+	NoRecurring   bool           // scheduler: fire no recurring campaigns in this process (a fault test runs firers apart)
 	NoJourneys    bool           // worker: do not run the journey engine in this process
 	// JourneyClock is the journey engine's clock (nil: time.Now); tests inject one.
 	JourneyClock   func() time.Time

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/apikeys"
 	"github.com/herald-dev/herald/internal/kafkax"
+	"github.com/herald-dev/herald/journeys"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/templates/links"
@@ -182,6 +183,7 @@ func (d *Deps) Components() (*Components, error) {
 	if len(d.Cfg.KafkaBrokers) > 0 {
 		out, evs = d.Writer(d.Topics.Outbound), d.Writer(d.Topics.Events)
 		ledger = throttle.NewLedger(rdb, p, d.Writer(d.Topics.Consent))
+		contacts.OnTagChange(tagEvents(evs, journeys.NewStore(rdb, p).WatchedTags, d.Cfg.Logger, time.Now))
 	}
 	cc := dispatcher.CampaignsConfig{Redis: rdb, Prefix: p, Segments: contacts, FanoutLease: d.Cfg.FanoutLease, Chunk: d.Cfg.FanoutChunk}
 	if out != nil {

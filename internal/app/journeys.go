@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -238,12 +241,16 @@ type JourneyStepReport struct {
 
 // JourneyReport is a journey's funnel.
 type JourneyReport struct {
-	Journey      string              `json:"journey"`
-	Entered      uint64              `json:"entered"`
-	Steps        []JourneyStepReport `json:"steps"`
-	Converted    uint64              `json:"converted"`
-	Exits        map[string]uint64   `json:"exits"`
-	AvgSecondsIn float64             `json:"avg_seconds_in_journey"`
+	Journey   string              `json:"journey"`
+	Entered   uint64              `json:"entered"`
+	Steps     []JourneyStepReport `json:"steps"`
+	Converted uint64              `json:"converted"`
+	// Triggered is, for a journey entered by a custom event, how many such events
+	// (its name, its where filters on their properties) arrived since the journey was
+	// created: beside Entered, what re-entry rules and entry keys held back.
+	Triggered    *uint64           `json:"triggered,omitempty"`
+	Exits        map[string]uint64 `json:"exits"`
+	AvgSecondsIn float64           `json:"avg_seconds_in_journey"`
 }
 
 // ReportJourney reads a journey's funnel from ClickHouse: entered, reached and sent per
@@ -316,7 +323,41 @@ FROM events WHERE campaign_id = ? GROUP BY contact_id HAVING countIf(kind = 'jou
 	for _, s := range def.Steps {
 		rep.Steps = append(rep.Steps, JourneyStepReport{Step: s.ID, Reached: reached[s.ID], Sent: sent[s.ID]})
 	}
+	if def.Entry.Event == journeys.OnCustom {
+		info, err := st.Info(ctx, id)
+		if err != nil {
+			return rep, err
+		}
+		n, err := customTriggers(ctx, conn, def.Entry, info.Created)
+		if err != nil {
+			return rep, err
+		}
+		rep.Triggered = &n
+	}
 	return rep, nil
+}
+
+// customTriggers counts the custom events that match a journey's entry trigger (its
+// name and its property filters, read from the events' properties column with
+// visitParamExtractString: ClickHouse 18.16 has no JSONExtract) since a time.
+func customTriggers(ctx context.Context, conn driver.Conn, tr journeys.Trigger, since time.Time) (uint64, error) {
+	q := strings.Builder{}
+	q.WriteString(`SELECT uniqExact(event_id) FROM events WHERE kind = 'custom' AND name = ? AND ts_ms >= ?`)
+	args := []any{tr.Name, uint64(since.UnixMilli())}
+	keys := make([]string, 0, len(tr.Where))
+	for k := range tr.Where {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		q.WriteString(` AND visitParamExtractString(properties, ?) = ?`)
+		args = append(args, k, tr.Where[k])
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, q.String(), args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("journey report: triggering events: %w", err)
+	}
+	return n, nil
 }
 
 // IsJourneyNotFound reports whether err is an unknown journey.

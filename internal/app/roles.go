@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/server"
+	"github.com/herald-dev/herald/journeys"
 	"github.com/herald-dev/herald/webhooks"
 )
 
@@ -193,6 +194,10 @@ func Worker(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
+	rdb, err := d.Redis()
+	if err != nil {
+		return err
+	}
 	w := dispatcher.NewWorker(dispatcher.WorkerConfig{
 		Brokers: d.Cfg.KafkaBrokers, Topics: d.Topics,
 		Campaigns: c.Campaigns, Tracker: c.Tracker, Senders: c.Senders,
@@ -202,6 +207,7 @@ func Worker(ctx context.Context, d *Deps) error {
 		Pushback: pushback{c.Policy, c.Governor}, Ledger: c.Ledger, Reactor: c.Reactor, MaxInFlight: d.Cfg.MaxInFlight,
 		Failover: d.failover(c), Breaker: d.breaker(),
 		Logger: d.Cfg.Logger, Registerer: d.Cfg.Registry,
+		Journeys: journeys.NewExits(rdb, d.Cfg.Prefix),
 	})
 	// Every worker also runs the journey engine (timers and triggers; any number may run).
 	g, ctx := errgroup.WithContext(ctx)
@@ -252,10 +258,12 @@ func Scheduler(ctx context.Context, d *Deps) error {
 	if err != nil {
 		return err
 	}
-	s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
-		_, err := firer.Tick(ctx)
-		return err
-	}})
+	if !d.Cfg.NoRecurring {
+		s.Jobs = append(s.Jobs, dispatcher.LeaderJob{Name: "recurring campaigns", Every: ScheduleTick, Run: func(ctx context.Context) error {
+			_, err := firer.Tick(ctx)
+			return err
+		}})
+	}
 	return s.Run(ctx)
 }
 

@@ -256,6 +256,9 @@ func reportJourneyCommand() *cli.Command {
 			w := c.App.Writer
 			fmt.Fprintf(w, "journey %s: entered %d, converted %d, average time in journey %s\n", rep.Journey, rep.Entered, rep.Converted,
 				(time.Duration(rep.AvgSecondsIn * float64(time.Second))).Round(time.Second))
+			if rep.Triggered != nil {
+				fmt.Fprintf(w, "triggering events (name and property filters of its entry): %d\n", *rep.Triggered)
+			}
 			var rows [][]string
 			for _, s := range rep.Steps {
 				rows = append(rows, []string{s.Step, strconv.FormatUint(s.Reached, 10), strconv.FormatUint(s.Sent, 10)})
