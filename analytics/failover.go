@@ -1,0 +1,291 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Fallback reasons a fallback event carries (events.Fallback's Reason).
+const (
+	FallbackPermanentFailure   = "permanent_failure"
+	FallbackCircuitOpen        = "circuit_open"
+	FallbackNotDeliveredWithin = "not_delivered_within"
+)
+
+// channelSteps are the steps of ChannelFunnel.Steps, in order.
+var channelSteps = []string{"queued", "sent", "delivered", "read", "clicked", "replied"}
+
+// ChannelsReport is a campaign's funnel per channel with its fallbacks (issue 20): how
+// many contacts each channel reached, how many got there because a send fell back, why
+// sends fell back, and how long contacts took to be reached.
+//
+// A contact's first channel is the one its first fallback left (events.from_channel), or
+// its only channel when no fallback fired; its fallback channel is the one its last
+// fallback moved to. "Reached" is a delivered or read status on any channel, so a
+// contact reached on both channels (the first channel's receipt arriving after the
+// fallback fired) is reached once; such late receipts are counted apart in
+// LateFirstChannel and in the first channel's own funnel.
+type ChannelsReport struct {
+	Campaign string `json:"campaign_id"`
+	// Contacts: distinct contacts queued.
+	Contacts uint64 `json:"contacts"`
+	// Reached: distinct contacts with a delivered or read status on any channel.
+	Reached uint64 `json:"reached"`
+	// FellBack: distinct contacts with a fallback event.
+	FellBack uint64 `json:"fell_back"`
+	// ReachedByFallback: contacts whose first delivery was on their fallback channel.
+	ReachedByFallback uint64 `json:"reached_by_fallback"`
+	// ReachedOnlyByFallback: contacts delivered on their fallback channel and never on
+	// their first channel (failed, undeliverable, or never sent there).
+	ReachedOnlyByFallback uint64 `json:"reached_only_by_fallback"`
+	// LateFirstChannel: contacts whose first channel delivered after the fallback fired.
+	LateFirstChannel uint64 `json:"late_first_channel"`
+	// SentTwiceWithoutFallback and SentOnMoreThanTwoChannels break invariant 9 (at most
+	// one message per (campaign, contact) unless a fallback fired, never more than two):
+	// both must be 0.
+	SentTwiceWithoutFallback  uint64 `json:"sent_twice_without_fallback"`
+	SentOnMoreThanTwoChannels uint64 `json:"sent_on_more_than_two_channels"`
+
+	Channels []ChannelFunnel `json:"channels"` // most queued first, then by name
+	// FallbackReasons: distinct contacts per fallback reason, most frequent first.
+	FallbackReasons []ReasonCount `json:"fallback_reasons"`
+	// Fallbacks: distinct contacts per (reason, from, to), most frequent first.
+	Fallbacks []FallbackCount `json:"fallbacks"`
+
+	// TimeToReach: from a contact's first queued event to its first delivery on any
+	// channel, over the contacts reached. TimeToReachByFallback: the same over the
+	// contacts of ReachedByFallback.
+	TimeToReach           ReachTime `json:"time_to_reach"`
+	TimeToReachByFallback ReachTime `json:"time_to_reach_by_fallback"`
+}
+
+// ChannelFunnel is one channel's funnel in a campaign: Steps are queued, sent,
+// delivered, read, clicked, replied, in distinct contacts. Queued … read follow the
+// funnel's furthest-step rule on this channel's events (a later step implies the
+// earlier ones; a contact queued on the channel, moved to it by a fallback, or failed
+// on it counts as queued there); clicked and replied are contacts with such an event.
+// An event without a channel (a click) counts for the channel of the contact's latest
+// send.
+type ChannelFunnel struct {
+	Channel string       `json:"channel"`
+	Steps   []FunnelStep `json:"steps"`
+	// Failed: contacts with a failed event on the channel.
+	Failed uint64 `json:"failed"`
+	// FallbackIn: contacts a fallback moved to this channel; FallbackSent and
+	// FallbackDelivered: of those, sent and delivered here (the fallback sends).
+	FallbackIn        uint64 `json:"fallback_in"`
+	FallbackSent      uint64 `json:"fallback_sent"`
+	FallbackDelivered uint64 `json:"fallback_delivered"`
+	// FallbackOut: contacts a fallback moved away from this channel.
+	FallbackOut uint64 `json:"fallback_out"`
+}
+
+// FallbackCount is how many distinct contacts fell back from one channel to another
+// for one reason.
+type FallbackCount struct {
+	Reason   string `json:"reason"`
+	From     string `json:"from_channel"`
+	To       string `json:"to_channel"`
+	Contacts uint64 `json:"contacts"`
+}
+
+// ReachTime is a distribution of times to reach, in milliseconds (exact quantiles);
+// all zero when Contacts is 0.
+type ReachTime struct {
+	Contacts uint64 `json:"contacts"`
+	P50MS    uint64 `json:"p50_ms"`
+	P90MS    uint64 `json:"p90_ms"`
+	P99MS    uint64 `json:"p99_ms"`
+}
+
+// channelFunnelQuery gives per channel the contacts at each step, failed, and the
+// fallback sends. Rows are grouped per (contact, channel) first, so duplicated events
+// and arrival order change nothing, and a contact counts once per channel.
+// Parameters: campaign, campaign.
+const channelFunnelQuery = `SELECT ch,
+    countIf(stage >= 1), countIf(stage >= 2), countIf(stage >= 3), countIf(stage >= 4),
+    countIf(clicked), countIf(replied), countIf(failed),
+    countIf(fb_in), countIf(fb_in AND stage >= 2), countIf(fb_in AND stage >= 3)
+FROM (
+    SELECT contact_id, if(channel = '', last_sent, channel) AS ch,
+           max(multiIf(kind = 'read', 4, kind = 'delivered', 3, kind = 'sent', 2, kind IN ('queued', 'fallback', 'failed'), 1, 0)) AS stage,
+           max(kind = 'clicked') AS clicked,
+           max(kind = 'replied') AS replied,
+           max(kind = 'failed') AS failed,
+           max(kind = 'fallback') AS fb_in
+    FROM (
+        SELECT contact_id, kind, channel FROM events
+        WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'failed', 'delivered', 'read', 'clicked', 'replied')
+    ) ANY LEFT JOIN (
+        SELECT contact_id, argMax(channel, ts_ms) AS last_sent FROM events
+        WHERE campaign_id = ? AND kind = 'sent' AND channel != ''
+        GROUP BY contact_id
+    ) USING (contact_id)
+    GROUP BY contact_id, ch
+)
+WHERE ch != ''
+GROUP BY ch
+ORDER BY countIf(stage >= 1) DESC, ch`
+
+// fallbackCountsQuery counts distinct contacts per fallback reason ('reason'), per
+// channel left ('from', in from_channel) and per (reason, from, to) ('pair').
+// Parameters: campaign three times.
+const fallbackCountsQuery = `SELECT 'reason' AS g, reason, '' AS from_ch, '' AS to_ch, uniqExact(contact_id) AS n
+FROM events WHERE campaign_id = ? AND kind = 'fallback' GROUP BY reason
+UNION ALL
+SELECT 'from' AS g, '' AS reason, from_channel AS from_ch, '' AS to_ch, uniqExact(contact_id) AS n
+FROM events WHERE campaign_id = ? AND kind = 'fallback' GROUP BY from_channel
+UNION ALL
+SELECT 'pair' AS g, reason, from_channel AS from_ch, channel AS to_ch, uniqExact(contact_id) AS n
+FROM events WHERE campaign_id = ? AND kind = 'fallback' GROUP BY reason, from_channel, channel`
+
+// reachQuery follows each contact from its first queued event to its first delivery:
+// per contact its deliveries (channels and times, parallel arrays), its first and
+// fallback channels and when the first fallback fired, the channels it was sent on;
+// then the totals of ChannelsReport and the exact quantiles of the times to reach.
+// (ClickHouse 18.16 loses a subquery's columns captured by a lambda: the lambdas take
+// them as arguments, through replicate.) Parameter: campaign.
+const reachQuery = `SELECT
+    countIf(queued), countIf(reached), countIf(fell_back), countIf(by_fb),
+    countIf(fb_delivered AND NOT first_delivered), countIf(first_late),
+    countIf(send_channels = 2 AND NOT fell_back), countIf(send_channels > 2),
+    countIf(timed), quantilesExactIf(0.5, 0.9, 0.99)(wait_ms, timed),
+    countIf(timed AND by_fb), quantilesExactIf(0.5, 0.9, 0.99)(wait_ms, timed AND by_fb)
+FROM (
+    SELECT queued, fell_back, send_channels,
+           length(dels_ts) > 0 AS reached,
+           arrayReduce('min', dels_ts) AS d_ts,
+           fell_back AND has(dels_ch, fb_ch) AS fb_delivered,
+           fell_back AND has(dels_ch, first_ch) AS first_delivered,
+           fell_back AND arrayExists((c, t, f, s) -> c = f AND t > s, dels_ch, dels_ts, replicate(first_ch, dels_ch), replicate(fb_ts, dels_ch)) AS first_late,
+           fell_back AND reached AND dels_ch[indexOf(dels_ts, d_ts)] = fb_ch AS by_fb,
+           queued AND reached AND d_ts >= q_ts AS timed,
+           toUInt64(if(d_ts >= q_ts, d_ts - q_ts, 0)) AS wait_ms
+    FROM (
+        SELECT contact_id,
+               countIf(kind = 'queued') > 0 AS queued,
+               minIf(ts_ms, kind = 'queued') AS q_ts,
+               groupArrayIf(channel, kind IN ('delivered', 'read')) AS dels_ch,
+               groupArrayIf(ts_ms, kind IN ('delivered', 'read')) AS dels_ts,
+               countIf(kind = 'fallback') > 0 AS fell_back,
+               argMinIf(from_channel, ts_ms, kind = 'fallback') AS first_ch,
+               argMaxIf(channel, ts_ms, kind = 'fallback') AS fb_ch,
+               minIf(ts_ms, kind = 'fallback') AS fb_ts,
+               uniqExactIf(channel, kind = 'sent') AS send_channels
+        FROM events
+        WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'delivered', 'read')
+        GROUP BY contact_id
+    )
+)`
+
+// ChannelsFunnel computes a campaign's funnel per channel with its fallbacks, who was
+// reached only through a fallback, and the time to reach (see ChannelsReport), in
+// ClickHouse. Duplicated events and their arrival order change no figure. A campaign
+// without events gives zero counts; a campaign without fallbacks gives one channel
+// whose queued … read equal Funnel's steps.
+func ChannelsFunnel(ctx context.Context, conn driver.Conn, campaign string) (ChannelsReport, error) {
+	rep := ChannelsReport{Campaign: campaign, Channels: []ChannelFunnel{}, FallbackReasons: []ReasonCount{}, Fallbacks: []FallbackCount{}}
+	rows, err := conn.Query(ctx, channelFunnelQuery, campaign, campaign)
+	if err != nil {
+		return rep, fmt.Errorf("channels of %s: %w", campaign, err)
+	}
+	for rows.Next() {
+		var (
+			cf ChannelFunnel
+			c  = make([]uint64, len(channelSteps))
+		)
+		if err := rows.Scan(&cf.Channel, &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &cf.Failed,
+			&cf.FallbackIn, &cf.FallbackSent, &cf.FallbackDelivered); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("channels of %s: %w", campaign, err)
+		}
+		cf.Steps = stepsOf(channelSteps, c)
+		rep.Channels = append(rep.Channels, cf)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("channels of %s: %w", campaign, err)
+	}
+
+	rows, err = conn.Query(ctx, fallbackCountsQuery, campaign, campaign, campaign)
+	if err != nil {
+		return rep, fmt.Errorf("channels of %s: fallbacks: %w", campaign, err)
+	}
+	out := map[string]uint64{}
+	for rows.Next() {
+		var (
+			g, reason, from, to string
+			n                   uint64
+		)
+		if err := rows.Scan(&g, &reason, &from, &to, &n); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("channels of %s: fallbacks: %w", campaign, err)
+		}
+		switch g {
+		case "reason":
+			rep.FallbackReasons = append(rep.FallbackReasons, ReasonCount{Reason: reason, Contacts: n})
+		case "from":
+			out[from] = n
+		case "pair":
+			rep.Fallbacks = append(rep.Fallbacks, FallbackCount{Reason: reason, From: from, To: to, Contacts: n})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("channels of %s: fallbacks: %w", campaign, err)
+	}
+	sort.Slice(rep.FallbackReasons, func(i, j int) bool {
+		a, b := rep.FallbackReasons[i], rep.FallbackReasons[j]
+		return a.Contacts > b.Contacts || a.Contacts == b.Contacts && a.Reason < b.Reason
+	})
+	sort.Slice(rep.Fallbacks, func(i, j int) bool {
+		a, b := rep.Fallbacks[i], rep.Fallbacks[j]
+		if a.Contacts != b.Contacts {
+			return a.Contacts > b.Contacts
+		}
+		if a.Reason != b.Reason {
+			return a.Reason < b.Reason
+		}
+		if a.From != b.From {
+			return a.From < b.From
+		}
+		return a.To < b.To
+	})
+	for i := range rep.Channels {
+		rep.Channels[i].FallbackOut = out[rep.Channels[i].Channel]
+		delete(out, rep.Channels[i].Channel)
+	}
+	// A channel a fallback left without any event of its own (its circuit was open
+	// before the campaign sent there) still shows what left it.
+	for _, ch := range sortedKeys(out) {
+		if ch == "" {
+			continue
+		}
+		rep.Channels = append(rep.Channels, ChannelFunnel{Channel: ch, Steps: stepsOf(channelSteps, make([]uint64, len(channelSteps))), FallbackOut: out[ch]})
+	}
+
+	var all, byFB []uint64
+	err = conn.QueryRow(ctx, reachQuery, campaign).Scan(&rep.Contacts, &rep.Reached, &rep.FellBack, &rep.ReachedByFallback,
+		&rep.ReachedOnlyByFallback, &rep.LateFirstChannel, &rep.SentTwiceWithoutFallback, &rep.SentOnMoreThanTwoChannels,
+		&rep.TimeToReach.Contacts, &all, &rep.TimeToReachByFallback.Contacts, &byFB)
+	if err != nil {
+		return rep, fmt.Errorf("channels of %s: reach: %w", campaign, err)
+	}
+	rep.TimeToReach.setQuantiles(all)
+	rep.TimeToReachByFallback.setQuantiles(byFB)
+	return rep, nil
+}
+
+func (r *ReachTime) setQuantiles(q []uint64) {
+	if r.Contacts == 0 || len(q) != 3 {
+		r.P50MS, r.P90MS, r.P99MS = 0, 0, 0
+		return
+	}
+	r.P50MS, r.P90MS, r.P99MS = q[0], q[1], q[2]
+}
+
+// MultiChannel reports whether the campaign used more than one channel (or fell back).
+func (r ChannelsReport) MultiChannel() bool { return len(r.Channels) > 1 || r.FellBack > 0 }
