@@ -25,7 +25,7 @@ func explainOtherChannel(ctx context.Context, conn driver.Conn, vs []Violation) 
 		return nil
 	}
 	type rec struct {
-		contact                 uint32
+		contact                  uint32
 		channel, purpose, action string
 	}
 	byID := map[string][]rec{}
