@@ -260,10 +260,14 @@ func ChannelsFunnel(ctx context.Context, conn driver.Conn, campaign string) (Cha
 	}
 	// A channel a fallback left without any event of its own (its circuit was open
 	// before the campaign sent there) still shows what left it.
-	for _, ch := range sortedKeys(out) {
-		if ch == "" {
-			continue
+	left := make([]string, 0, len(out))
+	for ch := range out {
+		if ch != "" {
+			left = append(left, ch)
 		}
+	}
+	sort.Strings(left)
+	for _, ch := range left {
 		rep.Channels = append(rep.Channels, ChannelFunnel{Channel: ch, Steps: stepsOf(channelSteps, make([]uint64, len(channelSteps))), FallbackOut: out[ch]})
 	}
 
