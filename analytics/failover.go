@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -103,8 +104,9 @@ type ReachTime struct {
 
 // channelFunnelQuery gives per channel the contacts at each step, failed, and the
 // fallback sends. Rows are grouped per (contact, channel) first, so duplicated events
-// and arrival order change nothing, and a contact counts once per channel.
-// Parameters: campaign, campaign.
+// and arrival order change nothing, and a contact counts once per channel. The join
+// that gives a channel-less event its contact's latest send channel reads only the
+// contacts with such events (clicks). Parameters: campaign three times.
 const channelFunnelQuery = `SELECT ch,
     countIf(stage >= 1), countIf(stage >= 2), countIf(stage >= 3), countIf(stage >= 4),
     countIf(clicked), countIf(replied), countIf(failed),
@@ -121,7 +123,9 @@ FROM (
         WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'failed', 'delivered', 'read', 'clicked', 'replied')
     ) ANY LEFT JOIN (
         SELECT contact_id, argMax(channel, ts_ms) AS last_sent FROM events
-        WHERE campaign_id = ? AND kind = 'sent' AND channel != ''
+        WHERE campaign_id = ? AND kind = 'sent' AND channel != '' AND contact_id IN (
+            SELECT contact_id FROM events
+            WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'failed', 'delivered', 'read', 'clicked', 'replied') AND channel = '')
         GROUP BY contact_id
     ) USING (contact_id)
     GROUP BY contact_id, ch
@@ -142,12 +146,18 @@ UNION ALL
 SELECT 'pair' AS g, reason, from_channel AS from_ch, channel AS to_ch, uniqExact(contact_id) AS n
 FROM events WHERE campaign_id = ? AND kind = 'fallback' GROUP BY reason, from_channel, channel`
 
-// reachQuery follows each contact from its first queued event to its first delivery:
-// per contact its deliveries (channels and times, parallel arrays), its first and
-// fallback channels and when the first fallback fired, the channels it was sent on;
-// then the totals of ChannelsReport and the exact quantiles of the times to reach.
-// (ClickHouse 18.16 loses a subquery's columns captured by a lambda: the lambdas take
-// them as arguments, through replicate.) Parameter: campaign.
+// reachQuery follows each contact from its first queued event to its first delivery,
+// in one pass over the campaign's events grouped by contact, like the funnel (on
+// ClickHouse 18.16 a join, a second grouping by channel, or per-contact arrays and
+// lambdas cost several times the funnel): per contact its first delivery and its
+// channel, its first and fallback channels and when the first fallback fired, and for
+// each channel the campaign used (%[1]s: del_i, dmax_i and sent_i per channel, the
+// channel bound as a parameter) whether it delivered, when it last did, and whether it
+// was sent on; then whether the fallback channel and the first channel delivered (the
+// first one after the fallback fired: %[2]s, %[3]s and %[4]s pick channel i's
+// figures), on how many channels it was sent (%[5]s), the totals of ChannelsReport and
+// the exact quantiles of the times to reach. (A per-contact uniqExact state costs ten
+// times the funnel on 18.16: hence the per-channel flags.)
 const reachQuery = `SELECT
     countIf(queued), countIf(reached), countIf(fell_back), countIf(by_fb),
     countIf(fb_delivered AND NOT first_delivered), countIf(first_late),
@@ -155,31 +165,60 @@ const reachQuery = `SELECT
     countIf(timed), quantilesExactIf(0.5, 0.9, 0.99)(wait_ms, timed),
     countIf(timed AND by_fb), quantilesExactIf(0.5, 0.9, 0.99)(wait_ms, timed AND by_fb)
 FROM (
-    SELECT queued, fell_back, send_channels,
-           length(dels_ts) > 0 AS reached,
-           arrayReduce('min', dels_ts) AS d_ts,
-           fell_back AND has(dels_ch, fb_ch) AS fb_delivered,
-           fell_back AND has(dels_ch, first_ch) AS first_delivered,
-           fell_back AND arrayExists((c, t, f, s) -> c = f AND t > s, dels_ch, dels_ts, replicate(first_ch, dels_ch), replicate(fb_ts, dels_ch)) AS first_late,
-           fell_back AND reached AND dels_ch[indexOf(dels_ts, d_ts)] = fb_ch AS by_fb,
+    SELECT contact_id,
+           countIf(kind = 'queued') > 0 AS queued,
+           minIf(ts_ms, kind = 'queued') AS q_ts,
+           countIf(kind IN ('delivered', 'read')) > 0 AS reached,
+           minIf(ts_ms, kind IN ('delivered', 'read')) AS d_ts,
+           argMinIf(channel, ts_ms, kind IN ('delivered', 'read')) AS d_ch,
+           countIf(kind = 'fallback') > 0 AS fell_back,
+           argMinIf(from_channel, ts_ms, kind = 'fallback') AS first_ch,
+           argMaxIf(channel, ts_ms, kind = 'fallback') AS fb_ch,
+           minIf(ts_ms, kind = 'fallback') AS fb_ts,
+           %[1]s,
+           fell_back AND %[2]s AS fb_delivered,
+           fell_back AND %[3]s AS first_delivered,
+           fell_back AND %[4]s AS first_late,
+           %[5]s AS send_channels,
+           fell_back AND reached AND d_ch = fb_ch AS by_fb,
            queued AND reached AND d_ts >= q_ts AS timed,
            toUInt64(if(d_ts >= q_ts, d_ts - q_ts, 0)) AS wait_ms
-    FROM (
-        SELECT contact_id,
-               countIf(kind = 'queued') > 0 AS queued,
-               minIf(ts_ms, kind = 'queued') AS q_ts,
-               groupArrayIf(channel, kind IN ('delivered', 'read')) AS dels_ch,
-               groupArrayIf(ts_ms, kind IN ('delivered', 'read')) AS dels_ts,
-               countIf(kind = 'fallback') > 0 AS fell_back,
-               argMinIf(from_channel, ts_ms, kind = 'fallback') AS first_ch,
-               argMaxIf(channel, ts_ms, kind = 'fallback') AS fb_ch,
-               minIf(ts_ms, kind = 'fallback') AS fb_ts,
-               uniqExactIf(channel, kind = 'sent') AS send_channels
-        FROM events
-        WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'delivered', 'read')
-        GROUP BY contact_id
-    )
+    FROM events
+    WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'delivered', 'read')
+    GROUP BY contact_id
 )`
+
+// reachSQL is reachQuery for channels (at least one; "" stands for none) and its
+// parameters.
+func reachSQL(campaign string, channels []string) (string, []any) {
+	if len(channels) == 0 {
+		channels = []string{""}
+	}
+	var per, fb, first, late, sent []string
+	var args []any
+	for i, ch := range channels {
+		per = append(per, fmt.Sprintf("countIf(kind IN ('delivered', 'read') AND channel = ?) > 0 AS del_%[1]d, "+
+			"maxIf(ts_ms, kind IN ('delivered', 'read') AND channel = ?) AS dmax_%[1]d, countIf(kind = 'sent' AND channel = ?) > 0 AS sent_%[1]d", i))
+		args = append(args, ch, ch, ch)
+		sent = append(sent, fmt.Sprintf("sent_%d", i))
+		fb = append(fb, fmt.Sprintf("fb_ch = ?, del_%d", i))
+		first = append(first, fmt.Sprintf("first_ch = ?, del_%d", i))
+		late = append(late, fmt.Sprintf("first_ch = ?, del_%[1]d AND dmax_%[1]d > fb_ts", i))
+	}
+	// The placeholders' order in the text: the per-channel aggregates, then
+	// fb_delivered, first_delivered and first_late, then the campaign.
+	all := args
+	for range 3 {
+		for _, ch := range channels {
+			all = append(all, ch)
+		}
+	}
+	all = append(all, campaign)
+	q := fmt.Sprintf(reachQuery, strings.Join(per, ",\n           "),
+		"multiIf("+strings.Join(fb, ", ")+", 0)", "multiIf("+strings.Join(first, ", ")+", 0)", "multiIf("+strings.Join(late, ", ")+", 0)",
+		"toUInt64("+strings.Join(sent, " + ")+")")
+	return q, all
+}
 
 // ChannelsFunnel computes a campaign's funnel per channel with its fallbacks, who was
 // reached only through a fallback, and the time to reach (see ChannelsReport), in
@@ -188,7 +227,7 @@ FROM (
 // whose queued … read equal Funnel's steps.
 func ChannelsFunnel(ctx context.Context, conn driver.Conn, campaign string) (ChannelsReport, error) {
 	rep := ChannelsReport{Campaign: campaign, Channels: []ChannelFunnel{}, FallbackReasons: []ReasonCount{}, Fallbacks: []FallbackCount{}}
-	rows, err := conn.Query(ctx, channelFunnelQuery, campaign, campaign)
+	rows, err := conn.Query(ctx, channelFunnelQuery, campaign, campaign, campaign)
 	if err != nil {
 		return rep, fmt.Errorf("channels of %s: %w", campaign, err)
 	}
@@ -272,7 +311,16 @@ func ChannelsFunnel(ctx context.Context, conn driver.Conn, campaign string) (Cha
 	}
 
 	var all, byFB []uint64
-	err = conn.QueryRow(ctx, reachQuery, campaign).Scan(&rep.Contacts, &rep.Reached, &rep.FellBack, &rep.ReachedByFallback,
+	seen := map[string]bool{}
+	var used []string
+	for _, c := range rep.Channels {
+		if !seen[c.Channel] {
+			seen[c.Channel] = true
+			used = append(used, c.Channel)
+		}
+	}
+	q, args := reachSQL(campaign, used)
+	err = conn.QueryRow(ctx, q, args...).Scan(&rep.Contacts, &rep.Reached, &rep.FellBack, &rep.ReachedByFallback,
 		&rep.ReachedOnlyByFallback, &rep.LateFirstChannel, &rep.SentTwiceWithoutFallback, &rep.SentOnMoreThanTwoChannels,
 		&rep.TimeToReach.Contacts, &all, &rep.TimeToReachByFallback.Contacts, &byFB)
 	if err != nil {
