@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -73,4 +74,41 @@ func ReachTimeText(t analytics.ReachTime) string {
 		return "no contact reached"
 	}
 	return fmt.Sprintf("p50 %s, p90 %s, p99 %s (%d contacts)", ms(t.P50MS), ms(t.P90MS), ms(t.P99MS), t.Contacts)
+}
+
+// CheckChannels compares a campaign's funnel per channel with each channel sandbox's
+// truth (by channel name: "whatsapp" from SandboxTruth, "sms" from SMSTruth, …): on
+// every channel given, sent, delivered and read must be the sandbox's accepted,
+// delivered and read. A channel the report lacks counts as zero. A sandbox records
+// nothing it refused (an outage's sends), so after a fallback the two channels' sent
+// figures add up to the messages that really went out.
+func CheckChannels(r analytics.ChannelsReport, truths map[string]Truth) error {
+	got := map[string]map[string]uint64{}
+	for _, c := range r.Channels {
+		got[c.Channel] = map[string]uint64{}
+		for _, s := range c.Steps {
+			got[c.Channel][s.Name] = s.Contacts
+		}
+	}
+	for _, ch := range sortedChannels(truths) {
+		t := truths[ch]
+		for _, w := range []struct {
+			step string
+			n    uint64
+		}{{"sent", t.Accepted}, {"delivered", t.Delivered}, {"read", t.Read}} {
+			if g := got[ch][w.step]; g != w.n {
+				return fmt.Errorf("%s %s: ClickHouse says %d, the sandbox %d", ch, w.step, g, w.n)
+			}
+		}
+	}
+	return nil
+}
+
+func sortedChannels(m map[string]Truth) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
