@@ -106,6 +106,9 @@ FROM events WHERE campaign_id = ? AND kind = 'sent'`
 // (see FreeFormReason) went inside the 24h window. It returns the messages that break
 // a rule (RuleNoConsent, RuleConsentRefMissing, RuleConsentRefInvalid,
 // RuleOutsideWindow); a compliant campaign has none. Duplicated events are audited once.
+// Consent is checked on the channel each message actually went on: a fallback send on
+// SMS must name an SMS grant (a WhatsApp grant it names is RuleConsentRefInvalid, and
+// its detail says the record is another channel's).
 func AuditCampaign(ctx context.Context, conn driver.Conn, campaign, purpose string) (AuditReport, error) {
 	rep := AuditReport{Campaign: campaign, Purpose: purpose, Violations: []Violation{}}
 	if err := conn.QueryRow(ctx, auditCountQuery, campaign).Scan(&rep.Sent, &rep.FreeForm); err != nil {
@@ -153,6 +156,9 @@ func AuditCampaign(ctx context.Context, conn driver.Conn, campaign, purpose stri
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit %s: consent: %w", campaign, err)
+	}
+	if err := explainOtherChannel(ctx, conn, rep.Violations); err != nil {
 		return rep, fmt.Errorf("audit %s: consent: %w", campaign, err)
 	}
 

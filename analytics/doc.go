@@ -5,7 +5,9 @@
 // (Retention) or by campaign (RetentionByCampaign), A/B comparison with a
 // two-proportion z-test (ABTest), holdout lift with revenue (Lift), the send-hour
 // heatmap in recipients' local time (Heatmap), per-sender health (SenderHealthReport),
-// daily-volume anomalies beyond 2σ (Anomalies), last-touch attribution of conversions
+// daily-volume anomalies beyond 2σ (Anomalies), a campaign's funnel per channel with its
+// fallbacks, who was reached only through one and the time to reach (ChannelsFunnel,
+// over the fallback events of issue 20), last-touch attribution of conversions
 // (Attributor), and the compliance audit (AuditCampaign, AuditContact, ExportSent) over
 // the consent ledger (ConsentLedger). AuditContact also tells, per campaign, why a
 // contact did or did not get the message: skipped (reason), deferred (reason and the

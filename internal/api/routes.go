@@ -54,6 +54,7 @@ func (a *API) routeTable() []route {
 		{get, "/v1/reports/heatmap", apikeys.ReportsRead, a.report("heatmap")},
 		{get, "/v1/reports/senders", apikeys.ReportsRead, a.report("senders")},
 		{get, "/v1/reports/anomalies", apikeys.ReportsRead, a.report("anomalies")},
+		{get, "/v1/reports/channels", apikeys.ReportsRead, a.report("channels")},
 		{get, "/v1/senders", apikeys.SendersRead, a.listSenders},
 		{get, "/v1/templates", apikeys.TemplatesRead, a.listTemplates},
 		{post, "/v1/conversions", apikeys.ContactsWrite, a.postConversions},

@@ -247,6 +247,13 @@ func (c *Client) Funnel(ctx context.Context, campaign string) (analytics.FunnelR
 	return f, err
 }
 
+// Channels is a campaign's funnel per channel with its fallbacks.
+func (c *Client) Channels(ctx context.Context, campaign string) (analytics.ChannelsReport, error) {
+	var r analytics.ChannelsReport
+	err := c.Do(ctx, http.MethodGet, "/v1/reports/channels", url.Values{"campaign": {campaign}}, nil, &r)
+	return r, err
+}
+
 // FunnelBy is a campaign's funnel split by variant, sender, country or channel.
 func (c *Client) FunnelBy(ctx context.Context, campaign, by string) (analytics.FunnelByReport, error) {
 	var f analytics.FunnelByReport

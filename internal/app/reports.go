@@ -12,12 +12,12 @@ import (
 )
 
 // ReportKinds are the reports Report makes (the funnel has its own use case).
-var ReportKinds = []string{"retention", "ab", "lift", "heatmap", "senders", "anomalies"}
+var ReportKinds = []string{"retention", "ab", "lift", "heatmap", "senders", "anomalies", "channels"}
 
 // ReportParams are a report's parameters, named as the CLI's flags (herald report
 // KIND --flag) and the API's query parameters (GET /v1/reports/KIND?param=).
 type ReportParams struct {
-	Campaign  string        // ab, lift (required), heatmap (optional)
+	Campaign  string        // ab, lift, channels (required), heatmap (optional)
 	Campaigns []string      // retention by campaign: only these
 	From, To  time.Time     // retention, senders, anomalies; zero: the default period ending tomorrow (UTC)
 	Weeks     int           // retention: weeks after the first (default 8)
@@ -33,7 +33,8 @@ var defaultDays = map[string]int{"retention": 84, "senders": 7, "anomalies": 7}
 
 // Report makes a report of kind from ClickHouse: analytics.RetentionReport (or
 // CampaignRetentionReport by campaign), ABReport, LiftReport, HeatmapReport,
-// []SenderHealth or AnomalyReport. A parameter refused is a *FieldError naming it as
+// []SenderHealth, AnomalyReport or ChannelsReport (channels: a campaign's funnel per
+// channel with its fallbacks). A parameter refused is a *FieldError naming it as
 // the API does (campaign, from, to, weeks, by, step, window, history).
 func Report(ctx context.Context, conn driver.Conn, kind string, p ReportParams) (any, error) {
 	if !slices.Contains(ReportKinds, kind) {
@@ -101,6 +102,11 @@ func Report(ctx context.Context, conn driver.Conn, kind string, p ReportParams) 
 		return analytics.Lift(ctx, conn, p.Campaign, p.Window)
 	case "heatmap":
 		return analytics.Heatmap(ctx, conn, p.Campaign)
+	case "channels":
+		if err := needCampaign(); err != nil {
+			return nil, err
+		}
+		return analytics.ChannelsFunnel(ctx, conn, p.Campaign)
 	case "senders":
 		return analytics.SenderHealthReport(ctx, conn, p.From, p.To)
 	default: // anomalies

@@ -73,6 +73,7 @@ var jsonOutputs = []struct {
 	{"report heatmap", out(analytics.Heatmap)},
 	{"report senders", out(analytics.SenderHealthReport)},
 	{"report anomalies", out(analytics.Anomalies)},
+	{"report channels", out(analytics.ChannelsFunnel)},
 	{"audit campaign", out(analytics.AuditCampaign)},
 	{"audit contact", out(analytics.AuditContact)},
 	{"audit export", typ[analytics.SentRecord]()},

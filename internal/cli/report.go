@@ -103,7 +103,7 @@ func reportCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "report",
 		Usage: "reports computed in ClickHouse (--output table, json or csv)",
-		Subcommands: []*cli.Command{reportJourneyCommand(), {
+		Subcommands: []*cli.Command{reportJourneyCommand(), reportChannelsCommand(), {
 			Name:  "funnel",
 			Usage: "queued → sent → delivered → read for a campaign (distinct contacts); with --by, also clicked, replied, converted per group",
 			Flags: []cli.Flag{
@@ -163,7 +163,7 @@ func reportCommand() *cli.Command {
 				switch format {
 				case "table":
 					app.PrintFunnel(c.App.Writer, f)
-					return nil
+					return printChannelLines(c, rc, conn, f.Campaign)
 				case "json":
 					return printJSON(c.App.Writer, f)
 				}

@@ -77,7 +77,10 @@ func sandboxCommand() *cli.Command {
 		Usage: "run the WhatsApp Cloud API sandbox alone",
 		Description: "Serves POST /{version}/{phone-number-id}/messages like the Cloud API (bearer token, JSON and\n" +
 			"error shapes, throughput, pair rate, 24h window, unknown templates), and posts signed status\n" +
-			"webhooks to --webhook-url. GET /_sandbox/records and /_sandbox/stats show what it accepted.",
+			"webhooks to --webhook-url. GET /_sandbox/records and /_sandbox/stats show what it accepted.\n" +
+			"--outage-at and --outage-for take the send endpoint down for a while (refuse: Meta's 503, code 2; stall: requests\n" +
+			"hang until the client gives up); POST /_sandbox/outage {\"mode\",\"at\",\"for\",\"code\",\"stall_max\"} plans one\n" +
+			"at run time, GET shows it, DELETE ends it. Nothing sent during an outage is recorded.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9080", Usage: "listen address", EnvVars: []string{"HERALD_SANDBOX_LISTEN"}},
 			&cli.StringFlag{Name: "token", Value: app.DevSandboxToken, Usage: "accepted bearer token", EnvVars: []string{"HERALD_SANDBOX_TOKEN"}},
@@ -89,6 +92,11 @@ func sandboxCommand() *cli.Command {
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "most statuses in one webhook POST (1: as Meta mostly sends them)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
+			&cli.DurationFlag{Name: "outage-at", Usage: "start an outage of the send endpoint this long after start (with --outage-for or --outage-mode)", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_AT"}},
+			&cli.DurationFlag{Name: "outage-for", Usage: "how long the outage lasts (0: until DELETE /_sandbox/outage)", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_FOR"}},
+			&cli.StringFlag{Name: "outage-mode", Usage: "refuse (Meta's outage error at once) or stall (hold requests until the client gives up, at most --outage-stall-max); default refuse when --outage-at or --outage-for is set", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_MODE"}},
+			&cli.IntFlag{Name: "outage-code", Value: 2, Usage: "the Graph error code refused with: 2 (HTTP 503), 131016, 131000 (500), 133004 (503) or 1 (400)", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_CODE"}},
+			&cli.DurationFlag{Name: "outage-stall-max", Value: sandbox.DefaultStallMax, Usage: "stall: the longest a request is held before it is refused", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_STALL_MAX"}},
 			&cli.StringFlag{Name: "telegram-listen", Usage: "also serve the Telegram Bot API sandbox here (bot token " + app.DevTelegramToken + "; POST /bot<token>/sendMessage…)", EnvVars: []string{"HERALD_SANDBOX_TELEGRAM_LISTEN"}},
 		},
 		// One sandbox per channel beside WhatsApp's: herald sandbox line.
@@ -101,6 +109,9 @@ func sandboxCommand() *cli.Command {
 			sc := sandbox.Config{Token: c.String("token"), AppSecret: cfg.AppSecret, WebhookURL: c.String("webhook-url"),
 				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale"),
 				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+			if sc.Outage, err = outagePlan(c); err != nil {
+				return err
+			}
 			for _, t := range c.StringSlice("template") {
 				name, lang, ok := cutColon(t)
 				if !ok {

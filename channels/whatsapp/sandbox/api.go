@@ -27,6 +27,12 @@ func (s *Sandbox) routes() {
 	m.HandleFunc("GET /_sandbox/stats", s.handleStats)
 	m.HandleFunc("POST /_sandbox/inbound", s.handleInbound)
 	m.HandleFunc("POST /_sandbox/preference", s.handlePreference)
+	m.HandleFunc("POST /_sandbox/outage", s.handleOutage)
+	m.HandleFunc("GET /_sandbox/outage", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Outage()) })
+	m.HandleFunc("DELETE /_sandbox/outage", func(w http.ResponseWriter, _ *http.Request) {
+		s.ClearOutage()
+		writeJSON(w, map[string]bool{"success": true})
+	})
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeGraphError(w, &graphError{status: http.StatusBadRequest, code: 100,
 			message: fmt.Sprintf("Unsupported %s request.", strings.ToLower(r.Method)),
@@ -143,6 +149,9 @@ func (s *Sandbox) handleMessages(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+	}
+	if s.duringOutage(w, r) {
+		return
 	}
 	if d := s.cfg.Latency; d > 0 {
 		t := time.NewTimer(d)

@@ -18,6 +18,8 @@
 //	GET  /_sandbox/records                            accepted messages (?offset=&limit=)
 //	GET  /_sandbox/stats                              counters
 //	POST /_sandbox/inbound                            {"phone_number_id","from","text"}: a user writes to us
+//	POST /_sandbox/outage                             {"mode":"refuse"|"stall","at","for","code","stall_max"}: plan an outage
+//	GET  /_sandbox/outage, DELETE /_sandbox/outage    the outage planned (and whether it is active); end it
 //
 // Choices where Meta's behaviour is asynchronous or loose: free-form text outside the
 // 24h window is refused synchronously (HTTP 400, code 131047) instead of accepted and then
@@ -97,7 +99,11 @@ type Config struct {
 	// Fault, when set, is asked before each send request: a non-zero status answers it
 	// with that HTTP status and, if code is not 0, a Graph error with that code (e.g. 400
 	// and 130429, or 503 and 0 for a bare server error). Tests inject bursts with it.
-	Fault     func() (status, code int)
+	Fault func() (status, code int)
+	// Outage, when its Mode is set, takes the send endpoint down (see OutageMode) from
+	// Outage.At after New for Outage.For; SetOutage or POST /_sandbox/outage plan one at
+	// run time. An invalid plan is logged and ignored (check it with SetOutage first).
+	Outage    OutagePlan
 	Templates []ApprovedTemplate
 	Now       func() time.Time // default time.Now
 	Seed      int64            // seeds delays, duplicates and reordering
@@ -137,6 +143,7 @@ type Stats struct {
 	WebhookFailed  int64            `json:"webhook_failed"`  // POSTs that failed (error or non-2xx)
 	WebhookRetried int64            `json:"webhook_retried"` // POSTs carrying items that had failed before
 	Pending        int64            `json:"pending"`         // statuses and inbound messages not yet delivered
+	Stalled        int64            `json:"stalled"`         // send requests held by a stalling outage (counted in rejected too)
 }
 
 // Sandbox is a local Cloud API. Serve Handler, and run Run to deliver webhooks.
@@ -174,6 +181,9 @@ type Sandbox struct {
 	statusCount                             [len(statusNames)]atomic.Int64
 	rejMu                                   sync.Mutex
 	rejected                                map[int]int64
+
+	outage  atomic.Pointer[Outage] // nil: none planned
+	stalled atomic.Int64
 
 	bufs    sync.Pool // *bytes.Buffer for request bodies
 	q       queue
@@ -263,6 +273,13 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 	s.q.init()
 	for _, t := range cfg.Templates {
 		s.AddTemplate(t)
+	}
+	if cfg.Outage.Mode != "" {
+		if p, err := cfg.Outage.check(); err != nil {
+			s.log.Error("outage plan ignored", "err", err)
+		} else {
+			s.outage.Store(p.window(now()))
+		}
 	}
 	s.routes()
 	return s
@@ -375,6 +392,7 @@ func (s *Sandbox) Stats() Stats {
 		WebhookFailed:  s.postsFailed.Load(),
 		WebhookRetried: s.postsRetried.Load(),
 		Pending:        s.q.pendingCount(),
+		Stalled:        s.stalled.Load(),
 		Rejected:       map[int]int64{},
 		Statuses:       make(map[string]int64, len(statusNames)),
 	}

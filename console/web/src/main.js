@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import htm from "htm";
 import { api, APIError, duration, fmt, follow, setCSRF, when } from "./api.js";
 import { BarChart } from "./charts.js";
+import { ChannelsCard } from "./channels.js";
 
 const html = htm.bind(h);
 
@@ -350,6 +351,7 @@ function Campaign({ id, session }) {
       </p>
     </div>
     ${can(session, "reports:read") && html`<${FunnelCard} id=${id} refresh=${refresh} />`}
+    ${can(session, "reports:read") && html`<${ChannelsCard} id=${id} refresh=${refresh} />`}
     ${can(session, "reports:read") && html`<${Deliveries} id=${id} refresh=${refresh} />`}
   </div>`;
 }
