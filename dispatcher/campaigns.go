@@ -71,8 +71,8 @@ type Campaign struct {
 	// permanent_failure and circuit_open, plus not_delivered_within when
 	// NotDeliveredWithinMS is set); NotDeliveredWithinMS is how long a first send may go
 	// without a delivery or read report before the next channel is tried.
-	Fallback             []ChannelSenders `json:"fallback,omitempty"`
-	FallbackOn           []string         `json:"fallback_on,omitempty"`
+	Fallback             []ChannelSenders `json:"fallback"`
+	FallbackOn           []string         `json:"fallback_on"`
 	NotDeliveredWithinMS int64            `json:"not_delivered_within_ms,omitempty"`
 	Created              time.Time        `json:"created_at,omitzero"`
 }
