@@ -88,6 +88,7 @@ func sandboxCommand() *cli.Command {
 			&cli.Float64Flag{Name: "delay-scale", Value: 1, Usage: "scales the realistic status delays (0.05: twenty times faster)"},
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "most statuses in one webhook POST (1: as Meta mostly sends them)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
+			&cli.Int64Flag{Name: "seed", Usage: "seeds status delays, duplicates and reordering (0: fixed default)"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
 			&cli.StringFlag{Name: "telegram-listen", Usage: "also serve the Telegram Bot API sandbox here (bot token " + app.DevTelegramToken + "; POST /bot<token>/sendMessage…)", EnvVars: []string{"HERALD_SANDBOX_TELEGRAM_LISTEN"}},
 		},
@@ -100,7 +101,7 @@ func sandboxCommand() *cli.Command {
 			}
 			sc := sandbox.Config{Token: c.String("token"), AppSecret: cfg.AppSecret, WebhookURL: c.String("webhook-url"),
 				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale"),
-				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency"), Seed: c.Int64("seed")}
 			for _, t := range c.StringSlice("template") {
 				name, lang, ok := cutColon(t)
 				if !ok {
