@@ -1044,10 +1044,18 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 		for {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					errc <- fmt.Errorf("journeys: read %s: %w", topic, err)
+				if ctx.Err() != nil {
+					return
 				}
-				return
+				// The broker is away (an outage, a restart): the reader reconnects by
+				// itself; wait for it rather than ending the engine.
+				e.log.Warn("fetch failed; retrying", "topic", topic, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
 			}
 			select {
 			case msgs <- m:

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -254,10 +253,18 @@ func (d *Deliverer) consume(ctx context.Context) error {
 		for {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					fetchErr <- fmt.Errorf("webhooks: fetch: %w", err)
+				if ctx.Err() != nil {
+					return
 				}
-				return
+				// The broker is away (an outage, a restart): the reader reconnects by
+				// itself; wait for it rather than ending the deliverer.
+				d.log.Warn("fetch failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
 			}
 			select {
 			case msgs <- m:
