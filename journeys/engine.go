@@ -1038,7 +1038,6 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 	defer r.Close()
 	inbound := topic == e.cfg.Topics.Inbound
 	msgs := make(chan kafka.Message, 1024)
-	errc := make(chan error, 1)
 	go func() {
 		defer close(msgs)
 		for {
@@ -1068,12 +1067,7 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 		var batch []kafka.Message
 		m, ok := <-msgs
 		if !ok {
-			select {
-			case err := <-errc:
-				return err
-			default:
-				return nil
-			}
+			return nil // ctx ended
 		}
 		batch = append(batch, m)
 	fill:

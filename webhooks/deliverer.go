@@ -247,7 +247,6 @@ func (d *Deliverer) consume(ctx context.Context) error {
 	r := kafkax.NewGroupReader(d.cfg.Brokers, d.cfg.Group, d.cfg.Topic, kafkax.ReaderOptions{SessionTimeout: d.cfg.SessionTimeout, Logger: d.log})
 	defer r.Close()
 	msgs := make(chan kafka.Message, d.cfg.BatchSize)
-	fetchErr := make(chan error, 1)
 	go func() {
 		defer close(msgs)
 		for {
@@ -278,8 +277,6 @@ func (d *Deliverer) consume(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-fetchErr:
-			return err
 		case m, ok := <-msgs:
 			if !ok {
 				return nil
