@@ -3,7 +3,6 @@ package analytics
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -234,8 +233,9 @@ func (p *pipeline) run(ctx context.Context) error {
 	// its oldest message is FlushInterval old: fetching then ends with the batch's
 	// deadline.
 	var (
-		runErr error
-		due    = batchDeadline{ctx: ctx}
+		runErr       error
+		due          = batchDeadline{ctx: ctx}
+		fetchFailing int // fetches failed in a row
 	)
 	defer due.clear(ctx)
 loop:
@@ -252,8 +252,22 @@ loop:
 				}
 				continue
 			}
-			runErr = fmt.Errorf("sink: fetch %s: %w", p.topic, err)
-			break
+			// The broker is away (an outage, a restart): the reader reconnects by itself;
+			// the sink waits for it rather than exiting, keeping the batch it has.
+			if fetchFailing == 0 {
+				p.log.Warn("fetch failed; retrying until the broker is back", "err", err)
+			}
+			fetchFailing++
+			select {
+			case <-ctx.Done():
+				break loop
+			case <-time.After(min(time.Duration(fetchFailing)*100*time.Millisecond, time.Second)):
+			}
+			continue
+		}
+		if fetchFailing > 0 {
+			p.log.Info("fetching again", "failed_fetches", fetchFailing)
+			fetchFailing = 0
 		}
 		if done != nil { // recycle a batch whose flush has ended
 			select {

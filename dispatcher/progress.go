@@ -238,9 +238,12 @@ func (t *Tracker) MarkSending(ctx context.Context, keys []Key, proofs []SendProo
 // Doubt is a send that started and has no outcome: its worker died before recording it.
 type Doubt struct {
 	InDoubt bool
-	Started time.Time // when the send was marked started (zero: claimed, never marked)
-	Proof   SendProof
-	Proven  bool // Proof was recorded with the mark (false for marks older than proofs)
+	// Finished: the send's outcome is recorded (for good: nothing puts a finished send
+	// back in doubt), so later statuses of it have nothing to settle.
+	Finished bool
+	Started  time.Time // when the send was marked started (zero: claimed, never marked)
+	Proof    SendProof
+	Proven   bool // Proof was recorded with the mark (false for marks older than proofs)
 }
 
 // InDoubt reports, per key, whether it was claimed and never finished (a send whose
@@ -255,7 +258,8 @@ func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]Doubt, error) {
 	for i, r := range res {
 		lease, ok := r.(string)
 		if !ok {
-			continue // 0: not in doubt
+			out[i].Finished = r == int64(1) // 1: finished; 0: never claimed
+			continue
 		}
 		out[i].InDoubt = true
 		out[i].Proof, out[i].Started, out[i].Proven = parseSendProof(lease)
@@ -263,13 +267,15 @@ func (t *Tracker) InDoubt(ctx context.Context, keys []Key) ([]Doubt, error) {
 	return out, nil
 }
 
-// inDoubtScript: ARGV = contacts. Answers 0 for a contact not in doubt, else its lease
-// (or "" when it has none).
+// inDoubtScript: ARGV = contacts. Answers 1 for a contact whose send is finished, 0 for
+// one never claimed, else (in doubt) its lease (or "" when it has none).
 var inDoubtScript = redis.NewScript(`
 local out = {}
 for i = 1, #ARGV do
   local r = 0
-  if redis.call('GETBIT', KEYS[3], ARGV[i]) == 0 and redis.call('GETBIT', KEYS[2], ARGV[i]) == 1 then
+  if redis.call('GETBIT', KEYS[3], ARGV[i]) == 1 then
+    r = 1
+  elseif redis.call('GETBIT', KEYS[2], ARGV[i]) == 1 then
     r = redis.call('HGET', KEYS[4], ARGV[i]) or ''
   end
   out[#out + 1] = r

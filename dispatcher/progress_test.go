@@ -181,6 +181,12 @@ func TestTrackerBatches(t *testing.T) {
 			t.Fatalf("finish %d (%v): recorded %v, want %v", i, fin[i], recorded[i], want)
 		}
 	}
+	// Finished sends are no longer in doubt, and say so; released ones are neither.
+	doubt, err = a.InDoubt(ctx, append(append([]Key{}, start[:2]...), release[:2]...))
+	if err != nil || len(doubt) != 4 || doubt[0] != (Doubt{Finished: true}) || doubt[1] != (Doubt{Finished: true}) ||
+		doubt[2] != (Doubt{}) || doubt[3] != (Doubt{}) {
+		t.Fatalf("after finishing: %+v %v, want the started ones finished", doubt, err)
+	}
 	h, _ := rdb.HGetAll(ctx, a.keys("c1")[0]).Result()
 	if h["done"] != strconv.Itoa(n) || h["sent"] != strconv.Itoa(n/2) || h["failed"] != strconv.Itoa(n-n/2) || h["state"] != "completed" {
 		t.Fatalf("c1 counters %v", h)

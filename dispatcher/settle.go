@@ -30,6 +30,12 @@ type Settlement struct {
 // other send. A mark written before marks carried proofs falls back to the marketing
 // consent in force now. One round trip, two for such old marks.
 func Settle(ctx context.Context, t *Tracker, policy *throttle.Policy, sts []Settlement, now time.Time) ([]kafka.Message, []Key, error) {
+	return SettleNoting(ctx, t, policy, sts, now, nil)
+}
+
+// SettleNoting is Settle, and tells finished of every key found finished already (its
+// later statuses have nothing to settle: a caller may skip them without asking Redis).
+func SettleNoting(ctx context.Context, t *Tracker, policy *throttle.Policy, sts []Settlement, now time.Time, finished func(Key)) ([]kafka.Message, []Key, error) {
 	if len(sts) == 0 {
 		return nil, nil, nil
 	}
@@ -45,6 +51,9 @@ func Settle(ctx context.Context, t *Tracker, policy *throttle.Policy, sts []Sett
 	var todo []int // indexes in sts
 	var unproven []uint32
 	for i, st := range sts {
+		if doubt[i].Finished && finished != nil {
+			finished(st.Key)
+		}
 		if !doubt[i].InDoubt || seen[st.Key] {
 			continue
 		}

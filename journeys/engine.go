@@ -1085,16 +1085,23 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 	defer r.Close()
 	inbound := topic == e.cfg.Topics.Inbound
 	msgs := make(chan kafka.Message, 1024)
-	errc := make(chan error, 1)
 	go func() {
 		defer close(msgs)
 		for {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					errc <- fmt.Errorf("journeys: read %s: %w", topic, err)
+				if ctx.Err() != nil {
+					return
 				}
-				return
+				// The broker is away (an outage, a restart): the reader reconnects by
+				// itself; wait for it rather than ending the engine.
+				e.log.Warn("fetch failed; retrying", "topic", topic, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
 			}
 			select {
 			case msgs <- m:
@@ -1107,12 +1114,7 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 		var batch []kafka.Message
 		m, ok := <-msgs
 		if !ok {
-			select {
-			case err := <-errc:
-				return err
-			default:
-				return nil
-			}
+			return nil // ctx ended
 		}
 		batch = append(batch, m)
 	fill:

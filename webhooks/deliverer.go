@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -248,16 +247,23 @@ func (d *Deliverer) consume(ctx context.Context) error {
 	r := kafkax.NewGroupReader(d.cfg.Brokers, d.cfg.Group, d.cfg.Topic, kafkax.ReaderOptions{SessionTimeout: d.cfg.SessionTimeout, Logger: d.log})
 	defer r.Close()
 	msgs := make(chan kafka.Message, d.cfg.BatchSize)
-	fetchErr := make(chan error, 1)
 	go func() {
 		defer close(msgs)
 		for {
 			m, err := r.FetchMessage(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					fetchErr <- fmt.Errorf("webhooks: fetch: %w", err)
+				if ctx.Err() != nil {
+					return
 				}
-				return
+				// The broker is away (an outage, a restart): the reader reconnects by
+				// itself; wait for it rather than ending the deliverer.
+				d.log.Warn("fetch failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
 			}
 			select {
 			case msgs <- m:
@@ -271,8 +277,6 @@ func (d *Deliverer) consume(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-fetchErr:
-			return err
 		case m, ok := <-msgs:
 			if !ok {
 				return nil

@@ -43,6 +43,23 @@ type E2EOptions struct {
 	// CampaignProfile, if set, receives this process's CPU profile (pprof) from launch
 	// until every event is in ClickHouse: the pipeline without setup and ceilings.
 	CampaignProfile io.Writer
+	// SandboxCmd starts the WhatsApp sandbox as its own process (`herald sandbox` with
+	// args; env holds the stack's HERALD_* values), so that the simulator's CPU is
+	// counted apart from Herald's; nil runs it inside this process.
+	SandboxCmd func(args, env []string) *exec.Cmd
+	// SinkCmd starts the sink as its own process; nil runs it inside this process.
+	SinkCmd func(env []string) *exec.Cmd
+	// StatusesPerPost and WebhookConcurrency shape the sandbox's status webhooks
+	// (defaults 1 and sandbox.DefaultWebhookConcurrency: as Meta mostly sends them).
+	StatusesPerPost, WebhookConcurrency int
+}
+
+// E2EProcess is the CPU one process of the run used from launch until every event was
+// in ClickHouse, per message sent.
+type E2EProcess struct {
+	Name        string  `json:"name"`  // bench, worker, sink, sandbox, redis-server, clickhouse-server
+	Roles       string  `json:"roles"` // what ran in it
+	CPUMSPerMsg float64 `json:"cpu_ms_per_message"`
 }
 
 // E2EResult is what one run measured.
@@ -61,13 +78,18 @@ type E2EResult struct {
 	LatencyP50Ms   float64 `json:"latency_p50_ms"`         // launch → accepted by the provider
 	LatencyP99Ms   float64 `json:"latency_p99_ms"`
 	// CPU per message sent, in ms (the same figure as CPU seconds per 1,000 messages).
-	CPUMSPerMsg       float64 `json:"cpu_ms_per_message"`        // every role, the sandbox and Kafka included
+	CPUMSPerMsg       float64 `json:"cpu_ms_per_message"`        // this (the bench's) process: serve, the scheduler, Kafka, and whatever roles run in it
 	WorkerCPUMSPerMsg float64 `json:"worker_cpu_ms_per_message"` // the worker process alone (0 when in-process)
-	RedisCPUMSPerMsg  float64 `json:"redis_cpu_ms_per_message"`  // redis-server
-	CHCPUMSPerMsg     float64 `json:"clickhouse_cpu_ms_per_message"`
-	TotalCPUMSPerMsg  float64 `json:"total_cpu_ms_per_message"` // all of the above: the pipeline's CPU per message
-	WorkerRSSMB       float64 `json:"worker_rss_mb"`            // peak RSS of the worker process (of the whole process when in-process)
-	Rejected130429    int64   `json:"rejected_130429"`
+	SinkCPUMSPerMsg   float64 `json:"sink_cpu_ms_per_message"`   // the sink process alone (0 when in-process)
+	// SandboxCPUMSPerMsg is the sandbox process's CPU (0 when in-process); HeraldCPUMSPerMsg
+	// is then the pipeline's without it: what Herald itself (and its servers) cost.
+	SandboxCPUMSPerMsg float64 `json:"sandbox_cpu_ms_per_message"`
+	HeraldCPUMSPerMsg  float64 `json:"herald_cpu_ms_per_message"`
+	RedisCPUMSPerMsg   float64 `json:"redis_cpu_ms_per_message"` // redis-server
+	CHCPUMSPerMsg      float64 `json:"clickhouse_cpu_ms_per_message"`
+	TotalCPUMSPerMsg   float64 `json:"total_cpu_ms_per_message"` // all of the above: the pipeline's CPU per message
+	WorkerRSSMB        float64 `json:"worker_rss_mb"`            // peak RSS of the worker process (of the whole process when in-process)
+	Rejected130429     int64   `json:"rejected_130429"`
 
 	RawRequestsPerSec float64 `json:"raw_requests_per_second"` // Go client → sandbox alone, same machine, same run: mean of before and after
 	RawBefore         float64 `json:"raw_requests_per_second_before"`
@@ -84,6 +106,11 @@ type E2EResult struct {
 	RawCPUPerRequest float64 `json:"raw_cpu_ms_per_request"`
 	RatioCPU         float64 `json:"ratio_cpu"`
 	FunnelMatches    bool    `json:"funnel_matches"` // ClickHouse's funnel equals the sandbox's record
+	// StatusesPerPost and WebhookConcurrency are the sandbox's webhook shape.
+	StatusesPerPost    int `json:"statuses_per_post"`
+	WebhookConcurrency int `json:"webhook_concurrency"`
+	// Processes is the CPU per message of each process, launch → drained.
+	Processes []E2EProcess `json:"processes"`
 }
 
 const benchTemplate = `name: bench
@@ -103,7 +130,14 @@ variables:
 // BenchE2E runs one campaign through the whole pipeline on private servers and measures
 // it against the HTTP ceiling of the same machine in the same run.
 func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) {
-	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate}
+	if o.StatusesPerPost <= 0 {
+		o.StatusesPerPost = 1
+	}
+	if o.WebhookConcurrency <= 0 {
+		o.WebhookConcurrency = sandbox.DefaultWebhookConcurrency
+	}
+	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate,
+		StatusesPerPost: o.StatusesPerPost, WebhookConcurrency: o.WebhookConcurrency}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(string, int64, int64) {}
@@ -113,6 +147,7 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	defer cancel()
 	dev, err := StartDev(ctx, cfg, DevOptions{DataDir: o.DataDir, Sandbox: sandbox.Config{
 		Throughput: o.Rate, DelayScale: 0.01, ReadRate: 0.5, UndeliverableRate: 0.02, Seed: 7,
+		StatusesPerPost: o.StatusesPerPost, WebhookConcurrency: o.WebhookConcurrency,
 		Templates: []sandbox.ApprovedTemplate{{Name: "bench_offer", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
 	}})
 	if err != nil {
@@ -120,6 +155,45 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	}
 	defer dev.Close()
 	dev.NoWorker = o.WorkerCmd != nil
+	dev.NoSink = o.SinkCmd != nil
+	env := os.Environ()
+	for k, v := range dev.Env {
+		env = append(env, k+"="+v)
+	}
+	var procs []*benchProc
+	stopProcs := func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}
+	defer stopProcs()
+	var sb e2eSandbox = localSandbox{dev.Sandbox}
+	if o.SandboxCmd != nil {
+		// The sandbox takes over the address the stack reserved for it (the worker's
+		// HERALD_WHATSAPP_API_URL), in a process of its own.
+		dev.NoSandbox = true
+		addr := dev.sandboxL.Addr().String()
+		dev.sandboxL.Close()
+		p, err := startProc("sandbox", "the WhatsApp sandbox", o.SandboxCmd([]string{"sandbox", "--listen", addr,
+			"--webhook-url", dev.ServeURL + "/webhooks/whatsapp", "--throughput", strconv.FormatFloat(o.Rate, 'g', -1, 64),
+			"--delay-scale", "0.01", "--read-rate", "0.5", "--undeliverable", "0.02", "--seed", "7",
+			"--statuses-per-post", strconv.Itoa(o.StatusesPerPost), "--webhook-concurrency", strconv.Itoa(o.WebhookConcurrency)}, env))
+		if err != nil {
+			return res, err
+		}
+		procs = append(procs, p)
+		remote := &sandbox.Remote{URL: dev.SandboxURL, Token: DevSandboxToken}
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		err = remote.WaitReady(rctx)
+		if err == nil {
+			err = remote.CreateTemplate(rctx, "100000000000001", "bench_offer", "en_US", "MARKETING", "Hi {{first_name}}, this offer is yours.")
+		}
+		rcancel()
+		if err != nil {
+			return res, err
+		}
+		sb = remoteSandbox{remote}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dev.Run(gctx) })
 	stop := func() error {
@@ -137,29 +211,30 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	if res.RawBefore, cpuBefore, err = rawRequestRate(gctx, rawN); err != nil {
 		return res, errors.Join(err, stop())
 	}
-	var worker *exec.Cmd
+	var worker *benchProc
 	if o.WorkerCmd != nil {
-		env := os.Environ()
-		for k, v := range dev.Env {
-			env = append(env, k+"="+v)
+		if worker, err = startProc("worker", "worker (sends)", o.WorkerCmd(env)); err != nil {
+			return res, errors.Join(err, stop())
 		}
-		worker = o.WorkerCmd(env)
-		if err := worker.Start(); err != nil {
-			return res, errors.Join(fmt.Errorf("start the worker process: %w", err), stop())
-		}
+		procs = append(procs, worker)
 	}
-	err = e2eRun(gctx, dev, o, &res, progress)
+	if o.SinkCmd != nil {
+		p, err := startProc("sink", "sink (Kafka → ClickHouse)", o.SinkCmd(env))
+		if err != nil {
+			return res, errors.Join(err, stop())
+		}
+		procs = append(procs, p)
+	}
+	err = e2eRun(gctx, dev, sb, procs, o, &res, progress)
 	var workerHWM float64
 	if worker != nil {
 		// The peak RSS of the worker's own address space (ru_maxrss would also count the
 		// parent's pages the child had between fork and exec).
-		workerHWM = procstat.PeakRSSMB(worker.Process.Pid)
-		_ = worker.Process.Signal(syscall.SIGTERM)
-		_ = worker.Wait()
-		if res.Sent > 0 {
-			res.WorkerCPUMSPerMsg = procstat.ExitedCPU(worker.ProcessState.SysUsage()).Seconds() / float64(res.Sent) * 1000
-			res.WorkerRSSMB = workerHWM
-		}
+		workerHWM = procstat.PeakRSSMB(worker.cmd.Process.Pid)
+	}
+	stopProcs()
+	if worker != nil && res.Sent > 0 {
+		res.WorkerRSSMB = workerHWM
 	}
 	if err != nil {
 		return res, errors.Join(err, stop())
@@ -178,12 +253,53 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	res.Ratio = res.MsgPerSec / res.CeilingMsgPerSec
 	res.RatioDrained = res.MsgPerSecDrain / res.CeilingMsgPerSec
 	res.RawCPUPerRequest = (cpuBefore + cpuAfter) / 2
-	res.TotalCPUMSPerMsg = res.CPUMSPerMsg + res.WorkerCPUMSPerMsg + res.RedisCPUMSPerMsg + res.CHCPUMSPerMsg
+	res.TotalCPUMSPerMsg = res.CPUMSPerMsg + res.WorkerCPUMSPerMsg + res.SinkCPUMSPerMsg + res.SandboxCPUMSPerMsg + res.RedisCPUMSPerMsg + res.CHCPUMSPerMsg
+	if res.SandboxCPUMSPerMsg > 0 {
+		res.HeraldCPUMSPerMsg = res.TotalCPUMSPerMsg - res.SandboxCPUMSPerMsg
+	}
 	if res.TotalCPUMSPerMsg > 0 {
 		res.RatioCPU = res.RawCPUPerRequest * res.RequestsPerMsg / res.TotalCPUMSPerMsg
 	}
 	return res, nil
 }
+
+// benchProc is a process of the bench (worker, sink, sandbox) other than this one.
+type benchProc struct {
+	name, roles string
+	cmd         *exec.Cmd
+}
+
+func startProc(name, roles string, cmd *exec.Cmd) (*benchProc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the %s process: %w", name, err)
+	}
+	return &benchProc{name: name, roles: roles, cmd: cmd}, nil
+}
+
+// stop ends the process (SIGTERM) and waits for it; once only.
+func (p *benchProc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
+}
+
+// e2eSandbox is what the bench reads of the WhatsApp sandbox, in this process or another.
+type e2eSandbox interface {
+	WaitIdle(ctx context.Context) error
+	Records(ctx context.Context) ([]sandbox.Record, error)
+	Stats(ctx context.Context) (sandbox.Stats, error)
+}
+
+type localSandbox struct{ *sandbox.Sandbox }
+
+func (l localSandbox) Records(context.Context) ([]sandbox.Record, error) {
+	return l.Sandbox.Records(), nil
+}
+func (l localSandbox) Stats(context.Context) (sandbox.Stats, error) { return l.Sandbox.Stats(), nil }
+
+type remoteSandbox struct{ *sandbox.Remote }
 
 // e2eSetup stores the contacts (opted in), the template and the senders.
 func e2eSetup(ctx context.Context, dev *Dev, o E2EOptions, progress func(string, int64, int64)) error {
@@ -228,7 +344,7 @@ func e2eSetup(ctx context.Context, dev *Dev, o E2EOptions, progress func(string,
 	return nil
 }
 
-func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progress func(string, int64, int64)) error {
+func e2eRun(ctx context.Context, dev *Dev, sb e2eSandbox, procs []*benchProc, o E2EOptions, res *E2EResult, progress func(string, int64, int64)) error {
 	d := dev.Deps
 	comp, err := d.Components()
 	if err != nil {
@@ -250,6 +366,10 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	}
 	cpu0 := procstat.CPU()
 	redis0, ch0 := procstat.ProcessCPU(dev.Redis.Pid()), procstat.ProcessCPU(dev.ClickHouse.Pid())
+	procs0 := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		procs0[i] = procstat.ProcessCPU(p.cmd.Process.Pid)
+	}
 	start := time.Now()
 	launched := make(chan error, 1)
 	go func() {
@@ -285,7 +405,7 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	progress("events into ClickHouse", 0, 1)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer wcancel()
-	if err := dev.Sandbox.WaitIdle(wctx); err != nil {
+	if err := sb.WaitIdle(wctx); err != nil {
 		return fmt.Errorf("sandbox webhooks: %w", err)
 	}
 	if err := waitSink(wctx, d); err != nil {
@@ -295,6 +415,10 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 	cpu := (procstat.CPU() - cpu0).Seconds()
 	redisCPU := (procstat.ProcessCPU(dev.Redis.Pid()) - redis0).Seconds()
 	chCPU := (procstat.ProcessCPU(dev.ClickHouse.Pid()) - ch0).Seconds()
+	procsCPU := make([]float64, len(procs))
+	for i, p := range procs {
+		procsCPU[i] = (procstat.ProcessCPU(p.cmd.Process.Pid) - procs0[i]).Seconds()
+	}
 	if o.CampaignProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -308,9 +432,37 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		res.CPUMSPerMsg = cpu / float64(st.Sent) * 1000
 		res.RedisCPUMSPerMsg = redisCPU / float64(st.Sent) * 1000
 		res.CHCPUMSPerMsg = chCPU / float64(st.Sent) * 1000
+		perMsg := func(s float64) float64 { return s / float64(st.Sent) * 1000 }
+		roles := "serve, scheduler, Kafka (kfake)"
+		for _, r := range []struct {
+			name, role string
+			away       bool
+		}{{"worker", "worker", dev.NoWorker}, {"sink", "sink", dev.NoSink}, {"sandbox", "the sandbox", dev.NoSandbox}} {
+			if !r.away {
+				roles += ", " + r.role
+			}
+		}
+		res.Processes = append(res.Processes, E2EProcess{Name: "bench", Roles: roles, CPUMSPerMsg: res.CPUMSPerMsg})
+		for i, p := range procs {
+			ms := perMsg(procsCPU[i])
+			res.Processes = append(res.Processes, E2EProcess{Name: p.name, Roles: p.roles, CPUMSPerMsg: ms})
+			switch p.name {
+			case "worker":
+				res.WorkerCPUMSPerMsg = ms
+			case "sink":
+				res.SinkCPUMSPerMsg = ms
+			case "sandbox":
+				res.SandboxCPUMSPerMsg = ms
+			}
+		}
+		res.Processes = append(res.Processes, E2EProcess{Name: "redis-server", Roles: "Redis", CPUMSPerMsg: res.RedisCPUMSPerMsg},
+			E2EProcess{Name: "clickhouse-server", Roles: "ClickHouse", CPUMSPerMsg: res.CHCPUMSPerMsg})
 	}
 	res.WorkerRSSMB = procstat.PeakRSSMB(os.Getpid())
-	recs := dev.Sandbox.Records()
+	recs, err := sb.Records(ctx)
+	if err != nil {
+		return err
+	}
 	lat := make([]float64, 0, len(recs))
 	for _, r := range recs {
 		lat = append(lat, float64(r.AcceptedAt.Sub(start))/float64(time.Millisecond))
@@ -320,7 +472,10 @@ func e2eRun(ctx context.Context, dev *Dev, o E2EOptions, res *E2EResult, progres
 		res.LatencyP50Ms = lat[len(lat)*50/100]
 		res.LatencyP99Ms = lat[min(len(lat)-1, len(lat)*99/100)]
 	}
-	stats := dev.Sandbox.Stats()
+	stats, err := sb.Stats(ctx)
+	if err != nil {
+		return err
+	}
 	res.Rejected130429 = stats.Rejected[130429]
 	if stats.Accepted > 0 {
 		res.RequestsPerMsg = float64(stats.Requests+stats.WebhookPosts) / float64(stats.Accepted)
@@ -409,18 +564,31 @@ func isTransportError(err error) bool {
 // PrintE2E writes a result as a table.
 func PrintE2E(w io.Writer, r E2EResult) {
 	fmt.Fprintf(w, "campaign of %d contacts over %d senders at %v msg/s each\n", r.Contacts, r.Senders, r.Rate)
+	if r.StatusesPerPost > 0 {
+		fmt.Fprintf(w, "  status webhooks: up to %d per POST over %d connections\n", r.StatusesPerPost, r.WebhookConcurrency)
+	}
 	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
 	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendMS/1000)
 	fmt.Fprintf(w, "  messages/s drained    %10.0f   (launch → every event in ClickHouse, %.1f s)\n", r.MsgPerSecDrain, r.DrainMS/1000)
 	fmt.Fprintf(w, "  latency launch→sent   p50 %.0f ms  p99 %.0f ms\n", r.LatencyP50Ms, r.LatencyP99Ms)
-	fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (whole pipeline incl. sandbox and Kafka, this process)\n", r.CPUMSPerMsg)
-	if r.WorkerCPUMSPerMsg > 0 {
-		fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUMSPerMsg, r.WorkerRSSMB)
+	if len(r.Processes) > 0 {
+		fmt.Fprintf(w, "  CPU s / 1000 msgs by process (launch → drained):\n")
+		for _, p := range r.Processes {
+			fmt.Fprintf(w, "    %-18s %8.3f   %s\n", p.Name, p.CPUMSPerMsg, p.Roles)
+		}
+		if r.WorkerRSSMB > 0 {
+			fmt.Fprintf(w, "  peak RSS              %10.0f MB (%s)\n", r.WorkerRSSMB, map[bool]string{true: "the worker process", false: "the bench process"}[r.WorkerCPUMSPerMsg > 0])
+		}
+	} else {
+		fmt.Fprintf(w, "  CPU s / 1000 msgs     %10.3f   (this process)\n", r.CPUMSPerMsg)
+		if r.WorkerCPUMSPerMsg > 0 {
+			fmt.Fprintf(w, "  worker CPU s / 1000   %10.3f   worker peak RSS %.0f MB\n", r.WorkerCPUMSPerMsg, r.WorkerRSSMB)
+		}
+		fmt.Fprintf(w, "  redis, clickhouse     %10.3f   %.3f CPU s / 1000 msgs\n", r.RedisCPUMSPerMsg, r.CHCPUMSPerMsg)
 	}
-	fmt.Fprintf(w, "  redis, clickhouse     %10.3f   %.3f CPU s / 1000 msgs\n", r.RedisCPUMSPerMsg, r.CHCPUMSPerMsg)
 	fmt.Fprintf(w, "  pipeline CPU s / 1000 %10.3f   (all of the above)\n", r.TotalCPUMSPerMsg)
-	if r.WorkerCPUMSPerMsg == 0 {
-		fmt.Fprintf(w, "  peak RSS              %10.0f MB (all roles in one process)\n", r.WorkerRSSMB)
+	if r.HeraldCPUMSPerMsg > 0 {
+		fmt.Fprintf(w, "  without the sandbox   %10.3f   (Herald, its Kafka, Redis and ClickHouse)\n", r.HeraldCPUMSPerMsg)
 	}
 	fmt.Fprintf(w, "  raw requests/s        %10.0f   (Go client → sandbox alone, same run: %.0f before, %.0f after)\n", r.RawRequestsPerSec, r.RawBefore, r.RawAfter)
 	fmt.Fprintf(w, "  HTTP requests / msg   %10.2f   (sends incl. refused + webhook POSTs)\n", r.RequestsPerMsg)

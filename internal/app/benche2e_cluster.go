@@ -56,6 +56,9 @@ func BenchE2ECluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayout)
 	single := o
 	single.DataDir = filepath.Join(o.DataDir, "single")
 	single.Progress = func(stage string, done, total int64) { progress("single: "+stage, done, total) }
+	// The single layout as it was measured against the cluster: sandbox and sink in the
+	// bench's process (the cluster layout keeps its sandbox there too).
+	single.SandboxCmd, single.SinkCmd = nil, nil
 	var err error
 	if res.Single, err = BenchE2E(ctx, cfg, single); err != nil {
 		return res, fmt.Errorf("single-node layout: %w", err)
@@ -121,6 +124,7 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	}
 	defer s.Close()
 	dev := &Dev{Stack: s, ClickHouse: chs}
+	s.NoWorker, s.NoSink = true, true // in processes of their own
 	progress("servers", 1, 1)
 	c := s.Deps.Cfg
 	env := []string{
@@ -203,7 +207,8 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 		return d
 	}
 	redis0 := nodesCPU()
-	err = e2eRun(gctx, dev, o, &res, progress)
+	err = e2eRun(gctx, dev, localSandbox{s.Sandbox}, nil, o, &res, progress)
+	res.Processes = nil // the layout's processes are summed below
 	redisCPU := nodesCPU() - redis0
 	children := stopProcs()
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/internal/localstack"
+	"github.com/herald-dev/herald/internal/procstat"
 	"github.com/herald-dev/herald/segments"
 )
 
@@ -72,6 +73,13 @@ type WebhookBenchStep struct {
 	LatencyP99Ms        float64 `json:"latency_p99_ms"`
 	CeilingLatencyP50Ms float64 `json:"ceiling_latency_p50_ms"`
 	CeilingLatencyP99Ms float64 `json:"ceiling_latency_p99_ms"`
+	// CPU per POST, in µs: serve's side (this process — client, serve and Kafka — and
+	// redis-server) and the ceiling's (this process: client and the bare handler).
+	// RatioCPU = CeilingCPUUSPerPost ÷ CPUUSPerPost: moves less than Ratio when other
+	// jobs share the machine.
+	CPUUSPerPost        float64 `json:"cpu_us_per_post"`
+	CeilingCPUUSPerPost float64 `json:"ceiling_cpu_us_per_post"`
+	RatioCPU            float64 `json:"ratio_cpu"`
 }
 
 // WebhookBenchOpen is the open-loop run: POSTs started at a fixed rate whatever the
@@ -183,10 +191,15 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		// Serve and the ceiling take turns on slices of the same POSTs, so that other load
 		// on the machine weighs on both alike.
 		var sr, cr loopResult
+		var serveCPU, rawCPU time.Duration
 		for part := range benchRounds {
 			lo, hi := part*len(idx)/benchRounds, (part+1)*len(idx)/benchRounds
+			c0, r0 := procstat.CPU(), procstat.ProcessCPU(rs.Pid())
 			sr.add(closedLoop(ctx, serveURL, bodies, idx[lo:hi], conc))
+			c1, r1 := procstat.CPU(), procstat.ProcessCPU(rs.Pid())
 			cr.add(closedLoop(ctx, rawURL, bodies, idx[lo:hi], conc))
+			serveCPU += c1 - c0 + r1 - r0
+			rawCPU += procstat.CPU() - c1
 		}
 		accMu.Lock()
 		for i, ok := range sr.ok {
@@ -203,6 +216,11 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		st.CeilingLatencyP50Ms, st.CeilingLatencyP99Ms = quantileMs(cr.lat, 0.50), quantileMs(cr.lat, 0.99)
 		if st.CeilingPerSecond > 0 {
 			st.Ratio = st.PostsPerSecond / st.CeilingPerSecond
+		}
+		st.CPUUSPerPost = float64(serveCPU.Microseconds()) / float64(st.Posts)
+		st.CeilingCPUUSPerPost = float64(rawCPU.Microseconds()) / float64(st.Posts)
+		if st.CPUUSPerPost > 0 {
+			st.RatioCPU = st.CeilingCPUUSPerPost / st.CPUUSPerPost
 		}
 		res.Steps = append(res.Steps, st)
 		res.CapacityPerSecond = max(res.CapacityPerSecond, st.PostsPerSecond)
@@ -572,11 +590,14 @@ func missingEvents(ctx context.Context, brokers []string, topic string, want map
 // PrintWebhookBench prints the result as a table.
 func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
 	fmt.Fprintf(w, "webhook ingestion: %d messages of a seeded campaign, %d POSTs (%d status or reply each)\n", r.Messages, r.Statuses, r.StatusesPerPost)
-	fmt.Fprintf(w, "  %11s %8s %8s %10s %10s %6s %8s %8s %8s %8s\n", "connections", "posts", "refused", "posts/s", "ceiling/s", "ratio", "p50 ms", "p99 ms", "raw p50", "raw p99")
+	fmt.Fprintf(w, "  %11s %8s %8s %10s %10s %6s %8s %8s %8s %8s %8s %8s %6s\n", "connections", "posts", "refused", "posts/s", "ceiling/s", "ratio",
+		"p50 ms", "p99 ms", "raw p50", "raw p99", "CPU µs", "raw µs", "by CPU")
 	for _, s := range r.Steps {
-		fmt.Fprintf(w, "  %11d %8d %8d %10.0f %10.0f %6.2f %8.2f %8.2f %8.2f %8.2f\n", s.Concurrency, s.Posts, s.Refused,
-			s.PostsPerSecond, s.CeilingPerSecond, s.Ratio, s.LatencyP50Ms, s.LatencyP99Ms, s.CeilingLatencyP50Ms, s.CeilingLatencyP99Ms)
+		fmt.Fprintf(w, "  %11d %8d %8d %10.0f %10.0f %6.2f %8.2f %8.2f %8.2f %8.2f %8.1f %8.1f %6.2f\n", s.Concurrency, s.Posts, s.Refused,
+			s.PostsPerSecond, s.CeilingPerSecond, s.Ratio, s.LatencyP50Ms, s.LatencyP99Ms, s.CeilingLatencyP50Ms, s.CeilingLatencyP99Ms,
+			s.CPUUSPerPost, s.CeilingCPUUSPerPost, s.RatioCPU)
 	}
+	fmt.Fprintf(w, "  (CPU µs per POST: serve's side counts this process — client, serve, Kafka — and redis-server; the ceiling's this process)\n")
 	o := r.OpenLoop
 	fmt.Fprintf(w, "  open loop at 80%% of %.0f POSTs/s: %.0f POSTs/s target, %.0f accepted/s (%d of %d), p50 %.2f ms, p99 %.2f ms\n",
 		r.CapacityPerSecond, o.TargetPerSecond, o.PostsPerSecond, o.Accepted, o.Posts, o.LatencyP50Ms, o.LatencyP99Ms)
@@ -587,12 +608,14 @@ func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
 // last row with its concurrency empty.
 func WebhookBenchCSV(r WebhookBenchResult) [][]string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
-	rows := [][]string{{"phase", "concurrency", "posts", "accepted", "posts_per_second", "ceiling_posts_per_second", "ratio", "latency_p50_ms", "latency_p99_ms", "ceiling_latency_p50_ms", "ceiling_latency_p99_ms"}}
+	rows := [][]string{{"phase", "concurrency", "posts", "accepted", "posts_per_second", "ceiling_posts_per_second", "ratio", "latency_p50_ms", "latency_p99_ms", "ceiling_latency_p50_ms", "ceiling_latency_p99_ms",
+		"cpu_us_per_post", "ceiling_cpu_us_per_post", "ratio_cpu"}}
 	for _, s := range r.Steps {
 		rows = append(rows, []string{"closed", strconv.Itoa(s.Concurrency), strconv.Itoa(s.Posts), strconv.Itoa(s.Accepted), f(s.PostsPerSecond),
-			f(s.CeilingPerSecond), f(s.Ratio), f(s.LatencyP50Ms), f(s.LatencyP99Ms), f(s.CeilingLatencyP50Ms), f(s.CeilingLatencyP99Ms)})
+			f(s.CeilingPerSecond), f(s.Ratio), f(s.LatencyP50Ms), f(s.LatencyP99Ms), f(s.CeilingLatencyP50Ms), f(s.CeilingLatencyP99Ms),
+			f(s.CPUUSPerPost), f(s.CeilingCPUUSPerPost), f(s.RatioCPU)})
 	}
 	o := r.OpenLoop
-	rows = append(rows, []string{"open_80pct", "", strconv.Itoa(o.Posts), strconv.Itoa(o.Accepted), f(o.PostsPerSecond), "", "", f(o.LatencyP50Ms), f(o.LatencyP99Ms), "", ""})
+	rows = append(rows, []string{"open_80pct", "", strconv.Itoa(o.Posts), strconv.Itoa(o.Accepted), f(o.PostsPerSecond), "", "", f(o.LatencyP50Ms), f(o.LatencyP99Ms), "", "", "", "", ""})
 	return rows
 }

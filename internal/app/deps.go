@@ -38,6 +38,7 @@ type Deps struct {
 	rdb     redis.UniversalClient
 	ch      driver.Conn
 	writers map[string]*kafka.Writer
+	directs map[string]*kafkax.DirectWriter
 
 	smsOnce sync.Once
 	sms     *smsSenders
@@ -129,6 +130,23 @@ func (d *Deps) GroupWriter(topic string) *kafka.Writer {
 	return w
 }
 
+// GroupPublisher returns the direct writer of a topic for serve's group commit: each
+// WriteMessages (one group) is produced at once, no batching timer, no handoff to the
+// writer's goroutines (`herald bench webhooks`: see README, #16).
+func (d *Deps) GroupPublisher(topic string) *kafkax.DirectWriter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	w, ok := d.directs[topic]
+	if !ok {
+		if d.directs == nil {
+			d.directs = map[string]*kafkax.DirectWriter{}
+		}
+		w = kafkax.NewDirectWriter(d.Cfg.KafkaBrokers, topic)
+		d.directs[topic] = w
+	}
+	return w
+}
+
 // GroupBatchTimeout is how long the group writers wait for more messages in a batch
 // (measured with `herald bench webhooks`: 2 ms, the shared writers' wait, held serve to a
 // third of the POSTs/s at 8 connections).
@@ -142,6 +160,9 @@ func (d *Deps) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
+	for _, w := range d.directs {
+		_ = w.Close()
+	}
 	for _, w := range d.writers {
 		errs = append(errs, w.Close())
 	}

@@ -69,6 +69,9 @@ type Stack struct {
 	TelegramSandboxURL string
 	// NoWorker leaves the worker role out of Run (a benchmark runs it as its own process).
 	NoWorker bool
+	// NoSink and NoSandbox leave the sink and the WhatsApp sandbox out of Run (a benchmark
+	// runs them as processes of their own; the sandbox's then listens at SandboxURL).
+	NoSink, NoSandbox bool
 
 	sandboxL, serveL, smsL net.Listener
 	tgL                    net.Listener
@@ -198,8 +201,10 @@ func (s *Stack) Close() {
 // Run runs the sandbox, serve, worker, sink and webhook deliverer until ctx is cancelled.
 func (s *Stack) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.Sandbox.Run(ctx) })
-	g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
+	if !s.NoSandbox {
+		g.Go(func() error { return s.Sandbox.Run(ctx) })
+		g.Go(func() error { return ServeHTTP(ctx, s.sandboxL, s.Sandbox.Handler()) })
+	}
 	g.Go(func() error { return s.SMSSandbox.Run(ctx) })
 	if err := s.EmailSandbox.Start(ctx); err != nil {
 		return err
@@ -225,7 +230,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	} else {
 		g.Go(func() error { return Worker(ctx, s.Deps) })
 	}
-	g.Go(func() error { return Sink(ctx, s.Deps) })
+	if !s.NoSink {
+		g.Go(func() error { return Sink(ctx, s.Deps) })
+	}
 	g.Go(func() error { return Deliver(ctx, s.Deps) })
 	return g.Wait()
 }

@@ -123,7 +123,7 @@ func newServer(d *Deps) (*server.Server, error) {
 	s := server.New(server.Config{
 		API: api, Console: d.Cfg.consoleHandler(api), Clicks: codec, Track: track, SMS: smsHooks, Telegram: tgHooks, LINE: lineHooks,
 		AppSecret: d.Cfg.AppSecret, VerifyToken: d.Cfg.VerifyToken,
-		Events: d.GroupWriter(d.Topics.Events), Inbound: d.GroupWriter(d.Topics.Inbound),
+		Events: d.GroupPublisher(d.Topics.Events), Inbound: d.GroupPublisher(d.Topics.Inbound),
 		Tracker: c.Tracker, Policy: c.Policy, Ledger: c.Ledger, Reactor: c.Reactor, Contacts: c.Contacts,
 		Failover: d.failover(c),
 		Ready: func(ctx context.Context) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/herald-dev/herald/channels/whatsapp/sandbox"
 	"github.com/herald-dev/herald/internal/app"
 )
 
@@ -17,11 +18,14 @@ func benchE2ECommand() *cli.Command {
 	return &cli.Command{
 		Name:  "e2e",
 		Usage: "the whole pipeline in one run, against the ceiling of the same machine (HTTP for WhatsApp, SMTP for email)",
-		Description: "Starts private Redis and ClickHouse, embedded Kafka, the WhatsApp sandbox (throughput limited\n" +
-			"to --rate per number, like Meta), serve, sink and a scheduler in this process and the worker as\n" +
-			"its own process, then sends one campaign of --contacts opted-in contacts over --senders senders\n" +
-			"with every policy check on, and waits until every event is in ClickHouse.\n\n" +
-			"It reports messages/s, CPU seconds per 1,000 messages, the worker's peak RSS, p50/p99 from launch\n" +
+		Description: "Starts private Redis and ClickHouse, embedded Kafka, serve and a scheduler in this process, and\n" +
+			"the worker, the sink and the WhatsApp sandbox (`herald sandbox`: throughput limited to --rate per\n" +
+			"number, like Meta; status webhooks of --statuses-per-post over --webhook-concurrency connections)\n" +
+			"as processes of their own, then sends one campaign of --contacts opted-in contacts over --senders\n" +
+			"senders with every policy check on, and waits until every event is in ClickHouse.\n\n" +
+			"It reports messages/s (until the last send, and drained: until every event is in ClickHouse), CPU\n" +
+			"seconds per 1,000 messages of each process (the simulator's apart from Herald's), the worker's peak\n" +
+			"RSS, p50/p99 from launch\n" +
 			"to the provider accepting the send, and in the same run the ceiling for the same HTTP work: the\n" +
 			"raw requests/s a Go client gets from the sandbox alone, divided by the HTTP requests one message\n" +
 			"cost in the pipeline (its send plus its share of webhook POSTs). ratio = messages/s ÷ ceiling.\n\n" +
@@ -41,6 +45,10 @@ func benchE2ECommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "email: Herald rounds, each between two ceiling rounds"},
 			&cli.IntFlag{Name: "connections", Value: 4, Usage: "email: SMTP connections per sender (its pool_size), for Herald and the ceiling alike"},
 			&cli.BoolFlag{Name: "in-process", Usage: "run the worker inside this process instead of its own"},
+			&cli.BoolFlag{Name: "in-process-sandbox", Usage: "whatsapp: run the WhatsApp sandbox inside this process (as before #16) instead of its own `herald sandbox` process"},
+			&cli.BoolFlag{Name: "in-process-sink", Usage: "whatsapp: run the sink inside this process instead of its own"},
+			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "whatsapp: most statuses in one webhook POST (1: as Meta mostly sends them; more: its occasional batching)"},
+			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "whatsapp: the sandbox's webhook POSTs in flight at once"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
@@ -59,6 +67,11 @@ func benchE2ECommand() *cli.Command {
 					}
 				}
 			case "email":
+				for _, f := range []string{"in-process-sandbox", "in-process-sink", "statuses-per-post", "webhook-concurrency"} {
+					if c.IsSet(f) {
+						return usage("bench e2e: --%s applies to --channel whatsapp", f)
+					}
+				}
 				return benchE2EEmail(c)
 			default:
 				return usage("bench e2e: --channel %q: want whatsapp or email (sms has no bench yet)", ch)
@@ -71,6 +84,10 @@ func benchE2ECommand() *cli.Command {
 				return usage("bench e2e: --senders %d: want 1 to 1000", s)
 			case !(r > 0 && r <= 10000):
 				return usage("bench e2e: --rate %v: want (0, 10000] msg/s", r)
+			case c.Int("statuses-per-post") < 1 || c.Int("statuses-per-post") > 1000:
+				return usage("bench e2e: --statuses-per-post %d: want 1 to 1000", c.Int("statuses-per-post"))
+			case c.Int("webhook-concurrency") < 1 || c.Int("webhook-concurrency") > 1024:
+				return usage("bench e2e: --webhook-concurrency %d: want 1 to 1024", c.Int("webhook-concurrency"))
 			}
 			cfg, err := config(c)
 			if err != nil {
@@ -82,7 +99,22 @@ func benchE2ECommand() *cli.Command {
 			}
 			defer env.close()
 			o := app.E2EOptions{DataDir: env.dir, Contacts: n, Senders: s, Rate: r,
-				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress}
+				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress,
+				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+			if !c.Bool("in-process-sandbox") {
+				if o.SandboxCmd, err = benchRoleProcess(c, env.dir, "sandbox"); err != nil {
+					env.finish()
+					return err
+				}
+			}
+			if !c.Bool("in-process-sink") {
+				sink, err := benchRoleProcess(c, env.dir, "sink")
+				if err != nil {
+					env.finish()
+					return err
+				}
+				o.SinkCmd = func(env []string) *exec.Cmd { return sink(nil, env) }
+			}
 			if c.Bool("redis-cluster") {
 				return benchE2ECluster(c, cfg, o, env)
 			}
@@ -228,6 +260,27 @@ func benchWorkerProcess(c *cli.Context, dir string) (func(env []string) *exec.Cm
 	logPath := filepath.Join(dir, "worker.log")
 	return func(env []string) *exec.Cmd {
 		cmd := exec.Command(proto.Path, proto.Args[1:]...)
+		cmd.Env = append(slices.Clip(proto.Env), env...)
+		if f, err := os.Create(logPath); err == nil {
+			cmd.Stdout, cmd.Stderr = f, f
+		}
+		return cmd
+	}, nil
+}
+
+// benchRoleProcess returns how to start a process of this binary for a role of the
+// bench (args: the subcommand and its flags; nil runs `role`), logging to dir/role.log.
+func benchRoleProcess(c *cli.Context, dir, role string) (func(args, env []string) *exec.Cmd, error) {
+	proto, err := benchWorkerCommand(c.Context)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, role+".log")
+	return func(args, env []string) *exec.Cmd {
+		if args == nil {
+			args = []string{role}
+		}
+		cmd := exec.Command(proto.Path, append(slices.Clip(proto.Args[1:]), args...)...)
 		cmd.Env = append(slices.Clip(proto.Env), env...)
 		if f, err := os.Create(logPath); err == nil {
 			cmd.Stdout, cmd.Stderr = f, f

@@ -91,6 +91,7 @@ func sandboxCommand() *cli.Command {
 			&cli.Float64Flag{Name: "delay-scale", Value: 1, Usage: "scales the realistic status delays (0.05: twenty times faster)"},
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "most statuses in one webhook POST (1: as Meta mostly sends them)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "webhook POSTs in flight at once"},
+			&cli.Int64Flag{Name: "seed", Usage: "seeds status delays, duplicates and reordering (0: fixed default)"},
 			&cli.StringSliceFlag{Name: "template", Usage: "an approved template, name:language (repeatable)"},
 			&cli.DurationFlag{Name: "outage-at", Usage: "start an outage of the send endpoint this long after start (with --outage-for or --outage-mode)", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_AT"}},
 			&cli.DurationFlag{Name: "outage-for", Usage: "how long the outage lasts (0: until DELETE /_sandbox/outage)", EnvVars: []string{"HERALD_SANDBOX_OUTAGE_FOR"}},
@@ -108,7 +109,7 @@ func sandboxCommand() *cli.Command {
 			}
 			sc := sandbox.Config{Token: c.String("token"), AppSecret: cfg.AppSecret, WebhookURL: c.String("webhook-url"),
 				Throughput: c.Float64("throughput"), UndeliverableRate: c.Float64("undeliverable"), ReadRate: c.Float64("read-rate"), DelayScale: c.Float64("delay-scale"),
-				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency"), Seed: c.Int64("seed")}
 			if sc.Outage, err = outagePlan(c); err != nil {
 				return err
 			}

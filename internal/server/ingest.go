@@ -228,6 +228,8 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	// recording it (claimed, never finished) is settled here: its sent event, with the
 	// consent its policy check relied on, goes out before the outcome is recorded, so a
 	// failed publish leaves it in doubt for the provider's retry of this webhook.
+	// Sends already found finished settle nothing: their statuses skip Redis.
+	statuses = s.finished.unsettled(statuses)
 	keys := make([]dispatcher.Key, len(statuses))
 	for i, st := range statuses {
 		keys[i] = st.Key
@@ -237,7 +239,7 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 		return err
 	}
 	defer release()
-	settledEvs, settle, err := dispatcher.Settle(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now())
+	settledEvs, settle, err := dispatcher.SettleNoting(ctx, s.cfg.Tracker, s.cfg.Policy, statuses, time.Now(), s.finished.add)
 	if err != nil {
 		return err
 	}
@@ -272,6 +274,9 @@ func (s *Server) ingest(ctx context.Context, b Batch) error {
 	}
 	if _, err := s.cfg.Tracker.Finish(ctx, settle, outcomes); err != nil {
 		return err
+	}
+	for _, k := range settle {
+		s.finished.add(k)
 	}
 	return nil
 }

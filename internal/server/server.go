@@ -92,6 +92,7 @@ type Server struct {
 	stop, start map[string]bool
 	commit      *committer
 	settling    keyLocks
+	finished    finishedKeys // sends found finished: their statuses skip the settlement look-up
 	m           struct {
 		webhooks *prometheus.CounterVec
 		statuses *prometheus.CounterVec
