@@ -55,8 +55,14 @@ ORDER BY g`
 // FunnelBy computes a campaign's funnel per variant, sender or country, with the steps
 // queued, sent, delivered, read, clicked, replied, converted (distinct contacts). A
 // click, reply or conversion implies the message was read. OfPrevious and OfFirst are
-// relative to the group's own steps.
+// relative to the group's own steps. It reads the campaign_words bitmaps (see
+// funnelByFromWords for the group of a contact whose events carry several values).
 func FunnelBy(ctx context.Context, conn driver.Conn, campaign, by string) (FunnelByReport, error) {
+	return funnelByFromWords(ctx, conn, campaign, by)
+}
+
+// funnelByFromEvents is FunnelBy computed from the events, grouped by contact.
+func funnelByFromEvents(ctx context.Context, conn driver.Conn, campaign, by string) (FunnelByReport, error) {
 	rep := FunnelByReport{Campaign: campaign, By: by, Groups: []FunnelGroup{}}
 	col, ok := funnelDims[by]
 	if !ok {
