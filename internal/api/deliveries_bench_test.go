@@ -62,4 +62,22 @@ func BenchmarkCampaignPage(b *testing.B) {
 			}
 		})
 	}
+	// What the page asks for when it opens, one request after the other (the browser
+	// sends them at once): its server time.
+	b.Run("page_open", func(b *testing.B) {
+		for b.Loop() {
+			for _, path := range campaignPageOpens {
+				get(b, path)
+			}
+		}
+	})
+}
+
+// campaignPageOpens are the requests the console's campaign page sends when it opens
+// campaign 1.
+var campaignPageOpens = []string{
+	"/v1/campaigns/1",
+	"/v1/reports/funnel?campaign=1",
+	"/v1/reports/funnel?campaign=1&by=sender",
+	"/v1/campaigns/1/deliveries?limit=25",
 }
