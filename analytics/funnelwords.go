@@ -66,25 +66,55 @@ FROM events
 WHERE campaign_id != '' AND kind IN ('queued', 'sent', 'delivered', 'read', 'clicked', 'replied', 'converted', 'skipped', 'failed')%s
 GROUP BY campaign_id, facet, value, word`
 
-// campaignWordsDDL creates campaign_words and the view that feeds it.
-func campaignWordsDDL(schemaFeatures) []string {
-	return []string{createCampaignWords,
-		"CREATE MATERIALIZED VIEW IF NOT EXISTS campaign_words_mv TO campaign_words AS\n" + fmt.Sprintf(campaignWordsSelect, "")}
+// campaign_minutes (migration 0014 too) is the timeline's pre-aggregate: per campaign,
+// kind (sent, delivered, read, clicked, failed, skipped) and minute (since the epoch),
+// the contacts with such an event in that minute, as words of 64 contacts like
+// campaign_words. A timeline at any step of whole minutes or-s a step's minutes word by
+// word and counts the bits (Timeline), so duplicated events change nothing.
+const createCampaignMinutes = `CREATE TABLE IF NOT EXISTS campaign_minutes (
+    campaign_id String,
+    kind        String,
+    minute      UInt32,
+    word        UInt32,
+    bits        AggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree()
+ORDER BY (campaign_id, kind, minute, word)`
+
+var campaignMinutesSelect = `SELECT campaign_id, CAST(kind AS String) AS kind, toUInt32(intDiv(toUInt32(ts), 60)) AS minute,
+    intDiv(contact_id, 64) AS word, groupBitOrState(` + contactBit + `) AS bits
+FROM events
+WHERE campaign_id != '' AND kind IN ('sent', 'delivered', 'read', 'clicked', 'failed', 'skipped')%s
+GROUP BY campaign_id, kind, minute, word`
+
+// campaignBitmaps are the tables of migration 0014: name, CREATE, columns, SELECT.
+var campaignBitmaps = []struct{ name, create, columns, sel string }{
+	{"campaign_words", createCampaignWords, "campaign_id, facet, value, word, bits", campaignWordsSelect},
+	{"campaign_minutes", createCampaignMinutes, "campaign_id, kind, minute, word, bits", campaignMinutesSelect},
 }
 
-// backfillCampaignWords computes campaign_words from the events stored before its view
-// existed, one monthly partition at a time; what both see is or-ed twice, which changes
-// nothing.
-func backfillCampaignWords(ctx context.Context, conn driver.Conn) error {
+// campaignBitmapsDDL creates the tables of migration 0014 and the views that feed them.
+func campaignBitmapsDDL(schemaFeatures) []string {
+	var out []string
+	for _, t := range campaignBitmaps {
+		out = append(out, t.create, "CREATE MATERIALIZED VIEW IF NOT EXISTS "+t.name+"_mv TO "+t.name+" AS\n"+fmt.Sprintf(t.sel, ""))
+	}
+	return out
+}
+
+// backfillCampaignBitmaps computes the tables of migration 0014 from the events stored
+// before their views existed, one monthly partition at a time; what both see is or-ed
+// twice, which changes nothing.
+func backfillCampaignBitmaps(ctx context.Context, conn driver.Conn) error {
 	parts, err := eventPartitions(ctx, conn)
 	if err != nil {
 		return err
 	}
-	for _, p := range parts {
-		q := "INSERT INTO campaign_words (campaign_id, facet, value, word, bits) " +
-			fmt.Sprintf(campaignWordsSelect, " AND toYYYYMM(ts) = "+strconv.FormatUint(p, 10))
-		if err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("backfill campaign_words from partition %d: %w", p, err)
+	for _, t := range campaignBitmaps {
+		for _, p := range parts {
+			q := "INSERT INTO " + t.name + " (" + t.columns + ") " + fmt.Sprintf(t.sel, " AND toYYYYMM(ts) = "+strconv.FormatUint(p, 10))
+			if err := conn.Exec(ctx, q); err != nil {
+				return fmt.Errorf("backfill %s from partition %d: %w", t.name, p, err)
+			}
 		}
 	}
 	return nil

@@ -89,7 +89,8 @@ func randomCampaignEvents(rng *rand.Rand, campaign string, n int, base time.Time
 	return out
 }
 
-// The funnels from campaign_words equal the funnels grouped from the events, on random
+// The funnels from campaign_words equal the funnels grouped from the events (and the
+// timeline from campaign_minutes the one counted in Go), on random
 // event sets: some inserted before migration 0014 (backfilled), the rest after (through
 // the view), duplicates across both, and the few contacts skipped or failed under
 // several reasons read both by id and by the whole-campaign fallback.
@@ -135,6 +136,19 @@ func TestFunnelWordsEqualsEvents(t *testing.T) {
 				}
 				if cp != "absent" && (want.Steps[0].Contacts == 0 || len(want.Skipped) == 0 || len(want.Failed) == 0) {
 					t.Fatalf("funnel of %s: the data set lacks a case: %+v", cp, want)
+				}
+				var mine []events.Event
+				for _, e := range all {
+					if e.CampaignID == cp {
+						mine = append(mine, e)
+					}
+				}
+				tl, err := Timeline(ctx, conn, cp, 5*time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := timelineReference(mine, cp, 5*time.Minute); !reflect.DeepEqual(tl, want) {
+					t.Fatalf("timeline of %s:\n got %+v\nwant %+v", cp, tl, want)
 				}
 				for by := range funnelDims {
 					want, err := funnelByFromEvents(ctx, conn, cp, by)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -35,79 +37,77 @@ const MaxTimelinePoints = 2000
 // ErrTimelineTooLong: the campaign spans more than MaxTimelinePoints steps.
 var ErrTimelineTooLong = errors.New("the campaign spans too many steps")
 
-// timelineQuery counts, per step and kind, the distinct contacts with such an event
-// (a redelivered event has its original's time, so duplicates change nothing). It reads
-// the campaign's range of events (ordered by campaign, kind) and groups by two numbers;
-// the span is checked first so a long campaign at a short step costs one pass.
-const timelineQuery = `SELECT toUInt32(intDiv(toUInt32(ts), ?) * ?) AS t, kind, uniqExact(contact_id)
-FROM events
-WHERE campaign_id = ? AND kind IN ('sent', 'delivered', 'read', 'clicked', 'failed', 'skipped')
-GROUP BY t, kind
-ORDER BY t`
-
-// Timeline computes a campaign's timeline at step (a whole number of seconds, at least
-// one). A campaign without events has no points; one that spans more than
+// Timeline computes a campaign's timeline at step (a whole number of minutes, at least
+// one) from campaign_minutes: per step and kind, the contacts in the union of its
+// minutes' sets. A campaign without events has no points; one that spans more than
 // MaxTimelinePoints steps gives ErrTimelineTooLong.
 func Timeline(ctx context.Context, conn driver.Conn, campaign string, step time.Duration) (TimelineReport, error) {
+	return timelineOf(ctx, conn, campaign, step, MaxTimelinePoints)
+}
+
+// timelineOf is Timeline with at most maxPoints steps.
+func timelineOf(ctx context.Context, conn driver.Conn, campaign string, step time.Duration, maxPoints int64) (TimelineReport, error) {
 	secs := int64(step / time.Second)
 	rep := TimelineReport{Campaign: campaign, StepSeconds: secs, Points: []TimelinePoint{}}
-	if secs < 1 || step%time.Second != 0 {
-		return rep, fmt.Errorf("timeline of %s: step %v: want whole seconds", campaign, step)
+	if step < time.Minute || step%time.Minute != 0 {
+		return rep, fmt.Errorf("timeline of %s: step %v: want whole minutes", campaign, step)
 	}
-	var lo, hi uint32
-	var n uint64
-	err := conn.QueryRow(ctx, `SELECT min(toUInt32(ts)), max(toUInt32(ts)), count() FROM events
-WHERE campaign_id = ? AND kind IN ('sent', 'delivered', 'read', 'clicked', 'failed', 'skipped')`, campaign).Scan(&lo, &hi, &n)
-	if err != nil {
-		return rep, fmt.Errorf("timeline of %s: %w", campaign, err)
-	}
-	if n == 0 {
-		return rep, nil
-	}
-	first, last := int64(lo)/secs*secs, int64(hi)/secs*secs
-	if (last-first)/secs+1 > MaxTimelinePoints {
-		return rep, fmt.Errorf("timeline of %s: %d steps of %v: %w", campaign, (last-first)/secs+1, step, ErrTimelineTooLong)
-	}
-	rep.Points = make([]TimelinePoint, (last-first)/secs+1)
-	for i := range rep.Points {
-		rep.Points[i].Time = time.Unix(first+int64(i)*secs, 0).UTC()
-	}
-	rows, err := conn.Query(ctx, timelineQuery, uint32(secs), uint32(secs), campaign)
+	mins := uint32(step / time.Minute)
+	// The rows as stored (no GROUP BY: see facetSets); a step's words are or-ed here.
+	rows, err := conn.Query(ctx, `SELECT kind, intDiv(minute, ?) AS s, word, finalizeAggregation(bits)
+FROM campaign_minutes WHERE campaign_id = ?`, mins, campaign)
 	if err != nil {
 		return rep, fmt.Errorf("timeline of %s: %w", campaign, err)
 	}
 	defer rows.Close()
+	type key struct {
+		kind string
+		step uint32
+		word uint32
+	}
+	words := map[key]uint64{}
+	lo, hi := uint32(math.MaxUint32), uint32(0)
 	for rows.Next() {
 		var (
-			t    uint32
-			kind string
-			c    uint64
+			k key
+			b uint64
 		)
-		if err := rows.Scan(&t, &kind, &c); err != nil {
+		if err := rows.Scan(&k.kind, &k.step, &k.word, &b); err != nil {
 			return rep, fmt.Errorf("timeline of %s: %w", campaign, err)
 		}
-		i := (int64(t) - first) / secs
-		if i < 0 || i >= int64(len(rep.Points)) {
-			continue // an event inserted since the span was read
-		}
-		p := &rep.Points[i]
-		switch kind {
-		case "sent":
-			p.Sent = c
-		case "delivered":
-			p.Delivered = c
-		case "read":
-			p.Read = c
-		case "clicked":
-			p.Clicked = c
-		case "failed":
-			p.Failed = c
-		case "skipped":
-			p.Skipped = c
-		}
+		words[k] |= b
+		lo, hi = min(lo, k.step), max(hi, k.step)
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("timeline of %s: %w", campaign, err)
+	}
+	if len(words) == 0 {
+		return rep, nil
+	}
+	if n := int64(hi-lo) + 1; n > maxPoints {
+		return rep, fmt.Errorf("timeline of %s: %d steps of %v: %w", campaign, n, step, ErrTimelineTooLong)
+	}
+	rep.Points = make([]TimelinePoint, hi-lo+1)
+	for i := range rep.Points {
+		rep.Points[i].Time = time.Unix((int64(lo)+int64(i))*secs, 0).UTC()
+	}
+	for k, b := range words {
+		p := &rep.Points[k.step-lo]
+		n := uint64(bits.OnesCount64(b))
+		switch k.kind {
+		case "sent":
+			p.Sent += n
+		case "delivered":
+			p.Delivered += n
+		case "read":
+			p.Read += n
+		case "clicked":
+			p.Clicked += n
+		case "failed":
+			p.Failed += n
+		case "skipped":
+			p.Skipped += n
+		}
 	}
 	return rep, nil
 }
