@@ -399,3 +399,65 @@ func funnelByFromWords(ctx context.Context, conn driver.Conn, campaign, by strin
 	}
 	return rep, nil
 }
+
+// abReached are the kinds whose events reach each step of an A/B comparison (abSteps).
+var abReached = map[string][]string{
+	"delivered": {"delivered", "read", "clicked", "replied", "converted"},
+	"read":      {"read", "clicked", "replied", "converted"},
+	"clicked":   {"clicked"},
+	"replied":   {"replied"},
+	"converted": {"converted"},
+}
+
+// abFromWords counts, per variant, the contacts sent to and those of them that reached
+// step, over campaign_words. A contact's variant is the smallest its funnel events carry,
+// empty when none carries one; variants without a contact sent to are left out; by
+// variant.
+func abFromWords(ctx context.Context, conn driver.Conn, campaign, step string) ([]VariantResult, error) {
+	sets, err := facetSets(ctx, conn, campaign, "kind", "variant")
+	if err != nil {
+		return nil, err
+	}
+	k := sets["kind"]
+	sent := union(k["sent"])
+	var reachedSets []wordSet
+	for _, kind := range abReached[step] {
+		reachedSets = append(reachedSets, k[kind])
+	}
+	reached := union(reachedSets...)
+	values := make([]string, 0, len(sets["variant"]))
+	for v := range sets["variant"] {
+		values = append(values, v)
+	}
+	slices.Sort(values)
+	var out []VariantResult
+	taken := wordSet{}
+	add := func(name string, members wordSet) {
+		mine := wordSet{} // members sent to
+		for w, b := range members {
+			mine.or(w, b&sent[w])
+		}
+		if n := mine.count(); n > 0 {
+			c := countAnd(mine, reached)
+			out = append(out, VariantResult{Variant: name, Sent: n, Converted: c, Rate: ratio(c, n)})
+		}
+	}
+	var valued []VariantResult
+	for _, v := range values {
+		mine := wordSet{}
+		for w, b := range sets["variant"][v] {
+			mine.or(w, b&^taken[w])
+		}
+		for w, b := range mine {
+			taken[w] |= b
+		}
+		add(v, mine)
+	}
+	valued, out = out, nil
+	none := wordSet{}
+	for w, b := range sent {
+		none.or(w, b&^taken[w])
+	}
+	add("", none)
+	return append(out, valued...), nil
+}

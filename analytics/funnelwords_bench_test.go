@@ -57,6 +57,12 @@ FROM (
 		{"funnel_words", func() error { _, err := Funnel(ctx, conn, "c1"); return err }},
 		{"by_sender_events", func() error { _, err := funnelByFromEvents(ctx, conn, "c1", "sender"); return err }},
 		{"by_sender_words", func() error { _, err := FunnelBy(ctx, conn, "c1", "sender"); return err }},
+		{"ab_read_events", func() error {
+			_, err := abTestWith(ctx, conn, "c1", "read", "", abFromEvents)
+			return err
+		}},
+		{"ab_read_words", func() error { _, err := ABTest(ctx, conn, "c1", "read", ""); return err }},
+		{"timeline_1m", func() error { _, err := Timeline(ctx, conn, "c1", time.Minute); return err }},
 		{"read_words", func() error { _, err := facetSets(ctx, conn, "c1", "kind", "skipped", "failed"); return err }},
 		{"count_words_server", func() error {
 			var n uint64

@@ -89,8 +89,8 @@ func randomCampaignEvents(rng *rand.Rand, campaign string, n int, base time.Time
 	return out
 }
 
-// The funnels from campaign_words equal the funnels grouped from the events (and the
-// timeline from campaign_minutes the one counted in Go), on random
+// The funnels and A/B counts from campaign_words equal those grouped from the events
+// (and the timeline from campaign_minutes the one counted in Go), on random
 // event sets: some inserted before migration 0014 (backfilled), the rest after (through
 // the view), duplicates across both, and the few contacts skipped or failed under
 // several reasons read both by id and by the whole-campaign fallback.
@@ -149,6 +149,19 @@ func TestFunnelWordsEqualsEvents(t *testing.T) {
 				}
 				if want := timelineReference(mine, cp, 5*time.Minute); !reflect.DeepEqual(tl, want) {
 					t.Fatalf("timeline of %s:\n got %+v\nwant %+v", cp, tl, want)
+				}
+				for step := range abSteps {
+					want, err := abTestWith(ctx, conn, cp, step, "", abFromEvents)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := ABTest(ctx, conn, cp, step, "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("a/b test of %s at %s:\n got %+v\nwant %+v", cp, step, got, want)
+					}
 				}
 				for by := range funnelDims {
 					want, err := funnelByFromEvents(ctx, conn, cp, by)
