@@ -705,7 +705,16 @@ ORDER BY grp, o_currency`
 // HoldoutReason): conversion rates within window (≤ 0: DefaultLiftWindow) after each
 // contact's send or hold-out, the difference with a two-proportion z-test, and revenue
 // per currency. A campaign without a holdout has an empty Holdout group.
+//
+// The groups' sizes come from campaign_words, and only the converters' events are read
+// (liftFromWords).
 func Lift(ctx context.Context, conn driver.Conn, campaign string, window time.Duration) (LiftReport, error) {
+	return liftFromWords(ctx, conn, campaign, window)
+}
+
+// liftFromEvents is Lift grouping every treated and held-out contact's events: the
+// definition liftFromWords must match.
+func liftFromEvents(ctx context.Context, conn driver.Conn, campaign string, window time.Duration) (LiftReport, error) {
 	if window <= 0 {
 		window = DefaultLiftWindow
 	}
