@@ -1,6 +1,6 @@
 // Experiments: a campaign's A/B variants with significance (GET /v1/reports/ab) and its
-// holdout lift (GET /v1/reports/lift). Both group every recipient's events, so each
-// loads when its section is opened, not with the page.
+// holdout lift (GET /v1/reports/lift). Each loads when its section is opened, not with
+// the page: most campaigns have neither variants nor a holdout.
 import "./panels.css";
 import { h } from "preact";
 import { useEffect, useState } from "preact/hooks";
