@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -103,8 +104,13 @@ func campaignBitmapsDDL(schemaFeatures) []string {
 
 // backfillCampaignBitmaps computes the tables of migration 0014 from the events stored
 // before their views existed, one monthly partition at a time; what both see is or-ed
-// twice, which changes nothing.
+// twice, which changes nothing. It first waits for the inserts into events that began
+// before the views existed (a sink running through the migration): those do not feed the
+// views, and their rows may become visible only after a backfill read.
 func backfillCampaignBitmaps(ctx context.Context, conn driver.Conn) error {
+	if err := waitOlderInserts(ctx, conn, "events", time.Now(), 30*time.Second); err != nil {
+		return err
+	}
 	parts, err := eventPartitions(ctx, conn)
 	if err != nil {
 		return err
@@ -118,6 +124,31 @@ func backfillCampaignBitmaps(ctx context.Context, conn driver.Conn) error {
 		}
 	}
 	return nil
+}
+
+// waitOlderInserts waits until no INSERT INTO table (of any database: 18.16's
+// system.processes does not say which) that began before since is still running, or for
+// at most limit (a bulk load may run longer; what it inserts after since is left out).
+func waitOlderInserts(ctx context.Context, conn driver.Conn, table string, since time.Time, limit time.Duration) error {
+	re := `(?i)^\s*INSERT\s+INTO\s+(\S+\.)?` + table + `[\s(]`
+	deadline := since.Add(limit)
+	for {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE match(query, ?) AND elapsed >= ?",
+			re, time.Since(since).Seconds()).Scan(&n); err != nil {
+			return fmt.Errorf("wait for inserts into %s: %w", table, err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // wordSet is a set of contacts: word number → its 64 bits (never 0).
