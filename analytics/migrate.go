@@ -156,6 +156,7 @@ ORDER BY contact_id`}
 		// fallback events: the channel the send left. Empty on every other event.
 		return []column{{"events", "name", f.dim()}, {"events", "properties", "String"}, {"events", "from_channel", f.dim()}}
 	}},
+	{version: 14, name: "create_campaign_bitmaps", ddl: campaignBitmapsDDL, backfill: backfillCampaignBitmaps},
 }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (

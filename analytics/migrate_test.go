@@ -52,7 +52,8 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows.Close()
-	if w := []string{"api_audit", "campaign_contacts", "campaign_contacts_mv", "campaign_starts", "campaign_starts_mv",
+	if w := []string{"api_audit", "campaign_contacts", "campaign_contacts_mv", "campaign_minutes", "campaign_minutes_mv",
+		"campaign_starts", "campaign_starts_mv", "campaign_words", "campaign_words_mv",
 		"consent_log", "contact_weeks", "contact_weeks_mv", "contacts", "events", "inbound", "ledger_checkpoints", "ledger_heads", "schema_migrations",
 		"sent_times", "sent_times_mv", "v_funnel", "v_funnel_by_variant", "v_message_outcomes", "v_sent_consent",
 		"week_contacts", "week_contacts_mv"}; !reflect.DeepEqual(tables, w) {

@@ -55,8 +55,14 @@ ORDER BY g`
 // FunnelBy computes a campaign's funnel per variant, sender or country, with the steps
 // queued, sent, delivered, read, clicked, replied, converted (distinct contacts). A
 // click, reply or conversion implies the message was read. OfPrevious and OfFirst are
-// relative to the group's own steps.
+// relative to the group's own steps. It reads the campaign_words bitmaps (see
+// funnelByFromWords for the group of a contact whose events carry several values).
 func FunnelBy(ctx context.Context, conn driver.Conn, campaign, by string) (FunnelByReport, error) {
+	return funnelByFromWords(ctx, conn, campaign, by)
+}
+
+// funnelByFromEvents is FunnelBy computed from the events, grouped by contact.
+func funnelByFromEvents(ctx context.Context, conn driver.Conn, campaign, by string) (FunnelByReport, error) {
 	rep := FunnelByReport{Campaign: campaign, By: by, Groups: []FunnelGroup{}}
 	col, ok := funnelDims[by]
 	if !ok {
@@ -272,28 +278,25 @@ GROUP BY variant ORDER BY variant`
 // or converted): per variant, the contacts sent to and the share that reached the step,
 // then each variant against the control (control, or the first variant by name when
 // empty) with a two-sided two-proportion z-test using the pooled proportion.
+//
+// The counts come from the campaign_words bitmaps (abFromWords; a contact's variant is the
+// smallest its funnel events carry, when they carry several).
 func ABTest(ctx context.Context, conn driver.Conn, campaign, step, control string) (ABReport, error) {
+	return abTestWith(ctx, conn, campaign, step, control, abFromWords)
+}
+
+// abTestWith is ABTest with the variants' counts from counts.
+func abTestWith(ctx context.Context, conn driver.Conn, campaign, step, control string,
+	counts func(ctx context.Context, conn driver.Conn, campaign, step string) ([]VariantResult, error)) (ABReport, error) {
 	rep := ABReport{Campaign: campaign, Step: step, Variants: []VariantResult{}}
-	kinds, ok := abSteps[step]
-	if !ok {
+	if _, ok := abSteps[step]; !ok {
 		return rep, fmt.Errorf("a/b test step %q: want delivered, read, clicked, replied or converted", step)
 	}
-	rows, err := conn.Query(ctx, fmt.Sprintf(abQuery, kinds), campaign)
+	vs, err := counts(ctx, conn, campaign, step)
 	if err != nil {
 		return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var v VariantResult
-		if err := rows.Scan(&v.Variant, &v.Sent, &v.Converted); err != nil {
-			return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
-		}
-		v.Rate = ratio(v.Converted, v.Sent)
-		rep.Variants = append(rep.Variants, v)
-	}
-	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("a/b test of %s: %w", campaign, err)
-	}
+	rep.Variants = append(rep.Variants, vs...)
 	if len(rep.Variants) == 0 {
 		return rep, nil
 	}
@@ -320,6 +323,26 @@ func ABTest(ctx context.Context, conn driver.Conn, campaign, step, control strin
 		v.Z, v.PValue = twoProportionZ(v.Converted, v.Sent, c.Converted, c.Sent)
 	}
 	return rep, nil
+}
+
+// abFromEvents counts the variants' contacts from the events, grouped by contact: the
+// definition abFromWords must match.
+func abFromEvents(ctx context.Context, conn driver.Conn, campaign, step string) ([]VariantResult, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf(abQuery, abSteps[step]), campaign)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []VariantResult
+	for rows.Next() {
+		var v VariantResult
+		if err := rows.Scan(&v.Variant, &v.Sent, &v.Converted); err != nil {
+			return nil, err
+		}
+		v.Rate = ratio(v.Converted, v.Sent)
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // twoProportionZ is the pooled two-proportion z-test of x1/n1 against x2/n2 and its
@@ -682,7 +705,16 @@ ORDER BY grp, o_currency`
 // HoldoutReason): conversion rates within window (≤ 0: DefaultLiftWindow) after each
 // contact's send or hold-out, the difference with a two-proportion z-test, and revenue
 // per currency. A campaign without a holdout has an empty Holdout group.
+//
+// The groups' sizes come from campaign_words, and only the converters' events are read
+// (liftFromWords).
 func Lift(ctx context.Context, conn driver.Conn, campaign string, window time.Duration) (LiftReport, error) {
+	return liftFromWords(ctx, conn, campaign, window)
+}
+
+// liftFromEvents is Lift grouping every treated and held-out contact's events: the
+// definition liftFromWords must match.
+func liftFromEvents(ctx context.Context, conn driver.Conn, campaign string, window time.Duration) (LiftReport, error) {
 	if window <= 0 {
 		window = DefaultLiftWindow
 	}

@@ -461,6 +461,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("%d rows without a send, %d sends, want 10 and 20", nSkipped, len(final))
 	}
 
+	checkCampaignSections(t, br, s, id)
+	checkSendersAndReports(t, br, s, base)
+
 	// The list shows the campaign complete.
 	br.do(t, "the campaigns list", chromedp.Navigate(base+"#/campaigns"),
 		poll(`(document.querySelector('tr[data-id="`+id+`"] .progress') || {dataset: {}}).dataset.percent === "100"`, 30*time.Second))
@@ -501,5 +504,6 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	br.do(t, "back to the login after the key's revocation", chromedp.Navigate(base+"#/templates"), chromedp.WaitVisible(chromedp.CSS("#api-key")))
+	checkAuditPages(t, br, s, base, id, bulk.ContactIDs[0])
 	br.checkNoErrors(t)
 }

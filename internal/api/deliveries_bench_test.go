@@ -17,7 +17,8 @@ import (
 // page deep into the list (a cursor at contact 900,000), which must cost about what the
 // first does (keyset, not offset). Each request goes through the whole handler (key
 // check in Redis, rate limit, ClickHouse), without the network. Read the figures as
-// ratios to GET /v1/campaigns/{id} (Redis only), measured in the same run:
+// ratios to GET /v1/campaigns/{id} (Redis only), measured in the same run. page_open is
+// every request the console's campaign page sends when it opens, one after the other:
 //
 //	go test ./internal/api -run '^$' -bench BenchmarkCampaignPage -benchtime 20x
 func BenchmarkCampaignPage(b *testing.B) {
@@ -55,6 +56,10 @@ func BenchmarkCampaignPage(b *testing.B) {
 		{"deliveries_first_page", "/v1/campaigns/1/deliveries?limit=50"},
 		{"deliveries_deep_page", "/v1/campaigns/1/deliveries?limit=50&cursor=" + url.QueryEscape(deep)},
 		{"deliveries_failed_first_page", "/v1/campaigns/1/deliveries?limit=50&status=failed"},
+		{"timeline_1m", "/v1/campaigns/1/timeline?step=1m"},
+		// Opened on demand by the page (their sections are folded): grouped by contact.
+		{"ab_read", "/v1/reports/ab?campaign=1&step=read"},
+		{"lift", "/v1/reports/lift?campaign=1"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
@@ -62,4 +67,23 @@ func BenchmarkCampaignPage(b *testing.B) {
 			}
 		})
 	}
+	// What the page asks for when it opens, one request after the other (the browser
+	// sends them at once): its server time.
+	b.Run("page_open", func(b *testing.B) {
+		for b.Loop() {
+			for _, path := range campaignPageOpens {
+				get(b, path)
+			}
+		}
+	})
+}
+
+// campaignPageOpens are the requests the console's campaign page sends when it opens
+// campaign 1.
+var campaignPageOpens = []string{
+	"/v1/campaigns/1",
+	"/v1/reports/funnel?campaign=1",
+	"/v1/reports/funnel?campaign=1&by=sender",
+	"/v1/campaigns/1/deliveries?limit=25",
+	"/v1/campaigns/1/timeline?step=1m",
 }

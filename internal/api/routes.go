@@ -38,6 +38,7 @@ func (a *API) routeTable() []route {
 		{post, "/v1/campaigns/{id}/cancel", apikeys.CampaignsWrite, a.transition("cancel")},
 		{get, "/v1/campaigns/{id}/progress", apikeys.CampaignsRead, a.progress},
 		{get, "/v1/campaigns/{id}/deliveries", apikeys.ReportsRead, a.deliveries},
+		{get, "/v1/campaigns/{id}/timeline", apikeys.ReportsRead, a.timeline},
 
 		{get, "/v1/schedules", apikeys.CampaignsRead, a.listSchedules},
 		{post, "/v1/schedules", apikeys.CampaignsWrite, a.createSchedule},

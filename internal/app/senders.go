@@ -45,6 +45,9 @@ func senderField(msg string) string {
 type SenderState struct {
 	Sender   dispatcher.Sender      `json:"sender"`
 	Governor throttle.GovernorState `json:"governor"`
+	// TierUsed counts the distinct recipients against the sender's daily tier now (the
+	// last 24 h), whether or not it has a tier.
+	TierUsed int64 `json:"tier_used"`
 }
 
 // SenderGovernor runs do (may be nil) on a sender's governor, then returns the sender
@@ -63,7 +66,13 @@ func SenderGovernor(ctx context.Context, comp *Components, id string, do func(co
 	if err != nil {
 		return SenderState{}, err
 	}
-	return SenderState{Sender: s, Governor: st}, nil
+	out := SenderState{Sender: s, Governor: st}
+	if comp.Policy != nil {
+		if out.TierUsed, err = comp.Policy.TierUsed(ctx, id); err != nil {
+			return SenderState{}, err
+		}
+	}
+	return out, nil
 }
 
 // HoldSender stops a sender's sends until until (its jobs wait, nothing is dropped).

@@ -1,5 +1,5 @@
 // Herald's web console: a single page on the /v1 API (see api.js), routed by the URL's
-// hash: #/campaigns, #/campaigns/<id>, #/new, #/templates, #/senders, #/audit.
+// hash: #/campaigns, #/campaigns/<id>, #/new, #/templates, #/senders, #/reports, #/audit[/…].
 import "./style.css";
 import { h, render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -7,6 +7,11 @@ import htm from "htm";
 import { api, APIError, duration, fmt, follow, setCSRF, when } from "./api.js";
 import { BarChart } from "./charts.js";
 import { ChannelsCard } from "./channels.js";
+import { TimelineCard } from "./timeline.js";
+import { ABCard, LiftCard } from "./experiments.js";
+import { SendersPage } from "./governor.js";
+import { ReportsPage } from "./reports.js";
+import { AuditPage } from "./audit.js";
 
 const html = htm.bind(h);
 
@@ -352,6 +357,8 @@ function Campaign({ id, session }) {
     </div>
     ${can(session, "reports:read") && html`<${FunnelCard} id=${id} refresh=${refresh} />`}
     ${can(session, "reports:read") && html`<${ChannelsCard} id=${id} refresh=${refresh} />`}
+    ${can(session, "reports:read") && html`<${TimelineCard} id=${id} refresh=${refresh} />`}
+    ${can(session, "reports:read") && html`<${ABCard} id=${id} refresh=${refresh} /><${LiftCard} id=${id} refresh=${refresh} />`}
     ${can(session, "reports:read") && html`<${Deliveries} id=${id} refresh=${refresh} />`}
   </div>`;
 }
@@ -526,25 +533,9 @@ const pages = {
       ["variants", (t) => t.variants.join(", ")],
       ["saved", (t) => when(t.saved_at)],
     ]} />`,
-  senders: () =>
-    html`<${Listing} title="Senders" id="senders" path="/v1/senders?limit=500" columns=${[
-      ["id", (s) => s.id],
-      ["name", (s) => s.name || ""],
-      ["channel", (s) => s.channel],
-      ["rate /s", (s) => fmt.format(s.rate)],
-      ["per minute", (s) => s.per_minute || ""],
-      ["tier", (s) => s.tier || ""],
-      ["countries", (s) => s.countries.join(", ")],
-    ]} />`,
-  audit: () =>
-    html`<${Listing} title="API audit" id="audit" path="/v1/audit/api?limit=100" columns=${[
-      ["time", (c) => when(c.ts)],
-      ["key", (c) => c.key_name + " (" + c.role + ")"],
-      ["route", (c) => c.route],
-      ["resource", (c) => c.resource_id || ""],
-      ["status", (c) => c.status],
-      ["request", (c) => c.request_id],
-    ]} />`,
+  senders: (parts, session) => html`<${SendersPage} canWrite=${can(session, "senders:write")} />`,
+  reports: () => html`<${ReportsPage} />`,
+  audit: (parts) => html`<${AuditPage} parts=${parts} />`,
 };
 
 // ---- the shell ----
@@ -580,13 +571,14 @@ function App() {
   let page;
   if (parts[0] === "campaigns" && parts[1]) page = html`<${Campaign} key=${parts[1]} id=${decodeURIComponent(parts[1])} session=${session} />`;
   else if (parts[0] === "new") page = html`<${NewCampaign} session=${session} />`;
-  else if (pages[parts[0]]) page = pages[parts[0]]();
+  else if (pages[parts[0]]) page = pages[parts[0]](parts, session);
   else page = html`<${Campaigns} session=${session} />`;
   const nav = [
     ["campaigns", "Campaigns", "campaigns:read"],
     ["new", "New campaign", "campaigns:write"],
     ["templates", "Templates", "templates:read"],
     ["senders", "Senders", "senders:read"],
+    ["reports", "Reports", "reports:read"],
     ["audit", "Audit", "audit:read"],
   ].filter(([, , p]) => can(session, p));
   return html`<div>
