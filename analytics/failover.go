@@ -157,7 +157,9 @@ FROM events WHERE campaign_id = ? AND kind = 'fallback' GROUP BY reason, from_ch
 // first one after the fallback fired: %[2]s, %[3]s and %[4]s pick channel i's
 // figures), on how many channels it was sent (%[5]s), the totals of ChannelsReport and
 // the exact quantiles of the times to reach. (A per-contact uniqExact state costs ten
-// times the funnel on 18.16: hence the per-channel flags.)
+// times the funnel on 18.16: hence the per-channel flags.) Providers stamp deliveries
+// coarsely (Meta in seconds, an SMS delivery receipt to the minute), so a delivery is
+// taken to be no earlier than the contact's first send was accepted, nor its queueing.
 const reachQuery = `SELECT
     countIf(queued), countIf(reached), countIf(fell_back), countIf(by_fb),
     countIf(fb_delivered AND NOT first_delivered), countIf(first_late),
@@ -181,8 +183,9 @@ FROM (
            fell_back AND %[4]s AS first_late,
            %[5]s AS send_channels,
            fell_back AND reached AND d_ch = fb_ch AS by_fb,
-           queued AND reached AND d_ts >= q_ts AS timed,
-           toUInt64(if(d_ts >= q_ts, d_ts - q_ts, 0)) AS wait_ms
+           minIf(ts_ms, kind = 'sent') AS s_ts,
+           queued AND reached AS timed,
+           toUInt64(greatest(greatest(d_ts, s_ts), q_ts) - q_ts) AS wait_ms
     FROM events
     WHERE campaign_id = ? AND kind IN ('queued', 'fallback', 'sent', 'delivered', 'read')
     GROUP BY contact_id

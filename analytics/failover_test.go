@@ -28,9 +28,11 @@ func reachTimeOf(waits []uint64) ReachTime {
 
 // waitsOf is, per contact of evs, the time from its first queued event to its first
 // delivered or read event, in ms; and whether that delivery's channel is fallbackCh
-// (a contact with a fallback event into it).
+// (a contact with a fallback event into it). A provider's coarse delivery stamp (an SMS
+// receipt to the minute) counts as no earlier than the contact's first send, nor its
+// queueing.
 func waitsOf(evs []events.Event) (all, byFallback []uint64) {
-	queued, first := map[uint32]time.Time{}, map[uint32]events.Event{}
+	queued, first, sent := map[uint32]time.Time{}, map[uint32]events.Event{}, map[uint32]time.Time{}
 	fb := map[uint32]string{}
 	for _, e := range evs {
 		switch e.Kind {
@@ -42,16 +44,26 @@ func waitsOf(evs []events.Event) (all, byFallback []uint64) {
 			if f, ok := first[e.ContactID]; !ok || e.Time.Before(f.Time) {
 				first[e.ContactID] = e
 			}
+		case events.Sent:
+			if f, ok := sent[e.ContactID]; !ok || e.Time.Before(f) {
+				sent[e.ContactID] = e.Time
+			}
 		case events.Fallback:
 			fb[e.ContactID] = e.Channel
 		}
 	}
 	for _, c := range sortedKeys(first) {
 		q, ok := queued[c]
-		if !ok || first[c].Time.Before(q) {
+		if !ok {
 			continue
 		}
-		w := uint64(first[c].Time.Sub(q).Milliseconds())
+		d := first[c].Time
+		for _, t := range []time.Time{sent[c], q} {
+			if d.Before(t) {
+				d = t
+			}
+		}
+		w := uint64(d.Sub(q).Milliseconds())
 		all = append(all, w)
 		if to, ok := fb[c]; ok && first[c].Channel == to {
 			byFallback = append(byFallback, w)
@@ -111,7 +123,8 @@ func TestChannelsFunnelWithoutFallback(t *testing.T) {
 //	1-100    WhatsApp delivered (1-50 read; 1 clicked, 2 replied)
 //	101-140  WhatsApp failed 131026 → permanent_failure → SMS sent; 101-135 delivered
 //	         (101 clicked), 136-140 failed
-//	141-160  circuit_open before any WhatsApp send → SMS sent, delivered (141-150 read)
+//	141-160  circuit_open before any WhatsApp send → SMS sent, delivered (141-150 read),
+//	         the receipt stamped to the minute (before the send)
 //	161-180  WhatsApp sent, not delivered within 10 min → SMS sent, delivered 5 s later;
 //	         WhatsApp's receipt arrives late for 161-172: after the SMS delivery for
 //	         161-170, before it for 171-172
@@ -172,8 +185,10 @@ func failoverStream(campaign string) []events.Event {
 				evs = append(evs, ev(events.Clicked, c, "", time.Hour))
 			}
 		case c <= 160:
-			evs = append(evs, fallback(c, FallbackCircuitOpen, 0, 500*time.Millisecond), ev(events.Sent, c, "sms", time.Second),
-				ev(events.Delivered, c, "sms", 6*time.Second))
+			// An SMS delivery receipt stamps the minute: before the send, even the queueing.
+			d := ev(events.Delivered, c, "sms", 6*time.Second)
+			d.Time = d.Time.Truncate(time.Minute)
+			evs = append(evs, fallback(c, FallbackCircuitOpen, 0, 500*time.Millisecond), ev(events.Sent, c, "sms", time.Second), d)
 			if c <= 150 {
 				evs = append(evs, ev(events.Read, c, "sms", time.Minute))
 			}

@@ -32,6 +32,9 @@ type DemoOptions struct {
 	Rate     float64 // the demo sender's msg/s; the sandbox allows 80 per number, as Meta does by default
 	Out, Err io.Writer
 	JSON     bool
+	// Outage is how long the WhatsApp sandbox is down during the demo's failover
+	// campaign (WhatsApp, then SMS); 0 skips that campaign.
+	Outage time.Duration
 }
 
 // DemoPhoneNumberID is the demo sender's WhatsApp phone-number id.
@@ -161,10 +164,16 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	if err != nil {
 		return err
 	}
+	var foRes *FailoverResult
+	if o.Outage > 0 {
+		if foRes, err = demoFailover(ctx, dev, segment, o.Outage, say, o.Err); err != nil {
+			return err
+		}
+	}
 	if o.JSON {
 		enc := json.NewEncoder(o.Out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, Telegram: tgRes, LINE: lineRes})); err != nil {
+		if err := enc.Encode(jsonx.Output(DemoResult{CampaignID: cp.ID, Funnel: f, Sandbox: truth, SMS: smsRes, Telegram: tgRes, LINE: lineRes, Failover: foRes})); err != nil {
 			return err
 		}
 		if err := truth.Check(f); err != nil {
@@ -175,6 +184,11 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 		}
 		if err := tgRes.Sandbox.Check(tgRes.Funnel); err != nil {
 			return err
+		}
+		if foRes != nil {
+			if err := foRes.Check(); err != nil {
+				return err
+			}
 		}
 		return lineRes.Sandbox.Check(lineRes.Funnel)
 	}
@@ -211,6 +225,12 @@ func demoScenario(ctx context.Context, dev *Dev, o DemoOptions, say func(string,
 	fmt.Fprintf(o.Out, "\nLINE sandbox ground truth: accepted %d (LINE reports no delivery)\n", lineRes.Sandbox.Accepted)
 	if err := lineRes.Sandbox.Check(lineRes.Funnel); err != nil {
 		return fmt.Errorf("the LINE funnel does not match the LINE sandbox: %w", err)
+	}
+	if foRes != nil {
+		printFailover(o.Out, foRes)
+		if err := foRes.Check(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(o.Out, "Every funnel matches its sandbox's record. Query them yourself: source %s; herald report funnel --campaign %s\n", dev.EnvFile, cp.ID)
 	return nil
@@ -312,6 +332,7 @@ type DemoResult struct {
 	SMS        *ChannelResult         `json:"sms,omitempty"`      // the same segment on SMS
 	Telegram   *ChannelResult         `json:"telegram,omitempty"` // the same segment on Telegram
 	LINE       *ChannelResult         `json:"line,omitempty"`     // the same segment on LINE
+	Failover   *FailoverResult        `json:"failover,omitempty"` // WhatsApp then SMS, through a WhatsApp outage
 }
 
 func sum(m map[int]int64) int64 {

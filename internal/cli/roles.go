@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -56,17 +57,18 @@ func demoCommand() *cli.Command {
 		Flags: []cli.Flag{dataDirFlag(),
 			&cli.IntFlag{Name: "contacts", Value: 3000, Usage: "sample contacts to generate"},
 			&cli.Float64Flag{Name: "rate", Value: 80, Usage: "the demo sender's rate in msg/s (the sandbox, like Meta, refuses more than 80 per number with 130429)"},
+			&cli.DurationFlag{Name: "outage", Value: time.Minute, Usage: "how long the WhatsApp sandbox is down during the failover campaign (WhatsApp, then SMS); 0 skips it"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := config(c)
 			if err != nil {
 				return err
 			}
-			if c.Int("contacts") < 1 || c.Float64("rate") <= 0 {
-				return usage("--contacts and --rate must be positive")
+			if c.Int("contacts") < 1 || c.Float64("rate") <= 0 || c.Duration("outage") < 0 {
+				return usage("--contacts and --rate must be positive, --outage 0 or more")
 			}
 			return app.Demo(c.Context, cfg, app.DemoOptions{DataDir: c.String("data-dir"), Contacts: c.Int("contacts"), Rate: c.Float64("rate"),
-				Out: c.App.Writer, Err: c.App.ErrWriter, JSON: jsonOut(c)})
+				Out: c.App.Writer, Err: c.App.ErrWriter, JSON: jsonOut(c), Outage: c.Duration("outage")})
 		},
 	}
 }
