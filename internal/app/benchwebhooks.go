@@ -73,12 +73,12 @@ type WebhookBenchStep struct {
 	LatencyP99Ms        float64 `json:"latency_p99_ms"`
 	CeilingLatencyP50Ms float64 `json:"ceiling_latency_p50_ms"`
 	CeilingLatencyP99Ms float64 `json:"ceiling_latency_p99_ms"`
-	// CPU per POST, in µs: serve's side (this process — client, serve and Kafka — and
+	// CPU per POST, in ms (the table prints µs): serve's side (this process — client, serve and Kafka — and
 	// redis-server) and the ceiling's (this process: client and the bare handler).
-	// RatioCPU = CeilingCPUUSPerPost ÷ CPUUSPerPost: moves less than Ratio when other
+	// RatioCPU = CeilingCPUMSPerPost ÷ CPUMSPerPost: moves less than Ratio when other
 	// jobs share the machine.
-	CPUUSPerPost        float64 `json:"cpu_us_per_post"`
-	CeilingCPUUSPerPost float64 `json:"ceiling_cpu_us_per_post"`
+	CPUMSPerPost        float64 `json:"cpu_ms_per_post"`
+	CeilingCPUMSPerPost float64 `json:"ceiling_cpu_ms_per_post"`
 	RatioCPU            float64 `json:"ratio_cpu"`
 }
 
@@ -217,10 +217,10 @@ func BenchWebhooks(ctx context.Context, cfg Config, o WebhookBenchOptions) (Webh
 		if st.CeilingPerSecond > 0 {
 			st.Ratio = st.PostsPerSecond / st.CeilingPerSecond
 		}
-		st.CPUUSPerPost = float64(serveCPU.Microseconds()) / float64(st.Posts)
-		st.CeilingCPUUSPerPost = float64(rawCPU.Microseconds()) / float64(st.Posts)
-		if st.CPUUSPerPost > 0 {
-			st.RatioCPU = st.CeilingCPUUSPerPost / st.CPUUSPerPost
+		st.CPUMSPerPost = float64(serveCPU.Microseconds()) / 1000 / float64(st.Posts)
+		st.CeilingCPUMSPerPost = float64(rawCPU.Microseconds()) / 1000 / float64(st.Posts)
+		if st.CPUMSPerPost > 0 {
+			st.RatioCPU = st.CeilingCPUMSPerPost / st.CPUMSPerPost
 		}
 		res.Steps = append(res.Steps, st)
 		res.CapacityPerSecond = max(res.CapacityPerSecond, st.PostsPerSecond)
@@ -595,7 +595,7 @@ func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
 	for _, s := range r.Steps {
 		fmt.Fprintf(w, "  %11d %8d %8d %10.0f %10.0f %6.2f %8.2f %8.2f %8.2f %8.2f %8.1f %8.1f %6.2f\n", s.Concurrency, s.Posts, s.Refused,
 			s.PostsPerSecond, s.CeilingPerSecond, s.Ratio, s.LatencyP50Ms, s.LatencyP99Ms, s.CeilingLatencyP50Ms, s.CeilingLatencyP99Ms,
-			s.CPUUSPerPost, s.CeilingCPUUSPerPost, s.RatioCPU)
+			s.CPUMSPerPost*1000, s.CeilingCPUMSPerPost*1000, s.RatioCPU)
 	}
 	fmt.Fprintf(w, "  (CPU µs per POST: serve's side counts this process — client, serve, Kafka — and redis-server; the ceiling's this process)\n")
 	o := r.OpenLoop
@@ -609,11 +609,11 @@ func PrintWebhookBench(w io.Writer, r WebhookBenchResult) {
 func WebhookBenchCSV(r WebhookBenchResult) [][]string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 	rows := [][]string{{"phase", "concurrency", "posts", "accepted", "posts_per_second", "ceiling_posts_per_second", "ratio", "latency_p50_ms", "latency_p99_ms", "ceiling_latency_p50_ms", "ceiling_latency_p99_ms",
-		"cpu_us_per_post", "ceiling_cpu_us_per_post", "ratio_cpu"}}
+		"cpu_ms_per_post", "ceiling_cpu_ms_per_post", "ratio_cpu"}}
 	for _, s := range r.Steps {
 		rows = append(rows, []string{"closed", strconv.Itoa(s.Concurrency), strconv.Itoa(s.Posts), strconv.Itoa(s.Accepted), f(s.PostsPerSecond),
 			f(s.CeilingPerSecond), f(s.Ratio), f(s.LatencyP50Ms), f(s.LatencyP99Ms), f(s.CeilingLatencyP50Ms), f(s.CeilingLatencyP99Ms),
-			f(s.CPUUSPerPost), f(s.CeilingCPUUSPerPost), f(s.RatioCPU)})
+			f(s.CPUMSPerPost), f(s.CeilingCPUMSPerPost), f(s.RatioCPU)})
 	}
 	o := r.OpenLoop
 	rows = append(rows, []string{"open_80pct", "", strconv.Itoa(o.Posts), strconv.Itoa(o.Accepted), f(o.PostsPerSecond), "", "", f(o.LatencyP50Ms), f(o.LatencyP99Ms), "", "", "", "", ""})

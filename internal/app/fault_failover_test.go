@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -29,7 +30,8 @@ import (
 // fallback events in ClickHouse match the SMS sandbox's record.
 //
 // HERALD_FAILOVER_CONTACTS sets the audience (default 2,000; the scenario is
-// 50,000) and HERALD_FAILOVER_OUTAGE the outage (default 3s; the is 1m).
+// 50,000) and HERALD_FAILOVER_OUTAGE the outage (default 3s; the is 1m), counted
+// from the first contact moved to SMS.
 func TestWhatsAppOutageFailsOverToSMSOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts worker processes")
@@ -52,7 +54,7 @@ func TestWhatsAppOutageFailsOverToSMSOnce(t *testing.T) {
 	breaker := dispatcher.BreakerConfig{Window: 2 * time.Second, MinRequests: 20, ErrorRate: 0.5, OpenFor: time.Second, Probes: 3}
 	s, ctx := testStackWith(t, sandbox.Config{Throughput: 1e6, DelayScale: 0.01, PairInterval: -1, Fault: fault, Templates: welcomeSandbox},
 		func(c *Config, st *Stack) {
-			c.ClaimLease, c.StaleSendAfter, c.Breaker = 3*time.Second, 8*time.Second, breaker
+			c.ClaimLease, c.StaleSendAfter, c.Breaker = 3*time.Second, faultStaleAfter, breaker
 			if st != nil {
 				st.NoWorker = true
 			}
@@ -133,8 +135,25 @@ func TestWhatsAppOutageFailsOverToSMSOnce(t *testing.T) {
 		st, err := comp.Campaigns.Status(ctx, cp.ID)
 		return err == nil && st.Sent >= int64(n/5)
 	})
+	// WhatsApp is down until the breaker has moved a contact to SMS (under a loaded suite
+	// the workers may not send at all for seconds), then for the outage; workers die
+	// during that fallback phase.
+	waPhones := map[string]bool{}
+	for i := range n {
+		if wa(i) {
+			waPhones[phone(i)] = true
+		}
+	}
+	down.Store(math.MaxInt64)
+	pollWithin(t, "a contact with WhatsApp consent moved to SMS", time.Minute, func() bool {
+		for _, r := range s.SMSSandbox.Records() {
+			if strings.HasPrefix(r.CallbackData, cp.ID+":") && waPhones[r.To] {
+				return true
+			}
+		}
+		return false
+	})
 	down.Store(time.Now().Add(outage).UnixNano())
-	// Workers die during the fallback phase.
 	rng := rand.New(rand.NewPCG(20, 21))
 	for range 3 {
 		time.Sleep(time.Duration(int64(outage) / 4 * int64(1+rng.IntN(2)) / 2))

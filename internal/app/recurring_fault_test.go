@@ -138,6 +138,28 @@ func TestKilledFirersRunEachInstantOnce(t *testing.T) {
 		mu.Unlock()
 		go func() { _ = cmd.Wait(); exited <- cmd }()
 	}
+	// The firers this test waits on itself are stopped and reaped here, before
+	// procs.stopAll: their Wait is this test's, and its end reaches stopAll through
+	// exited (os/exec's ProcessState is not safe to read beside a Wait).
+	defer func() {
+		mu.Lock()
+		for cmd := range live {
+			_ = cmd.Process.Kill()
+		}
+		mu.Unlock()
+		for {
+			mu.Lock()
+			n := len(live)
+			mu.Unlock()
+			if n == 0 {
+				return
+			}
+			cmd := <-exited
+			mu.Lock()
+			delete(live, cmd)
+			mu.Unlock()
+		}
+	}()
 	for i := 0; i < 3; i++ {
 		start()
 	}
