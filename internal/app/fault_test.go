@@ -137,26 +137,35 @@ func (l *lockedBuffer) String() string {
 }
 
 // logs writes the last lines the worker processes printed to stderr (on a failure).
-// Live workers are first asked for their goroutines (SIGQUIT), written whole to
-// HERALD_FAULT_DUMP_DIR when it is set.
+// Live workers are then asked for their goroutines (SIGQUIT); each process's whole
+// output goes to a file in HERALD_FAULT_DUMP_DIR (default: a directory under the
+// system's temporary one, kept after the test).
 func (w *workerProcs) logs() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for i, b := range w.outs {
+		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+		w.t.Logf("worker process %d, last lines:\n%s", i, strings.Join(lines[max(0, len(lines)-20):], "\n"))
+	}
 	for _, c := range w.cmds {
 		if c.ProcessState == nil {
 			_ = c.Process.Signal(syscall.SIGQUIT)
 			_ = c.Wait()
 		}
 	}
+	dir := os.Getenv("HERALD_FAULT_DUMP_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "herald-fault-dumps")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	name := strings.ReplaceAll(w.t.Name(), "/", "_")
 	for i, b := range w.outs {
-		if dir := os.Getenv("HERALD_FAULT_DUMP_DIR"); dir != "" {
-			f := filepath.Join(dir, fmt.Sprintf("%s-worker-%d.txt", w.t.Name(), i))
-			if err := os.WriteFile(f, []byte(b.String()), 0o644); err == nil {
-				w.t.Logf("worker process %d wrote %s", i, f)
-			}
+		f := filepath.Join(dir, fmt.Sprintf("%s-%d-process-%d.txt", name, os.Getpid(), i))
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err == nil {
+			w.t.Logf("process %d's output with its goroutines: %s", i, f)
 		}
-		lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-		w.t.Logf("worker process %d, last lines:\n%s", i, strings.Join(lines[max(0, len(lines)-20):], "\n"))
 	}
 }
 
