@@ -145,11 +145,6 @@ GROUP BY contact_id`, campaign)
 	for _, g := range []*LiftGroup{&rep.Treated, &rep.Holdout} {
 		g.Rate = ratio(g.Converted, g.Contacts)
 	}
-	t, h := rep.Treated, rep.Holdout
-	rep.Lift = t.Rate - h.Rate
-	if h.Rate > 0 {
-		rep.RelativeLift = rep.Lift / h.Rate
-	}
-	rep.Z, rep.PValue = twoProportionZ(t.Converted, t.Contacts, h.Converted, h.Contacts)
+	rep.compare()
 	return rep, nil
 }

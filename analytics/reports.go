@@ -766,11 +766,17 @@ func liftFromEvents(ctx context.Context, conn driver.Conn, campaign string, wind
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("lift of %s: revenue: %w", campaign, err)
 	}
+	rep.compare()
+	return rep, nil
+}
+
+// compare fills the lift, the relative lift and the two-proportion z-test from the
+// groups' rates.
+func (rep *LiftReport) compare() {
 	t, h := rep.Treated, rep.Holdout
 	rep.Lift = t.Rate - h.Rate
 	if h.Rate > 0 {
 		rep.RelativeLift = rep.Lift / h.Rate
 	}
 	rep.Z, rep.PValue = twoProportionZ(t.Converted, t.Contacts, h.Converted, h.Contacts)
-	return rep, nil
 }

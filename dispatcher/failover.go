@@ -290,23 +290,8 @@ func (f *Failover) run(ctx context.Context, s *redis.Script, campaigns []string,
 		}
 		return a
 	}
-	exec := func(sha bool) ([]*redis.Cmd, error) {
-		pipe := f.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(order))
-		for n, cp := range order {
-			if sha {
-				cmds[n] = s.EvalSha(ctx, pipe, f.keys(cp), argv(cp)...)
-			} else {
-				cmds[n] = s.Eval(ctx, pipe, f.keys(cp), argv(cp)...)
-			}
-		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
-	}
-	cmds, err := exec(true)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmds, err = exec(false)
-	}
+	cmds, err := evalEach(ctx, f.rdb, s, len(order), func(n int) []string { return f.keys(order[n]) },
+		func(n int) []any { return argv(order[n]) })
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}

@@ -357,26 +357,8 @@ func (t *Tracker) runAny(ctx context.Context, s *redis.Script, keys []Key, commo
 			c.args = per(i, c.args)
 		}
 	}
-	exec := func(sha bool) ([]*redis.Cmd, error) {
-		pipe := t.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(calls))
-		for i, c := range calls {
-			if sha {
-				cmds[i] = s.EvalSha(ctx, pipe, t.keys(c.campaign), c.args...)
-			} else {
-				cmds[i] = s.Eval(ctx, pipe, t.keys(c.campaign), c.args...)
-			}
-		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
-	}
-	// EVALSHA spares Redis the script text of every call. A server that does not know
-	// the script (restarted, flushed) answers every command of the pipeline NOSCRIPT —
-	// they all run the same script — so none ran, and it is sent again with the text.
-	cmds, err := exec(true)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmds, err = exec(false)
-	}
+	cmds, err := evalEach(ctx, t.rdb, s, len(calls), func(i int) []string { return t.keys(calls[i].campaign) },
+		func(i int) []any { return calls[i].args })
 	if err != nil {
 		return nil, fmt.Errorf("campaign progress: %w", err)
 	}
