@@ -244,7 +244,9 @@ func (c *subCache) get(ctx context.Context) ([]Subscription, error) {
 
 // consume moves matching events into Redis deliveries, committing each batch after.
 func (d *Deliverer) consume(ctx context.Context) error {
-	r := kafkax.NewGroupReader(d.cfg.Brokers, d.cfg.Group, d.cfg.Topic, kafkax.ReaderOptions{SessionTimeout: d.cfg.SessionTimeout, Logger: d.log})
+	// A fetch gathers 64 KiB or waits 100 ms (the events topic carries every status).
+	r := kafkax.NewGroupReader(d.cfg.Brokers, d.cfg.Group, d.cfg.Topic, kafkax.ReaderOptions{SessionTimeout: d.cfg.SessionTimeout, Logger: d.log,
+		MinBytes: 64 << 10, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	msgs := make(chan kafka.Message, d.cfg.BatchSize)
 	go func() {

@@ -169,6 +169,9 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 	if o.RebalanceTimeout == 0 {
 		o.RebalanceTimeout = 3 * time.Second
 	}
+	if o.MinBytes <= 0 {
+		o.MinBytes = 1
+	}
 	var errLog kafka.Logger
 	if o.Logger != nil {
 		errLog = kafka.LoggerFunc(func(msg string, args ...any) {
@@ -180,7 +183,7 @@ func NewGroupReader(brokers []string, group, topic string, o ReaderOptions) *kaf
 		Brokers:     brokers,
 		GroupID:     group,
 		Topic:       topic,
-		MinBytes:    1,
+		MinBytes:    o.MinBytes,
 		MaxBytes:    16 << 20,
 		MaxWait:     o.MaxWait,
 		// Past this the reader drops its connection and dials again: leave room for a
