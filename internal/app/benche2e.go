@@ -371,6 +371,23 @@ func e2eRun(ctx context.Context, dev *Dev, sb e2eSandbox, procs []*benchProc, o 
 		procs0[i] = procstat.ProcessCPU(p.cmd.Process.Pid)
 	}
 	start := time.Now()
+	if os.Getenv("XX_TIMELINE") != "" {
+		go func() {
+			var last sandbox.Stats
+			for ctx.Err() == nil {
+				time.Sleep(time.Second)
+				st, err := sb.Stats(ctx)
+				if err != nil {
+					return
+				}
+				b, _ := os.ReadFile("/proc/stat")
+				var u, n, sy, id int64
+				fmt.Sscanf(string(b), "cpu %d %d %d %d", &u, &n, &sy, &id)
+				fmt.Fprintf(os.Stderr, "t=%4.1fs accepted %6d (+%5d) posts %6d (+%5d) pending %6d busy %d idle %d\n", time.Since(start).Seconds(), st.Accepted, st.Accepted-last.Accepted, st.WebhookPosts, st.WebhookPosts-last.WebhookPosts, st.Pending, u+n+sy, id)
+				last = st
+			}
+		}()
+	}
 	launched := make(chan error, 1)
 	go func() {
 		_, err := comp.Campaigns.Launch(ctx, cp.ID, nil)

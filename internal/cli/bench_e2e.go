@@ -51,6 +51,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "whatsapp: the sandbox's webhook POSTs in flight at once"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
+			&cli.StringFlag{Name: "process-cpu-profiles", Usage: "whatsapp: write the CPU profile (pprof) of the sandbox and sink processes to `DIR`/sandbox.pprof and DIR/sink.pprof"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
 			&cli.BoolFlag{Name: "redis-cluster", Usage: "whatsapp: run the campaign twice, on today's layout and then on a Redis Cluster (--redis-nodes masters) with --serves, --workers and --sinks herald processes, and compare the drained rates"},
 			&cli.IntFlag{Name: "redis-nodes", Value: 3, Usage: "--redis-cluster: Redis Cluster masters"},
@@ -279,6 +280,9 @@ func benchRoleProcess(c *cli.Context, dir, role string) (func(args, env []string
 	return func(args, env []string) *exec.Cmd {
 		if args == nil {
 			args = []string{role}
+		}
+		if d := c.String("process-cpu-profiles"); d != "" {
+			args = append([]string{"--cpu-profile", filepath.Join(d, role+".pprof")}, args...)
 		}
 		cmd := exec.Command(proto.Path, append(slices.Clip(proto.Args[1:]), args...)...)
 		cmd.Env = append(slices.Clip(proto.Env), env...)

@@ -153,6 +153,7 @@ type Sandbox struct {
 	now   func() time.Time
 	mux   *http.ServeMux
 	hc    *http.Client
+	wire  bool // posters use a wirePoster where the URL allows (no WebhookClient given)
 	token string // "Bearer " + Token
 
 	idPrefix [8]byte
@@ -232,6 +233,7 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 	if cfg.RetryMax < cfg.RetryBase {
 		cfg.RetryMax = cfg.RetryBase
 	}
+	wire := cfg.WebhookClient == nil
 	if cfg.WebhookClient == nil {
 		cfg.WebhookClient = &http.Client{
 			Timeout: 10 * time.Second,
@@ -253,6 +255,7 @@ func New(cfg Config, log *slog.Logger) *Sandbox {
 		log:       log.With("component", "sandbox"),
 		now:       now,
 		hc:        cfg.WebhookClient,
+		wire:      wire,
 		templates: make(map[string]*tmplEntry, len(cfg.Templates)+16),
 		limiters:  make(map[string]*rate.Limiter, 16),
 		windows:   make(map[string]time.Time, 1024),

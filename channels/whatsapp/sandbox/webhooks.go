@@ -392,8 +392,13 @@ func (s *Sandbox) delivered(b *batch) {
 
 func (s *Sandbox) poster(ctx context.Context, work <-chan *batch) {
 	var failing bool
+	var wp *wirePoster
+	if s.wire {
+		wp = newWirePoster(s.cfg.WebhookURL, 10*time.Second)
+	}
+	defer wp.close()
 	for b := range work {
-		err := s.post(ctx, b)
+		err := s.post(ctx, b, wp)
 		if err == nil {
 			if failing {
 				s.log.Info("webhook receiver recovered", "url", s.cfg.WebhookURL)
@@ -463,7 +468,7 @@ func (s *Sandbox) notification(b *batch) *graph.Notification {
 	}
 }
 
-func (s *Sandbox) post(ctx context.Context, b *batch) error {
+func (s *Sandbox) post(ctx context.Context, b *batch, wp *wirePoster) error {
 	s.posts.Add(1)
 	for _, e := range b.events {
 		if e.attempt > 0 {
@@ -474,6 +479,13 @@ func (s *Sandbox) post(ctx context.Context, b *batch) error {
 	body, err := encodeNotification(s.notification(b))
 	if err != nil {
 		return fmt.Errorf("encode webhook: %w", err)
+	}
+	if wp != nil {
+		var sig string
+		if s.cfg.AppSecret != "" {
+			sig = graph.Sign(s.cfg.AppSecret, body)
+		}
+		return wp.post(ctx, body, sig)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
