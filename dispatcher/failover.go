@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -193,7 +194,22 @@ type Failover struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	delayed *Delayed
+
+	// policy caches whether campaigns have failover, so that Observe skips the statuses
+	// of those without it with no round trip. A campaign's policy is set when it
+	// is created (with the campaign, in one transaction), so a campaign with statuses keeps what was
+	// found; the expiry only bounds the cache.
+	policyMu sync.Mutex
+	policy   map[string]knownPolicy
 }
+
+type knownPolicy struct {
+	on    bool
+	until time.Time
+}
+
+// policyFor is how long Observe trusts what it found of a campaign's failover.
+const policyFor = time.Minute
 
 // NewFailover returns the failover records under prefix; requests go to delayed.
 func NewFailover(rdb redis.UniversalClient, prefix string, delayed *Delayed) *Failover {
@@ -362,11 +378,15 @@ const (
 // everything it does is idempotent. One round trip, two when it requests fallbacks.
 func (f *Failover) Observe(ctx context.Context, reps []Report) ([]Observed, error) {
 	out := make([]Observed, len(reps))
+	off, err := f.withoutFailover(ctx, reps)
+	if err != nil {
+		return nil, err
+	}
 	var cps []string
 	var args [][]any
 	var idx []int
 	for i, r := range reps {
-		if r.Campaign == "" || r.Contact == 0 || r.Channel == "" {
+		if r.Campaign == "" || r.Contact == 0 || r.Channel == "" || off[r.Campaign] {
 			continue
 		}
 		kind := "o"
@@ -398,6 +418,50 @@ func (f *Failover) Observe(ctx context.Context, reps []Report) ([]Observed, erro
 		return nil, err
 	}
 	return out, nil
+}
+
+// withoutFailover says which campaigns of reps have no failover: from the cache, and
+// for the others one pipelined HEXISTS each.
+func (f *Failover) withoutFailover(ctx context.Context, reps []Report) (map[string]bool, error) {
+	now := time.Now()
+	off := map[string]bool{}
+	var ask []string
+	f.policyMu.Lock()
+	for _, r := range reps {
+		if r.Campaign == "" {
+			continue
+		}
+		if _, seen := off[r.Campaign]; seen {
+			continue
+		}
+		p, ok := f.policy[r.Campaign]
+		off[r.Campaign] = ok && now.Before(p.until) && !p.on
+		if !ok || !now.Before(p.until) {
+			ask = append(ask, r.Campaign)
+		}
+	}
+	f.policyMu.Unlock()
+	if len(ask) == 0 {
+		return off, nil
+	}
+	pipe := f.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(ask))
+	for i, cp := range ask {
+		cmds[i] = pipe.HExists(ctx, f.keys(cp)[0], "failover")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("failover: %w", err)
+	}
+	f.policyMu.Lock()
+	defer f.policyMu.Unlock()
+	if f.policy == nil || len(f.policy) > 10_000 {
+		f.policy = map[string]knownPolicy{}
+	}
+	for i, cp := range ask {
+		on := cmds[i].Val()
+		off[cp], f.policy[cp] = !on, knownPolicy{on: on, until: now.Add(policyFor)}
+	}
+	return off, nil
 }
 
 // enable marks a campaign's progress hash as one with failover (the webhook's Observe
