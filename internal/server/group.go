@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 
 // GroupConfig tunes the group commit of webhook requests. Zero values take the defaults.
 type GroupConfig struct {
-	// MaxInFlight is how many groups are carried out at once (default 4).
+	// MaxInFlight is how many groups are carried out at once (default one per CPU the Go
+	// runtime uses, 2 to 8): while they are, the next requests gather into larger groups,
+	// and every group costs a Redis round trip and a Kafka produce whatever its size.
 	MaxInFlight int
 	// MaxItems is the most statuses, inbound messages and preference changes one group
 	// takes (default 2000); a request beyond it starts the next group.
@@ -44,7 +47,7 @@ type GroupConfig struct {
 
 func (c GroupConfig) withDefaults() GroupConfig {
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 4
+		c.MaxInFlight = max(2, min(8, runtime.GOMAXPROCS(0)))
 	}
 	if c.MaxItems <= 0 {
 		c.MaxItems = 2000

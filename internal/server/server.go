@@ -17,9 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -133,9 +131,6 @@ func New(cfg Config) *Server {
 	s.m.statuses = f.NewCounterVec(prometheus.CounterOpts{Name: "herald_webhook_statuses_total", Help: "Statuses received by status."}, []string{"status"})
 	s.m.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_seconds", Help: "Webhook handling time.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
 	s.m.group = f.NewHistogram(prometheus.HistogramOpts{Name: "herald_webhook_group_requests", Help: "Webhook requests carried out together by one group commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
-	if v, _ := strconv.Atoi(os.Getenv("XX_GROUPS")); v > 0 {
-		cfg.Group.MaxInFlight = v
-	}
 	s.commit = newCommitter(cfg.Group, s.ingest)
 	s.commit.observe = func(requests, _ int) { s.m.group.Observe(float64(requests)) }
 	return s
