@@ -1133,7 +1133,13 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 		}
 		byContact := map[uint32][]Event{}
 		var order []uint32
+		// With no journey live there is nothing to trigger: the batch is committed
+		// undecoded (during a campaign that is every status).
+		idle := len(e.journeys()) == 0
 		for _, m := range batch {
+			if idle {
+				break
+			}
 			var t Event
 			ok := false
 			if inbound {

@@ -10,11 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Topics names every topic Herald uses. Tests give each run its own prefix so that a
@@ -63,6 +66,36 @@ func StartEmbedded(port int) (*Embedded, error) {
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	if os.Getenv("XX_KCOUNT") != "" {
+		var mu sync.Mutex
+		counts := map[int16]int{}
+		topics, parts, fetches := map[string]int{}, map[string]int{}, map[string]int{}
+		c.Control(func(r kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			mu.Lock()
+			counts[r.Key()]++
+			if pr, ok := r.(*kmsg.ProduceRequest); ok {
+				for _, t := range pr.Topics {
+					topics[t.Topic]++
+					parts[t.Topic] += len(t.Partitions)
+				}
+			}
+			if fr, ok := r.(*kmsg.FetchRequest); ok {
+				for _, t := range fr.Topics {
+					fetches[t.Topic]++
+				}
+			}
+			mu.Unlock()
+			return nil, nil, false
+		})
+		go func() {
+			for range time.Tick(5 * time.Second) {
+				mu.Lock()
+				fmt.Fprintf(os.Stderr, "kafka requests: %v produce %v parts %v fetch %v\n", counts, topics, parts, fetches)
+				mu.Unlock()
+			}
+		}()
 	}
 	return &Embedded{cluster: c, Brokers: c.ListenAddrs()}, nil
 }
