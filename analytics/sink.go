@@ -176,8 +176,9 @@ type committer interface {
 
 func (p *pipeline) run(ctx context.Context) error {
 	// The sink writes batches of up to a second anyway: let a fetch gather 64 KiB (or
-	// wait 250 ms) instead of asking the broker again for every few records.
-	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond})
+	// wait 500 ms, the shortest wait kafka-go leaves a busy broker time to answer in;
+	// see kafkax.ReaderOptions) instead of asking the broker again for every few records.
+	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: kafkax.BatchedFetch, MaxWait: 500 * time.Millisecond})
 	defer func() {
 		if err := r.Close(); err != nil {
 			p.log.Warn("close reader", "err", err)

@@ -1081,9 +1081,9 @@ func (e *Engine) runTimers(ctx context.Context) error {
 // once, one goroutine per contact (a contact's triggers in order), and its offsets are
 // committed once all are handled.
 func (e *Engine) consume(ctx context.Context, topic string) error {
-	// A fetch gathers 64 KiB or waits 250 ms: during a campaign every status would
-	// otherwise wake this reader (and the broker) on its own.
-	r := kafkax.NewGroupReader(e.cfg.Brokers, e.cfg.Group, topic, kafkax.ReaderOptions{Logger: e.log, MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond})
+	// A fetch gathers 64 KiB or waits (up to kafkax.BatchedFetch's wait): during a
+	// campaign every status would otherwise wake this reader (and the broker) on its own.
+	r := kafkax.NewGroupReader(e.cfg.Brokers, e.cfg.Group, topic, kafkax.ReaderOptions{Logger: e.log, MinBytes: kafkax.BatchedFetch})
 	defer r.Close()
 	inbound := topic == e.cfg.Topics.Inbound
 	msgs := make(chan kafka.Message, 1024)

@@ -244,10 +244,9 @@ func (c *subCache) get(ctx context.Context) ([]Subscription, error) {
 
 // consume moves matching events into Redis deliveries, committing each batch after.
 func (d *Deliverer) consume(ctx context.Context) error {
-	// A fetch gathers 64 KiB or waits 250 ms (the events topic carries every status;
-	// kafka-go polls each partition on its own, so an idle topic costs partitions × 4 fetches a second).
+	// A fetch gathers 64 KiB or waits (the events topic carries every status).
 	r := kafkax.NewGroupReader(d.cfg.Brokers, d.cfg.Group, d.cfg.Topic, kafkax.ReaderOptions{SessionTimeout: d.cfg.SessionTimeout, Logger: d.log,
-		MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond})
+		MinBytes: kafkax.BatchedFetch})
 	defer r.Close()
 	msgs := make(chan kafka.Message, d.cfg.BatchSize)
 	go func() {

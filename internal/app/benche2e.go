@@ -52,6 +52,10 @@ type E2EOptions struct {
 	// StatusesPerPost and WebhookConcurrency shape the sandbox's status webhooks
 	// (defaults 1 and sandbox.DefaultWebhookConcurrency: as Meta mostly sends them).
 	StatusesPerPost, WebhookConcurrency int
+	// Timeline, if set, receives a line a second from launch until every event is in
+	// ClickHouse: sends the sandbox accepted, webhook POSTs it made, statuses waiting to
+	// be posted, and how busy the machine's CPUs were.
+	Timeline io.Writer
 }
 
 // E2EProcess is the CPU one process of the run used from launch until every event was
@@ -371,23 +375,11 @@ func e2eRun(ctx context.Context, dev *Dev, sb e2eSandbox, procs []*benchProc, o 
 		procs0[i] = procstat.ProcessCPU(p.cmd.Process.Pid)
 	}
 	start := time.Now()
-	if os.Getenv("XX_TIMELINE") != "" {
-		go func() {
-			var last sandbox.Stats
-			for ctx.Err() == nil {
-				time.Sleep(time.Second)
-				st, err := sb.Stats(ctx)
-				if err != nil {
-					return
-				}
-				b, _ := os.ReadFile("/proc/stat")
-				var u, n, sy, id int64
-				fmt.Sscanf(string(b), "cpu %d %d %d %d", &u, &n, &sy, &id)
-				fmt.Fprintf(os.Stderr, "t=%4.1fs accepted %6d (+%5d) posts %6d (+%5d) pending %6d busy %d idle %d\n", time.Since(start).Seconds(), st.Accepted, st.Accepted-last.Accepted, st.WebhookPosts, st.WebhookPosts-last.WebhookPosts, st.Pending, u+n+sy, id)
-				last = st
-			}
-		}()
+	stopTimeline := func() {}
+	if o.Timeline != nil {
+		stopTimeline = e2eTimeline(ctx, o.Timeline, sb, start)
 	}
+	defer stopTimeline()
 	launched := make(chan error, 1)
 	go func() {
 		_, err := comp.Campaigns.Launch(ctx, cp.ID, nil)
@@ -429,6 +421,7 @@ func e2eRun(ctx context.Context, dev *Dev, sb e2eSandbox, procs []*benchProc, o 
 		return err
 	}
 	drained := time.Since(start)
+	stopTimeline()
 	cpu := (procstat.CPU() - cpu0).Seconds()
 	redisCPU := (procstat.ProcessCPU(dev.Redis.Pid()) - redis0).Seconds()
 	chCPU := (procstat.ProcessCPU(dev.ClickHouse.Pid()) - ch0).Seconds()
@@ -507,6 +500,50 @@ func e2eRun(ctx context.Context, dev *Dev, sb e2eSandbox, procs []*benchProc, o 
 	}
 	res.FunnelMatches = SandboxTruth(recs, cp.ID).Check(f) == nil
 	return nil
+}
+
+// e2eTimeline writes a line a second to w (see E2EOptions.Timeline) until stopped.
+func e2eTimeline(ctx context.Context, w io.Writer, sb e2eSandbox, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		fmt.Fprintf(w, "%7s %10s %16s %17s %13s\n", "t (s)", "sends/s", "webhook POSTs/s", "statuses pending", "machine busy")
+		var last sandbox.Stats
+		busy0, idle0 := procstat.MachineCPU()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		prev := start
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			st, err := sb.Stats(ctx)
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			dt := now.Sub(prev).Seconds()
+			busy1, idle1 := procstat.MachineCPU()
+			share := 0.0
+			if d := (busy1 - busy0) + (idle1 - idle0); d > 0 {
+				share = float64(busy1-busy0) / float64(d)
+			}
+			fmt.Fprintf(w, "%7.1f %10.0f %16.0f %17d %12.0f%%\n", now.Sub(start).Seconds(),
+				float64(st.Accepted-last.Accepted)/dt, float64(st.WebhookPosts-last.WebhookPosts)/dt, st.Pending, share*100)
+			last, prev, busy0, idle0 = st, now, busy1, idle1
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
 }
 
 // rawRequestRate measures the requests per second a Go client (the worker's, same pool

@@ -51,6 +51,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "whatsapp: the sandbox's webhook POSTs in flight at once"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
+			&cli.BoolFlag{Name: "timeline", Usage: "whatsapp: print a line a second to stderr from launch until every event is in ClickHouse: sends/s, webhook POSTs/s, statuses waiting to be posted, machine CPU busy"},
 			&cli.StringFlag{Name: "process-cpu-profiles", Usage: "whatsapp: write the CPU profile (pprof) of the sandbox and sink processes to `DIR`/sandbox.pprof and DIR/sink.pprof"},
 			&cli.StringFlag{Name: "worker-cpu-profile", Usage: "write the worker process's CPU profile (pprof) to the file (--cpu-profile profiles this one)"},
 			&cli.BoolFlag{Name: "redis-cluster", Usage: "whatsapp: run the campaign twice, on today's layout and then on a Redis Cluster (--redis-nodes masters) with --serves, --workers and --sinks herald processes, and compare the drained rates"},
@@ -102,6 +103,9 @@ func benchE2ECommand() *cli.Command {
 			o := app.E2EOptions{DataDir: env.dir, Contacts: n, Senders: s, Rate: r,
 				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress,
 				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+			if c.Bool("timeline") {
+				o.Timeline = c.App.ErrWriter
+			}
 			if !c.Bool("in-process-sandbox") {
 				if o.SandboxCmd, err = benchRoleProcess(c, env.dir, "sandbox"); err != nil {
 					env.finish()

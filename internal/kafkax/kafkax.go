@@ -183,12 +183,22 @@ type ReaderOptions struct {
 	MaxWait time.Duration
 	// MinBytes is how much a fetch waits for (up to MaxWait) before it returns (default 1:
 	// at once). Consumers that batch anyway (the sink) fetch fewer, larger batches with
-	// more: every fetch is a request for the broker and a wakeup for the reader.
+	// more (BatchedFetch): every fetch is a request for the broker and a wakeup for the
+	// reader, and during a campaign every status is a record.
+	//
+	// kafka-go gives the broker MaxWait less min(1 s, MaxWait/4) and stops reading at
+	// MaxWait: a fetch that waits for MinBytes is answered that margin before the reader
+	// gives up on the connection. Below about 500 ms the margin is shorter than a busy
+	// broker's answer (seen as "i/o timeout" and a reconnect per fetch at 250 ms).
 	MinBytes int
 	// Logger, when set, receives the reader's errors (failed joins, fetches, commits)
 	// as warnings: kafka-go otherwise keeps them to itself and retries.
 	Logger *slog.Logger
 }
+
+// BatchedFetch is the MinBytes of consumers that read in batches anyway (the sink, the
+// journey engine, the webhook deliverer): 64 KiB, a few hundred events.
+const BatchedFetch = 64 << 10
 
 // NewGroupReader returns a consumer-group reader that commits only when told
 // (CommitMessages), starting from the earliest offset for a new group.

@@ -51,3 +51,27 @@ func ProcessCPU(pid int) time.Duration {
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
+
+// MachineCPU returns the machine's CPU time so far over all its CPUs, busy (user, nice,
+// system, irq, softirq, steal) and idle (idle, iowait), from the first line of
+// /proc/stat (ticks of 1/100 s); zeros where unknown.
+func MachineCPU() (busy, idle time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var v [8]int64
+	for i := range v {
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return 0, 0
+		}
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
+	// user nice system idle iowait irq softirq steal
+	return tick(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]), tick(v[3] + v[4])
+}

@@ -21,3 +21,20 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatal("no process: want 0")
 	}
 }
+
+func TestMachineCPU(t *testing.T) {
+	busy0, idle0 := MachineCPU()
+	if busy0+idle0 == 0 {
+		t.Skip("no /proc/stat")
+	}
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for time.Now().Before(deadline) { // spin: the machine is busy for a while
+	}
+	busy1, idle1 := MachineCPU()
+	if busy1 < busy0 || idle1 < idle0 {
+		t.Fatalf("machine CPU went back: busy %v → %v, idle %v → %v", busy0, busy1, idle0, idle1)
+	}
+	if busy1 == busy0 {
+		t.Fatalf("100 ms of spinning added no busy time (%v)", busy1)
+	}
+}
