@@ -153,7 +153,7 @@ type Sandbox struct {
 	now   func() time.Time
 	mux   *http.ServeMux
 	hc    *http.Client
-	wire  bool // posters use a wirePoster where the URL allows (no WebhookClient given)
+	wire  bool   // posters use a wirePoster where the URL allows (no WebhookClient given)
 	token string // "Bearer " + Token
 
 	idPrefix [8]byte
