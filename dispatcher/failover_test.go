@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/herald-dev/herald/internal/events"
+	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/segments"
 	"github.com/herald-dev/herald/templates"
 	"github.com/herald-dev/herald/throttle"
@@ -635,5 +638,57 @@ func TestSettleFallbacks(t *testing.T) {
 	// The first send's own statuses settle nothing: it has its outcome.
 	if msgs, _, err := Settle(ctx, tr, nil, []Settlement{{Key: first, Channel: "whatsapp"}}, time.Now()); err != nil || len(msgs) != 0 {
 		t.Fatalf("the first send settled again: %d %v", len(msgs), err)
+	}
+}
+
+// Observe asks Redis once whether a campaign has failover and then remembers: the
+// statuses of campaigns without it (almost every status serve takes in) cost no round
+// trip, and those of campaigns with it are still observed.
+func TestObserveSkipsCampaignsWithoutFailover(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testenv.Redis(t)
+	fo := NewFailover(rdb, prefix, NewDelayed(rdb, prefix))
+	if err := rdb.HSet(ctx, prefix+"{cmp:2}", "failover", FallbackPermanentFailure).Err(); err != nil {
+		t.Fatal(err)
+	}
+	calls := func(cmd string) int {
+		t.Helper()
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				return n
+			}
+		}
+		return 0
+	}
+	scripts := func() int { return calls("evalsha") + calls("eval") }
+	failed := func(cp string, contact uint32) Report {
+		return Report{Kind: events.Failed, Key: Key{cp, contact}, Channel: "whatsapp", Action: ActionUndeliverable, Code: 131026}
+	}
+	for round := 1; round <= 3; round++ {
+		hexists, evals := calls("hexists"), scripts()
+		reps := []Report{failed("1", uint32(round)), failed("2", uint32(round)), failed("1", uint32(10+round))}
+		if _, err := fo.Observe(ctx, reps); err != nil {
+			t.Fatal(err)
+		}
+		wantHexists := map[bool]int{true: 2, false: 0}[round == 1]
+		if got := calls("hexists") - hexists; got != wantHexists {
+			t.Errorf("round %d: %d policy look-ups, want %d", round, got, wantHexists)
+		}
+		// (Round 1 also loads the script: EVALSHA answered NOSCRIPT, then EVAL.)
+		if got := scripts() - evals; round > 1 && got != 1 {
+			t.Errorf("round %d: %d observe scripts, want 1 (campaign 2 only)", round, got)
+		}
+		st, err := NewDelayed(rdb, prefix).Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Jobs != int64(round) {
+			t.Errorf("round %d: %d fallback requests, want %d (campaign 2's failures only)", round, st.Jobs, round)
+		}
 	}
 }

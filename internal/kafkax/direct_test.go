@@ -3,10 +3,12 @@ package kafkax
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // A DirectWriter puts each message where NewWriter's writer puts a message of the same
@@ -85,5 +87,81 @@ func TestDirectWriterPartitionsLikeWriter(t *testing.T) {
 		t.Error("a write with the broker gone succeeded")
 	} else {
 		t.Logf("with the broker gone: %v", err)
+	}
+}
+
+// One WriteMessages is one produce request per broker, whatever partitions it touches:
+// every request is work for the broker and a round trip for serve's group commit.
+func TestDirectWriterOneRequestPerBroker(t *testing.T) {
+	k, err := StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := EnsureTopics(ctx, k.Brokers, []string{"direct"}, 6); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var requests, partitions int
+	k.cluster.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		k.cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		for _, tp := range r.(*kmsg.ProduceRequest).Topics {
+			partitions += len(tp.Partitions)
+		}
+		return nil, nil, false
+	})
+	dw := NewDirectWriter(k.Brokers, "direct")
+	defer dw.Close()
+	var msgs []kafka.Message
+	for i := range 200 {
+		msgs = append(msgs, kafka.Message{Key: ContactKey(uint32(i)), Value: []byte(strconv.Itoa(i))})
+	}
+	for round := 1; round <= 3; round++ {
+		if err := dw.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got, parts := requests, partitions
+		mu.Unlock()
+		if got != round || parts != 6*round {
+			t.Fatalf("after %d writes of 200 messages over 6 partitions: %d produce requests carrying %d partitions, want %d and %d", round, got, parts, round, 6*round)
+		}
+	}
+	// Every message landed once.
+	total := 0
+	for p := range 6 {
+		c, err := kafka.DialLeader(ctx, "tcp", k.Brokers[0], "direct", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := c.ReadLastOffset()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += int(last)
+	}
+	if total != 600 {
+		t.Fatalf("%d records in the topic, want 600", total)
+	}
+}
+
+// A group reader fetches what its options ask for (the sink's 64 KiB was once dropped,
+// and every status became a fetch of its own for every consumer group).
+func TestGroupReaderTakesItsFetchOptions(t *testing.T) {
+	r := NewGroupReader([]string{"127.0.0.1:9"}, "g", "t", ReaderOptions{MinBytes: BatchedFetch, MaxWait: 500 * time.Millisecond})
+	defer r.Close()
+	if c := r.Config(); c.MinBytes != BatchedFetch || c.MaxWait != 500*time.Millisecond {
+		t.Fatalf("reader config MinBytes %d MaxWait %v, want %d and 500ms", c.MinBytes, c.MaxWait, BatchedFetch)
+	}
+	d := NewGroupReader([]string{"127.0.0.1:9"}, "g", "t", ReaderOptions{})
+	defer d.Close()
+	if c := d.Config(); c.MinBytes != 1 || c.MaxWait != time.Second {
+		t.Fatalf("default reader config MinBytes %d MaxWait %v, want 1 and 1s", c.MinBytes, c.MaxWait)
 	}
 }
