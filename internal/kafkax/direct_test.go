@@ -15,16 +15,7 @@ import (
 // key (a contact's events keep to one partition whichever role wrote them), every one
 // of them exactly once, and fails (rather than hangs) once the broker is gone.
 func TestDirectWriterPartitionsLikeWriter(t *testing.T) {
-	k, err := StartEmbedded(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := EnsureTopics(ctx, k.Brokers, []string{"direct", "shared"}, 5); err != nil {
-		t.Fatal(err)
-	}
+	k, ctx := embeddedWith(t, []string{"direct", "shared"}, 5)
 	const n = 500
 	var msgs []kafka.Message
 	for i := range n {
@@ -93,16 +84,7 @@ func TestDirectWriterPartitionsLikeWriter(t *testing.T) {
 // One WriteMessages is one produce request per broker, whatever partitions it touches:
 // every request is work for the broker and a round trip for serve's group commit.
 func TestDirectWriterOneRequestPerBroker(t *testing.T) {
-	k, err := StartEmbedded(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := EnsureTopics(ctx, k.Brokers, []string{"direct"}, 6); err != nil {
-		t.Fatal(err)
-	}
+	k, ctx := embeddedWith(t, []string{"direct"}, 6)
 	var mu sync.Mutex
 	var requests, partitions int
 	k.cluster.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
@@ -164,4 +146,21 @@ func TestGroupReaderTakesItsFetchOptions(t *testing.T) {
 	if c := d.Config(); c.MinBytes != 1 || c.MaxWait != time.Second {
 		t.Fatalf("default reader config MinBytes %d MaxWait %v, want 1 and 1s", c.MinBytes, c.MaxWait)
 	}
+}
+
+// embeddedWith starts an embedded broker with topics of that many partitions; it stops
+// with the test (or before, by k.Close), and ctx ends after a minute.
+func embeddedWith(t *testing.T, topics []string, partitions int) (*Embedded, context.Context) {
+	t.Helper()
+	k, err := StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if err := EnsureTopics(ctx, k.Brokers, topics, partitions); err != nil {
+		t.Fatal(err)
+	}
+	return k, ctx
 }

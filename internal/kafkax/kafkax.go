@@ -55,6 +55,7 @@ func (t Topics) All() []string {
 type Embedded struct {
 	cluster *kfake.Cluster
 	Brokers []string
+	closed  sync.Once
 }
 
 // StartEmbedded starts kfake on a loopback port (port 0 picks a free one).
@@ -103,7 +104,7 @@ func StartEmbedded(port int) (*Embedded, error) {
 // Close stops the embedded broker.
 func (e *Embedded) Close() {
 	if e != nil && e.cluster != nil {
-		e.cluster.Close()
+		e.closed.Do(e.cluster.Close)
 	}
 }
 
