@@ -48,24 +48,7 @@ func TestJourneyRecipeReadNoReply(t *testing.T) {
 		Templates: []sandbox.ApprovedTemplate{{Name: "follow_up", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}},
 	}, func(c *Config, _ *Stack) { c.JourneyClock = now })
 	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000001,Ann,yes\n+66810000002,Bee,yes\n+66810000003,Cat,yes\n")
-	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "journey.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: "106540352242922", Channel: "whatsapp", PhoneNumberID: "106540352242922", Token: DevSandboxToken, Rate: 100}); err != nil {
-		t.Fatal(err)
-	}
+	comp := journeyRig(ctx, t, d, "phone,name,opted_in\n+66810000001,Ann,yes\n+66810000002,Bee,yes\n+66810000003,Cat,yes\n", 100)
 	src, err := os.ReadFile("../../journeys/examples/read-no-reply.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -350,4 +333,31 @@ func TestJourneyRecipeAfterOrder(t *testing.T) {
 	if len(m["after_sales_care"]) != 2 || fmt.Sprint(m["review_invite_vip"]) != "[+66810000021]" || fmt.Sprint(m["review_invite"]) != "[+66810000022]" || len(s.Sandbox.Records()) != 4 {
 		t.Fatalf("who got what: %v", m)
 	}
+}
+
+// journeySender is the WhatsApp sender of the journey tests.
+const journeySender = "106540352242922"
+
+// journeyRig imports contacts (CSV rows with a header), saves the follow_up template and
+// puts journeySender at rate msg/s: what every journey test starts from.
+func journeyRig(ctx context.Context, t *testing.T, d *Deps, csv string, rate float64) *Components {
+	t.Helper()
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ImportContacts(ctx, d, bytes.NewBufferString(csv), ImportOptions{Source: "journey.csv"}); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: journeySender, Channel: "whatsapp", PhoneNumberID: journeySender, Token: DevSandboxToken, Rate: rate}); err != nil {
+		t.Fatal(err)
+	}
+	return comp
 }

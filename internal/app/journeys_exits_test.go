@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/herald-dev/herald/internal/events"
 	"github.com/herald-dev/herald/internal/kafkax"
 	"github.com/herald-dev/herald/journeys"
-	"github.com/herald-dev/herald/templates"
 )
 
 const offerJourney = `id: offer-once
@@ -36,25 +34,8 @@ func TestJourneyExitDropsQueuedSend(t *testing.T) {
 	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 11,
 		Templates: []sandbox.ApprovedTemplate{{Name: "follow_up", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
 	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000031,Ann,yes\n+66810000032,Bob,yes\n")
-	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "offer.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	const pnid = "106540352242922"
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 0.1}); err != nil {
-		t.Fatal(err)
-	}
+	comp := journeyRig(ctx, t, d, "phone,name,opted_in\n+66810000031,Ann,yes\n+66810000032,Bob,yes\n", 0.1)
+	const pnid = journeySender
 	if _, err := AddJourney(ctx, d, []byte(offerJourney)); err != nil {
 		t.Fatal(err)
 	}
@@ -147,25 +128,7 @@ func TestJourneySegmentMovesOnTagEvents(t *testing.T) {
 	s, ctx := testStack(t, sandbox.Config{Throughput: 1000, DelayScale: 0.02, Seed: 12,
 		Templates: []sandbox.ApprovedTemplate{{Name: "follow_up", Language: "en_US", Category: "MARKETING", BodyParams: []string{"first_name"}}}})
 	d := s.Deps
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csv := bytes.NewBufferString("phone,name,opted_in\n+66810000041,Dee,yes\n")
-	if _, err := ImportContacts(ctx, d, csv, ImportOptions{Source: "vip.csv"}); err != nil {
-		t.Fatal(err)
-	}
-	tpl, err := templates.ParseFile([]byte(followUpTemplate), "follow_up.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := comp.Templates.Save(ctx, tpl, []byte(followUpTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	const pnid = "106540352242922"
-	if err := comp.Senders.Put(ctx, dispatcher.Sender{ID: pnid, Channel: "whatsapp", PhoneNumberID: pnid, Token: DevSandboxToken, Rate: 100}); err != nil {
-		t.Fatal(err)
-	}
+	comp := journeyRig(ctx, t, d, "phone,name,opted_in\n+66810000041,Dee,yes\n", 100)
 	if _, err := AddJourney(ctx, d, []byte(vipCareJourney)); err != nil {
 		t.Fatal(err)
 	}
