@@ -3,15 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/herald-dev/herald/internal/api"
-	"github.com/herald-dev/herald/internal/apikeys"
-	"github.com/herald-dev/herald/internal/app"
-	"github.com/herald-dev/herald/internal/testenv"
 )
 
 const cliSMSTemplate = "name: promo_sms\nchannel: sms\nlocale: en_US\nkind: text\nbody: \"Hi, 20% off. Reply STOP to opt out.\"\n"
@@ -19,35 +13,10 @@ const cliSMSTemplate = "name: promo_sms\nchannel: sms\nlocale: en_US\nkind: text
 // A campaign's channel policy from the flags, locally and through the API: the same
 // campaign both ways, and the same refusals.
 func TestCampaignChannelPolicyFlags(t *testing.T) {
-	_, prefix := testenv.Redis(t)
-	brokers, topics := testenv.Kafka(t, 1)
-	_, db := testenv.ClickHouse(t)
-	redisURL := "redis://" + testenv.RedisAddr(t) + "/0"
-	local := []string{"--redis-url", redisURL, "--redis-prefix", prefix, "--kafka-brokers", strings.Join(brokers, ","),
-		"--topic-prefix", strings.TrimSuffix(topics.Events, "events"), "--clickhouse-dsn", testenv.ClickHouseDSN(t, db)}
-	d := app.NewDeps(app.Config{KafkaBrokers: brokers, TopicPrefix: strings.TrimSuffix(topics.Events, "events"), RedisURL: redisURL,
-		Prefix: prefix, ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 1, APIRate: 1000, APIBurst: 1000})
-	t.Cleanup(func() { d.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := app.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	h, err := api.Handler(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := comp.Keys.Create(ctx, apikeys.Spec{Name: "cli", Role: apikeys.Admin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", key.Secret)
+	rig := newCLIRig(ctx, t)
+	local, remote := rig.local, rig.remote
 	cmd := func(args []string, rest ...string) (int, string, string) {
 		return run(append(append([]string{}, args...), rest...)...)
 	}

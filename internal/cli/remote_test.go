@@ -18,36 +18,10 @@ import (
 // tags list/add, campaigns create/list/status/dry-run/pause/cancel, report funnel, and
 // the same exit codes when refused.
 func TestRemoteCLI(t *testing.T) {
-	_, prefix := testenv.Redis(t)
-	brokers, topics := testenv.Kafka(t, 1)
-	_, db := testenv.ClickHouse(t)
-	redisURL := "redis://" + testenv.RedisAddr(t) + "/0"
-	local := []string{"--redis-url", redisURL, "--redis-prefix", prefix, "--kafka-brokers", strings.Join(brokers, ","),
-		"--topic-prefix", strings.TrimSuffix(topics.Events, "events"), "--clickhouse-dsn", testenv.ClickHouseDSN(t, db)}
-
-	d := app.NewDeps(app.Config{KafkaBrokers: brokers, TopicPrefix: strings.TrimSuffix(topics.Events, "events"), RedisURL: redisURL,
-		Prefix: prefix, ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 1, APIRate: 1000, APIBurst: 1000})
-	t.Cleanup(func() { d.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := app.Migrate(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	h, err := api.Handler(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	comp, err := d.Components()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := comp.Keys.Create(ctx, apikeys.Spec{Name: "cli", Role: apikeys.Admin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", key.Secret)
+	rig := newCLIRig(ctx, t)
+	local, remote, comp, srvURL := rig.local, rig.remote, rig.comp, rig.apiURL
 
 	var lo string
 	cmd := func(args []string, rest ...string) (int, string, string) {
@@ -183,8 +157,49 @@ func TestRemoteCLI(t *testing.T) {
 	}
 
 	// A wrong key: exit 1, and the key is not printed.
-	rc, ro, re = cmd(append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", "hk_000000000000_"+strings.Repeat("A", 43)), "campaigns", "list")
+	rc, ro, re = cmd(append(append([]string{}, local...), "--api-url", srvURL, "--api-key", "hk_000000000000_"+strings.Repeat("A", 43)), "campaigns", "list")
 	if rc != 1 || strings.Contains(ro+re, strings.Repeat("A", 43)) || !strings.Contains(re, "API key") {
 		t.Fatalf("wrong key: %d %s%s", rc, ro, re)
 	}
+}
+
+// cliRig is one stack to run the CLI against both ways: local holds the flags of its
+// Redis, Kafka and ClickHouse; remote the same plus --api-url and an admin --api-key for
+// the API served on that stack.
+type cliRig struct {
+	local, remote []string
+	comp          *app.Components
+	apiURL        string
+}
+
+func newCLIRig(ctx context.Context, t *testing.T) cliRig {
+	t.Helper()
+	_, prefix := testenv.Redis(t)
+	brokers, topics := testenv.Kafka(t, 1)
+	_, db := testenv.ClickHouse(t)
+	redisURL := "redis://" + testenv.RedisAddr(t) + "/0"
+	local := []string{"--redis-url", redisURL, "--redis-prefix", prefix, "--kafka-brokers", strings.Join(brokers, ","),
+		"--topic-prefix", strings.TrimSuffix(topics.Events, "events"), "--clickhouse-dsn", testenv.ClickHouseDSN(t, db)}
+	d := app.NewDeps(app.Config{KafkaBrokers: brokers, TopicPrefix: strings.TrimSuffix(topics.Events, "events"), RedisURL: redisURL,
+		Prefix: prefix, ClickHouseDSN: testenv.ClickHouseDSN(t, db), Partitions: 1, APIRate: 1000, APIBurst: 1000})
+	t.Cleanup(func() { d.Close() })
+	if _, err := app.Migrate(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.Handler(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	comp, err := d.Components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := comp.Keys.Create(ctx, apikeys.Spec{Name: "cli", Role: apikeys.Admin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := append(append([]string{}, local...), "--api-url", srv.URL, "--api-key", key.Secret)
+	return cliRig{local: local, remote: remote, comp: comp, apiURL: srv.URL}
 }
