@@ -175,9 +175,10 @@ type committer interface {
 }
 
 func (p *pipeline) run(ctx context.Context) error {
-	// The sink writes batches of up to a second anyway: let a fetch gather 64 KiB (or
-	// wait 500 ms, the shortest wait kafka-go leaves a busy broker time to answer in;
-	// see kafkax.ReaderOptions) instead of asking the broker again for every few records.
+	// The sink writes batches of up to a second anyway: let a fetch gather 64 KiB
+	// instead of asking the broker again for every few records. The wait, 500 ms, is what
+	// the last events of a campaign wait at most (about 375 ms); kafka-go leaves the
+	// broker a quarter of it to answer (see kafkax.ReaderOptions).
 	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: kafkax.BatchedFetch, MaxWait: 500 * time.Millisecond})
 	defer func() {
 		if err := r.Close(); err != nil {

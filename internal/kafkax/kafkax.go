@@ -197,8 +197,9 @@ type ReaderOptions struct {
 	Logger *slog.Logger
 }
 
-// BatchedFetch is the MinBytes of consumers that read in batches anyway (the sink, the
-// journey engine, the webhook deliverer): 64 KiB, a few hundred events.
+// BatchedFetch is the MinBytes of consumers that read in batches anyway and can wait
+// a moment for them (the sink, the webhook deliverer): 64 KiB, a few hundred events. A
+// fetch that finds less waits up to about three quarters of MaxWait.
 const BatchedFetch = 64 << 10
 
 // NewGroupReader returns a consumer-group reader that commits only when told
