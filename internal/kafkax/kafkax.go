@@ -10,14 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Topics names every topic Herald uses. Tests give each run its own prefix so that a
@@ -67,36 +65,6 @@ func StartEmbedded(port int) (*Embedded, error) {
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
-	}
-	if os.Getenv("XX_KCOUNT") != "" {
-		var mu sync.Mutex
-		counts := map[int16]int{}
-		topics, parts, fetches := map[string]int{}, map[string]int{}, map[string]int{}
-		c.Control(func(r kmsg.Request) (kmsg.Response, error, bool) {
-			c.KeepControl()
-			mu.Lock()
-			counts[r.Key()]++
-			if pr, ok := r.(*kmsg.ProduceRequest); ok {
-				for _, t := range pr.Topics {
-					topics[t.Topic]++
-					parts[t.Topic] += len(t.Partitions)
-				}
-			}
-			if fr, ok := r.(*kmsg.FetchRequest); ok {
-				for _, t := range fr.Topics {
-					fetches[t.Topic]++
-				}
-			}
-			mu.Unlock()
-			return nil, nil, false
-		})
-		go func() {
-			for range time.Tick(5 * time.Second) {
-				mu.Lock()
-				fmt.Fprintf(os.Stderr, "kafka requests: %v produce %v parts %v fetch %v\n", counts, topics, parts, fetches)
-				mu.Unlock()
-			}
-		}()
 	}
 	return &Embedded{cluster: c, Brokers: c.ListenAddrs()}, nil
 }
@@ -189,8 +157,9 @@ type ReaderOptions struct {
 	//
 	// kafka-go gives the broker MaxWait less min(1 s, MaxWait/4) and stops reading at
 	// MaxWait: a fetch that waits for MinBytes is answered that margin before the reader
-	// gives up on the connection. Below about 500 ms the margin is shorter than a busy
-	// broker's answer (seen as "i/o timeout" and a reconnect per fetch at 250 ms).
+	// gives up on the connection. A busy broker missed it at 250 ms (an "i/o timeout"
+	// and a reconnect per fetch), and the in-process broker at 500 ms while a stack was
+	// starting; at 1 s it has not.
 	MinBytes int
 	// Logger, when set, receives the reader's errors (failed joins, fetches, commits)
 	// as warnings: kafka-go otherwise keeps them to itself and retries.
