@@ -1081,14 +1081,20 @@ func (e *Engine) runTimers(ctx context.Context) error {
 // once, one goroutine per contact (a contact's triggers in order), and its offsets are
 // committed once all are handled.
 func (e *Engine) consume(ctx context.Context, topic string) error {
-	// A fetch returns at 16 KiB or after about 750 ms: during a campaign every status is
-	// a record, and a fetch per record for each partition cost more CPU than the rest of
-	// the engine (bench e2e: 0.15 ms per message, a sixth of the pipeline). A lone reply
-	// or tag event waits that long at most. (Shorter waits leave a busy broker too little
-	// time to answer before kafka-go drops the connection; see kafkax.ReaderOptions.)
-	r := kafkax.NewGroupReader(e.cfg.Brokers, e.cfg.Group, topic, kafkax.ReaderOptions{Logger: e.log, MinBytes: 16 << 10})
-	defer r.Close()
+	// On herald.events a fetch returns at 16 KiB or after about 750 ms: during a campaign
+	// every status is a record, and a fetch per record for each partition cost more CPU
+	// than the rest of the engine (bench e2e: 0.15 ms per message, a sixth of the
+	// pipeline), so a lone tag or custom event waits that long at most. (Shorter waits
+	// leave a busy broker too little time to answer before kafka-go drops the
+	// connection; see kafkax.ReaderOptions.) Replies, on herald.inbound, are few and end
+	// journeys: their fetches return at once.
 	inbound := topic == e.cfg.Topics.Inbound
+	o := kafkax.ReaderOptions{Logger: e.log, MinBytes: 16 << 10}
+	if inbound {
+		o.MinBytes = 1
+	}
+	r := kafkax.NewGroupReader(e.cfg.Brokers, e.cfg.Group, topic, o)
+	defer r.Close()
 	msgs := make(chan kafka.Message, 1024)
 	go func() {
 		defer close(msgs)
