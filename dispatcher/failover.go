@@ -196,9 +196,9 @@ type Failover struct {
 	delayed *Delayed
 
 	// policy caches whether campaigns have failover, so that Observe skips the statuses
-	// of those without it with no round trip. A campaign's policy is set when it
-	// is created (with the campaign, in one transaction), so a campaign with statuses keeps what was
-	// found; the expiry only bounds the cache.
+	// of those without it with no round trip. A campaign's policy is set when it is
+	// created (in the same transaction), so what was found of a campaign with statuses
+	// holds; the expiry only bounds the cache.
 	policyMu sync.Mutex
 	policy   map[string]knownPolicy
 }

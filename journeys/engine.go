@@ -1144,11 +1144,11 @@ func (e *Engine) consume(ctx context.Context, topic string) error {
 		var order []uint32
 		// With no journey live there is nothing to trigger: the batch is committed
 		// undecoded (during a campaign that is every status).
-		idle := len(e.journeys()) == 0
-		for _, m := range batch {
-			if idle {
-				break
-			}
+		decode := batch
+		if len(e.journeys()) == 0 {
+			decode = nil
+		}
+		for _, m := range decode {
 			var t Event
 			ok := false
 			if inbound {

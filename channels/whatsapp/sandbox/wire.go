@@ -55,9 +55,11 @@ func (e statusError) Error() string {
 	return fmt.Sprintf("post webhook: receiver answered HTTP %d", e.code)
 }
 
-// post sends body (signed with sig when not empty) and reads the answer. A kept-alive
-// connection the receiver had closed meanwhile is replaced once at once, as net/http's
-// client does; everything else fails the POST (the poster retries it with backoff).
+// post sends body (signed with sig when not empty) and reads the answer. When a
+// kept-alive connection fails (most often one the receiver closed while idle) the POST
+// goes once more at once on a fresh one; a webhook may so arrive twice, which receivers
+// take as Meta's own redeliveries. Everything else fails the POST (the poster retries it
+// with backoff). An answer other than 200 is never sent again here.
 func (p *wirePoster) post(ctx context.Context, body []byte, sig string) error {
 	reused := p.conn != nil
 	err := p.exchange(ctx, body, sig)
@@ -67,7 +69,7 @@ func (p *wirePoster) post(ctx context.Context, body []byte, sig string) error {
 	return err
 }
 
-func (p *wirePoster) exchange(ctx context.Context, body []byte, sig string) (err error) {
+func (p *wirePoster) exchange(ctx context.Context, body []byte, sig string) error {
 	if p.conn == nil {
 		d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", p.addr)

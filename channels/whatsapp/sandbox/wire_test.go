@@ -73,18 +73,21 @@ func TestWirePoster(t *testing.T) {
 	}
 
 	status.Store(http.StatusServiceUnavailable)
+	n := posts.Load()
 	err := post(`{"refused":true}`)
 	var se statusError
 	if !errors.As(err, &se) || se.code != http.StatusServiceUnavailable {
 		t.Fatalf("post answered 503: err = %v, want statusError 503", err)
 	}
-	n := posts.Load()
+	if posts.Load() != n+1 {
+		t.Fatalf("a refused POST was sent again by the poster (%d POSTs, want %d)", posts.Load(), n+1)
+	}
 	status.Store(http.StatusOK)
 	if err := post(`{"again":true}`); err != nil {
 		t.Fatalf("post after a 503: %v", err)
 	}
-	if posts.Load() != n+1 {
-		t.Fatalf("a refused POST was sent again by the poster (%d POSTs, want %d)", posts.Load(), n+1)
+	if posts.Load() != n+2 {
+		t.Fatalf("%d POSTs after a refused one and a good one, want %d", posts.Load(), n+2)
 	}
 
 	// A wrong signature is the receiver's 401, not a transport error.
