@@ -56,6 +56,21 @@ type E2EOptions struct {
 	// ClickHouse: sends the sandbox accepted, webhook POSTs it made, statuses waiting to
 	// be posted, and how busy the machine's CPUs were.
 	Timeline io.Writer
+	// ProcessCPUs is the GOMAXPROCS of each Herald process the bench starts (the worker
+	// and the sink; in the cluster layout serve too), as in a container of that many CPUs
+	// on a cluster; 0 leaves Go's default: every core of the machine, for each of them.
+	// The sandbox (the simulator) and this process (serve, Kafka, the ceiling) keep the
+	// default either way.
+	ProcessCPUs int
+}
+
+// heraldEnv is env for a Herald process the bench starts: with GOMAXPROCS set when the
+// run gives those processes a CPU budget of their own.
+func (o E2EOptions) heraldEnv(env []string) []string {
+	if o.ProcessCPUs <= 0 {
+		return env
+	}
+	return append(slices.Clip(env), "GOMAXPROCS="+strconv.Itoa(o.ProcessCPUs))
 }
 
 // E2EProcess is the CPU one process of the run used from launch until every event was
@@ -113,6 +128,9 @@ type E2EResult struct {
 	// StatusesPerPost and WebhookConcurrency are the sandbox's webhook shape.
 	StatusesPerPost    int `json:"statuses_per_post"`
 	WebhookConcurrency int `json:"webhook_concurrency"`
+	// ProcessCPUs is the GOMAXPROCS of the Herald processes the bench started (0: Go's
+	// default, every core).
+	ProcessCPUs int `json:"process_cpus"`
 	// Processes is the CPU per message of each process, launch → drained.
 	Processes []E2EProcess `json:"processes"`
 }
@@ -141,7 +159,7 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 		o.WebhookConcurrency = sandbox.DefaultWebhookConcurrency
 	}
 	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate,
-		StatusesPerPost: o.StatusesPerPost, WebhookConcurrency: o.WebhookConcurrency}
+		StatusesPerPost: o.StatusesPerPost, WebhookConcurrency: o.WebhookConcurrency, ProcessCPUs: o.ProcessCPUs}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(string, int64, int64) {}
@@ -217,13 +235,13 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	}
 	var worker *benchProc
 	if o.WorkerCmd != nil {
-		if worker, err = startProc("worker", "worker (sends)", o.WorkerCmd(env)); err != nil {
+		if worker, err = startProc("worker", "worker (sends)", o.WorkerCmd(o.heraldEnv(env))); err != nil {
 			return res, errors.Join(err, stop())
 		}
 		procs = append(procs, worker)
 	}
 	if o.SinkCmd != nil {
-		p, err := startProc("sink", "sink (Kafka → ClickHouse)", o.SinkCmd(env))
+		p, err := startProc("sink", "sink (Kafka → ClickHouse)", o.SinkCmd(o.heraldEnv(env)))
 		if err != nil {
 			return res, errors.Join(err, stop())
 		}
@@ -620,6 +638,9 @@ func PrintE2E(w io.Writer, r E2EResult) {
 	fmt.Fprintf(w, "campaign of %d contacts over %d senders at %v msg/s each\n", r.Contacts, r.Senders, r.Rate)
 	if r.StatusesPerPost > 0 {
 		fmt.Fprintf(w, "  status webhooks: up to %d per POST over %d connections\n", r.StatusesPerPost, r.WebhookConcurrency)
+	}
+	if r.ProcessCPUs > 0 {
+		fmt.Fprintf(w, "  Herald's processes of their own: GOMAXPROCS %d each (--process-cpus)\n", r.ProcessCPUs)
 	}
 	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
 	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendMS/1000)

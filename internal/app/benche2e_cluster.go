@@ -79,7 +79,7 @@ func BenchE2ECluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayout)
 // this process, every other role in processes of its own, the sandbox's webhooks spread
 // over the serve processes by a round-robin front.
 func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayout) (E2EResult, error) {
-	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate}
+	res := E2EResult{Contacts: o.Contacts, Senders: o.Senders, Rate: o.Rate, ProcessCPUs: o.ProcessCPUs}
 	progress := o.Progress
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -149,7 +149,7 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	}
 	defer stopProcs()
 	start := func(role string, i int, extra ...string) error {
-		cmd := l.Cmd(role, i, append(append(os.Environ(), env...), extra...))
+		cmd := l.Cmd(role, i, o.heraldEnv(append(append(os.Environ(), env...), extra...)))
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s %d: %w", role, i, err)
 		}

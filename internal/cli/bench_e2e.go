@@ -49,6 +49,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.BoolFlag{Name: "in-process-sink", Usage: "whatsapp: run the sink inside this process instead of its own"},
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "whatsapp: most statuses in one webhook POST (1: as Meta mostly sends them; more: its occasional batching)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "whatsapp: the sandbox's webhook POSTs in flight at once"},
+			&cli.IntFlag{Name: "process-cpus", Value: 1, Usage: "whatsapp: GOMAXPROCS of each Herald process the bench starts (worker, sink; with --redis-cluster serve too), as in a container of that many CPUs on a cluster (0: Go's default, every core for each)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.BoolFlag{Name: "timeline", Usage: "whatsapp: print a line a second to stderr from launch until every event is in ClickHouse: sends/s, webhook POSTs/s, statuses waiting to be posted, machine CPU busy"},
@@ -69,7 +70,7 @@ func benchE2ECommand() *cli.Command {
 					}
 				}
 			case "email":
-				for _, f := range []string{"in-process-sandbox", "in-process-sink", "statuses-per-post", "webhook-concurrency"} {
+				for _, f := range []string{"in-process-sandbox", "in-process-sink", "statuses-per-post", "webhook-concurrency", "process-cpus"} {
 					if c.IsSet(f) {
 						return usage("bench e2e: --%s applies to --channel whatsapp", f)
 					}
@@ -90,6 +91,8 @@ func benchE2ECommand() *cli.Command {
 				return usage("bench e2e: --statuses-per-post %d: want 1 to 1000", c.Int("statuses-per-post"))
 			case c.Int("webhook-concurrency") < 1 || c.Int("webhook-concurrency") > 1024:
 				return usage("bench e2e: --webhook-concurrency %d: want 1 to 1024", c.Int("webhook-concurrency"))
+			case c.Int("process-cpus") < 0 || c.Int("process-cpus") > 1024:
+				return usage("bench e2e: --process-cpus %d: want 0 to 1024", c.Int("process-cpus"))
 			}
 			cfg, err := config(c)
 			if err != nil {
@@ -102,7 +105,8 @@ func benchE2ECommand() *cli.Command {
 			defer env.close()
 			o := app.E2EOptions{DataDir: env.dir, Contacts: n, Senders: s, Rate: r,
 				WorkerCmd: env.worker, CampaignProfile: env.profile, Progress: env.progress,
-				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency")}
+				StatusesPerPost: c.Int("statuses-per-post"), WebhookConcurrency: c.Int("webhook-concurrency"),
+				ProcessCPUs: c.Int("process-cpus")}
 			if c.Bool("timeline") {
 				o.Timeline = c.App.ErrWriter
 			}
