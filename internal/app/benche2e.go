@@ -56,17 +56,18 @@ type E2EOptions struct {
 	// ClickHouse: sends the sandbox accepted, webhook POSTs it made, statuses waiting to
 	// be posted, and how busy the machine's CPUs were.
 	Timeline io.Writer
-	// ProcessCPUs is the GOMAXPROCS of each Herald process the bench starts (the worker
-	// and the sink; in the cluster layout serve too), as in a container of that many CPUs
-	// on a cluster; 0 leaves Go's default: every core of the machine, for each of them.
-	// The sandbox (the simulator) and this process (serve, Kafka, the ceiling) keep the
-	// default either way.
+	// ProcessCPUs is the GOMAXPROCS of each process the bench starts (the sandbox, the
+	// worker and the sink; in the cluster layout serve too), as each would run in a
+	// container of that many CPUs on a cluster (the sandbox stands in for Meta, whose
+	// servers are not on this machine at all); 0 leaves Go's default: every core of the
+	// machine, for each of them. This process (serve, Kafka, the scheduler and the
+	// ceiling) keeps the default either way.
 	ProcessCPUs int
 }
 
-// heraldEnv is env for a Herald process the bench starts: with GOMAXPROCS set when the
-// run gives those processes a CPU budget of their own.
-func (o E2EOptions) heraldEnv(env []string) []string {
+// processEnv is env for a process the bench starts: with GOMAXPROCS set when the run
+// gives those processes a CPU budget of their own.
+func (o E2EOptions) processEnv(env []string) []string {
 	if o.ProcessCPUs <= 0 {
 		return env
 	}
@@ -128,8 +129,8 @@ type E2EResult struct {
 	// StatusesPerPost and WebhookConcurrency are the sandbox's webhook shape.
 	StatusesPerPost    int `json:"statuses_per_post"`
 	WebhookConcurrency int `json:"webhook_concurrency"`
-	// ProcessCPUs is the GOMAXPROCS of the Herald processes the bench started (0: Go's
-	// default, every core).
+	// ProcessCPUs is the GOMAXPROCS of the processes the bench started (0: Go's default,
+	// every core).
 	ProcessCPUs int `json:"process_cpus"`
 	// Processes is the CPU per message of each process, launch → drained.
 	Processes []E2EProcess `json:"processes"`
@@ -199,7 +200,7 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 		p, err := startProc("sandbox", "the WhatsApp sandbox", o.SandboxCmd([]string{"sandbox", "--listen", addr,
 			"--webhook-url", dev.ServeURL + "/webhooks/whatsapp", "--throughput", strconv.FormatFloat(o.Rate, 'g', -1, 64),
 			"--delay-scale", "0.01", "--read-rate", "0.5", "--undeliverable", "0.02", "--seed", "7",
-			"--statuses-per-post", strconv.Itoa(o.StatusesPerPost), "--webhook-concurrency", strconv.Itoa(o.WebhookConcurrency)}, env))
+			"--statuses-per-post", strconv.Itoa(o.StatusesPerPost), "--webhook-concurrency", strconv.Itoa(o.WebhookConcurrency)}, o.processEnv(env)))
 		if err != nil {
 			return res, err
 		}
@@ -235,13 +236,13 @@ func BenchE2E(ctx context.Context, cfg Config, o E2EOptions) (E2EResult, error) 
 	}
 	var worker *benchProc
 	if o.WorkerCmd != nil {
-		if worker, err = startProc("worker", "worker (sends)", o.WorkerCmd(o.heraldEnv(env))); err != nil {
+		if worker, err = startProc("worker", "worker (sends)", o.WorkerCmd(o.processEnv(env))); err != nil {
 			return res, errors.Join(err, stop())
 		}
 		procs = append(procs, worker)
 	}
 	if o.SinkCmd != nil {
-		p, err := startProc("sink", "sink (Kafka → ClickHouse)", o.SinkCmd(o.heraldEnv(env)))
+		p, err := startProc("sink", "sink (Kafka → ClickHouse)", o.SinkCmd(o.processEnv(env)))
 		if err != nil {
 			return res, errors.Join(err, stop())
 		}
@@ -640,7 +641,7 @@ func PrintE2E(w io.Writer, r E2EResult) {
 		fmt.Fprintf(w, "  status webhooks: up to %d per POST over %d connections\n", r.StatusesPerPost, r.WebhookConcurrency)
 	}
 	if r.ProcessCPUs > 0 {
-		fmt.Fprintf(w, "  Herald's processes of their own: GOMAXPROCS %d each (--process-cpus)\n", r.ProcessCPUs)
+		fmt.Fprintf(w, "  processes of their own (sandbox, worker, sink): GOMAXPROCS %d each (--process-cpus)\n", r.ProcessCPUs)
 	}
 	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
 	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendMS/1000)

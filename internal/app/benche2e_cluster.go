@@ -149,7 +149,7 @@ func benchE2EOnCluster(ctx context.Context, cfg Config, o E2EOptions, l E2ELayou
 	}
 	defer stopProcs()
 	start := func(role string, i int, extra ...string) error {
-		cmd := l.Cmd(role, i, o.heraldEnv(append(append(os.Environ(), env...), extra...)))
+		cmd := l.Cmd(role, i, o.processEnv(append(append(os.Environ(), env...), extra...)))
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s %d: %w", role, i, err)
 		}

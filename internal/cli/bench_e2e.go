@@ -49,7 +49,7 @@ func benchE2ECommand() *cli.Command {
 			&cli.BoolFlag{Name: "in-process-sink", Usage: "whatsapp: run the sink inside this process instead of its own"},
 			&cli.IntFlag{Name: "statuses-per-post", Value: 1, Usage: "whatsapp: most statuses in one webhook POST (1: as Meta mostly sends them; more: its occasional batching)"},
 			&cli.IntFlag{Name: "webhook-concurrency", Value: sandbox.DefaultWebhookConcurrency, Usage: "whatsapp: the sandbox's webhook POSTs in flight at once"},
-			&cli.IntFlag{Name: "process-cpus", Value: 1, Usage: "whatsapp: GOMAXPROCS of each Herald process the bench starts (worker, sink; with --redis-cluster serve too), as in a container of that many CPUs on a cluster (0: Go's default, every core for each)"},
+			&cli.IntFlag{Name: "process-cpus", Value: 1, Usage: "whatsapp: GOMAXPROCS of each process the bench starts (the sandbox, worker, sink; with --redis-cluster serve too), as each would run in a container of that many CPUs on a cluster (0: Go's default, every core for each)"},
 			&cli.StringFlag{Name: "data-dir", Usage: "where the private servers keep their files (default: a temporary directory)"},
 			&cli.StringFlag{Name: "campaign-cpu-profile", Usage: "write this process's CPU profile (pprof) from launch until every event is in ClickHouse to the file"},
 			&cli.BoolFlag{Name: "timeline", Usage: "whatsapp: print a line a second to stderr from launch until every event is in ClickHouse: sends/s, webhook POSTs/s, statuses waiting to be posted, machine CPU busy"},
