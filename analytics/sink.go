@@ -23,6 +23,12 @@ type SinkConfig struct {
 
 	BatchRows     int           // insert when this many messages are pending; default 10000
 	FlushInterval time.Duration // or when the oldest pending message is this old; default 1s
+	// IdleFlush: while the topic is quiet (a fetch waited out the broker's wait, so less
+	// than a fetch's worth is arriving), a batch is also inserted once no message has
+	// come for this long, instead of waiting out FlushInterval; default 20ms; negative:
+	// by size and age only. Busy topics keep the size and age rule: their fetches come
+	// back full and at once.
+	IdleFlush time.Duration
 	// ShutdownTimeout bounds the final flush after the context is cancelled; default 10s.
 	// Rows not inserted by then are not committed, so Kafka redelivers them.
 	ShutdownTimeout time.Duration
@@ -66,6 +72,9 @@ func NewSink(cfg SinkConfig) *Sink {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.IdleFlush == 0 {
+		cfg.IdleFlush = 20 * time.Millisecond
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -179,7 +188,8 @@ func (p *pipeline) run(ctx context.Context) error {
 	// instead of asking the broker again for every few records. The wait, 500 ms, is what
 	// the last events of a campaign wait at most (about 375 ms); kafka-go leaves the
 	// broker a quarter of it to answer (see kafkax.ReaderOptions).
-	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: kafkax.BatchedFetch, MaxWait: 500 * time.Millisecond})
+	const fetchWait = 500 * time.Millisecond
+	r := kafkax.NewGroupReader(p.s.cfg.Brokers, p.s.cfg.Group, p.topic, kafkax.ReaderOptions{MinBytes: kafkax.BatchedFetch, MaxWait: fetchWait})
 	defer func() {
 		if err := r.Close(); err != nil {
 			p.log.Warn("close reader", "err", err)
@@ -231,23 +241,49 @@ func (p *pipeline) run(ctx context.Context) error {
 
 	// Messages are fetched in this loop, so nothing is taken while a full batch waits
 	// for the one before it (retried while ClickHouse refuses it): the reader's own
-	// bounded queue is all that is read ahead. A batch is sent when it is full, or when
-	// its oldest message is FlushInterval old: fetching then ends with the batch's
-	// deadline.
+	// bounded queue is all that is read ahead. A batch is sent when it is full, when its
+	// oldest message is FlushInterval old, or when no message has come for a while:
+	// fetching then ends with the batch's deadline.
+	//
+	// "A while" is half the fetch wait (no fetch came back full in it), or IdleFlush
+	// once the topic is quiet: a fetch waited out the broker's wait (kafka-go gives it
+	// 375 of the 500 ms), so less than a fetch's worth is arriving and the batch would
+	// only wait for the age rule (the last events of a burst, a trickle). A busy topic's
+	// fetches come back full and at once, and its batches grow to size or age.
 	var (
 		runErr       error
 		due          = batchDeadline{ctx: ctx}
-		fetchFailing int // fetches failed in a row
+		fetchFailing int       // fetches failed in a row
+		last         time.Time // when the latest message came
+		quietAt      time.Time // when the latest message the loop waited long for came
 	)
+	idle := p.s.cfg.IdleFlush
+	// closeAt is when the open batch goes: by age, or after a gap with no message.
+	closeAt := func(now time.Time) time.Time {
+		at := p.cur.oldest.Add(p.s.cfg.FlushInterval)
+		if idle <= 0 {
+			return at
+		}
+		gap := fetchWait / 2
+		if now.Sub(quietAt) < fetchWait {
+			gap = idle
+		}
+		return minTime(at, last.Add(gap))
+	}
 	defer due.clear(ctx)
 loop:
 	for {
+		asked := time.Now()
 		m, err := r.FetchMessage(due.ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			if due.ctx.Err() != nil { // the batch is old enough
+			if due.ctx.Err() != nil { // the batch is old enough, or no message came
+				if at := closeAt(time.Now()); time.Now().Before(at) {
+					due.set(ctx, at) // messages came since the deadline was set
+					continue
+				}
 				due.clear(ctx)
 				if !startFlush() {
 					break
@@ -271,6 +307,12 @@ loop:
 			p.log.Info("fetching again", "failed_fetches", fetchFailing)
 			fetchFailing = 0
 		}
+		now := time.Now()
+		waitedOut := now.Sub(asked) >= fetchWait/2
+		if waitedOut {
+			quietAt = now
+		}
+		last = now
 		if done != nil { // recycle a batch whose flush has ended
 			select {
 			case err := <-done:
@@ -282,7 +324,9 @@ loop:
 		}
 		p.add(m)
 		if p.cur.pending == 1 {
-			due.set(ctx, p.cur.oldest.Add(p.s.cfg.FlushInterval))
+			due.set(ctx, closeAt(now))
+		} else if d, ok := due.ctx.Deadline(); waitedOut && ok && closeAt(now).Before(d) {
+			due.set(ctx, closeAt(now)) // the topic went quiet with a batch open
 		}
 		if p.cur.pending >= p.s.cfg.BatchRows {
 			due.clear(ctx)
@@ -324,6 +368,13 @@ type batchDeadline struct {
 func (d *batchDeadline) set(parent context.Context, at time.Time) {
 	d.clear(parent)
 	d.ctx, d.cancel = context.WithDeadline(parent, at)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func (d *batchDeadline) clear(parent context.Context) {

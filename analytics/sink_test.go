@@ -387,7 +387,7 @@ func TestSinkFlushesPendingOnShutdown(t *testing.T) {
 	// Only the events topic is consumed, so the group has a single member and no
 	// rebalance redelivers messages into the batch: exactly 30 end up pending.
 	s := NewSink(SinkConfig{Brokers: brokers, Topics: kafkax.Topics{Events: topics.Events}, Conn: conn,
-		Logger: testLogger(t), BatchRows: 1000, FlushInterval: time.Hour})
+		Logger: testLogger(t), BatchRows: 1000, FlushInterval: time.Hour, IdleFlush: -1})
 	stop := runSink(t, s)
 	waitFor(t, "30 pending messages", func() bool { return pending(s, "events") == 30 })
 	if lag, err := s.Lag(ctx); err != nil || lag != 30 {
@@ -405,6 +405,55 @@ func TestSinkFlushesPendingOnShutdown(t *testing.T) {
 	}
 	if rep.Steps[0].Contacts != 30 {
 		t.Fatalf("queued %d after shutdown flush, want 30", rep.Steps[0].Contacts)
+	}
+}
+
+// A quiet topic's batch is inserted once its fetch's messages are in, not when it is
+// FlushInterval old; a stream that keeps coming still fills batches to BatchRows.
+func TestSinkInsertsQuietTopicAtOnce(t *testing.T) {
+	ctx := context.Background()
+	brokers, topics := testenv.Kafka(t, 2)
+	conn := migrated(t)
+	reg := prometheus.NewRegistry()
+	s := NewSink(SinkConfig{Brokers: brokers, Topics: kafkax.Topics{Events: topics.Events}, Conn: conn,
+		Logger: testLogger(t), Registerer: reg, BatchRows: 1000, FlushInterval: time.Hour})
+	stop := runSink(t, s)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	batches := func() float64 { return value(s.metrics.batches.WithLabelValues("events")) }
+
+	// A trickle: three events, one at a time. Each lands while the age rule would hold
+	// it for an hour.
+	for i := range 3 {
+		publish(t, brokers, topics.Events, eventMessages(t, []events.Event{events.New(events.Queued, "trickle", uint32(i+1), baseTime)}))
+		want := uint64(i + 1)
+		waitFor(t, fmt.Sprintf("%d trickled events in ClickHouse", want), func() bool {
+			return uint64Query(t, conn, "SELECT uniqExact(contact_id) FROM events WHERE campaign_id = 'trickle'") == want
+		})
+	}
+	// (Rows are visible before their batch is counted.)
+	waitFor(t, "three batches counted", func() bool { return batches() == 3 })
+
+	// A burst: 5,000 events published at once arrive back to back, so they are
+	// inserted in batches of BatchRows (and one for the rest), not a batch per fetch.
+	before := batches()
+	var burst []events.Event
+	for i := range 5000 {
+		burst = append(burst, events.New(events.Queued, "burst", uint32(i+1), baseTime))
+	}
+	publish(t, brokers, topics.Events, eventMessages(t, burst))
+	waitFor(t, "the burst committed", func() bool {
+		lag, err := s.Lag(ctx)
+		return err == nil && lag == 0
+	})
+	if n := uint64Query(t, conn, "SELECT uniqExact(contact_id) FROM events WHERE campaign_id = 'burst'"); n != 5000 {
+		t.Fatalf("%d of the burst's 5,000 contacts in ClickHouse", n)
+	}
+	if n := batches() - before; n > 8 {
+		t.Errorf("the burst of 5,000 took %v batches at 1,000 rows each; want at most 8", n)
 	}
 }
 
