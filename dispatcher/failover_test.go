@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -651,21 +649,8 @@ func TestObserveSkipsCampaignsWithoutFailover(t *testing.T) {
 	if err := rdb.HSet(ctx, prefix+"{cmp:2}", "failover", FallbackPermanentFailure).Err(); err != nil {
 		t.Fatal(err)
 	}
-	calls := func(cmd string) int {
-		t.Helper()
-		info, err := rdb.Info(ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(info, "\n") {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-				return n
-			}
-		}
-		return 0
-	}
-	scripts := func() int { return calls("evalsha") + calls("eval") }
+	calls := func(cmd string) int { return commandCalls(t, rdb, cmd) }
+	scripts := func() int { return scriptCalls(t, rdb) }
 	failed := func(cp string, contact uint32) Report {
 		return Report{Kind: events.Failed, Key: Key{cp, contact}, Channel: "whatsapp", Action: ActionUndeliverable, Code: 131026}
 	}

@@ -3,14 +3,17 @@ package dispatcher
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // marker batches Tracker.MarkSending calls of concurrent sends into shared pipelines:
 // each send is still marked just before its own request, but many sends in flight
-// share one round trip. A call waits for the batch it joins; a batch is sent as soon as
-// the previous one returns, so under low load a mark costs one round trip, as before.
+// share one round trip. A call waits for the batch it joins; the first batch goes
+// gather after the first mark (paced sends come one by one: without the wait nearly
+// every batch would hold one), the next as soon as the one before it returns.
 type marker struct {
-	t *Tracker
+	t      *Tracker
+	gather time.Duration
 
 	mu      sync.Mutex
 	pending []markReq
@@ -29,6 +32,10 @@ type markRes struct {
 }
 
 const maxMarkBatch = 256
+
+// markGather is how long a mark waits for others to share its round trip: small beside
+// a provider request, long enough for a few paced sends to join at thousands a second.
+const markGather = time.Millisecond
 
 // mark marks one send started, with what its policy check relied on; ok is false when
 // the claim was lost.
@@ -52,6 +59,9 @@ func (m *marker) mark(ctx context.Context, k Key, p SendProof) (bool, error) {
 
 // flush sends batches until none is pending.
 func (m *marker) flush(ctx context.Context) {
+	if m.gather > 0 {
+		time.Sleep(m.gather)
+	}
 	for {
 		m.mu.Lock()
 		n := min(len(m.pending), maxMarkBatch)

@@ -188,7 +188,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		reactor = NewReactor(ReactorConfig{Ledger: cfg.Ledger, Policy: cfg.Policy, Campaigns: cfg.Campaigns, Contacts: cfg.Contacts,
 			Pushback: cfg.Pushback, Events: cfg.Events, UndeliverableFor: cfg.UndeliverableFor, Logger: log})
 	}
-	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker}, reactor: reactor, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), slots: newSendSlots(cfg.MinInFlight, cfg.MaxInFlight), m: workerMetrics{
+	return &Worker{cfg: cfg, log: log.With("component", "worker"), marks: &marker{t: cfg.Tracker, gather: markGather}, reactor: reactor, specs: map[string]Campaign{}, quiet: map[string]*throttle.QuietHours{}, spill: map[string]time.Time{}, sendQ: make(chan sendTask), slots: newSendSlots(cfg.MinInFlight, cfg.MaxInFlight), m: workerMetrics{
 		jobs:     f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_jobs_total", Help: "Send jobs by outcome (sent, skipped, failed, retried, deferred, parked, duplicate, in_doubt, invalid)."}, []string{"outcome"}),
 		defers:   f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_deferrals_total", Help: "Deferred jobs by reason code."}, []string{"reason"}),
 		skips:    f.NewCounterVec(prometheus.CounterOpts{Name: "herald_worker_skips_total", Help: "Skipped jobs by reason code."}, []string{"reason"}),
