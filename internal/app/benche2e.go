@@ -641,7 +641,7 @@ func PrintE2E(w io.Writer, r E2EResult) {
 		fmt.Fprintf(w, "  status webhooks: up to %d per POST over %d connections\n", r.StatusesPerPost, r.WebhookConcurrency)
 	}
 	if r.ProcessCPUs > 0 {
-		fmt.Fprintf(w, "  processes of their own (sandbox, worker, sink): GOMAXPROCS %d each (--process-cpus)\n", r.ProcessCPUs)
+		fmt.Fprintf(w, "  each process the bench started: GOMAXPROCS %d (--process-cpus)\n", r.ProcessCPUs)
 	}
 	fmt.Fprintf(w, "  sent %d  failed %d  skipped %d  130429 refusals %d  funnel matches the sandbox: %v\n", r.Sent, r.Failed, r.Skipped, r.Rejected130429, r.FunnelMatches)
 	fmt.Fprintf(w, "  messages/s            %10.0f   (launch → last job done, %.1f s)\n", r.MsgPerSec, r.SendMS/1000)
