@@ -23,11 +23,11 @@ type SinkConfig struct {
 
 	BatchRows     int           // insert when this many messages are pending; default 10000
 	FlushInterval time.Duration // or when the oldest pending message is this old; default 1s
-	// IdleFlush: while the topic is quiet (a fetch waited out the broker's wait, so less
-	// than a fetch's worth is arriving), a batch is also inserted once no message has
-	// come for this long, instead of waiting out FlushInterval; default 20ms; negative:
-	// by size and age only. Busy topics keep the size and age rule: their fetches come
-	// back full and at once.
+	// IdleFlush: a batch is also inserted once no message has come for half the fetch
+	// wait (250 ms), or for IdleFlush while the topic is quiet (a fetch waited out the
+	// broker's wait, so less than a fetch's worth is arriving), instead of waiting out
+	// FlushInterval; default 20ms; negative: by size and age only. Busy topics keep the
+	// size and age rule: their fetches come back full and at once.
 	IdleFlush time.Duration
 	// ShutdownTimeout bounds the final flush after the context is cancelled; default 10s.
 	// Rows not inserted by then are not committed, so Kafka redelivers them.
@@ -280,7 +280,8 @@ loop:
 				break
 			}
 			if due.ctx.Err() != nil { // the batch is old enough, or no message came
-				if at := closeAt(time.Now()); time.Now().Before(at) {
+				now := time.Now()
+				if at := closeAt(now); now.Before(at) {
 					due.set(ctx, at) // messages came since the deadline was set
 					continue
 				}
@@ -370,13 +371,6 @@ func (d *batchDeadline) set(parent context.Context, at time.Time) {
 	d.ctx, d.cancel = context.WithDeadline(parent, at)
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
 func (d *batchDeadline) clear(parent context.Context) {
 	if d.cancel != nil {
 		d.cancel()
@@ -448,4 +442,11 @@ func (p *pipeline) flush(ctx context.Context, c committer, b *batch) error {
 		"age", time.Since(b.oldest), "took", time.Since(start))
 	p.pendingGauge.Sub(float64(b.pending))
 	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -437,8 +437,8 @@ func TestSinkInsertsQuietTopicAtOnce(t *testing.T) {
 	// (Rows are visible before their batch is counted.)
 	waitFor(t, "three batches counted", func() bool { return batches() == 3 })
 
-	// A burst: 5,000 events published at once arrive back to back, so they are
-	// inserted in batches of BatchRows (and one for the rest), not a batch per fetch.
+	// A burst: 5,000 events published at once arrive back to back, so the gap rules
+	// do not split them: they go in batches of up to BatchRows, not in many small ones.
 	before := batches()
 	var burst []events.Event
 	for i := range 5000 {
